@@ -1,0 +1,1 @@
+"""fedledger bundler: verify, evaluate, render and package evidence."""

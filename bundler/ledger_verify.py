@@ -1,0 +1,245 @@
+"""Offline ledger verification: stored bytes, pinned keys and origin in, a report out.
+
+Walk every entry once, recompute its leaf hash from the stored bytes, parse the
+chain fields, compute the Merkle root at every checkpointed size, and check each
+checkpoint's signatures. Every failure is collected (not only the first), each
+with a class (``code``) and the sequence numbers it concerns. Pure: no database,
+no network, no clock.
+
+Classes: ``entry-modified`` (bytes of an entry changed), ``entry-deleted``,
+``entries-swapped`` (entries out of order), ``entry-duplicated``,
+``root-mismatch`` (the entries do not hash to a signed root: changed and re-hashed),
+``truncated`` (the ledger is shorter than one of its own checkpoints),
+``rolled-back`` (shorter than a saved checkpoint), ``fork`` (two signed roots for
+one size), ``unknown-signer``, ``wrong-origin``, ``malformed-checkpoint``,
+``bad-signature``, ``no-trusted-checkpoint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from collector import merkle
+from collector.checkpoint import Checkpoint, CheckpointError, NoteVerifier, verify_checkpoint
+
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str
+    message: str
+    seq: int | None = None
+    where: str | None = None
+
+    def line(self) -> str:
+        at = f" seq {self.seq}" if self.seq is not None else ""
+        where = f" [{self.where}]" if self.where else ""
+        return f"INVALID: {self.code}{at}{where}: {self.message}"
+
+
+@dataclass
+class LedgerVerification:
+    origin: str
+    size: int = 0
+    root: bytes = merkle.EMPTY_ROOT
+    failures: list[Failure] = field(default_factory=list)
+    checkpoints_valid: list[Checkpoint] = field(default_factory=list)
+    checkpoints_checked: int = 0
+    newest_signed_size: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def invalid_entries(self) -> set[int]:
+        return {f.seq for f in self.failures if f.seq is not None and f.code.startswith("entr")}
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": REPORT_VERSION,
+            "kind": "fedledger.verify",
+            "ok": self.ok,
+            "origin": self.origin,
+            "size": self.size,
+            "root": self.root.hex(),
+            "checkpoints_checked": self.checkpoints_checked,
+            "checkpoints_valid": len(self.checkpoints_valid),
+            "newest_signed_size": self.newest_signed_size,
+            "failures": [
+                {"code": f.code, "seq": f.seq, "where": f.where, "message": f.message} for f in self.failures
+            ],
+        }
+
+    def tally(self) -> str:
+        bad = len(self.invalid_entries)
+        cps = f"{len(self.checkpoints_valid)}/{self.checkpoints_checked} checkpoints valid"
+        if self.ok:
+            return f"{self.size}/{self.size} entries valid, {cps}, 0 INVALID"
+        return f"{self.size - bad}/{self.size} entries valid, {cps}, {len(self.failures)} INVALID"
+
+
+@dataclass(frozen=True)
+class NoteInput:
+    """A signed checkpoint note to check, and where it came from."""
+
+    where: str
+    text: str
+    saved: bool = False  # given by the verifier's user, not read from the ledger
+
+
+def verify_ledger(
+    records: Iterable[tuple[bytes, bytes | None]],
+    *,
+    origin: str,
+    verifiers: Sequence[NoteVerifier],
+    notes: Sequence[NoteInput],
+) -> LedgerVerification:
+    """Verify a ledger given as ``(stored body, stored leaf hash or None)`` in stored order."""
+    report = LedgerVerification(origin=origin)
+    parsed: list[tuple[NoteInput, Checkpoint]] = []
+    for note in notes:
+        report.checkpoints_checked += 1
+        try:
+            parsed.append((note, verify_checkpoint(note.text, origin=origin, verifiers=verifiers)))
+        except CheckpointError as exc:
+            report.failures.append(Failure(exc.code, str(exc), where=note.where))
+    wanted_sizes = {cp.size for _, cp in parsed}
+
+    seqs = array("q")
+    leaves = bytearray()
+    prevs = bytearray()
+    roots: dict[int, bytes] = {}
+    compact = merkle.CompactRange()
+    if 0 in wanted_sizes:
+        roots[0] = merkle.EMPTY_ROOT
+    position = 0
+    for body, stored_leaf in records:
+        leaf = hashlib.sha256(b"\x00" + body).digest()
+        if stored_leaf is not None and stored_leaf != leaf:
+            report.failures.append(
+                Failure("entry-modified", f"stored bytes hash to {leaf.hex()}, stored leaf is {stored_leaf.hex()}",
+                        seq=position, where="body")
+            )
+        seq, prev = _chain_fields(body)
+        if seq is None or prev is None:
+            report.failures.append(Failure("entry-modified", "entry is not a well-formed ledger entry", seq=position))
+            seq, prev = -1, bytes(32)
+        seqs.append(seq)
+        leaves += leaf
+        prevs += prev
+        compact.append(leaf)
+        position += 1
+        if position in wanted_sizes:
+            roots[position] = compact.root()
+    report.size = position
+    report.root = compact.root()
+    _check_order(report, seqs, leaves, prevs)
+    _check_checkpoints(report, parsed, roots)
+    return report
+
+
+def _chain_fields(body: bytes) -> tuple[int | None, bytes | None]:
+    try:
+        doc = orjson.loads(body)
+        seq = doc["seq"]
+        prev = bytes.fromhex(doc["prev"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None, None
+    if type(seq) is not int or len(prev) != 32:
+        return None, None
+    return seq, prev
+
+
+def _check_order(report: LedgerVerification, seqs: array, leaves: bytearray, prevs: bytearray) -> None:
+    n = len(seqs)
+    by_seq: dict[int, int] = {}
+    out_of_place: list[int] = []
+    for pos in range(n):
+        s = seqs[pos]
+        if s < 0:
+            continue
+        if s in by_seq:
+            first = by_seq[s]
+            same = leaves[32 * first : 32 * first + 32] == leaves[32 * pos : 32 * pos + 32]
+            what = "an exact copy of" if same else "a second entry claiming the seq of"
+            report.failures.append(Failure("entry-duplicated", f"position {pos} is {what} position {first}", seq=s))
+            continue
+        by_seq[s] = pos
+        if s != pos:
+            out_of_place.append(pos)
+    present = set(by_seq)
+    top = max(present) if present else -1
+    missing = [s for s in range(top + 1) if s not in present]
+    for s in missing:
+        report.failures.append(Failure("entry-deleted", f"no entry with seq {s} (entries {s - 1} and {s + 1} are present)" if s else "no entry with seq 0", seq=s))
+    if not missing and len(by_seq) == len([s for s in seqs if s >= 0]) and out_of_place:
+        for pos in out_of_place:
+            report.failures.append(
+                Failure("entries-swapped", f"entry with seq {seqs[pos]} is stored at position {pos}", seq=seqs[pos])
+            )
+    elif missing and out_of_place:
+        shifted = [pos for pos in out_of_place if seqs[pos] < pos]
+        for pos in shifted:
+            report.failures.append(
+                Failure("entries-swapped", f"entry with seq {seqs[pos]} is stored at position {pos}", seq=seqs[pos])
+            )
+    # The chain: entry s must name the leaf hash of entry s - 1 (by seq, so one
+    # reordering is reported once, not as a cascade of broken links).
+    zero = bytes(32)
+    for s, pos in by_seq.items():
+        prev = prevs[32 * pos : 32 * pos + 32]
+        if s == 0:
+            if prev != zero:
+                report.failures.append(Failure("entry-modified", "seq 0 must have prev = 64 zeros", seq=0))
+            continue
+        before = by_seq.get(s - 1)
+        if before is None:
+            continue
+        if leaves[32 * before : 32 * before + 32] != prev:
+            report.failures.append(
+                Failure("entry-modified",
+                        f"entry {s} names prev {bytes(prev).hex()[:16]}…, entry {s - 1} hashes to "
+                        f"{bytes(leaves[32 * before : 32 * before + 32]).hex()[:16]}…: entry {s - 1} (or this link) changed",
+                        seq=s - 1)
+            )
+
+
+def _check_checkpoints(
+    report: LedgerVerification, parsed: list[tuple[NoteInput, Checkpoint]], roots: dict[int, bytes]
+) -> None:
+    signed_roots: dict[int, tuple[bytes, str]] = {}
+    for note, cp in parsed:
+        seen = signed_roots.get(cp.size)
+        if seen is not None and seen[0] != cp.root:
+            report.failures.append(
+                Failure("fork", f"two signed roots for size {cp.size}: {seen[0].hex()} ({seen[1]}) and {cp.root.hex()}",
+                        where=note.where)
+            )
+            continue
+        signed_roots[cp.size] = (cp.root, note.where)
+        if cp.size > report.size:
+            code = "rolled-back" if note.saved else "truncated"
+            report.failures.append(
+                Failure(code, f"ledger has {report.size} entries but a signed checkpoint covers {cp.size}",
+                        where=note.where)
+            )
+            continue
+        calculated = roots[cp.size]
+        if calculated != cp.root:
+            report.failures.append(
+                Failure("root-mismatch",
+                        f"entries 0..{cp.size - 1} hash to {calculated.hex()}, the checkpoint signed {cp.root.hex()}",
+                        where=note.where)
+            )
+            continue
+        report.checkpoints_valid.append(cp)
+        report.newest_signed_size = max(report.newest_signed_size, cp.size)
+    if not report.checkpoints_valid and not any(f.code in ("fork", "root-mismatch", "truncated", "rolled-back") for f in report.failures):
+        report.failures.append(Failure("no-trusted-checkpoint", "no checkpoint signed by a trusted key vouches for these entries"))

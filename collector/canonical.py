@@ -1,0 +1,133 @@
+"""The one place where fedledger's canonical form (RFC 8785, JCS) is defined.
+
+Hashed and signed data is JSON with no floats: objects with string keys,
+arrays, strings, integers within ±(2**53 - 1), booleans and null. orjson
+writes exactly the JCS bytes for that subset except for one thing: it sorts
+keys by code point, where JCS sorts by UTF-16 code unit. The two orders differ
+only when a key holds a character above U+FFFF, and for those (rare) objects
+the keys are put in UTF-16 order first and written without re-sorting.
+``tests/test_canonical.py`` proves byte equality with the ``rfc8785`` package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from collector.errors import MalformedInput
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 64
+
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+class CanonicalizationError(MalformedInput):
+    """A value cannot be put in canonical form (float, NaN, lone surrogate, ...)."""
+
+
+def _check(value: Any, depth: int, path: str) -> bool:
+    """Reject what JCS-without-floats cannot hold; True when a key is above U+FFFF."""
+    if depth > MAX_DEPTH:
+        raise CanonicalizationError(f"nesting deeper than {MAX_DEPTH} at {path}")
+    kind = type(value)
+    if kind is str:
+        return False
+    if kind is dict:
+        astral = False
+        for key, item in value.items():
+            if type(key) is not str:
+                raise CanonicalizationError(f"non-string key {type(key).__name__} at {path}")
+            if not key.isascii() and max(key) > "\uffff":
+                astral = True
+            if type(item) is not str and _check(item, depth + 1, path):
+                astral = True
+        return astral
+    if kind is list:
+        astral = False
+        for index, item in enumerate(value):
+            if type(item) is not str and _check(item, depth + 1, f"{path}[{index}]"):
+                astral = True
+        return astral
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return False
+        raise CanonicalizationError(f"integer outside ±(2**53-1) at {path}")
+    if kind is bool or value is None:
+        return False
+    if kind is float:
+        raise CanonicalizationError(f"float at {path}: hashed data holds no floats, use a string or an integer")
+    raise CanonicalizationError(f"{kind.__name__} at {path} is not JSON")
+
+
+def _utf16_order(value: Any) -> Any:
+    if type(value) is dict:
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        return {key: _utf16_order(value[key]) for key in keys}
+    if type(value) is list:
+        return [_utf16_order(item) for item in value]
+    return value
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 bytes of *value*; raise :class:`CanonicalizationError` for what JCS cannot hold."""
+    astral = _check(value, 0, "$")
+    try:
+        if astral:
+            return orjson.dumps(_utf16_order(value), option=orjson.OPT_STRICT_INTEGER)
+        return orjson.dumps(value, option=_SORTED)
+    except TypeError as exc:  # lone surrogates are found by orjson's UTF-8 encoder
+        reason = "lone surrogate in a string" if "surrogate" in str(exc) else str(exc)
+        raise CanonicalizationError(reason) from None
+
+
+def parse_json(data: bytes | str, *, location: str | None = None) -> Any:
+    """Parse untrusted JSON strictly: no NaN/Infinity, no lone surrogates, bounded depth.
+
+    orjson rejects NaN, lone surrogates, invalid UTF-8 and nesting deeper than 1024;
+    duplicate keys would silently keep the last value, so a text that holds the same
+    key twice in one object is rejected too (checked with the slower stdlib parser
+    only when the fast parse shows fewer keys than the text has key separators).
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedInput(f"invalid JSON: {exc}", location=location) from None
+    if _may_hold_duplicate_keys(value, data):
+        _reject_duplicate_keys(data, location)
+    return value
+
+
+def _count_keys(value: Any) -> int:
+    count = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is dict:
+            count += len(item)
+            stack.extend(v for v in item.values() if type(v) in (dict, list))
+        elif type(item) is list:
+            stack.extend(v for v in item if type(v) in (dict, list))
+    return count
+
+
+def _may_hold_duplicate_keys(value: Any, data: bytes | str) -> bool:
+    # Every key is followed by '":' in the text; strings can hold that sequence too,
+    # so this over-counts and never under-counts: equal counts prove no duplicate.
+    raw = data.encode() if isinstance(data, str) else data
+    return raw.count(b'":') > _count_keys(value)
+
+
+def _reject_duplicate_keys(data: bytes | str, location: str | None) -> None:
+    import json
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise MalformedInput(f"duplicate key {key!r} in one JSON object", location=location)
+            seen.add(key)
+        return dict(items)
+
+    json.loads(data, object_pairs_hook=pairs)

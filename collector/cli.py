@@ -1,0 +1,79 @@
+"""The ``fedledger`` command: a thin typer layer over the library.
+
+Command modules each have ``register(app)``; this file only wires them and the
+global options. Exit codes: 0 ok · 1 verification or control failure · 2 usage
+or malformed input · 3 source unavailable · 4 internal error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from collector import __version__
+from collector.cli_common import DEFAULT_LEDGER, OPTIONS, err, parse_as_of
+from collector.errors import FedledgerError, exit_code_for
+
+app = typer.Typer(
+    name="fedledger",
+    help="Collect FedRAMP pipeline evidence into a tamper-evident ledger and package it for assessors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+collect_app = typer.Typer(help="Collect evidence from a source into the ledger.", no_args_is_help=True)
+app.add_typer(collect_app, name="collect")
+
+# Each module defines register(app, collect_app). A new source or command is a new module here.
+COMMAND_MODULES = [
+    "collector.commands.ledger_cmds",
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fedledger {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    ledger: Path = typer.Option(
+        Path(os.environ.get("FEDLEDGER_LEDGER", DEFAULT_LEDGER)),
+        "--ledger",
+        help="Ledger file (env FEDLEDGER_LEDGER).",
+        show_default=True,
+    ),
+    format: str = typer.Option("human", "--format", help="Output: human or json."),
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="Reference time (RFC 3339, UTC) instead of the clock, for reproducible runs."
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    if format not in ("human", "json"):
+        err("error: --format must be human or json")
+        raise typer.Exit(2)
+    OPTIONS.ledger = ledger
+    OPTIONS.format = format
+    try:
+        OPTIONS.as_of = parse_as_of(as_of)
+    except FedledgerError as exc:
+        err(f"error: {exc}")
+        raise typer.Exit(exit_code_for(exc)) from None
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app, collect_app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Shared plumbing of the thin CLI: global options, output, and the error → exit code table.
+
+Commands call library code and print; only :func:`run` catches
+:class:`~collector.errors.FedledgerError`, prints its one-line message on stderr
+and exits with the family's code. Results go to stdout, diagnostics to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import typer
+
+from collector.errors import EXIT_INTERNAL, FedledgerError, UsageError, exit_code_for
+from collector.timeutil import format_time, parse_time, utc_now
+
+OUTPUT_VERSION = 1
+DEFAULT_LEDGER = "fedledger.db"
+
+
+@dataclass
+class GlobalOptions:
+    ledger: Path = Path(DEFAULT_LEDGER)
+    format: str = "human"
+    as_of: datetime | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.format == "json"
+
+    def now(self) -> datetime:
+        return self.as_of or utc_now()
+
+    def now_text(self) -> str:
+        return format_time(self.now())
+
+
+OPTIONS = GlobalOptions()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def run(func: F) -> F:
+    """Run a command body; map fedledger errors to exit codes, never show locals."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except FedledgerError as exc:
+            err(f"error: {exc}")
+            raise typer.Exit(exit_code_for(exc)) from None
+        except KeyboardInterrupt:
+            err("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # a bug: say so, without values that might be secret
+            err(f"internal error: {type(exc).__name__} (please report with the command that caused it)")
+            if os.environ.get("FEDLEDGER_DEBUG"):
+                raise
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def out(message: str) -> None:
+    typer.echo(message)
+
+
+def emit_json(kind: str, doc: dict[str, Any]) -> None:
+    """One versioned JSON object on stdout."""
+    body = {"version": OUTPUT_VERSION, "kind": kind, **doc}
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    sys.stdout.flush()
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return parse_time(text, field="--as-of")
+
+
+def key_paths(ledger: Path) -> tuple[Path, Path]:
+    """(private key, public key PEM) beside the ledger file."""
+    stem = ledger.name[: -len(ledger.suffix)] if ledger.suffix else ledger.name
+    return ledger.with_name(stem + ".key"), ledger.with_name(stem + ".pub")
+
+
+def is_progress_wanted() -> bool:
+    return not OPTIONS.json and sys.stderr.isatty()
+
+
+@contextmanager
+def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; silent under --format json and when stderr is not a TTY."""
+    if not is_progress_wanted():
+        yield lambda n: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UsageError(message)

@@ -1,0 +1,245 @@
+"""Ledger commands: init, append, checkpoint, prove, verify-proof, export, verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import orjson
+import typer
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from collector import merkle
+from collector.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    NoteVerifier,
+    parse_verifier_key,
+    verify_checkpoint,
+)
+from collector.cli_common import OPTIONS, emit_json, err, key_paths, out, progress, run
+from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
+from collector.export import export_ledger
+from collector.ingest import ingest
+from collector.ledger import Ledger
+from collector.signing import (
+    KEY_TYPES,
+    NoteSigner,
+    generate_private_key,
+    kms_signer,
+    load_file_signer,
+    write_private_key,
+    write_public_key,
+)
+from collector.sources.manual import ManualEvents
+
+
+def load_verifiers(paths: list[Path], origin: str) -> list[NoteVerifier]:
+    verifiers = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceUnavailable(f"cannot read trusted key: {exc}", location=str(path)) from None
+        verifiers.append(parse_verifier_key(text, default_name=origin, location=str(path)))
+    return verifiers
+
+
+def open_signer(ledger: Ledger, key: Path | None, kms_key_id: str | None, endpoint_url: str | None,
+                region: str | None) -> NoteSigner:
+    if kms_key_id:
+        return kms_signer(ledger.origin, kms_key_id, endpoint_url=endpoint_url, region=region)
+    return load_file_signer(key or key_paths(ledger.path)[0], ledger.origin)
+
+
+def register(app: typer.Typer, collect_app: typer.Typer) -> None:
+    @app.command()
+    @run
+    def init(
+        origin: str = typer.Option(..., "--origin", help="Ledger identity, e.g. agency.gov/ci-evidence."),
+        key_type: str = typer.Option("ecdsa-p256", "--key-type", help="ecdsa-p256 (default, FIPS 186-5) or ed25519."),
+        no_key: bool = typer.Option(False, "--no-key", help="Create no key file (sign with --kms-key-id later)."),
+    ) -> None:
+        """Create a ledger and its checkpoint signing key (private key 0600, never printed)."""
+        if key_type not in KEY_TYPES:
+            raise UsageError(f"--key-type must be one of {', '.join(KEY_TYPES)}")
+        private_path, public_path = key_paths(OPTIONS.ledger)
+        if not no_key and (private_path.exists() or public_path.exists()):
+            raise UsageError("a key file already exists beside the ledger", location=str(private_path))
+        ledger = Ledger.create(OPTIONS.ledger, origin, created=OPTIONS.now_text(), key_type=key_type)
+        if not no_key:
+            key = generate_private_key(key_type)
+            write_private_key(private_path, key)
+            write_public_key(public_path, key.public_key())
+        result = {"ledger": str(ledger.path), "origin": origin, "key_type": key_type,
+                  "public_key": None if no_key else str(public_path)}
+        if OPTIONS.json:
+            emit_json("fedledger.init", result)
+        else:
+            out(f"created ledger {ledger.path} (origin {origin})")
+            if not no_key:
+                out(f"public key: {public_path}  (give it to verifiers; the private key stays in {private_path})")
+
+    @app.command()
+    @run
+    def append(events: Path = typer.Argument(..., help="JSON lines of normalized events (time, kind, ...).")) -> None:
+        """Append already-normalized events; any bad line fails the file and nothing is committed."""
+        with Ledger.open(OPTIONS.ledger) as ledger:
+            source = ManualEvents(events)
+            cursors = ledger.cursors()
+            problems = source.validate(cursors)
+            if problems:
+                for line in problems:
+                    err(f"error: {line}")
+                raise MalformedInput(f"{len(problems)} bad line(s); nothing was appended", location=str(events))
+            with progress("appending") as advance:
+                summary = ingest(ledger, source.collect(cursors), kind=source.kind, source_id=source.source_id,
+                                 observed=OPTIONS.now_text(), on_progress=advance)
+        if OPTIONS.json:
+            emit_json("fedledger.append", summary.to_json())
+        else:
+            out(summary.line())
+
+    @app.command()
+    @run
+    def checkpoint(
+        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: beside the ledger)."),
+        kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Sign with this AWS KMS key (ECC_NIST_P256)."),
+        endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
+        region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
+        out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the signed checkpoint to this file."),
+    ) -> None:
+        """Sign the current tree head as a C2SP checkpoint and keep it in the ledger."""
+        with Ledger.open(OPTIONS.ledger) as ledger:
+            signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
+            pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+            stored = ledger.add_checkpoint(
+                lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
+                OPTIONS.now_text(),
+                signer=(signer.name, signer.verifier.key_id.hex(), pem),
+            )
+        if out_file is not None:
+            out_file.write_text(stored.note, encoding="utf-8")
+        if OPTIONS.json:
+            emit_json("fedledger.checkpoint", {"size": stored.size, "root": stored.root.hex(), "note": stored.note})
+        else:
+            out(stored.note.rstrip("\n"))
+
+    @app.command()
+    @run
+    def prove(
+        seq: Optional[int] = typer.Argument(None, help="Entry to prove (inclusion)."),
+        size: Optional[int] = typer.Option(None, "--size", help="Tree size (default: newest checkpoint)."),
+        consistency: Optional[tuple[int, int]] = typer.Option(None, "--consistency", help="OLD NEW tree sizes."),
+    ) -> None:
+        """Print an inclusion proof (SEQ) or a consistency proof (--consistency OLD NEW) as JSON."""
+        with Ledger.open(OPTIONS.ledger) as ledger:
+            notes = {cp.size: cp.note for cp in ledger.checkpoints()}
+            if consistency is not None:
+                old, new = consistency
+                proof = ledger.consistency_proof(old, new)
+                doc = {"kind": "fedledger.consistency-proof", "origin": ledger.origin, "size1": old, "size2": new,
+                       "root1": ledger.root(old).hex(), "root2": ledger.root(new).hex(),
+                       "proof": [p.hex() for p in proof], "checkpoint1": notes.get(old), "checkpoint2": notes.get(new)}
+            else:
+                if seq is None:
+                    raise UsageError("give SEQ for an inclusion proof, or --consistency OLD NEW")
+                if size is None:
+                    newest = ledger.latest_checkpoint()
+                    if newest is None:
+                        raise UsageError("the ledger has no checkpoint yet: run `fedledger checkpoint` or give --size")
+                    size = newest.size
+                body = ledger.entry(seq)
+                proof = ledger.inclusion_proof(seq, size)
+                doc = {"kind": "fedledger.inclusion-proof", "origin": ledger.origin, "leaf_index": seq,
+                       "tree_size": size, "leaf_hash": merkle.leaf_hash(body).hex(), "root": ledger.root(size).hex(),
+                       "proof": [p.hex() for p in proof], "entry": body.decode("utf-8"),
+                       "checkpoint": notes.get(size)}
+        doc["version"] = 1
+        out(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+
+    @app.command("verify-proof")
+    @run
+    def verify_proof(
+        proof_file: Path = typer.Argument(..., help="Proof JSON from `fedledger prove`."),
+        trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey)."),
+        origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+    ) -> None:
+        """Verify a proof offline against a signed checkpoint; no database needed."""
+        from collector.canonical import parse_json
+
+        doc = parse_json(proof_file.read_bytes(), location=str(proof_file))
+        if not isinstance(doc, dict) or doc.get("kind") not in ("fedledger.inclusion-proof", "fedledger.consistency-proof"):
+            raise MalformedInput("not a fedledger proof", location=str(proof_file))
+        if not trusted_key or not origin:
+            raise UsageError("--trusted-key and --origin are required: a proof is only as good as the root it leads to")
+        verifiers = load_verifiers(trusted_key, origin)
+        try:
+            proof = [bytes.fromhex(p) for p in doc["proof"]]
+            if doc["kind"] == "fedledger.inclusion-proof":
+                cp = _signed(doc.get("checkpoint"), origin, verifiers, doc["tree_size"])
+                leaf = bytes.fromhex(doc["leaf_hash"])
+                if doc.get("entry") is not None and merkle.leaf_hash(doc["entry"].encode()) != leaf:
+                    raise IntegrityError("the entry in the proof does not hash to its leaf_hash")
+                merkle.verify_inclusion(doc["leaf_index"], doc["tree_size"], leaf, proof, cp.root)
+                message = f"valid: entry {doc['leaf_index']} is in {origin} at size {doc['tree_size']}"
+            else:
+                cp1 = _signed(doc.get("checkpoint1"), origin, verifiers, doc["size1"])
+                cp2 = _signed(doc.get("checkpoint2"), origin, verifiers, doc["size2"])
+                merkle.verify_consistency(cp1.size, cp2.size, proof, cp1.root, cp2.root)
+                message = f"valid: {origin} at size {cp2.size} extends size {cp1.size}"
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedInput(f"proof is missing or has a bad field: {exc}", location=str(proof_file)) from None
+        if OPTIONS.json:
+            emit_json("fedledger.verify-proof", {"ok": True, "message": message})
+        else:
+            out(message)
+
+    @app.command()
+    @run
+    def export(
+        out_dir: Path = typer.Option(..., "--out", help="Empty or new folder."),
+        include_raw: bool = typer.Option(False, "--include-raw", help="Also copy raw evidence objects."),
+    ) -> None:
+        """Export entries (exact bytes), checkpoints, public keys and a manifest to a folder."""
+        with Ledger.open(OPTIONS.ledger) as ledger:
+            manifest = export_ledger(ledger, out_dir, include_raw=include_raw)
+        if OPTIONS.json:
+            emit_json("fedledger.export", {"out": str(out_dir), "size": manifest["size"], "files": len(manifest["files"])})  # type: ignore[arg-type]
+        else:
+            out(f"exported {manifest['size']} entries to {out_dir}")
+
+    @app.command()
+    @run
+    def verify(
+        target: Optional[Path] = typer.Argument(None, help="Ledger file or export folder (default: --ledger)."),
+        trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
+        origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+        checkpoint: list[Path] = typer.Option([], "--checkpoint", help="A saved signed checkpoint (catches rollback)."),
+    ) -> None:
+        """Recompute everything from stored bytes; report every failure; exit 1 on any."""
+        from bundler.verify_cmd import verify_target
+
+        report = verify_target(target or OPTIONS.ledger, trusted_keys=trusted_key, origin=origin, saved=checkpoint)
+        if OPTIONS.json:
+            emit_json("fedledger.verify", report.to_json())
+        else:
+            for failure in report.failures:
+                out(failure.line())
+            out(report.tally())
+        if not report.ok:
+            raise typer.Exit(1)
+
+
+def _signed(note: object, origin: str, verifiers: list[NoteVerifier], size: int) -> Checkpoint:
+    if not isinstance(note, str):
+        raise IntegrityError(f"the proof carries no signed checkpoint for size {size}")
+    try:
+        cp = verify_checkpoint(note, origin=origin, verifiers=verifiers)
+    except CheckpointError:
+        raise
+    if cp.size != size:
+        raise IntegrityError(f"the checkpoint is for size {cp.size}, the proof for {size}")
+    return cp
+
+

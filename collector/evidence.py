@@ -1,0 +1,57 @@
+"""What a source hands the collector, and the one interface every source implements.
+
+A source module (``collector/sources/<name>.py``) subclasses :class:`Source` and
+yields :class:`SourceRecord` items (one per input record: an event, or a record to
+quarantine) and :class:`CursorMark` items (how far it has read, committed with the
+records before it). The driver in :mod:`collector.ingest` batches them into ledger
+transactions. Sources parse and normalize; they never write to the ledger.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One input record.
+
+    ``raw`` is the exact bytes the record came from; it is stored in the evidence
+    store only when the record becomes an entry. A record with ``reason`` set is
+    quarantined: only the SHA-256 of ``raw`` is kept, with ``location``/``line``.
+    Sources must set ``raw`` to ``b""`` (and pass ``raw_sha256``) when even holding
+    the bytes in memory longer than needed is unwanted.
+    """
+
+    location: str
+    line: int | None
+    raw: bytes
+    event: Mapping[str, Any] | None = None
+    reason: str | None = None
+    dedup_key: str | None = None
+    raw_sha256: str | None = None
+    source_extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CursorMark:
+    """Everything yielded before this mark is covered by ``cursor`` for ``source_id``."""
+
+    source_id: str
+    cursor: str
+
+
+SourceItem = SourceRecord | CursorMark
+
+
+class Source(ABC):
+    """One kind of evidence. ``kind`` names it in entries (``source.kind``)."""
+
+    kind: str
+
+    @abstractmethod
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        """Yield records and cursor marks, resuming from *cursors* (source id → cursor)."""

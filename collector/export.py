@@ -1,0 +1,74 @@
+"""Export a ledger to a self-contained folder that ``fedledger verify`` checks offline.
+
+Layout::
+
+    entries.jsonl              the exact stored bytes of each entry, one per line
+    checkpoints/NNNNNN.note    every signed checkpoint, as stored
+    keys/<name>-<keyid>.pem    public keys that signed checkpoints
+    objects/aa/<sha256>        raw evidence objects (with ``include_raw``)
+    MANIFEST.json              canonical JSON: origin, size, SHA-256 of every file
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import orjson
+
+from collector.canonical import canonical_bytes
+from collector.errors import UsageError
+from collector.ledger import Ledger
+
+EXPORT_FORMAT = "fedledger-export/1"
+
+
+def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: bool = False) -> dict[str, object]:
+    """Write the export; return the manifest document."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError("export folder exists and is not empty", location=str(out))
+    if start != 0:
+        raise UsageError("partial exports start at seq 0 (a slice must be verifiable from the first entry)")
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "keys").mkdir(exist_ok=True)
+    files: dict[str, str] = {}
+    size = 0
+    objects: set[str] = set()
+    digest = hashlib.sha256()
+    with open(out / "entries.jsonl", "wb") as handle:
+        for _seq, _leaf, body in ledger.entries():
+            data = bytes(body)
+            handle.write(data + b"\n")
+            digest.update(data + b"\n")
+            size += 1
+            if include_raw:
+                where = ledger.raw_location(orjson.loads(data)["raw"]["sha256"])
+                if where is not None:
+                    objects.add(where.object)
+    files["entries.jsonl"] = digest.hexdigest()
+    for cp in ledger.checkpoints():
+        if cp.size > size:
+            continue
+        name = f"checkpoints/{cp.id:06d}.note"
+        (out / name).write_text(cp.note, encoding="utf-8")
+        files[name] = hashlib.sha256(cp.note.encode()).hexdigest()
+    for key_name, key_id, pem in ledger.signers():
+        name = f"keys/{key_name.replace('/', '_')}-{key_id}.pem"
+        (out / name).write_text(pem, encoding="ascii")
+        files[name] = hashlib.sha256(pem.encode()).hexdigest()
+    if include_raw:
+        for obj in sorted(objects):
+            data = ledger.store.get(obj)
+            name = f"objects/{obj[:2]}/{obj}"
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            (out / name).write_bytes(data)
+            files[name] = obj
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "origin": ledger.origin,
+        "size": size,
+        "files": dict(sorted(files.items())),
+    }
+    (out / "MANIFEST.json").write_bytes(canonical_bytes(manifest))
+    return manifest

@@ -1,0 +1,251 @@
+"""The collection driver: source items → batched, idempotent ledger appends.
+
+Each batch is one ledger transaction holding its entries, the raw-object index
+rows (raw bytes are stored first, as one content-addressed segment object per
+batch), the quarantine rows and the cursor reached. Batches end only at cursor
+marks, so a killed run resumes exactly where the last committed batch ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from collector.errors import IntegrityError, SourceUnavailable
+from collector.evidence import CursorMark, SourceItem, SourceRecord
+from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow
+
+DEFAULT_BATCH = 5000
+
+
+@dataclass
+class IngestSummary:
+    """Counts that add up: ``read == appended + duplicates + quarantined``."""
+
+    source: str
+    read: int = 0
+    appended: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    first_seq: int | None = None
+    size: int = 0
+
+    def add(self, other: IngestSummary) -> None:
+        self.read += other.read
+        self.appended += other.appended
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        for k, v in other.reasons.items():
+            self.reasons[k] = self.reasons.get(k, 0) + v
+        self.size = max(self.size, other.size)
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.appended + self.duplicates + self.quarantined
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "read": self.read,
+            "appended": self.appended,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "reasons": dict(sorted(self.reasons.items())),
+            "ledger_size": self.size,
+        }
+
+    def line(self) -> str:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items()))
+        return (
+            f"{self.source}: {self.read} read, {self.appended} appended, {self.duplicates} duplicate, "
+            f"{self.quarantined} quarantined" + (f" ({reasons})" if reasons else "")
+        )
+
+
+def ingest(
+    ledger: Ledger,
+    items: Iterable[SourceItem],
+    *,
+    kind: str,
+    source_id: str,
+    observed: str,
+    batch_size: int = DEFAULT_BATCH,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    """Append everything *items* yields; return the counts."""
+    summary = IngestSummary(source=source_id, size=ledger.size)
+    pending: list[SourceRecord] = []
+    cursors: dict[str, str] = {}
+
+    def flush() -> None:
+        if not pending and not cursors:
+            return
+        _commit(ledger, pending, cursors, kind=kind, source_id=source_id, observed=observed, summary=summary)
+        if on_progress is not None:
+            on_progress(len(pending))
+        pending.clear()
+        cursors.clear()
+
+    for item in items:
+        if isinstance(item, CursorMark):
+            cursors[item.source_id] = item.cursor
+            if len(pending) >= batch_size:
+                flush()
+            continue
+        summary.read += 1
+        pending.append(item)
+    flush()
+    return summary
+
+
+def _commit(
+    ledger: Ledger,
+    records: list[SourceRecord],
+    cursors: dict[str, str],
+    *,
+    kind: str,
+    source_id: str,
+    observed: str,
+    summary: IngestSummary,
+) -> None:
+    segment = bytearray()
+    index: list[RawIndexRow] = []
+    entries: list[NewEntry] = []
+    quarantine: list[QuarantineRow] = []
+    seen_raw: dict[str, tuple[int, int]] = {}
+    for rec in records:
+        digest = rec.raw_sha256 or hashlib.sha256(rec.raw).hexdigest()
+        if rec.reason is not None or rec.event is None:
+            reason = rec.reason or "no-event"
+            summary.quarantined += 1
+            summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+            quarantine.append(QuarantineRow(source_id, rec.location, rec.line, reason, digest, observed))
+            continue
+        if digest not in seen_raw and rec.raw:
+            seen_raw[digest] = (len(segment), len(rec.raw))
+            segment += rec.raw
+        source = {"kind": kind, "id": source_id, "location": rec.location}
+        if rec.line is not None:
+            source["line"] = rec.line
+        if rec.source_extra:
+            source.update(rec.source_extra)
+        entries.append(NewEntry(source, observed, rec.event, digest, len(rec.raw), rec.dedup_key or digest))
+    if segment:
+        obj = ledger.store.put(bytes(segment))
+        index = [RawIndexRow(digest, size, obj, offset) for digest, (offset, size) in seen_raw.items()]
+    result = ledger.append(entries, cursors=cursors, raw_index=index, quarantine=quarantine, updated=observed)
+    summary.appended += result.appended
+    summary.duplicates += result.duplicates
+    summary.size = result.size
+    if summary.first_seq is None and result.appended:
+        summary.first_seq = result.first_seq
+
+
+# -- line-oriented files, shared by every JSON-lines source -----------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    path: str
+    number: int  # 1-based
+    start: int  # byte offset of the line
+    end: int  # byte offset after its newline
+    data: bytes  # without the newline
+
+
+@dataclass(frozen=True)
+class FileCursor:
+    """How far a file was read: the byte offset and the SHA-256 of everything before it."""
+
+    offset: int
+    line: int
+    prefix_sha256: str
+
+    def dumps(self) -> str:
+        return orjson.dumps({"offset": self.offset, "line": self.line, "prefix_sha256": self.prefix_sha256}).decode()
+
+    @staticmethod
+    def loads(text: str | None) -> FileCursor:
+        if not text:
+            return FileCursor(0, 0, hashlib.sha256(b"").hexdigest())
+        doc = orjson.loads(text)
+        return FileCursor(int(doc["offset"]), int(doc["line"]), str(doc["prefix_sha256"]))
+
+
+class SourceTampered(IntegrityError):
+    """The part of a file already read has changed since it was read."""
+
+
+def file_source_id(kind: str, path: Path) -> str:
+    return f"{kind}:{Path(path).resolve()}"
+
+
+def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Iterator[Line | FileCursor]:
+    """Complete lines after *cursor*, then a :class:`FileCursor` at the end of each chunk.
+
+    The part before the cursor is hashed again and must match, else
+    :class:`SourceTampered`. A last line with no newline is left unread (the file
+    may still be written); it is read once its newline arrives.
+    """
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise SourceUnavailable(f"cannot read: {exc.strerror}", location=str(path)) from None
+    with handle:
+        prefix = hashlib.sha256()
+        remaining = cursor.offset
+        while remaining:
+            block = handle.read(min(remaining, chunk))
+            if not block:
+                break
+            prefix.update(block)
+            remaining -= len(block)
+        if remaining or prefix.hexdigest() != cursor.prefix_sha256:
+            raise SourceTampered(
+                f"the first {cursor.offset} bytes changed since they were read (or the file shrank)",
+                location=str(path),
+            )
+        offset, number, carry = cursor.offset, cursor.line, b""
+        while True:
+            block = handle.read(chunk)
+            if not block:
+                break
+            block = carry + block
+            lines = block.split(b"\n")
+            carry = lines.pop()
+            consumed = 0
+            for data in lines:
+                number += 1
+                start = offset + consumed
+                consumed += len(data) + 1
+                yield Line(str(path), number, start, start + len(data) + 1, data)
+            prefix.update(block[:consumed])
+            offset += consumed
+            yield FileCursor(offset, number, prefix.hexdigest())
+
+
+def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Files named, and files under folders named (sorted, hidden files skipped)."""
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and not any(p.startswith(".") for p in child.relative_to(path).parts):
+                    if not suffixes or child.name.endswith(suffixes):
+                        yield child
+        elif path.is_file():
+            yield path
+        else:
+            raise SourceUnavailable("no such file or folder", location=str(path))
+
+
+def safe_reason(exc: BaseException) -> str:
+    """An error's message for a quarantine reason: one line, bounded, no record content."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+

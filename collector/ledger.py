@@ -1,0 +1,420 @@
+"""The ledger: a hash chain and an RFC 6962 Merkle tree of canonical JSON entries.
+
+SQLite storage (WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``). One call to
+:meth:`Ledger.append` is one transaction holding the entries, the raw-object
+index rows, the quarantine rows and the source cursors, so a killed run leaves
+the whole batch or none of it. The chain tip and the Merkle right edge are read
+inside the write lock, so two writers can never fork the chain.
+
+Perfect subtree hashes at level >= :data:`NODE_MIN_LEVEL` are kept in ``nodes``;
+smaller subtrees are recomputed from the stored leaf hashes. That keeps appends
+cheap (one node row per 64 entries) and proofs O(log n) reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collector import merkle
+from collector.canonical import canonical_bytes
+from collector.errors import MalformedInput, SourceUnavailable, UsageError
+from collector.store import EvidenceStore
+
+FORMAT = "fedledger-ledger/1"
+ENTRY_VERSION = 1
+ZERO_HASH = "0" * 64
+NODE_MIN_LEVEL = 6
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS raw_index (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL,
+    object TEXT NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, source TEXT NOT NULL, location TEXT NOT NULL,
+    line INTEGER, reason TEXT NOT NULL, sha256 TEXT NOT NULL, observed TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signers (name TEXT NOT NULL, key_id TEXT NOT NULL, public_pem TEXT NOT NULL,
+    PRIMARY KEY (name, key_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
+    note TEXT NOT NULL, created TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """What a source hands the ledger; ``seq``, ``prev`` and ``v`` are added at append."""
+
+    source: Mapping[str, Any]
+    observed: str
+    event: Mapping[str, Any]
+    raw_sha256: str
+    raw_size: int
+    dedup_key: str | None = None
+
+
+@dataclass(frozen=True)
+class RawIndexRow:
+    """Where the raw bytes with *sha256* live: ``object[offset:offset+size]`` in the store."""
+
+    sha256: str
+    size: int
+    object: str
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    """A record that did not become an entry. Never holds the record's content."""
+
+    source: str
+    location: str
+    line: int | None
+    reason: str
+    sha256: str
+    observed: str
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    first_seq: int
+    appended: int
+    duplicates: int
+    size: int
+    seqs: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    id: int
+    size: int
+    root: bytes
+    note: str
+    created: str
+
+
+def entry_document(seq: int, prev: str, new: NewEntry) -> dict[str, Any]:
+    """The JSON document of an entry, before canonicalization."""
+    return {
+        "v": ENTRY_VERSION,
+        "seq": seq,
+        "prev": prev,
+        "source": dict(new.source),
+        "observed": new.observed,
+        "event": dict(new.event),
+        "raw": {"sha256": new.raw_sha256, "size": new.raw_size},
+    }
+
+
+def default_store_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".objects")
+
+
+class Ledger:
+    """A ledger in one SQLite file plus its evidence store folder."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+        self.store = EvidenceStore(default_store_path(path))
+        self.origin = self._meta("origin")
+
+    # -- opening -------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    @classmethod
+    def create(cls, path: Path | str, origin: str, *, created: str, key_type: str) -> Ledger:
+        path = Path(path)
+        if path.exists():
+            raise UsageError("a ledger already exists here", location=str(path))
+        if not origin or any(c.isspace() for c in origin) or "+" in origin:
+            raise UsageError("origin must be a non-empty name without spaces or '+', e.g. example.gov/fedledger")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = cls._connect(path)
+        conn.executescript(_SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?)",
+            [("format", FORMAT), ("origin", origin), ("created", created), ("key_type", key_type)],
+        )
+        conn.execute("COMMIT")
+        return cls(path, conn)
+
+    @classmethod
+    def open(cls, path: Path | str) -> Ledger:
+        path = Path(path)
+        if not path.is_file():
+            raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=str(path))
+        try:
+            conn = cls._connect(path)
+            fmt = conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise MalformedInput(f"not a fedledger ledger: {exc}", location=str(path)) from None
+        if fmt is None or fmt[0] != FORMAT:
+            raise MalformedInput(f"unknown ledger format {fmt[0] if fmt else None!r}", location=str(path))
+        return cls(path, conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _meta(self, key: str) -> str:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise MalformedInput(f"ledger metadata {key!r} missing", location=str(self.path))
+        return str(row[0])
+
+    @property
+    def key_type(self) -> str:
+        return self._meta("key_type")
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        row = self._conn.execute("SELECT max(seq) FROM entries").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        """(seq, stored leaf hash, stored body bytes) in seq order."""
+        sql = "SELECT seq, leaf, body FROM entries WHERE seq >= ?"
+        args: list[int] = [start]
+        if end is not None:
+            sql += " AND seq < ?"
+            args.append(end)
+        yield from self._conn.execute(sql + " ORDER BY seq", args)
+
+    def entry(self, seq: int) -> bytes:
+        row = self._conn.execute("SELECT body FROM entries WHERE seq=?", (seq,)).fetchone()
+        if row is None:
+            raise UsageError(f"no entry with seq {seq} (ledger size {self.size})")
+        return bytes(row[0])
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._conn.execute(
+            "SELECT leaf FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+        ).fetchall()
+        if len(rows) != end - start:
+            raise MalformedInput(f"ledger is missing leaves in [{start}, {end})", location=str(self.path))
+        return [bytes(r[0]) for r in rows]
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        """MTH of leaves [start, end): stored nodes where they exist, leaves below that."""
+        n = end - start
+        if n <= 0:
+            raise ValueError("empty subtree")
+        if n & (n - 1) == 0 and start % n == 0:
+            level = n.bit_length() - 1
+            if level >= NODE_MIN_LEVEL:
+                row = self._conn.execute(
+                    "SELECT hash FROM nodes WHERE level=? AND idx=?", (level, start >> level)
+                ).fetchone()
+                if row is None:
+                    raise MalformedInput(f"ledger node ({level}, {start >> level}) missing", location=str(self.path))
+                return bytes(row[0])
+        if n <= 1 << NODE_MIN_LEVEL:
+            return merkle.root_from_leaf_hashes(self.leaf_hashes(start, end))
+        k = merkle.split_point(n)
+        return merkle.node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size if size is None else size
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self.subtree_hash(0, size)
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.size
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise UsageError(f"tree size {size} outside 0..{current}")
+        return size
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
+        size = self._check_size(size)
+        if not 0 <= seq < size:
+            raise UsageError(f"seq {seq} is not in a tree of size {size}")
+        return merkle.inclusion_proof(seq, size, self.subtree_hash)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        size2 = self._check_size(size2)
+        if not 1 <= size1 <= size2:
+            raise UsageError(f"consistency needs 1 <= OLD <= NEW <= {self.size}, got {size1} and {size2}")
+        return merkle.consistency_proof(size1, size2, self.subtree_hash)
+
+    def cursor(self, source: str) -> str | None:
+        row = self._conn.execute("SELECT cursor FROM cursors WHERE source=?", (source,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def cursors(self) -> dict[str, str]:
+        return {str(s): str(c) for s, c in self._conn.execute("SELECT source, cursor FROM cursors")}
+
+    def raw_location(self, sha256: str) -> RawIndexRow | None:
+        row = self._conn.execute("SELECT sha256, size, object, offset FROM raw_index WHERE sha256=?", (sha256,)).fetchone()
+        return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
+
+    def raw_bytes(self, sha256: str) -> bytes:
+        """The raw bytes an entry came from, checked against their hash."""
+        where = self.raw_location(sha256)
+        if where is None:
+            raise SourceUnavailable(f"raw object {sha256} is not in the index", location=str(self.path))
+        data = self.store.get(where.object)[where.offset : where.offset + where.size]
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise MalformedInput(f"raw object {sha256} does not match its index row", location=str(self.path))
+        return data
+
+    def quarantined(self) -> list[QuarantineRow]:
+        return [
+            QuarantineRow(str(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]), str(r[5]))
+            for r in self._conn.execute(
+                "SELECT source, location, line, reason, sha256, observed FROM quarantine ORDER BY id"
+            )
+        ]
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        return [
+            StoredCheckpoint(int(r[0]), int(r[1]), bytes(r[2]), str(r[3]), str(r[4]))
+            for r in self._conn.execute("SELECT id, size, root, note, created FROM checkpoints ORDER BY id")
+        ]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        cps = self.checkpoints()
+        return cps[-1] if cps else None
+
+    # -- writing -------------------------------------------------------------------
+    def _right_edge(self, size: int) -> merkle.CompactRange:
+        compact = merkle.CompactRange()
+        start = 0
+        for level, _ in merkle.CompactRange.perfect_subtrees(size):
+            compact.hashes.append(self.subtree_hash(start, start + (1 << level)))
+            start += 1 << level
+        compact.size = size
+        return compact
+
+    def append(
+        self,
+        batch: Sequence[NewEntry],
+        *,
+        cursors: Mapping[str, str] | None = None,
+        raw_index: Iterable[RawIndexRow] = (),
+        quarantine: Iterable[QuarantineRow] = (),
+        updated: str = "",
+    ) -> AppendResult:
+        """Append *batch* (skipping entries whose ``dedup_key`` is already known) in one transaction."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            size = self.size
+            tip = conn.execute("SELECT leaf FROM entries WHERE seq=?", (size - 1,)).fetchone() if size else None
+            prev = bytes(tip[0]).hex() if tip else ZERO_HASH
+            keys = [e.dedup_key for e in batch if e.dedup_key is not None]
+            known = self._known_keys(keys)
+            nodes: list[tuple[int, int, bytes]] = []
+
+            def keep(level: int, idx: int, digest: bytes) -> None:
+                if level >= NODE_MIN_LEVEL:
+                    nodes.append((level, idx, digest))
+
+            compact = self._right_edge(size)
+            compact.on_node = keep
+            rows: list[tuple[int, bytes, bytes]] = []
+            dedup_rows: list[tuple[str, int]] = []
+            seqs: list[int] = []
+            duplicates = 0
+            seq = size
+            for new in batch:
+                if new.dedup_key is not None:
+                    if new.dedup_key in known:
+                        duplicates += 1
+                        continue
+                    known.add(new.dedup_key)
+                    dedup_rows.append((new.dedup_key, seq))
+                body = canonical_bytes(entry_document(seq, prev, new))
+                leaf = merkle.leaf_hash(body)
+                compact.append(leaf)
+                rows.append((seq, leaf, body))
+                seqs.append(seq)
+                prev = leaf.hex()
+                seq += 1
+            conn.executemany("INSERT INTO entries(seq, leaf, body) VALUES (?, ?, ?)", rows)
+            if nodes:
+                conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", nodes)
+            if dedup_rows:
+                conn.executemany("INSERT INTO dedup(key, seq) VALUES (?, ?)", dedup_rows)
+            conn.executemany(
+                "INSERT OR IGNORE INTO raw_index(sha256, size, object, offset) VALUES (?, ?, ?, ?)",
+                [(r.sha256, r.size, r.object, r.offset) for r in raw_index],
+            )
+            conn.executemany(
+                "INSERT INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",
+                [(q.source, q.location, q.line, q.reason, q.sha256, q.observed) for q in quarantine],
+            )
+            for source, value in (cursors or {}).items():
+                conn.execute(
+                    "INSERT INTO cursors(source, cursor, updated) VALUES (?, ?, ?) "
+                    "ON CONFLICT(source) DO UPDATE SET cursor=excluded.cursor, updated=excluded.updated",
+                    (source, value, updated),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
+
+    def _known_keys(self, keys: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(str(r[0]) for r in self._conn.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk))
+        return known
+
+    def signers(self) -> list[tuple[str, str, str]]:
+        """(name, key ID hex, public key PEM) of every key that signed a checkpoint here."""
+        return [(str(a), str(b), str(c)) for a, b, c in self._conn.execute("SELECT name, key_id, public_pem FROM signers ORDER BY name, key_id")]
+
+    def add_checkpoint(
+        self, make_note: Callable[[int, bytes], str], created: str, *, signer: tuple[str, str, str] | None = None
+    ) -> StoredCheckpoint:
+        """Sign the tree head as it stands inside the write lock, and keep the note.
+
+        *make_note(size, root)* returns the signed note text; it runs while the lock
+        is held, so no append can slip between reading the head and storing it.
+        """
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            size = self.size
+            root = self.root(size)
+            note = make_note(size, root)
+            cur = conn.execute(
+                "INSERT INTO checkpoints(size, root, note, created) VALUES (?, ?, ?, ?)", (size, root, note, created)
+            )
+            if signer is not None:
+                conn.execute("INSERT OR IGNORE INTO signers(name, key_id, public_pem) VALUES (?, ?, ?)", signer)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return StoredCheckpoint(int(cur.lastrowid or 0), size, root, note, created)
+
+    def integrity_check(self) -> str:
+        return str(self._conn.execute("PRAGMA integrity_check").fetchone()[0])

@@ -1,0 +1,126 @@
+"""Checkpoint signers: a local key file (ECDSA P-256 or Ed25519) or an AWS KMS key.
+
+Private key material never leaves this module: it is read from a 0600 file or
+stays inside KMS, and no message here includes it.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from collector.checkpoint import Checkpoint, NoteVerifier, add_signature_line, make_verifier
+from collector.errors import MalformedInput, SourceUnavailable, UsageError
+
+KEY_TYPES = ("ecdsa-p256", "ed25519")
+
+
+class NoteSigner(ABC):
+    """Signs note text under a key name."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def verifier(self) -> NoteVerifier: ...
+
+    @abstractmethod
+    def sign_bytes(self, message: bytes) -> bytes: ...
+
+    def sign_note(self, body: str) -> str:
+        signature = self.sign_bytes(body.encode())
+        return add_signature_line(body, self.name, self.verifier.key_id, signature)
+
+    def sign_checkpoint(self, checkpoint: Checkpoint) -> str:
+        return self.sign_note(checkpoint.body())
+
+
+class FileSigner(NoteSigner):
+    def __init__(self, name: str, private_key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> None:
+        self.name = name
+        self._key = private_key
+        self._verifier = make_verifier(name, private_key.public_key())
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        return self._verifier
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        if isinstance(self._key, ed25519.Ed25519PrivateKey):
+            return self._key.sign(message)
+        return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+class KmsSigner(NoteSigner):
+    """ECDSA P-256 signatures made by AWS KMS (``ECDSA_SHA_256``, message type RAW)."""
+
+    def __init__(self, name: str, key_id: str, client: Any) -> None:
+        self.name = name
+        self._key_id = key_id
+        self._client = client
+        try:
+            answer = client.get_public_key(KeyId=key_id)
+        except Exception as exc:  # botocore raises many kinds; all mean "KMS unusable"
+            raise SourceUnavailable(f"cannot read KMS public key {key_id}: {type(exc).__name__}") from None
+        if answer.get("KeySpec") != "ECC_NIST_P256" or answer.get("KeyUsage") != "SIGN_VERIFY":
+            raise UsageError(f"KMS key {key_id} must be ECC_NIST_P256 with SIGN_VERIFY usage")
+        self._verifier = make_verifier(name, serialization.load_der_public_key(answer["PublicKey"]))
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        return self._verifier
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        try:
+            answer = self._client.sign(
+                KeyId=self._key_id, Message=message, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256"
+            )
+        except Exception as exc:
+            raise SourceUnavailable(f"KMS sign with {self._key_id} failed: {type(exc).__name__}") from None
+        return bytes(answer["Signature"])
+
+
+def generate_private_key(key_type: str) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:
+    if key_type == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise UsageError(f"unknown key type {key_type!r}: use one of {', '.join(KEY_TYPES)}")
+
+
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> None:
+    """Write a PKCS#8 PEM private key, created with mode 0600 (never world-readable, even briefly)."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+
+
+def write_public_key(path: Path, key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey) -> None:
+    path.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def load_file_signer(path: Path, name: str) -> FileSigner:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SourceUnavailable(f"cannot read signing key: {exc.strerror}", location=str(path)) from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise MalformedInput("not an unencrypted PEM private key", location=str(path)) from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+        raise MalformedInput("signing key must be ECDSA P-256 or Ed25519", location=str(path))
+    return FileSigner(name, key)
+
+
+def kms_signer(name: str, key_id: str, *, endpoint_url: str | None = None, region: str | None = None) -> KmsSigner:
+    import boto3
+
+    client = boto3.client("kms", endpoint_url=endpoint_url, region_name=region)
+    return KmsSigner(name, key_id, client)

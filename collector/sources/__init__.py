@@ -1,0 +1,1 @@
+"""One module per evidence source, each behind :class:`collector.evidence.Source`."""

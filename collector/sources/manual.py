@@ -1,0 +1,76 @@
+"""Already-normalized events, one JSON object per line (``fedledger append``).
+
+The generic path for evidence no collector covers (manual evidence, exports of
+other tools). Each line needs ``time`` (RFC 3339 with a zone) and ``kind`` (a
+dotted name); other normalized fields are kept as given. Unlike the collectors,
+this path is all-or-nothing: any bad line fails the whole file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from collector.canonical import CanonicalizationError, canonical_bytes, parse_json
+from collector.errors import MalformedInput
+from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
+from collector.ingest import FileCursor, Line, file_source_id, read_lines
+from collector.timeutil import normalize_time
+
+KIND_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+
+
+def normalize_manual_event(data: bytes, location: str) -> dict[str, Any]:
+    """Validate one line and return its event, or raise :class:`MalformedInput`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedInput("not UTF-8", location=location) from None
+    doc = parse_json(text, location=location)
+    if not isinstance(doc, dict):
+        raise MalformedInput("line is not a JSON object", location=location)
+    kind = doc.get("kind")
+    if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
+        raise MalformedInput("'kind' must be a dotted lower-case name such as manual.review", location=location)
+    event = dict(doc)
+    event["time"] = normalize_time(doc.get("time"), location=location)  # type: ignore[arg-type]
+    try:
+        canonical_bytes(event)
+    except CanonicalizationError as exc:
+        raise MalformedInput(str(exc), location=location) from None
+    return event
+
+
+class ManualEvents(Source):
+    kind = "manual"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.source_id = file_source_id(self.kind, self.path)
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        for item in read_lines(self.path, FileCursor.loads(cursors.get(self.source_id))):
+            if isinstance(item, FileCursor):
+                yield CursorMark(self.source_id, item.dumps())
+                continue
+            if not item.data.strip():
+                continue
+            yield self._record(item)
+
+    def _record(self, line: Line) -> SourceRecord:
+        location = f"{line.path}:{line.number}"
+        event = normalize_manual_event(line.data, location)
+        return SourceRecord(location=line.path, line=line.number, raw=line.data + b"\n", event=event)
+
+    def validate(self, cursors: Mapping[str, str]) -> list[str]:
+        """Every bad line's one-line error, without appending anything."""
+        problems: list[str] = []
+        for item in read_lines(self.path, FileCursor.loads(cursors.get(self.source_id))):
+            if isinstance(item, Line) and item.data.strip():
+                try:
+                    normalize_manual_event(item.data, f"{item.path}:{item.number}")
+                except MalformedInput as exc:
+                    problems.append(str(exc))
+        return problems
