@@ -1,0 +1,234 @@
+"""Fetch side for object stores: a local folder or ``s3://bucket/prefix``, one interface.
+
+CloudTrail logs/digests and attestations are read through :class:`ObjectProvider`.
+Providers only fetch (list, get bytes, head metadata); parsing and verification
+happen elsewhere. S3 access uses boto3's standard credential chain and profiles,
+with an optional ``endpoint_url`` and ``region`` (GovCloud ``aws-us-gov`` works).
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.errors import MalformedInput, SourceUnavailable
+from collector.timeutil import format_time
+
+FETCH_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # S3 key, or path relative to the folder (POSIX separators)
+    size: int
+    uri: str  # s3://bucket/key or the local file path
+    etag: str | None = None
+    version_id: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectHead:
+    """What the store says about an object besides its bytes."""
+
+    key: str
+    uri: str
+    size: int
+    metadata: dict[str, str] = field(default_factory=dict)  # user metadata (x-amz-meta-*), lower-case keys
+    etag: str | None = None
+    version_id: str | None = None
+    sse: str | None = None  # AES256, aws:kms, aws:kms:dsse
+    kms_key_id: str | None = None
+    object_lock_mode: str | None = None  # GOVERNANCE, COMPLIANCE
+    retain_until: str | None = None  # RFC 3339 UTC
+    legal_hold: str | None = None  # ON, OFF
+    bucket: str | None = None
+
+
+class ObjectProvider(ABC):
+    """List, get and head objects under one root."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def head(self, key: str) -> ObjectHead: ...
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    def get_many(self, keys: Iterable[str], *, workers: int = FETCH_WORKERS) -> Iterator[tuple[str, bytes]]:
+        """Fetch *keys* concurrently, yielding in the given order (bounded read-ahead)."""
+        pending: list[tuple[str, Any]] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for key in keys:
+                pending.append((key, pool.submit(self.get, key)))
+                if len(pending) >= workers * 2:
+                    k, fut = pending.pop(0)
+                    yield k, fut.result()
+            for k, fut in pending:
+                yield k, fut.result()
+
+
+class LocalFolderProvider(ObjectProvider):
+    """Objects as files under a folder. Metadata comes from an optional sidecar
+    ``<file>.meta.json`` (``{"metadata": {...}, "object_lock_mode": ..., ...}``, the
+    fields of :class:`ObjectHead`); sidecars themselves are not listed as objects."""
+
+    SIDECAR = ".meta.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise SourceUnavailable("no such folder", location=str(self.root))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for path in sorted(self.root.rglob("*")):
+            if not path.is_file() or path.name.endswith(self.SIDECAR):
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if any(part.startswith(".") for part in key.split("/")) or not key.startswith(prefix):
+                continue
+            stat = path.stat()
+            yield ObjectInfo(key, stat.st_size, str(path), last_modified=format_time(
+                datetime.fromtimestamp(stat.st_mtime).astimezone()))
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise MalformedInput("object key escapes the folder", location=key)
+        return path
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read: {exc.strerror}", location=str(self.root / key)) from None
+
+    def head(self, key: str) -> ObjectHead:
+        path = self._path(key)
+        sidecar = path.with_name(path.name + self.SIDECAR)
+        extra: dict[str, Any] = {}
+        if sidecar.is_file():
+            try:
+                extra = orjson.loads(sidecar.read_bytes())
+            except orjson.JSONDecodeError as exc:
+                raise MalformedInput(f"bad metadata sidecar: {exc}", location=str(sidecar)) from None
+            if not isinstance(extra, dict):
+                raise MalformedInput("metadata sidecar is not a JSON object", location=str(sidecar))
+        known = {f for f in ObjectHead.__dataclass_fields__} - {"key", "uri", "size"}
+        fields = {k: v for k, v in extra.items() if k in known}
+        fields["metadata"] = {str(k).lower(): str(v) for k, v in (extra.get("metadata") or {}).items()}
+        return ObjectHead(key=key, uri=str(path), size=path.stat().st_size, **fields)
+
+    def uri(self, key: str) -> str:
+        return str(self.root / key)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return format_time(value)
+    return str(value)
+
+
+class S3Provider(ObjectProvider):
+    """Objects in ``s3://bucket/prefix`` through a boto3 client."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.client = client
+
+    def _fail(self, exc: Exception, key: str = "") -> SourceUnavailable:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        return SourceUnavailable(f"S3 request failed: {code}", location=f"s3://{self.bucket}/{key}")
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    yield ObjectInfo(key, int(obj["Size"]), self.uri(key), etag=obj.get("ETag", "").strip('"') or None,
+                                     last_modified=_iso(obj.get("LastModified")))
+        except Exception as exc:  # botocore errors of every kind mean "source unavailable"
+            raise self._fail(exc, self.prefix + prefix) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+
+    def head(self, key: str) -> ObjectHead:
+        try:
+            answer = self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+        mode = answer.get("ObjectLockMode")
+        until = answer.get("ObjectLockRetainUntilDate")
+        version = answer.get("VersionId")
+        if mode is None:
+            try:  # HeadObject normally carries retention; GetObjectRetention is the fallback
+                retention = self.client.get_object_retention(Bucket=self.bucket, Key=key).get("Retention", {})
+                mode, until = retention.get("Mode"), retention.get("RetainUntilDate")
+            except Exception:
+                pass
+        hold = answer.get("ObjectLockLegalHoldStatus")
+        if hold is None:
+            try:
+                hold = self.client.get_object_legal_hold(Bucket=self.bucket, Key=key).get("LegalHold", {}).get("Status")
+            except Exception:
+                hold = None
+        return ObjectHead(
+            key=key,
+            uri=self.uri(key),
+            size=int(answer.get("ContentLength", 0)),
+            metadata={str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()},
+            etag=(answer.get("ETag") or "").strip('"') or None,
+            version_id=version,
+            sse=answer.get("ServerSideEncryption"),
+            kms_key_id=answer.get("SSEKMSKeyId"),
+            object_lock_mode=mode,
+            retain_until=_iso(until),
+            legal_hold=hold,
+            bucket=self.bucket,
+        )
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+
+def s3_client(*, endpoint_url: str | None = None, region: str | None = None, profile: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
+    config = Config(max_pool_connections=FETCH_WORKERS * 2, retries={"max_attempts": 5, "mode": "standard"})
+    return session.client("s3", endpoint_url=endpoint_url, region_name=region or os.environ.get("AWS_DEFAULT_REGION"),
+                          config=config)
+
+
+def open_provider(src: str, *, endpoint_url: str | None = None, region: str | None = None,
+                  profile: str | None = None) -> ObjectProvider:
+    """A provider for ``s3://bucket/prefix`` or a local folder."""
+    if src.startswith("s3://"):
+        rest = src[len("s3://"):]
+        bucket, _, prefix = rest.partition("/")
+        if not bucket:
+            raise MalformedInput("s3:// URL without a bucket", location=src)
+        return S3Provider(bucket, prefix, s3_client(endpoint_url=endpoint_url, region=region, profile=profile))
+    return LocalFolderProvider(Path(src))
