@@ -120,7 +120,7 @@ def parse_verifier_key(text: str, *, default_name: str, location: str | None = N
         except ValueError:
             raise MalformedInput("not a PEM public key", location=location) from None
         return make_verifier(default_name, key)
-    parts = text.split("+")
+    parts = text.split("+", 2)
     if len(parts) != 3:
         raise MalformedInput("not a PEM public key or a name+keyid+base64 verifier key", location=location)
     name, hex_id, b64 = parts

@@ -1,0 +1,308 @@
+"""Tamper matrix: from a golden ledger, one case per mutation, each caught with its class.
+
+The golden ledger (tests/ledger_fixtures.py) has 20 entries and checkpoints at 8
+and 20, signed with a fixed Ed25519 key. tests/assets/README.md lists the cases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bundler.verify_cmd import verify_target
+from collector import merkle
+from collector.canonical import canonical_bytes
+from collector.checkpoint import Checkpoint
+from collector.errors import MalformedInput
+from collector.export import export_ledger
+from collector.ledger import Ledger
+from collector.signing import FileSigner
+from tests.ledger_fixtures import ORIGIN, Golden, fixed_ed25519, make_golden, manual_entry, sign_checkpoint
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Golden:
+    return make_golden(tmp_path_factory.mktemp("golden"))
+
+
+def _lines(export: Path) -> list[bytes]:
+    return (export / "entries.jsonl").read_bytes().split(b"\n")[:-1]
+
+
+def _write_lines(export: Path, lines: list[bytes]) -> None:
+    (export / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _reseal_manifest(export: Path, *, size: int | None = None) -> None:
+    """What an attacker with write access does after changing files: recompute the manifest."""
+    doc = orjson.loads((export / "MANIFEST.json").read_bytes())
+    files = {}
+    for path in sorted(export.rglob("*")):
+        if path.is_file() and path.name != "MANIFEST.json":
+            files[path.relative_to(export).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    doc["files"] = files
+    if size is not None:
+        doc["size"] = size
+    (export / "MANIFEST.json").write_bytes(canonical_bytes(doc))
+
+
+def _rehash_from(lines: list[bytes], start: int) -> list[bytes]:
+    out = list(lines)
+    for i in range(start, len(out)):
+        doc = orjson.loads(out[i])
+        doc["prev"] = merkle.leaf_hash(out[i - 1]).hex() if i else "0" * 64
+        out[i] = canonical_bytes(doc)
+    return out
+
+
+def _edit_entry(line: bytes, change: Callable[[dict], None]) -> bytes:
+    doc = orjson.loads(line)
+    change(doc)
+    return canonical_bytes(doc)
+
+
+def _codes(golden: Golden, export: Path, *, origin: str = ORIGIN, saved: list[Path] | None = None,
+           keys: list[Path] | None = None) -> set[str]:
+    report = verify_target(export, trusted_keys=keys or [golden.public_key], origin=origin, saved=saved or [])
+    return {f.code for f in report.failures}
+
+
+def _copy(golden: Golden, tmp_path: Path) -> Path:
+    target = tmp_path / "export"
+    shutil.copytree(golden.export, target)
+    return target
+
+
+def test_golden_verifies(golden: Golden) -> None:
+    report = verify_target(golden.export, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
+    assert report.ok, [f.line() for f in report.failures]
+    assert report.size == 20 and len(report.checkpoints_valid) == 2
+    assert report.tally() == "20/20 entries valid, 2/2 checkpoints valid, 0 INVALID"
+
+
+def _flip(export: Path) -> None:
+    lines = _lines(export)
+    lines[5] = lines[5].replace(b"reviewer-2", b"reviewer-X")
+    _write_lines(export, lines)
+    _reseal_manifest(export)
+
+
+def _delete(export: Path) -> None:
+    lines = _lines(export)
+    del lines[5]
+    _write_lines(export, lines)
+    _reseal_manifest(export, size=19)
+
+
+def _swap(export: Path) -> None:
+    lines = _lines(export)
+    lines[5], lines[6] = lines[6], lines[5]
+    _write_lines(export, lines)
+    _reseal_manifest(export)
+
+
+def _duplicate(export: Path) -> None:
+    lines = _lines(export)
+    lines.insert(6, lines[5])
+    _write_lines(export, lines)
+    _reseal_manifest(export, size=21)
+
+
+def _modify_and_rehash(export: Path) -> None:
+    lines = _lines(export)
+    lines[10] = _edit_entry(lines[10], lambda d: d["event"].update(actor="mallory"))
+    _write_lines(export, _rehash_from(lines, 11))
+    _reseal_manifest(export)
+
+
+def _truncate(export: Path) -> None:
+    lines = _lines(export)
+    _write_lines(export, lines[:17])
+    _reseal_manifest(export, size=17)
+
+
+def _malformed_checkpoint(export: Path) -> None:
+    path = sorted((export / "checkpoints").iterdir())[-1]
+    path.write_text(path.read_text().split("\n\n")[0][:-3] + "\n\n— x y\n")
+    _reseal_manifest(export)
+
+
+def _bad_signature(export: Path) -> None:
+    path = sorted((export / "checkpoints").iterdir())[-1]
+    body, sig = path.read_text().split("\n\n")
+    name_and_b64 = sig.split(" ")
+    import base64
+
+    blob = bytearray(base64.b64decode(name_and_b64[2]))
+    blob[-1] ^= 0x40
+    path.write_text(body + "\n\n— " + name_and_b64[1] + " " + base64.b64encode(bytes(blob)).decode() + "\n")
+    _reseal_manifest(export)
+
+
+def _resign_with_wrong_key(export: Path) -> None:
+    """Modify an entry, re-hash the chain, re-sign every checkpoint with the attacker's own key."""
+    lines = _lines(export)
+    lines[3] = _edit_entry(lines[3], lambda d: d["event"].update(action="reject"))
+    lines = _rehash_from(lines, 4)
+    _write_lines(export, lines)
+    attacker = FileSigner(ORIGIN, fixed_ed25519("attacker"))
+    leaves = [merkle.leaf_hash(line) for line in lines]
+    for path in (export / "checkpoints").iterdir():
+        size = int(path.read_text().split("\n")[1])
+        path.write_text(attacker.sign_checkpoint(Checkpoint(ORIGIN, size, merkle.root_from_leaf_hashes(leaves[:size]))))
+    _reseal_manifest(export)
+
+
+CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "flip": (_flip, "entry-modified"),
+    "delete": (_delete, "entry-deleted"),
+    "swap": (_swap, "entries-swapped"),
+    "duplicate": (_duplicate, "entry-duplicated"),
+    "modify-then-rehash": (_modify_and_rehash, "root-mismatch"),
+    "truncate": (_truncate, "truncated"),
+    "malformed-checkpoint": (_malformed_checkpoint, "malformed-checkpoint"),
+    "bad-signature": (_bad_signature, "bad-signature"),
+    "modify-then-re-sign": (_resign_with_wrong_key, "unknown-signer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_export_mutation_is_caught_with_its_class(golden: Golden, tmp_path: Path, case: str) -> None:
+    mutate, expected = CASES[case]
+    export = _copy(golden, tmp_path)
+    mutate(export)
+    codes = _codes(golden, export)
+    assert expected in codes, codes
+
+
+def test_modify_then_rehash_breaks_no_link_but_the_signed_root(golden: Golden, tmp_path: Path) -> None:
+    export = _copy(golden, tmp_path)
+    _modify_and_rehash(export)
+    assert _codes(golden, export) == {"root-mismatch"}
+
+
+def test_wrong_origin_pinned(golden: Golden) -> None:
+    assert "wrong-origin" in _codes(golden, golden.export, origin="example.gov/another-ledger")
+
+
+def test_unknown_key_only(golden: Golden, tmp_path: Path) -> None:
+    stranger = tmp_path / "stranger.pub"
+    from collector.signing import write_public_key
+
+    write_public_key(stranger, fixed_ed25519("stranger").public_key())
+    assert {"unknown-signer", "no-trusted-checkpoint"} <= _codes(golden, golden.export, keys=[stranger])
+
+
+def _older_copy(tmp_path: Path) -> Path:
+    """The same ledger as it was at size 8: a consistent, correctly signed, older copy."""
+    folder = tmp_path / "older"
+    folder.mkdir()
+    with Ledger.create(folder / "old.db", ORIGIN, created="2026-11-20T15:00:00Z", key_type="ed25519") as ledger:
+        ledger.append([manual_entry(i) for i in range(8)])
+        sign_checkpoint(ledger, FileSigner(ORIGIN, fixed_ed25519("golden")))
+        export_ledger(ledger, folder / "export")
+    return folder / "export"
+
+
+def test_rollback_caught_by_saved_checkpoint(golden: Golden, tmp_path: Path) -> None:
+    older = _older_copy(tmp_path)
+    assert _codes(golden, older) == set()  # on its own the older copy is consistent
+    saved = tmp_path / "saved.checkpoint"
+    saved.write_text(sorted((golden.export / "checkpoints").iterdir())[-1].read_text())
+    assert "rolled-back" in _codes(golden, older, saved=[saved])
+
+
+def test_fork_same_size_different_root(golden: Golden, tmp_path: Path) -> None:
+    folder = tmp_path / "fork"
+    folder.mkdir()
+    with Ledger.create(folder / "f.db", ORIGIN, created="2026-11-20T15:00:00Z", key_type="ed25519") as ledger:
+        ledger.append([manual_entry(i) for i in range(8)])
+        ledger.append([manual_entry(100 + i) for i in range(12)])  # a different history after 8
+        note = sign_checkpoint(ledger, FileSigner(ORIGIN, fixed_ed25519("golden")))
+    saved = tmp_path / "fork.checkpoint"
+    saved.write_text(note)
+    assert "fork" in _codes(golden, golden.export, saved=[saved])
+
+
+def test_saved_checkpoint_consistent_with_newer_ledger(golden: Golden, tmp_path: Path) -> None:
+    saved = tmp_path / "saved.checkpoint"
+    saved.write_text(sorted((golden.export / "checkpoints").iterdir())[0].read_text())
+    assert _codes(golden, golden.export, saved=[saved]) == set()
+
+
+# -- the same mutations on the SQLite file itself ------------------------------------------
+
+
+def _db_copy(golden: Golden, tmp_path: Path) -> Path:
+    target = tmp_path / "copy.db"
+    shutil.copy(golden.db, target)
+    return target
+
+
+def _db_codes(golden: Golden, db: Path) -> set[str]:
+    report = verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
+    return {f.code for f in report.failures}
+
+
+@pytest.mark.parametrize(
+    "sql, expected",
+    [
+        ("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) WHERE seq = 4", "entry-modified"),
+        ("DELETE FROM entries WHERE seq = 7", "entry-deleted"),
+        ("UPDATE entries SET body = (SELECT body FROM entries WHERE seq = 12), leaf = (SELECT leaf FROM entries WHERE seq = 12) WHERE seq = 13", "entry-duplicated"),
+        ("DELETE FROM entries WHERE seq >= 15", "truncated"),
+    ],
+    ids=["flip", "delete", "duplicate", "truncate"],
+)
+def test_database_mutation_is_caught(golden: Golden, tmp_path: Path, sql: str, expected: str) -> None:
+    import sqlite3
+
+    db = _db_copy(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    assert expected in _db_codes(golden, db)
+
+
+def test_database_swap_is_caught(golden: Golden, tmp_path: Path) -> None:
+    import sqlite3
+
+    db = _db_copy(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    a, b = (conn.execute("SELECT leaf, body FROM entries WHERE seq = ?", (s,)).fetchone() for s in (5, 6))
+    conn.execute("UPDATE entries SET leaf = ?, body = ? WHERE seq = 5", b)
+    conn.execute("UPDATE entries SET leaf = ?, body = ? WHERE seq = 6", a)
+    conn.commit()
+    conn.close()
+    assert "entries-swapped" in _db_codes(golden, db)
+
+
+# -- any single-byte change of an export is caught ------------------------------------------
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_single_byte_change_of_an_export_is_caught(golden: Golden, tmp_path_factory: pytest.TempPathFactory,
+                                                       data: st.DataObject) -> None:
+    export = tmp_path_factory.mktemp("byte") / "export"
+    shutil.copytree(golden.export, export)
+    files = sorted(p for p in export.rglob("*") if p.is_file())
+    target = data.draw(st.sampled_from(files), label="file")
+    content = bytearray(target.read_bytes())
+    position = data.draw(st.integers(0, len(content) - 1), label="position")
+    new = data.draw(st.integers(0, 255).filter(lambda b: b != content[position]), label="byte")
+    content[position] = new
+    target.write_bytes(bytes(content))
+    try:
+        report = verify_target(export, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
+    except MalformedInput:
+        return  # refused outright: caught
+    assert not report.ok
