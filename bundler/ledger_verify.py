@@ -17,6 +17,7 @@ one size), ``unknown-signer``, ``wrong-origin``, ``malformed-checkpoint``,
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from array import array
 from collections.abc import Iterable, Sequence
@@ -94,14 +95,10 @@ class NoteInput:
     saved: bool = False  # given by the verifier's user, not read from the ledger
 
 
-def verify_ledger(
-    records: Iterable[tuple[bytes, bytes | None]],
-    *,
-    origin: str,
-    verifiers: Sequence[NoteVerifier],
-    notes: Sequence[NoteInput],
-) -> LedgerVerification:
-    """Verify a ledger given as ``(stored body, stored leaf hash or None)`` in stored order."""
+def check_notes(
+    notes: Sequence[NoteInput], *, origin: str, verifiers: Sequence[NoteVerifier]
+) -> tuple[LedgerVerification, list[tuple[NoteInput, Checkpoint]]]:
+    """A fresh report with every checkpoint's signature checked, and the valid ones."""
     report = LedgerVerification(origin=origin)
     parsed: list[tuple[NoteInput, Checkpoint]] = []
     for note in notes:
@@ -110,51 +107,166 @@ def verify_ledger(
             parsed.append((note, verify_checkpoint(note.text, origin=origin, verifiers=verifiers)))
         except CheckpointError as exc:
             report.failures.append(Failure(exc.code, str(exc), where=note.where))
-    wanted_sizes = {cp.size for _, cp in parsed}
+    return report, parsed
 
-    seqs = array("q")
-    leaves = bytearray()
-    prevs = bytearray()
-    roots: dict[int, bytes] = {}
-    compact = merkle.CompactRange()
-    if 0 in wanted_sizes:
-        roots[0] = merkle.EMPTY_ROOT
-    position = 0
+
+@dataclass
+class ChunkScan:
+    """One pass over entries [start, start + count): leaf hashes, chain anomalies and the
+    compact range (local to the chunk when ``start`` is a multiple of a power of two
+    at least as large as the chunk)."""
+
+    start: int
+    count: int = 0
+    leaves: bytearray = field(default_factory=bytearray)
+    irregular: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # position -> (seq, prev)
+    failures: list[Failure] = field(default_factory=list)
+    stack: list[bytes] = field(default_factory=list)
+    stacks_at: dict[int, list[bytes]] = field(default_factory=dict)  # global size -> local stack
+
+
+def scan_chunk(
+    records: Iterable[tuple[bytes, bytes | None]], *, start: int, prev_hex: bytes, wanted_sizes: set[int]
+) -> ChunkScan:
+    """The hot loop: hash every stored body, check its chain fields, grow the compact range.
+
+    *prev_hex* is the hex leaf hash of entry ``start - 1`` (64 zeros for 0).
+    """
+    scan = ChunkScan(start)
+    leaves, irregular, stack = scan.leaves, scan.irregular, scan.stack
+    leaf_hasher = hashlib.sha256(b"\x00")
+    sha256 = hashlib.sha256
+    hexlify = binascii.hexlify
+    position = start
     for body, stored_leaf in records:
-        leaf = hashlib.sha256(b"\x00" + body).digest()
+        hasher = leaf_hasher.copy()
+        hasher.update(body)
+        leaf = hasher.digest()
         if stored_leaf is not None and stored_leaf != leaf:
-            report.failures.append(
+            scan.failures.append(
                 Failure("entry-modified", f"stored bytes hash to {leaf.hex()}, stored leaf is {stored_leaf.hex()}",
                         seq=position, where="body")
             )
-        seq, prev = _chain_fields(body)
-        if seq is None or prev is None:
-            report.failures.append(Failure("entry-modified", "entry is not a well-formed ledger entry", seq=position))
-            seq, prev = -1, bytes(32)
-        seqs.append(seq)
+        # Fast path for the plain case (see _chain_fields): this entry's prev is the
+        # previous leaf and its seq is its position.
+        src = body.rfind(b',"source":{')
+        p = body.rfind(b',"prev":"', 0, src)
+        if not (p > 0 and body[p + 9 : p + 73] == prev_hex and body[p + 73 : p + 82] == b'","raw":{'
+                and body.rfind(b',"seq":%d,"source":{' % position, p) == src - 7 - len(str(position))):
+            seq, prev = _chain_fields(body)
+            if seq is None or prev is None:
+                scan.failures.append(Failure("entry-modified", "entry is not a well-formed ledger entry", seq=position))
+                irregular[position] = (-1, bytes(32))
+            elif seq != position or prev != prev_hex:
+                irregular[position] = (seq, bytes.fromhex(prev.decode()))
         leaves += leaf
-        prevs += prev
-        compact.append(leaf)
+        prev_hex = hexlify(leaf)
+        node = leaf
+        index = position - start
+        while index & 1:
+            node = sha256(b"\x01" + stack.pop() + node).digest()
+            index >>= 1
+        stack.append(node)
         position += 1
         if position in wanted_sizes:
-            roots[position] = compact.root()
-    report.size = position
-    report.root = compact.root()
-    _check_order(report, seqs, leaves, prevs)
+            scan.stacks_at[position] = list(stack)
+    scan.count = position - start
+    return scan
+
+
+def finish(
+    report: LedgerVerification, parsed: list[tuple[NoteInput, Checkpoint]], chunks: Sequence[ChunkScan]
+) -> LedgerVerification:
+    """Combine chunk scans (in order, each aligned and full but the last) and judge."""
+    roots: dict[int, bytes] = {0: merkle.EMPTY_ROOT}
+    outer: list[bytes] = []
+    leaves = bytearray()
+    irregular: dict[int, tuple[int, bytes]] = {}
+    size = 0
+    for number, chunk in enumerate(chunks):
+        report.failures.extend(chunk.failures)
+        irregular.update(chunk.irregular)
+        leaves += chunk.leaves
+        for at, local in chunk.stacks_at.items():
+            roots[at] = _fold(outer + local)
+        size += chunk.count
+        if number == len(chunks) - 1:
+            outer = outer + chunk.stack
+        elif len(chunk.stack) == 1:
+            node, index = chunk.stack[0], number
+            while index & 1:
+                node = hashlib.sha256(b"\x01" + outer.pop() + node).digest()
+                index >>= 1
+            outer.append(node)
+        else:
+            raise ValueError("only the last chunk may be partial")
+    report.size = size
+    report.root = _fold(outer)
+    if irregular:
+        seqs = array("q", range(size))
+        prevs = bytearray(bytes(32)) + leaves[: max(0, 32 * (size - 1))]
+        for pos, (seq, prev_bytes) in irregular.items():
+            seqs[pos] = seq
+            prevs[32 * pos : 32 * pos + 32] = prev_bytes
+        _check_order(report, seqs, leaves, prevs)
     _check_checkpoints(report, parsed, roots)
     return report
 
 
+def verify_ledger(
+    records: Iterable[tuple[bytes, bytes | None]],
+    *,
+    origin: str,
+    verifiers: Sequence[NoteVerifier],
+    notes: Sequence[NoteInput],
+) -> LedgerVerification:
+    """Verify a ledger given as ``(stored body, stored leaf hash or None)`` in stored order."""
+    report, parsed = check_notes(notes, origin=origin, verifiers=verifiers)
+    wanted = {cp.size for _, cp in parsed}
+    scan = scan_chunk(records, start=0, prev_hex=b"0" * 64, wanted_sizes=wanted)
+    return finish(report, parsed, [scan])
+
+
+def _fold(stack: list[bytes]) -> bytes:
+    if not stack:
+        return merkle.EMPTY_ROOT
+    acc = stack[-1]
+    for left in reversed(stack[:-1]):
+        acc = hashlib.sha256(b"\x01" + left + acc).digest()
+    return acc
+
+
+_HEX = frozenset(b"0123456789abcdef")
+
+
 def _chain_fields(body: bytes) -> tuple[int | None, bytes | None]:
+    """The top-level ``seq`` and ``prev`` (as hex bytes) of a canonical entry.
+
+    Canonical key order puts ``prev`` and ``seq`` just before ``source``, and the
+    ledger keeps ``source`` flat, so their last occurrences before the last
+    ``,"source":{`` are the top-level ones; a key inside a string cannot match
+    because its quotes would be escaped. Bodies that do not have this shape fall
+    back to a full parse. Either way the Merkle root over the stored bytes, not
+    these fields, is what a signed checkpoint is compared with.
+    """
+    src = body.rfind(b',"source":{')
+    p = body.rfind(b',"prev":"', 0, src)
+    q = body.rfind(b',"seq":', 0, src)
+    if src > 0 and p > 0 and q > p and body[p + 73 : p + 82] == b'","raw":{':
+        prev = body[p + 9 : p + 73]
+        digits = body[q + 7 : src]
+        if digits.isdigit() and (digits == b"0" or digits[:1] != b"0") and _HEX.issuperset(prev):
+            return int(digits), prev
     try:
         doc = orjson.loads(body)
         seq = doc["seq"]
-        prev = bytes.fromhex(doc["prev"])
+        prev_text = doc["prev"]
+        if type(seq) is not int or type(prev_text) is not str or len(prev_text) != 64:
+            return None, None
+        bytes.fromhex(prev_text)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None, None
-    if type(seq) is not int or len(prev) != 32:
-        return None, None
-    return seq, prev
+    return seq, prev_text.encode()
 
 
 def _check_order(report: LedgerVerification, seqs: array, leaves: bytearray, prevs: bytearray) -> None:

@@ -306,3 +306,29 @@ def test_any_single_byte_change_of_an_export_is_caught(golden: Golden, tmp_path_
     except MalformedInput:
         return  # refused outright: caught
     assert not report.ok
+
+
+# -- the parallel scan of large ledgers gives the same verdicts ------------------------------
+
+
+@pytest.mark.parametrize("chunk", [4, 8])
+def test_parallel_database_scan_matches_serial(golden: Golden, tmp_path: Path, chunk: int) -> None:
+    import sqlite3
+
+    from bundler.ledger_verify import NoteInput
+    from bundler.verify_cmd import _verify_database
+
+    verifiers = [golden.signer.verifier]
+    with Ledger.open(golden.db) as ledger:
+        notes = [NoteInput(f"cp{cp.id}", cp.note) for cp in ledger.checkpoints()]
+        expected_root = ledger.root()
+    report = _verify_database(golden.db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
+    assert report.ok and report.root == expected_root and len(report.checkpoints_valid) == 2
+    db = _db_copy(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) WHERE seq = 9")
+    conn.commit()
+    conn.close()
+    bad = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
+    assert {"entry-modified", "root-mismatch"} <= {f.code for f in bad.failures}
+    assert {f.seq for f in bad.failures if f.code == "entry-modified"} == {9}
