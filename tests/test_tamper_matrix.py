@@ -326,9 +326,9 @@ def test_parallel_database_scan_matches_serial(golden: Golden, tmp_path: Path, c
     assert report.ok and report.root == expected_root and len(report.checkpoints_valid) == 2
     db = _db_copy(golden, tmp_path)
     conn = sqlite3.connect(db)
-    conn.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) WHERE seq = 9")
+    conn.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) WHERE seq = 10")
     conn.commit()
     conn.close()
     bad = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
     assert {"entry-modified", "root-mismatch"} <= {f.code for f in bad.failures}
-    assert {f.seq for f in bad.failures if f.code == "entry-modified"} == {9}
+    assert {f.seq for f in bad.failures if f.code == "entry-modified"} == {10}
