@@ -1,0 +1,57 @@
+"""`pip install .` (not editable) ships the packages, templates and data, and the CLI runs elsewhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"pip wheel failed: {done.stderr[-2000:]}")
+    return next(out.glob("fedledger-*.whl"))
+
+
+def test_wheel_contents(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("collector/ledger.py", "collector/cli.py", "bundler/ledger_verify.py", "bundler/templates/__init__.py"):
+        assert module in names
+    templates = [n for n in names if n.startswith("bundler/templates/") and not n.endswith(".py")]
+    shipped = {p.name for p in (REPO / "templates").iterdir() if p.suffix in (".j2", ".css", ".svg", ".woff2")}
+    assert {Path(n).name for n in templates} == shipped
+    for data in (REPO / "bundler" / "data").glob("*.json") if (REPO / "bundler" / "data").is_dir() else []:
+        assert f"bundler/data/{data.name}" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "fedledger = collector.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_cli_runs_from_another_directory(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    code = (
+        f"import sys; sys.path.insert(0, {str(target)!r}); "
+        "import collector, bundler.templates, importlib.resources as r; "
+        f"assert collector.__file__.startswith({str(target)!r}), collector.__file__; "
+        "print(sorted(p.name for p in r.files('bundler.templates').iterdir()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "__init__.py" in done.stdout
+    cli = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(target)!r}); from collector.cli import main; sys.argv=['fedledger', '--ledger', 'x.db', 'init', '--origin', 'example.gov/pkg']; main()"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert (elsewhere / "x.db").exists() and (elsewhere / "x.key").exists()
