@@ -116,10 +116,10 @@ def parse_verifier_key(text: str, *, default_name: str, location: str | None = N
     text = text.strip()
     if text.startswith("-----BEGIN"):
         try:
-            key = serialization.load_pem_public_key(text.encode())
+            pem_key = serialization.load_pem_public_key(text.encode())
         except ValueError:
             raise MalformedInput("not a PEM public key", location=location) from None
-        return make_verifier(default_name, key)
+        return make_verifier(default_name, pem_key)
     parts = text.split("+", 2)
     if len(parts) != 3:
         raise MalformedInput("not a PEM public key or a name+keyid+base64 verifier key", location=location)

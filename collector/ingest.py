@@ -129,7 +129,7 @@ def _commit(
         if digest not in seen_raw and rec.raw:
             seen_raw[digest] = (len(segment), len(rec.raw))
             segment += rec.raw
-        source = {"kind": kind, "id": source_id, "location": rec.location}
+        source: dict[str, object] = {"kind": kind, "id": source_id, "location": rec.location}
         if rec.line is not None:
             source["line"] = rec.line
         if rec.source_extra:
