@@ -13,7 +13,7 @@ def main() -> int:
     failed = 0
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"== {script.name}", flush=True)
-        failed |= subprocess.run([sys.executable, str(script), *sys.argv[1:]]).returncode
+        failed |= subprocess.run([sys.executable, str(script)]).returncode
     return failed
 
 
