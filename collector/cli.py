@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from collector import __version__
+from collector import __version__, commands
 from collector.cli_common import DEFAULT_LEDGER, OPTIONS, err, parse_as_of
 from collector.errors import FedledgerError, exit_code_for
 
@@ -29,10 +30,11 @@ app = typer.Typer(
 collect_app = typer.Typer(help="Collect evidence from a source into the ledger.", no_args_is_help=True)
 app.add_typer(collect_app, name="collect")
 
-# Each module defines register(app, collect_app). A new source or command is a new module here.
-COMMAND_MODULES = [
-    "collector.commands.ledger_cmds",
-]
+# Every module in collector/commands/ defines register(app, collect_app): a new source or
+# command is a new module there, found here without editing this file.
+COMMAND_MODULES = sorted(
+    f"collector.commands.{info.name}" for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")
+)
 
 
 def _version(value: bool) -> None:
