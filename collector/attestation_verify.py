@@ -705,7 +705,7 @@ def verify_attestation(content: bytes, *, signature_object: bytes | None, artifa
     try:
         doc = parse_json(content)
     except MalformedInput as exc:
-        raise NotAnAttestation(f"not JSON and no detached signature beside it ({_one_line(exc)})") from None
+        raise NotAnAttestation("malformed JSON, and no detached signature (.sig) beside it") from None
     if is_dsse_envelope(doc):
         return verify_dsse_envelope(content, keys)
     if is_sigstore_bundle(doc):

@@ -77,7 +77,13 @@ def read_trusted_keys(folder: Path) -> TrustedKeys:
             files.append((path.name, path.read_bytes()))
     if not files:
         raise MalformedInput("no PEM key files (.pem/.pub/.crt) in the trusted-keys folder", location=str(folder))
-    return TrustedKeys(load_trusted_key(f"{folder}/{name}", data) for name, data in files)
+    keys = []
+    for name, data in files:
+        try:
+            keys.append(load_trusted_key(name, data))
+        except MalformedInput as exc:
+            raise MalformedInput(safe_reason(exc), location=str(folder / name)) from None
+    return TrustedKeys(keys)
 
 
 @dataclass(frozen=True)
