@@ -398,13 +398,12 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 def _b64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
         raise ValueError(f"{what} is not a base64 string")
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    compact = "".join(text.split())
+    padded = compact + "=" * (-len(compact) % 4)
+    try:  # standard or URL-safe alphabet, strictly (no silently skipped characters)
+        return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError):
-        try:
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            raise ValueError(f"{what} is not valid base64") from None
+        raise ValueError(f"{what} is not valid base64") from None
 
 
 def is_dsse_envelope(doc: Any) -> bool:
