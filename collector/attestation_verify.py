@@ -704,7 +704,8 @@ def verify_attestation(content: bytes, *, signature_object: bytes | None, artifa
     try:
         doc = parse_json(content)
     except MalformedInput as exc:
-        raise NotAnAttestation("malformed JSON, and no detached signature (.sig) beside it") from None
+        detail = re.sub(r"(invalid JSON: )|(:? ?line \d+ column \d+ \(char \d+\))", "", _one_line(exc))[:80]
+        raise NotAnAttestation(f"malformed JSON ({detail}), and no detached signature (.sig) beside it") from None
     if is_dsse_envelope(doc):
         return verify_dsse_envelope(content, keys)
     if is_sigstore_bundle(doc):
