@@ -294,7 +294,8 @@ def _subjects(statement: Mapping[str, Any]) -> tuple[Subject, ...]:
 
 def facts_from_statement(statement: Mapping[str, Any]) -> AttestationFacts:
     """Facts of an in-toto Statement: SLSA v1 ``buildDefinition``/``runDetails``, v0.2, or any predicate."""
-    predicate = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
+    raw_predicate = statement.get("predicate")
+    predicate: dict[str, Any] = raw_predicate if isinstance(raw_predicate, dict) else {}
     predicate_type = statement.get("predicateType") if isinstance(statement.get("predicateType"), str) else None
     builder = None
     finished = None
@@ -302,11 +303,11 @@ def facts_from_statement(statement: Mapping[str, Any]) -> AttestationFacts:
     if isinstance(predicate.get("runDetails"), dict):  # SLSA provenance v1
         run = predicate["runDetails"]
         builder = (run.get("builder") or {}).get("id") if isinstance(run.get("builder"), dict) else None
-        meta = run.get("metadata") if isinstance(run.get("metadata"), dict) else {}
+        meta: dict[str, Any] = run["metadata"] if isinstance(run.get("metadata"), dict) else {}
         invocation, finished = meta.get("invocationId"), meta.get("finishedOn")
     elif isinstance(predicate.get("builder"), dict):  # SLSA provenance v0.2
         builder = predicate["builder"].get("id")
-        meta = predicate.get("metadata") if isinstance(predicate.get("metadata"), dict) else {}
+        meta = predicate["metadata"] if isinstance(predicate.get("metadata"), dict) else {}
         invocation, finished = meta.get("buildInvocationId"), meta.get("buildFinishedOn")
     pairs = list(_walk(predicate))
     job_id = _first(pairs, _JOB_KEYS)
@@ -482,7 +483,8 @@ def parse_detached_signature(data: bytes) -> list[tuple[str | None, bytes]]:
         doc = parse_json(text)
         if not isinstance(doc, dict):
             raise NotAnAttestation("detached signature JSON is not an object")
-        items = doc.get("signatures") if isinstance(doc.get("signatures"), list) else [doc]
+        listed = doc.get("signatures")
+        items: list[Any] = listed if isinstance(listed, list) else [doc]
         out = []
         for item in items:
             if not isinstance(item, dict):
