@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -55,7 +57,7 @@ from collector.attestation_verify import (
 from collector.errors import MalformedInput, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import safe_reason
-from collector.object_source import ObjectHead, ObjectInfo, ObjectProvider
+from collector.object_source import FETCH_WORKERS, ObjectHead, ObjectInfo, ObjectProvider
 from collector.timeutil import format_time, parse_time
 
 SIGNATURE_SUFFIX = ".sig"
@@ -166,14 +168,32 @@ class AttestationObjects(Source):
         self.tally.listed = len(infos)
         self.tally.companions = len(plan.companions)
         names = {info.key for info in infos}
-        for count, info in enumerate(plan.records, 1):
-            self.tally.records += 1
+
+        def build(info: ObjectInfo) -> SourceRecord:
             reason = plan.orphans.get(info.key)
-            if reason is not None:
-                yield self._quarantine(info, reason, raw=None)
-            else:
-                yield self._record(info, names)
-            yield CursorMark(self.source_id, orjson.dumps({"objects": count, "last_key": info.key}).decode())
+            return self._quarantine(info, reason, raw=None) if reason is not None else self._record(info, names)
+
+        # Fetch and verify up to FETCH_WORKERS objects at once (S3 round trips dominate);
+        # records are yielded in listing order, so cursors and entries stay deterministic.
+        pending: deque[tuple[ObjectInfo, Future[SourceRecord]]] = deque()
+        with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
+            count = 0
+            for info in plan.records:
+                pending.append((info, pool.submit(build, info)))
+                if len(pending) >= FETCH_WORKERS * 2:
+                    count += 1
+                    yield from self._emit(count, *pending.popleft())
+            while pending:
+                count += 1
+                yield from self._emit(count, *pending.popleft())
+
+    def _emit(self, count: int, info: ObjectInfo, future: Future[SourceRecord]) -> Iterator[SourceItem]:
+        record = future.result()
+        self.tally.records += 1
+        if record.event is not None:
+            self._count(record.event)
+        yield record
+        yield CursorMark(self.source_id, orjson.dumps({"objects": count, "last_key": info.key}).decode())
 
     def _location(self, key: str) -> str:
         uri = self.provider.uri(key)
@@ -219,20 +239,20 @@ class AttestationObjects(Source):
         sha256 = hashlib.sha256(content).hexdigest()
         event = self._event(info, head, verdict, retention, content, sha256, signature,
                             certificate=self.provider.get(certificate_key) if certificate_key else None)
-        self._count(verdict, retention)
         location = self._location(key)
         extra = {"version_id": head.version_id} if head.version_id else {}
         return SourceRecord(location=location, line=None, raw=content, event=event, source_extra=extra,
                             dedup_key=f"attestation:{location}@{head.version_id or ''}#{sha256}")
 
-    def _count(self, verdict: Verdict, retention: RetentionAssessment) -> None:
-        if verdict.status == SIGNED:
+    def _count(self, event: Mapping[str, Any]) -> None:
+        status = str(event["kind"]).rsplit(".", 1)[-1]
+        if status == SIGNED:
             self.tally.signed += 1
-        elif verdict.status == "unsigned":
+        elif status == "unsigned":
             self.tally.unsigned += 1
         else:
             self.tally.invalid += 1
-        if not retention.ok:
+        if not event["attrs"]["retention_ok"]:
             self.tally.retention_findings += 1
 
     def _event(self, info: ObjectInfo, head: ObjectHead, verdict: Verdict, retention: RetentionAssessment,
