@@ -658,7 +658,9 @@ def _verify_public_key_bundle(doc: Mapping[str, Any], artifact: bytes | None, ke
     if artifact is None:
         return Verdict(INVALID, "sigstore-bundle", error="public-key bundle without its artifact beside it",
                        details=details)
-    check = check_signatures(artifact, [(hint if isinstance(hint, str) else None, signature)], keys)
+    # a publicKey hint is only a hint: when it names no pinned key, every pinned key is tried
+    named = hint if isinstance(hint, str) and keys.find(hint) is not None else None
+    check = check_signatures(artifact, [(named, signature)], keys)
     facts = AttestationFacts(subjects=(Subject("", "sha256:" + hashlib.sha256(artifact).hexdigest()),))
     if not check.ok:
         return Verdict(INVALID, "sigstore-bundle", facts, error=check.error, details=details)

@@ -318,3 +318,33 @@ def test_retention_without_put_time_is_measured_from_as_of() -> None:
     assert result.ok and result.retention_days == 365 and result.measured_from == "as_of"
     with pytest.raises(ValueError):
         assess_retention(mode="COMPLIANCE", retain_until=None, put_time=None, as_of=datetime(2026, 1, 1), minimum_days=1)
+
+
+def public_key_bundle(artifact: bytes, signer: object, *, dsse_payload: bytes | None = None) -> bytes:
+    material = {"publicKey": {"hint": "ci-key"}, "tlogEntries": []}
+    doc: dict[str, object] = {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                              "verificationMaterial": material}
+    if dsse_payload is not None:
+        doc["dsseEnvelope"] = json.loads(envelope(dsse_payload, signer=signer))
+    else:
+        sig = signer.sign(artifact, ec.ECDSA(hashes.SHA256()))  # type: ignore[attr-defined]
+        doc["messageSignature"] = {"messageDigest": {"algorithm": "SHA2_256",
+                                                     "digest": base64.b64encode(hashlib.sha256(artifact).digest()).decode()},
+                                   "signature": base64.b64encode(sig).decode()}
+    return json.dumps(doc).encode()
+
+
+def test_sigstore_public_key_bundles_check_the_pinned_keys() -> None:
+    artifact = b"release.tar.gz bytes"
+    trusted = keys(P256)
+    good = verify_sigstore_bundle(public_key_bundle(artifact, P256), artifact, SigstorePolicy(), trusted)
+    assert good.status == SIGNED and good.details["tlog_verified"] is False
+    assert good.facts.subjects[0].digest == "sha256:" + hashlib.sha256(artifact).hexdigest()
+    assert verify_sigstore_bundle(public_key_bundle(artifact, OTHER), artifact, SigstorePolicy(), trusted).status == INVALID
+    assert verify_sigstore_bundle(public_key_bundle(artifact, P256), artifact + b"!", SigstorePolicy(), trusted).status == INVALID
+    assert verify_sigstore_bundle(public_key_bundle(artifact, P256), None, SigstorePolicy(), trusted).status == INVALID
+    payload = json.dumps(statement()).encode()
+    dsse = verify_sigstore_bundle(public_key_bundle(b"", P256, dsse_payload=payload), None, SigstorePolicy(), trusted)
+    assert dsse.status == SIGNED and dsse.facts.job_id == "55"
+    assert verify_sigstore_bundle(public_key_bundle(b"", OTHER, dsse_payload=payload), None, SigstorePolicy(),
+                                  trusted).status == INVALID
