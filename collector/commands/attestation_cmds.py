@@ -71,10 +71,11 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 summary = ingest(ledger, source.collect(cursors), kind=source.kind, source_id=source.source_id,
                                  observed=OPTIONS.now_text(), on_progress=advance)
         tally = source.tally
+        balanced = summary.balanced and tally.listed == tally.records + tally.companions
         failed = tally.unsigned + tally.invalid + tally.retention_findings + summary.quarantined
         if OPTIONS.json:
             emit_json("fedledger.collect.attestations", {**summary.to_json(), "objects": tally.to_json(),
-                                                         "balanced": summary.balanced, "ok": failed == 0})
+                                                         "balanced": balanced, "ok": failed == 0})
         else:
             out(summary.line())
             out(f"{tally.listed} objects listed: {tally.records} records, {tally.companions} companions "
