@@ -348,3 +348,27 @@ def test_sigstore_public_key_bundles_check_the_pinned_keys() -> None:
     assert dsse.status == SIGNED and dsse.facts.job_id == "55"
     assert verify_sigstore_bundle(public_key_bundle(b"", OTHER, dsse_payload=payload), None, SigstorePolicy(),
                                   trusted).status == INVALID
+
+
+@pytest.mark.parametrize("name,root,identity,issuer,with_artifact,version", [
+    ("bundle.txt.sigstore", "staging", "a@tny.town", "https://github.com/login/oauth", True, "version=0.1"),
+    ("bundle_v3_github.whl.sigstore", "prod",
+     "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+     "https://token.actions.githubusercontent.com", False, "version=0.2"),
+    ("bundle_v3.txt.sigstore", "staging", "william@yossarian.net", "https://github.com/login/oauth", True, "v0.3"),
+    ("staging-rekor-v2.txt.sigstore.json", "staging", "jku@goto.fi", "https://github.com/login/oauth", True, "v0.3"),
+])
+def test_sigstore_bundle_versions_verify_offline(name: str, root: str, identity: str, issuer: str,
+                                                 with_artifact: bool, version: str) -> None:
+    folder = shared_data(*SIGSTORE)
+    trusted_root = (folder / "trusted_root" / root / "trusted_root.json").read_bytes()
+    artifact = (folder / name.replace(".sigstore.json", "").replace(".sigstore", "")).read_bytes() if with_artifact else None
+    verdict = verify_sigstore_bundle((folder / name).read_bytes(), artifact, SigstorePolicy(trusted_root, identity, issuer),
+                                     TrustedKeys())
+    assert verdict.status == SIGNED, verdict.error
+    assert version in verdict.details["media_type"] and verdict.details["artifact_present"] is with_artifact
+    # the same bundle under the other trust root fails
+    other = "prod" if root == "staging" else "staging"
+    other_root = (folder / "trusted_root" / other / "trusted_root.json").read_bytes()
+    assert verify_sigstore_bundle((folder / name).read_bytes(), artifact, SigstorePolicy(other_root, identity, issuer),
+                                  TrustedKeys()).status == INVALID
