@@ -284,7 +284,8 @@ def _digest_text(digests: Any) -> str | None:
 
 def _subjects(statement: Mapping[str, Any]) -> tuple[Subject, ...]:
     out = []
-    for item in statement.get("subject") or []:
+    listed = statement.get("subject")
+    for item in listed if isinstance(listed, list) else []:
         if isinstance(item, dict):
             digest = _digest_text(item.get("digest"))
             if digest:
@@ -343,7 +344,8 @@ def facts_from_plain(doc: Mapping[str, Any]) -> AttestationFacts:
     build_id = str(build) if isinstance(build, (str, int)) and not isinstance(build, bool) else _first(list(_walk(build)), ("id",) + _BUILD_KEYS)
     job_id = _first(pairs, _JOB_KEYS) or build_id
     subjects: list[Subject] = []
-    for item in doc.get("subject") or doc.get("subjects") or []:
+    listed = doc.get("subject") or doc.get("subjects")
+    for item in listed if isinstance(listed, list) else []:
         if isinstance(item, dict):
             digest = item.get("digest")
             text = _digest_text(digest) if isinstance(digest, dict) else (str(digest) if digest else None)
@@ -589,7 +591,7 @@ def verify_sigstore_bundle(data: bytes, artifact: bytes | None, policy: Sigstore
 
     try:
         bundle = Bundle.from_json(data)
-    except (SigstoreError, ValueError) as exc:
+    except Exception as exc:  # any failure to load untrusted bundle bytes is an invalid bundle
         return Verdict(INVALID, "sigstore-bundle", error=f"invalid bundle: {_one_line(exc)}", details=details)
     try:
         root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(policy.trusted_root))
@@ -627,7 +629,7 @@ def verify_sigstore_bundle(data: bytes, artifact: bytes | None, policy: Sigstore
             target = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=signature.message_digest.digest)
             digest_hex = signature.message_digest.digest.hex()
         verifier.verify_artifact(target, bundle, policy_obj)
-    except (SigstoreError, ValueError) as exc:
+    except Exception as exc:  # fail closed: whatever stops verification of untrusted input means "not verified"
         return Verdict(INVALID, "sigstore-bundle", facts, error=f"sigstore verification failed: {_one_line(exc)}",
                        signer=identity, details=details)
     details["tlog_verified"] = True

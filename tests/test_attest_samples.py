@@ -170,3 +170,20 @@ def test_public_dsse_vector_folder(tmp_path: Path) -> None:
     assert reasons == {"dsse_spec_test_vector.json": pytest.approx(reasons["dsse_spec_test_vector.json"]),
                        "dsse_spec_test_vector.pub.pem": "certificate or key file, not an attestation"}
     assert run.summary.balanced and run.summary.read == 3
+
+
+@pytest.mark.parametrize("sidecar,reason", [
+    (b"{not json", "bad object metadata: "),
+    (b'{"retain_until": 5}', "bad object metadata: retain_until is not a string"),
+    (b'{"retain_until": "soon"}', "bad object metadata: "),
+    (b'{"last_modified": "2026-01-01"}', "bad object metadata: "),
+    (b'{"object_lock_mode": ["COMPLIANCE"]}', "bad object metadata: object_lock_mode is not a string"),
+])
+def test_bad_sidecar_metadata_is_quarantined(tmp_path: Path, sidecar: bytes, reason: str) -> None:
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    shutil.copy(SAMPLE_BUCKET / "attestations" / "31415926535.provenance.dsse.json", folder / "p.dsse.json")
+    (folder / "p.dsse.json.meta.json").write_bytes(sidecar)
+    run = collect(new_ledger(tmp_path / "l.db"), LocalFolderProvider(folder), str(folder))
+    assert run.summary.quarantined == 1 and run.summary.balanced
+    assert run.quarantined[0].reason.startswith(reason)

@@ -372,3 +372,31 @@ def test_sigstore_bundle_versions_verify_offline(name: str, root: str, identity:
     other_root = (folder / "trusted_root" / other / "trusted_root.json").read_bytes()
     assert verify_sigstore_bundle((folder / name).read_bytes(), artifact, SigstorePolicy(other_root, identity, issuer),
                                   TrustedKeys()).status == INVALID
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                     max_leaves=20)
+_shaped = st.fixed_dictionaries({"payload": st.text(max_size=40), "payloadType": _json, "signatures": _json}) | \
+    st.fixed_dictionaries({"mediaType": st.just("application/vnd.dev.sigstore.bundle.v0.3+json"),
+                           "verificationMaterial": _json, "messageSignature": _json}) | \
+    st.fixed_dictionaries({"_type": st.just("https://in-toto.io/Statement/v1"), "subject": _json, "predicate": _json}) | \
+    st.fixed_dictionaries({"git": _json, "build": _json, "signer": _json})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(doc=_json | _shaped, sig=st.none() | st.binary(max_size=80))
+def test_untrusted_input_is_never_signed_and_never_crashes(doc: object, sig: bytes | None) -> None:
+    data = json.dumps(doc).encode()
+    try:
+        verdict = verify_attestation(data, signature_object=sig, artifact=None, keys=keys(P256), policy=SigstorePolicy())
+    except NotAnAttestation:
+        return
+    except Exception as exc:  # only the malformed-input family may escape
+        from collector.errors import MalformedInput
+        assert isinstance(exc, MalformedInput), repr(exc)
+        return
+    assert verdict.status != SIGNED

@@ -149,6 +149,20 @@ def plan_objects(infos: list[ObjectInfo]) -> _Plan:
     return _Plan(records, orphans, companions)
 
 
+_HEAD_TEXT_FIELDS = ("etag", "version_id", "sse", "kms_key_id", "object_lock_mode", "retain_until", "legal_hold",
+                     "bucket", "last_modified")
+
+
+def _check_head(head: ObjectHead) -> None:
+    """Store metadata (an S3 answer or a folder sidecar) must hold strings where strings belong."""
+    for name in _HEAD_TEXT_FIELDS:
+        value = getattr(head, name)
+        if value is not None and not isinstance(value, str):
+            raise MalformedInput(f"{name} is not a string")
+    if head.retain_until is not None:
+        parse_time(head.retain_until, field="retain_until")
+
+
 class AttestationObjects(Source):
     """Attestation objects under one prefix, verified and normalized to ``attestation.*`` events."""
 
@@ -215,6 +229,9 @@ class AttestationObjects(Source):
             return self._quarantine(info, f"object larger than {MAX_OBJECT_BYTES >> 20} MiB", raw=None)
         try:
             head = self.provider.head(key)
+            _check_head(head)
+            put_time_text = head.last_modified or info.last_modified
+            put_time = parse_time(put_time_text, field="last_modified") if put_time_text else None
         except MalformedInput as exc:
             return self._quarantine(info, f"bad object metadata: {safe_reason(exc)}", raw=None)
         content = self.provider.get(key)
@@ -232,8 +249,6 @@ class AttestationObjects(Source):
             return self._quarantine(info, f"not an attestation: {safe_reason(exc)}", raw=content)
         except MalformedInput as exc:
             return self._quarantine(info, f"malformed: {safe_reason(exc)}", raw=content)
-        put_time_text = head.last_modified or info.last_modified
-        put_time = parse_time(put_time_text) if put_time_text else None
         retention = assess_retention(mode=head.object_lock_mode, retain_until=head.retain_until, put_time=put_time,
                                      as_of=self.settings.as_of, minimum_days=self.settings.min_retention_days)
         sha256 = hashlib.sha256(content).hexdigest()
