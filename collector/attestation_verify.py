@@ -245,6 +245,7 @@ _JOB_KEYS = ("job_id", "jobid", "github_job_id", "ci_job_id", "workflow_job_id")
 _RUN_KEYS = ("run_id", "runid", "github_run_id", "ci_pipeline_id", "pipeline_id")
 _BUILD_KEYS = ("build_id", "buildid", "buildinvocationid", "invocationid", "build")
 _REPO_KEYS = ("repository", "github_repository", "ci_project_path", "repo")
+_GIT_URI = re.compile(r"^git\+https://[^/]+/([^/@]+/[^/@]+?)(?:\.git)?(?:@.*)?$")
 _INVOCATION = re.compile(r"/([^/]+/[^/]+)/actions/runs/(\d+)(?:/job/(\d+)|/attempts/\d+)?")
 
 
@@ -320,6 +321,10 @@ def facts_from_statement(statement: Mapping[str, Any]) -> AttestationFacts:
             repository = repository or match.group(1)
             run_id = run_id or match.group(2)
             job_id = job_id or match.group(3)
+    if not repository:  # v1 resolvedDependencies / v0.2 configSource: git+https://host/owner/name@ref
+        uri = _first(pairs, ("uri",), _GIT_URI)
+        match = _GIT_URI.match(uri or "")
+        repository = match.group(1) if match else None
     if repository and repository.startswith("https://github.com/"):
         repository = repository[len("https://github.com/"):]
     build_id = str(invocation) if isinstance(invocation, str) else _first(pairs, _BUILD_KEYS)

@@ -179,13 +179,21 @@ def test_unsigned_and_unknown_content() -> None:
             verify_attestation(junk, signature_object=None, artifact=None, keys=keys(P256), policy=policy)
 
 
-def test_slsa_v1_public_predicate_facts() -> None:
-    path = shared_data("attestations", "sigstore_python_assets", "slsa_predicates", "slsa_predicate_v1_0.json")
+@pytest.mark.parametrize("name,predicate_type,git_sha,run_id", [
+    ("slsa_predicate_v1_0.json", "https://slsa.dev/provenance/v1", "1ac93ce21ee526b36fd154b9058d97dfaa424c50",
+     "10313983218"),
+    ("slsa_predicate_v0_2.json", "https://slsa.dev/provenance/v0.2", "fc29ec190575ae345cea23f0953b64ca6f2ab8ba",
+     "10457864437"),
+])
+def test_slsa_public_predicate_facts(name: str, predicate_type: str, git_sha: str, run_id: str) -> None:
+    path = shared_data("attestations", "sigstore_python_assets", "slsa_predicates", name)
     predicate = json.loads(path.read_text())
     facts = facts_from_statement({"_type": "https://in-toto.io/Statement/v1", "subject": [],
-                                  "predicateType": "https://slsa.dev/provenance/v1", "predicate": predicate})
-    assert facts.predicate_type == "https://slsa.dev/provenance/v1"
-    assert facts.builder_id
+                                  "predicateType": predicate_type, "predicate": predicate})
+    assert facts.predicate_type == predicate_type
+    assert facts.builder_id and facts.builder_id.startswith("https://github.com/")
+    assert (facts.git_sha, facts.run_id) == (git_sha, run_id)
+    assert facts.repository in ("octo-org/octo-repo", "sigstore/sigstore-python")
 
 
 # -- public examples --------------------------------------------------------------------
