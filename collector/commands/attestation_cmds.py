@@ -77,6 +77,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             emit_json("fedledger.collect.attestations", {**summary.to_json(), "objects": tally.to_json(),
                                                          "balanced": balanced, "ok": failed == 0})
         else:
+            for line in source.results:
+                out(line)
             out(summary.line())
             out(f"{tally.listed} objects listed: {tally.records} records, {tally.companions} companions "
                 f"(.sig/.crt/bundle artifacts); {tally.signed} signed, {tally.unsigned} unsigned, "

@@ -149,6 +149,17 @@ def plan_objects(infos: list[ObjectInfo]) -> _Plan:
     return _Plan(records, orphans, companions)
 
 
+def _result_line(event: Mapping[str, Any]) -> str:
+    """``signed LOCATION`` / ``INVALID LOCATION: reason`` (+ ``; RETENTION: reason``)."""
+    status = str(event["kind"]).rsplit(".", 1)[-1]
+    attrs = event["attrs"]
+    line = f"signed {event['resource']}" if status == SIGNED else (
+        f"{status.upper()} {event['resource']}: {attrs.get('verification_error')}")
+    if not attrs.get("retention_ok"):
+        line += f"; RETENTION: {attrs.get('retention_reason')}"
+    return line
+
+
 _HEAD_TEXT_FIELDS = ("etag", "version_id", "sse", "kms_key_id", "object_lock_mode", "retain_until", "legal_hold",
                      "bucket", "last_modified")
 
@@ -175,6 +186,7 @@ class AttestationObjects(Source):
         where = src if src.startswith("s3://") else os.path.abspath(src)
         self.source_id = f"{self.kind}:{where}"
         self.tally = AttestationTally()
+        self.results: list[str] = []  # one grep-friendly line per record, in listing order
 
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         infos = list(self.provider.list())
@@ -206,6 +218,9 @@ class AttestationObjects(Source):
         self.tally.records += 1
         if record.event is not None:
             self._count(record.event)
+            self.results.append(_result_line(record.event))
+        else:
+            self.results.append(f"QUARANTINED {record.location}: {record.reason}")
         yield record
         yield CursorMark(self.source_id, orjson.dumps({"objects": count, "last_key": info.key}).decode())
 
