@@ -51,6 +51,7 @@ class ObjectHead:
     retain_until: str | None = None  # RFC 3339 UTC
     legal_hold: str | None = None  # ON, OFF
     bucket: str | None = None
+    last_modified: str | None = None  # RFC 3339 UTC put time, when the store says it
 
 
 class ObjectProvider(ABC):
@@ -206,6 +207,7 @@ class S3Provider(ObjectProvider):
             retain_until=_iso(until),
             legal_hold=hold,
             bucket=self.bucket,
+            last_modified=_iso(answer.get("LastModified")),
         )
 
     def uri(self, key: str) -> str:

@@ -1,0 +1,357 @@
+"""Attestations stored as objects under a prefix (a local folder or ``s3://bucket/prefix``).
+
+Fetch and walk only: objects are listed, their bytes and store metadata fetched
+through :mod:`collector.object_source`, and verification is delegated to the pure
+:mod:`collector.attestation_verify`.
+
+Which objects are records
+    Every listed object is either a record (an entry or a quarantined record) or a
+    *companion* consumed by one: ``<name>.sig`` (detached signature of ``<name>``),
+    ``<name>.crt`` / ``.pem`` / ``.pub`` / ``.cert`` (a certificate or key published
+    beside ``<name>``; kept as a fact, never trusted), and ``<name>`` itself when it
+    is the artifact of a sigstore bundle ``<name>.sigstore[.json]`` and has no
+    ``.sig`` of its own. A companion whose ``<name>`` is missing is quarantined.
+    ``listed == records + companions`` and ``records == appended + duplicates +
+    quarantined`` (per run: :attr:`AttestationObjects.tally`).
+
+Retention
+    ``retention_days`` is measured from the object's put time (S3 ``LastModified``;
+    for folders the ``last_modified`` of the ``.meta.json`` sidecar, else the file's
+    mtime) to its retain-until date: the retention the object was *given*, which is
+    what a records-retention control asks. When the put time is unknown, ``as_of``
+    is used and ``attrs.retention_measured_from`` says so. ``retention_ok`` is false
+    (with ``retention_reason``) when there is no Object Lock retention, the mode is
+    unknown, retention expired by ``as_of``, or it is shorter than the minimum.
+
+Idempotence
+    The dedup key is location + version id + SHA-256 of the bytes, so a re-run adds
+    nothing and a new version (or changed bytes under a non-versioned key) is a new
+    entry. Every run lists the whole prefix; the cursor only records progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.attestation_verify import (
+    SIGNED,
+    NotAnAttestation,
+    RetentionAssessment,
+    SigstorePolicy,
+    TrustedKeys,
+    Verdict,
+    assess_retention,
+    load_trusted_key,
+    verify_attestation,
+)
+from collector.errors import MalformedInput, SourceUnavailable
+from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
+from collector.ingest import safe_reason
+from collector.object_source import FETCH_WORKERS, ObjectHead, ObjectInfo, ObjectProvider
+from collector.timeutil import format_time, parse_time
+
+SIGNATURE_SUFFIX = ".sig"
+CERTIFICATE_SUFFIXES = (".crt", ".pem", ".pub", ".cert")
+BUNDLE_SUFFIXES = (".sigstore.json", ".sigstore")
+MAX_OBJECT_BYTES = 16 << 20
+DEFAULT_MIN_RETENTION_DAYS = 365
+KEY_FILE_SUFFIXES = (".pem", ".pub", ".crt", ".cert")
+
+
+def read_trusted_keys(folder: Path) -> TrustedKeys:
+    """Every PEM public key or certificate in *folder* (``.pem``, ``.pub``, ``.crt``, ``.cert``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceUnavailable("trusted-keys folder not found", location=str(folder))
+    files = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name.endswith(KEY_FILE_SUFFIXES):
+            files.append((path.name, path.read_bytes()))
+    if not files:
+        raise MalformedInput("no PEM key files (.pem/.pub/.crt) in the trusted-keys folder", location=str(folder))
+    keys = []
+    for name, data in files:
+        try:
+            keys.append(load_trusted_key(name, data))
+        except MalformedInput as exc:
+            raise MalformedInput(safe_reason(exc), location=str(folder / name)) from None
+    return TrustedKeys(keys)
+
+
+@dataclass(frozen=True)
+class AttestationSettings:
+    """Everything verification needs, fixed for one run."""
+
+    as_of: datetime
+    keys: TrustedKeys = field(default_factory=TrustedKeys)
+    sigstore: SigstorePolicy = field(default_factory=SigstorePolicy)
+    min_retention_days: int = DEFAULT_MIN_RETENTION_DAYS
+
+
+@dataclass
+class AttestationTally:
+    """Per-run counts beyond the ingest summary."""
+
+    listed: int = 0
+    records: int = 0
+    companions: int = 0
+    signed: int = 0
+    unsigned: int = 0
+    invalid: int = 0
+    retention_findings: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    records: list[ObjectInfo]
+    orphans: dict[str, str]  # key -> reason
+    companions: set[str]
+
+
+def plan_objects(infos: list[ObjectInfo]) -> _Plan:
+    """Split listed objects into records, consumed companions and orphaned companions."""
+    names = {info.key for info in infos}
+    companions: set[str] = set()
+    orphans: dict[str, str] = {}
+    for info in infos:
+        key = info.key
+        if key.endswith(SIGNATURE_SUFFIX):
+            if key[: -len(SIGNATURE_SUFFIX)] in names:
+                companions.add(key)
+            else:
+                orphans[key] = "detached signature without its signed object"
+            continue
+        suffix = next((s for s in CERTIFICATE_SUFFIXES if key.endswith(s)), None)
+        if suffix is not None:
+            if key[: -len(suffix)] in names:
+                companions.add(key)
+            else:
+                orphans[key] = "certificate or key file, not an attestation"
+            continue
+        if key.endswith(BUNDLE_SUFFIXES):
+            continue
+        if any(key + s in names for s in BUNDLE_SUFFIXES) and key + SIGNATURE_SUFFIX not in names:
+            companions.add(key)  # the artifact a sigstore bundle signs
+    records = [info for info in infos if info.key not in companions]
+    return _Plan(records, orphans, companions)
+
+
+def _result_line(event: Mapping[str, Any]) -> str:
+    """``signed LOCATION`` / ``INVALID LOCATION: reason`` (+ ``; RETENTION: reason``)."""
+    status = str(event["kind"]).rsplit(".", 1)[-1]
+    attrs = event["attrs"]
+    line = f"signed {event['resource']}" if status == SIGNED else (
+        f"{status.upper()} {event['resource']}: {attrs.get('verification_error')}")
+    if not attrs.get("retention_ok"):
+        line += f"; RETENTION: {attrs.get('retention_reason')}"
+    return line
+
+
+_HEAD_TEXT_FIELDS = ("etag", "version_id", "sse", "kms_key_id", "object_lock_mode", "retain_until", "legal_hold",
+                     "bucket", "last_modified")
+
+
+def _check_head(head: ObjectHead) -> None:
+    """Store metadata (an S3 answer or a folder sidecar) must hold strings where strings belong."""
+    for name in _HEAD_TEXT_FIELDS:
+        value = getattr(head, name)
+        if value is not None and not isinstance(value, str):
+            raise MalformedInput(f"{name} is not a string")
+    if head.retain_until is not None:
+        parse_time(head.retain_until, field="retain_until")
+
+
+class AttestationObjects(Source):
+    """Attestation objects under one prefix, verified and normalized to ``attestation.*`` events."""
+
+    kind = "attestations"
+
+    def __init__(self, provider: ObjectProvider, src: str, settings: AttestationSettings) -> None:
+        self.provider = provider
+        self.src = src
+        self.settings = settings
+        where = src if src.startswith("s3://") else os.path.abspath(src)
+        self.source_id = f"{self.kind}:{where}"
+        self.tally = AttestationTally()
+        self.results: list[str] = []  # one grep-friendly line per record, in listing order
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        infos = list(self.provider.list())
+        plan = plan_objects(infos)
+        self.tally.listed = len(infos)
+        self.tally.companions = len(plan.companions)
+        names = {info.key for info in infos}
+
+        def build(info: ObjectInfo) -> SourceRecord:
+            reason = plan.orphans.get(info.key)
+            return self._quarantine(info, reason, raw=None) if reason is not None else self._record(info, names)
+
+        # Fetch and verify up to FETCH_WORKERS objects at once (S3 round trips dominate);
+        # records are yielded in listing order, so cursors and entries stay deterministic.
+        pending: deque[tuple[ObjectInfo, Future[SourceRecord]]] = deque()
+        with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
+            count = 0
+            for info in plan.records:
+                pending.append((info, pool.submit(build, info)))
+                if len(pending) >= FETCH_WORKERS * 2:
+                    count += 1
+                    yield from self._emit(count, *pending.popleft())
+            while pending:
+                count += 1
+                yield from self._emit(count, *pending.popleft())
+
+    def _emit(self, count: int, info: ObjectInfo, future: Future[SourceRecord]) -> Iterator[SourceItem]:
+        record = future.result()
+        self.tally.records += 1
+        if record.event is not None:
+            self._count(record.event)
+            self.results.append(_result_line(record.event))
+        else:
+            self.results.append(f"QUARANTINED {record.location}: {record.reason}")
+        yield record
+        yield CursorMark(self.source_id, orjson.dumps({"objects": count, "last_key": info.key}).decode())
+
+    def _location(self, key: str) -> str:
+        uri = self.provider.uri(key)
+        return uri if uri.startswith("s3://") else os.path.abspath(uri)
+
+    def _quarantine(self, info: ObjectInfo, reason: str, raw: bytes | None) -> SourceRecord:
+        digest = hashlib.sha256(raw).hexdigest() if raw is not None else None
+        if digest is None:
+            try:
+                digest = hashlib.sha256(self.provider.get(info.key)).hexdigest() if info.size <= MAX_OBJECT_BYTES else None
+            except SourceUnavailable:
+                digest = None
+        return SourceRecord(location=self._location(info.key), line=None, raw=b"", reason=reason,
+                            raw_sha256=digest or hashlib.sha256(info.key.encode()).hexdigest())
+
+    def _record(self, info: ObjectInfo, names: set[str]) -> SourceRecord:
+        key = info.key
+        if info.size > MAX_OBJECT_BYTES:
+            return self._quarantine(info, f"object larger than {MAX_OBJECT_BYTES >> 20} MiB", raw=None)
+        try:
+            head = self.provider.head(key)
+            _check_head(head)
+            put_time_text = head.last_modified or info.last_modified
+            put_time = parse_time(put_time_text, field="last_modified") if put_time_text else None
+        except MalformedInput as exc:
+            return self._quarantine(info, f"bad object metadata: {safe_reason(exc)}", raw=None)
+        content = self.provider.get(key)
+        signature = self.provider.get(key + SIGNATURE_SUFFIX) if key + SIGNATURE_SUFFIX in names else None
+        artifact = None
+        for suffix in BUNDLE_SUFFIXES:
+            if key.endswith(suffix) and key[: -len(suffix)] in names:
+                artifact = self.provider.get(key[: -len(suffix)])
+                break
+        certificate_key = next((key + s for s in CERTIFICATE_SUFFIXES if key + s in names), None)
+        try:
+            verdict = verify_attestation(content, signature_object=signature, artifact=artifact,
+                                         keys=self.settings.keys, policy=self.settings.sigstore)
+        except NotAnAttestation as exc:
+            return self._quarantine(info, f"not an attestation: {safe_reason(exc)}", raw=content)
+        except MalformedInput as exc:
+            return self._quarantine(info, f"malformed: {safe_reason(exc)}", raw=content)
+        retention = assess_retention(mode=head.object_lock_mode, retain_until=head.retain_until, put_time=put_time,
+                                     as_of=self.settings.as_of, minimum_days=self.settings.min_retention_days)
+        sha256 = hashlib.sha256(content).hexdigest()
+        event = self._event(info, head, verdict, retention, content, sha256, signature,
+                            certificate=self.provider.get(certificate_key) if certificate_key else None)
+        location = self._location(key)
+        extra = {"version_id": head.version_id} if head.version_id else {}
+        return SourceRecord(location=location, line=None, raw=content, event=event, source_extra=extra,
+                            dedup_key=f"attestation:{location}@{head.version_id or ''}#{sha256}")
+
+    def _count(self, event: Mapping[str, Any]) -> None:
+        status = str(event["kind"]).rsplit(".", 1)[-1]
+        if status == SIGNED:
+            self.tally.signed += 1
+        elif status == "unsigned":
+            self.tally.unsigned += 1
+        else:
+            self.tally.invalid += 1
+        if not event["attrs"]["retention_ok"]:
+            self.tally.retention_findings += 1
+
+    def _event(self, info: ObjectInfo, head: ObjectHead, verdict: Verdict, retention: RetentionAssessment,
+               content: bytes, sha256: str, signature: bytes | None, certificate: bytes | None) -> dict[str, Any]:
+        facts = verdict.facts
+        signer = verdict.signer or facts.signer
+        time_text = head.last_modified or info.last_modified or facts.build_finished
+        try:
+            time = format_time(parse_time(time_text)) if time_text else format_time(self.settings.as_of)
+        except MalformedInput:
+            time = format_time(self.settings.as_of)
+        correlation: dict[str, str] = {}
+        if facts.job_id:
+            correlation["job_id"] = facts.job_id
+        if facts.run_id:
+            correlation["run_id"] = facts.run_id
+        if facts.repository:
+            correlation["repository"] = facts.repository
+        if facts.git_sha:
+            correlation["git_sha"] = facts.git_sha
+        artifact = next((s.digest for s in facts.subjects if s.digest.startswith("sha256:")), None)
+        if artifact:
+            correlation["artifact_digest"] = artifact
+        attrs: dict[str, Any] = {
+            "format": verdict.format,
+            "predicate_type": facts.predicate_type,
+            "payload_type": verdict.payload_type,
+            "subjects": [s.to_json() for s in facts.subjects],
+            "builder": facts.builder_id,
+            "build_id": facts.build_id,
+            "signer": signer,
+            "key_id": verdict.key_id,
+            "signature_valid": verdict.signature_valid,
+            "verification_error": verdict.error,
+            "object_key": info.key,
+            "bucket": head.bucket,
+            "version_id": head.version_id,
+            "etag": head.etag or info.etag,
+            "size": len(content),
+            "sha256": sha256,
+            "sse": head.sse,
+            "kms_key_id": head.kms_key_id,
+            "object_lock_mode": head.object_lock_mode,
+            "retain_until": head.retain_until,
+            "legal_hold": head.legal_hold,
+            "put_time": head.last_modified or info.last_modified,
+            "retention_days": retention.retention_days,
+            "retention_remaining_days": retention.remaining_days,
+            "retention_measured_from": retention.measured_from,
+            "min_retention_days": self.settings.min_retention_days,
+            "retention_ok": retention.ok,
+            "retention_reason": retention.reason,
+        }
+        for name, value in verdict.details.items():
+            attrs.setdefault(name, value)
+        if signature is not None:
+            attrs["detached_signature_sha256"] = hashlib.sha256(signature).hexdigest()
+            if len(signature) <= 4096 and signature.isascii():
+                attrs["detached_signature"] = signature.decode("ascii", "replace").strip()
+        if certificate is not None:
+            attrs["published_certificate_sha256"] = hashlib.sha256(certificate).hexdigest()
+        kind = f"attestation.{verdict.status}"
+        return {
+            "time": time,
+            "kind": kind,
+            "actor": signer,
+            "action": f"attest:{verdict.format}",
+            "resource": self._location(info.key),
+            "outcome": {"status": "success" if verdict.status == SIGNED else "failure", "error": verdict.error},
+            "correlation": correlation,
+            "attrs": attrs,
+        }

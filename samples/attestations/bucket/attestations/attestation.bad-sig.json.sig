@@ -1,0 +1,1 @@
+MEQCIBUGgSkK//bcyfPuxE4nd2M2d1ZSvVc39nPVIzgBkjmuAiBWdb9pdEHk7PMWMI12EHcB2gidY/QNJnqja8M/gZk0Bw==

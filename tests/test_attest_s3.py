@@ -1,0 +1,133 @@
+"""Attestations from S3: moto's server over HTTP, an Object Lock bucket, boto3 unmocked."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.object_source import open_provider
+from collector.timeutil import parse_time
+from samples.make import story
+from tests.attest_support import SAMPLE_BUCKET, SAMPLE_KEYS, SAMPLE_OUTCOMES, collect, new_ledger
+
+REGION = "us-gov-west-1"
+
+
+def s3(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name=REGION)
+
+
+def upload_samples(client: Any, kms_key: str, bucket: str) -> None:
+    """Create an Object Lock bucket and put every sample object with the lock settings of its sidecar."""
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True,
+                         CreateBucketConfiguration={"LocationConstraint": REGION})
+    for path in sorted((SAMPLE_BUCKET / "attestations").iterdir()):
+        if path.name.endswith(".meta.json"):
+            continue
+        args: dict[str, Any] = {"Bucket": bucket, "Key": "attestations/" + path.name, "Body": path.read_bytes()}
+        sidecar = path.with_name(path.name + ".meta.json")
+        if sidecar.exists():
+            meta = json.loads(sidecar.read_text())
+            # the sidecar's retention length, counted from now: S3 refuses retain-until dates in the past
+            length = parse_time(meta["retain_until"]) - parse_time(meta["last_modified"])
+            args.update(ObjectLockMode=meta["object_lock_mode"],
+                        ObjectLockRetainUntilDate=datetime.now(timezone.utc) + length,
+                        ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key)
+        client.put_object(**args)
+
+
+@pytest.fixture(scope="module")
+def sample_bucket(moto_endpoint: str) -> str:
+    kms = boto3.client("kms", endpoint_url=moto_endpoint, region_name=REGION)
+    key_arn = kms.create_key(Description="attestation bucket key")["KeyMetadata"]["Arn"]
+    upload_samples(s3(moto_endpoint), key_arn, "att-samples")
+    return key_arn
+
+
+def provider(endpoint: str, src: str) -> Any:
+    return open_provider(src, endpoint_url=endpoint, region=REGION)
+
+
+def test_each_sample_outcome_from_s3(moto_endpoint: str, sample_bucket: str, tmp_path: Path) -> None:
+    src = "s3://att-samples/attestations/"
+    run = collect(new_ledger(tmp_path / "l.db"), provider(moto_endpoint, src), src)
+    for name, kind in SAMPLE_OUTCOMES.items():
+        key = "attestations/" + name
+        if kind is None:
+            assert any(q.location == f"s3://att-samples/{key}" for q in run.quarantined)
+        else:
+            assert run.events[key]["kind"] == kind, name
+    assert run.summary.balanced and (run.summary.appended, run.summary.quarantined) == (12, 1)
+    event = run.events["attestations/31415926535.provenance.dsse.json"]
+    attrs = event["attrs"]
+    assert event["resource"] == "s3://att-samples/attestations/31415926535.provenance.dsse.json"
+    assert attrs["bucket"] == "att-samples" and attrs["version_id"] and attrs["etag"]
+    assert attrs["sse"] == "aws:kms" and attrs["kms_key_id"]
+    assert attrs["object_lock_mode"] == "COMPLIANCE" and attrs["retain_until"] and attrs["put_time"]
+    assert attrs["retention_measured_from"] == "put_time" and attrs["retention_ok"] is True
+    assert attrs["retention_days"] in (2556, 2557)
+    assert event["correlation"]["job_id"] == str(story.JOB_ID)
+    assert event["correlation"]["artifact_digest"] == story.ARTIFACT_DIGEST
+    short = run.events["attestations/attestation.short-retention.dsse.json"]["attrs"]
+    assert short["retention_ok"] is False and short["retention_days"] in (29, 30)
+    assert "shorter than the minimum 365 days" in short["retention_reason"]
+
+
+def test_s3_object_lock_holds_and_legal_hold_is_read(moto_endpoint: str, sample_bucket: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    key = "attestations/" + story.ATTESTATION_KEY.split("/", 1)[1]
+    head = client.head_object(Bucket="att-samples", Key=key)
+    with pytest.raises(Exception) as denied:
+        client.delete_object(Bucket="att-samples", Key=key, VersionId=head["VersionId"])
+    assert "AccessDenied" in str(denied.value)
+    client.put_object_legal_hold(Bucket="att-samples", Key=key, LegalHold={"Status": "ON"})
+    src = "s3://att-samples/attestations/3141"
+    run = collect(new_ledger(tmp_path / "l.db"), provider(moto_endpoint, src), src)
+    attrs = run.events[key]["attrs"]
+    assert attrs["legal_hold"] == "ON" and attrs["version_id"] == head["VersionId"]
+    assert run.events[key]["kind"] == "attestation.signed"
+
+
+def test_s3_idempotent_and_new_version_is_new_entry(moto_endpoint: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    client.create_bucket(Bucket="att-versions", ObjectLockEnabledForBucket=True,
+                         CreateBucketConfiguration={"LocationConstraint": REGION})
+    body = (SAMPLE_BUCKET / "attestations" / "31415926535.provenance.dsse.json").read_bytes()
+    client.put_object(Bucket="att-versions", Key="a/prov.dsse.json", Body=body)  # no retention: a finding
+    ledger = new_ledger(tmp_path / "l.db")
+    src = "s3://att-versions/a/"
+    first = collect(ledger, provider(moto_endpoint, src), src)
+    assert first.summary.appended == 1
+    attrs = first.events["a/prov.dsse.json"]["attrs"]
+    assert attrs["retention_ok"] is False and attrs["retention_reason"] == "no Object Lock retention on the object"
+    again = collect(ledger, provider(moto_endpoint, src), src)
+    assert (again.summary.appended, again.summary.duplicates) == (0, 1)
+    client.put_object(Bucket="att-versions", Key="a/prov.dsse.json", Body=body)  # same bytes, new version
+    third = collect(ledger, provider(moto_endpoint, src), src)
+    assert third.summary.appended == 1
+    versions = {e["source"]["version_id"] for e in third.entries}
+    assert len(versions) == 2
+
+
+def test_cli_over_s3(moto_endpoint: str, sample_bucket: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ledger = tmp_path / "cli.db"
+    assert runner.invoke(app, ["--ledger", str(ledger), "init", "--origin", "t/a", "--no-key"]).exit_code == 0
+    args = ["--ledger", str(ledger), "--format", "json", "collect", "attestations", "s3://att-samples/attestations/",
+            "--endpoint-url", moto_endpoint, "--region", REGION, "--trusted-keys", str(SAMPLE_KEYS)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["balanced"] and doc["appended"] == 12 and doc["objects"]["companions"] == 4
+    again = runner.invoke(app, args)
+    assert json.loads(again.stdout)["appended"] == 0
+    missing = runner.invoke(app, args[:6] + ["s3://no-such-bucket/x", "--endpoint-url", moto_endpoint,
+                                             "--region", REGION])
+    assert missing.exit_code == 3
