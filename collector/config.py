@@ -194,12 +194,20 @@ class Thresholds:
     allowed_ai_endpoints: tuple[str, ...] = ()
 
 
+BUNDLE_BASELINES = ("low", "moderate", "high", "ksi")
+BUNDLE_ARCHIVES = ("tar.gz", "zip")
+
+
 @dataclass(frozen=True)
 class BundleConfig:
+    """Defaults for ``fedledger bundle`` (its own options win)."""
+
     out_dir: Path | None = None
-    baseline: str | None = None
+    baseline: str | None = None  # one of BUNDLE_BASELINES
+    catalog: Path | None = None  # an OSCAL catalog or resolved profile
+    controls: tuple[str, ...] = ()
     policies_dir: Path | None = None
-    archive: bool = True
+    archive: str | None = None  # one of BUNDLE_ARCHIVES, or no archive
     after_run: bool = False
 
 
@@ -571,14 +579,21 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     bundle = BundleConfig()
     bt = top.table("bundle")
     if bt is not None:
-        archive = bt.bool("archive")
-        after_run = bt.bool("after_run")
+        baseline = bt.str("baseline")
+        if baseline is not None and baseline not in BUNDLE_BASELINES:
+            ctx.problem(("bundle", "baseline"), f"bundle.baseline must be one of {', '.join(BUNDLE_BASELINES)} "
+                        "(give an OSCAL file as bundle.catalog)")
+        archive = bt.str("archive")
+        if archive is not None and archive not in BUNDLE_ARCHIVES:
+            ctx.problem(("bundle", "archive"), f"bundle.archive must be one of {', '.join(BUNDLE_ARCHIVES)}")
         bundle = BundleConfig(
             out_dir=bt.path_value("out_dir"),
-            baseline=bt.str("baseline"),
+            baseline=baseline,
+            catalog=bt.path_value("catalog"),
+            controls=bt.str_list("controls"),
             policies_dir=bt.path_value("policies_dir"),
-            archive=True if archive is None else archive,
-            after_run=bool(after_run),
+            archive=archive,
+            after_run=bool(bt.bool("after_run")),
         )
         bt.finish()
 

@@ -73,11 +73,11 @@ def test_typo_in_second_source_and_in_a_table_are_both_reported_with_lines() -> 
 
 
 def test_wrong_types_name_key_line_and_type() -> None:
-    text = BASE + '[thresholds]\nsecret_reads_per_job = "ten"\n\n[bundle]\narchive = 1\n'
+    text = BASE + '[thresholds]\nsecret_reads_per_job = "ten"\n\n[bundle]\nafter_run = 1\n'
     problems = problems_of(text)
     assert f"/etc/fedledger/fedledger.toml:{line_number(text, 'secret_reads')}: thresholds.secret_reads_per_job " \
            "must be an integer, not a string" in problems
-    assert f"/etc/fedledger/fedledger.toml:{line_number(text, 'archive')}: bundle.archive must be true or false, " \
+    assert f"/etc/fedledger/fedledger.toml:{line_number(text, 'after_run')}: bundle.after_run must be true or false, " \
            "not an integer" in problems
 
 
@@ -244,3 +244,13 @@ def test_missing_config_is_a_usage_error(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path, "", init=False)
     result = ws.cli("config", "check", "--config", str(tmp_path / "nope.toml"))
     assert result.exit_code == 2 and "no config file here" in result.stderr
+
+
+def test_bundle_defaults_follow_the_bundle_command_options() -> None:
+    cfg = parse_config(BASE + '[bundle]\nbaseline = "moderate"\narchive = "zip"\ncontrols = ["AU-9"]\n'
+                              'catalog = "profile.json"\n', Path("/etc/fedledger/f.toml"))
+    assert cfg.bundle.baseline == "moderate" and cfg.bundle.archive == "zip" and cfg.bundle.controls == ("AU-9",)
+    assert cfg.bundle.catalog == Path("/etc/fedledger/profile.json")
+    problems = problems_of(BASE + '[bundle]\nbaseline = "fedramp-high"\narchive = "rar"\n')
+    assert any("bundle.baseline must be one of low, moderate, high, ksi" in p for p in problems)
+    assert any("bundle.archive must be one of tar.gz, zip" in p for p in problems)

@@ -239,6 +239,8 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path, as_of: datetime) ->
         },
         "retention_minimum_days": cfg.retention_minimum_days,
         "bundle": {"out_dir": str(cfg.bundle.out_dir) if cfg.bundle.out_dir else None, "baseline": cfg.bundle.baseline,
+                   "catalog": str(cfg.bundle.catalog) if cfg.bundle.catalog else None,
+                   "controls": list(cfg.bundle.controls),
                    "policies_dir": str(cfg.bundle.policies_dir) if cfg.bundle.policies_dir else None,
                    "archive": cfg.bundle.archive, "after_run": cfg.bundle.after_run},
         "publish": {"checkpoint": cfg.publish.checkpoint, "retention_days": cfg.publish_retention_days},
