@@ -286,28 +286,28 @@ class _Reader:
             return None
         return value
 
-    def str(self, key: str, *, required: bool = False) -> str | None:
+    def text(self, key: str, *, required: bool = False) -> str | None:
         value = self._get(key, (str,), "a string", required)
         if value is not None and not value.strip():
             self.ctx.problem(self.path + (key,), f"{dotted(self.path + (key,))} must not be empty")
             return None
         return value
 
-    def int(self, key: str, *, required: bool = False, minimum: int = 0) -> int | None:
+    def integer(self, key: str, *, required: bool = False, minimum: int = 0) -> int | None:
         value = self._get(key, (int,), "an integer", required)
         if value is not None and value < minimum:
             self.ctx.problem(self.path + (key,), f"{dotted(self.path + (key,))} must be at least {minimum}")
             return None
         return value
 
-    def bool(self, key: str) -> bool | None:
+    def boolean(self, key: str) -> bool | None:
         return self._get(key, (bool,), "true or false", False)
 
     def str_list(self, key: str, *, single: str | None = None) -> tuple[str, ...]:
         """A list of strings; with *single*, a one-string key of that name is also accepted."""
         values: list[str] = []
         if single is not None and single in self.doc:
-            one = self.str(single)
+            one = self.text(single)
             if one is not None:
                 values.append(one)
             if key in self.doc:
@@ -321,7 +321,7 @@ class _Reader:
         return tuple(values)
 
     def path_value(self, key: str, *, required: bool = False) -> Path | None:
-        text = self.str(key, required=required)
+        text = self.text(key, required=required)
         return None if text is None else self.ctx.resolve(text)
 
     def path_list(self, key: str) -> tuple[Path, ...]:
@@ -333,7 +333,7 @@ class _Reader:
 
     def secret_ref(self, stem: str) -> SecretRef | None:
         file = self.path_value(stem + "_file")
-        env = self.str(stem + "_env")
+        env = self.text(stem + "_env")
         if file is not None and env is not None:
             self.ctx.problem(self.path + (stem + "_env",), f"give {stem}_file or {stem}_env, not both")
         if env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env):
@@ -442,8 +442,8 @@ _PROMOTED = ("public_keys", "jwks", "trusted_keys_dir", "webhook_secret", "certi
 
 def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) -> SourceConfig | None:
     path = reader.path
-    name = reader.str("name", required=True)
-    kind = reader.str("kind", required=True)
+    name = reader.text("name", required=True)
+    kind = reader.text("kind", required=True)
     if kind is not None and kind not in SOURCE_KINDS:
         close = difflib.get_close_matches(kind, SOURCE_KINDS, n=1)
         ctx.problem(path + ("kind",), f"{dotted(path + ('kind',))} = {kind!r} is not a source kind "
@@ -460,13 +460,13 @@ def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) ->
     if not locations and kind is not None:
         ctx.problem(path, f"{dotted(path)} ({name or kind}) needs location or locations")
     cadence: Cadence | None = None
-    cadence_text = reader.str("cadence")
+    cadence_text = reader.text("cadence")
     if cadence_text is not None:
         try:
             cadence = parse_cadence(cadence_text)
         except ValueError as exc:
             ctx.problem(path + ("cadence",), f"{dotted(path + ('cadence',))}: {exc}")
-    enabled = reader.bool("enabled")
+    enabled = reader.boolean("enabled")
     options: dict[str, Any] = {}
     promoted: dict[str, Any] = {}
     if kind is not None:
@@ -480,11 +480,11 @@ def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) ->
             elif typ == "strs":
                 value = reader.str_list(key)
             elif typ == "bool":
-                value = reader.bool(key)
+                value = reader.boolean(key)
             elif typ == "int":
-                value = reader.int(key)
+                value = reader.integer(key)
             elif typ == "cadence":
-                text = reader.str(key)
+                text = reader.text(key)
                 value = None
                 if text is not None:
                     try:
@@ -492,7 +492,7 @@ def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) ->
                     except ValueError as exc:
                         ctx.problem(path + (key,), f"{dotted(path + (key,))}: {exc}")
             else:
-                value = reader.str(key)
+                value = reader.text(key)
             if value is None or value == ():
                 continue
             (promoted if key in _PROMOTED else options)[key] = value
@@ -532,7 +532,7 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
             ctx.problem((), "missing required table [ledger] (path, origin)")
     else:
         ledger_path = ledger_t.path_value("path", required=True)
-        origin = ledger_t.str("origin", required=True)
+        origin = ledger_t.text("origin", required=True)
         if origin is not None and (any(c.isspace() for c in origin) or "+" in origin):
             ctx.problem(("ledger", "origin"), "ledger.origin must be a name without spaces or '+', e.g. example.gov/fedledger")
         ledger_t.finish()
@@ -541,10 +541,10 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     signer_t = top.table("signer")
     if signer_t is not None:
         key_file = signer_t.path_value("key_file")
-        kms = signer_t.str("kms_key_id")
+        kms = signer_t.text("kms_key_id")
         if key_file is not None and kms is not None:
             ctx.problem(("signer", "kms_key_id"), "give signer.key_file or signer.kms_key_id, not both")
-        signer = SignerConfig(key_file, kms, signer_t.str("region"), signer_t.str("endpoint_url"))
+        signer = SignerConfig(key_file, kms, signer_t.text("region"), signer_t.text("endpoint_url"))
         signer_t.finish()
 
     sources: list[SourceConfig] = []
@@ -564,8 +564,8 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     th = top.table("thresholds")
     if th is not None:
         thresholds = Thresholds(
-            secret_reads_per_job=th.int("secret_reads_per_job", minimum=1) or Thresholds.secret_reads_per_job,
-            token_renewals_per_job=th.int("token_renewals_per_job", minimum=1) or Thresholds.token_renewals_per_job,
+            secret_reads_per_job=th.integer("secret_reads_per_job", minimum=1) or Thresholds.secret_reads_per_job,
+            token_renewals_per_job=th.integer("token_renewals_per_job", minimum=1) or Thresholds.token_renewals_per_job,
             allowed_ai_endpoints=th.str_list("allowed_ai_endpoints"),
         )
         th.finish()
@@ -573,17 +573,17 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     retention_days = 365
     rt = top.table("retention")
     if rt is not None:
-        retention_days = rt.int("minimum_days", minimum=1) or retention_days
+        retention_days = rt.integer("minimum_days", minimum=1) or retention_days
         rt.finish()
 
     bundle = BundleConfig()
     bt = top.table("bundle")
     if bt is not None:
-        baseline = bt.str("baseline")
+        baseline = bt.text("baseline")
         if baseline is not None and baseline not in BUNDLE_BASELINES:
             ctx.problem(("bundle", "baseline"), f"bundle.baseline must be one of {', '.join(BUNDLE_BASELINES)} "
                         "(give an OSCAL file as bundle.catalog)")
-        archive = bt.str("archive")
+        archive = bt.text("archive")
         if archive is not None and archive not in BUNDLE_ARCHIVES:
             ctx.problem(("bundle", "archive"), f"bundle.archive must be one of {', '.join(BUNDLE_ARCHIVES)}")
         bundle = BundleConfig(
@@ -593,17 +593,17 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
             controls=bt.str_list("controls"),
             policies_dir=bt.path_value("policies_dir"),
             archive=archive,
-            after_run=bool(bt.bool("after_run")),
+            after_run=bool(bt.boolean("after_run")),
         )
         bt.finish()
 
     publish = PublishConfig()
     pt = top.table("publish")
     if pt is not None:
-        target = pt.str("checkpoint")
+        target = pt.text("checkpoint")
         if target is not None and not target.startswith("s3://"):
             ctx.problem(("publish", "checkpoint"), "publish.checkpoint must be an s3://bucket/prefix URL")
-        publish = PublishConfig(target, pt.int("retention_days", minimum=1), pt.str("region"), pt.str("endpoint_url"))
+        publish = PublishConfig(target, pt.integer("retention_days", minimum=1), pt.text("region"), pt.text("endpoint_url"))
         pt.finish()
 
     top.finish()

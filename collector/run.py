@@ -453,12 +453,13 @@ def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path,
 
     from collector.checkpoint import Checkpoint
     from collector.cli_common import key_paths
-    from collector.signing import kms_signer, load_file_signer
+    from collector.signing import NoteSigner, kms_signer, load_file_signer
 
     newest = ledger.latest_checkpoint()
     if newest is not None and newest.size == ledger.size:
         return newest, False
     signer_config = config.signer
+    signer: NoteSigner
     if signer_config.kms_key_id:
         signer = kms_signer(ledger.origin, signer_config.kms_key_id, endpoint_url=signer_config.endpoint_url,
                             region=signer_config.region)

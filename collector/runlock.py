@@ -160,7 +160,7 @@ class RunLock:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     offset = 0
     while True:
         block = os.pread(fd, 4096, offset)

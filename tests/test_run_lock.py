@@ -155,7 +155,7 @@ def _sigkill_and_rerun(tmp_path: Path, total: int, kills: int) -> None:
 
 
 def test_sigkill_midway_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    _sigkill_and_rerun(tmp_path, total=30_000, kills=1)
+    _sigkill_and_rerun(tmp_path, total=20_000, kills=1)
 
 
 @pytest.mark.slow
@@ -164,7 +164,7 @@ def test_sigkill_repeatedly_then_rerun_equals_an_uninterrupted_run(tmp_path: Pat
 
 
 def test_two_runs_at_once_never_both_write(tmp_path: Path) -> None:
-    events = write_events(tmp_path / "events" / "big.jsonl", 20_000)
+    events = write_events(tmp_path / "events" / "big.jsonl", 10_000)
     reference = make_workspace(tmp_path / "reference", manual_source("reviews", str(events)))
     assert reference.cli("run", "--config", str(reference.config), "--as-of", AS_OF).exit_code == 0
     ws = make_workspace(tmp_path / "race", manual_source("reviews", str(events)))
