@@ -210,3 +210,22 @@ def test_a_crashing_collector_is_isolated_without_its_message(tmp_path: Path, mo
     assert result.exit_code == 3 and ws.size() == 2
     assert "secret-value" not in result.stdout + result.stderr
     assert "KeyError in the ci collector" in result.stdout
+
+
+def test_run_signs_checkpoints_with_aws_kms(tmp_path: Path, moto_endpoint: str) -> None:
+    import boto3
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
+
+    kms = boto3.client("kms", endpoint_url=moto_endpoint, region_name="us-east-1")
+    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    public = tmp_path / "kms.pub"
+    public.write_bytes(load_der_public_key(kms.get_public_key(KeyId=key_id)["PublicKey"]).public_bytes(
+        Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    write_events(tmp_path / "a.jsonl", 4)
+    signer = f'[signer]\nkms_key_id = "{key_id}"\nregion = "us-east-1"\nendpoint_url = "{moto_endpoint}"\n'
+    ws = make_workspace(tmp_path / "ws", manual_source("a", str(tmp_path / "a.jsonl")), extra_toml=signer, init=False)
+    assert ws.cli("--ledger", str(ws.ledger), "init", "--origin", "example.gov/ops-test", "--no-key").exit_code == 0
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF)
+    assert result.exit_code == 0, result.stderr
+    verify = ws.cli("--ledger", str(ws.ledger), "verify", "--origin", "example.gov/ops-test", "--trusted-key", str(public))
+    assert verify.exit_code == 0, verify.stdout
