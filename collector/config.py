@@ -239,6 +239,17 @@ class FedledgerConfig:
                 return source
         raise UsageError(f"no source named {name!r} in {self.path}")
 
+    def cadence_by_kind(self) -> dict[str, Cadence]:
+        """The strictest cadence configured for each source kind (for freshness checks that
+        see entries by ``source.kind``, such as the bundler's); kinds without one are absent."""
+        found: dict[str, Cadence] = {}
+        for source in self.sources:
+            if source.enabled and source.cadence is not None:
+                current = found.get(source.kind)
+                if current is None or source.cadence.period < current.period:
+                    found[source.kind] = source.cadence
+        return found
+
     @property
     def publish_retention_days(self) -> int:
         return self.publish.retention_days or self.retention_minimum_days

@@ -162,20 +162,26 @@ def plan_source(source: SourceConfig, context: RunContext) -> Sequence[PlannedCo
 
 
 class RunLog:
-    """JSON lines (one object per event, with ``run_id``) or human lines on a terminal."""
+    """JSON lines (one object per event, with ``run_id``) or human lines on a terminal.
 
-    def __init__(self, stream: IO[str], *, human: bool, run_id: str) -> None:
-        self.stream = stream
-        self.human = human
+    *also_human* adds a second sink of human lines (a terminal while JSON goes to a file).
+    """
+
+    def __init__(self, stream: IO[str], *, human: bool, run_id: str, also_human: IO[str] | None = None) -> None:
+        self.sinks: list[tuple[IO[str], bool]] = [(stream, human)]
+        if also_human is not None:
+            self.sinks.append((also_human, True))
         self.run_id = run_id
 
     def emit(self, event: str, **fields: Any) -> None:
-        if self.human:
-            self.stream.write(_human_line(event, fields) + "\n")
-        else:
-            doc = {"v": RUN_LOG_VERSION, "ts": format_time(utc_now()), "run_id": self.run_id, "event": event, **fields}
-            self.stream.write(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
-        self.stream.flush()
+        for stream, human in self.sinks:
+            if human:
+                stream.write(_human_line(event, {"run_id": self.run_id, **fields}) + "\n")
+            else:
+                doc = {"v": RUN_LOG_VERSION, "ts": format_time(utc_now()), "run_id": self.run_id, "event": event,
+                       **fields}
+                stream.write(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+            stream.flush()
 
 
 def _human_line(event: str, f: Mapping[str, Any]) -> str:
@@ -186,7 +192,7 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
     if event == "source.failed":
         return f"  {f['source']}: FAILED ({f['error']}): {f['message']}"
     if event == "run.start":
-        return f"run {f.get('run_id', '')}: {len(f['sources'])} source(s) into {f['ledger']}"
+        return f"run {f['run_id']}: {len(f['sources'])} source(s) into {f['ledger']}"
     if event == "lock.taken_over":
         return f"  note: took over a stale ledger lock ({f['previous']})"
     if event == "checkpoint":
@@ -353,13 +359,18 @@ class RunRequest:
     run_id: str | None = None
 
 
-def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human: bool = False) -> RunResult:
-    """Do one run; never raises for a failing source (see :attr:`RunResult.exit_code`)."""
+def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human: bool = False,
+                also_human: IO[str] | None = None) -> RunResult:
+    """Do one run; never raises for a failing source (see :attr:`RunResult.exit_code`).
+
+    Raises for what stops the whole run: no ledger, wrong origin, the lock held
+    (:class:`~collector.runlock.LedgerLocked`), the signer unavailable.
+    """
     started = time.monotonic()
     as_of = request.as_of
     observed = format_time(as_of)
     run_id = request.run_id or new_run_id(utc_now())
-    log = RunLog(log_stream or sys.stderr, human=human, run_id=run_id)
+    log = RunLog(log_stream or sys.stderr, human=human, run_id=run_id, also_human=also_human)
     config = request.config
     ledger_path = Path(request.ledger_path)
     result = RunResult(run_id=run_id, ledger=str(ledger_path), as_of=observed)

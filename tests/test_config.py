@@ -254,3 +254,10 @@ def test_bundle_defaults_follow_the_bundle_command_options() -> None:
     problems = problems_of(BASE + '[bundle]\nbaseline = "fedramp-high"\narchive = "rar"\n')
     assert any("bundle.baseline must be one of low, moderate, high, ksi" in p for p in problems)
     assert any("bundle.archive must be one of tar.gz, zip" in p for p in problems)
+
+
+def test_strictest_cadence_per_kind_for_the_bundler() -> None:
+    cfg = load_config(REPO / "samples" / "fedledger.toml")
+    by_kind = cfg.cadence_by_kind()
+    assert by_kind["vault"].period == timedelta(days=3) and by_kind["cloudtrail"].period == timedelta(days=7)
+    assert "manual" not in by_kind  # disabled in the sample

@@ -120,7 +120,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         )
         if log_file is not None:
             with open(log_file, "a", encoding="utf-8") as stream:
-                result = execute_run(request, stream, human=False)
+                result = execute_run(request, stream, human=False,
+                                     also_human=sys.stderr if sys.stderr.isatty() else None)
         else:
             result = execute_run(request, sys.stderr, human=sys.stderr.isatty())
         if OPTIONS.json:
