@@ -213,6 +213,8 @@ def render_status(report: StatusReport) -> list[str]:
         lines.append(f"  -     {u.source_id} [{u.kind}] (not in the config) {u.entries} entries, newest evidence "
                      f"{u.newest_event_time or 'none'}")
     stale = report.stale
-    lines.append(f"{len(report.sources)} source(s), {len(report.sources) - len(stale)} fresh, {len(stale)} STALE"
+    unchecked = sum(1 for s in report.sources if not s.stale and (s.cadence is None or not s.enabled))
+    fresh = len(report.sources) - len(stale) - unchecked
+    lines.append(f"{len(report.sources)} source(s): {fresh} fresh, {len(stale)} STALE, {unchecked} not checked"
                  if report.sources else "no configured sources (give --config for freshness)")
     return lines

@@ -32,7 +32,7 @@ def test_stale_source_makes_status_exit_1(tmp_path: Path) -> None:
     assert any(line.startswith("  STALE old [manual] 10 entries") and "newest evidence is older than ksi-7d" in line
                for line in lines), lines
     assert any(line.startswith("  ok    recent [manual] 20 entries") for line in lines), lines
-    assert lines[-1] == "3 source(s), 2 fresh, 1 STALE"
+    assert lines[-1] == "3 source(s): 1 fresh, 1 STALE, 1 not checked"
 
 
 def test_all_fresh_exits_0_and_json_for_monitoring(tmp_path: Path) -> None:
