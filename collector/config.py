@@ -418,32 +418,33 @@ def _scan_inline_secrets(doc: Any, path: KeyPath, ctx: _Context) -> None:
 COMMON_SOURCE_KEYS = ("name", "kind", "location", "locations", "cadence", "enabled")
 KIND_KEYS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
-        "vault": {"hmac_key_file": "path", "require_hmac": "bool", "pair_window_seconds": "int"},
+        # Named after the options of `fedledger collect <kind>` so a factory maps them 1:1.
+        "vault": {"pair_window": "int", "max_open": "int", "final": "bool", "non_hmac_keys": "strs",
+                  "batch_size": "int"},
         "ci": {
-            "provider": "str",
             "jwks": "path",
-            "oidc_issuer": "str",
-            "oidc_audience": "str",
+            "issuers": "strs",
+            "audiences": "strs",
             "webhook_secret": "secret",
+            "leeway": "int",
         },
         "cloudtrail": {
             "public_keys": "paths",
-            "digest_locations": "strs",
-            "trail_arn": "str",
-            "account_id": "str",
             "region": "str",
             "endpoint_url": "str",
-            "require_tail_within": "cadence",
+            "profile": "str",
+            "workers": "int",
+            "skip_digests": "bool",
         },
         "attestations": {
-            "public_keys": "paths",
             "trusted_keys_dir": "path",
             "trusted_root": "path",
             "certificate_identity": "str",
             "certificate_issuer": "str",
-            "require_object_lock": "bool",
+            "min_retention_days": "int",
             "region": "str",
             "endpoint_url": "str",
+            "profile": "str",
         },
         "manual": {},
     }

@@ -40,14 +40,15 @@ def test_sample_config_is_valid_and_complete() -> None:
     assert cfg.ledger.origin == "example.gov/ci-evidence"
     # relative paths are relative to the config file's folder
     vault = cfg.source("vault-audit")
-    assert vault.locations == (str(REPO / "samples" / "vault"),)
+    assert vault.locations == (str(REPO / "samples" / "vault" / "audit.log"),)
     assert vault.cadence is not None and vault.cadence.period == timedelta(days=3)
     ci = cfg.source("ci-jobs")
-    assert ci.webhook_secret == SecretRef(env="FEDLEDGER_GITHUB_WEBHOOK_SECRET")
-    assert ci.jwks == REPO / "samples" / "ci" / "jwks.json"
+    assert ci.webhook_secret == SecretRef(file=REPO / "samples" / "ci" / "keys" / "webhook-secret.txt")
+    assert ci.options["audiences"] == ("sts.amazonaws.com", "https://vault.agency.gov")
+    assert ci.jwks == REPO / "samples" / "ci" / "keys" / "jwks.json"
     att = cfg.source("attestations")
-    assert att.trusted_keys_dir == REPO / "samples" / "attestations" / "keys"
-    assert att.options["require_object_lock"] is True
+    assert att.trusted_keys_dir == REPO / "samples" / "attestations" / "trusted-keys"
+    assert att.options["min_retention_days"] == 365
     assert cfg.bundle.policies_dir == REPO / "samples" / "policies"
     assert cfg.allowed_regions == ("us-gov-west-1", "us-gov-east-1")
     assert cfg.thresholds.secret_reads_per_job == 20
