@@ -262,3 +262,18 @@ def test_strictest_cadence_per_kind_for_the_bundler() -> None:
     by_kind = cfg.cadence_by_kind()
     assert by_kind["vault"].period == timedelta(days=3) and by_kind["cloudtrail"].period == timedelta(days=7)
     assert "manual" not in by_kind  # disabled in the sample
+
+
+def test_config_check_warns_about_a_secret_file_others_can_read(tmp_path: Path) -> None:
+    secret = tmp_path / "hook.secret"
+    secret.write_text("s")
+    secret.chmod(0o644)
+    (tmp_path / "ci").mkdir()
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "c"\nkind = "ci"\nlocation = "ci/"\n'
+                                  'webhook_secret_file = "hook.secret"\n')
+    result = ws.cli("config", "check", "--config", str(ws.config), "--format", "json")
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("readable by group or others" in w for w in warnings), warnings
+    secret.chmod(0o600)
+    result = ws.cli("config", "check", "--config", str(ws.config), "--format", "json")
+    assert not any("readable" in w for w in json.loads(result.stdout)["warnings"])

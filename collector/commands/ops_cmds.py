@@ -213,12 +213,15 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path, as_of: datetime) ->
             "would_collect": [],
             "problems": [],
         }
-        for label, path in _referenced_files(source):
-            if not path.exists():
-                doc["problems"].append(f"{label} not found: {path}")
-        if source.webhook_secret is not None and not source.webhook_secret.available():
-            doc["problems"].append(f"webhook secret not available ({source.webhook_secret.describe()})")
         if source.enabled:
+            for label, path in _referenced_files(source):
+                if not path.exists():
+                    doc["problems"].append(f"{label} not found: {path}")
+            secret = source.webhook_secret
+            if secret is not None and not secret.available():
+                doc["problems"].append(f"webhook secret not available ({secret.describe()})")
+            elif secret is not None and secret.file is not None and secret.file.stat().st_mode & 0o077:
+                doc["problems"].append(f"webhook secret file {secret.file} is readable by group or others (chmod 600)")
             try:
                 doc["would_collect"] = [{"source_id": p.source_id, "label": p.label} for p in plan_source(source, context)]
             except FedledgerError as exc:
