@@ -52,7 +52,7 @@ from collector.errors import FedledgerError, SourceUnavailable, UsageError
 from collector.evidence import Source, SourceItem
 from collector.ingest import IngestSummary, ingest, iter_files
 from collector.ledger import Ledger, StoredCheckpoint
-from collector.runlock import LockHolder, RunLock
+from collector.runlock import LedgerLocked, LockHolder, RunLock
 from collector.timeutil import format_time, utc_now
 
 RUN_LOG_VERSION = 1
@@ -193,6 +193,8 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
         return f"  {f['source']}: FAILED ({f['error']}): {f['message']}"
     if event == "run.start":
         return f"run {f['run_id']}: {len(f['sources'])} source(s) into {f['ledger']}"
+    if event == "lock.refused":
+        return f"  {f['message']}"
     if event == "lock.taken_over":
         return f"  note: took over a stale ledger lock ({f['previous']})"
     if event == "checkpoint":
@@ -384,7 +386,12 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
     if unknown:
         raise UsageError(f"no source named {', '.join(sorted(unknown))} in {config.path}")
 
-    lock = RunLock(ledger_path, run_id, started=format_time(utc_now())).acquire(request.wait_seconds)
+    try:
+        lock = RunLock(ledger_path, run_id, started=format_time(utc_now())).acquire(request.wait_seconds)
+    except LedgerLocked as exc:
+        log.emit("lock.refused", ledger=str(ledger_path), message=str(exc),
+                 holder_pid=exc.holder.pid if exc.holder else None)
+        raise
     try:
         result.took_over = lock.took_over
         log.emit("run.start", ledger=str(ledger_path), config=str(config.path), as_of=observed,

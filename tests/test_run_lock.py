@@ -85,10 +85,13 @@ def test_run_refused_while_another_holds_the_ledger_names_the_pid(tmp_path: Path
     write_events(tmp_path / "a.jsonl", 10)
     ws = make_workspace(tmp_path, manual_source("reviews", "a.jsonl"))
     lock = RunLock(ws.ledger, "other-run", started="2026-01-20T02:00:00Z").acquire()
+    log = tmp_path / "run.log"
     try:
-        result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF)
+        result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--log-file", str(log))
     finally:
         lock.release()
+    refused = json.loads(log.read_text())
+    assert refused["event"] == "lock.refused" and refused["holder_pid"] == os.getpid()
     assert result.exit_code == 3
     assert (f"error: another run holds the ledger lock (pid {os.getpid()}, since 2026-01-20T02:00:00Z, run other-run)"
             in result.stderr)
