@@ -3,7 +3,8 @@
 Floor: ingest() of N manual events straight into a fresh ledger (no config, no lock,
 no validation pass, no checkpoint). Measured: execute_run() over the same file via a
 config (lock, all-or-nothing validation pass of the manual source, ingest, checkpoint
-signing, journal). Prints both rates and the ratio. Size: --events N (default 50,000).
+signing, journal). Prints both rates and the ratio, and how long `status`'s
+read-only aggregate over the resulting ledger takes. Size: --events N (default 50,000).
 
     python bench/bench_run.py --events 50000
 """
@@ -69,11 +70,22 @@ def main() -> None:
             result = execute_run(RunRequest(config=config, ledger_path=config.ledger.path, as_of=AS_OF), log)
         measured = time.perf_counter() - start
         assert result.exit_code == 0 and result.checkpoint is not None and result.checkpoint.size == args.events
+        from collector.ledger_stats import ledger_stats
+
+        start = time.perf_counter()
+        stats = ledger_stats(config.ledger.path)
+        status_time = time.perf_counter() - start
+        assert stats.size == args.events
+        start = time.perf_counter()
+        ledger_stats(config.ledger.path)
+        cached_time = time.perf_counter() - start
     n = args.events
     print(f"events: {n}")
     print(f"floor (ingest only):     {floor:.2f}s  {n / floor:,.0f} events/s")
     print(f"fedledger run (all steps): {measured:.2f}s  {n / measured:,.0f} events/s")
     print(f"run / floor time ratio:  {measured / floor:.2f}x")
+    print(f"status (ledger_stats) over {n} entries: {status_time:.3f}s  {n / status_time:,.0f} entries/s")
+    print(f"status again (stats cache, no new entries): {cached_time:.3f}s")
 
 
 if __name__ == "__main__":

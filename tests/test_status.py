@@ -105,3 +105,29 @@ def test_ledger_stats_are_read_only_aggregates(tmp_path: Path) -> None:
     old = stats.source(f"manual:{tmp_path / 'old.jsonl'}")
     assert old is not None and old.entries == 10 and old.oldest_event_time == "2026-01-05T00:00:00Z"
     assert old.last_cursor_update == AS_OF
+
+
+def test_stats_cache_counts_only_new_entries_and_survives_rollback(tmp_path: Path) -> None:
+    import shutil
+
+    from collector.ledger_stats import stats_cache_path
+
+    events = write_events(tmp_path / "a.jsonl", 20)
+    ws = make_workspace(tmp_path / "ws", manual_source("a", str(events)))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    first = ledger_stats(ws.ledger)
+    assert stats_cache_path(ws.ledger).exists()
+    shutil.copytree(ws.ledger.parent, tmp_path / "old")
+    with open(events, "a") as handle:
+        handle.write('{"time":"2026-01-20T23:59:59Z","kind":"manual.review","n":"late"}\n')
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    grown = ledger_stats(ws.ledger)
+    assert grown == ledger_stats(ws.ledger, use_cache=False)
+    (only,) = grown.sources
+    assert only.entries == 21 and only.newest_event_time == "2026-01-20T23:59:59Z"
+    # roll the ledger back but keep the newer cache: the cache no longer matches and is ignored
+    cache = stats_cache_path(ws.ledger).read_bytes()
+    shutil.rmtree(ws.ledger.parent)
+    shutil.copytree(tmp_path / "old", ws.ledger.parent)
+    stats_cache_path(ws.ledger).write_bytes(cache)
+    assert ledger_stats(ws.ledger).sources == first.sources
