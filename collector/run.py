@@ -50,7 +50,7 @@ import orjson
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import FedledgerError, SourceUnavailable, UsageError
 from collector.evidence import Source, SourceItem
-from collector.ingest import IngestSummary, ingest, iter_files
+from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest, iter_files
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
 from collector.timeutil import format_time, utc_now
@@ -73,11 +73,20 @@ class RunContext:
 
 @dataclass(frozen=True)
 class PlannedCollection:
-    """One stream to ingest: ``source.collect`` items go into entries as ``source_id``."""
+    """One stream to ingest: ``source.collect`` items go into entries as ``source_id``.
+
+    Plans of one source are ingested in order, so a later plan's ``Source.collect``
+    may use what an earlier one did (e.g. validate CloudTrail digests after the logs).
+    ``finish`` runs after the plan's ingest with its counts; raising a
+    :class:`~collector.errors.FedledgerError` there (a tampered file, a broken digest
+    chain) fails the source while keeping what was appended.
+    """
 
     source: Source
     source_id: str
     label: str
+    finish: Callable[[IngestSummary], None] | None = None
+    batch_size: int | None = None
 
 
 SourceFactory = Callable[[SourceConfig, RunContext], Sequence[PlannedCollection]]
@@ -454,8 +463,11 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
         for plan in plan_source(source, context):
             outcome.source_ids.append(plan.source_id)
             summary = ingest(ledger, plan.source.collect(ledger.cursors()), kind=plan.source.kind,
-                             source_id=plan.source_id, observed=context.observed)
+                             source_id=plan.source_id, observed=context.observed,
+                             batch_size=plan.batch_size or DEFAULT_BATCH)
             total.add(summary)
+            if plan.finish is not None:
+                plan.finish(summary)
         outcome.ok = True
     except FedledgerError as exc:
         outcome.error, outcome.message = type(exc).__name__, str(exc)

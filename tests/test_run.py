@@ -229,3 +229,22 @@ def test_run_signs_checkpoints_with_aws_kms(tmp_path: Path, moto_endpoint: str) 
     assert result.exit_code == 0, result.stderr
     verify = ws.cli("--ledger", str(ws.ledger), "verify", "--origin", "example.gov/ops-test", "--trusted-key", str(public))
     assert verify.exit_code == 0, verify.stdout
+
+
+def test_finish_hook_can_fail_a_source_after_its_appends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.errors import IntegrityError
+
+    def tampered(summary):  # type: ignore[no-untyped-def]
+        assert summary.appended == 1
+        raise IntegrityError("audit.log: the first 120 bytes changed since they were read")
+
+    def factory(source: SourceConfig, context: RunContext) -> Sequence[PlannedCollection]:
+        return [PlannedCollection(_OneShot(), "fake:x", "mem", finish=tampered, batch_size=1)]
+
+    monkeypatch.setitem(run_module.SOURCE_FACTORIES, "vault", factory)
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "v"\nkind = "vault"\nlocation = "x"\n')
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 3 and doc["failed_sources"] == ["v"]
+    assert doc["sources"][0]["error"] == "IntegrityError" and doc["sources"][0]["counts"]["appended"] == 1
+    assert ws.size() == 1
