@@ -67,6 +67,7 @@ class KmsSigner(NoteSigner):
             answer = client.get_public_key(KeyId=key_id)
         except Exception as exc:  # botocore raises many kinds; all mean "KMS unusable"
             raise SourceUnavailable(f"cannot read KMS public key {key_id}: {type(exc).__name__}") from None
+        # Real KMS returns KeySpec (and the deprecated CustomerMasterKeySpec); moto 5.2 only the latter.
         spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")
         if spec != "ECC_NIST_P256" or answer.get("KeyUsage") != "SIGN_VERIFY":
             raise UsageError(f"KMS key {key_id} must be ECC_NIST_P256 with SIGN_VERIFY usage")

@@ -215,12 +215,21 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         target: Optional[Path] = typer.Argument(None, help="Ledger file or export folder (default: --ledger)."),
         trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
-        checkpoint: list[Path] = typer.Option([], "--checkpoint", help="A saved signed checkpoint (catches rollback)."),
+        checkpoint: list[str] = typer.Option(
+            [], "--checkpoint",
+            help="A saved signed checkpoint (catches rollback): a file, or an s3://bucket/key (or prefix: newest) "
+                 "anchored by `fedledger run --publish-checkpoint`.",
+        ),
     ) -> None:
         """Recompute everything from stored bytes; report every failure; exit 1 on any."""
-        from bundler.verify_cmd import verify_target
+        import tempfile
 
-        report = verify_target(target or OPTIONS.ledger, trusted_keys=trusted_key, origin=origin, saved=checkpoint)
+        from bundler.verify_cmd import verify_target
+        from collector.checkpoint_fetch import materialize_checkpoints
+
+        with tempfile.TemporaryDirectory(prefix="fedledger-checkpoints-") as fetched:
+            saved = materialize_checkpoints(checkpoint, Path(fetched))
+            report = verify_target(target or OPTIONS.ledger, trusted_keys=trusted_key, origin=origin, saved=saved)
         if OPTIONS.json:
             emit_json("fedledger.verify", report.to_json())
         else:

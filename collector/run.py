@@ -1,0 +1,515 @@
+"""``fedledger run``: collect every configured source, sign a checkpoint, anchor it, bundle.
+
+Order of a run, under the per-ledger :class:`~collector.runlock.RunLock`:
+
+1. each enabled source, independently: its factory (``SOURCE_FACTORIES[kind]``) plans
+   one or more collections; each is ingested with :func:`collector.ingest.ingest`
+   (batched, idempotent, resumable). A failing source is logged and named, the
+   others still run, and the run exits 3;
+2. a checkpoint of the new tree head is signed (skipped when the newest checkpoint
+   already covers the current size);
+3. the newest checkpoint is published to S3 under Object Lock when asked;
+4. a bundle is built when asked (``--bundle`` or ``[bundle] after_run``).
+
+A killed run loses at most its uncommitted batch: a re-run resumes from the cursors
+and ends with the same entries and root as an uninterrupted run (given the same
+``--as-of``, which is the ``observed`` time written into entries).
+
+Source factories
+----------------
+``SOURCE_FACTORIES`` maps a source kind to a :data:`SourceFactory`, or to the string
+``"collector.sources.<kind>:build_sources"`` which is imported only when a source of
+that kind is configured. A factory has the signature::
+
+    def build_sources(source: SourceConfig, context: RunContext) -> Sequence[PlannedCollection]
+
+It must not do heavy I/O (listing a folder is fine): it builds one
+:class:`~collector.evidence.Source` per independent stream and names the
+``source_id`` written into entries (``source.id``) and quarantine rows. It raises
+:class:`~collector.errors.FedledgerError` subclasses for bad settings; reading the
+evidence happens later, inside ``Source.collect``. A kind whose module or factory is
+missing fails with :class:`~collector.errors.SourceUnavailable`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from collector.config import FedledgerConfig, SourceConfig
+from collector.errors import FedledgerError, SourceUnavailable, UsageError
+from collector.evidence import Source, SourceItem
+from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest, iter_files
+from collector.ledger import Ledger, StoredCheckpoint
+from collector.runlock import LedgerLocked, LockHolder, RunLock
+from collector.timeutil import format_time, utc_now
+
+RUN_LOG_VERSION = 1
+
+# -- the factory registry ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a factory may use: the whole config, the ledger path, the run's time and id."""
+
+    config: FedledgerConfig
+    ledger_path: Path
+    as_of: datetime
+    observed: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class PlannedCollection:
+    """One stream to ingest: ``source.collect`` items go into entries as ``source_id``.
+
+    Plans of one source are ingested in order, so a later plan's ``Source.collect``
+    may use what an earlier one did (e.g. validate CloudTrail digests after the logs).
+    ``finish`` runs after the plan's ingest with its counts; raising a
+    :class:`~collector.errors.FedledgerError` there (a tampered file, a broken digest
+    chain) fails the source while keeping what was appended.
+    """
+
+    source: Source
+    source_id: str
+    label: str
+    finish: Callable[[IngestSummary], None] | None = None
+    batch_size: int | None = None
+
+
+SourceFactory = Callable[[SourceConfig, RunContext], Sequence[PlannedCollection]]
+
+
+def manual_factory(source: SourceConfig, context: RunContext) -> Sequence[PlannedCollection]:
+    """``kind = "manual"``: JSON-lines files (or folders of ``.jsonl``/``.ndjson`` files) of normalized events."""
+    from collector.sources.manual import ManualEvents
+
+    remote = [loc for loc in source.locations if "://" in loc]
+    if remote:
+        raise UsageError(f"source {source.name}: manual sources read local files only, not {remote[0]}")
+    plans = []
+    for path in iter_files(source.locations, suffixes=(".jsonl", ".ndjson", ".json")):
+        events = AllOrNothingManualEvents(path)
+        plans.append(PlannedCollection(events, events.source_id, str(path)))
+    return plans
+
+
+class AllOrNothingManualEvents(Source):
+    """Manual events keep ``fedledger append`` semantics: a file with a bad line appends nothing."""
+
+    kind = "manual"
+
+    def __init__(self, path: Path) -> None:
+        from collector.sources.manual import ManualEvents
+
+        self._events = ManualEvents(path)
+        self.source_id = self._events.source_id
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        from collector.errors import MalformedInput
+
+        problems = self._events.validate(cursors)
+        if problems:
+            raise MalformedInput(f"{len(problems)} bad line(s), first: {problems[0]}; nothing appended from this file")
+        return self._events.collect(cursors)
+
+
+# Registration points. The lead fills in the collectors when merging; until then a
+# configured source of that kind fails (exit 3) with "not available in this build".
+SOURCE_FACTORIES: dict[str, SourceFactory | str] = {
+    "manual": manual_factory,
+    "vault": "collector.sources.vault:build_sources",
+    "ci": "collector.sources.ci:build_sources",
+    "cloudtrail": "collector.sources.cloudtrail:build_sources",
+    "attestations": "collector.sources.attestations:build_sources",
+}
+
+# Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id) -> path of the bundle.
+BUNDLE_HOOK = "bundler.bundle:bundle_after_run"
+
+
+def _import_target(target: str, what: str) -> Callable[..., Any]:
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise SourceUnavailable(f"{what} is not available in this build ({module_name} is not installed)") from None
+        raise
+    func = getattr(module, attr, None)
+    if not callable(func):
+        raise SourceUnavailable(f"{what} is not available in this build ({module_name} has no {attr}())")
+    return func  # type: ignore[no-any-return]
+
+
+def resolve_factory(kind: str) -> SourceFactory:
+    entry = SOURCE_FACTORIES.get(kind)
+    if entry is None:
+        raise SourceUnavailable(f"no collector registered for source kind {kind!r}")
+    if isinstance(entry, str):
+        return _import_target(entry, f"the {kind} collector")  # type: ignore[return-value]
+    return entry
+
+
+def plan_source(source: SourceConfig, context: RunContext) -> Sequence[PlannedCollection]:
+    return resolve_factory(source.kind)(source, context)
+
+
+# -- structured logs -------------------------------------------------------------------
+
+
+class RunLog:
+    """JSON lines (one object per event, with ``run_id``) or human lines on a terminal.
+
+    *also_human* adds a second sink of human lines (a terminal while JSON goes to a file).
+    """
+
+    def __init__(self, stream: IO[str], *, human: bool, run_id: str, also_human: IO[str] | None = None) -> None:
+        self.sinks: list[tuple[IO[str], bool]] = [(stream, human)]
+        if also_human is not None:
+            self.sinks.append((also_human, True))
+        self.run_id = run_id
+
+    def emit(self, event: str, **fields: Any) -> None:
+        for stream, human in self.sinks:
+            if human:
+                stream.write(_human_line(event, {"run_id": self.run_id, **fields}) + "\n")
+            else:
+                doc = {"v": RUN_LOG_VERSION, "ts": format_time(utc_now()), "run_id": self.run_id, "event": event,
+                       **fields}
+                stream.write(orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
+            stream.flush()
+
+
+def _human_line(event: str, f: Mapping[str, Any]) -> str:
+    if event == "source.done":
+        c = f["counts"]
+        return (f"  {f['source']}: {c['read']} read, {c['appended']} appended, {c['duplicate']} duplicate, "
+                f"{c['quarantined']} quarantined ({f['duration_s']:.1f}s)")
+    if event == "source.failed":
+        return f"  {f['source']}: FAILED ({f['error']}): {f['message']}"
+    if event == "run.start":
+        return f"run {f['run_id']}: {len(f['sources'])} source(s) into {f['ledger']}"
+    if event == "lock.refused":
+        return f"  {f['message']}"
+    if event == "lock.taken_over":
+        return f"  note: took over a stale ledger lock ({f['previous']})"
+    if event == "checkpoint":
+        return f"  checkpoint: size {f['size']} root {f['root'][:16]}…" + ("" if f.get("new") else " (unchanged)")
+    if event == "publish":
+        return f"  anchored checkpoint at {f['url']} (Object Lock {f['mode']} until {f['retain_until']})"
+    if event == "publish.skipped":
+        return f"  checkpoint already anchored at {f['url']}"
+    if event == "step.failed":
+        return f"  {f['step']}: FAILED ({f['error']}): {f['message']}"
+    if event == "bundle":
+        return f"  bundle: {f['path']}"
+    if event == "run.end":
+        return f"run {'ok' if f['exit_code'] == 0 else 'FAILED'} in {f['duration_s']:.1f}s"
+    return f"  {event}: " + ", ".join(f"{k}={v}" for k, v in f.items())
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+# -- results ---------------------------------------------------------------------------
+
+
+@dataclass
+class SourceOutcome:
+    name: str
+    kind: str
+    ok: bool
+    source_ids: list[str] = field(default_factory=list)
+    counts: IngestSummary | None = None
+    error: str | None = None
+    message: str | None = None
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "source": self.name,
+            "kind": self.kind,
+            "ok": self.ok,
+            "source_ids": self.source_ids,
+            "counts": _counts(counts) if counts else None,
+            "error": self.error,
+            "message": self.message,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def _counts(summary: IngestSummary) -> dict[str, Any]:
+    return {
+        "read": summary.read,
+        "appended": summary.appended,
+        "duplicate": summary.duplicates,
+        "quarantined": summary.quarantined,
+        "reasons": dict(sorted(summary.reasons.items())),
+    }
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    ledger: str
+    as_of: str
+    outcomes: list[SourceOutcome] = field(default_factory=list)
+    checkpoint: StoredCheckpoint | None = None
+    checkpoint_new: bool = False
+    published: dict[str, Any] | None = None
+    bundle: str | None = None
+    failed_steps: list[tuple[str, str]] = field(default_factory=list)
+    took_over: LockHolder | None = None
+    duration_s: float = 0.0
+
+    @property
+    def failed_sources(self) -> list[str]:
+        return [o.name for o in self.outcomes if not o.ok]
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.failed_sources or self.failed_steps else 0
+
+    def to_json(self) -> dict[str, Any]:
+        cp = self.checkpoint
+        return {
+            "run_id": self.run_id,
+            "ledger": self.ledger,
+            "as_of": self.as_of,
+            "ok": self.exit_code == 0,
+            "exit_code": self.exit_code,
+            "sources": [o.to_json() for o in self.outcomes],
+            "failed_sources": self.failed_sources,
+            "failed_steps": [{"step": s, "message": m} for s, m in self.failed_steps],
+            "checkpoint": None if cp is None else {"size": cp.size, "root": cp.root.hex(), "new": self.checkpoint_new,
+                                                    "note": cp.note},
+            "published": self.published,
+            "bundle": self.bundle,
+            "took_over_stale_lock": None if self.took_over is None else self.took_over.describe(),
+            "duration_s": round(self.duration_s, 3),
+        }
+
+    def failure_message(self) -> str:
+        parts = []
+        if self.failed_sources:
+            parts.append(f"{len(self.failed_sources)} source(s) failed: {', '.join(self.failed_sources)}")
+        for step, _ in self.failed_steps:
+            parts.append(f"{step} failed")
+        return "; ".join(parts)
+
+
+# -- the journal: what each run did, for `fedledger status` ------------------------------
+
+
+def journal_path_for(ledger_path: Path) -> Path:
+    return Path(ledger_path).with_name(Path(ledger_path).name + ".runs.jsonl")
+
+
+def append_journal(ledger_path: Path, result: RunResult) -> None:
+    """One line per finished run: operational history, not evidence (it is not in the ledger)."""
+    doc = {
+        "run_id": result.run_id,
+        "as_of": result.as_of,
+        "finished": format_time(utc_now()),
+        "exit_code": result.exit_code,
+        "sources": {o.name: {"ok": o.ok, "error": o.error, "source_ids": o.source_ids} for o in result.outcomes},
+        "checkpoint_size": result.checkpoint.size if result.checkpoint else None,
+    }
+    with open(journal_path_for(ledger_path), "ab") as handle:
+        handle.write(orjson.dumps(doc) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_journal(ledger_path: Path) -> list[dict[str, Any]]:
+    """Finished runs, oldest first; unreadable lines are skipped (this file is advisory)."""
+    path = journal_path_for(ledger_path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    runs = []
+    for line in data.splitlines():
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict):
+            runs.append(doc)
+    return runs
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    config: FedledgerConfig
+    ledger_path: Path
+    as_of: datetime
+    wait_seconds: float = 0.0
+    only: tuple[str, ...] = ()
+    publish_url: str | None = None
+    publish_retention_days: int | None = None
+    build_bundle: bool = False
+    run_id: str | None = None
+
+
+def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human: bool = False,
+                also_human: IO[str] | None = None) -> RunResult:
+    """Do one run; never raises for a failing source (see :attr:`RunResult.exit_code`).
+
+    Raises for what stops the whole run: no ledger, wrong origin, the lock held
+    (:class:`~collector.runlock.LedgerLocked`), the signer unavailable.
+    """
+    started = time.monotonic()
+    as_of = request.as_of
+    observed = format_time(as_of)
+    run_id = request.run_id or new_run_id(utc_now())
+    log = RunLog(log_stream or sys.stderr, human=human, run_id=run_id, also_human=also_human)
+    config = request.config
+    ledger_path = Path(request.ledger_path)
+    result = RunResult(run_id=run_id, ledger=str(ledger_path), as_of=observed)
+    if not ledger_path.is_file():
+        raise SourceUnavailable(
+            f"no ledger here: create it with `fedledger --ledger {ledger_path} init --origin {config.ledger.origin}`",
+            location=str(ledger_path),
+        )
+    selected = [s for s in config.sources if s.enabled and (not request.only or s.name in request.only)]
+    unknown = set(request.only) - {s.name for s in config.sources}
+    if unknown:
+        raise UsageError(f"no source named {', '.join(sorted(unknown))} in {config.path}")
+
+    try:
+        lock = RunLock(ledger_path, run_id, started=format_time(utc_now())).acquire(request.wait_seconds)
+    except LedgerLocked as exc:
+        log.emit("lock.refused", ledger=str(ledger_path), message=str(exc),
+                 holder_pid=exc.holder.pid if exc.holder else None)
+        raise
+    try:
+        result.took_over = lock.took_over
+        log.emit("run.start", ledger=str(ledger_path), config=str(config.path), as_of=observed,
+                 sources=[s.name for s in selected], pid=os.getpid(), hostname=socket.gethostname())
+        if lock.took_over is not None:
+            log.emit("lock.taken_over", previous=lock.took_over.describe())
+        context = RunContext(config, ledger_path, as_of, observed, run_id)
+        with Ledger.open(ledger_path) as ledger:
+            if ledger.origin != config.ledger.origin:
+                raise UsageError(f"the ledger's origin is {ledger.origin!r} but the config says "
+                                 f"{config.ledger.origin!r}: wrong ledger or wrong config", location=str(ledger_path))
+            for source in selected:
+                outcome = _collect_one(ledger, source, context)
+                result.outcomes.append(outcome)
+                if outcome.ok:
+                    log.emit("source.done", source=outcome.name, kind=outcome.kind, source_ids=outcome.source_ids,
+                             counts=_counts(outcome.counts or IngestSummary(outcome.name)),
+                             duration_s=round(outcome.duration_s, 3), ledger_size=ledger.size)
+                else:
+                    log.emit("source.failed", source=outcome.name, kind=outcome.kind, error=outcome.error,
+                             message=outcome.message, duration_s=round(outcome.duration_s, 3))
+            result.checkpoint, result.checkpoint_new = _sign_checkpoint(ledger, config, ledger_path, observed)
+            cp = result.checkpoint
+            log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
+            origin = ledger.origin
+        publish_url = request.publish_url or config.publish.checkpoint
+        if publish_url:
+            days = request.publish_retention_days or config.publish_retention_days
+            try:
+                result.published = _publish(publish_url, result.checkpoint, origin, days, config)
+                event = "publish" if result.published.get("written") else "publish.skipped"
+                log.emit(event, **result.published)
+            except FedledgerError as exc:
+                result.failed_steps.append(("publish", str(exc)))
+                log.emit("step.failed", step="publish", error=type(exc).__name__, message=str(exc))
+        if request.build_bundle:
+            try:
+                hook = _import_target(BUNDLE_HOOK, "the bundle step")
+                path = hook(config, ledger_path, as_of=as_of, run_id=run_id)
+                result.bundle = str(path)
+                log.emit("bundle", path=str(path))
+            except FedledgerError as exc:
+                result.failed_steps.append(("bundle", str(exc)))
+                log.emit("step.failed", step="bundle", error=type(exc).__name__, message=str(exc))
+        result.duration_s = time.monotonic() - started
+        append_journal(ledger_path, result)
+        log.emit("run.end", exit_code=result.exit_code, failed_sources=result.failed_sources,
+                 failed_steps=[s for s, _ in result.failed_steps], duration_s=round(result.duration_s, 3),
+                 ledger_size=result.checkpoint.size if result.checkpoint else None)
+    finally:
+        lock.release()
+    return result
+
+
+def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> SourceOutcome:
+    outcome = SourceOutcome(source.name, source.kind, ok=False)
+    started = time.monotonic()
+    total = IngestSummary(source=source.name, size=ledger.size)
+    try:
+        for plan in plan_source(source, context):
+            outcome.source_ids.append(plan.source_id)
+            summary = ingest(ledger, plan.source.collect(ledger.cursors()), kind=plan.source.kind,
+                             source_id=plan.source_id, observed=context.observed,
+                             batch_size=plan.batch_size or DEFAULT_BATCH)
+            total.add(summary)
+            if plan.finish is not None:
+                plan.finish(summary)
+        outcome.ok = True
+    except FedledgerError as exc:
+        outcome.error, outcome.message = type(exc).__name__, str(exc)
+    except Exception as exc:  # a bug in one collector must not stop the others; no message: it may hold data
+        outcome.error, outcome.message = "InternalError", f"{type(exc).__name__} in the {source.kind} collector"
+    outcome.counts = total
+    outcome.duration_s = time.monotonic() - started
+    return outcome
+
+
+def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path, created: str) -> tuple[StoredCheckpoint, bool]:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from collector.checkpoint import Checkpoint
+    from collector.cli_common import key_paths
+    from collector.signing import NoteSigner, kms_signer, load_file_signer
+
+    newest = ledger.latest_checkpoint()
+    if newest is not None and newest.size == ledger.size:
+        return newest, False
+    signer_config = config.signer
+    signer: NoteSigner
+    if signer_config.kms_key_id:
+        signer = kms_signer(ledger.origin, signer_config.kms_key_id, endpoint_url=signer_config.endpoint_url,
+                            region=signer_config.region)
+    else:
+        signer = load_file_signer(signer_config.key_file or key_paths(ledger_path)[0], ledger.origin)
+    pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    stored = ledger.add_checkpoint(
+        lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
+        created,
+        signer=(signer.name, signer.verifier.key_id.hex(), pem),
+    )
+    return stored, True
+
+
+def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: int,
+             config: FedledgerConfig) -> dict[str, Any]:
+    from collector.checkpoint_publish import publish_checkpoint, s3_client
+
+    if checkpoint is None:
+        raise UsageError("no checkpoint to publish")
+    client = s3_client(region=config.publish.region, endpoint_url=config.publish.endpoint_url)
+    retain_until = utc_now() + timedelta(days=days)
+    return publish_checkpoint(client, url, checkpoint.note, size=checkpoint.size, retain_until=retain_until).to_json()

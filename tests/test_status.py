@@ -1,0 +1,133 @@
+"""`fedledger status`: freshness per source against its cadence, exit 1 when anything is stale."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from collector import run as run_module
+from collector.config import SourceConfig
+from collector.ledger_stats import ledger_stats
+from collector.run import PlannedCollection, RunContext
+from tests.ops_workspace import AS_OF, make_workspace, manual_source, write_events
+
+
+def _two_sources(tmp_path: Path):  # type: ignore[no-untyped-def]
+    write_events(tmp_path / "recent.jsonl", 20, day=20)  # newest 2026-01-20T00:00:19Z
+    write_events(tmp_path / "old.jsonl", 10, day=5)  # newest 2026-01-05T00:00:09Z
+    ws = make_workspace(tmp_path, manual_source("recent", "recent.jsonl", "ksi-3d")
+                        + manual_source("old", "old.jsonl", "ksi-7d") + manual_source("uncadenced", "old.jsonl", None))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    return ws
+
+
+def test_stale_source_makes_status_exit_1(tmp_path: Path) -> None:
+    ws = _two_sources(tmp_path)
+    result = ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("  STALE old [manual] 10 entries") and "newest evidence is older than ksi-7d" in line
+               for line in lines), lines
+    assert any(line.startswith("  ok    recent [manual] 20 entries") for line in lines), lines
+    assert lines[-1] == "3 source(s): 1 fresh, 1 STALE, 1 not checked"
+
+
+def test_all_fresh_exits_0_and_json_for_monitoring(tmp_path: Path) -> None:
+    ws = _two_sources(tmp_path)
+    result = ws.cli("status", "--config", str(ws.config), "--as-of", "2026-01-08T00:00:00Z", "--format", "json")
+    assert result.exit_code == 0, result.stdout
+    doc = json.loads(result.stdout)
+    assert doc["kind"] == "fedledger.status" and doc["version"] == 1 and doc["ok"] is True and doc["stale"] == []
+    by_name = {s["name"]: s for s in doc["sources"]}
+    assert by_name["old"]["entries"] == 10 and by_name["old"]["newest_evidence"] == "2026-01-05T00:00:09Z"
+    assert by_name["old"]["newest_evidence_age_s"] == 3 * 86400 - 9
+    assert by_name["old"]["cadence_seconds"] == 7 * 86400 and by_name["old"]["last_collection"] == AS_OF
+    assert by_name["old"]["last_run_ok"] is True and by_name["old"]["matched_by"] == "plan"
+    assert by_name["uncadenced"]["stale"] is False and by_name["uncadenced"]["reason"] == "no cadence configured"
+    ledger = doc["ledger"]
+    assert ledger["size"] == 30 and ledger["latest_checkpoint"]["size"] == 30
+    assert ledger["latest_checkpoint"]["unsigned_entries"] == 0
+    # the checkpoint was created "at" the run's as_of; age is measured from the status as_of
+    assert ledger["latest_checkpoint"]["age_s"] == -13 * 86400
+
+
+def test_source_with_no_evidence_is_stale_and_failed_run_reported(tmp_path: Path) -> None:
+    write_events(tmp_path / "a.jsonl", 3)
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl") + manual_source("never", "missing/", "24h"))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 3
+    result = ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 1
+    never = {s["name"]: s for s in json.loads(result.stdout)["sources"]}["never"]
+    assert never["stale"] is True and never["reason"] == "no evidence collected yet"
+    assert never["last_run_ok"] is False and never["last_error"] == "SourceUnavailable"
+    assert never["last_collection"] is None
+
+
+def test_global_options_before_the_command_work_too(tmp_path: Path) -> None:
+    ws = _two_sources(tmp_path)
+    result = ws.cli("--format", "json", "--as-of", "2026-01-08T00:00:00Z", "status", "--config", str(ws.config))
+    assert result.exit_code == 0 and json.loads(result.stdout)["as_of"] == "2026-01-08T00:00:00Z"
+
+
+def test_status_without_a_config_lists_ledger_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = _two_sources(tmp_path)
+    monkeypatch.chdir(tmp_path / "ledger")
+    monkeypatch.delenv("FEDLEDGER_CONFIG", raising=False)
+    result = ws.cli("--ledger", str(ws.ledger), "status", "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["sources"] == [] and len(doc["unconfigured_sources"]) == 2
+
+
+def test_unavailable_collector_matches_ledger_sources_by_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_run import _OneShot
+
+    def factory(source: SourceConfig, context: RunContext) -> Sequence[PlannedCollection]:
+        return [PlannedCollection(_OneShot(), "fake:x", "mem")]
+
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "v"\nkind = "vault"\nlocation = "x"\ncadence = "3d"\n')
+    monkeypatch.setitem(run_module.SOURCE_FACTORIES, "vault", factory)
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    monkeypatch.setitem(run_module.SOURCE_FACTORIES, "vault", "collector.sources.not_here:build_sources")
+    result = ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    v = json.loads(result.stdout)["sources"][0]
+    assert v["entries"] == 1 and v["quarantined"] == 1 and v["source_ids"] == ["fake:x"]
+    assert result.exit_code == 0
+
+
+def test_ledger_stats_are_read_only_aggregates(tmp_path: Path) -> None:
+    ws = _two_sources(tmp_path)
+    stats = ledger_stats(ws.ledger)
+    assert stats.size == 30 and stats.checkpoints == 1 and stats.origin == "example.gov/ops-test"
+    old = stats.source(f"manual:{tmp_path / 'old.jsonl'}")
+    assert old is not None and old.entries == 10 and old.oldest_event_time == "2026-01-05T00:00:00Z"
+    assert old.last_cursor_update == AS_OF
+
+
+def test_stats_cache_counts_only_new_entries_and_survives_rollback(tmp_path: Path) -> None:
+    import shutil
+
+    from collector.ledger_stats import stats_cache_path
+
+    events = write_events(tmp_path / "a.jsonl", 20)
+    ws = make_workspace(tmp_path / "ws", manual_source("a", str(events)))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    first = ledger_stats(ws.ledger)
+    assert stats_cache_path(ws.ledger).exists()
+    shutil.copytree(ws.ledger.parent, tmp_path / "old")
+    with open(events, "a") as handle:
+        handle.write('{"time":"2026-01-20T23:59:59Z","kind":"manual.review","n":"late"}\n')
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    grown = ledger_stats(ws.ledger)
+    assert grown == ledger_stats(ws.ledger, use_cache=False)
+    (only,) = grown.sources
+    assert only.entries == 21 and only.newest_event_time == "2026-01-20T23:59:59Z"
+    # roll the ledger back but keep the newer cache: the cache no longer matches and is ignored
+    cache = stats_cache_path(ws.ledger).read_bytes()
+    shutil.rmtree(ws.ledger.parent)
+    shutil.copytree(tmp_path / "old", ws.ledger.parent)
+    stats_cache_path(ws.ledger).write_bytes(cache)
+    assert ledger_stats(ws.ledger).sources == first.sources
