@@ -355,3 +355,40 @@ class AttestationObjects(Source):
             "correlation": correlation,
             "attrs": attrs,
         }
+
+
+def build_sources(source: Any, context: Any) -> list[Any]:
+    """``fedledger run`` factory for ``kind = "attestations"`` (see collector.run).
+
+    Options mirror ``fedledger collect attestations``: ``trusted_keys_dir``,
+    ``trusted_root``, ``certificate_identity``, ``certificate_issuer``,
+    ``min_retention_days`` (default: the config's retention minimum), ``region``,
+    ``endpoint_url``, ``profile``.
+    """
+    from collector.attestation_verify import SigstorePolicy
+    from collector.errors import SourceUnavailable
+    from collector.object_source import open_provider
+    from collector.run import PlannedCollection
+
+    opts = source.options
+    keys = read_trusted_keys(source.trusted_keys_dir) if source.trusted_keys_dir else TrustedKeys()
+    root_bytes = None
+    if opts.get("trusted_root") is not None:
+        try:
+            root_bytes = Path(opts["trusted_root"]).read_bytes()
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read trusted root: {exc.strerror}", location=str(opts["trusted_root"])) from None
+    minimum = opts.get("min_retention_days") or context.config.retention_minimum_days
+    settings = AttestationSettings(
+        as_of=context.as_of,
+        keys=keys,
+        sigstore=SigstorePolicy(root_bytes, source.certificate_identity, source.certificate_issuer),
+        min_retention_days=minimum,
+    )
+    plans = []
+    for location in source.locations:
+        provider = open_provider(location, endpoint_url=opts.get("endpoint_url"), region=opts.get("region"),
+                                 profile=opts.get("profile"))
+        objects = AttestationObjects(provider, location, settings)
+        plans.append(PlannedCollection(objects, objects.source_id, location))
+    return plans
