@@ -46,7 +46,8 @@ Secrets hygiene (applied before anything is stored, the evidence store included)
   is quarantined (``secret-in-record``). Only allow-listed delivery headers are kept.
 * When anything was replaced, the raw bytes stored are the redacted record
   (orjson, sorted keys) and the entry's ``source.raw_form`` is ``"redacted"``
-  with the replaced paths in ``source.redacted``; otherwise they are the exact
+  with the replaced paths in ``source.redacted`` (and, for deliveries, the names
+  of headers not kept in ``source.dropped_headers``); otherwise they are the exact
   input bytes and ``raw_form`` is absent.
 """
 
@@ -879,7 +880,10 @@ def _delivery(doc: dict[str, Any], options: CiOptions, tally: CiTally | None) ->
             "headers": kept_headers, "body_base64": base64.b64encode(body).decode()}
     # The envelope is re-serialized (dropped headers such as X-Gitlab-Token); the body
     # text is exact unless a field in it was redacted, so a holder of the secret can re-check it.
-    return _finish(event, raw, paths + [f"$.headers.{k}" for k in dropped], force_redacted=True)
+    result = _finish(event, raw, paths, force_redacted=True)
+    if dropped:
+        result.source_extra["dropped_headers"] = dropped[:64]
+    return result
 
 
 def _is_utf8(data: bytes) -> bool:
