@@ -1,0 +1,33 @@
+"""Run the real ``fedledger`` command in a subprocess (real stdout, stderr and exit code)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES_CI = REPO / "samples" / "ci"
+AS_OF = "2026-11-25T00:00:00Z"
+
+
+def fedledger(*args: str, ledger: Path, stdin: bytes | None = None, as_of: str | None = AS_OF) -> subprocess.CompletedProcess[bytes]:
+    command = [sys.executable, "-m", "collector.cli", "--ledger", str(ledger)]
+    if as_of:
+        command += ["--as-of", as_of]
+    env = {k: v for k, v in os.environ.items() if k != "FEDLEDGER_LEDGER"}
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, cwd=REPO, env=env, timeout=600)
+
+
+def new_ledger(tmp: Path) -> Path:
+    ledger = tmp / "ledger.db"
+    result = fedledger("init", "--origin", "test.agency.gov/ci", ledger=ledger)
+    assert result.returncode == 0, result.stderr
+    return ledger
+
+
+def story_options() -> list[str]:
+    keys = SAMPLES_CI / "keys"
+    return ["--jwks", str(keys / "jwks.json"), "--audience", "sts.amazonaws.com", "--audience",
+            "https://vault.agency.gov", "--webhook-secret-file", str(keys / "webhook-secret.txt")]
