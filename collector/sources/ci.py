@@ -297,11 +297,30 @@ class Redactor:
             return result
         return value
 
+    def scrub(self, value: Any) -> Any:
+        """Safety net over a finished event: secrets quarantine, token-shaped strings become hashes.
+
+        Catches what reached the event from places the record walk does not see,
+        such as OIDC claims and verification errors quoting them.
+        """
+        if isinstance(value, str):
+            self.check_text(value)
+            return {**_digest_of(value), "redacted": "token"} if TOKEN_SHAPE.search(value) else value
+        if isinstance(value, list):
+            return [self.scrub(item) for item in value]
+        if isinstance(value, dict):
+            for key in value:
+                self.check_text(key)
+                if TOKEN_SHAPE.search(key):
+                    raise Quarantine(R_TOKEN_IN_KEY)
+            return {key: self.scrub(item) for key, item in value.items()}
+        return value
+
     def _variable(self, item: Any, path: str) -> Any:
         if isinstance(item, dict) and "value" in item and isinstance(item["value"], str):
             self.check_text(item["value"])
             self.paths.append(f"{path}.value")
-            kept = {k: self.redact(v, f"{path}.{k}") for k, v in item.items() if k != "value"}
+            kept = self.redact({k: v for k, v in item.items() if k != "value"}, path)
             return {**kept, "value": {**_digest_of(item["value"]), "redacted": "variable"}}
         return self.redact(item, path)
 
@@ -780,6 +799,14 @@ def _payload_event(doc: dict[str, Any], event_name: str | None) -> dict[str, Any
 
 def normalize_record(data: bytes, options: CiOptions, tally: CiTally | None = None) -> NormalizedRecord:
     """One input record's event and the raw bytes to store for it, or raise :class:`Quarantine`."""
+    record = _normalize_record(data, options, tally)
+    scrubbed = Redactor(options.webhook_secrets).scrub(record.event)
+    if scrubbed == record.event:
+        return record
+    return NormalizedRecord(scrubbed, record.raw, {**record.source_extra, "event_scrubbed": True})
+
+
+def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None) -> NormalizedRecord:
     token_line = _token_line(data)
     if token_line is not None:
         when_text, token = token_line
@@ -855,8 +882,13 @@ def _delivery(doc: dict[str, Any], options: CiOptions, tally: CiTally | None) ->
     kept_headers = {k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS and isinstance(v, str)}
     redactor = Redactor(options.webhook_secrets)
     kept_headers = redactor.redact(kept_headers, "$.headers")
-    for name in headers:  # header names are listed in source.redacted: they must not hide a secret
+    for name in headers:  # header names are listed in source.dropped_headers: they must not hide a secret
         redactor.check_text(str(name))
+        if TOKEN_SHAPE.search(str(name)):
+            raise Quarantine(R_TOKEN_IN_KEY)
+    # From here on only the redacted headers are read.
+    github_event = _header(kept_headers, "x-github-event")
+    gitlab_event = _header(kept_headers, "x-gitlab-event")
     payload = parse_record_json(body)
     if not isinstance(payload, dict):
         raise Quarantine(R_NOT_OBJECT)
@@ -868,7 +900,7 @@ def _delivery(doc: dict[str, Any], options: CiOptions, tally: CiTally | None) ->
         attrs["webhook_signature_kind"] = "x-hub-signature-256"
     elif gitlab_token is not None:
         attrs["webhook_signature_kind"] = "x-gitlab-token"
-    delivery = _header(headers, "x-github-delivery") or _header(headers, "x-gitlab-event-uuid")
+    delivery = _header(kept_headers, "x-github-delivery") or _header(kept_headers, "x-gitlab-event-uuid")
     if delivery:
         attrs["delivery_id"] = delivery[:128]
     paths = list(redactor.paths)
