@@ -31,3 +31,30 @@ def story_options() -> list[str]:
     keys = SAMPLES_CI / "keys"
     return ["--jwks", str(keys / "jwks.json"), "--audience", "sts.amazonaws.com", "--audience",
             "https://vault.agency.gov", "--webhook-secret-file", str(keys / "webhook-secret.txt")]
+
+
+def story_ci_options():  # type: ignore[no-untyped-def]
+    """The same verification options as :func:`story_options`, for in-process collection."""
+    from collector.oidc import TrustedJwks
+    from collector.sources.ci import CiOptions, read_webhook_secrets
+
+    keys = SAMPLES_CI / "keys"
+    return CiOptions(
+        jwks=TrustedJwks.from_bytes((keys / "jwks.json").read_bytes()),
+        audiences=("sts.amazonaws.com", "https://vault.agency.gov"),
+        webhook_secrets=read_webhook_secrets((keys / "webhook-secret.txt").read_bytes(), location="secret"),
+    )
+
+
+def collect_in_process(tmp: Path, paths: list[str], options=None):  # type: ignore[no-untyped-def]
+    """Create a ledger in *tmp* and run the library behind `fedledger collect ci` on *paths*."""
+    from collector.commands.ci_cmds import collect_ci
+    from collector.ledger import Ledger
+    from collector.sources.ci import CiOptions
+
+    path = tmp / "ledger.db"
+    Ledger.create(path, "test.agency.gov/ci", created=AS_OF, key_type="ecdsa-p256").close()
+    with Ledger.open(path) as ledger:
+        total, tally = collect_ci(ledger, paths, options or CiOptions(), observed=AS_OF)
+    assert total.balanced
+    return path, total, tally

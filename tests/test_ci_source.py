@@ -17,7 +17,14 @@ from collector.sources import ci as ci_source
 from collector.sources.ci import CiEvents, CiOptions, CiTally, record_for, verify_github_signature
 from samples.make import story
 from tests.conftest import shared_data
-from tests.fedledger_process import SAMPLES_CI, fedledger, new_ledger, story_options
+from tests.fedledger_process import (
+    SAMPLES_CI,
+    collect_in_process,
+    fedledger,
+    new_ledger,
+    story_ci_options,
+    story_options,
+)
 
 EVENTS = SAMPLES_CI / "events"
 HOSTILE = SAMPLES_CI / "hostile"
@@ -159,13 +166,11 @@ def test_every_hostile_file_has_a_documented_outcome() -> None:
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_OUTCOMES))
 def test_hostile_file(name: str, tmp_path: Path) -> None:
-    ledger = new_ledger(tmp_path)
-    result = fedledger("--format", "json", "collect", "ci", str(HOSTILE / name), *story_options(), ledger=ledger)
-    doc = summary(result)
+    ledger, total, tally = collect_in_process(tmp_path, [str(HOSTILE / name)], story_ci_options())
     appended, reasons = HOSTILE_OUTCOMES[name]
-    assert doc["appended"] == appended, doc
+    assert total.appended == appended, total
     assert sorted(r for _, _, r in quarantine(ledger)) == sorted(reasons)
-    assert result.returncode == (1 if reasons else 0), result.stderr
+    assert total.reasons == {r: reasons.count(r) for r in reasons}
     for entry in entries(ledger):
         event = entry["event"]
         if event["kind"] == "ci.oidc_token":
@@ -173,12 +178,11 @@ def test_hostile_file(name: str, tmp_path: Path) -> None:
             assert event["attrs"]["claims"] == {} and "oidc_subject" not in event["correlation"]
             assert event["attrs"]["verification_error"]
     if name == "truncated-last-line-no-newline.jsonl":
-        assert doc["pending"] and "not read yet" in doc["pending"][0]
+        assert tally.pending and "not read yet" in tally.pending[0]
 
 
 def test_expired_token_error_names_both_times(tmp_path: Path) -> None:
-    ledger = new_ledger(tmp_path)
-    fedledger("collect", "ci", str(HOSTILE / "oidc-token.expired.jsonl"), *story_options(), ledger=ledger)
+    ledger, _, _ = collect_in_process(tmp_path, [str(HOSTILE / "oidc-token.expired.jsonl")], story_ci_options())
     (entry,) = entries(ledger)
     assert entry["event"]["attrs"]["verification_error"] == \
         "expired at 2026-11-20T14:05:25Z, used at 2026-11-20T15:00:25Z"
@@ -188,8 +192,7 @@ def test_expired_token_error_names_both_times(tmp_path: Path) -> None:
 def test_raw_ai_payload_is_replaced_by_its_hash_everywhere(tmp_path: Path) -> None:
     from samples.make.ci import RAW_AI_PROMPT, RAW_AI_RESPONSE
 
-    ledger = new_ledger(tmp_path)
-    fedledger("collect", "ci", str(HOSTILE / "inference-call.raw-ai-payload.jsonl"), ledger=ledger)
+    ledger, _, _ = collect_in_process(tmp_path, [str(HOSTILE / "inference-call.raw-ai-payload.jsonl")])
     (entry,) = entries(ledger)
     attrs = entry["event"]["attrs"]
     assert attrs["prompt"] == {"sha256": hashlib.sha256(RAW_AI_PROMPT.encode()).hexdigest(),
@@ -216,9 +219,8 @@ def test_deliveries_without_a_secret_are_ingested_as_not_checked(tmp_path: Path)
 
 
 def test_tokens_without_audience_are_not_verified(tmp_path: Path) -> None:
-    ledger = new_ledger(tmp_path)
-    keys = SAMPLES_CI / "keys"
-    fedledger("collect", "ci", str(EVENTS / "job-events.jsonl"), "--jwks", str(keys / "jwks.json"), ledger=ledger)
+    options = CiOptions(jwks=story_ci_options().jwks)
+    ledger, _, _ = collect_in_process(tmp_path, [str(EVENTS / "job-events.jsonl")], options)
     token = next(e["event"] for e in entries(ledger) if e["event"]["kind"] == "ci.oidc_token")
     assert token["attrs"]["verified"] is False and token["attrs"]["signature_valid"] is True
 
@@ -310,14 +312,18 @@ def test_file_that_grew_is_read_from_where_it_stopped_and_a_changed_one_is_tampe
 
 
 def test_changed_whole_file_is_tampered(tmp_path: Path) -> None:
-    ledger = new_ledger(tmp_path)
     target = tmp_path / "payload.json"
     target.write_bytes((EVENTS / "github-workflow_run.in_progress.payload.json").read_bytes())
-    assert fedledger("collect", "ci", str(target), ledger=ledger).returncode == 0
-    assert fedledger("collect", "ci", str(target), ledger=ledger).returncode == 0
-    target.write_bytes(target.read_bytes().replace(b"in_progress", b"completed", 1))
-    result = fedledger("collect", "ci", str(target), ledger=ledger)
-    assert result.returncode == 1 and b"TAMPERED" in result.stderr
+    ledger_path, total, _ = collect_in_process(tmp_path, [str(target)])
+    assert total.appended == 1
+    from collector.commands.ci_cmds import collect_ci
+
+    with Ledger.open(ledger_path) as ledger:
+        again, tally = collect_ci(ledger, [str(target)], CiOptions(), observed="2026-11-25T00:00:00Z")
+        assert again.read == 0 and not tally.tampered
+        target.write_bytes(target.read_bytes().replace(b"in_progress", b"completed", 1))
+        changed, tally = collect_ci(ledger, [str(target)], CiOptions(), observed="2026-11-25T00:00:00Z")
+        assert changed.read == 0 and len(tally.tampered) == 1 and "changed since it was read" in tally.tampered[0]
 
 
 def test_killed_midway_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:

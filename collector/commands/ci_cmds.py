@@ -7,6 +7,7 @@ quarantined or a file was tampered with (the good records are still committed) Â
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -41,10 +42,23 @@ def build_options(jwks: Path | None, issuer: list[str], audience: list[str], web
                      webhook_secrets=secrets, leeway_seconds=leeway)
 
 
+def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed: str,
+               on_progress: Callable[[int], None] | None = None) -> tuple[IngestSummary, CiTally]:
+    """Ingest every CI source under *paths* (one source id and cursor per file); counts add up."""
+    tally = CiTally()
+    total = IngestSummary(source="ci", size=ledger.size)
+    for source in ci_sources(paths, options, tally):
+        summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
+                         observed=observed, on_progress=on_progress)
+        total.add(summary)
+    total.size = ledger.size
+    return total, tally
+
+
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     @collect_app.command("ci")
     @run
-    def collect_ci(
+    def collect_ci_command(
         paths: list[str] = typer.Argument(..., help="Files or folders of CI events; '-' reads JSON lines from stdin."),
         jwks: Optional[Path] = typer.Option(None, "--jwks", help="JWKS file with the OIDC issuer's public keys."),
         issuer: list[str] = typer.Option([], "--issuer", help="Allowed OIDC issuer (repeatable; default GitHub Actions and gitlab.com)."),
@@ -59,17 +73,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if paths.count("-") > 1:
             raise UsageError("'-' (stdin) can be given once")
         options = build_options(jwks, issuer, audience, webhook_secret_file, leeway)
-        tally = CiTally()
-        total = IngestSummary(source="ci")
-        observed = OPTIONS.now_text()
         with Ledger.open(OPTIONS.ledger) as ledger:
-            total.size = ledger.size
             with progress("collecting CI events") as advance:
-                for source in ci_sources(paths, options, tally):
-                    summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind,
-                                     source_id=source.source_id, observed=observed, on_progress=advance)
-                    total.add(summary)
-            total.size = ledger.size
+                total, tally = collect_ci(ledger, paths, options, observed=OPTIONS.now_text(), on_progress=advance)
         failed = total.quarantined > 0 or bool(tally.tampered)
         if OPTIONS.json:
             emit_json("fedledger.collect.ci", {**total.to_json(), **tally.to_json(), "balanced": total.balanced,
