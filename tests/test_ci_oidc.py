@@ -114,7 +114,7 @@ def test_unknown_kid(jwks: TrustedJwks) -> None:
 
 
 def test_alg_none_and_hmac_with_the_public_key_are_refused(jwks: TrustedJwks) -> None:
-    unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": KID})
+    unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": KID})  # type: ignore[arg-type]
     assert not verify(unsigned, jwks).verified
     public_pem = private_key("oidc-test-key.pem").public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -484,6 +484,14 @@ def _event(time: str, kind: str, actor: Any, action: str, resource: Any, *, ok: 
     }
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _login(user: Any) -> str | None:
     return _text(user.get("login")) if isinstance(user, dict) else _text(user)
 
@@ -511,7 +519,7 @@ def normalize_github_workflow_job(doc: dict[str, Any]) -> dict[str, Any]:
         "ci.job_completed": ("completed_at", "started_at", "created_at"),
     }[kind]
     time = _first_time(*(job.get(name) for name in order))
-    repo = doc.get("repository") if isinstance(doc.get("repository"), dict) else {}
+    repo = _obj(doc.get("repository"))
     labels = _str_list(job.get("labels"))
     conclusion = _text(job.get("conclusion"))
     return _event(
@@ -545,11 +553,11 @@ def normalize_github_workflow_run(doc: dict[str, Any]) -> dict[str, Any]:
         time = _first_time(run.get("run_started_at"), run.get("updated_at"), run.get("created_at"))
     else:
         time = _first_time(run.get("created_at"), run.get("run_started_at"), run.get("updated_at"))
-    repo = doc.get("repository") if isinstance(doc.get("repository"), dict) else {}
+    repo = _obj(doc.get("repository"))
     conclusion = _text(run.get("conclusion"))
     failed = action == "completed" and conclusion not in (None, "success", "skipped", "neutral")
     actor = _login(run.get("triggering_actor")) or _login(run.get("actor")) or _login(doc.get("sender"))
-    workflow = doc.get("workflow") if isinstance(doc.get("workflow"), dict) else {}
+    workflow = _obj(doc.get("workflow"))
     return _event(
         time, "ci.workflow_run", actor, f"workflow_run.{action}", _text(repo.get("full_name")),
         ok=not failed, error=f"conclusion {conclusion}" if failed else None,
@@ -592,6 +600,7 @@ GITLAB_OK = {"success", "skipped", "manual"}
 
 def normalize_gitlab_job(doc: dict[str, Any]) -> dict[str, Any]:
     status = _text(doc.get("build_status")) or "unknown"
+    times: tuple[str, ...]
     if status in GITLAB_QUEUED:
         kind, times = "ci.job_queued", ("build_created_at",)
     elif status in GITLAB_RUNNING:
@@ -599,13 +608,13 @@ def normalize_gitlab_job(doc: dict[str, Any]) -> dict[str, Any]:
     else:
         kind, times = "ci.job_completed", ("build_finished_at", "build_started_at", "build_created_at")
     time = _first_time(*(doc.get(name) for name in times))
-    runner = doc.get("runner") if isinstance(doc.get("runner"), dict) else {}
-    user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
+    runner = _obj(doc.get("runner"))
+    user = _obj(doc.get("user"))
     project = _gitlab_project_path(doc)
     labels = _str_list(runner.get("tags"))
     failed = kind == "ci.job_completed" and status not in GITLAB_OK
     duration = doc.get("build_duration")
-    environment = doc.get("environment") if isinstance(doc.get("environment"), dict) else {}
+    environment = _obj(doc.get("environment"))
     return _event(
         time, kind, _text(user.get("username")), f"job.{status}", project,
         ok=not failed, error=f"status {status}" if failed else None,
@@ -635,10 +644,10 @@ def normalize_gitlab_pipeline(doc: dict[str, Any]) -> dict[str, Any]:
     status = _text(attrs_in.get("status")) or "unknown"
     finished = status in {"success", "failed", "canceled", "skipped"}
     time = _first_time(attrs_in.get("finished_at") if finished else None, attrs_in.get("created_at"))
-    user = doc.get("user") if isinstance(doc.get("user"), dict) else {}
+    user = _obj(doc.get("user"))
     project = _gitlab_project_path(doc)
     failed = finished and status not in GITLAB_OK
-    builds = doc.get("builds") if isinstance(doc.get("builds"), list) else []
+    builds = _list(doc.get("builds"))
     jobs = [
         {"id": b.get("id"), "name": _text(b.get("name")), "stage": _text(b.get("stage")), "status": _text(b.get("status"))}
         for b in builds[:200] if isinstance(b, dict)
@@ -824,15 +833,15 @@ def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None) ->
         return _delivery(doc, options, tally)
     redactor = Redactor(options.webhook_secrets)
     if doc.get("event_type") == "ci.oidc_token":
-        token = doc.get("token")
-        if not isinstance(token, str):
+        given = doc.get("token")
+        if not isinstance(given, str):
             raise Quarantine(R_BAD_FIELD)
-        redactor.check_text(token)
+        redactor.check_text(given)
         rest = {k: v for k, v in doc.items() if k != "token"}
         rest = redactor.redact(rest)
         when = _first_time(doc.get("time"), doc.get("timestamp")) if (doc.get("time") or doc.get("timestamp")) else None
-        event = normalize_oidc_token(token, when, rest, options, tally)
-        raw = {**rest, "token": {**_digest_of(token.strip()), "redacted": "token"}}
+        event = normalize_oidc_token(given, when, rest, options, tally)
+        raw = {**rest, "token": {**_digest_of(given.strip()), "redacted": "token"}}
         return _finish(event, raw, ["$.token", *redactor.paths])
     keep = frozenset({"input"}) if doc.get("event_type") == "ci.job.policy_decision" else frozenset()
     clean = redactor.redact(doc, keep_object_keys=keep)
