@@ -38,7 +38,9 @@ Secrets hygiene (applied before anything is stored, the evidence store included)
   replaced by ``{"sha256": ..., "size": ...}`` at any depth. The one exception is
   the object ``input`` of a ``ci.job.policy_decision`` (the policy's input facts),
   which is kept and walked.
-* GitLab pipeline variable values are replaced the same way (they may be secrets).
+* GitLab pipeline variable values, and string values under keys named like a
+  credential (``token``, ``secret``, ``password``, ``api_key``, ``Authorization``...,
+  but not ``token_ttl``/``token_type``/``*_sha256``), are replaced the same way.
 * A string shaped like a token (JWT, Vault ``hvs.``/``hvb.``/``hvr.``, GitHub
   ``ghp_``/``ghs_``/``github_pat_``..., GitLab ``glpat-``) is replaced by its hash; an
   OIDC token is verified, then only its SHA-256 and claims are kept.
@@ -130,6 +132,13 @@ NOT_CONTENT_SUFFIX = frozenset(
     {"hash", "sha256", "sha", "digest", "size", "length", "id", "url", "type", "code", "status", "count",
      "tokens", "time", "ms", "seconds", "bytes", "at"}
 )
+SECRET_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "passphrase", "apikey", "authorization", "credential",
+     "credentials", "cookie", "privatekey", "pat"}
+)
+SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("client", "secret")})
+NOT_SECRET_SUFFIX = NOT_CONTENT_SUFFIX | {"ttl", "path", "name", "policy", "policies", "expires", "expiry", "kind",
+                                          "source", "issuer", "audience", "ref", "mount"}
 EVENT_TYPE = re.compile(r"^ci\.job\.([a-z][a-z0-9_]{0,62})$")
 JOB_KINDS = {"started": "ci.job_started", "queued": "ci.job_queued", "completed": "ci.job_completed"}
 AWS_REGION = re.compile(r"^(?:us|eu|ap|ca|sa|me|af|il|mx)(?:-gov)?-[a-z]+-\d$")
@@ -241,6 +250,20 @@ def is_ai_payload_key(key: str) -> bool:
     return bool(words) and any(w in AI_PAYLOAD_WORDS for w in words) and words[-1] not in NOT_CONTENT_SUFFIX
 
 
+def is_secret_key(key: str) -> bool:
+    """A key named like a credential (``token``, ``client_secret``, ``apiKey``, ``Authorization``...).
+
+    Keys that name facts about a credential rather than the credential itself
+    (``token_ttl``, ``token_type``, ``token_sha256``, ``secret_path``) do not count.
+    """
+    words = _key_words(key)
+    if not words or words[-1] in NOT_SECRET_SUFFIX:
+        return False
+    if any(w in SECRET_WORDS for w in words):
+        return True
+    return any(pair in SECRET_PAIRS for pair in zip(words, words[1:]))
+
+
 def _holds_raw_content(value: Any) -> bool:
     if value is None or isinstance(value, (bool, int, float)):
         return False
@@ -290,6 +313,10 @@ class Redactor:
                     self._check_all(item)
                     self.paths.append(child)
                     result[key] = {**_digest_of(item), "redacted": "ai-payload"}
+                elif is_secret_key(key) and isinstance(item, str) and _holds_raw_content(item):
+                    self.check_text(item)
+                    self.paths.append(child)
+                    result[key] = {**_digest_of(item), "redacted": "secret"}
                 elif key == "variables" and isinstance(item, list):
                     result[key] = [self._variable(v, f"{child}[{i}]") for i, v in enumerate(item)]
                 else:
@@ -972,7 +999,7 @@ def record_for(data: bytes, location: str, line: int | None, options: CiOptions,
     except Quarantine as q:
         return SourceRecord(location=location, line=line, raw=b"", reason=q.reason,
                             raw_sha256=hashlib.sha256(data).hexdigest())
-    except (FedledgerError, RecursionError, ValueError, TypeError):
+    except (FedledgerError, RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
         return SourceRecord(location=location, line=line, raw=b"", reason=R_BAD_FIELD,
                             raw_sha256=hashlib.sha256(data).hexdigest())
     if normalized.source_extra and tally is not None:
