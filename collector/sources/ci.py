@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -122,6 +123,7 @@ TOKEN_SHAPE = re.compile(
     r"|\bglpat-[A-Za-z0-9_-]{20,}"  # GitLab personal access tokens
 )
 TOKEN_SHAPE_BYTES = re.compile(TOKEN_SHAPE.pattern.encode())
+TOKEN_PREFIXES = (b"eyJ", b"hvs.", b"hvb.", b"hvr.", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_", b"glpat-")
 TOKEN_LINE = re.compile(r"^(?:(\S+)\s+)?(eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)\s*$")
 HASH_TEXT = re.compile(r"^(?:sha(?:256|384|512):)?[0-9a-fA-F]{64,128}$")
 AI_PAYLOAD_WORDS = frozenset(
@@ -142,6 +144,7 @@ NOT_SECRET_SUFFIX = NOT_CONTENT_SUFFIX | {"ttl", "path", "name", "policy", "poli
 EVENT_TYPE = re.compile(r"^ci\.job\.([a-z][a-z0-9_]{0,62})$")
 JOB_KINDS = {"started": "ci.job_started", "queued": "ci.job_queued", "completed": "ci.job_completed"}
 AWS_REGION = re.compile(r"^(?:us|eu|ap|ca|sa|me|af|il|mx)(?:-gov)?-[a-z]+-\d$")
+ISO_SECONDS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 GITLAB_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)\s*(UTC|Z|[+-]\d\d:?\d\d)$")
 
 
@@ -244,12 +247,14 @@ def _key_words(key: str) -> list[str]:
     return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
 
 
+@functools.lru_cache(maxsize=8192)
 def is_ai_payload_key(key: str) -> bool:
     """A key named like an AI request/response payload (``prompt``, ``request_body``, ``userInput``...)."""
     words = _key_words(key)
     return bool(words) and any(w in AI_PAYLOAD_WORDS for w in words) and words[-1] not in NOT_CONTENT_SUFFIX
 
 
+@functools.lru_cache(maxsize=8192)
 def is_secret_key(key: str) -> bool:
     """A key named like a credential (``token``, ``client_secret``, ``apiKey``, ``Authorization``...).
 
@@ -272,6 +277,26 @@ def _holds_raw_content(value: Any) -> bool:
     return not _is_redacted_form(value)
 
 
+@dataclass(frozen=True)
+class RecordScreen:
+    """A cheap look at a record's bytes that says which string-by-string checks can be skipped.
+
+    Without a backslash, every JSON string's text is a byte-for-byte slice of the
+    record, so no token shape and no secret in the bytes means none in any string.
+    """
+
+    scan_tokens: bool
+    scan_secrets: bool
+
+    @staticmethod
+    def of(data: bytes, secrets: tuple[bytes, ...]) -> RecordScreen:
+        escaped = b"\\" in data
+        return RecordScreen(
+            scan_tokens=escaped or (any(p in data for p in TOKEN_PREFIXES) and TOKEN_SHAPE_BYTES.search(data) is not None),
+            scan_secrets=bool(secrets) and (escaped or any(s in data for s in secrets)),
+        )
+
+
 @dataclass
 class Redactor:
     """Replaces AI payload fields, token-shaped strings and GitLab variable values by hashes.
@@ -282,9 +307,13 @@ class Redactor:
 
     secrets: tuple[bytes, ...] = ()
     paths: list[str] = field(default_factory=list)
+    screen: RecordScreen | None = None
 
     def __post_init__(self) -> None:
-        self._secret_texts = tuple(s.decode("utf-8", "replace") for s in self.secrets if len(s) >= 4)
+        scan_secrets = self.screen is None or self.screen.scan_secrets
+        self._secret_texts = tuple(s.decode("utf-8", "replace") for s in self.secrets if len(s) >= 4) \
+            if scan_secrets else ()
+        self._scan_tokens = self.screen is None or self.screen.scan_tokens
 
     def check_text(self, text: str) -> None:
         for secret in self._secret_texts:
@@ -294,7 +323,7 @@ class Redactor:
     def redact(self, value: Any, path: str = "$", *, keep_object_keys: frozenset[str] = frozenset()) -> Any:
         if isinstance(value, str):
             self.check_text(value)
-            if TOKEN_SHAPE.search(value):
+            if self._scan_tokens and TOKEN_SHAPE.search(value):
                 self.paths.append(path)
                 return {**_digest_of(value), "redacted": "token"}
             return value
@@ -304,7 +333,7 @@ class Redactor:
             result: dict[str, Any] = {}
             for key, item in value.items():
                 self.check_text(key)
-                if TOKEN_SHAPE.search(key):
+                if self._scan_tokens and TOKEN_SHAPE.search(key):
                     raise Quarantine(R_TOKEN_IN_KEY)
                 child = f"{path}.{key}"
                 if key in keep_object_keys and isinstance(item, dict):
@@ -432,6 +461,17 @@ def ci_time(value: Any) -> str | None:
             raise Quarantine(R_BAD_TIME) from None
     if not isinstance(value, str):
         raise Quarantine(R_BAD_TIME)
+    return _time_text(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_text(value: str) -> str:
+    if ISO_SECONDS_Z.fullmatch(value):  # the common GitHub / generic form: already canonical once valid
+        try:
+            datetime.fromisoformat(value[:-1])
+            return value
+        except ValueError:
+            raise Quarantine(R_BAD_TIME) from None
     text = value.strip()
     match = GITLAB_TIME.match(text)
     if match:
@@ -465,8 +505,11 @@ def _text(value: Any) -> str | None:
 def normalize_cert_serial(value: Any) -> str | None:
     """Colon-separated lower-case hex (``3a:5f:...``) from any common spelling."""
     text = _text(value)
-    if text is None:
-        return None
+    return None if text is None else _cert_serial_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cert_serial_text(text: str) -> str:
     hexdigits = re.sub(r"[:\-\s]", "", text).lower()
     if hexdigits and re.fullmatch(r"[0-9a-f]+", hexdigits):
         if len(hexdigits) % 2:
@@ -478,8 +521,11 @@ def normalize_cert_serial(value: Any) -> str | None:
 def normalize_digest(value: Any) -> str | None:
     """``sha256:<hex>`` for a bare 64-hex digest; other algorithm prefixes kept, lower-cased."""
     text = _text(value)
-    if text is None:
-        return None
+    return None if text is None else _digest_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _digest_text(text: str) -> str:
     text = text.strip()
     if re.fullmatch(r"[0-9a-fA-F]{64}", text):
         return "sha256:" + text.lower()
@@ -835,14 +881,18 @@ def _payload_event(doc: dict[str, Any], event_name: str | None) -> dict[str, Any
 
 def normalize_record(data: bytes, options: CiOptions, tally: CiTally | None = None) -> NormalizedRecord:
     """One input record's event and the raw bytes to store for it, or raise :class:`Quarantine`."""
-    record = _normalize_record(data, options, tally)
+    screen = RecordScreen.of(data, options.webhook_secrets)
+    record = _normalize_record(data, options, tally, screen)
+    if record.event.get("kind") != "ci.oidc_token" and not (screen.scan_tokens or screen.scan_secrets):
+        return record  # every string of the event came from the record, which holds neither
     scrubbed = Redactor(options.webhook_secrets).scrub(record.event)
     if scrubbed == record.event:
         return record
     return NormalizedRecord(scrubbed, record.raw, {**record.source_extra, "event_scrubbed": True})
 
 
-def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None) -> NormalizedRecord:
+def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None,
+                      screen: RecordScreen) -> NormalizedRecord:
     token_line = _token_line(data)
     if token_line is not None:
         when_text, token = token_line
@@ -858,7 +908,7 @@ def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None) ->
         raise Quarantine(R_NOT_OBJECT)
     if isinstance(doc.get("headers"), dict) and ("body" in doc or "body_base64" in doc):
         return _delivery(doc, options, tally)
-    redactor = Redactor(options.webhook_secrets)
+    redactor = Redactor(options.webhook_secrets, screen=screen)
     if doc.get("event_type") == "ci.oidc_token":
         given = doc.get("token")
         if not isinstance(given, str):
