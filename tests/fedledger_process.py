@@ -30,7 +30,7 @@ def new_ledger(tmp: Path) -> Path:
 def story_options() -> list[str]:
     keys = SAMPLES_CI / "keys"
     return ["--jwks", str(keys / "jwks.json"), "--audience", "sts.amazonaws.com", "--audience",
-            "https://vault.agency.gov", "--webhook-secret-file", str(keys / "webhook-secret.txt")]
+            "https://vault.agency.gov", "--webhook-secret-file", str(SAMPLES_CI / "webhook-secret.txt")]
 
 
 def story_ci_options():  # type: ignore[no-untyped-def]
@@ -42,7 +42,7 @@ def story_ci_options():  # type: ignore[no-untyped-def]
     return CiOptions(
         jwks=TrustedJwks.from_bytes((keys / "jwks.json").read_bytes()),
         audiences=("sts.amazonaws.com", "https://vault.agency.gov"),
-        webhook_secrets=read_webhook_secrets((keys / "webhook-secret.txt").read_bytes(), location="secret"),
+        webhook_secrets=read_webhook_secrets((SAMPLES_CI / "webhook-secret.txt").read_bytes(), location="secret"),
     )
 
 

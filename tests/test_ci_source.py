@@ -28,7 +28,7 @@ from tests.fedledger_process import (
 
 EVENTS = SAMPLES_CI / "events"
 HOSTILE = SAMPLES_CI / "hostile"
-SECRET = (SAMPLES_CI / "keys" / "webhook-secret.txt").read_bytes().strip()
+SECRET = (SAMPLES_CI / "webhook-secret.txt").read_bytes().strip()
 
 
 def entries(ledger: Path) -> list[dict[str, Any]]:

@@ -315,7 +315,7 @@ def main() -> None:
     wrong_key = load_or_create_key(KEYS / "attacker-wrong-key.pem")
     write(KEYS / "jwks.json", (json.dumps({"keys": [public_jwk(key, KEY_ID), public_jwk(gitlab_key, GITLAB_KEY_ID)]},
                                           indent=2) + "\n").encode())
-    write(KEYS / "webhook-secret.txt", WEBHOOK_SECRET.encode() + b"\n")
+    write(ROOT / "webhook-secret.txt", WEBHOOK_SECRET.encode() + b"\n")
 
     iat = epoch(s.T_OIDC_ISSUED)
     token = sign(github_claims(iat), key, KEY_ID)
