@@ -120,3 +120,16 @@ def test_any_input_becomes_an_entry_or_a_quarantine(data: bytes) -> None:
 def test_any_bytes_slow(data: bytes) -> None:
     rec = record_for(data, "fuzz.jsonl", 1, CiOptions())
     assert (rec.event is None) == (rec.reason is not None)
+
+
+def test_stdin_stream_commits_in_batches() -> None:
+    import io
+
+    from collector.evidence import CursorMark
+    from collector.sources.ci import CiEvents
+
+    lines = b"".join(json.dumps({**EVENT, "n": i}).encode() + b"\n" for i in range(2500))
+    items = list(CiEvents(None, CiOptions(), stream=io.BytesIO(lines)).collect({}))
+    marks = [i for i, item in enumerate(items) if isinstance(item, CursorMark)]
+    assert len(items) - len(marks) == 2500
+    assert len(marks) == 3 and marks[-1] == len(items) - 1

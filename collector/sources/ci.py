@@ -89,6 +89,7 @@ from collector.timeutil import format_time, parse_time
 KIND = "ci"
 MAX_RECORD_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 MAX_DEPTH = 48
+STREAM_MARK_EVERY = 1000
 WHOLE_FILE_SUFFIXES = (".json", ".jwt")
 FOLDER_SUFFIXES = (".json", ".jsonl", ".ndjson", ".log", ".jwt")
 
@@ -1095,11 +1096,16 @@ class CiEvents(Source):
             yield from self._lines(FileCursor.loads(cursors.get(self.source_id)))
 
     def _stream(self, stream: BinaryIO) -> Iterator[SourceItem]:
+        """Lines from a stream. Not resumable (dedup makes a replay harmless); the marks only
+        let the driver commit in batches so memory stays flat."""
         number = 0
         for data in stream:
             number += 1
             if data.strip():
                 yield record_for(data.rstrip(b"\r\n"), "-", number, self.options, self.tally)
+            if number % STREAM_MARK_EVERY == 0:
+                yield CursorMark(self.source_id, orjson.dumps({"stream_lines": number}).decode())
+        yield CursorMark(self.source_id, orjson.dumps({"stream_lines": number}).decode())
 
     def _lines(self, cursor: FileCursor) -> Iterator[SourceItem]:
         assert self.path is not None
