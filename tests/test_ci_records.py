@@ -22,13 +22,17 @@ def record(doc: object, options: CiOptions = CiOptions()):  # type: ignore[no-un
 
 def test_opaque_credentials_under_credential_keys_are_hashed() -> None:
     rec = record({**EVENT, "runner_token": "AAAABBBBCCCCDDDD-opaque", "headers": {"Authorization": "Bearer xyz123456"},
-                  "token_ttl": 1800, "token_type": "batch"})
+                  "token_ttl": 1800, "token_type": "batch", "access_key_class": "temporary",
+                  "access_key_id": "ASIAQEXAMPLE7CIJOB01", "secret_path": "kv/data/ci"})
     assert rec.event is not None
     attrs = rec.event["attrs"]
     assert attrs["runner_token"] == {"sha256": hashlib.sha256(b"AAAABBBBCCCCDDDD-opaque").hexdigest(), "size": 23,
                                      "redacted": "secret"}
     assert attrs["headers"]["Authorization"]["redacted"] == "secret"
     assert attrs["token_ttl"] == 1800 and attrs["token_type"] == "batch"
+    assert attrs["access_key_class"] == "temporary"
+    assert rec.event["correlation"]["access_key_id"] == "ASIAQEXAMPLE7CIJOB01"
+    assert attrs["secret_path"] == "kv/data/ci"
     assert b"opaque" not in rec.raw and b"xyz123456" not in rec.raw
 
 

@@ -96,6 +96,7 @@ def test_story_correlates_with_the_shared_constants(story_ledger: Path) -> None:
     assert run["attrs"]["workflow_path"] == story.WORKFLOW_PATH and run["attrs"]["run_attempt"] == 1
     policy = next(e for e in job if e["kind"] == "ci.policy_decision")
     assert policy["attrs"]["decision"] == "allow" and policy["attrs"]["input"]["region"] == story.REGION
+    assert policy["attrs"]["input"]["access_key_class"] == "temporary"
     approval = next(e for e in job if e["kind"] == "ci.approval")
     assert approval["attrs"]["approver"] == story.APPROVER
     gitlab = [e for e in events if e["attrs"].get("provider") == "gitlab"]

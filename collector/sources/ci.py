@@ -141,7 +141,10 @@ SECRET_WORDS = frozenset(
 )
 SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("client", "secret")})
 NOT_SECRET_SUFFIX = NOT_CONTENT_SUFFIX | {"ttl", "path", "name", "policy", "policies", "expires", "expiry", "kind",
-                                          "source", "issuer", "audience", "ref", "mount"}
+                                          "source", "issuer", "audience", "ref", "mount", "class", "format",
+                                          "version", "algorithm", "alg", "fingerprint", "prefix", "hint", "present",
+                                          "used", "rotated", "created", "arn", "role", "provider", "method", "scope",
+                                          "scopes", "renewable", "ttl", "usage"}
 EVENT_TYPE = re.compile(r"^ci\.job\.([a-z][a-z0-9_]{0,62})$")
 JOB_KINDS = {"started": "ci.job_started", "queued": "ci.job_queued", "completed": "ci.job_completed"}
 AWS_REGION = re.compile(r"^(?:us|eu|ap|ca|sa|me|af|il|mx)(?:-gov)?-[a-z]+-\d$")
