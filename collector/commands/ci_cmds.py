@@ -1,0 +1,93 @@
+"""``fedledger collect ci PATH...``: CI webhooks, generic ``ci.job.*`` events and OIDC tokens.
+
+Exit codes: 0 everything ingested (appended or already there) · 1 something was
+quarantined or a file was tampered with (the good records are still committed) ·
+2 unusable input (missing path, unreadable JWKS or secret file) · 3 ledger unavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
+from collector.errors import UsageError
+from collector.ingest import IngestSummary, ingest
+from collector.ledger import Ledger
+from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
+from collector.sources.ci import CiOptions, CiTally, ci_sources, read_webhook_secrets
+
+
+def _read_input_file(path: Path, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what}: {exc.strerror}", location=str(path)) from None
+
+
+def build_options(jwks: Path | None, issuer: list[str], audience: list[str], webhook_secret_file: Path | None,
+                  leeway: int) -> CiOptions:
+    """Verification options from the command line; secrets are read here and never printed."""
+    trusted = TrustedJwks.from_bytes(_read_input_file(jwks, "JWKS"), location=str(jwks)) if jwks else None
+    secrets: tuple[bytes, ...] = ()
+    if webhook_secret_file is not None:
+        secrets = read_webhook_secrets(_read_input_file(webhook_secret_file, "webhook secret file"),
+                                       location=str(webhook_secret_file))
+    if leeway < 0 or leeway > 600:
+        raise UsageError("--leeway must be between 0 and 600 seconds")
+    return CiOptions(jwks=trusted, issuers=tuple(issuer) or DEFAULT_ISSUERS, audiences=tuple(audience),
+                     webhook_secrets=secrets, leeway_seconds=leeway)
+
+
+def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed: str,
+               on_progress: Callable[[int], None] | None = None) -> tuple[IngestSummary, CiTally]:
+    """Ingest every CI source under *paths* (one source id and cursor per file); counts add up."""
+    tally = CiTally()
+    total = IngestSummary(source="ci", size=ledger.size)
+    for source in ci_sources(paths, options, tally):
+        summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
+                         observed=observed, on_progress=on_progress)
+        total.add(summary)
+    total.size = ledger.size
+    return total, tally
+
+
+def register(app: typer.Typer, collect_app: typer.Typer) -> None:
+    @collect_app.command("ci")
+    @run
+    def collect_ci_command(
+        paths: list[str] = typer.Argument(..., help="Files or folders of CI events; '-' reads JSON lines from stdin."),
+        jwks: Optional[Path] = typer.Option(None, "--jwks", help="JWKS file with the OIDC issuer's public keys."),
+        issuer: list[str] = typer.Option([], "--issuer", help="Allowed OIDC issuer (repeatable; default GitHub Actions and gitlab.com)."),
+        audience: list[str] = typer.Option([], "--audience", help="Allowed OIDC audience (repeatable); without it no token counts as verified."),
+        webhook_secret_file: Optional[Path] = typer.Option(None, "--webhook-secret-file", help="Webhook secret(s), one per line; deliveries must then verify."),
+        leeway: int = typer.Option(0, "--leeway", help="Clock leeway in seconds for OIDC exp/nbf/iat (default 0)."),
+    ) -> None:
+        """Collect CI job events: GitHub/GitLab webhooks, generic ci.job.* events, OIDC ID tokens."""
+        for name in paths:
+            if name != "-" and not Path(name).exists():
+                raise UsageError("no such file or folder", location=name)
+        if paths.count("-") > 1:
+            raise UsageError("'-' (stdin) can be given once")
+        options = build_options(jwks, issuer, audience, webhook_secret_file, leeway)
+        with Ledger.open(OPTIONS.ledger) as ledger:
+            with progress("collecting CI events") as advance:
+                total, tally = collect_ci(ledger, paths, options, observed=OPTIONS.now_text(), on_progress=advance)
+        failed = total.quarantined > 0 or bool(tally.tampered)
+        if OPTIONS.json:
+            emit_json("fedledger.collect.ci", {**total.to_json(), **tally.to_json(), "balanced": total.balanced,
+                                               "ok": not failed})
+        else:
+            for line in tally.tampered:
+                err(f"TAMPERED: {line}")
+            for line in tally.pending:
+                err(f"pending: {line}")
+            out(total.line())
+            out(f"oidc tokens: {tally.tokens_verified} verified, {tally.tokens_failed} NOT verified; "
+                f"webhook deliveries: {tally.webhooks_verified} signature verified, "
+                f"{tally.webhooks_unchecked} not checked; {tally.redacted_records} record(s) stored redacted")
+        if failed:
+            raise typer.Exit(1)

@@ -1,0 +1,264 @@
+"""Pure verification of CI OIDC ID tokens (GitHub Actions, GitLab) against a JWKS.
+
+:func:`verify_id_token` takes the token text, a :class:`TrustedJwks`, the allowed
+issuers and audiences, and the time the token was *used* (the event's time, not
+the collection time) and returns a :class:`TokenVerification`. It never raises for
+a bad token: a forged, expired, not-yet-valid, wrong-issuer or wrong-audience token
+comes back with ``verified=False`` and a one-line ``error``, so the collector can
+record the failed verification as a finding.
+
+What is verified: the JWS signature with a key from the JWKS chosen by ``kid``
+(asymmetric algorithms only: ``none`` and HMAC algorithms are refused, so a public
+key can never be used as an HMAC secret), ``iss`` in the allowed issuers, ``aud``
+in the allowed audiences, ``exp`` > event time and ``nbf`` / ``iat`` <= event time
+(with an explicit leeway, default 0). What is not verified: that the JWKS itself
+is the issuer's current key set (the caller pins it by giving the file), and any
+claim beyond the standard ones (``sub`` patterns are policy, evaluated later).
+
+The token itself is never returned, logged or put in an error: only its SHA-256
+(:func:`token_sha256`) and the claims that identify the job. This module does no
+I/O and never reads the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import jwt
+from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWKSetError
+
+from collector.canonical import parse_json
+from collector.errors import MalformedInput
+
+#: Asymmetric JWS algorithms a CI issuer uses. HS*/none are never accepted.
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+GITLAB_ISSUER = "https://gitlab.com"
+DEFAULT_ISSUERS = (GITHUB_ISSUER, GITLAB_ISSUER)
+
+#: Claims that identify the job and are kept (GitHub Actions, then GitLab CI).
+IDENTITY_CLAIMS = (
+    "sub", "iss", "aud", "jti",
+    "repository", "repository_id", "repository_owner", "ref", "ref_type", "sha", "run_id", "run_number",
+    "run_attempt", "job_workflow_ref", "job_workflow_sha", "workflow", "workflow_ref", "runner_environment",
+    "environment", "actor", "event_name",
+    "project_path", "project_id", "namespace_path", "pipeline_id", "pipeline_source", "job_id",
+    "user_login", "runner_id", "deployment_tier",
+)
+
+
+class JwksError(MalformedInput):
+    """The JWKS file cannot be used (not JSON, no usable key)."""
+
+
+@dataclass(frozen=True)
+class TrustedJwks:
+    """Public keys from a JWKS document, by ``kid``; keys without ``kid`` are kept in order."""
+
+    keys: tuple[jwt.PyJWK, ...]
+
+    @staticmethod
+    def from_bytes(data: bytes, *, location: str | None = None) -> TrustedJwks:
+        doc = parse_json(data, location=location)
+        if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+            raise JwksError("not a JWKS document (an object with a 'keys' list)", location=location)
+        try:
+            keyset = jwt.PyJWKSet.from_dict(doc)
+        except (PyJWKSetError, PyJWKError) as exc:
+            raise JwksError(f"no usable key in the JWKS: {exc}", location=location) from None
+        keys = tuple(k for k in keyset.keys if not _is_symmetric(k))
+        if not keys:
+            raise JwksError("the JWKS holds no asymmetric public key", location=location)
+        return TrustedJwks(keys)
+
+    def candidates(self, kid: str | None) -> list[jwt.PyJWK]:
+        if kid is not None:
+            return [k for k in self.keys if k.key_id == kid]
+        return list(self.keys)
+
+
+def _is_symmetric(key: jwt.PyJWK) -> bool:
+    return getattr(key, "key_type", None) == "oct"
+
+
+@dataclass(frozen=True)
+class TokenVerification:
+    """The outcome for one token. ``claims`` is filled only when ``verified``.
+
+    ``unverified_claims`` holds the same selection read from a token that did not
+    verify (attacker-controlled when the signature failed; authentic but unusable
+    when only the time checks failed, which ``signature_valid`` tells apart).
+    """
+
+    verified: bool
+    error: str | None
+    token_sha256: str
+    signature_valid: bool
+    issuer: str | None
+    audience: list[str]
+    key_id: str | None
+    algorithm: str | None
+    claims: dict[str, Any] = field(default_factory=dict)
+    unverified_claims: dict[str, Any] = field(default_factory=dict)
+    issued_at: int | None = None
+    not_before: int | None = None
+    expires: int | None = None
+
+
+def token_sha256(token: str) -> str:
+    """Hex SHA-256 of the token's ASCII text (what is stored instead of the token)."""
+    return hashlib.sha256(token.strip().encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def verify_id_token(
+    token: str,
+    jwks: TrustedJwks | None,
+    *,
+    at: datetime,
+    issuers: Iterable[str] = DEFAULT_ISSUERS,
+    audiences: Iterable[str] = (),
+    leeway_seconds: int = 0,
+) -> TokenVerification:
+    """Verify *token* as it stood at time *at* (aware datetime: the event's time).
+
+    An empty *audiences* means the audience was not checked, which is reported as
+    not verified (fail closed); a missing *jwks* likewise.
+    """
+    if at.tzinfo is None:
+        raise ValueError("at must be an aware datetime (UTC)")
+    token = token.strip()
+    digest = token_sha256(token)
+    issuers = tuple(issuers)
+    audiences = tuple(audiences)
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except (InvalidTokenError, ValueError, TypeError) as exc:
+        return TokenVerification(False, f"not a JWS compact token: {_safe(exc)}", digest, False, None, [], None, None)
+    kid = header.get("kid") if isinstance(header.get("kid"), str) else None
+    alg = header.get("alg") if isinstance(header.get("alg"), str) else None
+    selected = select_claims(unverified)
+    iss = unverified.get("iss") if isinstance(unverified.get("iss"), str) else None
+    aud = _audience_list(unverified.get("aud"))
+    times = {name: unverified.get(name) for name in ("iat", "nbf", "exp")}
+
+    def failed(error: str, signature_valid: bool = False) -> TokenVerification:
+        return TokenVerification(
+            False, error, digest, signature_valid, iss, aud, kid, alg, {}, selected,
+            _int_or_none(times["iat"]), _int_or_none(times["nbf"]), _int_or_none(times["exp"]),
+        )
+
+    if alg not in ALLOWED_ALGORITHMS:
+        return failed(f"algorithm {str(alg)[:20]!r} is not an allowed asymmetric JWS algorithm")
+    if jwks is None:
+        return failed("no JWKS given: the signature was not checked")
+    candidates = jwks.candidates(kid)
+    if not candidates:
+        return failed(f"no key with kid {str(kid)[:80]!r} in the JWKS")
+    if not issuers:
+        return failed("no issuer allowed: the issuer was not checked")
+    signature_error = "signature does not verify"
+    payload: dict[str, Any] | None = None
+    for key in candidates:
+        try:
+            payload = jwt.decode(
+                token,
+                key=key,
+                algorithms=[alg],
+                issuer=issuers,
+                audience=audiences or None,
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,  # evaluated below at the event's time
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": bool(audiences),
+                    "verify_iss": True,
+                    "require": ["iss", "exp", "sub"],
+                },
+            )
+            break
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.InvalidIssuerError:
+            return failed(f"issuer {str(iss)[:120]!r} is not allowed", True)
+        except jwt.InvalidAudienceError:
+            return failed(f"audience {aud!r} is not allowed"[:200], True)
+        except jwt.MissingRequiredClaimError as exc:
+            return failed(f"missing required claim: {exc.claim}", True)
+        except (InvalidTokenError, PyJWKError, ValueError, TypeError) as exc:
+            signature_error = f"token rejected: {_safe(exc)}"
+            continue
+    if payload is None:
+        return failed(signature_error)
+    if not audiences:
+        return failed("no audience allowed: the audience was not checked (give --audience)", True)
+    moment = int(at.timestamp())
+    exp, nbf, iat = (_int_or_none(payload.get(n)) for n in ("exp", "nbf", "iat"))
+    if exp is None:
+        return failed("exp is not an integer", True)
+    for name in ("nbf", "iat"):
+        if payload.get(name) is not None and _int_or_none(payload.get(name)) is None:
+            return failed(f"{name} is not an integer", True)
+    if moment >= exp + leeway_seconds:
+        return failed(f"expired at {_rfc3339(exp)}, used at {_rfc3339(moment)}", True)
+    if nbf is not None and moment + leeway_seconds < nbf:
+        return failed(f"not valid before {_rfc3339(nbf)}, used at {_rfc3339(moment)}", True)
+    if iat is not None and moment + leeway_seconds < iat:
+        return failed(f"issued at {_rfc3339(iat)}, after its use at {_rfc3339(moment)}", True)
+    return TokenVerification(True, None, digest, True, iss, aud, kid, alg, selected, {}, iat, nbf, exp)
+
+
+def select_claims(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The job-identifying claims, as strings (lists of strings for ``aud``); no floats."""
+    selected: dict[str, Any] = {}
+    for name in IDENTITY_CLAIMS:
+        value = payload.get(name)
+        if value is None:
+            continue
+        if name == "aud":
+            selected[name] = _audience_list(value)
+        elif isinstance(value, (str, int)) and not isinstance(value, bool):
+            selected[name] = str(value)[:512]
+    return selected
+
+
+def _audience_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value[:256]]
+    if isinstance(value, list):
+        return [str(v)[:256] for v in value if isinstance(v, str)][:16]
+    return []
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _rfc3339(epoch: int) -> str:
+    try:
+        return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
+
+
+def _safe(exc: BaseException) -> str:
+    """An exception's text, one line, bounded; PyJWT errors never echo the token."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def epoch_to_rfc3339(epoch: int | None) -> str | None:
+    """RFC 3339 UTC text of a claim time, for attrs."""
+    return None if epoch is None else _rfc3339(epoch)

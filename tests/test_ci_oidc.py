@@ -1,0 +1,197 @@
+"""OIDC ID token verification: pure, evaluated at the event's time, fail closed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from collector.errors import MalformedInput
+from collector.oidc import TrustedJwks, token_sha256, verify_id_token
+from tests.conftest import shared_data
+
+KEYS = Path(__file__).resolve().parent.parent / "samples" / "ci" / "keys"
+KID = "fedledger-sample-ci-1"
+ISSUER = "https://token.actions.githubusercontent.com"
+AUDIENCE = "sts.amazonaws.com"
+IAT = int(datetime(2026, 11, 20, 14, 0, 25, tzinfo=timezone.utc).timestamp())
+USED = datetime(2026, 11, 20, 14, 0, 27, tzinfo=timezone.utc)
+
+
+def private_key(name: str) -> Any:
+    return serialization.load_pem_private_key((KEYS / name).read_bytes(), password=None)
+
+
+@pytest.fixture(scope="module")
+def jwks() -> TrustedJwks:
+    return TrustedJwks.from_bytes((KEYS / "jwks.json").read_bytes())
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    base = {
+        "iss": ISSUER, "aud": AUDIENCE, "sub": "repo:agency-gov/claims-model:environment:production",
+        "repository": "agency-gov/claims-model", "ref": "refs/heads/main", "sha": "9f2c4e1b",
+        "run_id": "9876543210", "job_workflow_ref": "agency-gov/claims-model/.github/workflows/deploy.yml@refs/heads/main",
+        "runner_environment": "self-hosted", "iat": IAT, "nbf": IAT, "exp": IAT + 300,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def token(key_file: str = "oidc-test-key.pem", kid: str = KID, **overrides: Any) -> str:
+    return jwt.encode(claims(**overrides), private_key(key_file), algorithm="RS256", headers={"kid": kid})
+
+
+def verify(tok: str, jwks: TrustedJwks | None, at: datetime = USED, **kwargs: Any):
+    kwargs.setdefault("audiences", (AUDIENCE,))
+    kwargs.setdefault("issuers", (ISSUER,))
+    return verify_id_token(tok, jwks, at=at, **kwargs)
+
+
+def test_valid_token_verifies_and_keeps_identity_claims(jwks: TrustedJwks) -> None:
+    tok = token()
+    result = verify(tok, jwks)
+    assert result.verified and result.error is None and result.signature_valid
+    assert result.claims["sub"] == "repo:agency-gov/claims-model:environment:production"
+    for name in ("repository", "ref", "sha", "run_id", "job_workflow_ref", "runner_environment"):
+        assert name in result.claims
+    assert result.token_sha256 == token_sha256(tok)
+    assert tok not in repr(result)
+
+
+def test_expiry_is_evaluated_at_the_event_time_not_the_clock(jwks: TrustedJwks) -> None:
+    tok = token()  # issued in 2026-11-20, long before or after "now": only the event time matters
+    assert verify(tok, jwks, at=USED).verified
+    late = verify(tok, jwks, at=USED + timedelta(hours=1))
+    assert not late.verified and late.error and late.error.startswith("expired at")
+    assert late.signature_valid and late.claims == {} and late.unverified_claims["sub"]
+    at_exp = verify(tok, jwks, at=datetime.fromtimestamp(IAT + 300, tz=timezone.utc))
+    assert not at_exp.verified
+    assert verify(tok, jwks, at=datetime.fromtimestamp(IAT + 299, tz=timezone.utc)).verified
+    assert verify(tok, jwks, at=USED + timedelta(minutes=5), leeway_seconds=60).verified
+
+
+def test_not_before_is_evaluated_at_the_event_time(jwks: TrustedJwks) -> None:
+    tok = token(nbf=IAT + 600, iat=IAT + 600, exp=IAT + 900)
+    early = verify(tok, jwks)
+    assert not early.verified and early.error and early.error.startswith("not valid before")
+    assert verify(tok, jwks, at=USED + timedelta(minutes=11)).verified
+
+
+def test_issued_after_use_is_refused(jwks: TrustedJwks) -> None:
+    tok = token(nbf=None, iat=IAT + 600, exp=IAT + 900)
+    result = verify(tok, jwks)
+    assert not result.verified and "issued at" in (result.error or "")
+
+
+def test_wrong_audience(jwks: TrustedJwks) -> None:
+    result = verify(token(aud="https://evil.example"), jwks)
+    assert not result.verified and "audience" in (result.error or "")
+
+
+def test_wrong_issuer(jwks: TrustedJwks) -> None:
+    result = verify(token(iss="https://token.actions.evil.example"), jwks)
+    assert not result.verified and "issuer" in (result.error or "")
+
+
+def test_forged_with_another_key_under_the_real_kid(jwks: TrustedJwks) -> None:
+    result = verify(token("attacker-wrong-key.pem"), jwks)
+    assert not result.verified and not result.signature_valid
+    assert result.error == "signature does not verify"
+    assert result.claims == {}
+
+
+def test_unknown_kid(jwks: TrustedJwks) -> None:
+    result = verify(token(kid="other"), jwks)
+    assert not result.verified and "no key with kid" in (result.error or "")
+
+
+def test_alg_none_and_hmac_with_the_public_key_are_refused(jwks: TrustedJwks) -> None:
+    unsigned = jwt.encode(claims(), None, algorithm="none", headers={"kid": KID})  # type: ignore[arg-type]
+    assert not verify(unsigned, jwks).verified
+    public_pem = private_key("oidc-test-key.pem").public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    header = jwt.utils.base64url_encode(json.dumps({"alg": "HS256", "kid": KID}).encode())
+    payload = jwt.utils.base64url_encode(json.dumps(claims()).encode())
+    import hashlib
+    import hmac
+
+    mac = hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest()
+    confused = (header + b"." + payload + b"." + jwt.utils.base64url_encode(mac)).decode()
+    result = verify(confused, jwks)
+    assert not result.verified and "not an allowed" in (result.error or "")
+
+
+def test_tampered_payload(jwks: TrustedJwks) -> None:
+    head, _payload, sig = token().split(".")
+    other = jwt.utils.base64url_encode(json.dumps(claims(sub="repo:evil/evil:ref:main")).encode()).decode()
+    result = verify(f"{head}.{other}.{sig}", jwks)
+    assert not result.verified and not result.signature_valid
+
+
+def test_fail_closed_without_jwks_or_audience(jwks: TrustedJwks) -> None:
+    assert verify(token(), None).error == "no JWKS given: the signature was not checked"
+    no_aud = verify(token(), jwks, audiences=())
+    assert not no_aud.verified and no_aud.signature_valid and "audience was not checked" in (no_aud.error or "")
+
+
+def test_garbage_token() -> None:
+    result = verify("eyJnot.a.token", None)
+    assert not result.verified and result.error and result.error.startswith("not a JWS")
+
+
+def test_gitlab_claims_are_kept(jwks: TrustedJwks) -> None:
+    gitlab = jwt.encode(
+        claims(iss="https://gitlab.com", aud="https://vault.agency.gov", project_path="agency-gov/mirror",
+               pipeline_id="1520046611", job_id="8452210377"),
+        private_key("gitlab-oidc-test-key.pem"), algorithm="RS256", headers={"kid": "fedledger-sample-gitlab-1"})
+    result = verify(gitlab, jwks, issuers=("https://gitlab.com",), audiences=("https://vault.agency.gov",))
+    assert result.verified
+    assert result.claims["project_path"] == "agency-gov/mirror"
+    assert result.claims["pipeline_id"] == "1520046611" and result.claims["job_id"] == "8452210377"
+
+
+def test_naive_time_is_rejected(jwks: TrustedJwks) -> None:
+    with pytest.raises(ValueError):
+        verify_id_token(token(), jwks, at=datetime(2026, 11, 20, 14, 0, 27))
+
+
+def test_bad_jwks_files() -> None:
+    with pytest.raises(MalformedInput):
+        TrustedJwks.from_bytes(b"not json")
+    with pytest.raises(MalformedInput):
+        TrustedJwks.from_bytes(b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}')
+    with pytest.raises(MalformedInput):
+        TrustedJwks.from_bytes(b'{"nokeys": []}')
+
+
+def test_github_docs_example_token_claims_are_selected() -> None:
+    path = shared_data("ci_events", "github_oidc", "github_docs_example_oidc_token.json")
+    doc = json.loads(path.read_text())
+    from collector.oidc import select_claims
+
+    selected = select_claims(doc["payload"])
+    assert selected["sub"] == "repo:octo-org/octo-repo:environment:prod"
+    assert selected["job_workflow_ref"].endswith("@refs/heads/main")
+    assert selected["runner_environment"] == "github-hosted"
+    # The docs example is unsigned: made into a token with a key not in the JWKS, it never verifies.
+    forged = jwt.encode(doc["payload"], private_key("attacker-wrong-key.pem"), algorithm="RS256",
+                        headers={"kid": KID})
+    at = datetime.fromtimestamp(doc["payload"]["iat"], tz=timezone.utc)
+    jwks = TrustedJwks.from_bytes((KEYS / "jwks.json").read_bytes())
+    result = verify_id_token(forged, jwks, at=at, audiences=("https://github.com/octo-org",))
+    assert not result.verified
+
+
+def test_verifier_imports_no_boto3() -> None:
+    code = "import sys, collector.oidc, collector.sources.ci; print('boto3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "False"

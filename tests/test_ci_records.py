@@ -1,0 +1,139 @@
+"""One record at a time: redaction rules, input shapes, and a fuzz property (never crash, always decide)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.canonical import canonical_bytes
+from collector.sources.ci import CiOptions, github_signature, record_for
+
+EVENT = {"event_type": "ci.job.started", "timestamp": "2026-11-20T14:00:20Z", "job_id": "31415926535"}
+
+
+def record(doc: object, options: CiOptions = CiOptions()):  # type: ignore[no-untyped-def]
+    data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    return record_for(data, "test.jsonl", 1, options)
+
+
+def test_opaque_credentials_under_credential_keys_are_hashed() -> None:
+    rec = record({**EVENT, "runner_token": "AAAABBBBCCCCDDDD-opaque", "headers": {"Authorization": "Bearer xyz123456"},
+                  "token_ttl": 1800, "token_type": "batch", "access_key_class": "temporary",
+                  "access_key_id": "ASIAQEXAMPLE7CIJOB01", "secret_path": "kv/data/ci"})
+    assert rec.event is not None
+    attrs = rec.event["attrs"]
+    assert attrs["runner_token"] == {"sha256": hashlib.sha256(b"AAAABBBBCCCCDDDD-opaque").hexdigest(), "size": 23,
+                                     "redacted": "secret"}
+    assert attrs["headers"]["Authorization"]["redacted"] == "secret"
+    assert attrs["token_ttl"] == 1800 and attrs["token_type"] == "batch"
+    assert attrs["access_key_class"] == "temporary"
+    assert rec.event["correlation"]["access_key_id"] == "ASIAQEXAMPLE7CIJOB01"
+    assert attrs["secret_path"] == "kv/data/ci"
+    assert b"opaque" not in rec.raw and b"xyz123456" not in rec.raw
+
+
+def test_hashes_already_given_are_kept_as_they_are() -> None:
+    digest = "sha256:" + "ab" * 32
+    rec = record({**EVENT, "event_type": "ci.job.inference_call", "payload": digest, "response": {"sha256": "cd" * 32,
+                                                                                                  "size": 12}})
+    assert rec.event is not None and rec.source_extra == {}
+    assert rec.event["attrs"]["payload"] == digest
+
+
+def test_floats_never_reach_an_event() -> None:
+    rec = record({**EVENT, "latency": 0.25, "nested": {"ratio": 1.5}})
+    assert rec.event is not None
+    assert rec.event["attrs"]["latency"] == "0.25" and rec.event["attrs"]["nested"]["ratio"] == "1.5"
+    canonical_bytes(rec.event)
+
+
+def test_unknown_event_types_and_non_objects_are_quarantined() -> None:
+    assert record({**EVENT, "event_type": "deploy.started"}).reason == "unsupported-event"
+    assert record([1, 2]).reason == "not-an-object"
+    assert record({**EVENT, "timestamp": "yesterday"}).reason == "bad-time"
+
+
+def test_policy_deny_and_rejected_approval_are_failures() -> None:
+    deny = record({**EVENT, "event_type": "ci.job.policy_decision", "policy": "gate", "decision": "DENY"})
+    assert deny.event is not None
+    assert deny.event["attrs"]["decision"] == "deny" and deny.event["outcome"]["status"] == "failure"
+    rejected = record({**EVENT, "event_type": "ci.job.approval", "approver": "isso", "decision": "rejected"})
+    assert rejected.event is not None and rejected.event["outcome"]["status"] == "failure"
+
+
+def test_cert_serial_and_digest_are_normalized() -> None:
+    rec = record({**EVENT, "event_type": "ci.job.build_signed", "cert_serial": "3A5F910C",
+                  "artifact_hash": "AB" * 32})
+    assert rec.event is not None
+    assert rec.event["correlation"]["cert_serial"] == "3a:5f:91:0c"
+    assert rec.event["correlation"]["artifact_digest"] == "sha256:" + "ab" * 32
+
+
+def test_delivery_body_base64_and_headers_kept() -> None:
+    payload = json.dumps({"action": "queued", "workflow_job": {"id": 1, "run_id": 2, "created_at": "2026-11-20T14:00:00Z"},
+                          "repository": {"full_name": "o/r"}}).encode()
+    import base64
+
+    secret = b"s3cret-value"
+    delivery = {"headers": {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": github_signature(secret, payload),
+                            "X-GitHub-Delivery": "d-1", "Cookie": "session=abc"},
+                "body_base64": base64.b64encode(payload).decode()}
+    rec = record(delivery, CiOptions(webhook_secrets=(secret,)))
+    assert rec.event is not None, rec.reason
+    assert rec.event["attrs"]["webhook_signature"] == "verified" and rec.event["attrs"]["delivery_id"] == "d-1"
+    assert rec.source_extra["dropped_headers"] == ["Cookie"] and b"session=abc" not in rec.raw
+    stored = json.loads(rec.raw)
+    assert stored["body"] == payload.decode()  # the exact body, re-checkable by a holder of the secret
+
+
+def test_a_record_holding_the_webhook_secret_is_quarantined() -> None:
+    assert record({**EVENT, "note": "the secret is s3cret-value"},
+                  CiOptions(webhook_secrets=(b"s3cret-value",))).reason == "secret-in-record"
+
+
+def test_bare_token_line_without_time_uses_iat() -> None:
+    import jwt
+
+    token = jwt.encode({"iss": "x", "iat": 1795183225, "exp": 1795183525, "sub": "s"}, "k" * 32, algorithm="HS256")
+    rec = record_for(token.encode(), "t.jwt", None, CiOptions())
+    assert rec.event is not None
+    assert rec.event["attrs"]["time_source"] == "iat" and rec.event["attrs"]["verified"] is False
+    assert token.encode() not in rec.raw
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400) | st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=30).map(lambda v: json.dumps({**EVENT, "x": v}).encode()))
+def test_any_input_becomes_an_entry_or_a_quarantine(data: bytes) -> None:
+    rec = record_for(data, "fuzz.jsonl", 1, CiOptions(webhook_secrets=(b"fuzz-secret",)))
+    assert (rec.event is None) == (rec.reason is not None)
+    if rec.event is not None:
+        canonical_bytes(rec.event)
+        assert rec.raw
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_slow(data: bytes) -> None:
+    rec = record_for(data, "fuzz.jsonl", 1, CiOptions())
+    assert (rec.event is None) == (rec.reason is not None)
+
+
+def test_stdin_stream_commits_in_batches() -> None:
+    import io
+
+    from collector.evidence import CursorMark
+    from collector.sources.ci import CiEvents
+
+    lines = b"".join(json.dumps({**EVENT, "n": i}).encode() + b"\n" for i in range(2500))
+    items = list(CiEvents(None, CiOptions(), stream=io.BytesIO(lines)).collect({}))
+    marks = [i for i, item in enumerate(items) if isinstance(item, CursorMark)]
+    assert len(items) - len(marks) == 2500
+    assert len(marks) == 3 and marks[-1] == len(items) - 1

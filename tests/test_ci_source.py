@@ -1,0 +1,384 @@
+"""`fedledger collect ci`: every kind, hostile inputs, public payloads, idempotency, counts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from collector.ingest import ingest
+from collector.ledger import Ledger
+from collector.sources import ci as ci_source
+from collector.sources.ci import CiEvents, CiOptions, CiTally, record_for, verify_github_signature
+from samples.make import story
+from tests.conftest import shared_data
+from tests.fedledger_process import (
+    SAMPLES_CI,
+    collect_in_process,
+    fedledger,
+    new_ledger,
+    story_ci_options,
+    story_options,
+)
+
+EVENTS = SAMPLES_CI / "events"
+HOSTILE = SAMPLES_CI / "hostile"
+SECRET = (SAMPLES_CI / "webhook-secret.txt").read_bytes().strip()
+
+
+def entries(ledger: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(ledger) as conn:
+        return [orjson.loads(bytes(row[0])) for row in conn.execute("SELECT body FROM entries ORDER BY seq")]
+
+
+def quarantine(ledger: Path) -> list[tuple[str, int | None, str]]:
+    with sqlite3.connect(ledger) as conn:
+        return [(Path(r[0]).name, r[1], r[2]) for r in conn.execute("SELECT location, line, reason FROM quarantine")]
+
+
+def summary(result: Any) -> dict[str, Any]:
+    doc = json.loads(result.stdout)
+    assert doc["kind"] == "fedledger.collect.ci" and doc["version"] == 1
+    assert doc["read"] == doc["appended"] + doc["duplicates"] + doc["quarantined"], doc
+    assert doc["balanced"] is True
+    return doc
+
+
+@pytest.fixture(scope="module")
+def story_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("story")
+    ledger = new_ledger(tmp)
+    result = fedledger("--format", "json", "collect", "ci", str(EVENTS), *story_options(), ledger=ledger)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""  # no progress bar when stderr is not a terminal
+    doc = summary(result)
+    assert doc["appended"] == 15 and doc["quarantined"] == 0
+    assert doc["oidc_tokens_verified"] == 2 and doc["oidc_tokens_failed"] == 0
+    assert doc["webhooks_verified"] == 7
+    return ledger
+
+
+def test_story_covers_every_kind(story_ledger: Path) -> None:
+    kinds = {e["event"]["kind"] for e in entries(story_ledger)}
+    assert kinds == {"ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed", "ci.oidc_token",
+                     "ci.build_signed", "ci.policy_decision", "ci.approval", "ci.inference_call"}
+
+
+def test_story_correlates_with_the_shared_constants(story_ledger: Path) -> None:
+    events = [e["event"] for e in entries(story_ledger)]
+    job = [e for e in events if e["correlation"].get("job_id") == str(story.JOB_ID)]
+    assert {e["kind"] for e in job} >= {"ci.job_queued", "ci.job_started", "ci.job_completed", "ci.oidc_token",
+                                         "ci.build_signed", "ci.policy_decision", "ci.approval", "ci.inference_call"}
+    token = next(e for e in job if e["kind"] == "ci.oidc_token")
+    assert token["attrs"]["verified"] is True
+    assert token["correlation"]["oidc_subject"] == story.OIDC_SUBJECT
+    assert token["correlation"]["role_session"] == story.ROLE_SESSION_NAME
+    assert token["time"] == story.T_ASSUME_ROLE
+    inference = next(e for e in job if e["kind"] == "ci.inference_call")
+    assert inference["correlation"]["cert_serial"] == story.CERT_SERIAL
+    assert inference["correlation"]["artifact_digest"] == story.ARTIFACT_DIGEST
+    assert inference["attrs"]["ai_endpoint"] == story.AI_ENDPOINT
+    assert inference["attrs"]["payload_hash"].startswith("sha256:")
+    completed = next(e for e in job if e["kind"] == "ci.job_completed")
+    assert completed["attrs"]["runner_labels"] == story.RUNNER_LABELS
+    assert completed["attrs"]["runner_group"] == story.RUNNER_GROUP
+    assert completed["attrs"]["runner_region"] == story.REGION
+    assert completed["attrs"]["conclusion"] == "success"
+    assert completed["attrs"]["webhook_signature"] == "verified"
+    assert completed["correlation"]["runner"] == story.RUNNER_NAME
+    assert completed["correlation"]["git_sha"] == story.GIT_SHA
+    run = next(e for e in events if e["kind"] == "ci.workflow_run" and e["action"] == "workflow_run.completed")
+    assert run["attrs"]["workflow_path"] == story.WORKFLOW_PATH and run["attrs"]["run_attempt"] == 1
+    policy = next(e for e in job if e["kind"] == "ci.policy_decision")
+    assert policy["attrs"]["decision"] == "allow" and policy["attrs"]["input"]["region"] == story.REGION
+    assert policy["attrs"]["input"]["access_key_class"] == "temporary"
+    approval = next(e for e in job if e["kind"] == "ci.approval")
+    assert approval["attrs"]["approver"] == story.APPROVER
+    gitlab = [e for e in events if e["attrs"].get("provider") == "gitlab"]
+    assert {e["kind"] for e in gitlab} == {"ci.workflow_run", "ci.job_completed"}
+    assert all(e["attrs"]["webhook_signature"] == "verified" for e in gitlab)
+    gl_token = next(e for e in events if e["kind"] == "ci.oidc_token" and e["resource"] == "https://gitlab.com")
+    assert gl_token["attrs"]["verified"] and gl_token["attrs"]["claims"]["project_path"]
+
+
+def test_raw_evidence_is_traceable_and_holds_no_secret(story_ledger: Path) -> None:
+    with Ledger.open(story_ledger) as ledger:
+        for entry in entries(story_ledger):
+            raw = ledger.raw_bytes(entry["raw"]["sha256"])
+            assert hashlib.sha256(raw).hexdigest() == entry["raw"]["sha256"] and len(raw) == entry["raw"]["size"]
+            assert b"eyJ" not in raw and SECRET not in raw
+            if entry["event"]["kind"] == "ci.oidc_token":
+                assert entry["source"]["raw_form"] == "redacted"
+
+
+def test_rerun_adds_nothing(story_ledger: Path) -> None:
+    before = len(entries(story_ledger))
+    result = fedledger("--format", "json", "collect", "ci", str(EVENTS), *story_options(), ledger=story_ledger)
+    assert result.returncode == 0
+    doc = summary(result)
+    assert doc["appended"] == 0 and doc["read"] == 0
+    assert len(entries(story_ledger)) == before
+
+
+def test_same_records_again_from_stdin_are_duplicates(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    data = (EVENTS / "job-events.jsonl").read_bytes()
+    args = ("--format", "json", "collect", "ci", "-", *story_options())
+    first = summary(fedledger(*args, ledger=ledger, stdin=data))
+    second = fedledger(*args, ledger=ledger, stdin=data)
+    assert second.returncode == 0
+    assert first["appended"] == 6 and summary(second) | {} and summary(second)["duplicates"] == 6
+
+
+HOSTILE_OUTCOMES = {
+    # file: (entries appended, quarantine reasons)
+    "oidc-token.expired.jsonl": (1, []),
+    "oidc-token.forged-wrong-key.jsonl": (1, []),
+    "oidc-token.not-yet-valid.jsonl": (1, []),
+    "oidc-token.wrong-audience.jsonl": (1, []),
+    "webhook-delivery.bad-signature.jsonl": (0, ["bad-webhook-signature"]),
+    "webhook-delivery.missing-signature.jsonl": (0, ["missing-webhook-signature"]),
+    "gitlab-delivery.wrong-token.jsonl": (0, ["bad-webhook-signature"]),
+    "inference-call.raw-ai-payload.jsonl": (1, []),
+    "job-started.raw-token-in-field.jsonl": (1, []),
+    "invalid-json.jsonl": (1, ["invalid-json"]),
+    "non-utf8.jsonl": (0, ["not-utf8"]),
+    "deep-nesting.jsonl": (0, ["too-deep"]),
+    "lone-surrogate-ud800.jsonl": (0, ["lone-surrogate"]),
+    "duplicate-keys.jsonl": (0, ["duplicate-key"]),
+    "truncated-line.jsonl": (1, ["invalid-json"]),
+    "truncated-last-line-no-newline.jsonl": (1, []),
+    "unsupported-event.push.json": (0, ["unsupported-event"]),
+    "missing-time.jsonl": (0, ["missing-time"]),
+}
+
+
+def test_every_hostile_file_has_a_documented_outcome() -> None:
+    assert {p.name for p in HOSTILE.iterdir()} == set(HOSTILE_OUTCOMES)
+    readme = (SAMPLES_CI / "README.md").read_text()
+    for name in HOSTILE_OUTCOMES:
+        assert name in readme
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_OUTCOMES))
+def test_hostile_file(name: str, tmp_path: Path) -> None:
+    ledger, total, tally = collect_in_process(tmp_path, [str(HOSTILE / name)], story_ci_options())
+    appended, reasons = HOSTILE_OUTCOMES[name]
+    assert total.appended == appended, total
+    assert sorted(r for _, _, r in quarantine(ledger)) == sorted(reasons)
+    assert total.reasons == {r: reasons.count(r) for r in reasons}
+    for entry in entries(ledger):
+        event = entry["event"]
+        if event["kind"] == "ci.oidc_token":
+            assert event["attrs"]["verified"] is False and event["outcome"]["status"] == "failure"
+            assert event["attrs"]["claims"] == {} and "oidc_subject" not in event["correlation"]
+            assert event["attrs"]["verification_error"]
+    if name == "truncated-last-line-no-newline.jsonl":
+        assert tally.pending and "not read yet" in tally.pending[0]
+
+
+def test_expired_token_error_names_both_times(tmp_path: Path) -> None:
+    ledger, _, _ = collect_in_process(tmp_path, [str(HOSTILE / "oidc-token.expired.jsonl")], story_ci_options())
+    (entry,) = entries(ledger)
+    assert entry["event"]["attrs"]["verification_error"] == \
+        "expired at 2026-11-20T14:05:25Z, used at 2026-11-20T15:00:25Z"
+    assert entry["event"]["attrs"]["signature_valid"] is True
+
+
+def test_raw_ai_payload_is_replaced_by_its_hash_everywhere(tmp_path: Path) -> None:
+    from samples.make.ci import RAW_AI_PROMPT, RAW_AI_RESPONSE
+
+    ledger, _, _ = collect_in_process(tmp_path, [str(HOSTILE / "inference-call.raw-ai-payload.jsonl")])
+    (entry,) = entries(ledger)
+    attrs = entry["event"]["attrs"]
+    assert attrs["prompt"] == {"sha256": hashlib.sha256(RAW_AI_PROMPT.encode()).hexdigest(),
+                               "size": len(RAW_AI_PROMPT.encode()), "redacted": "ai-payload"}
+    assert attrs["response"]["sha256"] == hashlib.sha256(RAW_AI_RESPONSE.encode()).hexdigest()
+    assert entry["source"]["raw_form"] == "redacted"
+    assert set(entry["source"]["redacted"]) == {"$.prompt", "$.response", "$.request.body"}
+    with Ledger.open(ledger) as opened:
+        raw = opened.raw_bytes(entry["raw"]["sha256"])
+    assert b"Jane Q. Public" not in raw and b"anxiety" not in raw
+    for stored in (tmp_path / "ledger.db.objects").rglob("*"):
+        if stored.is_file():
+            assert b"Jane Q. Public" not in stored.read_bytes()
+
+
+def test_deliveries_without_a_secret_are_ingested_as_not_checked(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    result = fedledger("--format", "json", "collect", "ci", str(HOSTILE / "webhook-delivery.bad-signature.jsonl"),
+                       ledger=ledger)
+    assert result.returncode == 0
+    (entry,) = entries(ledger)
+    assert entry["event"]["attrs"]["webhook_signature"] == "not-checked"
+    assert summary(result)["webhooks_unchecked"] == 1
+
+
+def test_tokens_without_audience_are_not_verified(tmp_path: Path) -> None:
+    options = CiOptions(jwks=story_ci_options().jwks)
+    ledger, _, _ = collect_in_process(tmp_path, [str(EVENTS / "job-events.jsonl")], options)
+    token = next(e["event"] for e in entries(ledger) if e["event"]["kind"] == "ci.oidc_token")
+    assert token["attrs"]["verified"] is False and token["attrs"]["signature_valid"] is True
+
+
+def test_github_webhook_signature_vector() -> None:
+    vector = json.loads(shared_data("ci_events", "github_webhook_signature",
+                                    "github_docs_webhook_signature_vector.json").read_text())
+    secret = vector["secret"].encode()
+    body = vector["payload"].encode()
+    assert ci_source.github_signature(secret, body) == vector["expected_header_value"]
+    assert verify_github_signature(body, vector["expected_header_value"], [secret])
+    assert not verify_github_signature(b"Hello, World?", vector["expected_header_value"], [secret])
+    assert not verify_github_signature(body, vector["expected_header_value"], [b"wrong secret"])
+
+
+def test_github_webhook_signature_vector_through_a_delivery_record() -> None:
+    vector = json.loads(shared_data("ci_events", "github_webhook_signature",
+                                    "github_docs_webhook_signature_vector.json").read_text())
+    options = CiOptions(webhook_secrets=(vector["secret"].encode(),))
+    payload = json.loads((EVENTS / "github-workflow_run.in_progress.payload.json").read_text())
+    body = json.dumps(payload)
+    good = {"headers": {"X-GitHub-Event": "workflow_run",
+                        "X-Hub-Signature-256": ci_source.github_signature(vector["secret"].encode(), body.encode())},
+            "body": body}
+    record = record_for(json.dumps(good).encode(), "t", 1, options)
+    assert record.reason is None and record.event is not None
+    assert record.event["attrs"]["webhook_signature"] == "verified"
+    changed = dict(good, body=body.replace("in_progress", "completed", 1))
+    assert record_for(json.dumps(changed).encode(), "t", 1, options).reason == "bad-webhook-signature"
+
+
+def public_payloads() -> list[Path]:
+    root = shared_data("ci_events")
+    return sorted(p for p in root.rglob("*.json") if "webhooks" in p.parent.as_posix())
+
+
+def expected_public_outcome(path: Path) -> str | None:
+    if path.parent.name in ("workflow_job", "workflow_run"):
+        return None
+    if path.parent.name == "gitlab_webhooks" and path.name in ("job.json", "pipeline.json"):
+        return None
+    return "unsupported-event"
+
+
+def test_public_github_and_gitlab_payloads_ingest_or_quarantine_with_the_right_reason() -> None:
+    paths = public_payloads()
+    assert paths
+    for path in paths:
+        record = record_for(path.read_bytes(), str(path), None, CiOptions())
+        assert record.reason == expected_public_outcome(path), path
+        if record.event is not None:
+            event = record.event
+            assert event["attrs"]["webhook_signature"] == "absent"
+            assert event["kind"] in ("ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed")
+            assert event["time"].endswith("Z")
+
+
+def test_public_payload_folders_through_the_cli(tmp_path: Path) -> None:
+    root = shared_data("ci_events")
+    ledger = new_ledger(tmp_path)
+    result = fedledger("--format", "json", "collect", "ci", str(root / "github_webhooks"),
+                       str(root / "gitlab_webhooks"), ledger=ledger)
+    doc = summary(result)
+    expected_entries = sum(expected_public_outcome(p) is None for p in public_payloads())
+    assert doc["appended"] == expected_entries
+    assert doc["reasons"] == {"unsupported-event": len(public_payloads()) - expected_entries}
+    assert result.returncode == 1
+    kinds = {e["event"]["kind"] for e in entries(ledger)}
+    assert kinds == {"ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed"}
+    gitlab_job = next(e["event"] for e in entries(ledger) if e["event"]["action"].startswith("job."))
+    assert gitlab_job["correlation"]["job_id"] == "3580121225"
+    assert gitlab_job["attrs"]["duration_seconds"] == 49 and gitlab_job["attrs"]["runner_labels"] == ["linux", "docker"]
+
+
+def test_file_that_grew_is_read_from_where_it_stopped_and_a_changed_one_is_tampered(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    lines = (EVENTS / "job-events.jsonl").read_bytes().splitlines(keepends=True)
+    target = tmp_path / "events.jsonl"
+    target.write_bytes(b"".join(lines[:3]))
+    first = summary(fedledger("--format", "json", "collect", "ci", str(target), ledger=ledger))
+    assert first["read"] == 3
+    target.write_bytes(b"".join(lines))
+    second = summary(fedledger("--format", "json", "collect", "ci", str(target), ledger=ledger))
+    assert second["read"] == 3 and second["appended"] == 3
+    target.write_bytes(b"".join(lines).replace(b"deploy-bot", b"deploy-bob", 1))
+    third = fedledger("collect", "ci", str(target), ledger=ledger)
+    assert third.returncode == 1 and b"TAMPERED" in third.stderr
+    assert len(entries(ledger)) == 6
+
+
+def test_changed_whole_file_is_tampered(tmp_path: Path) -> None:
+    target = tmp_path / "payload.json"
+    target.write_bytes((EVENTS / "github-workflow_run.in_progress.payload.json").read_bytes())
+    ledger_path, total, _ = collect_in_process(tmp_path, [str(target)])
+    assert total.appended == 1
+    from collector.commands.ci_cmds import collect_ci
+
+    with Ledger.open(ledger_path) as ledger:
+        again, tally = collect_ci(ledger, [str(target)], CiOptions(), observed="2026-11-25T00:00:00Z")
+        assert again.read == 0 and not tally.tampered
+        target.write_bytes(target.read_bytes().replace(b"in_progress", b"completed", 1))
+        changed, tally = collect_ci(ledger, [str(target)], CiOptions(), observed="2026-11-25T00:00:00Z")
+        assert changed.read == 0 and len(tally.tampered) == 1 and "changed since it was read" in tally.tampered[0]
+
+
+def test_killed_midway_then_rerun_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    ledger_path = new_ledger(tmp_path)
+    template = json.loads((EVENTS / "job-events.jsonl").read_bytes().splitlines()[0])
+    target = tmp_path / "many.jsonl"
+    with open(target, "wb") as handle:
+        for i in range(4000):
+            handle.write(orjson.dumps({**template, "step": i, "filler": "x" * 300}) + b"\n")
+
+    class Killed(Exception):
+        pass
+
+    def killed_after(items: Any, limit: int) -> Any:
+        for count, item in enumerate(items):
+            if count == limit:
+                raise Killed
+            yield item
+
+    source = CiEvents(target, CiOptions(), CiTally())
+    with Ledger.open(ledger_path) as ledger:
+        with pytest.raises(Killed):
+            ingest(ledger, killed_after(source.collect(ledger.cursors()), 3500), kind="ci",
+                   source_id=source.source_id, observed="2026-11-25T00:00:00Z", batch_size=500)
+        partial = ledger.size
+        assert 0 < partial < 4000
+        result = ingest(ledger, source.collect(ledger.cursors()), kind="ci", source_id=source.source_id,
+                        observed="2026-11-25T00:00:00Z", batch_size=500)
+        assert ledger.size == 4000
+        assert result.read == result.appended + result.duplicates + result.quarantined
+        assert result.quarantined == 0
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    missing = fedledger("collect", "ci", str(tmp_path / "nope"), ledger=ledger)
+    assert missing.returncode == 2 and b"no such file" in missing.stderr
+    bad_jwks = tmp_path / "jwks.json"
+    bad_jwks.write_text("{}")
+    assert fedledger("collect", "ci", str(EVENTS), "--jwks", str(bad_jwks), ledger=ledger).returncode == 2
+    empty_secret = tmp_path / "secret.txt"
+    empty_secret.write_text("\n")
+    result = fedledger("collect", "ci", str(EVENTS), "--webhook-secret-file", str(empty_secret), ledger=ledger)
+    assert result.returncode == 2
+    assert entries(ledger) == []
+
+
+def test_human_output_ends_with_counts(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    result = fedledger("collect", "ci", str(HOSTILE), *story_options(), ledger=ledger)
+    assert result.returncode == 1
+    text = result.stdout.decode()
+    assert "read," in text and "quarantined (" in text and "oidc tokens: 0 verified, 4 NOT verified" in text
+    first = text.splitlines()[0]
+    numbers = [int(w) for w in first.replace(",", " ").split() if w.isdigit()]
+    read, appended, duplicate, quarantined = numbers[:4]
+    assert read == appended + duplicate + quarantined
