@@ -106,13 +106,14 @@ _SCALARS = (str, int, bool, type(None))
 def entry_document(seq: int, prev: str, new: NewEntry) -> dict[str, Any]:
     """The JSON document of an entry, before canonicalization.
 
-    ``source`` holds scalars only: the verifier finds the top-level ``prev`` and
-    ``seq`` fields by their position before ``"source"`` in the canonical bytes,
-    which is only unambiguous when ``source`` has no nested objects.
+    ``source`` holds scalars and lists of scalars only: the verifier finds the
+    top-level ``prev`` and ``seq`` fields by their position before ``"source"`` in
+    the canonical bytes, which is only unambiguous when ``source`` has no nested
+    objects.
     """
     for value in new.source.values():
-        if type(value) not in _SCALARS:
-            raise MalformedInput(f"entry source values must be strings, integers, booleans or null, not {type(value).__name__}")
+        if type(value) not in _SCALARS and not (type(value) is list and all(type(v) in _SCALARS for v in value)):
+            raise MalformedInput(f"entry source values must be scalars or lists of scalars, not {type(value).__name__}")
     return {
         "v": ENTRY_VERSION,
         "seq": seq,
