@@ -1191,3 +1191,37 @@ def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally) -> Iter
                 yield CiEvents(child, options, tally)
         else:
             yield CiEvents(path, options, tally)
+
+
+def build_sources(source: Any, context: Any) -> list[Any]:
+    """``fedledger run`` factory for ``kind = "ci"`` (see collector.run).
+
+    Options mirror ``fedledger collect ci``: ``jwks``, ``issuers``, ``audiences``,
+    ``webhook_secret`` (a file or environment variable, never inline) and ``leeway``.
+    A file whose already-read part changed fails the source after its appends.
+    """
+    from collector.errors import IntegrityError, UsageError
+    from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
+    from collector.run import PlannedCollection
+
+    opts = source.options
+    trusted = None
+    if source.jwks is not None:
+        try:
+            trusted = TrustedJwks.from_bytes(Path(source.jwks).read_bytes(), location=str(source.jwks))
+        except OSError as exc:
+            raise UsageError(f"cannot read JWKS: {exc.strerror}", location=str(source.jwks)) from None
+    secrets: tuple[bytes, ...] = ()
+    if source.webhook_secret is not None:
+        secrets = read_webhook_secrets(source.webhook_secret.read(), location=source.webhook_secret.describe())
+    leeway = int(opts.get("leeway") or 0)
+    options = CiOptions(jwks=trusted, issuers=tuple(opts.get("issuers") or ()) or DEFAULT_ISSUERS,
+                        audiences=tuple(opts.get("audiences") or ()), webhook_secrets=secrets, leeway_seconds=leeway)
+    tally = CiTally()
+
+    def finish(_summary: Any) -> None:
+        if tally.tampered:
+            raise IntegrityError(f"{len(tally.tampered)} CI file(s) changed after they were read: {tally.tampered[0]}")
+
+    return [PlannedCollection(events, events.source_id, str(events.source_id), finish=finish)
+            for events in ci_sources(list(source.locations), options, tally)]
