@@ -131,10 +131,7 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 seqs=seqs,
                 severity="high",
             ))
-    job = frame["job_id"].copy()
-    for key in STRONG_KEYS[1:]:
-        job = job.fillna(strong[key].map(value_job[key]))
-    job = job.astype(object).where(job.notna(), None)
+    job = _fill_strong(frame["job_id"].copy(), strong, value_job)
 
     assigned = job.notna()
     windows = _windows(frame.loc[assigned, "ts"], job[assigned], window_seconds)
@@ -158,9 +155,31 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 job.loc[single["row"].to_numpy()] = single["job"].to_numpy()
             assigned = job.notna()
             unassigned = ~assigned
+        # A row placed by a shared identifier brings along the per-job identifiers it carries
+        # (the AssumeRoleWithWebIdentity record, placed by OIDC subject and time, brings its
+        # role session and temporary key, and with them every API call of that session).
+        placed = assigned & frame["job_id"].isna()
+        claims: dict[str, set[str]] = defaultdict(set)
+        for key in STRONG_KEYS[1:]:
+            rows = placed & strong[key].notna() & ~strong[key].isin(list(value_job[key]))
+            for value, owner in zip(strong.loc[rows, key], job[rows]):
+                claims[links.find(f"{key}\0{value}")].add(owner)
+        if claims:
+            for node in links.parent:
+                owners = claims.get(links.find(node))
+                key, value = node.split("\0", 1)
+                if owners and len(owners) == 1 and value not in value_job[key]:
+                    value_job[key][value] = next(iter(owners))
+            job = _fill_strong(job, strong, value_job)
     jobs = tuple(sorted(set(frame["job_id"].dropna().unique().tolist()), key=job_sort_key))
     final_windows = _windows(frame.loc[job.notna(), "ts"], job[job.notna()], 0)
     return Correlation(job, jobs, final_windows, findings)
+
+
+def _fill_strong(job: pd.Series, strong: pd.DataFrame, value_job: Mapping[str, Mapping[str, str]]) -> pd.Series:
+    for key in STRONG_KEYS[1:]:
+        job = job.fillna(strong[key].map(value_job[key]))
+    return job.astype(object).where(job.notna(), None)
 
 
 def _windows(ts: pd.Series, job: pd.Series, pad_seconds: int) -> pd.DataFrame:

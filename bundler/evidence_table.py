@@ -118,8 +118,9 @@ def build_table(
         columns["event_name"].append(_text(attrs.get("event_name")))
         if kind not in BULK_KINDS and kind != "invalid":
             kept[int(seq)] = event
-    frame = pd.DataFrame(columns, columns=list(COLUMNS))
-    frame["seq"] = frame["seq"].astype("int64")
+    # Object columns keep None for "absent" (pandas 3 would infer its str dtype with NaN).
+    frame = pd.DataFrame({name: pd.Series(values, dtype="int64" if name == "seq" else object)
+                          for name, values in columns.items()})
     frame["ts"] = pd.to_datetime(frame["time"], format="ISO8601", utc=True, errors="coerce")
     keep = pd.Series(True, index=frame.index)
     future = frame["ts"] > as_of
