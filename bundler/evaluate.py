@@ -230,52 +230,78 @@ def _finding(ctx: Context, check: str, key: str, title: str, description: str, s
 # -- job facts -----------------------------------------------------------------------------
 
 
+def _grouped_seqs(rows: pd.DataFrame) -> dict[str, tuple[int, ...]]:
+    if rows.empty:
+        return {}
+    return {str(job): tuple(sorted(int(s) for s in seqs)) for job, seqs in rows.groupby("job")["seq"]}
+
+
 def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig) -> dict[str, JobFacts]:
+    """Per-job facts with whole-table group-bys (one pass per fact, not one per job)."""
     frame = table.frame.assign(job=correlation.job)
     frame = frame[frame["job"].notna()]
-    facts: dict[str, JobFacts] = {}
     if frame.empty:
-        return facts
-    for job_id, rows in frame.groupby("job", sort=False):
-        seqs = tuple(int(s) for s in rows["seq"])
-        ci = rows[rows["kind"].str.startswith("ci.job_") | (rows["kind"] == "ci.workflow_run")]
-        region = labels = runner = timeout = None
-        for seq in ci["seq"]:
-            attrs = table.events.get(int(seq), {}).get("attrs") or {}
-            region = region or attrs.get("runner_region")
-            if isinstance(attrs.get("runner_labels"), list):
-                labels = labels or tuple(str(x) for x in attrs["runner_labels"])
-            if isinstance(attrs.get("timeout_seconds"), int):
-                timeout = attrs["timeout_seconds"]
-            elif isinstance(attrs.get("timeout_minutes"), int):
-                timeout = 60 * attrs["timeout_minutes"]
-        runner = rows["runner"].dropna().iloc[0] if rows["runner"].notna().any() else None
-        aws = rows[rows["source"] == "cloudtrail"]
-        key_class = aws["access_key_class"].fillna("")
-        key_id = aws["access_key_id"].fillna("")
-        long_term = aws[(key_class == "long-term") | key_id.str.startswith("AKIA")]
-        long_term = long_term[~long_term["access_key_id"].isin(config.allowed_long_term_key_ids)]
-        web = aws[(aws["kind"] == "aws.assume_role_web_identity") & (aws["status"] == "success")]
-        kinds = rows["kind"].value_counts()
-        facts[str(job_id)] = JobFacts(
-            job_id=str(job_id),
-            run_id=rows["run_id"].dropna().iloc[0] if rows["run_id"].notna().any() else None,
-            repository=rows["repository"].dropna().iloc[0] if rows["repository"].notna().any() else None,
-            seqs=seqs,
-            runner_region=region,
-            runner_labels=labels or (),
-            runner_name=runner,
-            timeout_seconds=timeout,
-            artifact_digests=tuple(sorted(set(rows.loc[rows["source"] == "ci", "artifact_digest"].dropna()))),
-            access_key_classes=tuple(sorted(set(key_class[key_class != ""]))),
-            long_term_seqs=_seqs(long_term["seq"]),
-            web_identity_seqs=_seqs(web["seq"]),
-            aws_seqs=_seqs(aws["seq"]),
-            secret_read_seqs=_seqs(rows.loc[rows["kind"] == "vault.secret_read", "seq"]),
-            token_renew_seqs=_seqs(rows.loc[rows["kind"] == "vault.token_renew", "seq"]),
-            kind_counts={str(k): int(v) for k, v in sorted(kinds.items())},
+        return {}
+    grouped = frame.groupby("job")
+    first = grouped[["run_id", "repository", "runner"]].first()
+    seqs = _grouped_seqs(frame)
+    aws = frame[frame["source"] == "cloudtrail"]
+    key_class = aws["access_key_class"].fillna("")
+    key_id = aws["access_key_id"].fillna("")
+    long_term = aws[((key_class == "long-term") | key_id.str.startswith("AKIA"))
+                    & ~aws["access_key_id"].isin(config.allowed_long_term_key_ids)]
+    web = aws[(aws["kind"] == "aws.assume_role_web_identity") & (aws["status"] == "success")]
+    classes = aws[key_class != ""].groupby("job")["access_key_class"].agg(lambda s: tuple(sorted(set(s))))
+    ci_digests = frame[(frame["source"] == "ci") & frame["artifact_digest"].notna()]
+    digests = ci_digests.groupby("job")["artifact_digest"].agg(lambda s: tuple(sorted(set(s))))
+    long_term_seqs = _grouped_seqs(long_term)
+    web_seqs = _grouped_seqs(web)
+    aws_seqs = _grouped_seqs(aws)
+    read_seqs = _grouped_seqs(frame[frame["kind"] == "vault.secret_read"])
+    renew_seqs = _grouped_seqs(frame[frame["kind"] == "vault.token_renew"])
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for (job, kind), n in frame.groupby(["job", "kind"]).size().items():
+        counts[str(job)][str(kind)] = int(n)
+    runner_facts: dict[str, dict[str, Any]] = defaultdict(dict)
+    ci = frame[frame["kind"].str.startswith("ci.job_")]
+    for job, seq in zip(ci["job"], ci["seq"]):
+        attrs = table.events.get(int(seq), {}).get("attrs") or {}
+        known = runner_facts[str(job)]
+        if attrs.get("runner_region") and "region" not in known:
+            known["region"] = str(attrs["runner_region"])
+        if isinstance(attrs.get("runner_labels"), list) and "labels" not in known:
+            known["labels"] = tuple(str(x) for x in attrs["runner_labels"])
+        if isinstance(attrs.get("timeout_seconds"), int):
+            known["timeout"] = attrs["timeout_seconds"]
+        elif isinstance(attrs.get("timeout_minutes"), int):
+            known["timeout"] = 60 * attrs["timeout_minutes"]
+
+    def value(series: pd.Series, job: str) -> Any:
+        got = series.get(job)
+        return None if got is None or (not isinstance(got, (tuple, str)) and pd.isna(got)) else got
+
+    facts: dict[str, JobFacts] = {}
+    for job in sorted((str(j) for j in first.index), key=job_sort_key):
+        runner = runner_facts.get(job, {})
+        facts[job] = JobFacts(
+            job_id=job,
+            run_id=value(first["run_id"], job),
+            repository=value(first["repository"], job),
+            seqs=seqs.get(job, ()),
+            runner_region=runner.get("region"),
+            runner_labels=runner.get("labels", ()),
+            runner_name=value(first["runner"], job),
+            timeout_seconds=runner.get("timeout"),
+            artifact_digests=value(digests, job) or (),
+            access_key_classes=value(classes, job) or (),
+            long_term_seqs=long_term_seqs.get(job, ()),
+            web_identity_seqs=web_seqs.get(job, ()),
+            aws_seqs=aws_seqs.get(job, ()),
+            secret_read_seqs=read_seqs.get(job, ()),
+            token_renew_seqs=renew_seqs.get(job, ()),
+            kind_counts=dict(sorted(counts.get(job, {}).items())),
         )
-    return dict(sorted(facts.items(), key=lambda item: job_sort_key(item[0])))
+    return facts
 
 
 # -- built-in checks -----------------------------------------------------------------------
@@ -774,6 +800,7 @@ def evaluate(
     policies: Sequence[Any] = (),
     period: tuple[str | datetime | None, str | datetime | None] | None = None,
     baseline: str = "custom",
+    timings: dict[str, float] | None = None,
 ) -> Assessment:
     """Evaluate *entries* (``(seq, event, source)`` triples) into an :class:`Assessment`.
 
@@ -781,8 +808,10 @@ def evaluate(
     see :func:`bundler.catalog.select_controls`); *policies* are loaded
     :class:`bundler.rego.Policy` objects; *period* ``(start, end)`` limits the events
     considered (either end may be None). Events after *as_of* are left out. The
-    result is deterministic for the same inputs.
+    result is deterministic for the same inputs. *timings*, if given, receives the
+    seconds spent in each phase (for benchmarks; not part of the result).
     """
+    phase = _PhaseClock(timings)
     config = config or EvaluationConfig()
     catalog = catalog or load_builtin_catalog()
     mapping = load_mapping()
@@ -792,8 +821,11 @@ def evaluate(
     if start is not None and end is not None and start > end:
         raise UsageError("the period starts after it ends")
     table = build_table(entries, as_of=as_of_ts, period_start=start, period_end=end)
+    phase("read entries into the table")
     correlation = correlate(table.frame, window_seconds=config.correlation_window_seconds)
+    phase("correlate events to jobs")
     jobs = _job_facts(table, correlation, config)
+    phase("per-job facts")
     attested: dict[str, list[int]] = defaultdict(list)
     for seq in table.frame.loc[table.frame["kind"] == "attestation.signed", "seq"]:
         for digest in attestation_digests(table.events.get(int(seq), {})):
@@ -801,8 +833,10 @@ def evaluate(
     ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested))
     stories = build_stories(table, correlation, required_steps=config.required_custody_steps,
                             skew_seconds=config.clock_skew_seconds)
+    phase("chain-of-custody stories")
     checks = [check(ctx) for check in BUILTIN_CHECKS]
     checks.append(check_chain_of_custody(ctx, stories))
+    phase("built-in checks")
     selected = tuple(normalize_control_id(c) for c in controls) if controls else \
         tuple(c.id for c in catalog.controls.values() if not c.withdrawn)
     fresh_states, fresh_checks = freshness(ctx, catalog, selected)
@@ -811,8 +845,10 @@ def evaluate(
         from bundler.rego import evaluate_policies
 
         checks.extend(evaluate_policies(policies, ctx, stories))
+    phase("freshness and Rego policies")
     controls_out = _control_results(selected, checks, catalog, mapping)
     volume = _daily_volume(table.frame)
+    phase("control results and volume")
     notes = []
     if table.invalid:
         notes.append(f"{table.invalid} entr(y/ies) had no readable event kind and were counted as 'invalid'")
@@ -836,6 +872,24 @@ def evaluate(
         entries_considered=len(table.frame),
         notes=tuple(notes),
     )
+
+
+class _PhaseClock:
+    """Adds the seconds since the previous call to ``timings[name]`` (no-op without a dict)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        import time
+
+        self._timings = timings
+        self._counter = time.perf_counter
+        self._last = self._counter()
+
+    def __call__(self, name: str) -> None:
+        if self._timings is None:
+            return
+        now = self._counter()
+        self._timings[name] = self._timings.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], catalog: Catalog,
