@@ -321,17 +321,24 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
                 error = ctx.attr(seq, "verification_error") or "signature did not verify"
                 findings.append(_finding(ctx, check, f"invalid:{seq}", f"Attestation at seq {seq} does not verify",
                                          f"An attestation failed verification: {error}.", [seq], severity="high"))
-    for digest, rows in used.groupby("artifact_digest", sort=True):
+    unattested: dict[str, tuple[list[int], set[str]]] = {}
+    for index, seq, digest in zip(used.index, used["seq"], used["artifact_digest"]):
         if digest in ctx.attestations_by_digest:
             continue
-        jobs = sorted({str(j) for j in ctx.correlation.job[rows.index].dropna()}, key=job_sort_key)
-        bad = bad_by_digest.get(str(digest), [])
+        seqs, users = unattested.setdefault(str(digest), ([], set()))
+        seqs.append(int(seq))
+        job = ctx.correlation.job.get(index)
+        if job is not None:
+            users.add(str(job))
+    for digest, (used_seqs, users) in sorted(unattested.items()):
+        jobs = sorted(users, key=job_sort_key)
+        bad = bad_by_digest.get(digest, [])
         reason = ("only unsigned or invalid attestations exist for it" if bad
                   else "no signed attestation names it as a subject")
         findings.append(_finding(
             ctx, check, f"unattested:{digest}", f"Artifact {digest} was used without a valid signed attestation",
             f"Artifact {digest} was built, gated or used for inference (jobs: {', '.join(jobs) or 'none known'}) "
-            f"but {reason}.", [*rows["seq"], *bad], job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
+            f"but {reason}.", [*used_seqs, *bad], job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
     evidence = [*used["seq"], *attest["seq"]]
     return _result(ctx, check, evidence=evidence, findings=findings,
                    what=f"{used['artifact_digest'].nunique()} artifact(s) used, {len(attest)} attestation(s)")
@@ -649,34 +656,39 @@ def check_attestation_encryption(ctx: Context) -> CheckResult:
 def check_policy_gate(ctx: Context) -> CheckResult:
     check = "policy-gate"
     rows = ctx.rows("ci.policy_decision", "ci.inference_call", "ci.approval")
-    rows = rows.assign(job=ctx.correlation.job[rows.index]).dropna(subset=["job"])
+    jobs = ctx.correlation.job[rows.index]
+    per_job: dict[str, dict[str, list[tuple[int, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for job_id, seq, kind, ts in zip(jobs, rows["seq"], rows["kind"], rows["ts"]):
+        if job_id is not None:
+            per_job[str(job_id)][kind].append((int(seq), ts))
     findings = []
-    for job_id, group in sorted(rows.groupby("job", sort=False), key=lambda item: job_sort_key(str(item[0]))):
-        calls = group[group["kind"] == "ci.inference_call"]
-        decisions = group[group["kind"] == "ci.policy_decision"]
-        if calls.empty:
+    for job_id in sorted(per_job, key=job_sort_key):
+        calls = per_job[job_id].get("ci.inference_call", [])
+        decisions = per_job[job_id].get("ci.policy_decision", [])
+        if not calls:
             continue
-        first_call = calls["ts"].min()
-        allows = [ts for seq, ts in zip(decisions["seq"], decisions["ts"])
-                  if str(ctx.attr(seq, "decision") or "").lower() == "allow"]
-        denies = [int(seq) for seq in decisions["seq"] if str(ctx.attr(seq, "decision") or "").lower() == "deny"]
+        call_seqs = [seq for seq, _ in calls]
+        call_times = [ts for _, ts in calls if pd.notna(ts)]
+        verdicts = [(seq, ts, str(ctx.attr(seq, "decision") or "").lower()) for seq, ts in decisions]
+        allows = [ts for _, ts, verdict in verdicts if verdict == "allow" and pd.notna(ts)]
+        denies = [seq for seq, _, verdict in verdicts if verdict == "deny"]
         if denies:
             findings.append(_finding(ctx, check, f"denied-but-ran:job-{job_id}",
                                      f"Job {job_id} called the AI endpoint after a policy denied it",
                                      f"The policy gate denied job {job_id}, yet it went on to make "
-                                     f"{len(calls)} inference call(s).", [*denies, *calls["seq"]], job_id=str(job_id),
+                                     f"{len(calls)} inference call(s).", [*denies, *call_seqs], job_id=job_id,
                                      severity="high"))
         elif not allows:
             findings.append(_finding(ctx, check, f"no-gate:job-{job_id}", f"Job {job_id} was not gated by a policy",
                                      f"Job {job_id} made {len(calls)} inference call(s) with no allow decision.",
-                                     calls["seq"], job_id=str(job_id)))
-        elif pd.notna(first_call) and min(allows) > first_call:
+                                     call_seqs, job_id=job_id))
+        elif call_times and min(allows) > min(call_times):
             findings.append(_finding(ctx, check, f"gate-after-call:job-{job_id}",
                                      f"Job {job_id}'s policy decision came after its inference call",
                                      "The allow decision was recorded after the first inference call.",
-                                     [*decisions["seq"], *calls["seq"]], job_id=str(job_id)))
-    return _result(ctx, check, evidence=rows["seq"], findings=findings,
-                   what=f"{rows['job'].nunique()} job(s) with gate decisions or inference calls")
+                                     [*(seq for seq, _ in decisions), *call_seqs], job_id=job_id))
+    return _result(ctx, check, evidence=rows.loc[jobs.notna(), "seq"], findings=findings,
+                   what=f"{len(per_job)} job(s) with gate decisions or inference calls")
 
 
 def check_timestamps(ctx: Context) -> CheckResult:

@@ -29,6 +29,7 @@ CORRELATION_KEYS = (
     "job_id", "run_id", "repository", "git_sha", "oidc_subject", "role_session", "role_arn",
     "access_key_id", "cert_serial", "artifact_digest", "vault_entity_id", "runner",
 )
+_CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
 # Kinds that are numerous and read only through columns.
 BULK_KINDS = frozenset({"aws.api_call", "vault.secret_read", "vault.request", "aws.digest_valid", "vault.secret_write"})
 SOURCE_OF_PREFIX = {"vault": "vault", "aws": "cloudtrail", "ci": "ci", "attestation": "attestations"}
@@ -83,44 +84,50 @@ def build_table(
     """Read *entries* once. Rows with an event time after *as_of* or outside the period
     are counted and left out; rows whose time cannot be read stay in (the time-stamp
     check reports them)."""
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    rows: list[tuple[Any, ...]] = []
     kept: dict[int, Mapping[str, Any]] = {}
     invalid = total = 0
+    intern = sys.intern
+    slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
+    empty: Mapping[str, Any] = {}
     for seq, event, source in entries:
         total += 1
         source_kind = source.get("kind") if isinstance(source, Mapping) else None
         if not isinstance(event, Mapping) or not isinstance(event.get("kind"), str):
             invalid += 1
-            event = {}
+            event = empty
             kind = "invalid"
         else:
-            kind = sys.intern(event["kind"])
+            kind = intern(event["kind"])
         correlation = event.get("correlation")
-        correlation = correlation if isinstance(correlation, Mapping) else {}
         attrs = event.get("attrs")
-        attrs = attrs if isinstance(attrs, Mapping) else {}
+        attrs = attrs if isinstance(attrs, Mapping) else empty
         outcome = event.get("outcome")
-        columns["seq"].append(int(seq))
+        linked: list[Any] = [None] * len(CORRELATION_KEYS)
+        if isinstance(correlation, Mapping):
+            for key, value in correlation.items():
+                slot = slots.get(key)
+                if slot is not None:
+                    linked[slot] = intern(value) if type(value) is str and len(value) < 200 else _text(value)
+        if linked[_CERT_SLOT] is None and attrs.get("cert_serial"):
+            linked[_CERT_SLOT] = _text(attrs.get("cert_serial"))
         time = event.get("time")
-        columns["time"].append(time if isinstance(time, str) else None)
-        columns["kind"].append(kind)
-        columns["source"].append(source_of_kind(kind, _text(source_kind)))
-        columns["actor"].append(_text(event.get("actor")))
-        columns["action"].append(_text(event.get("action")))
-        columns["resource"].append(_text(event.get("resource")))
-        columns["status"].append(_text(outcome.get("status")) if isinstance(outcome, Mapping) else None)
-        for key in CORRELATION_KEYS:
-            columns[key].append(_text(correlation.get(key)))
-        if columns["cert_serial"][-1] is None and attrs.get("cert_serial"):
-            columns["cert_serial"][-1] = _text(attrs.get("cert_serial"))
-        columns["region"].append(_text(attrs.get("region") or attrs.get("runner_region")))
-        columns["access_key_class"].append(_text(attrs.get("access_key_class")))
-        columns["event_name"].append(_text(attrs.get("event_name")))
+        status = outcome.get("status") if isinstance(outcome, Mapping) else None
+        rows.append((
+            int(seq), time if isinstance(time, str) else None, kind, source_of_kind(kind, _text(source_kind)),
+            _text(event.get("actor")), _text(event.get("action")), _text(event.get("resource")), _text(status),
+            *linked,
+            _text(attrs.get("region") or attrs.get("runner_region")), _text(attrs.get("access_key_class")),
+            _text(attrs.get("event_name")),
+        ))
         if kind not in BULK_KINDS and kind != "invalid":
             kept[int(seq)] = event
+    columns = list(zip(*rows)) if rows else [() for _ in COLUMNS]
+    del rows
     # Object columns keep None for "absent" (pandas 3 would infer its str dtype with NaN).
     frame = pd.DataFrame({name: pd.Series(values, dtype="int64" if name == "seq" else object)
-                          for name, values in columns.items()})
+                          for name, values in zip(COLUMNS, columns)})
+    del columns
     frame["ts"] = pd.to_datetime(frame["time"], format="ISO8601", utc=True, errors="coerce")
     keep = pd.Series(True, index=frame.index)
     future = frame["ts"] > as_of

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regopy import Interpreter
+from regopy import Input, Interpreter
 
 from bundler.catalog import normalize_control_id
 from bundler.custody import attestation_digests
@@ -244,7 +244,7 @@ def artifact_inputs(ctx: Context) -> list[tuple[str, dict[str, Any], tuple[int, 
 
 def _decide(rego: Interpreter, package: str, document: Mapping[str, Any]) -> tuple[bool, list[str]]:
     """(passed, reasons) for one input document."""
-    rego.set_input_term(json.dumps(document, sort_keys=True))
+    rego.set_input(Input(document))
     output = rego.query(f"data.{package}")
     if not output.ok():
         return False, [f"policy error: {str(output).strip().splitlines()[0][:200] if str(output).strip() else 'error'}"]
