@@ -35,7 +35,7 @@ from typing import Any
 
 import pandas as pd
 
-from bundler.evidence_table import EvidenceTable
+from bundler.evidence_table import EvidenceTable, values_with_prefix
 from bundler.model import CustodyStep, CustodyStory, Finding
 
 STRONG_KEYS = ("job_id", "role_session", "cert_serial", "access_key_id")
@@ -92,7 +92,7 @@ class _UnionFind:
 def _strong_frame(frame: pd.DataFrame) -> pd.DataFrame:
     strong = frame[list(STRONG_KEYS)].copy()
     keys = strong["access_key_id"]
-    strong.loc[keys.notna() & ~keys.fillna("").str.startswith("ASIA"), "access_key_id"] = None
+    strong.loc[keys.notna() & ~values_with_prefix(keys, "ASIA"), "access_key_id"] = None
     return strong
 
 

@@ -44,7 +44,7 @@ import pandas as pd
 from bundler.catalog import Catalog, CatalogControl, control_label, load_builtin_catalog, load_mapping, \
     normalize_control_id
 from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key
-from bundler.evidence_table import EvidenceTable, build_table
+from bundler.evidence_table import EvidenceTable, build_table, values_with_prefix
 from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
     Finding, Observation, SourceFreshness, Status,
@@ -231,9 +231,19 @@ def _finding(ctx: Context, check: str, key: str, title: str, description: str, s
 
 
 def _grouped_seqs(rows: pd.DataFrame) -> dict[str, tuple[int, ...]]:
+    """job → its seqs, ascending (one sort of the whole selection, then slices)."""
     if rows.empty:
         return {}
-    return {str(job): tuple(sorted(int(s) for s in seqs)) for job, seqs in rows.groupby("job")["seq"]}
+    ordered = rows[["job", "seq"]].sort_values(["job", "seq"], kind="stable")
+    jobs = ordered["job"].tolist()
+    seqs = ordered["seq"].tolist()
+    out: dict[str, tuple[int, ...]] = {}
+    start = 0
+    for end in range(1, len(jobs) + 1):
+        if end == len(jobs) or jobs[end] != jobs[start]:
+            out[str(jobs[start])] = tuple(seqs[start:end])
+            start = end
+    return out
 
 
 def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig) -> dict[str, JobFacts]:
@@ -248,7 +258,7 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     aws = frame[frame["source"] == "cloudtrail"]
     key_class = aws["access_key_class"].fillna("")
     key_id = aws["access_key_id"].fillna("")
-    long_term = aws[((key_class == "long-term") | key_id.str.startswith("AKIA"))
+    long_term = aws[((key_class == "long-term") | values_with_prefix(key_id, "AKIA"))
                     & ~aws["access_key_id"].isin(config.allowed_long_term_key_ids)]
     web = aws[(aws["kind"] == "aws.assume_role_web_identity") & (aws["status"] == "success")]
     classes = aws[key_class != ""].groupby("job")["access_key_class"].agg(lambda s: tuple(sorted(set(s))))
@@ -263,7 +273,7 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     for (job, kind), n in frame.groupby(["job", "kind"]).size().items():
         counts[str(job)][str(kind)] = int(n)
     runner_facts: dict[str, dict[str, Any]] = defaultdict(dict)
-    ci = frame[frame["kind"].str.startswith("ci.job_")]
+    ci = frame[values_with_prefix(frame["kind"], "ci.job_")]
     for job, seq in zip(ci["job"], ci["seq"]):
         attrs = table.events.get(int(seq), {}).get("attrs") or {}
         known = runner_facts[str(job)]
@@ -349,7 +359,7 @@ def check_short_lived_credentials(ctx: Context) -> CheckResult:
     aws = ctx.frame[ctx.frame["source"] == "cloudtrail"]
     aws = aws[aws["kind"].isin(("aws.api_call", "aws.assume_role_web_identity", "aws.trail_change"))]
     key_id = aws["access_key_id"].fillna("")
-    long_term = aws[((aws["access_key_class"] == "long-term") | key_id.str.startswith("AKIA"))
+    long_term = aws[((aws["access_key_class"] == "long-term") | values_with_prefix(key_id, "AKIA"))
                     & ~aws["access_key_id"].isin(ctx.config.allowed_long_term_key_ids)]
     findings = []
     for key, rows in long_term.groupby(long_term["access_key_id"].fillna("(no key id)"), sort=True):
@@ -592,7 +602,7 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
                                  f"{event.get('kind')} {what} on {event.get('resource')} by {event.get('actor')} "
                                  "is not explained.", [seq], severity="high"))
     cloudtrail = frame[frame["source"] == "cloudtrail"]
-    digests = frame[frame["kind"].str.startswith("aws.digest_")]
+    digests = frame[values_with_prefix(frame["kind"], "aws.digest_")]
     if len(cloudtrail) and not len(digests):
         findings.append(_finding(ctx, check, "no-digest-validation", "CloudTrail records were not checked against digests",
                                  "The period holds CloudTrail records but no digest validation results.",
@@ -699,7 +709,8 @@ def check_timestamps(ctx: Context) -> CheckResult:
     if len(unreadable):
         findings.append(_finding(ctx, check, "unreadable", f"{len(unreadable)} event(s) without a readable time",
                                  "These events have no RFC 3339 time and cannot be ordered.", unreadable["seq"]))
-    not_utc = frame[frame["ts"].notna() & ~frame["time"].fillna("").str.endswith("Z")]
+    z_form = pd.Series([isinstance(t, str) and t.endswith("Z") for t in frame["time"]], index=frame.index, dtype=bool)
+    not_utc = frame[frame["ts"].notna() & ~z_form]
     if len(not_utc):
         findings.append(_finding(ctx, check, "not-utc", f"{len(not_utc)} event time(s) not in UTC 'Z' form",
                                  "Event times must be UTC with a Z suffix.", not_utc["seq"]))

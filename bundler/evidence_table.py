@@ -40,6 +40,12 @@ COLUMNS = (
 )
 
 
+def values_with_prefix(column: pd.Series, prefix: str) -> pd.Series:
+    """Boolean mask: the value is a string starting with *prefix* (tested once per distinct value)."""
+    matching = [v for v in column.dropna().unique() if isinstance(v, str) and v.startswith(prefix)]
+    return column.isin(matching)
+
+
 def source_of_kind(kind: str, source_kind: str | None = None) -> str:
     """The evidence source family (vault, cloudtrail, ci, attestations) of an event kind."""
     prefix = kind.split(".", 1)[0]
