@@ -32,6 +32,7 @@ the ledger's own integrity is checked by :mod:`bundler.ledger_verify`.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -834,6 +835,31 @@ def evaluate(
     result is deterministic for the same inputs. *timings*, if given, receives the
     seconds spent in each phase (for benchmarks; not part of the result).
     """
+    # Evaluation keeps millions of small containers alive; the cyclic GC would rescan
+    # them over and over (FIELD-NOTES: up to 4x slower). Nothing here makes cycles.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(entries, as_of=as_of, origin=origin, config=config, catalog=catalog, controls=controls,
+                         policies=policies, period=period, baseline=baseline, timings=timings)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _evaluate(
+    entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    as_of: str | datetime,
+    origin: str,
+    config: EvaluationConfig | None,
+    catalog: Catalog | None,
+    controls: Sequence[str] | None,
+    policies: Sequence[Any],
+    period: tuple[str | datetime | None, str | datetime | None] | None,
+    baseline: str,
+    timings: dict[str, float] | None,
+) -> Assessment:
     phase = _PhaseClock(timings)
     config = config or EvaluationConfig()
     catalog = catalog or load_builtin_catalog()
