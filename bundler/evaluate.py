@@ -33,11 +33,14 @@ the ledger's own integrity is checked by :mod:`bundler.ledger_verify`.
 from __future__ import annotations
 
 import gc
+import json
 import re
+import tomllib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -50,7 +53,7 @@ from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
     Finding, Observation, SourceFreshness, Status,
 )
-from collector.errors import UsageError
+from collector.errors import MalformedInput, UsageError
 
 SOURCES = ("vault", "cloudtrail", "ci", "attestations")
 RAW_PAYLOAD_KEYS = frozenset({
@@ -91,6 +94,33 @@ class EvaluationConfig:
         return 86400 * dict(self.freshness_days_per_source).get(source, self.freshness_days)
 
     @classmethod
+    def from_file(cls, path: str | Path) -> EvaluationConfig:
+        """Read settings from a JSON or TOML file (keys as the field names; TOML may nest them under
+        ``[evaluation]``)."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read evaluation settings: {exc.strerror}", location=str(path)) from None
+        try:
+            if path.suffix.lower() == ".toml":
+                doc: Any = tomllib.loads(raw.decode("utf-8"))
+                doc = doc.get("evaluation", doc)
+            else:
+                doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedInput(f"evaluation settings are not valid: {exc}", location=str(path)) from None
+        if not isinstance(doc, dict):
+            raise MalformedInput("evaluation settings must be an object", location=str(path))
+        try:
+            return cls.from_mapping(doc)
+        except UsageError as exc:
+            raise UsageError(str(exc), location=str(path)) from None
+        except (TypeError, ValueError) as exc:
+            raise MalformedInput(f"evaluation settings have a value of the wrong type: {exc}",
+                                 location=str(path)) from None
+
+    @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> EvaluationConfig:
         """Build from a plain mapping (e.g. a parsed config file); unknown keys are a usage error."""
         known = {f for f in cls.__dataclass_fields__}
@@ -103,6 +133,10 @@ class EvaluationConfig:
                 value = tuple(sorted((str(k), int(v)) for k, v in value.items()))
             elif isinstance(value, list):
                 value = tuple(value)
+            default = getattr(cls(), key)
+            if isinstance(default, bool) or type(value) is not type(default):
+                raise UsageError(f"evaluation setting {key} must be {type(default).__name__}, "
+                                 f"not {type(value).__name__}")
             converted[key] = value
         return cls(**converted)
 
@@ -587,6 +621,11 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
         if len(rows):
             findings.append(_finding(ctx, check, kind, title, f"{len(rows)} {kind} record(s) in the period.",
                                      rows["seq"], severity="high"))
+    forged = frame[frame["kind"] == "ci.webhook_invalid"]
+    if len(forged):
+        findings.append(_finding(ctx, check, "ci.webhook_invalid", "CI webhook deliveries with bad signatures",
+                                 f"{len(forged)} CI event deliveries failed their webhook signature check: someone "
+                                 "other than the CI system may have sent them.", forged["seq"], severity="high"))
     explained = _explained(ctx)
     trail = frame[(frame["kind"] == "aws.trail_change") & (frame["status"] == "success")]
     tamper = trail[trail["event_name"].isin(TAMPER_TRAIL_ACTIONS) | trail["action"].isin(TAMPER_TRAIL_ACTIONS)]
@@ -608,7 +647,7 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
         findings.append(_finding(ctx, check, "no-digest-validation", "CloudTrail records were not checked against digests",
                                  "The period holds CloudTrail records but no digest validation results.",
                                  cloudtrail["seq"].iloc[:1]))
-    evidence = [*digests["seq"], *trail["seq"], *audit["seq"],
+    evidence = [*digests["seq"], *trail["seq"], *audit["seq"], *forged["seq"],
                 *frame.loc[frame["kind"] == "vault.unpaired", "seq"]]
     vault = frame[frame["source"] == "vault"]
     if len(vault):
@@ -920,6 +959,8 @@ def _evaluate(
         checks=tuple(sorted(checks, key=lambda c: (c.kind != "builtin", c.check))),
         entries_considered=len(table.frame),
         notes=tuple(notes),
+        catalog=catalog.name,
+        jobs=len(correlation.jobs),
     )
 
 

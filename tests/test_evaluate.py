@@ -347,3 +347,30 @@ def test_evaluation_modules_do_not_import_boto3() -> None:
     code = "import sys, bundler.evaluate, bundler.custody, bundler.rego, bundler.catalog; print('boto3' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_forged_webhook_fails_audit_protection() -> None:
+    events = complete_story(1)
+    forged = event("ci.webhook_invalid", datetime(2026, 11, 20, 14, 30), attrs={"reason": "bad signature"})
+    assessment, entries = run(events + [forged])
+    finding = next(f for f in assessment.control("au-9").findings if f.id == "audit-trail-integrity:ci.webhook_invalid")
+    assert finding.seqs == (seq_of(entries, forged),)
+
+
+def test_config_from_json_and_toml_files(tmp_path) -> None:
+    json_path = tmp_path / "evaluation.json"
+    json_path.write_text('{"secret_read_threshold": 5, "freshness_days_per_source": {"vault": 2}}')
+    assert EvaluationConfig.from_file(json_path).freshness_seconds("vault") == 2 * 86400
+    toml_path = tmp_path / "fedledger.toml"
+    toml_path.write_text('[evaluation]\nallowed_ai_endpoints = ["fedramp-ai.gov/infer"]\nmax_token_renewals = 1\n')
+    config = EvaluationConfig.from_file(toml_path)
+    assert config.allowed_ai_endpoints == ("fedramp-ai.gov/infer",) and config.max_token_renewals == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"secret_read_threshold": "many"}')
+    with pytest.raises(UsageError, match="bad.json"):
+        EvaluationConfig.from_file(bad)
+
+
+def test_assessment_names_catalog_and_jobs() -> None:
+    assessment, _ = run(complete_story(2))
+    assert assessment.catalog == "fedledger built-in catalog" and assessment.jobs == 2
