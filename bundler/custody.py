@@ -116,12 +116,12 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
     value_job: dict[str, dict[str, str]] = {key: {} for key in STRONG_KEYS}
     for node in sorted(links.parent):
         key, value = node.split("\0", 1)
-        jobs = jobs_of_root.get(links.find(node), set())
-        if len(jobs) == 1:
-            value_job[key][value] = next(iter(jobs))
-        elif len(jobs) > 1 and key != "job_id":
+        linked_jobs = jobs_of_root.get(links.find(node), set())
+        if len(linked_jobs) == 1:
+            value_job[key][value] = next(iter(linked_jobs))
+        elif len(linked_jobs) > 1 and key != "job_id":
             seqs = tuple(sorted(frame.loc[strong[key] == value, "seq"].astype(int).tolist()))
-            listed = ", ".join(sorted(jobs, key=job_sort_key))
+            listed = ", ".join(sorted(linked_jobs, key=job_sort_key))
             findings.append(Finding(
                 id=f"custody-shared-identifier:{key}:{value}",
                 check="chain-of-custody",
@@ -159,7 +159,7 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
         # (the AssumeRoleWithWebIdentity record, placed by OIDC subject and time, brings its
         # role session and temporary key, and with them every API call of that session).
         placed = assigned & frame["job_id"].isna()
-        claims: dict[str, set[str]] = defaultdict(set)
+        claims: dict[str, set[str]] = defaultdict(set)  # component root → jobs claiming it
         for key in STRONG_KEYS[1:]:
             rows = placed & strong[key].notna() & ~strong[key].isin(list(value_job[key]))
             for value, owner in zip(strong.loc[rows, key], job[rows]):
@@ -277,11 +277,14 @@ def build_stories(
         previous: tuple[str, pd.Timestamp] | None = None
         for name, title, kinds in STEPS:
             matching = sorted((r for r in records.values() if r[1] in kinds), key=lambda r: (str(r[2]), r[0]))
-            good = []
-            reasons = []
+            good: list[tuple[Any, ...]] = []
+            reasons: list[tuple[tuple[Any, ...], str]] = []
             for record in matching:
                 ok, reason = _step_state(name, table.events.get(int(record[0])), record[4])
-                (good if ok else reasons).append(record if ok else (record, reason))
+                if ok:
+                    good.append(record)
+                else:
+                    reasons.append((record, reason))
             seqs = tuple(sorted(int(r[0]) for r in matching))
             present = bool(good)
             first = good[0] if good else None

@@ -530,7 +530,7 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
             f"Runners or cloud calls ran in {region}; allowed: {', '.join(sorted(allowed))}. "
             f"Jobs: {', '.join(jobs) or 'none linked'}.", rows["seq"], job_id=jobs[0] if len(jobs) == 1 else None,
             severity="high"))
-    label_seqs = []
+    label_seqs: list[int] = []
     for job in ctx.jobs.values():
         regions = [label for label in job.runner_labels if REGION_PATTERN.match(label)]
         if regions:
@@ -825,7 +825,7 @@ def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str]) -> tuple[
             is_stale = age is None or age > group_cadence
             newest_seq = frame.loc[(frame["source"] == source) & (frame["ts"] == when), "seq"] if age is not None \
                 else frame.loc[frame["source"] == source, "seq"].iloc[:1]
-            findings = ()
+            findings: tuple[Finding, ...] = ()
             if is_stale:
                 findings = (Finding(
                     f"{check}:stale", check, f"{spec['title']} evidence is stale",

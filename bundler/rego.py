@@ -153,7 +153,7 @@ def load_policy(path: Path | str) -> Policy:
         raise _compile_error(path, _readable("".join(native)) or failure)
     controls = _declared_controls(path, text, rego, package)
     inputs_match = _INPUTS_COMMENT.search(text)
-    inputs = ("job",)
+    inputs: tuple[str, ...] = ("job",)
     if inputs_match:
         inputs = tuple(dict.fromkeys(x.strip().lower() for x in inputs_match.group(1).split(",") if x.strip()))
         unknown = [x for x in inputs if x not in INPUT_KINDS]
@@ -205,7 +205,8 @@ def _json(output: Any) -> Any:
 
 
 def _compact(event: Mapping[str, Any], seq: int) -> dict[str, Any]:
-    outcome = event.get("outcome") if isinstance(event.get("outcome"), Mapping) else {}
+    outcome = event.get("outcome")
+    outcome = outcome if isinstance(outcome, Mapping) else {}
     return {
         "seq": seq,
         "kind": event.get("kind"),
