@@ -29,7 +29,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,7 @@ STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("inference_call", "AI inference call", ("ci.inference_call",)),
     ("attestation_stored", "Attestation stored under Object Lock", ("attestation.signed",)),
 )
+_LATEST = pd.Timestamp.max.tz_localize("UTC")
 STEP_NAMES = tuple(name for name, _, _ in STEPS)
 STEP_KINDS = frozenset(kind for _, _, kinds in STEPS for kind in kinds)
 
@@ -242,13 +243,14 @@ def build_stories(
     for name, _, kinds in STEPS:
         for kind in kinds:
             step_of_kind[kind].append(name)
-    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "time", "ts", "status", "run_id", "repository"]]
+    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "run_id", "repository"]]
     rows = rows.assign(job=correlation.job[rows.index])
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     by_run: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows.itertuples(index=False):
-        record = (row.seq, row.kind, row.time, row.ts, row.status)
+        time = table.events.get(int(row.seq), {}).get("time")
+        record = (row.seq, row.kind, time if isinstance(time, str) else None, row.ts, row.status)
         if row.job is not None:
             by_job[row.job].append(record)
         if row.kind == "ci.workflow_run" and row.run_id is not None:
@@ -276,7 +278,8 @@ def build_stories(
         findings: list[Finding] = []
         previous: tuple[str, pd.Timestamp] | None = None
         for name, title, kinds in STEPS:
-            matching = sorted((r for r in records.values() if r[1] in kinds), key=lambda r: (str(r[2]), r[0]))
+            matching = sorted((r for r in records.values() if r[1] in kinds),
+                              key=lambda r: (r[3] if pd.notna(r[3]) else _LATEST, r[0]))
             good: list[tuple[Any, ...]] = []
             reasons: list[tuple[tuple[Any, ...], str]] = []
             for record in matching:
@@ -320,11 +323,3 @@ def build_stories(
                     previous = (name, first[3])
         stories.append(CustodyStory(job_id, run_id, repos.get(job_id), tuple(steps), tuple(findings)))
     return tuple(stories)
-
-
-def iter_job_rows(frame: pd.DataFrame, correlation: Correlation) -> Iterable[tuple[str, pd.DataFrame]]:
-    """(job id, that job's rows) for every assigned job, in job-id order."""
-    assigned = frame.assign(job=correlation.job).dropna(subset=["job"])
-    groups = dict(tuple(assigned.groupby("job", sort=False)))
-    for job_id in sorted(groups, key=job_sort_key):
-        yield job_id, groups[job_id]

@@ -283,8 +283,10 @@ def _grouped_seqs(rows: pd.DataFrame) -> dict[str, tuple[int, ...]]:
 
 def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig) -> dict[str, JobFacts]:
     """Per-job facts with whole-table group-bys (one pass per fact, not one per job)."""
-    frame = table.frame.assign(job=correlation.job)
-    frame = frame[frame["job"].notna()]
+    linked = correlation.job.notna()
+    frame = table.frame.loc[linked, ["seq", "kind", "source", "status", "run_id", "repository", "runner",
+                                     "access_key_id", "access_key_class", "artifact_digest"]]
+    frame["job"] = correlation.job[linked]
     if frame.empty:
         return {}
     grouped = frame.groupby("job")
@@ -391,8 +393,8 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
 
 def check_short_lived_credentials(ctx: Context) -> CheckResult:
     check = "short-lived-credentials"
-    aws = ctx.frame[ctx.frame["source"] == "cloudtrail"]
-    aws = aws[aws["kind"].isin(("aws.api_call", "aws.assume_role_web_identity", "aws.trail_change"))]
+    aws = ctx.frame.loc[ctx.frame["kind"].isin(("aws.api_call", "aws.assume_role_web_identity", "aws.trail_change")),
+                        ["seq", "access_key_id", "access_key_class"]]
     key_id = aws["access_key_id"].fillna("")
     long_term = aws[((aws["access_key_class"] == "long-term") | values_with_prefix(key_id, "AKIA"))
                     & ~aws["access_key_id"].isin(ctx.config.allowed_long_term_key_ids)]
@@ -520,7 +522,8 @@ def check_inference_redaction(ctx: Context) -> CheckResult:
 def check_allowed_regions(ctx: Context) -> CheckResult:
     check = "allowed-regions"
     allowed = set(ctx.config.allowed_regions)
-    with_region = ctx.frame[ctx.frame["region"].notna() & ctx.frame["source"].isin(("cloudtrail", "ci"))]
+    with_region = ctx.frame.loc[ctx.frame["region"].notna() & ctx.frame["source"].isin(("cloudtrail", "ci")),
+                                ["seq", "region"]]
     findings = []
     outside = with_region[~with_region["region"].isin(allowed)]
     for region, rows in outside.groupby("region", sort=True):
@@ -641,7 +644,7 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
         findings.append(_finding(ctx, check, f"tamper:{seq}", f"Unexplained audit-trail change at seq {seq}: {what}",
                                  f"{event.get('kind')} {what} on {event.get('resource')} by {event.get('actor')} "
                                  "is not explained.", [seq], severity="high"))
-    cloudtrail = frame[frame["source"] == "cloudtrail"]
+    cloudtrail = frame.loc[frame["source"] == "cloudtrail", ["seq"]]
     digests = frame[values_with_prefix(frame["kind"], "aws.digest_")]
     if len(cloudtrail) and not len(digests):
         findings.append(_finding(ctx, check, "no-digest-validation", "CloudTrail records were not checked against digests",
@@ -649,7 +652,7 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
                                  cloudtrail["seq"].iloc[:1]))
     evidence = [*digests["seq"], *trail["seq"], *audit["seq"], *forged["seq"],
                 *frame.loc[frame["kind"] == "vault.unpaired", "seq"]]
-    vault = frame[frame["source"] == "vault"]
+    vault = frame.loc[frame["source"] == "vault", ["seq"]]
     if len(vault):
         evidence.append(int(vault["seq"].iloc[0]))  # Vault pairing is judged by the absence of vault.unpaired
     return _result(ctx, check, evidence=evidence, findings=findings,
@@ -657,7 +660,7 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
 
 
 def _attestation_rows(ctx: Context) -> pd.DataFrame:
-    return ctx.frame[ctx.frame["source"] == "attestations"]
+    return ctx.frame.loc[ctx.frame["source"] == "attestations", ["seq", "kind", "ts"]]
 
 
 def check_attestation_retention(ctx: Context) -> CheckResult:
@@ -745,20 +748,20 @@ def check_timestamps(ctx: Context) -> CheckResult:
     check = "timestamps"
     frame = ctx.frame
     findings = []
-    unreadable = frame[frame["ts"].isna()]
+    unreadable = frame.loc[frame["ts"].isna(), ["seq"]]
     if len(unreadable):
         findings.append(_finding(ctx, check, "unreadable", f"{len(unreadable)} event(s) without a readable time",
                                  "These events have no RFC 3339 time and cannot be ordered.", unreadable["seq"]))
-    z_form = pd.Series([isinstance(t, str) and t.endswith("Z") for t in frame["time"]], index=frame.index, dtype=bool)
-    not_utc = frame[frame["ts"].notna() & ~z_form]
+    not_utc = frame.loc[frame["ts"].notna() & ~frame["utc_z"], ["seq"]]
     if len(not_utc):
         findings.append(_finding(ctx, check, "not-utc", f"{len(not_utc)} event time(s) not in UTC 'Z' form",
                                  "Event times must be UTC with a Z suffix.", not_utc["seq"]))
     windows = _ci_windows(ctx)
     if not windows.empty:
         skew = pd.Timedelta(seconds=ctx.config.clock_skew_seconds)
-        rows = frame.assign(job=ctx.correlation.job).dropna(subset=["job"])
-        rows = rows[rows["source"].isin(("vault", "cloudtrail", "ci")) & rows["ts"].notna()]
+        mask = ctx.correlation.job.notna() & frame["source"].isin(("vault", "cloudtrail", "ci")) & frame["ts"].notna()
+        rows = frame.loc[mask, ["seq", "ts"]]
+        rows["job"] = ctx.correlation.job[mask]
         rows = rows.join(windows, on="job", how="inner")
         off = rows[(rows["ts"] < rows["start"] - skew) | (rows["ts"] > rows["end"] + skew)]
         for job_id, group in off.groupby("job", sort=False):
@@ -793,7 +796,7 @@ def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> Che
 def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str]) -> tuple[list[SourceFreshness], list[CheckResult]]:
     """Newest evidence per source at as_of; one check per source (and per KSI cadence override)."""
     frame = ctx.frame
-    newest = frame.dropna(subset=["ts"]).groupby("source")["ts"].max()
+    newest = frame.loc[frame["ts"].notna(), ["source", "ts"]].groupby("source")["ts"].max()
     counts = frame.groupby("source").size()
     sources = sorted(set(SOURCES) | set(str(s) for s in counts.index))
     ksi_days = dict(ctx.config.freshness_days_per_ksi)
@@ -1020,7 +1023,7 @@ def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], cat
 
 
 def _daily_volume(frame: pd.DataFrame) -> tuple[DailyVolume, ...]:
-    dated = frame.dropna(subset=["ts"])
+    dated = frame.loc[frame["ts"].notna(), ["ts", "source"]]
     if dated.empty:
         return ()
     days = dated["ts"].dt.strftime("%Y-%m-%d")

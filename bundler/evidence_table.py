@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CORRELATION_KEYS = (
@@ -80,6 +81,29 @@ def _text(value: Any) -> str | None:
     return None
 
 
+CHUNK_ROWS = 50_000
+
+
+def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Rows → one compact array per column; event times become UTC datetime64 plus a flag
+    saying whether the text was in UTC ``Z`` form (the text itself is not kept)."""
+    columns = list(zip(*rows))
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(COLUMNS, columns):
+        if name == "seq":
+            out[name] = np.asarray(values, dtype=np.int64)
+        elif name == "time":
+            parsed = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True, errors="coerce")
+            out["ts"] = parsed.to_numpy(dtype="datetime64[ns]")
+            out["utc_z"] = np.fromiter((isinstance(t, str) and t.endswith("Z") for t in values), dtype=bool,
+                                       count=len(values))
+        else:
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            out[name] = array
+    return out
+
+
 def build_table(
     entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
     *,
@@ -91,6 +115,7 @@ def build_table(
     are counted and left out; rows whose time cannot be read stay in (the time-stamp
     check reports them)."""
     rows: list[tuple[Any, ...]] = []
+    chunks: list[dict[str, np.ndarray]] = []
     kept: dict[int, Mapping[str, Any]] = {}
     invalid = total = 0
     intern = sys.intern
@@ -128,13 +153,21 @@ def build_table(
         ))
         if kind not in BULK_KINDS and kind != "invalid":
             kept[int(seq)] = event
-    columns = list(zip(*rows)) if rows else [() for _ in COLUMNS]
+        if len(rows) >= CHUNK_ROWS:
+            chunks.append(_chunk_columns(rows))
+            rows = []
+    if rows or not chunks:
+        chunks.append(_chunk_columns(rows) if rows else _empty_columns())
     del rows
+    names = list(chunks[0])
+    data = {}
+    for name in names:
+        data[name] = np.concatenate([chunk.pop(name) for chunk in chunks]) if len(chunks) > 1 else chunks[0].pop(name)
+    del chunks
     # Object columns keep None for "absent" (pandas 3 would infer its str dtype with NaN).
-    frame = pd.DataFrame({name: pd.Series(values, dtype="int64" if name == "seq" else object)
-                          for name, values in zip(COLUMNS, columns)})
-    del columns
-    frame["ts"] = pd.to_datetime(frame["time"], format="ISO8601", utc=True, errors="coerce")
+    frame = pd.DataFrame({name: pd.Series(values, dtype=values.dtype, copy=False) for name, values in data.items()})
+    del data
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
     keep = pd.Series(True, index=frame.index)
     future = frame["ts"] > as_of
     keep &= ~future
@@ -150,5 +183,19 @@ def build_table(
         dropped = set(frame.loc[~keep, "seq"].tolist())
         frame = frame.loc[keep].reset_index(drop=True)
         kept = {s: e for s, e in kept.items() if s not in dropped}
-    frame = frame.sort_values(["seq"], kind="stable").reset_index(drop=True)
+    if not frame["seq"].is_monotonic_increasing:
+        frame = frame.sort_values(["seq"], kind="stable").reset_index(drop=True)
     return EvidenceTable(frame, kept, invalid, excluded_future, excluded_period, total)
+
+
+def _empty_columns() -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        if name == "seq":
+            out[name] = np.empty(0, dtype=np.int64)
+        elif name == "time":
+            out["ts"] = np.empty(0, dtype="datetime64[ns]")
+            out["utc_z"] = np.empty(0, dtype=bool)
+        else:
+            out[name] = np.empty(0, dtype=object)
+    return out
