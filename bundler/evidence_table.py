@@ -120,36 +120,53 @@ def build_table(
     invalid = total = 0
     intern = sys.intern
     slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
-    empty: Mapping[str, Any] = {}
+    width = len(CORRELATION_KEYS)
+    empty: dict[str, Any] = {}
+    source_names: dict[tuple[str, Any], str] = {}
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        if type(value) is str:
+            return intern(value) if len(value) < 200 else value
+        return _text(value)
+
     for seq, event, source in entries:
         total += 1
-        source_kind = source.get("kind") if isinstance(source, Mapping) else None
-        if not isinstance(event, Mapping) or not isinstance(event.get("kind"), str):
+        if type(event) is not dict and not isinstance(event, Mapping):
+            event = empty
+        kind = event.get("kind")
+        if type(kind) is not str:
             invalid += 1
             event = empty
             kind = "invalid"
         else:
-            kind = intern(event["kind"])
+            kind = intern(kind)
+        source_kind = source.get("kind") if isinstance(source, dict) or isinstance(source, Mapping) else None
+        family = source_names.get((kind, source_kind))
+        if family is None:
+            family = source_names.setdefault((kind, source_kind), source_of_kind(kind, _text(source_kind)))
         correlation = event.get("correlation")
         attrs = event.get("attrs")
-        attrs = attrs if isinstance(attrs, Mapping) else empty
+        if type(attrs) is not dict and not isinstance(attrs, Mapping):
+            attrs = empty
         outcome = event.get("outcome")
-        linked: list[Any] = [None] * len(CORRELATION_KEYS)
-        if isinstance(correlation, Mapping):
+        linked: list[Any] = [None] * width
+        if correlation and (type(correlation) is dict or isinstance(correlation, Mapping)):
             for key, value in correlation.items():
                 slot = slots.get(key)
                 if slot is not None:
-                    linked[slot] = intern(value) if type(value) is str and len(value) < 200 else _text(value)
+                    linked[slot] = text(value)
         if linked[_CERT_SLOT] is None and attrs.get("cert_serial"):
             linked[_CERT_SLOT] = _text(attrs.get("cert_serial"))
         time = event.get("time")
-        status = outcome.get("status") if isinstance(outcome, Mapping) else None
+        status = outcome.get("status") if type(outcome) is dict or isinstance(outcome, Mapping) else None
         rows.append((
-            int(seq), time if isinstance(time, str) else None, kind, source_of_kind(kind, _text(source_kind)),
-            _text(event.get("actor")), _text(event.get("action")), _text(event.get("resource")), _text(status),
+            int(seq), time if type(time) is str else None, kind, family,
+            text(event.get("actor")), text(event.get("action")), text(event.get("resource")), text(status),
             *linked,
-            _text(attrs.get("region") or attrs.get("runner_region")), _text(attrs.get("access_key_class")),
-            _text(attrs.get("event_name")),
+            text(attrs.get("region") or attrs.get("runner_region")), text(attrs.get("access_key_class")),
+            text(attrs.get("event_name")),
         ))
         if kind not in BULK_KINDS and kind != "invalid":
             kept[int(seq)] = event

@@ -374,3 +374,13 @@ def test_config_from_json_and_toml_files(tmp_path) -> None:
 def test_assessment_names_catalog_and_jobs() -> None:
     assessment, _ = run(complete_story(2))
     assert assessment.catalog == "fedledger built-in catalog" and assessment.jobs == 2
+
+
+def test_unreadable_events_are_counted_not_dropped() -> None:
+    entries = as_entries(complete_story(1))
+    entries.append((len(entries), ["not", "an", "object"], {"kind": "manual"}))  # type: ignore[arg-type]
+    entries.append((len(entries), {"time": "2026-11-20T14:30:00Z"}, {"kind": "manual"}))
+    assessment = evaluate(entries, as_of=AS_OF, origin="t")
+    assert assessment.entries_considered == len(entries)
+    assert any("2 entr" in note and "invalid" in note for note in assessment.notes)
+    assert assessment.control("au-8").status == NOT_SATISFIED  # the first has no time at all
