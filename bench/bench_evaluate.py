@@ -5,10 +5,10 @@
 
 Entries stream from a generator (tests/synthetic_jobs.py: the shared sample story,
 one compliant job after another, 20 minutes apart, hourly CloudTrail digests), so
-nothing but evaluation holds them. Floor, measured in the same run: one plain Python
-pass over the same generated entries that touches every event (counts kinds) — what
-any evaluation must pay to read its input. Reported: floor time, evaluation time,
-the ratio, each phase of evaluation, and peak RSS of the process.
+nothing but evaluation holds them. Measured in the same run: the time to generate the
+entries (subtracted from evaluation), and the floor: ``orjson.loads`` of every entry's
+JSON, what any evaluation pays just to read its input from a ledger. Reported:
+evaluation's own time and its ratio to the floor, each phase, and peak RSS.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+import orjson  # noqa: E402
 
 from bundler.evaluate import evaluate  # noqa: E402
 from bundler.rego import load_policies  # noqa: E402
@@ -48,13 +50,22 @@ def main(argv: list[str] | None = None) -> int:
         return iter_entries(args.jobs, api_calls=api_calls, secret_reads=args.secret_reads)
 
     gc.collect()
+    gc.disable()  # evaluate() pauses the cyclic GC too; measure everything under the same condition
     started = time.perf_counter()
     kinds: Counter[str] = Counter()
     total = 0
     for _, event, _ in entries():
         kinds[event["kind"]] += 1
         total += 1
-    floor = time.perf_counter() - started
+    generation = time.perf_counter() - started
+    floor = 0.0
+    clock = time.perf_counter
+    for seq, event, source in entries():
+        body = orjson.dumps({"seq": seq, "event": event, "source": source})
+        tick = clock()
+        orjson.loads(body)
+        floor += clock() - tick
+    gc.enable()
     policies = load_policies(args.policies) if args.policies else ()
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -64,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     statuses = Counter(c.status for c in assessment.controls)
     complete = sum(1 for s in assessment.custody if s.complete)
+    own = max(1e-9, elapsed - generation)
     print(f"entries: {total:,} ({args.jobs:,} jobs, {api_calls} API calls + {args.secret_reads} secret reads per job)")
-    print(f"floor (generate + touch every entry): {floor:.2f} s = {total / floor:,.0f} entries/s")
-    print(f"evaluate (same generator):            {elapsed:.2f} s = {total / elapsed:,.0f} entries/s "
-          f"= {elapsed / floor:.2f}x floor")
-    print(f"  of which over the floor (evaluation's own work): {max(0.0, elapsed - floor):.2f} s")
+    print(f"generating the synthetic entries (not evaluation): {generation:.2f} s")
+    print(f"floor (orjson.loads of every entry, what reading a ledger costs): {floor:.2f} s = "
+          f"{total / floor:,.0f} entries/s")
+    print(f"evaluate (over the generator): {elapsed:.2f} s; evaluation's own work {own:.2f} s = "
+          f"{total / own:,.0f} entries/s = {own / floor:.1f}x floor")
     for name, seconds in timings.items():
         print(f"  {name:<32} {seconds:7.2f} s")
     print(f"peak RSS: {peak_mb:,.0f} MB")
