@@ -384,3 +384,13 @@ def test_unreadable_events_are_counted_not_dropped() -> None:
     assert assessment.entries_considered == len(entries)
     assert any("2 entr" in note and "invalid" in note for note in assessment.notes)
     assert assessment.control("au-8").status == NOT_SATISFIED  # the first has no time at all
+
+
+def test_stored_entry_objects_become_triples() -> None:
+    from bundler.evidence_table import entry_triples
+
+    stored = [{"v": 1, "seq": seq, "prev": "0" * 64, "source": source, "observed": "2026-11-20T15:00:00Z",
+               "event": item, "raw": {"sha256": "0" * 64, "size": 1}}
+              for seq, item, source in as_entries(complete_story(1))]
+    direct, _ = run(complete_story(1))
+    assert evaluate(entry_triples(stored), as_of=AS_OF, origin="test.example/ledger") == direct
