@@ -1,0 +1,220 @@
+"""One pass over ledger entries into a pandas table that evaluation aggregates over.
+
+Input is an iterable of ``(seq, event, source)`` triples: ``seq`` the entry's ledger
+sequence number (int), ``event`` the entry's normalized ``event`` object (see
+``docs/events.md``) and ``source`` the entry's ``source`` object (``kind``, ``id``,
+``location``…). :func:`entry_triples` turns stored entry objects into such triples.
+
+The table keeps one row per entry with the fields, correlation keys and attrs that
+checks read as columns (strings interned so 1M rows stay small).
+Full event objects are kept only for the kinds that are rare and carry structured
+attrs (logins, certificates, attestations, inference calls, policy decisions,
+audit-trail changes…); bulk kinds (API calls, secret reads, plain Vault requests,
+valid digests) live only as columns. Nothing is dropped: an event that is not an
+object or has no ``kind`` is kept as a row of kind ``invalid`` and counted.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# The correlation keys evaluation reads (docs/events.md has a few more, e.g. git_sha, role_arn:
+# they stay in the kept events and in the ledger).
+CORRELATION_KEYS = (
+    "job_id", "run_id", "repository", "oidc_subject", "role_session",
+    "access_key_id", "cert_serial", "artifact_digest", "vault_entity_id", "runner",
+)
+_CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
+# Kinds that are numerous and read only through columns.
+BULK_KINDS = frozenset({"aws.api_call", "vault.secret_read", "vault.request", "aws.digest_valid", "vault.secret_write"})
+SOURCE_OF_PREFIX = {"vault": "vault", "aws": "cloudtrail", "ci": "ci", "attestation": "attestations"}
+COLUMNS = (
+    "seq", "time", "kind", "source", "action", "status",
+    *CORRELATION_KEYS,
+    "region", "access_key_class", "event_name",
+)
+
+
+def values_with_prefix(column: pd.Series, prefix: str) -> pd.Series:
+    """Boolean mask: the value is a string starting with *prefix* (tested once per distinct value)."""
+    matching = [v for v in column.dropna().unique() if isinstance(v, str) and v.startswith(prefix)]
+    return column.isin(matching)
+
+
+def source_of_kind(kind: str, source_kind: str | None = None) -> str:
+    """The evidence source family (vault, cloudtrail, ci, attestations) of an event kind."""
+    prefix = kind.split(".", 1)[0]
+    return SOURCE_OF_PREFIX.get(prefix) or (source_kind or prefix or "unknown")
+
+
+def entry_triples(entries: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any], Mapping[str, Any]]]:
+    """``(seq, event, source)`` from stored ledger entry objects."""
+    for entry in entries:
+        yield int(entry["seq"]), entry.get("event") or {}, entry.get("source") or {}
+
+
+@dataclass
+class EvidenceTable:
+    """The rows (a DataFrame indexed 0..n-1), the kept events by seq, and counts."""
+
+    frame: pd.DataFrame
+    events: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    invalid: int = 0
+    excluded_future: int = 0
+    excluded_period: int = 0
+    total: int = 0
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) < 200 else value
+    if isinstance(value, (int, bool)):
+        return sys.intern(str(value))
+    return None
+
+
+CHUNK_ROWS = 50_000
+
+
+def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Rows → one compact array per column; event times become UTC datetime64 plus a flag
+    saying whether the text was in UTC ``Z`` form (the text itself is not kept)."""
+    columns = list(zip(*rows))
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(COLUMNS, columns):
+        if name == "seq":
+            out[name] = np.asarray(values, dtype=np.int64)
+        elif name == "time":
+            parsed = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True, errors="coerce")
+            out["ts"] = parsed.to_numpy(dtype="datetime64[ns]")
+            out["utc_z"] = np.fromiter((isinstance(t, str) and t.endswith("Z") for t in values), dtype=bool,
+                                       count=len(values))
+        else:
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            out[name] = array
+    return out
+
+
+def build_table(
+    entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    as_of: pd.Timestamp,
+    period_start: pd.Timestamp | None = None,
+    period_end: pd.Timestamp | None = None,
+) -> EvidenceTable:
+    """Read *entries* once. Rows with an event time after *as_of* or outside the period
+    are counted and left out; rows whose time cannot be read stay in (the time-stamp
+    check reports them)."""
+    rows: list[tuple[Any, ...]] = []
+    chunks: list[dict[str, np.ndarray]] = []
+    kept: dict[int, Mapping[str, Any]] = {}
+    invalid = total = 0
+    intern = sys.intern
+    slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
+    width = len(CORRELATION_KEYS)
+    empty: dict[str, Any] = {}
+    source_names: dict[tuple[str, Any], str] = {}
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        if type(value) is str:
+            return intern(value) if len(value) < 200 else value
+        return _text(value)
+
+    for seq, event, source in entries:
+        total += 1
+        if type(event) is not dict and not isinstance(event, Mapping):
+            event = empty
+        kind = event.get("kind")
+        if type(kind) is not str:
+            invalid += 1
+            event = empty
+            kind = "invalid"
+        else:
+            kind = intern(kind)
+        source_kind = source.get("kind") if isinstance(source, dict) or isinstance(source, Mapping) else None
+        family = source_names.get((kind, source_kind))
+        if family is None:
+            family = source_names.setdefault((kind, source_kind), source_of_kind(kind, _text(source_kind)))
+        correlation = event.get("correlation")
+        attrs = event.get("attrs")
+        if type(attrs) is not dict and not isinstance(attrs, Mapping):
+            attrs = empty
+        outcome = event.get("outcome")
+        linked: list[Any] = [None] * width
+        if correlation and (type(correlation) is dict or isinstance(correlation, Mapping)):
+            for key, value in correlation.items():
+                slot = slots.get(key)
+                if slot is not None:
+                    linked[slot] = text(value)
+        if linked[_CERT_SLOT] is None and attrs.get("cert_serial"):
+            linked[_CERT_SLOT] = _text(attrs.get("cert_serial"))
+        time = event.get("time")
+        status = outcome.get("status") if type(outcome) is dict or isinstance(outcome, Mapping) else None
+        rows.append((
+            int(seq), time if type(time) is str else None, kind, family,
+            text(event.get("action")), text(status),
+            *linked,
+            text(attrs.get("region") or attrs.get("runner_region")), text(attrs.get("access_key_class")),
+            text(attrs.get("event_name")),
+        ))
+        if kind not in BULK_KINDS and kind != "invalid":
+            kept[int(seq)] = event
+        if len(rows) >= CHUNK_ROWS:
+            chunks.append(_chunk_columns(rows))
+            rows = []
+    if rows or not chunks:
+        chunks.append(_chunk_columns(rows) if rows else _empty_columns())
+    del rows
+    names = list(chunks[0])
+    data = {}
+    for name in names:
+        data[name] = np.concatenate([chunk.pop(name) for chunk in chunks]) if len(chunks) > 1 else chunks[0].pop(name)
+    del chunks
+    # Object columns keep None for "absent" (pandas 3 would infer its str dtype with NaN).
+    frame = pd.DataFrame({name: pd.Series(values, dtype=values.dtype, copy=False) for name, values in data.items()})
+    del data
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+    keep = pd.Series(True, index=frame.index)
+    future = frame["ts"] > as_of
+    keep &= ~future
+    outside = pd.Series(False, index=frame.index)
+    if period_start is not None:
+        outside |= frame["ts"] < period_start
+    if period_end is not None:
+        outside |= frame["ts"] > period_end
+    keep &= ~outside
+    excluded_future = int(future.sum())
+    excluded_period = int((outside & ~future).sum())
+    if not bool(keep.all()):
+        dropped = set(frame.loc[~keep, "seq"].tolist())
+        frame = frame.loc[keep].reset_index(drop=True)
+        kept = {s: e for s, e in kept.items() if s not in dropped}
+    if not frame["seq"].is_monotonic_increasing:
+        frame = frame.sort_values(["seq"], kind="stable").reset_index(drop=True)
+    return EvidenceTable(frame, kept, invalid, excluded_future, excluded_period, total)
+
+
+def _empty_columns() -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        if name == "seq":
+            out[name] = np.empty(0, dtype=np.int64)
+        elif name == "time":
+            out["ts"] = np.empty(0, dtype="datetime64[ns]")
+            out["utc_z"] = np.empty(0, dtype=bool)
+        else:
+            out[name] = np.empty(0, dtype=object)
+    return out
