@@ -694,24 +694,23 @@ class VaultAuditLog(Source):
                 source_id = file_source_id(KIND, path)
                 start = FileCursor.loads(cursors.get(source_id))
                 items = read_lines(path, start, chunk=self.chunk_size)
-                base = {}
+                base = {"offset": start.offset, "line": start.line, "prefix_sha256": start.prefix_sha256}
             self.files += 1
             try:
                 for item in items:
                     if isinstance(item, FileCursor):
                         base = {"offset": item.offset, "line": item.line, "prefix_sha256": item.prefix_sha256}
-                        last_mark = (source_id, base)
                         yield self._mark(source_id, base)
                         continue
                     yield from self._line(item)
             except SourceTampered as exc:
                 self.tampered.append((name, str(exc)))
                 continue
+            last_mark = (source_id, base)
             if name != STDIN_NAME:
                 size = os.path.getsize(name)
-                done = base.get("offset", FileCursor.loads(cursors.get(source_id)).offset)
-                if size > done:
-                    self.pending.append((name, size - done))
+                if size > base["offset"]:
+                    self.pending.append((name, size - base["offset"]))
         if self.final and self.state.open:
             for request_id, opened in list(self.state.open.items()):
                 del self.state.open[request_id]

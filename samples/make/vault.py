@@ -174,6 +174,12 @@ def story_records() -> list[dict[str, Any]]:
     records += pair("token-create", "2026-11-20T13:53:00Z", 530092, path="auth/token/create", operation="update",
                     caller=ADMIN, mount_type="token", mount_point="auth/token/",
                     data={"policies": ["monitoring"], "ttl": "24h", "display_name": "monitoring"}, new_auth=monitor)
+    records += pair("secret-write", "2026-11-20T13:54:12Z", 718264, path="secret/data/ci/claims-model/registry",
+                    operation="update", caller=ADMIN, mount_type="kv", mount_point="secret/",
+                    data={"data": {"username": "ci-push", "password": fake_secret("registry")},
+                          "options": {"cas": 2}},
+                    response={"data": hmac_data({"created_time": "2026-11-20T13:54:12.718264Z", "deletion_time": "",
+                                                 "destroyed": False, "version": 3})})
     records += pair("job-login", s.T_VAULT_LOGIN, 104377, path=f"auth/{s.VAULT_MOUNT}/login", operation="update",
                     caller=None, mount_type="jwt", mount_point=f"auth/{s.VAULT_MOUNT}/",
                     data={"jwt": "eyJ" + fake_secret("oidc-jwt", 300), "role": s.VAULT_ROLE}, new_auth=JOB)
