@@ -76,7 +76,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if OPTIONS.json:
             doc = summary.to_json()
             doc.update({"lines": source.lines, "findings": source.findings, "files": source.files,
-                        "tampered": tampered, "pending": pending, "quarantined_records": notes,
+                        "tampered": tampered, "pending": pending, "skipped": source.skipped, "quarantined_records": notes,
                         "ok": not summary.quarantined and not tampered})
             emit_json("fedledger.collect.vault", doc)
         else:
@@ -84,6 +84,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}")
             if summary.quarantined > NOTES_SHOWN:
                 err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
+            for name in source.skipped:
+                err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl)")
             for item in pending:
                 err(f"note: {item['file']}: {item['bytes']} bytes after the last complete line are left for the next run")
             for item in tampered:

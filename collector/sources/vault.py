@@ -621,6 +621,15 @@ class QuarantineNote:
     reason: str
 
 
+LOG_NAME = re.compile(r"(\.log|\.json|\.jsonl)(\.\d+|-[\w.-]+)?$")
+
+
+def is_audit_log_name(name: str) -> bool:
+    """Whether a file found under a folder is read: ``*.log``, ``*.json``, ``*.jsonl`` and rotations
+    such as ``audit.log.1`` or ``audit.log-20261120`` (not compressed ones). Named files are always read."""
+    return bool(LOG_NAME.search(name)) and not name.endswith((".gz", ".bz2", ".xz", ".zst", ".zip"))
+
+
 class VaultAuditLog(Source):
     """Vault file-audit-device logs from files, folders (every file under them) or ``-`` (stdin).
 
@@ -659,6 +668,7 @@ class VaultAuditLog(Source):
         self.findings = 0
         self.files = 0
         self.tampered: list[tuple[str, str]] = []
+        self.skipped: list[str] = []  # files under a folder that do not look like audit logs
         self.pending: list[tuple[str, int]] = []  # (file, bytes after the last complete line)
         self.notes: list[QuarantineNote] = []
         self.state = PairingState()
@@ -667,13 +677,21 @@ class VaultAuditLog(Source):
     def inputs(self) -> list[str]:
         """The files to read, in order (folders expanded, sorted by name); ``-`` kept as is."""
         found: list[str] = []
+        self.skipped = []
         for name in self.paths:
             if name == STDIN_NAME:
                 found.append(STDIN_NAME)
                 continue
             if not os.path.exists(name):
                 raise UsageError("no such file or folder", location=name)
-            found.extend(str(p) for p in iter_files([name]))
+            if os.path.isdir(name):
+                for child in iter_files([name]):
+                    if is_audit_log_name(child.name):
+                        found.append(str(child))
+                    else:
+                        self.skipped.append(str(child))
+            else:
+                found.append(name)
         if not found:
             raise UsageError("no files found in " + ", ".join(self.paths))
         return found
