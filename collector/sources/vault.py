@@ -104,12 +104,11 @@ SENSITIVE_KEYS = frozenset({
 _NOT_SENSITIVE = frozenset({"mount_accessor", "token_type", "token_ttl", "token_policies", "token_issue_time"})
 _SENSITIVE_SUFFIXES = ("_token", "password", "_secret", "private_key", "secret_key", "_accessor")
 
-# request.data / response.data keys commonly configured as non-HMAC (audit_non_hmac_*_keys) and not secret.
-DEFAULT_NON_HMAC_KEYS = frozenset({
-    "common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl", "format", "private_key_format",
-    "exclude_cn_from_sans", "serial_number", "role", "role_name", "private_key_type", "key_type", "key_bits",
-    "issuer_ref", "issuer_id", "not_after", "max_ttl",
-})
+# request.data / response.data keys a pki mount is commonly tuned to log in plaintext
+# (audit_non_hmac_request_keys / audit_non_hmac_response_keys): certificate names, TTL, serial.
+# Anything else that an operator made non-HMAC is added with ``non_hmac_keys`` (--non-hmac-key).
+DEFAULT_NON_HMAC_KEYS = frozenset({"common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl",
+                                   "serial_number"})
 
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$")
 _UTC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
