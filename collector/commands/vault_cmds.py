@@ -8,14 +8,17 @@ records are still committed); 2 unusable input (no such path, no file found);
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
 from collector.errors import InternalError, SourceUnavailable, UsageError
-from collector.ingest import DEFAULT_BATCH, ingest
+from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest
 from collector.ledger import Ledger
 from collector.sources.vault import (
     DEFAULT_MAX_OPEN,
@@ -26,6 +29,31 @@ from collector.sources.vault import (
 )
 
 NOTES_SHOWN = 50
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic GC while collecting.
+
+    A pending batch keeps ~100k small containers alive, which the cyclic collector
+    re-scans again and again (measured: up to a third of the parse time). Parsed
+    records form no reference cycles, so reference counting frees them all.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def run_collection(ledger: Ledger, source: VaultAuditLog, *, observed: str, batch_size: int = DEFAULT_BATCH,
+                   on_progress: Callable[[int], None] | None = None) -> IngestSummary:
+    """Collect *source* into *ledger* (what ``fedledger collect vault`` runs, and what the bench measures)."""
+    with paused_gc():
+        return ingest(ledger, source.collect(ledger.cursors()), kind=KIND, source_id=KIND, observed=observed,
+                      batch_size=batch_size, on_progress=on_progress)
 
 
 def read_salt(path: Path) -> bytes:
@@ -66,8 +94,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                    non_hmac_keys=non_hmac_key)
             source.inputs()  # unusable paths fail here, before anything is read
             with progress("vault audit log") as advance:
-                summary = ingest(ledger, source.collect(ledger.cursors()), kind=KIND, source_id=KIND,
-                                 observed=OPTIONS.now_text(), batch_size=batch_size, on_progress=advance)
+                summary = run_collection(ledger, source, observed=OPTIONS.now_text(), batch_size=batch_size,
+                                         on_progress=advance)
         if not summary.balanced or summary.read != source.lines + source.findings:
             raise InternalError("vault collection counts do not add up")
         notes = [{"location": n.location, "line": n.line, "reason": n.reason} for n in source.notes]

@@ -54,7 +54,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -93,6 +93,8 @@ _TOKEN_SHAPE = (
 )
 TOKEN_SHAPE_BYTES = re.compile(_TOKEN_SHAPE.encode())
 TOKEN_SHAPE_TEXT = re.compile(_TOKEN_SHAPE)
+# Every token shape holds "s.", "b." or "r."; mapping b and r to s lets one substring search rule most lines out.
+_TOKEN_DOT_TABLE = bytes.maketrans(b"br", b"ss")
 
 # Fields that hold credentials wherever they appear: their strings must be HMAC'd or empty.
 SENSITIVE_KEYS = frozenset({
@@ -103,6 +105,16 @@ SENSITIVE_KEYS = frozenset({
 })
 _NOT_SENSITIVE = frozenset({"mount_accessor", "token_type", "token_ttl", "token_policies", "token_issue_time"})
 _SENSITIVE_SUFFIXES = ("_token", "password", "_secret", "private_key", "secret_key", "_accessor")
+# A credential key followed by a plaintext string, a list or an object, found in the raw text of a
+# valid JSON line (inside a JSON string every quote is escaped, so this matches real keys only).
+_SENSITIVE_RAW = re.compile(
+    rb'"[^"\\]*+"(?:'
+    + b"|".join(b'(?<="' + re.escape(k.encode()) + b'")' for k in sorted(SENSITIVE_KEYS))
+    + b"|" + b"|".join(b"(?<=" + re.escape(k.encode()) + b'")' for k in _SENSITIVE_SUFFIXES)
+    + rb')(?<!"mount_accessor")\s*:\s*(?:"(?!hmac-sha256:|")|\[|\{)',
+    re.IGNORECASE,
+)
+_SPACE_BEFORE_COLON = re.compile(rb'"\s+:')
 
 # request.data / response.data keys a pki mount is commonly tuned to log in plaintext
 # (audit_non_hmac_request_keys / audit_non_hmac_response_keys): certificate names, TTL, serial.
@@ -150,71 +162,210 @@ def audit_hmac(salt: bytes, value: str | bytes) -> str:
 # -- secrets hygiene -----------------------------------------------------------------------
 
 
-def _is_sensitive_key(key: str, cache: dict[str, bool] = {}) -> bool:  # noqa: B006 (a bounded memo)
-    found = cache.get(key)
+_SENSITIVE_CACHE: dict[str, bool] = {}
+
+
+def _is_sensitive_key(key: str) -> bool:
+    found = _SENSITIVE_CACHE.get(key)
     if found is None:
         lower = key.lower()
         found = lower not in _NOT_SENSITIVE and (lower in SENSITIVE_KEYS or lower.endswith(_SENSITIVE_SUFFIXES))
-        if len(cache) < 4096:
-            cache[key] = found
+        if len(_SENSITIVE_CACHE) < 4096:
+            _SENSITIVE_CACHE[key] = found
     return found
 
 
+_KEYS_SEEN: set[str] = set()
+_KEYS_SENSITIVE: set[str] = set()
+
+
+class _NeedFullWalk(Exception):
+    pass
+
+
+def _learn_keys(keys: Iterable[str]) -> None:
+    """Classify new keys once; past 100,000 distinct keys the fast path gives up (bounded memory)."""
+    for key in keys:
+        if len(_KEYS_SEEN) >= 100_000:
+            raise _NeedFullWalk
+        if _is_sensitive_key(key):
+            _KEYS_SENSITIVE.add(key)
+        _KEYS_SEEN.add(key)
+
+
+# Walk modes: what a string found at this place must look like.
+_PLAIN, _DATA, _SENSITIVE, _REQUEST_OR_RESPONSE, _RECORD = 0, 1, 2, 3, 4
+
+
 class SecretScanner:
-    """Finds raw secrets in a parsed record. Pure; raises :class:`UnhashedSecret` on the first one."""
+    """Finds raw secrets in a parsed record. Pure; raises :class:`UnhashedSecret` on the first one.
+
+    :meth:`scan` also counts the record's object keys, so the caller can run the
+    duplicate-key check of :func:`collector.canonical.parse_json` without a second walk.
+    """
 
     def __init__(self, non_hmac_keys: Iterable[str] = ()) -> None:
         self.allowed_plain = DEFAULT_NON_HMAC_KEYS | frozenset(non_hmac_keys)
+        self._shapes = False
 
-    def check(self, record: dict[str, Any], raw: bytes) -> None:
+    def check(self, record: Any, raw: bytes) -> None:
         """Raise :class:`UnhashedSecret` when *record* (parsed from *raw*) carries a raw secret."""
-        if TOKEN_SHAPE_BYTES.search(raw):
-            raise UnhashedSecret
-        # JSON \u escapes can spell a token the byte scan cannot see: then look at every decoded string.
-        shapes = b"\\u" in raw
-        top: dict[str, Any] = {}
-        for key, item in record.items():
-            if key in ("request", "response") and type(item) is dict and "data" in item:
-                data = item["data"]
-                if type(data) in (dict, list):
-                    self._walk(data, 1, 2, shapes)
-                elif type(data) is str and data and not data.startswith(HMAC_PREFIX):
-                    raise UnhashedSecret
-                top[key] = {k: v for k, v in item.items() if k != "data"}
-            else:
-                top[key] = item
-        self._walk(top, 0, 0, shapes)
+        self.scan(record, raw)
 
-    # mode 0: plain; 1: data (strings must be HMAC'd unless allowed); 2: sensitive (must be HMAC'd)
-    def _walk(self, value: Any, mode: int, depth: int, shapes: bool) -> None:
+    def scan(self, record: Any, raw: bytes) -> int:
+        """Check *record* (parsed from *raw*) by walking every value; return its number of object keys.
+
+        Raises :class:`UnhashedSecret`, or ``_TooDeep`` past :data:`MAX_RECORD_DEPTH`.
+        """
+        if b"s." in raw.translate(_TOKEN_DOT_TABLE) and TOKEN_SHAPE_BYTES.search(raw):
+            raise UnhashedSecret
+        # JSON \\u escapes can spell a token the byte scan cannot see: then look at every decoded string.
+        self._shapes = b"\\u" in raw
+        if type(record) is dict:
+            return self._dict(record, _RECORD, 0)
+        if type(record) is list:
+            return self._list(record, _PLAIN, 0)
+        if self._shapes and type(record) is str and TOKEN_SHAPE_TEXT.search(record):
+            raise UnhashedSecret
+        return 0
+
+    def fast_check(self, record: dict[str, Any], raw: bytes) -> bool:
+        """The same verdict as :meth:`scan`, with less work per key; False when the full walk is needed.
+
+        Used when the text has no ``\\u`` escape (so the byte scan sees every token). Keys are
+        classified once (set operations on dict views), so a plain region costs a pass over
+        its values; only ``request.data`` and ``response.data`` are checked leaf by leaf.
+        Raises :class:`UnhashedSecret` or ``_TooDeep``. Counts no keys (the caller compares
+        the text with its re-serialization instead).
+        """
+        if b"\\u" in raw:
+            return False
+        if b"s." in raw.translate(_TOKEN_DOT_TABLE) and TOKEN_SHAPE_BYTES.search(raw):
+            raise UnhashedSecret
+        self._shapes = False
+        try:
+            self._plain_dict(record, 0, True)
+        except _NeedFullWalk:
+            return False
+        return True
+
+    def _plain_dict(self, value: dict[str, Any], depth: int, record_level: bool = False,
+                    skip_data: bool = False) -> None:
         if depth > MAX_RECORD_DEPTH:
             raise _TooDeep
-        if type(value) is dict:
-            for key, item in value.items():
-                if shapes and TOKEN_SHAPE_TEXT.search(key):
+        keys = value.keys()
+        if not keys <= _KEYS_SEEN:
+            _learn_keys(keys - _KEYS_SEEN)
+        for key in () if _KEYS_SENSITIVE.isdisjoint(keys) else keys & _KEYS_SENSITIVE:
+            item = value[key]
+            kind = type(item)
+            if kind is str:
+                if item and not item.startswith(HMAC_PREFIX):
                     raise UnhashedSecret
-                kind = type(item)
-                child = 2 if (mode == 2 or _is_sensitive_key(key)) else (
-                    mode if mode != 1 or key not in self.allowed_plain else 0)
-                if kind is str:
-                    if child and item and not item.startswith(HMAC_PREFIX):
-                        if child == 2 or not _TIMESTAMP.match(item):
-                            raise UnhashedSecret
-                    if shapes and TOKEN_SHAPE_TEXT.search(item):
+            elif kind is dict:
+                self._dict(item, _SENSITIVE, depth + 1)
+            elif kind is list:
+                self._list(item, _SENSITIVE, depth + 1)
+        for key, item in value.items() if record_level else ():
+            if (key == "request" or key == "response") and type(item) is dict:
+                data = item.get("data")
+                kind = type(data)
+                if kind is dict:
+                    self._dict(data, _DATA, depth + 2)
+                elif kind is list:
+                    self._list(data, _DATA, depth + 2)
+                elif kind is str and data and not data.startswith(HMAC_PREFIX) and not _TIMESTAMP.match(data):
+                    raise UnhashedSecret
+                self._plain_dict(item, depth + 1, False, True)
+            elif type(item) is dict:
+                self._plain_dict(item, depth + 1)
+            elif type(item) is list:
+                self._plain_list(item, depth + 1)
+        if record_level:
+            return
+        if skip_data:
+            for key, item in value.items():
+                if key != "data":
+                    kind = type(item)
+                    if kind is dict:
+                        self._plain_dict(item, depth + 1)
+                    elif kind is list:
+                        self._plain_list(item, depth + 1)
+            return
+        for item in value.values():
+            kind = type(item)
+            if kind is dict:
+                self._plain_dict(item, depth + 1)
+            elif kind is list:
+                self._plain_list(item, depth + 1)
+
+    def _plain_list(self, value: list[Any], depth: int) -> None:
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        if all(type(item) is str for item in value):
+            return
+        for item in value:
+            kind = type(item)
+            if kind is dict:
+                self._plain_dict(item, depth + 1)
+            elif kind is list:
+                self._plain_list(item, depth + 1)
+
+    def _dict(self, value: dict[str, Any], mode: int, depth: int) -> int:
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        count = len(value)
+        shapes = self._shapes
+        sensitive_cache = _SENSITIVE_CACHE
+        for key, item in value.items():
+            if shapes and TOKEN_SHAPE_TEXT.search(key):
+                raise UnhashedSecret
+            sensitive = sensitive_cache.get(key)
+            if sensitive is None:
+                sensitive = _is_sensitive_key(key)
+            if sensitive or mode == _SENSITIVE:
+                child = _SENSITIVE
+            elif mode == _DATA:
+                child = _PLAIN if key in self.allowed_plain else _DATA
+            elif mode == _RECORD:
+                child = _REQUEST_OR_RESPONSE if (key == "request" or key == "response") else _PLAIN
+            elif mode == _REQUEST_OR_RESPONSE:
+                child = _DATA if key == "data" else _PLAIN
+            else:
+                child = _PLAIN
+            kind = type(item)
+            if kind is str:
+                if (child == _DATA or child == _SENSITIVE) and item and not item.startswith(HMAC_PREFIX):
+                    if child == _SENSITIVE or not _TIMESTAMP.match(item):
                         raise UnhashedSecret
-                elif kind is dict or kind is list:
-                    self._walk(item, child, depth + 1, shapes)
-        else:
-            for item in value:
-                kind = type(item)
-                if kind is str:
-                    if mode and item and not item.startswith(HMAC_PREFIX):
-                        if mode == 2 or not _TIMESTAMP.match(item):
-                            raise UnhashedSecret
-                    if shapes and TOKEN_SHAPE_TEXT.search(item):
+                if shapes and TOKEN_SHAPE_TEXT.search(item):
+                    raise UnhashedSecret
+            elif kind is dict:
+                count += self._dict(item, child, depth + 1)
+            elif kind is list:
+                count += self._list(item, child, depth + 1)
+        return count
+
+    def _list(self, value: list[Any], mode: int, depth: int) -> int:
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        if mode == _RECORD or mode == _REQUEST_OR_RESPONSE:
+            mode = _PLAIN
+        count = 0
+        shapes = self._shapes
+        for item in value:
+            kind = type(item)
+            if kind is str:
+                if mode and item and not item.startswith(HMAC_PREFIX):
+                    if mode == _SENSITIVE or not _TIMESTAMP.match(item):
                         raise UnhashedSecret
-                elif kind is dict or kind is list:
-                    self._walk(item, mode, depth + 1, shapes)
+                if shapes and TOKEN_SHAPE_TEXT.search(item):
+                    raise UnhashedSecret
+            elif kind is dict:
+                count += self._dict(item, mode, depth + 1)
+            elif kind is list:
+                count += self._list(item, mode, depth + 1)
+        return count
 
 
 class _TooDeep(Exception):
@@ -239,9 +390,8 @@ def classify_parse_error(message: str) -> str:
     return INVALID_JSON
 
 
-@dataclass(frozen=True)
-class ParsedLine:
-    """A line that parsed as a Vault audit record (not yet checked for secrets)."""
+class ParsedLine(NamedTuple):
+    """A line that parsed as a Vault audit record (an immutable tuple: cheap per line)."""
 
     record: dict[str, Any]
     record_type: str
@@ -280,30 +430,70 @@ def vault_time(value: Any) -> tuple[str, int] | None:
     seconds = int(base[17:19])
     if seconds > 59:
         return None
-    micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
-    text = f"{base}.{micro:06d}Z" if micro else base + "Z"
-    return text, start + seconds
+    if not fraction:
+        return base + "Z", start + seconds
+    micro = fraction[:6].ljust(6, "0")
+    return (base + "Z" if micro == "000000" else f"{base}.{micro}Z"), start + seconds
 
 
-def parse_line(data: bytes, location: str) -> ParsedLine | str:
-    """Parse one audit line; return it, or the quarantine reason code."""
+def _reject_spaced_duplicates(data: bytes) -> None:
+    """Exact duplicate-key check for text with space before a colon (parse_json's count misses it)."""
+    import json
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({key for key, _ in items}) != len(items):
+            raise MalformedInput("duplicate key in one JSON object")
+        return dict(items)
+
+    json.loads(data, object_pairs_hook=pairs)
+
+
+def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[ParsedLine | None, str | None]:
+    """Parse and check one audit line: (the record or None, the quarantine reason or None).
+
+    Strictness is :func:`collector.canonical.parse_json`'s: orjson parses (no NaN, no lone
+    surrogates, valid UTF-8); the scanner counts keys while it looks for secrets, and only
+    when the text holds more key separators than that count is ``parse_json`` asked to
+    rule on duplicate keys (the same over-count test it uses itself). A record comes back
+    with a reason too when it parsed (``unhashed-secret``, ``bad-time``), for pairing.
+    """
     try:
-        doc = parse_json(data, location=location)
-    except MalformedInput as exc:
-        return classify_parse_error(str(exc))
-    except (RecursionError, ValueError):
-        return DEEP_NESTING
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return None, classify_parse_error(str(exc))
     if type(doc) is not dict:
-        return NOT_A_VAULT_RECORD
+        return None, NOT_A_VAULT_RECORD
+    reason: str | None = None
+    try:
+        if scanner.fast_check(doc, data):
+            # Each key is written '"k":'; inside strings a quote is escaped, and without \\u escapes
+            # both texts escape it the same way, so fewer '":' after re-serializing means a key was
+            # dropped: a duplicate. Then parse_json rules (it raises on a real duplicate).
+            suspicious = data.count(b'":') > orjson.dumps(doc).count(b'":')
+        else:
+            suspicious = data.count(b'":') > scanner.scan(doc, data)
+    except UnhashedSecret:
+        reason, suspicious = UNHASHED_SECRET, False
+    except (_TooDeep, RecursionError):
+        return None, DEEP_NESTING
+    if suspicious or (reason is None and _SPACE_BEFORE_COLON.search(data)):
+        try:
+            parse_json(data, location=location)
+            if not suspicious:
+                _reject_spaced_duplicates(data)
+        except MalformedInput as exc:
+            return None, classify_parse_error(str(exc))
     record_type = doc.get("type")
     request = doc.get("request")
     if record_type not in ("request", "response") or type(request) is not dict:
-        return NOT_A_VAULT_RECORD
+        return None, reason or NOT_A_VAULT_RECORD
     request_id = request.get("id")
     if type(request_id) is not str or not _REQUEST_ID.match(request_id):
-        return NOT_A_VAULT_RECORD
+        return None, reason or NOT_A_VAULT_RECORD
     when = vault_time(doc.get("time"))
-    return ParsedLine(doc, record_type, request_id, when[0] if when else None, when[1] if when else None)
+    if when is None:
+        return ParsedLine(doc, record_type, request_id, None, None), reason or BAD_TIME
+    return ParsedLine(doc, record_type, request_id, when[0], when[1]), reason
 
 
 # -- normalization ------------------------------------------------------------------------------
@@ -364,8 +554,10 @@ def _error_text(value: Any) -> str | None:
 def _correlation(*metadatas: dict[str, Any]) -> dict[str, str]:
     found: dict[str, str] = {}
     for metadata in metadatas:
-        for key, name in METADATA_CORRELATION.items():
-            value = metadata.get(key)
+        for key, value in metadata.items():
+            name = METADATA_CORRELATION.get(key)
+            if name is None:
+                continue
             if type(value) is int:
                 value = str(value)
             value = _plain(value)
@@ -535,7 +727,8 @@ def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
             if device_type is not None:
                 attrs["device_type"] = device_type
 
-    correlation = _correlation(_dict(auth.get("metadata")), metadata)
+    auth_metadata = _dict(auth.get("metadata"))
+    correlation = _correlation(auth_metadata) if metadata is auth_metadata else _correlation(auth_metadata, metadata)
     entity = _plain(actor_auth.get("entity_id")) or _plain(auth.get("entity_id"))
     if entity is not None:
         correlation["vault_entity_id"] = entity
@@ -562,9 +755,8 @@ def format_time_epoch(seconds: int) -> str:
 # -- pairing state ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OpenRequest:
-    """A request line whose response has not been read yet (no secret content)."""
+class OpenRequest(NamedTuple):
+    """A request line whose response has not been read yet (no secret content; an immutable tuple)."""
 
     epoch: int
     time: str | None
@@ -769,24 +961,15 @@ class VaultAuditLog(Source):
         data = line.data
         if data.endswith(b"\r"):
             data = data[:-1]
-        if not data.strip():
+        if not data or data.isspace():
             return  # blank lines are not records
         self.lines += 1
         raw = data + b"\n"
         digest = hashlib.sha256(raw).hexdigest()
-        parsed = parse_line(data, f"{line.path}:{line.number}")
-        if isinstance(parsed, str):
-            yield self._quarantine(line, parsed, digest)
+        parsed, reason = parse_line(data, line.path, self.scanner)
+        if parsed is None:
+            yield self._quarantine(line, reason or NOT_A_VAULT_RECORD, digest)
             return
-        reason: str | None = None
-        try:
-            self.scanner.check(parsed.record, data)
-        except UnhashedSecret:
-            reason = UNHASHED_SECRET
-        except (_TooDeep, RecursionError):
-            reason = DEEP_NESTING
-        if reason is None and parsed.time is None:
-            reason = BAD_TIME
         epoch = parsed.epoch if parsed.epoch is not None else self._last_epoch
         if epoch is not None:
             yield from self._expire(epoch)
