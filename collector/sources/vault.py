@@ -175,24 +175,6 @@ def _is_sensitive_key(key: str) -> bool:
     return found
 
 
-_KEYS_SEEN: set[str] = set()
-_KEYS_SENSITIVE: set[str] = set()
-
-
-class _NeedFullWalk(Exception):
-    pass
-
-
-def _learn_keys(keys: Iterable[str]) -> None:
-    """Classify new keys once; past 100,000 distinct keys the fast path gives up (bounded memory)."""
-    for key in keys:
-        if len(_KEYS_SEEN) >= 100_000:
-            raise _NeedFullWalk
-        if _is_sensitive_key(key):
-            _KEYS_SENSITIVE.add(key)
-        _KEYS_SEEN.add(key)
-
-
 # Walk modes: what a string found at this place must look like.
 _PLAIN, _DATA, _SENSITIVE, _REQUEST_OR_RESPONSE, _RECORD = 0, 1, 2, 3, 4
 
@@ -228,88 +210,6 @@ class SecretScanner:
         if self._shapes and type(record) is str and TOKEN_SHAPE_TEXT.search(record):
             raise UnhashedSecret
         return 0
-
-    def fast_check(self, record: dict[str, Any], raw: bytes) -> bool:
-        """The same verdict as :meth:`scan`, with less work per key; False when the full walk is needed.
-
-        Used when the text has no ``\\u`` escape (so the byte scan sees every token). Keys are
-        classified once (set operations on dict views), so a plain region costs a pass over
-        its values; only ``request.data`` and ``response.data`` are checked leaf by leaf.
-        Raises :class:`UnhashedSecret` or ``_TooDeep``. Counts no keys (the caller compares
-        the text with its re-serialization instead).
-        """
-        if b"\\u" in raw:
-            return False
-        if b"s." in raw.translate(_TOKEN_DOT_TABLE) and TOKEN_SHAPE_BYTES.search(raw):
-            raise UnhashedSecret
-        self._shapes = False
-        try:
-            self._plain_dict(record, 0, True)
-        except _NeedFullWalk:
-            return False
-        return True
-
-    def _plain_dict(self, value: dict[str, Any], depth: int, record_level: bool = False,
-                    skip_data: bool = False) -> None:
-        if depth > MAX_RECORD_DEPTH:
-            raise _TooDeep
-        keys = value.keys()
-        if not keys <= _KEYS_SEEN:
-            _learn_keys(keys - _KEYS_SEEN)
-        for key in () if _KEYS_SENSITIVE.isdisjoint(keys) else keys & _KEYS_SENSITIVE:
-            item = value[key]
-            kind = type(item)
-            if kind is str:
-                if item and not item.startswith(HMAC_PREFIX):
-                    raise UnhashedSecret
-            elif kind is dict:
-                self._dict(item, _SENSITIVE, depth + 1)
-            elif kind is list:
-                self._list(item, _SENSITIVE, depth + 1)
-        for key, item in value.items() if record_level else ():
-            if (key == "request" or key == "response") and type(item) is dict:
-                data = item.get("data")
-                kind = type(data)
-                if kind is dict:
-                    self._dict(data, _DATA, depth + 2)
-                elif kind is list:
-                    self._list(data, _DATA, depth + 2)
-                elif kind is str and data and not data.startswith(HMAC_PREFIX) and not _TIMESTAMP.match(data):
-                    raise UnhashedSecret
-                self._plain_dict(item, depth + 1, False, True)
-            elif type(item) is dict:
-                self._plain_dict(item, depth + 1)
-            elif type(item) is list:
-                self._plain_list(item, depth + 1)
-        if record_level:
-            return
-        if skip_data:
-            for key, item in value.items():
-                if key != "data":
-                    kind = type(item)
-                    if kind is dict:
-                        self._plain_dict(item, depth + 1)
-                    elif kind is list:
-                        self._plain_list(item, depth + 1)
-            return
-        for item in value.values():
-            kind = type(item)
-            if kind is dict:
-                self._plain_dict(item, depth + 1)
-            elif kind is list:
-                self._plain_list(item, depth + 1)
-
-    def _plain_list(self, value: list[Any], depth: int) -> None:
-        if depth > MAX_RECORD_DEPTH:
-            raise _TooDeep
-        if all(type(item) is str for item in value):
-            return
-        for item in value:
-            kind = type(item)
-            if kind is dict:
-                self._plain_dict(item, depth + 1)
-            elif kind is list:
-                self._plain_list(item, depth + 1)
 
     def _dict(self, value: dict[str, Any], mode: int, depth: int) -> int:
         if depth > MAX_RECORD_DEPTH:
@@ -454,8 +354,10 @@ def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[Pars
     Strictness is :func:`collector.canonical.parse_json`'s: orjson parses (no NaN, no lone
     surrogates, valid UTF-8); the scanner counts keys while it looks for secrets, and only
     when the text holds more key separators than that count is ``parse_json`` asked to
-    rule on duplicate keys (the same over-count test it uses itself). A record comes back
-    with a reason too when it parsed (``unhashed-secret``, ``bad-time``), for pairing.
+    rule on duplicate keys (the same over-count test it uses itself, without its second
+    walk). Text with space before a colon gets an exact duplicate check, which that count
+    cannot give. A record comes back with a reason too when it parsed
+    (``unhashed-secret``, ``bad-time``), for pairing.
     """
     try:
         doc = orjson.loads(data)
@@ -465,13 +367,8 @@ def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[Pars
         return None, NOT_A_VAULT_RECORD
     reason: str | None = None
     try:
-        if scanner.fast_check(doc, data):
-            # Each key is written '"k":'; inside strings a quote is escaped, and without \\u escapes
-            # both texts escape it the same way, so fewer '":' after re-serializing means a key was
-            # dropped: a duplicate. Then parse_json rules (it raises on a real duplicate).
-            suspicious = data.count(b'":') > orjson.dumps(doc).count(b'":')
-        else:
-            suspicious = data.count(b'":') > scanner.scan(doc, data)
+        # parse_json's own test: more '":' in the text than keys parsed may mean a duplicate key.
+        suspicious = data.count(b'":') > scanner.scan(doc, data)
     except UnhashedSecret:
         reason, suspicious = UNHASHED_SECRET, False
     except (_TooDeep, RecursionError):
