@@ -47,6 +47,13 @@ def test_rerun_adds_nothing(tmp_path: Path) -> None:
         assert (third.read, third.appended, third.duplicates, ledger.size) == (28, 0, 28, size)
 
 
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    path = story_file(tmp_path)
+    with new_ledger(tmp_path) as ledger:
+        summary, source = collect(ledger, [path, tmp_path, str(path)])
+    assert (summary.read, summary.duplicates, source.files) == (28, 0, 1)
+
+
 def test_grown_file_resumes_where_it_stopped(tmp_path: Path) -> None:
     lines = STORY.splitlines(keepends=True)
     path = tmp_path / "audit.log"
@@ -79,6 +86,9 @@ def test_changed_prefix_is_reported_as_tampered_and_not_reread(tmp_path: Path) -
     result = run_cli("collect", "vault", str(path), ledger=tmp_path / "ledger.db")
     assert result.returncode == 1
     assert str(path).encode() in result.stderr and b"TAMPERED" in result.stdout
+    as_json = run_cli("--format", "json", "collect", "vault", str(path), ledger=tmp_path / "ledger.db")
+    assert as_json.returncode == 1 and str(path).encode() in as_json.stderr
+    assert [t["file"] for t in orjson.loads(as_json.stdout)["tampered"]] == [str(path)]
     shrunk = tmp_path / "audit.log"
     shrunk.write_bytes(data[:100])
     assert run_cli("collect", "vault", str(shrunk), ledger=tmp_path / "ledger.db").returncode == 1

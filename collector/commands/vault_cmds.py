@@ -101,6 +101,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         notes = [{"location": n.location, "line": n.line, "reason": n.reason} for n in source.notes]
         tampered = [{"file": name, "error": message} for name, message in source.tampered]
         pending = [{"file": name, "bytes": size} for name, size in source.pending]
+        for item in tampered:  # diagnostics go to stderr in both output formats
+            err(f"error: {item['error']}")
         if OPTIONS.json:
             doc = summary.to_json()
             doc.update({"lines": source.lines, "findings": source.findings, "files": source.files,
@@ -116,8 +118,6 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl)")
             for item in pending:
                 err(f"note: {item['file']}: {item['bytes']} bytes after the last complete line are left for the next run")
-            for item in tampered:
-                err(f"error: {item['error']}")
             out(f"{summary.line()}; {source.lines} lines + {source.findings} unpaired findings from {source.files} file(s)"
                 + (f"; {len(tampered)} file(s) TAMPERED" if tampered else ""))
         if summary.quarantined or tampered:

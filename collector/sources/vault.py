@@ -780,6 +780,14 @@ class VaultAuditLog(Source):
                         self.skipped.append(str(child))
             else:
                 found.append(name)
+        seen: set[str] = set()
+        unique = []
+        for name in found:  # a file named twice (or also under a named folder) is read once
+            key = name if name == STDIN_NAME else str(Path(name).resolve())
+            if key not in seen:
+                seen.add(key)
+                unique.append(name)
+        found = unique
         if not found:
             raise UsageError("no files found in " + ", ".join(self.paths))
         return found
