@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.canonical import canonical_bytes
 from collector.sources.vault import (
@@ -367,3 +369,32 @@ def test_stdin_source_and_dedup_against_files(tmp_path: Path) -> None:
         assert (summary.read, summary.appended) == (28, 28)
         summary, _ = collect(ledger, [SAMPLES / "audit.log"])
         assert (summary.read, summary.appended, summary.duplicates) == (28, 0, 28)
+
+
+_KEYS = st.sampled_from(["request", "response", "data", "auth", "client_token", "accessor", "metadata", "path",
+                         "password", "common_name", "ttl", "x_token", "mount_accessor", "token_type", "items"])
+_STRINGS = st.sampled_from(["", "plain", "hmac-sha256:ab", "2026-11-20T14:00:00Z", "ci-job-1"])
+_VALUES = st.recursive(st.one_of(_STRINGS, st.integers(0, 5), st.booleans(), st.none()),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                               st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=5))
+def test_fast_walk_agrees_with_the_generic_walk(record: dict) -> None:
+    """The plain-region walk used for lines without \\u escapes gives the generic walk's verdict and key count."""
+    from collector.sources.vault import _RECORD, _TooDeep
+
+    def verdict(run):  # type: ignore[no-untyped-def]
+        try:
+            return run()
+        except UnhashedSecret:
+            return "secret"
+        except _TooDeep:
+            return "deep"
+
+    scanner = SecretScanner()
+    fast = verdict(lambda: scanner.scan(record, b"{}"))
+    scanner._shapes = False
+    generic = verdict(lambda: scanner._dict(record, _RECORD, 0))
+    assert fast == generic

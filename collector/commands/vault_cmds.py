@@ -116,8 +116,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
             for name in source.skipped:
                 err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl)")
-            for item in pending:
-                err(f"note: {item['file']}: {item['bytes']} bytes after the last complete line are left for the next run")
+            for waiting in pending:
+                err(f"note: {waiting['file']}: {waiting['bytes']} bytes after the last complete line are left for the next run")
             out(f"{summary.line()}; {source.lines} lines + {source.findings} unpaired findings from {source.files} file(s)"
                 + (f"; {len(tampered)} file(s) TAMPERED" if tampered else ""))
         if summary.quarantined or tampered:

@@ -162,17 +162,22 @@ def audit_hmac(salt: bytes, value: str | bytes) -> str:
 # -- secrets hygiene -----------------------------------------------------------------------
 
 
-_SENSITIVE_CACHE: dict[str, bool] = {}
+class _SensitiveKeys(dict[str, bool]):
+    """Key → whether it names a credential; computed on first sight, kept for 100,000 keys."""
+
+    def __missing__(self, key: str) -> bool:
+        lower = key.lower()
+        found = lower not in _NOT_SENSITIVE and (lower in SENSITIVE_KEYS or lower.endswith(_SENSITIVE_SUFFIXES))
+        if len(self) < 100_000:
+            self[key] = found
+        return found
+
+
+_SENSITIVE_CACHE = _SensitiveKeys()
 
 
 def _is_sensitive_key(key: str) -> bool:
-    found = _SENSITIVE_CACHE.get(key)
-    if found is None:
-        lower = key.lower()
-        found = lower not in _NOT_SENSITIVE and (lower in SENSITIVE_KEYS or lower.endswith(_SENSITIVE_SUFFIXES))
-        if len(_SENSITIVE_CACHE) < 4096:
-            _SENSITIVE_CACHE[key] = found
-    return found
+    return _SENSITIVE_CACHE[key]
 
 
 # Walk modes: what a string found at this place must look like.
@@ -204,12 +209,59 @@ class SecretScanner:
         # JSON \\u escapes can spell a token the byte scan cannot see: then look at every decoded string.
         self._shapes = b"\\u" in raw
         if type(record) is dict:
-            return self._dict(record, _RECORD, 0)
+            if self._shapes:
+                return self._dict(record, _RECORD, 0)
+            count = len(record)
+            for key, item in record.items():
+                kind = type(item)
+                if kind is dict:
+                    if _SENSITIVE_CACHE[key]:
+                        count += self._dict(item, _SENSITIVE, 1)
+                    else:
+                        count += self._plain_dict(item, 1, key == "request" or key == "response")
+                elif kind is list:
+                    count += self._list(item, _SENSITIVE if _SENSITIVE_CACHE[key] else _PLAIN, 1)
+                elif kind is str and item and _SENSITIVE_CACHE[key] and not item.startswith(HMAC_PREFIX):
+                    raise UnhashedSecret
+            return count
         if type(record) is list:
             return self._list(record, _PLAIN, 0)
         if self._shapes and type(record) is str and TOKEN_SHAPE_TEXT.search(record):
             raise UnhashedSecret
         return 0
+
+    def _plain_dict(self, value: dict[str, Any], depth: int, holds_data: bool = False) -> int:
+        """A dict where plain strings are fine except under credential keys (no \\u escapes in the line)."""
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        count = len(value)
+        sensitive = _SENSITIVE_CACHE
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                if item and sensitive[key] and not item.startswith(HMAC_PREFIX):
+                    raise UnhashedSecret
+            elif kind is dict:
+                if sensitive[key]:
+                    count += self._dict(item, _SENSITIVE, depth + 1)
+                elif holds_data and key == "data":
+                    count += self._dict(item, _DATA, depth + 1)
+                else:
+                    count += self._plain_dict(item, depth + 1)
+            elif kind is list:
+                if sensitive[key]:
+                    count += self._list(item, _SENSITIVE, depth + 1)
+                elif holds_data and key == "data":
+                    count += self._list(item, _DATA, depth + 1)
+                elif not all(type(x) is str for x in item):
+                    count += self._list(item, _PLAIN, depth + 1)
+                elif depth + 1 > MAX_RECORD_DEPTH:
+                    raise _TooDeep
+        if holds_data:
+            data = value.get("data")
+            if type(data) is str and data and not data.startswith(HMAC_PREFIX) and not _TIMESTAMP.match(data):
+                raise UnhashedSecret
+        return count
 
     def _dict(self, value: dict[str, Any], mode: int, depth: int) -> int:
         if depth > MAX_RECORD_DEPTH:
@@ -220,10 +272,7 @@ class SecretScanner:
         for key, item in value.items():
             if shapes and TOKEN_SHAPE_TEXT.search(key):
                 raise UnhashedSecret
-            sensitive = sensitive_cache.get(key)
-            if sensitive is None:
-                sensitive = _is_sensitive_key(key)
-            if sensitive or mode == _SENSITIVE:
+            if mode == _SENSITIVE or sensitive_cache[key]:
                 child = _SENSITIVE
             elif mode == _DATA:
                 child = _PLAIN if key in self.allowed_plain else _DATA
