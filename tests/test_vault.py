@@ -398,3 +398,16 @@ def test_fast_walk_agrees_with_the_generic_walk(record: dict) -> None:
     scanner._shapes = False
     generic = verdict(lambda: scanner._dict(record, _RECORD, 0))
     assert fast == generic
+
+
+def test_duplicate_keys_with_space_before_the_colon_are_caught(tmp_path: Path) -> None:
+    """collector.canonical.parse_json's count misses '"k" :' duplicates; the Vault source checks them exactly."""
+    request = b'{"id":"a0000000-0000-0000-0000-000000000009","operation":"read","path":"sys/health"}'
+    line = (b'{"time":"2026-11-20T14:00:00Z","type":"request","type" :"response","auth":{},"request":'
+            + request + b',"error":""}\n')
+    log = tmp_path / "audit.log"
+    log.write_bytes(line + line.replace(b'"type" :"response",', b"\t"))
+    with new_ledger(tmp_path) as ledger:
+        summary, _ = collect(ledger, [log])
+        assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "duplicate-keys")]
+    assert summary.appended == 1

@@ -93,8 +93,9 @@ _TOKEN_SHAPE = (
 )
 TOKEN_SHAPE_BYTES = re.compile(_TOKEN_SHAPE.encode())
 TOKEN_SHAPE_TEXT = re.compile(_TOKEN_SHAPE)
-# Every token shape holds "s.", "b." or "r."; mapping b and r to s lets one substring search rule most lines out.
-_TOKEN_DOT_TABLE = bytes.maketrans(b"br", b"ss")
+# Every token shape holds "s.", "b." or "r."; mapping b and r to s lets one substring search rule most lines
+# out. The same folded copy maps JSON whitespace to a space, to spot a key written with space before its colon.
+_TOKEN_DOT_TABLE = bytes.maketrans(b"br\t\r\n", b"ss   ")
 
 # Fields that hold credentials wherever they appear: their strings must be HMAC'd or empty.
 SENSITIVE_KEYS = frozenset({
@@ -194,6 +195,7 @@ class SecretScanner:
     def __init__(self, non_hmac_keys: Iterable[str] = ()) -> None:
         self.allowed_plain = DEFAULT_NON_HMAC_KEYS | frozenset(non_hmac_keys)
         self._shapes = False
+        self.spaced = True  # whether the last text scanned had a quote followed by whitespace
 
     def check(self, record: Any, raw: bytes) -> None:
         """Raise :class:`UnhashedSecret` when *record* (parsed from *raw*) carries a raw secret."""
@@ -204,7 +206,9 @@ class SecretScanner:
 
         Raises :class:`UnhashedSecret`, or ``_TooDeep`` past :data:`MAX_RECORD_DEPTH`.
         """
-        if b"s." in raw.translate(_TOKEN_DOT_TABLE) and TOKEN_SHAPE_BYTES.search(raw):
+        folded = raw.translate(_TOKEN_DOT_TABLE)
+        self.spaced = b'" ' in folded
+        if b"s." in folded and TOKEN_SHAPE_BYTES.search(raw):
             raise UnhashedSecret
         # JSON \\u escapes can spell a token the byte scan cannot see: then look at every decoded string.
         self._shapes = b"\\u" in raw
@@ -422,7 +426,7 @@ def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[Pars
         reason, suspicious = UNHASHED_SECRET, False
     except (_TooDeep, RecursionError):
         return None, DEEP_NESTING
-    if suspicious or (reason is None and _SPACE_BEFORE_COLON.search(data)):
+    if suspicious or (reason is None and scanner.spaced and _SPACE_BEFORE_COLON.search(data)):
         try:
             parse_json(data, location=location)
             if not suspicious:
