@@ -1,0 +1,1015 @@
+"""HashiCorp Vault (and OpenBao) file audit device logs: JSON lines → normalized events.
+
+What is verified at ingest, per line:
+
+* It is UTF-8, strict JSON (no duplicate keys, NaN, lone surrogates), an object no
+  deeper than :data:`MAX_RECORD_DEPTH`, with ``type`` ``request``/``response``, a
+  ``time`` and a ``request.id``. Anything else is quarantined with a fixed reason
+  code (:data:`REASONS`) and its file and line; never with its content.
+* Secrets stay HMAC'd. A record is quarantined as ``unhashed-secret`` (only its
+  SHA-256 is kept; the bytes never reach the ledger, the evidence store, a log line
+  or an error) when it holds a Vault token shape anywhere (``hvs.``/``hvb.``/``hvr.``,
+  legacy ``s.``/``b.``), a credential field (client token, accessor, wrapping token,
+  password, private key, ...) that is not ``hmac-sha256:...``, or a plaintext string
+  inside ``request.data``/``response.data`` under a key that is not known to be
+  configured non-HMAC (``audit_non_hmac_request_keys``/``..._response_keys``, e.g.
+  ``common_name``, ``ttl``, ``serial_number``; extend with ``non_hmac_keys``).
+  Timestamps inside data are allowed in plaintext: Vault never HMACs time values.
+
+What is *not* verified: that an HMAC was made with the device's salt (only the
+salt holder can check that, with ``fedledger vault hmac``), and the audit log's own
+completeness beyond request/response pairing (Vault's file device has no chain).
+
+Pairing rule (documented contract). Every line is an input record: a ``request``
+line becomes a ``vault.request_received`` entry, a ``response`` line (which repeats
+the request and adds the response; the main evidence) becomes an entry of its kind
+(``vault.login``, ``vault.secret_read``, ...) with ``attrs.paired``. Request ids seen
+on request lines stay *open* until their response line arrives. Open requests are
+kept, in arrival order, inside the cursor committed with every batch (so they
+survive batches, kills and runs, and follow the log across files collected later).
+An open request becomes a ``vault.unpaired`` finding (``side=request``) when a later
+record of the same collection is more than ``pair_window`` seconds newer (Vault's
+default maximum request duration is 90 s), when more than ``max_open`` requests are
+open (oldest first), or at the end of the input with ``final=True``. A response
+line whose request id is not open is a ``vault.unpaired`` finding (``side=response``)
+at once: give rotated files oldest first. Quarantined lines that still parse and
+carry a request id take part in pairing, so a quarantined request does not make
+its response "unpaired" (only the id, time, file and line of such lines are kept).
+Findings count as read records (``lines + findings == read``).
+
+Dedup keys: ``vault:<sha256 of the line>`` for lines and
+``vault.unpaired:<side>:<request id>:<sha256 of the line>`` for findings, so re-reading
+the same bytes from another path or from stdin adds nothing.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
+
+import orjson
+
+from collector.canonical import MAX_SAFE_INTEGER, parse_json
+from collector.errors import MalformedInput, UsageError
+from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
+from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines
+from collector.timeutil import format_time, parse_time
+
+KIND = "vault"
+HMAC_PREFIX = "hmac-sha256:"
+MAX_RECORD_DEPTH = 64
+DEFAULT_PAIR_WINDOW = 300
+DEFAULT_MAX_OPEN = 10_000
+DEFAULT_CHUNK = 1 << 20
+STDIN_NAME = "-"
+
+# Reason codes of quarantined lines (fixed words: a reason never quotes input).
+UNHASHED_SECRET = "unhashed-secret"
+NOT_UTF8 = "not-utf8"
+INVALID_JSON = "invalid-json"
+TRUNCATED_LINE = "truncated-line"
+DEEP_NESTING = "deep-nesting"
+LONE_SURROGATE = "lone-surrogate"
+DUPLICATE_KEYS = "duplicate-keys"
+NOT_A_VAULT_RECORD = "not-a-vault-record"
+BAD_TIME = "bad-time"
+REASONS = (UNHASHED_SECRET, NOT_UTF8, INVALID_JSON, TRUNCATED_LINE, DEEP_NESTING, LONE_SURROGATE,
+           DUPLICATE_KEYS, NOT_A_VAULT_RECORD, BAD_TIME)
+
+# Vault token shapes: current service/batch/recovery tokens, legacy service (s. + 24) and batch tokens.
+_TOKEN_SHAPE = (
+    r"(?<![A-Za-z0-9_.\-])(?:hv[sbr]\.[A-Za-z0-9_\-]{20,}"
+    r"|s\.[A-Za-z0-9]{24}(?![A-Za-z0-9_\-])"
+    r"|b\.[A-Za-z0-9_\-]{24,})"
+)
+TOKEN_SHAPE_BYTES = re.compile(_TOKEN_SHAPE.encode())
+TOKEN_SHAPE_TEXT = re.compile(_TOKEN_SHAPE)
+# Every token shape holds "s.", "b." or "r."; mapping b and r to s lets one substring search rule most lines
+# out. The same folded copy maps JSON whitespace to a space, to spot a key written with space before its colon.
+_TOKEN_DOT_TABLE = bytes.maketrans(b"br\t\r\n", b"ss   ")
+
+# Fields that hold credentials wherever they appear: their strings must be HMAC'd or empty.
+SENSITIVE_KEYS = frozenset({
+    "client_token", "accessor", "client_token_accessor", "token", "wrapped_accessor", "wrapped_token",
+    "secret_id", "secret_id_accessor", "password", "private_key", "secret_key", "secret_access_key",
+    "security_token", "session_token", "refresh_token", "id_token", "jwt", "x-vault-token",
+    "authorization", "api_key", "apikey", "client_secret",
+})
+_NOT_SENSITIVE = frozenset({"mount_accessor", "token_type", "token_ttl", "token_policies", "token_issue_time"})
+_SENSITIVE_SUFFIXES = ("_token", "password", "_secret", "private_key", "secret_key", "_accessor")
+# A credential key followed by a plaintext string, a list or an object, found in the raw text of a
+# valid JSON line (inside a JSON string every quote is escaped, so this matches real keys only).
+_SENSITIVE_RAW = re.compile(
+    rb'"[^"\\]*+"(?:'
+    + b"|".join(b'(?<="' + re.escape(k.encode()) + b'")' for k in sorted(SENSITIVE_KEYS))
+    + b"|" + b"|".join(b"(?<=" + re.escape(k.encode()) + b'")' for k in _SENSITIVE_SUFFIXES)
+    + rb')(?<!"mount_accessor")\s*:\s*(?:"(?!hmac-sha256:|")|\[|\{)',
+    re.IGNORECASE,
+)
+_SPACE_BEFORE_COLON = re.compile(rb'"\s+:')
+
+# request.data / response.data keys a pki mount is commonly tuned to log in plaintext
+# (audit_non_hmac_request_keys / audit_non_hmac_response_keys): certificate names, TTL, serial.
+# Anything else that an operator made non-HMAC is added with ``non_hmac_keys`` (--non-hmac-key).
+DEFAULT_NON_HMAC_KEYS = frozenset({"common_name", "alt_names", "ip_sans", "uri_sans", "other_sans", "ttl",
+                                   "serial_number"})
+
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)$")
+_UTC_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
+_SERIAL_HEX = re.compile(r"^[0-9A-Fa-f]{2}(?:[:\-]?[0-9A-Fa-f]{2})*$")
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+
+# Metadata keys (JWT/OIDC claim mappings, cert auth) that link an event to a CI job.
+METADATA_CORRELATION = {
+    "job_id": "job_id", "ci_job_id": "job_id", "run_id": "run_id", "pipeline_id": "run_id",
+    "ci_pipeline_id": "run_id", "repository": "repository", "project_path": "repository",
+    "sub": "oidc_subject", "subject": "oidc_subject", "sha": "git_sha", "git_sha": "git_sha",
+    "runner": "runner", "runner_name": "runner", "serial_number": "cert_serial",
+}
+
+SECRET_ENGINES_STATIC = frozenset({"kv", "generic", "cubbyhole"})
+SECRET_ENGINES_DYNAMIC = frozenset({
+    "database", "aws", "azure", "gcp", "consul", "nomad", "kubernetes", "ldap", "openldap", "ad",
+    "rabbitmq", "ssh", "terraform", "alicloud", "mongodbatlas", "gcpkms",
+})
+_CREDENTIAL_SEGMENTS = frozenset({"creds", "static-creds", "sts", "static-cred", "token", "key",
+                                  "impersonated-account", "static-account", "roleset", "service-account"})
+_MOUNT_NAME_TYPES = {"secret": "kv", "kv": "kv", "cubbyhole": "cubbyhole", "database": "database", "aws": "aws",
+                     "gcp": "gcp", "azure": "azure", "pki": "pki", "ssh": "ssh", "transit": "transit"}
+_KV2_SEGMENTS = frozenset({"data", "metadata", "delete", "undelete", "destroy", "subkeys", "config"})
+_WRITE_OPERATIONS = frozenset({"create", "update", "patch", "delete"})
+
+
+class UnhashedSecret(Exception):
+    """Internal signal: the record holds a raw secret (never carries the value)."""
+
+
+def audit_hmac(salt: bytes, value: str | bytes) -> str:
+    """``hmac-sha256:<hex>`` of *value* keyed with the audit device's *salt*, as Vault's audit-hash does."""
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return HMAC_PREFIX + hmac.new(salt, data, hashlib.sha256).hexdigest()
+
+
+# -- secrets hygiene -----------------------------------------------------------------------
+
+
+class _SensitiveKeys(dict[str, bool]):
+    """Key → whether it names a credential; computed on first sight, kept for 100,000 keys."""
+
+    def __missing__(self, key: str) -> bool:
+        lower = key.lower()
+        found = lower not in _NOT_SENSITIVE and (lower in SENSITIVE_KEYS or lower.endswith(_SENSITIVE_SUFFIXES))
+        if len(self) < 100_000:
+            self[key] = found
+        return found
+
+
+_SENSITIVE_CACHE = _SensitiveKeys()
+
+
+def _is_sensitive_key(key: str) -> bool:
+    return _SENSITIVE_CACHE[key]
+
+
+# Walk modes: what a string found at this place must look like.
+_PLAIN, _DATA, _SENSITIVE, _REQUEST_OR_RESPONSE, _RECORD = 0, 1, 2, 3, 4
+
+
+class SecretScanner:
+    """Finds raw secrets in a parsed record. Pure; raises :class:`UnhashedSecret` on the first one.
+
+    :meth:`scan` also counts the record's object keys, so the caller can run the
+    duplicate-key check of :func:`collector.canonical.parse_json` without a second walk.
+    """
+
+    def __init__(self, non_hmac_keys: Iterable[str] = ()) -> None:
+        self.allowed_plain = DEFAULT_NON_HMAC_KEYS | frozenset(non_hmac_keys)
+        self._shapes = False
+        self.spaced = True  # whether the last text scanned had a quote followed by whitespace
+
+    def check(self, record: Any, raw: bytes) -> None:
+        """Raise :class:`UnhashedSecret` when *record* (parsed from *raw*) carries a raw secret."""
+        self.scan(record, raw)
+
+    def scan(self, record: Any, raw: bytes) -> int:
+        """Check *record* (parsed from *raw*) by walking every value; return its number of object keys.
+
+        Raises :class:`UnhashedSecret`, or ``_TooDeep`` past :data:`MAX_RECORD_DEPTH`.
+        """
+        folded = raw.translate(_TOKEN_DOT_TABLE)
+        self.spaced = b'" ' in folded
+        if b"s." in folded and TOKEN_SHAPE_BYTES.search(raw):
+            raise UnhashedSecret
+        # JSON \\u escapes can spell a token the byte scan cannot see: then look at every decoded string.
+        self._shapes = b"\\u" in raw
+        if type(record) is dict:
+            if self._shapes:
+                return self._dict(record, _RECORD, 0)
+            count = len(record)
+            for key, item in record.items():
+                kind = type(item)
+                if kind is dict:
+                    if _SENSITIVE_CACHE[key]:
+                        count += self._dict(item, _SENSITIVE, 1)
+                    else:
+                        count += self._plain_dict(item, 1, key == "request" or key == "response")
+                elif kind is list:
+                    count += self._list(item, _SENSITIVE if _SENSITIVE_CACHE[key] else _PLAIN, 1)
+                elif kind is str and item and _SENSITIVE_CACHE[key] and not item.startswith(HMAC_PREFIX):
+                    raise UnhashedSecret
+            return count
+        if type(record) is list:
+            return self._list(record, _PLAIN, 0)
+        if self._shapes and type(record) is str and TOKEN_SHAPE_TEXT.search(record):
+            raise UnhashedSecret
+        return 0
+
+    def _plain_dict(self, value: dict[str, Any], depth: int, holds_data: bool = False) -> int:
+        """A dict where plain strings are fine except under credential keys (no \\u escapes in the line)."""
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        count = len(value)
+        sensitive = _SENSITIVE_CACHE
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                if item and sensitive[key] and not item.startswith(HMAC_PREFIX):
+                    raise UnhashedSecret
+            elif kind is dict:
+                if sensitive[key]:
+                    count += self._dict(item, _SENSITIVE, depth + 1)
+                elif holds_data and key == "data":
+                    count += self._dict(item, _DATA, depth + 1)
+                else:
+                    count += self._plain_dict(item, depth + 1)
+            elif kind is list:
+                if sensitive[key]:
+                    count += self._list(item, _SENSITIVE, depth + 1)
+                elif holds_data and key == "data":
+                    count += self._list(item, _DATA, depth + 1)
+                elif not all(type(x) is str for x in item):
+                    count += self._list(item, _PLAIN, depth + 1)
+                elif depth + 1 > MAX_RECORD_DEPTH:
+                    raise _TooDeep
+        if holds_data:
+            data = value.get("data")
+            if type(data) is str and data and not data.startswith(HMAC_PREFIX) and not _TIMESTAMP.match(data):
+                raise UnhashedSecret
+        return count
+
+    def _dict(self, value: dict[str, Any], mode: int, depth: int) -> int:
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        count = len(value)
+        shapes = self._shapes
+        sensitive_cache = _SENSITIVE_CACHE
+        for key, item in value.items():
+            if shapes and TOKEN_SHAPE_TEXT.search(key):
+                raise UnhashedSecret
+            if mode == _SENSITIVE or sensitive_cache[key]:
+                child = _SENSITIVE
+            elif mode == _DATA:
+                child = _PLAIN if key in self.allowed_plain else _DATA
+            elif mode == _RECORD:
+                child = _REQUEST_OR_RESPONSE if (key == "request" or key == "response") else _PLAIN
+            elif mode == _REQUEST_OR_RESPONSE:
+                child = _DATA if key == "data" else _PLAIN
+            else:
+                child = _PLAIN
+            kind = type(item)
+            if kind is str:
+                if (child == _DATA or child == _SENSITIVE) and item and not item.startswith(HMAC_PREFIX):
+                    if child == _SENSITIVE or not _TIMESTAMP.match(item):
+                        raise UnhashedSecret
+                if shapes and TOKEN_SHAPE_TEXT.search(item):
+                    raise UnhashedSecret
+            elif kind is dict:
+                count += self._dict(item, child, depth + 1)
+            elif kind is list:
+                count += self._list(item, child, depth + 1)
+        return count
+
+    def _list(self, value: list[Any], mode: int, depth: int) -> int:
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        if mode == _RECORD or mode == _REQUEST_OR_RESPONSE:
+            mode = _PLAIN
+        count = 0
+        shapes = self._shapes
+        for item in value:
+            kind = type(item)
+            if kind is str:
+                if mode and item and not item.startswith(HMAC_PREFIX):
+                    if mode == _SENSITIVE or not _TIMESTAMP.match(item):
+                        raise UnhashedSecret
+                if shapes and TOKEN_SHAPE_TEXT.search(item):
+                    raise UnhashedSecret
+            elif kind is dict:
+                count += self._dict(item, mode, depth + 1)
+            elif kind is list:
+                count += self._list(item, mode, depth + 1)
+        return count
+
+
+class _TooDeep(Exception):
+    pass
+
+
+# -- parsing one line ---------------------------------------------------------------------------
+
+
+def classify_parse_error(message: str) -> str:
+    """Reason code for a :func:`parse_json` failure message (the message itself is not kept)."""
+    if "duplicate key" in message:
+        return DUPLICATE_KEYS
+    if "UTF-8" in message:
+        return NOT_UTF8
+    if "surrogate" in message:
+        return LONE_SURROGATE
+    if "depth limit" in message or "recursion" in message:
+        return DEEP_NESTING
+    if "unexpected end of data" in message or "EOF" in message:
+        return TRUNCATED_LINE
+    return INVALID_JSON
+
+
+class ParsedLine(NamedTuple):
+    """A line that parsed as a Vault audit record (an immutable tuple: cheap per line)."""
+
+    record: dict[str, Any]
+    record_type: str
+    request_id: str
+    time: str | None  # normalized RFC 3339 UTC, None when unusable
+    epoch: int | None
+
+
+_MINUTE_EPOCH: dict[str, int] = {}
+
+
+def vault_time(value: Any) -> tuple[str, int] | None:
+    """(RFC 3339 UTC text with at most microseconds, epoch seconds) of a Vault ``time``, or None."""
+    if type(value) is not str:
+        return None
+    match = _UTC_TIME.match(value)
+    if match is None:
+        try:
+            moment = parse_time(value)
+        except MalformedInput:
+            return None
+        return format_time(moment), calendar.timegm(moment.utctimetuple())
+    base, fraction = match.group(1), match.group(2)
+    minute = base[:16]
+    start = _MINUTE_EPOCH.get(minute)
+    if start is None:
+        try:
+            start = calendar.timegm((int(base[0:4]), int(base[5:7]), int(base[8:10]), int(base[11:13]),
+                                     int(base[14:16]), 0, 0, 0, 0))
+            parse_time(minute + ":00Z")  # validates month/day ranges
+        except (ValueError, MalformedInput):
+            return None
+        if len(_MINUTE_EPOCH) > 100_000:
+            _MINUTE_EPOCH.clear()
+        _MINUTE_EPOCH[minute] = start
+    seconds = int(base[17:19])
+    if seconds > 59:
+        return None
+    if not fraction:
+        return base + "Z", start + seconds
+    micro = fraction[:6].ljust(6, "0")
+    return (base + "Z" if micro == "000000" else f"{base}.{micro}Z"), start + seconds
+
+
+def _reject_spaced_duplicates(data: bytes) -> None:
+    """Exact duplicate-key check for text with space before a colon (parse_json's count misses it)."""
+    import json
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({key for key, _ in items}) != len(items):
+            raise MalformedInput("duplicate key in one JSON object")
+        return dict(items)
+
+    json.loads(data, object_pairs_hook=pairs)
+
+
+def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[ParsedLine | None, str | None]:
+    """Parse and check one audit line: (the record or None, the quarantine reason or None).
+
+    Strictness is :func:`collector.canonical.parse_json`'s: orjson parses (no NaN, no lone
+    surrogates, valid UTF-8); the scanner counts keys while it looks for secrets, and only
+    when the text holds more key separators than that count is ``parse_json`` asked to
+    rule on duplicate keys (the same over-count test it uses itself, without its second
+    walk). Text with space before a colon gets an exact duplicate check, which that count
+    cannot give. A record comes back with a reason too when it parsed
+    (``unhashed-secret``, ``bad-time``), for pairing.
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return None, classify_parse_error(str(exc))
+    if type(doc) is not dict:
+        return None, NOT_A_VAULT_RECORD
+    reason: str | None = None
+    try:
+        # parse_json's own test: more '":' in the text than keys parsed may mean a duplicate key.
+        suspicious = data.count(b'":') > scanner.scan(doc, data)
+    except UnhashedSecret:
+        reason, suspicious = UNHASHED_SECRET, False
+    except (_TooDeep, RecursionError):
+        return None, DEEP_NESTING
+    if suspicious or (reason is None and scanner.spaced and _SPACE_BEFORE_COLON.search(data)):
+        try:
+            parse_json(data, location=location)
+            if not suspicious:
+                _reject_spaced_duplicates(data)
+        except MalformedInput as exc:
+            return None, classify_parse_error(str(exc))
+    record_type = doc.get("type")
+    request = doc.get("request")
+    if record_type not in ("request", "response") or type(request) is not dict:
+        return None, reason or NOT_A_VAULT_RECORD
+    request_id = request.get("id")
+    if type(request_id) is not str or not _REQUEST_ID.match(request_id):
+        return None, reason or NOT_A_VAULT_RECORD
+    when = vault_time(doc.get("time"))
+    if when is None:
+        return ParsedLine(doc, record_type, request_id, None, None), reason or BAD_TIME
+    return ParsedLine(doc, record_type, request_id, when[0], when[1]), reason
+
+
+# -- normalization ------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _plain(value: Any) -> str | None:
+    """A non-empty string that is not an HMAC."""
+    return value if type(value) is str and value and not value.startswith(HMAC_PREFIX) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else {}
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if type(value) is not list:
+        return None
+    return [v for v in value if type(v) is str]
+
+
+def duration_seconds(value: Any) -> int | None:
+    """Seconds of a Vault TTL given as an int or ``"30m"``/``"1800s"``/``"1800"``; None when HMAC'd."""
+    if type(value) is int:
+        return _int(value)
+    if type(value) is not str:
+        return None
+    match = _DURATION.match(value.strip())
+    if match is None:
+        return None
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return _int(int(match.group(1)) * scale)
+
+
+def normalize_serial(value: Any) -> str | None:
+    """``aa:bb:...`` lower-case, or None for an HMAC or a non-hex value."""
+    text = _plain(value)
+    if text is None or not _SERIAL_HEX.match(text):
+        return None
+    digits = text.replace(":", "").replace("-", "").lower()
+    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
+
+
+def _error_text(value: Any) -> str | None:
+    text = _text(value)
+    if text is None:
+        return None
+    return " ".join(text.split())[:500] or None
+
+
+def _correlation(*metadatas: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for metadata in metadatas:
+        for key, value in metadata.items():
+            name = METADATA_CORRELATION.get(key)
+            if name is None:
+                continue
+            if type(value) is int:
+                value = str(value)
+            value = _plain(value)
+            if value is not None:
+                if name == "cert_serial":
+                    value = normalize_serial(value)
+                    if value is None:
+                        continue
+                found[name] = value
+    return found
+
+
+def _mount(request: dict[str, Any], response: dict[str, Any], path: str) -> tuple[str, str, str | None, bool]:
+    """(mount path without slash, path inside the mount, mount type, whether the type was inferred)."""
+    mount_point = _text(request.get("mount_point"))
+    if mount_point and path.startswith(mount_point):
+        mount, rest = mount_point.rstrip("/"), path[len(mount_point):]
+    elif path.startswith("auth/"):
+        parts = path.split("/", 2)
+        mount, rest = "/".join(parts[:2]), parts[2] if len(parts) > 2 else ""
+    else:
+        mount, _, rest = path.partition("/")
+    mount_type = _plain(request.get("mount_type")) or _plain(response.get("mount_type"))
+    if mount_type is not None:
+        return mount, rest, mount_type, False
+    if mount == "sys" or mount.startswith("auth/"):
+        return mount, rest, None, False
+    name = mount.rsplit("/", 1)[-1]
+    inferred = _MOUNT_NAME_TYPES.get(name) or ("pki" if name.startswith("pki") else None)
+    return mount, rest, inferred, inferred is not None
+
+
+def classify(path: str, operation: str, mount: str, rest: str, mount_type: str | None) -> str:
+    """The event kind for a request path and operation (see docs/events.md)."""
+    segments = rest.split("/") if rest else []
+    if mount == "auth/token":
+        head = segments[0] if segments else ""
+        if head.startswith("create"):
+            return "vault.token_create"
+        if head in ("renew", "renew-self", "renew-accessor"):
+            return "vault.token_renew"
+        return "vault.request"
+    if mount.startswith("auth/"):
+        if segments and (segments[0] == "login" or rest == "oidc/callback"):
+            return "vault.login"
+        return "vault.request"
+    if mount == "sys":
+        if operation in _WRITE_OPERATIONS:
+            if rest.startswith(("policy/", "policies/acl/", "policies/rgp/", "policies/egp/")):
+                return "vault.policy_change"
+            if rest.startswith(("audit/", "config/auditing/request-headers")):
+                return "vault.audit_change"
+        return "vault.request"
+    if mount_type == "pki":
+        if operation in ("update", "create") and _pki_role(segments) is not None:
+            return "vault.pki_issue"
+        return "vault.request"
+    if mount_type in SECRET_ENGINES_STATIC:
+        if mount_type == "kv" and segments and segments[0] in ("metadata", "subkeys", "config"):
+            return "vault.secret_write" if operation in _WRITE_OPERATIONS else "vault.request"
+        if operation == "read":
+            return "vault.secret_read"
+        if operation in _WRITE_OPERATIONS:
+            return "vault.secret_write"
+        return "vault.request"
+    if mount_type in SECRET_ENGINES_DYNAMIC:
+        credential = bool(segments) and segments[0] in _CREDENTIAL_SEGMENTS
+        if credential and operation in ("read", "update", "create"):
+            return "vault.secret_read"
+        if operation in _WRITE_OPERATIONS:
+            return "vault.secret_write"
+        return "vault.request"
+    return "vault.request"
+
+
+def _pki_role(segments: list[str]) -> str | None:
+    """The role of ``issue/<role>``, ``sign/<role>``, ``issuer/<ref>/issue|sign/<role>``, ``sign-verbatim``."""
+    if len(segments) >= 4 and segments[0] == "issuer":
+        segments = segments[2:]
+    if len(segments) >= 2 and segments[0] in ("issue", "sign", "sign-verbatim"):
+        return segments[1]
+    if segments and segments[0] == "sign-verbatim":
+        return ""
+    return None
+
+
+def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
+    """The normalized event of a parsed record that passed the secrets check."""
+    record = parsed.record
+    request = record["request"]
+    response = _dict(record.get("response"))
+    auth = _dict(record.get("auth"))
+    response_auth = _dict(response.get("auth"))
+    path = _text(request.get("path")) or ""
+    operation = _text(request.get("operation")) or ""
+    mount, rest, mount_type, inferred = _mount(request, response, path)
+    error = _error_text(record.get("error"))
+    attrs: dict[str, Any] = {"request_id": parsed.request_id, "path": path, "operation": operation}
+    if mount_type is not None:
+        attrs["mount_type"] = mount_type
+        if inferred:
+            attrs["mount_type_inferred"] = True
+    remote = _plain(request.get("remote_address"))
+    if remote is not None:
+        attrs["remote_address"] = remote
+    namespace = _plain(_dict(request.get("namespace")).get("id"))
+    if namespace is not None and namespace != "root":
+        attrs["namespace"] = namespace
+    if error is not None and "permission denied" in error:
+        attrs["permission_denied"] = True
+
+    if parsed.record_type == "request":
+        kind = "vault.request_received"
+        actor_auth, metadata = auth, _dict(auth.get("metadata"))
+    else:
+        kind = classify(path, operation, mount, rest, mount_type)
+        attrs["paired"] = bool(paired)
+        login = kind == "vault.login"
+        actor_auth = response_auth if (login and response_auth) else auth
+        metadata = _dict(actor_auth.get("metadata"))
+        request_data = _dict(request.get("data"))
+        response_data = _dict(response.get("data"))
+        if kind in ("vault.login", "vault.token_create", "vault.token_renew"):
+            if login:
+                attrs["auth_method"] = mount_type or mount.split("/", 1)[-1]
+                attrs["role"] = (_plain(metadata.get("role")) or _plain(metadata.get("role_name"))
+                                 or _text(request_data.get("role")))
+            policies = _str_list(response_auth.get("policies"))
+            if policies is not None:
+                attrs["policies"] = policies
+            ttl = _int(response_auth.get("token_ttl"))
+            if ttl is None:
+                ttl = _int(response_auth.get("lease_duration"))
+            attrs["token_ttl"] = ttl
+            attrs["token_type"] = _plain(response_auth.get("token_type"))
+            if login and metadata:
+                attrs["metadata"] = {k: v for k, v in sorted(metadata.items())[:50] if type(v) is str}
+        elif kind == "vault.pki_issue":
+            attrs["role"] = _pki_role(rest.split("/"))
+            attrs["common_name"] = _text(request_data.get("common_name"))
+            ttl = duration_seconds(request_data.get("ttl"))
+            expiration = _int(response_data.get("expiration"))
+            if expiration is not None:
+                attrs["expiration"] = format_time_epoch(expiration)
+                if ttl is None and parsed.epoch is not None:
+                    ttl = expiration - parsed.epoch
+            attrs["ttl"] = ttl
+            serial = normalize_serial(response_data.get("serial_number"))
+            if serial is not None:
+                attrs["cert_serial"] = serial
+            elif _text(response_data.get("serial_number")):
+                attrs["cert_serial_hmac"] = response_data["serial_number"]
+        elif kind in ("vault.secret_read", "vault.secret_write"):
+            attrs["mount"] = mount
+            if mount_type == "kv":
+                first = rest.split("/", 1)[0]
+                attrs["kv_version"] = 2 if first in _KV2_SEGMENTS else 1
+            lease = _plain(_dict(response.get("secret")).get("lease_id"))
+            if lease is not None:
+                attrs["lease_id"] = lease
+        elif kind == "vault.policy_change":
+            attrs["policy"] = rest.rsplit("/", 1)[-1]
+        elif kind == "vault.audit_change":
+            attrs["change"] = "disable" if operation == "delete" else "enable"
+            attrs["device"] = rest.split("/", 1)[1] if "/" in rest else rest
+            device_type = _text(request_data.get("type"))
+            if device_type is not None:
+                attrs["device_type"] = device_type
+
+    auth_metadata = _dict(auth.get("metadata"))
+    correlation = _correlation(auth_metadata) if metadata is auth_metadata else _correlation(auth_metadata, metadata)
+    entity = _plain(actor_auth.get("entity_id")) or _plain(auth.get("entity_id"))
+    if entity is not None:
+        correlation["vault_entity_id"] = entity
+    if "cert_serial" in attrs:
+        correlation["cert_serial"] = attrs["cert_serial"]
+    actor = _plain(actor_auth.get("display_name")) or entity
+    return {
+        "time": parsed.time,
+        "kind": kind,
+        "actor": actor,
+        "action": f"{operation} {path}".strip(),
+        "resource": path or None,
+        "outcome": {"status": "failure" if error else "success", "error": error},
+        "correlation": correlation,
+        "attrs": attrs,
+    }
+
+
+def format_time_epoch(seconds: int) -> str:
+    """RFC 3339 UTC text of a Unix time."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+# -- pairing state ------------------------------------------------------------------------------
+
+
+class OpenRequest(NamedTuple):
+    """A request line whose response has not been read yet (no secret content; an immutable tuple)."""
+
+    epoch: int
+    time: str | None
+    location: str
+    line: int | None
+    raw_sha256: str
+    path: str | None = None
+    operation: str | None = None
+    actor: str | None = None
+    correlation: Mapping[str, str] | None = None
+
+    def to_json(self) -> list[Any]:
+        return [self.epoch, self.time, self.location, self.line, self.raw_sha256, self.path, self.operation,
+                self.actor, dict(self.correlation) if self.correlation else None]
+
+    @staticmethod
+    def from_json(doc: list[Any]) -> OpenRequest:
+        return OpenRequest(int(doc[0]), doc[1], str(doc[2]), doc[3], str(doc[4]), doc[5], doc[6], doc[7], doc[8])
+
+
+class PairingState:
+    """Open request ids in arrival order, and a generation counter that orders cursors."""
+
+    def __init__(self, generation: int = 0, open_requests: dict[str, OpenRequest] | None = None) -> None:
+        self.generation = generation
+        self.open: dict[str, OpenRequest] = open_requests or {}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gen": self.generation, "open": [[k, v.to_json()] for k, v in self.open.items()]}
+
+    @staticmethod
+    def from_cursors(cursors: Mapping[str, str]) -> PairingState:
+        """The newest state among the Vault cursors (the one with the highest generation)."""
+        best: dict[str, Any] | None = None
+        for source_id, text in cursors.items():
+            if not source_id.startswith(KIND + ":"):
+                continue
+            doc = orjson.loads(text)
+            if "gen" in doc and (best is None or doc["gen"] > best["gen"]):
+                best = doc
+        if best is None:
+            return PairingState()
+        return PairingState(int(best["gen"]), {k: OpenRequest.from_json(v) for k, v in best.get("open", [])})
+
+
+# -- the source ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuarantineNote:
+    location: str
+    line: int | None
+    reason: str
+
+
+LOG_NAME = re.compile(r"(\.log|\.json|\.jsonl)(\.\d+|-[\w.-]+)?$")
+
+
+def is_audit_log_name(name: str) -> bool:
+    """Whether a file found under a folder is read: ``*.log``, ``*.json``, ``*.jsonl`` and rotations
+    such as ``audit.log.1`` or ``audit.log-20261120`` (not compressed ones). Named files are always read."""
+    return bool(LOG_NAME.search(name)) and not name.endswith((".gz", ".bz2", ".xz", ".zst", ".zip"))
+
+
+class VaultAuditLog(Source):
+    """Vault file-audit-device logs from files, folders (every file under them) or ``-`` (stdin).
+
+    Files are resumed from their cursor (byte offset + SHA-256 of everything before
+    it); a file whose already-read part changed is recorded in :attr:`tampered` and
+    skipped (nothing of it is re-read), while the other inputs are still collected.
+    Stdin is not resumable; dedup keys make a repeated stdin run add nothing.
+    """
+
+    kind = KIND
+
+    def __init__(
+        self,
+        paths: Iterable[str],
+        *,
+        chunk_size: int = DEFAULT_CHUNK,
+        pair_window: int = DEFAULT_PAIR_WINDOW,
+        max_open: int = DEFAULT_MAX_OPEN,
+        final: bool = False,
+        non_hmac_keys: Iterable[str] = (),
+        stdin: BinaryIO | None = None,
+        keep_notes: int = 1000,
+    ) -> None:
+        self.paths = list(paths)
+        if not self.paths:
+            raise UsageError("give at least one file, folder or '-'")
+        self.chunk_size = chunk_size
+        self.pair_window = pair_window
+        self.max_open = max_open
+        self.final = final
+        self.scanner = SecretScanner(non_hmac_keys)
+        self.stdin = stdin
+        self.keep_notes = keep_notes
+        # Filled while collecting.
+        self.lines = 0
+        self.findings = 0
+        self.files = 0
+        self.tampered: list[tuple[str, str]] = []
+        self.skipped: list[str] = []  # files under a folder that do not look like audit logs
+        self.pending: list[tuple[str, int]] = []  # (file, bytes after the last complete line)
+        self.notes: list[QuarantineNote] = []
+        self.state = PairingState()
+        self._last_epoch: int | None = None
+
+    def inputs(self) -> list[str]:
+        """The files to read, in order (folders expanded, sorted by name); ``-`` kept as is."""
+        found: list[str] = []
+        self.skipped = []
+        for name in self.paths:
+            if name == STDIN_NAME:
+                found.append(STDIN_NAME)
+                continue
+            if not os.path.exists(name):
+                raise UsageError("no such file or folder", location=name)
+            if os.path.isdir(name):
+                for child in iter_files([name]):
+                    if is_audit_log_name(child.name):
+                        found.append(str(child))
+                    else:
+                        self.skipped.append(str(child))
+            else:
+                found.append(name)
+        seen: set[str] = set()
+        unique = []
+        for name in found:  # a file named twice (or also under a named folder) is read once
+            key = name if name == STDIN_NAME else str(Path(name).resolve())
+            if key not in seen:
+                seen.add(key)
+                unique.append(name)
+        found = unique
+        if not found:
+            raise UsageError("no files found in " + ", ".join(self.paths))
+        return found
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        try:
+            self.state = PairingState.from_cursors(cursors)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+            raise MalformedInput("the ledger holds a Vault cursor fedledger cannot read") from None
+        last_mark: tuple[str, dict[str, Any]] | None = None
+        for name in self.inputs():
+            if name == STDIN_NAME:
+                source_id = f"{KIND}:{STDIN_NAME}"
+                items: Iterator[Line | FileCursor] = self._stdin_lines()
+                base: dict[str, Any] = {}
+            else:
+                path = Path(name)
+                source_id = file_source_id(KIND, path)
+                start = FileCursor.loads(cursors.get(source_id))
+                items = read_lines(path, start, chunk=self.chunk_size)
+                base = {"offset": start.offset, "line": start.line, "prefix_sha256": start.prefix_sha256}
+            self.files += 1
+            try:
+                for item in items:
+                    if isinstance(item, FileCursor):
+                        base = {"offset": item.offset, "line": item.line, "prefix_sha256": item.prefix_sha256}
+                        yield self._mark(source_id, base)
+                        continue
+                    yield from self._line(item)
+            except SourceTampered as exc:
+                self.tampered.append((name, str(exc)))
+                continue
+            last_mark = (source_id, base)
+            if name != STDIN_NAME:
+                size = os.path.getsize(name)
+                if size > base["offset"]:
+                    self.pending.append((name, size - base["offset"]))
+        if self.final and self.state.open:
+            for request_id, opened in list(self.state.open.items()):
+                del self.state.open[request_id]
+                yield self._unpaired_request(request_id, opened, "end-of-input")
+            if last_mark is not None:
+                yield self._mark(*last_mark)
+
+    def _mark(self, source_id: str, base: dict[str, Any]) -> CursorMark:
+        self.state.generation += 1
+        doc = dict(base)
+        doc.update(self.state.to_json())
+        return CursorMark(source_id, orjson.dumps(doc).decode())
+
+    def _stdin_lines(self) -> Iterator[Line | FileCursor]:
+        stream = self.stdin if self.stdin is not None else sys.stdin.buffer
+        number, offset, carry = 0, 0, b""
+        while True:
+            block = stream.read(self.chunk_size)
+            if not block:
+                break
+            parts = (carry + block).split(b"\n")
+            carry = parts.pop()
+            for data in parts:
+                number += 1
+                yield Line(STDIN_NAME, number, offset, offset + len(data) + 1, data)
+                offset += len(data) + 1
+            yield FileCursor(offset, number, "")
+        if carry:  # the stream ended: a last line without newline is still a record
+            number += 1
+            yield Line(STDIN_NAME, number, offset, offset + len(carry), carry)
+            yield FileCursor(offset + len(carry), number, "")
+
+    def _quarantine(self, line: Line, reason: str, digest: str) -> SourceRecord:
+        if len(self.notes) < self.keep_notes:
+            self.notes.append(QuarantineNote(line.path, line.number, reason))
+        return SourceRecord(location=line.path, line=line.number, raw=b"", reason=reason, raw_sha256=digest)
+
+    def _line(self, line: Line) -> Iterator[SourceRecord]:
+        data = line.data
+        if data.endswith(b"\r"):
+            data = data[:-1]
+        if not data or data.isspace():
+            return  # blank lines are not records
+        self.lines += 1
+        raw = data + b"\n"
+        digest = hashlib.sha256(raw).hexdigest()
+        parsed, reason = parse_line(data, line.path, self.scanner)
+        if parsed is None:
+            yield self._quarantine(line, reason or NOT_A_VAULT_RECORD, digest)
+            return
+        epoch = parsed.epoch if parsed.epoch is not None else self._last_epoch
+        if epoch is not None:
+            yield from self._expire(epoch)
+            self._last_epoch = epoch if self._last_epoch is None else max(self._last_epoch, epoch)
+        if reason is not None:
+            # The record is untrusted: pair on its id only, keep nothing else from it.
+            if parsed.record_type == "request":
+                yield from self._open(parsed.request_id,
+                                      OpenRequest(epoch or 0, parsed.time, line.path, line.number, digest))
+            elif self.state.open.pop(parsed.request_id, None) is None:
+                yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, None)
+            yield self._quarantine(line, reason, digest)
+            return
+        if parsed.record_type == "request":
+            event = normalize(parsed)
+            yield from self._open(parsed.request_id, OpenRequest(
+                epoch or 0, parsed.time, line.path, line.number, digest, event["attrs"]["path"],
+                event["attrs"]["operation"], event["actor"], event["correlation"] or None))
+        else:
+            paired = self.state.open.pop(parsed.request_id, None) is not None
+            event = normalize(parsed, paired)
+            if not paired:
+                yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event)
+        yield SourceRecord(location=line.path, line=line.number, raw=raw, event=event,
+                           dedup_key=f"{KIND}:{digest}", raw_sha256=digest)
+
+    def _open(self, request_id: str, opened: OpenRequest) -> Iterator[SourceRecord]:
+        open_requests = self.state.open
+        open_requests.pop(request_id, None)
+        open_requests[request_id] = opened
+        while len(open_requests) > self.max_open:
+            oldest = next(iter(open_requests))
+            yield self._unpaired_request(oldest, open_requests.pop(oldest), "capacity")
+
+    def _expire(self, epoch: int) -> Iterator[SourceRecord]:
+        cutoff = epoch - self.pair_window
+        open_requests = self.state.open
+        while open_requests:
+            request_id, opened = next(iter(open_requests.items()))
+            if opened.epoch >= cutoff:
+                break
+            del open_requests[request_id]
+            yield self._unpaired_request(request_id, opened, "window")
+
+    def _finding(self, *, time: str | None, request_id: str, side: str, location: str, line: int | None,
+                 raw_sha256: str, closed_by: str | None, path: str | None, operation: str | None,
+                 actor: str | None, correlation: Mapping[str, str] | None) -> SourceRecord:
+        self.findings += 1
+        attrs: dict[str, Any] = {"request_id": request_id, "side": side, "location": location, "line": line,
+                                 "record_sha256": raw_sha256}
+        if closed_by is not None:
+            attrs["closed_by"] = closed_by
+            attrs["pair_window"] = self.pair_window
+        if path is not None:
+            attrs["path"] = path
+            attrs["operation"] = operation
+        event = {
+            "time": time or format_time_epoch(self._last_epoch or 0),
+            "kind": "vault.unpaired",
+            "actor": actor,
+            "action": f"unpaired {side}",
+            "resource": path,
+            "outcome": {"status": "failure", "error": f"no matching {'response' if side == 'request' else 'request'}"},
+            "correlation": dict(correlation or {}),
+            "attrs": attrs,
+        }
+        statement = orjson.dumps({"finding": "vault.unpaired", **attrs}, option=orjson.OPT_SORT_KEYS) + b"\n"
+        return SourceRecord(location=location, line=line, raw=statement, event=event,
+                            dedup_key=f"vault.unpaired:{side}:{request_id}:{raw_sha256}",
+                            source_extra={"finding": True})
+
+    def _unpaired_request(self, request_id: str, opened: OpenRequest, closed_by: str) -> SourceRecord:
+        return self._finding(time=opened.time, request_id=request_id, side="request", location=opened.location,
+                             line=opened.line, raw_sha256=opened.raw_sha256, closed_by=closed_by,
+                             path=opened.path, operation=opened.operation, actor=opened.actor,
+                             correlation=opened.correlation)
+
+    def _unpaired_response(self, request_id: str, time: str | None, line: Line, digest: str,
+                           event: Mapping[str, Any] | None) -> SourceRecord:
+        attrs = event["attrs"] if event else {}
+        return self._finding(time=time, request_id=request_id, side="response", location=line.path,
+                             line=line.number, raw_sha256=digest, closed_by=None, path=attrs.get("path"),
+                             operation=attrs.get("operation"), actor=event["actor"] if event else None,
+                             correlation=event["correlation"] if event else None)
+
