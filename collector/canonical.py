@@ -11,6 +11,7 @@ the keys are put in UTF-16 order first and written without re-sorting.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -112,11 +113,15 @@ def _count_keys(value: Any) -> int:
     return count
 
 
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
 def _may_hold_duplicate_keys(value: Any, data: bytes | str) -> bool:
-    # Every key is followed by '":' in the text; strings can hold that sequence too,
-    # so this over-counts and never under-counts: equal counts prove no duplicate.
+    # Every key ends with '"', optional whitespace and ':' in the text; strings can
+    # hold that sequence too, so this over-counts and never under-counts: equal
+    # counts prove no duplicate.
     raw = data.encode() if isinstance(data, str) else data
-    return raw.count(b'":') > _count_keys(value)
+    return len(_KEY_END.findall(raw)) > _count_keys(value)
 
 
 def _reject_duplicate_keys(data: bytes | str, location: str | None) -> None:

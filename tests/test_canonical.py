@@ -85,6 +85,8 @@ def test_rejects_deep_nesting() -> None:
         (b'{"a": NaN}', "invalid JSON"),
         (b'{"a": 1, "a": 2}', "duplicate key"),
         (b'{"o": {"k": 1, "k": 1}}', "duplicate key"),
+        (b'{"a":1, "a" :2}', "duplicate key"),
+        (b'{"a":1,\n "a"\t\n: 2}', "duplicate key"),
         (b"[" * 100_000, "invalid JSON"),
         (b'"\\ud800"', "invalid JSON"),
         (b"\xff\xfe{}", "invalid JSON"),
