@@ -1013,3 +1013,33 @@ class VaultAuditLog(Source):
                              operation=attrs.get("operation"), actor=event["actor"] if event else None,
                              correlation=event["correlation"] if event else None)
 
+
+
+def build_sources(source: Any, context: Any) -> list[Any]:
+    """``fedledger run`` factory for ``kind = "vault"`` (see collector.run).
+
+    Options mirror ``fedledger collect vault``: ``pair_window``, ``max_open``,
+    ``final``, ``non_hmac_keys``, ``batch_size``. A file whose already-read part
+    changed fails the source (after the other files were collected).
+    """
+    from collector.errors import IntegrityError
+    from collector.run import PlannedCollection
+
+    opts = source.options
+    audit = VaultAuditLog(
+        list(source.locations),
+        pair_window=int(opts.get("pair_window") or DEFAULT_PAIR_WINDOW),
+        max_open=int(opts.get("max_open") or DEFAULT_MAX_OPEN),
+        final=bool(opts.get("final") or False),
+        non_hmac_keys=tuple(opts.get("non_hmac_keys") or ()),
+    )
+    audit.inputs()  # unusable paths fail here, before anything is read
+
+    def finish(_summary: Any) -> None:
+        if audit.tampered:
+            name, message = audit.tampered[0]
+            raise IntegrityError(f"{len(audit.tampered)} Vault audit file(s) changed after they were read: {message}",
+                                 location=name)
+
+    return [PlannedCollection(audit, KIND, ", ".join(source.locations), finish=finish,
+                              batch_size=opts.get("batch_size"))]
