@@ -116,13 +116,9 @@ def load_public_keys(data: bytes, *, location: str = "public keys") -> dict[str,
 def public_keys_from_list(items: Iterable[Mapping[str, Any]], *, location: str = "public keys") -> dict[str, PublicKey]:
     keys: dict[str, PublicKey] = {}
     for index, item in enumerate(items):
-        value = item.get("Value")
-        der = bytes(value) if isinstance(value, (bytes, bytearray)) else None
+        der = _der_from_value(item.get("Value"))
         if der is None:
-            try:
-                der = base64.b64decode(str(value), validate=True)
-            except (binascii.Error, ValueError):
-                raise MalformedInput(f"PublicKeyList[{index}].Value is not base64", location=location) from None
+            raise MalformedInput(f"PublicKeyList[{index}].Value is not a base64 PKCS#1 key", location=location)
         fingerprint = fingerprint_of(der)
         stated = str(item.get("Fingerprint", fingerprint)).lower()
         if stated != fingerprint:
@@ -131,6 +127,30 @@ def public_keys_from_list(items: Iterable[Mapping[str, Any]], *, location: str =
         keys[fingerprint] = PublicKey(fingerprint, der, _key_time(item.get("ValidityStartTime")),
                                       _key_time(item.get("ValidityEndTime")))
     return keys
+
+
+def _der_from_value(value: Any) -> bytes | None:
+    """DER bytes from a key ``Value``: base64 text (CLI output), or bytes that are DER or base64 text
+    (botocore decodes the JSON blob once; CloudTrail's blob holds the base64 text of the key)."""
+    raw: bytes
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        if raw[:1] == b"\x30":
+            return raw
+    elif isinstance(value, str):
+        raw = value.encode()
+    else:
+        return None
+    try:
+        der = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if der[:1] != b"\x30":  # base64 of base64 text: decode once more
+        try:
+            der = base64.b64decode(der, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return der
 
 
 def keys_in_window(keys: Mapping[str, PublicKey], start: datetime, end: datetime) -> dict[str, PublicKey]:

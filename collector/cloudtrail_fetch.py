@@ -35,6 +35,8 @@ from collector.cloudtrail_digest import (
     Verdict,
     chain_id,
     inflate_one_member,
+    key_stamp,
+    parse_utc,
     keys_in_window,
     load_public_keys,
     public_keys_from_list,
@@ -159,17 +161,24 @@ class DigestStore:
             yield verify_log_file(by_key[key], blob, self.provider.uri(key))
 
 
-def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: datetime, end: datetime,
+def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: datetime | None = None,
+                   end: datetime | None = None,
                    workers: int = FETCH_WORKERS, tail_tolerance: timedelta = HOUR + timedelta(minutes=30)) -> ValidationReport:
-    """Validate every digest chain under *provider* for [start, end]: digests, links, log files, gaps."""
-    if start > end:
-        raise MalformedInput("--start must be before --end")
+    """Validate every digest chain under *provider* for [start, end]: digests, links, log files, gaps.
+
+    Without *start*/*end*, the range is what the digest names span (no tail check then).
+    """
     store = DigestStore(provider, workers=workers)
     chains = store.digest_chains()
     report = ValidationReport()
     if not chains:
         report.verdicts.append(Verdict("chain", provider.uri(""), "invalid", "no CloudTrail digest files found"))
         return report
+    stamps = [t for ks in chains.values() for t in (key_stamp(k) for k in ks) if t is not None]
+    start = start if start is not None else min(stamps) - HOUR
+    end = end if end is not None else max(stamps)
+    if start > end:
+        raise MalformedInput("--start must be before --end")
     public_keys = keys(start, end + KEY_WINDOW_AFTER)
     selected = {cid: select_in_range(ks, start, end) for cid, ks in chains.items()}
     fetched = store.fetch_digests([k for ks in selected.values() for k in ks])
@@ -187,11 +196,11 @@ def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: da
                             local_prefix=prefix, tail_tolerance=tail_tolerance)
         report.verdicts.extend(part.verdicts)
         refs.extend((ref, store.store_key(ref, prefix)) for ref in part.logs_to_check)
-        for v in part.verdicts:
-            if v.subject == "digest" and v.status == "valid" and v.start and v.end:
-                windows.setdefault((cid.prefix, cid.account, cid.region), []).append(
-                    (datetime.fromisoformat(v.start.replace("Z", "+00:00")),
-                     datetime.fromisoformat(v.end.replace("Z", "+00:00"))))
+        spans = [(parse_utc(v.start), parse_utc(v.end)) for v in part.verdicts
+                 if v.subject == "digest" and v.status == "valid" and v.start and v.end]
+        if spans and not cid.backfill:  # the whole stretch the chain covers, holes included
+            windows.setdefault((cid.prefix, cid.account, cid.region), []).append(
+                (min(s for s, _ in spans), max(e for _, e in spans)))
     seen: set[str] = set()
     unique = []
     for ref, key in refs:

@@ -570,3 +570,60 @@ class CloudTrailLogs(Source):
             while window:
                 done_info, done_skip, result = window.popleft()
                 yield from self._file_items(done_info, done_skip, result.get())
+
+
+# -- digest verdicts as ledger entries ---------------------------------------------------
+
+VERDICT_KINDS = {"valid": "aws.digest_valid", "invalid": "aws.digest_invalid", "gap": "aws.digest_gap"}
+
+
+def verdict_event(verdict: Any, *, observed: str, requested: tuple[str, str] | None) -> dict[str, Any]:
+    """The normalized event of one digest-validation verdict (:class:`collector.cloudtrail_digest.Verdict`).
+
+    A broken chain (ends early, restarts) is ``aws.digest_gap``; an invalid digest or
+    listed log file is ``aws.digest_invalid``; a digest whose signature, location and
+    links verified is ``aws.digest_valid``.
+    """
+    kind = VERDICT_KINDS[verdict.status]
+    if verdict.subject == "chain":
+        kind = "aws.digest_gap"
+    attrs: dict[str, Any] = {"subject": verdict.subject, "digest_key": verdict.key if verdict.subject != "log" else None,
+                             "start": verdict.start, "end": verdict.end, "reason": verdict.reason}
+    if verdict.subject == "log":
+        attrs["log_key"] = verdict.key
+    if requested is not None:
+        attrs["requested_start"], attrs["requested_end"] = requested
+    problem = verdict.status != "valid"
+    return {
+        "time": verdict.end or observed,
+        "kind": kind,
+        "actor": None,
+        "action": "validate-digest" if verdict.subject == "digest" else f"validate-{verdict.subject}",
+        "resource": verdict.location,
+        "outcome": {"status": "failure" if problem else "success", "error": verdict.reason if problem else None},
+        "correlation": {},
+        "attrs": {k: v for k, v in attrs.items() if v is not None},
+    }
+
+
+class CloudTrailDigestVerdicts(Source):
+    """The verdicts of one digest validation run, as entries (valid log files are not entries)."""
+
+    kind = KIND
+
+    def __init__(self, report: Any, root_uri: str, *, observed: str,
+                 requested: tuple[str, str] | None = None) -> None:
+        self.report = report
+        self.source_id = f"{KIND}-digest:{root_uri}"
+        self.observed = observed
+        self.requested = requested
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        for index, verdict in enumerate(self.report.verdicts):
+            if verdict.subject == "log" and verdict.status == "valid":
+                continue
+            event = verdict_event(verdict, observed=self.observed, requested=self.requested)
+            raw = orjson.dumps(verdict.to_json(), option=orjson.OPT_SORT_KEYS)
+            dedup = f"aws.digest:{verdict.status}:{verdict.subject}:{verdict.location}:{verdict.reason}"
+            yield SourceRecord(location=verdict.location, line=None, raw=raw, event=event, dedup_key=dedup)
+        yield CursorMark(self.source_id, orjson.dumps({"validated": self.observed}).decode())
