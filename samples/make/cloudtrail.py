@@ -436,7 +436,8 @@ def chain_tail_deleted(objects: Objects, **_: Any) -> Objects:
 
 def log_file_unlisted(objects: Objects, **_: Any) -> Objects:
     out = dict(objects)
-    layout = TrailLayout()
+    first = _logs(objects)[0]
+    layout = TrailLayout(prefix=first[: first.index("AWSLogs/")])
     delivered = CHAIN_START + 3 * HOUR + timedelta(minutes=33)
     extra = record(delivered - timedelta(minutes=2), "iam.amazonaws.com", "CreateAccessKey",
                    identity=dict(ADMIN), params={"userName": "injected"})
