@@ -24,6 +24,7 @@ import re
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,11 @@ _KEY = re.compile(rb'"((?:[^"\\]|\\.)*)"[ \t\r\n]*:[ \t\r\n]*', re.DOTALL)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _SCALAR = re.compile(rb"[^,}\]\s]*")
 _CLOSER = {ord("{"): ord("}"), ord("["): ord("]")}
+# Where a record most likely ends: a '}' followed by the next record's first member (CloudTrail
+# writes "eventVersion" first) or by the end of the Records array and document. `{"eventVersion"`
+# cannot occur inside a JSON string (its quotes would be escaped), so a candidate is always a
+# structural '}'; it is the record's end exactly when the slice parses as one JSON value.
+_BOUNDARY = re.compile(rb'\}[ \t\r\n]*(?:,[ \t\r\n]*\{[ \t\r\n]*"eventVersion"|\][ \t\r\n]*\}[ \t\r\n]*\Z)')
 
 
 class ScanError(ValueError):
@@ -70,6 +76,7 @@ class RecordSlice:
     index: int  # 0-based position in the Records array
     start: int
     end: int
+    doc: Any = None  # the parsed record when the fast path already parsed it
 
 
 @dataclass(frozen=True)
@@ -173,12 +180,22 @@ def scan_records(data: bytes) -> Iterator[RecordSlice | BadSlice]:
         return
     while True:
         start = pos
-        try:
-            end = _skip_value(data, pos)
-        except ScanError as exc:
-            yield BadSlice(index, start, n, f"malformed JSON in Records: {exc}")
-            return
-        yield RecordSlice(index, start, end)
+        doc, end = None, -1
+        if data[pos] == ord("{"):  # fast path: guess the end, let orjson confirm it
+            m = _BOUNDARY.search(data, pos)
+            if m is not None:
+                try:
+                    doc = orjson.loads(data[start:m.start() + 1])
+                    end = m.start() + 1
+                except orjson.JSONDecodeError:
+                    doc = None
+        if end < 0:  # careful path: walk the structure
+            try:
+                end = _skip_value(data, pos)
+            except ScanError as exc:
+                yield BadSlice(index, start, n, f"malformed JSON in Records: {exc}")
+                return
+        yield RecordSlice(index, start, end, doc)
         index += 1
         pos = _skip_ws(data, end)
         if pos < n and data[pos] == ord(","):
@@ -275,6 +292,25 @@ def _resource(source: str, name: str, params: dict[str, Any], resources: list[An
     return None
 
 
+_CT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+_EMPTY: dict[str, Any] = {}
+
+
+def _event_time(value: Any, location: str) -> str:
+    # CloudTrail writes YYYY-MM-DDTHH:MM:SSZ: keep it once it is a real date; anything else goes
+    # through the general RFC 3339 parser.
+    if type(value) is str and len(value) == 20 and _CT_TIME.fullmatch(value):
+        try:
+            datetime.fromisoformat(value[:-1])
+            return value
+        except ValueError:
+            pass
+    try:
+        return normalize_time(value, field="eventTime")
+    except MalformedInput:
+        raise MalformedInput("bad eventTime (not RFC 3339 with a zone)", location=location) from None
+
+
 def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | None]:
     """The normalized event of one CloudTrail record and its dedup key (``eventID``).
 
@@ -282,60 +318,54 @@ def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | 
     what an entry needs (a JSON object with ``eventTime``, ``eventName``, ``eventSource``).
     Unknown fields are ignored here (the raw bytes keep them).
     """
-    if not isinstance(doc, dict):
+    if type(doc) is not dict:
         raise MalformedInput("record is not a JSON object", location=location)
-    if doc.get("eventTime") is None:
+    get = doc.get
+    if get("eventTime") is None:
         raise MalformedInput("missing eventTime", location=location)
-    try:
-        time = normalize_time(doc["eventTime"], field="eventTime")
-    except MalformedInput:
-        raise MalformedInput("bad eventTime (not RFC 3339 with a zone)", location=location) from None
-    name = _s(doc.get("eventName"))
-    source = _s(doc.get("eventSource"))
+    time = _event_time(get("eventTime"), location)
+    name = _s(get("eventName"))
+    source = _s(get("eventSource"))
     if name is None or source is None:
         raise MalformedInput("missing eventName or eventSource", location=location)
-    ident = _d(doc.get("userIdentity"))
-    params = _d(doc.get("requestParameters"))
-    response = _d(doc.get("responseElements"))
-    extra = _d(doc.get("additionalEventData"))
-    resources = doc.get("resources") if isinstance(doc.get("resources"), list) else []
-    context = _d(ident.get("sessionContext"))
-    issuer = _d(context.get("sessionIssuer"))
-    attributes = _d(context.get("attributes"))
-    identity_type = _s(ident.get("type"))
+    ident = _d(get("userIdentity"))
+    params = _d(get("requestParameters"))
+    response = _d(get("responseElements"))
+    extra = _d(get("additionalEventData"))
+    resources = get("resources") if type(get("resources")) is list else []
+    context = _d(ident.get("sessionContext")) if ident else _EMPTY
+    issuer = _d(context.get("sessionIssuer")) if context else _EMPTY
+    attributes = _d(context.get("attributes")) if context else _EMPTY
     arn = _s(ident.get("arn"))
     key_id = _s(ident.get("accessKeyId"))
-    error_code = _s(doc.get("errorCode"))
-    region = _s(doc.get("awsRegion"))
+    error_code = _s(get("errorCode"))
 
     mfa = str(attributes.get("mfaAuthenticated", "")).lower() == "true" or extra.get("MFAUsed") == "Yes"
     failed = error_code is not None or (name == "ConsoleLogin" and response.get("ConsoleLogin") == "Failure")
-    error = error_code or (_s(doc.get("errorMessage")) or "ConsoleLogin failure")[:200] if failed else None
+    error = (error_code or (_s(get("errorMessage")) or "ConsoleLogin failure")[:200]) if failed else None
 
     actor = (arn or _s(ident.get("principalId")) or _s(ident.get("invokedBy"))
              or _s(ident.get("userName")) or _s(ident.get("accountId")))
     correlation: dict[str, str] = {}
     session = _session_from_arn(arn)
-    role_arn = _s(issuer.get("arn")) if _s(issuer.get("type")) == "Role" else None
+    role_arn = _s(issuer.get("arn")) if issuer.get("type") == "Role" else None
     if key_id:
         correlation["access_key_id"] = key_id
-    attrs: dict[str, Any] = {
-        "event_source": source,
-        "event_name": name,
-        "region": region,
-        "access_key_class": access_key_class(key_id),
-        "identity_type": identity_type,
-        "mfa": mfa,
-        "error_code": error_code,
-        "account_id": _s(ident.get("accountId")),
-        "recipient_account_id": _s(doc.get("recipientAccountId")),
-        "event_id": _s(doc.get("eventID")),
-        "event_type": _s(doc.get("eventType")),
-        "source_ip": _s(doc.get("sourceIPAddress")),
-        "user_agent": (_s(doc.get("userAgent")) or "")[:200] or None,
-    }
-    if isinstance(doc.get("readOnly"), bool):
-        attrs["read_only"] = doc["readOnly"]
+    attrs: dict[str, Any] = {"event_source": source, "event_name": name, "mfa": mfa}
+    for attr, value in (("region", get("awsRegion")), ("identity_type", ident.get("type")),
+                        ("error_code", error_code), ("account_id", ident.get("accountId")),
+                        ("recipient_account_id", get("recipientAccountId")), ("event_id", get("eventID")),
+                        ("event_type", get("eventType")), ("source_ip", get("sourceIPAddress"))):
+        if type(value) is str and value:
+            attrs[attr] = value
+    key_class = access_key_class(key_id)
+    if key_class:
+        attrs["access_key_class"] = key_class
+    agent = get("userAgent")
+    if type(agent) is str and agent:
+        attrs["user_agent"] = agent[:200]
+    if type(get("readOnly")) is bool:
+        attrs["read_only"] = get("readOnly")
     if name.startswith("AssumeRole"):
         role_arn = _s(params.get("roleArn")) or role_arn
         assumed = _d(response.get("assumedRoleUser"))
@@ -343,15 +373,19 @@ def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | 
         issued = _s(_d(response.get("credentials")).get("accessKeyId"))
         if issued:
             attrs["issued_access_key_id"] = issued
-            attrs["issued_access_key_class"] = access_key_class(issued)
+            issued_class = access_key_class(issued)
+            if issued_class:
+                attrs["issued_access_key_class"] = issued_class
             correlation["access_key_id"] = issued
         if _s(assumed.get("arn")):
             attrs["assumed_role_arn"] = assumed["arn"]
     if name == "AssumeRoleWithWebIdentity":
         provider = _s(response.get("provider")) or _s(ident.get("identityProvider"))
         subject = _s(response.get("subjectFromWebIdentityToken"))
-        attrs["provider"] = provider
-        attrs["audience"] = _s(response.get("audience"))
+        if provider:
+            attrs["provider"] = provider
+        if _s(response.get("audience")):
+            attrs["audience"] = response["audience"]
         if subject:
             correlation["oidc_subject"] = subject
         if actor is None or actor == _s(ident.get("principalId")):
@@ -365,11 +399,14 @@ def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | 
     partition = _partition(arn, role_arn, *(_s(_d(r).get("ARN")) for r in resources))
     if partition:
         attrs["partition"] = partition
-    if source == "cloudtrail.amazonaws.com" and name in TRAIL_CHANGES:
-        attrs["trail"] = _s(params.get("name")) or _s(params.get("trailName"))
-    if source == "s3.amazonaws.com":
+    trail_change = source == "cloudtrail.amazonaws.com" and name in TRAIL_CHANGES
+    if trail_change:
+        trail = _s(params.get("name")) or _s(params.get("trailName"))
+        if trail:
+            attrs["trail"] = trail
+    elif source == "s3.amazonaws.com":
         _s3_attrs(name, params, extra, attrs)
-    if source == "kms.amazonaws.com":
+    elif source == "kms.amazonaws.com":
         for src, dst in (("keyId", "key_id"), ("signingAlgorithm", "signing_algorithm"),
                          ("encryptionAlgorithm", "encryption_algorithm"), ("keySpec", "key_spec")):
             if _s(params.get(src)):
@@ -382,9 +419,10 @@ def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | 
         "resource": _resource(source, name, params, resources),
         "outcome": {"status": "failure" if failed else "success", "error": error},
         "correlation": correlation,
-        "attrs": {k: v for k, v in attrs.items() if v is not None},
+        "attrs": attrs,
     }
-    return event, _s(doc.get("eventID"))
+    event_id = get("eventID")
+    return event, event_id if type(event_id) is str and event_id else None
 
 
 def _s3_attrs(name: str, params: dict[str, Any], extra: dict[str, Any], attrs: dict[str, Any]) -> None:
@@ -451,12 +489,14 @@ def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[So
             yield SourceRecord(location=location, line=item.index, raw=raw, reason=item.reason)
             continue
         where = f"{location}#{item.index}"
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            yield SourceRecord(location=location, line=item.index, raw=raw,
-                               reason=f"malformed JSON record: {str(exc).splitlines()[0][:150]}")
-            continue
+        doc = item.doc
+        if doc is None:
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                yield SourceRecord(location=location, line=item.index, raw=raw,
+                                   reason=f"malformed JSON record: {str(exc).splitlines()[0][:150]}")
+                continue
         try:
             event, event_id = normalize_record(doc, location=where)
         except MalformedInput as exc:
