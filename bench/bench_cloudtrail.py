@@ -71,6 +71,8 @@ def make_records_folder(folder: Path, records: int, per_file: int) -> int:
 
 
 def floor_ingest(folder: Path, db: Path) -> int:
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")

@@ -510,9 +510,22 @@ def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[So
                            reason="data after the end of the first gzip member")
 
 
-def _parse_file_job(job: tuple[bytes, str, int]) -> list[SourceRecord]:
+Packed = tuple[int | None, bytes, bytes | None, str | None, str | None]
+
+
+def _parse_file_job(job: tuple[bytes, str, int]) -> list[Packed]:
+    """Worker side: parse one file; events travel as orjson bytes (cheaper to move than pickled dicts)."""
     blob, location, skip = job
-    return list(parse_log_bytes(blob, location=location, skip=skip))
+    dumps = orjson.dumps
+    return [(r.line, r.raw, dumps(r.event) if r.event is not None else None, r.reason, r.dedup_key)
+            for r in parse_log_bytes(blob, location=location, skip=skip)]
+
+
+def _unpack(location: str, packed: list[Packed]) -> Iterator[SourceRecord]:
+    loads = orjson.loads
+    for line, raw, event, reason, dedup in packed:
+        yield SourceRecord(location=location, line=line, raw=raw, event=loads(event) if event is not None else None,
+                           reason=reason, dedup_key=dedup)
 
 
 class CloudTrailLogs(Source):
@@ -606,10 +619,10 @@ class CloudTrailLogs(Source):
                 window.append((info, skip, pool.apply_async(_parse_file_job, ((blob, info.uri, skip),))))
                 if len(window) >= self.workers * 2:  # bounded read-ahead keeps memory flat
                     done_info, done_skip, result = window.popleft()
-                    yield from self._file_items(done_info, done_skip, result.get())
+                    yield from self._file_items(done_info, done_skip, _unpack(done_info.uri, result.get()))
             while window:
                 done_info, done_skip, result = window.popleft()
-                yield from self._file_items(done_info, done_skip, result.get())
+                yield from self._file_items(done_info, done_skip, _unpack(done_info.uri, result.get()))
 
 
 # -- digest verdicts as ledger entries ---------------------------------------------------
