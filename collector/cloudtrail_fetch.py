@@ -162,17 +162,20 @@ class DigestStore:
 
 
 def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: datetime | None = None,
-                   end: datetime | None = None,
+                   end: datetime | None = None, no_digests: str = "invalid",
                    workers: int = FETCH_WORKERS, tail_tolerance: timedelta = HOUR + timedelta(minutes=30)) -> ValidationReport:
     """Validate every digest chain under *provider* for [start, end]: digests, links, log files, gaps.
 
     Without *start*/*end*, the range is what the digest names span (no tail check then).
+    A store with no digest files at all gets one verdict of status *no_digests*
+    ("invalid" for `cloudtrail validate`; "gap" when collecting logs of a trail without validation).
     """
     store = DigestStore(provider, workers=workers)
     chains = store.digest_chains()
     report = ValidationReport()
     if not chains:
-        report.verdicts.append(Verdict("chain", provider.uri(""), "invalid", "no CloudTrail digest files found"))
+        report.verdicts.append(Verdict("chain", provider.uri(""), no_digests,
+                                       "no CloudTrail digest files found: the log files are not verified"))
         return report
     stamps = [t for ks in chains.values() for t in (key_stamp(k) for k in ks) if t is not None]
     start = start if start is not None else min(stamps) - HOUR

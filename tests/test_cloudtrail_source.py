@@ -282,3 +282,55 @@ def test_public_web_identity_and_kms_examples() -> None:
 def test_importing_the_source_does_not_import_boto3() -> None:
     code = "import sys, collector.sources.cloudtrail, collector.cloudtrail_digest; assert 'boto3' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_collect_from_s3_on_moto(moto_endpoint: str, tmp_path: Path) -> None:
+    import boto3
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=story.REGION)
+    bucket = "agency-cloudtrail-collect"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": story.REGION},
+                     ObjectLockEnabledForBucket=True)
+    layout = mk.TrailLayout(bucket=bucket, prefix="org/")
+    key = mk.load_or_create_key("digest-signing")
+    for obj in mk.build_chain(layout, key, logs_for_hour=mk.story_logs).values():
+        s3.put_object(Bucket=bucket, Key=obj.key, Body=obj.body, Metadata=obj.metadata)
+    db = tmp_path / "l.db"
+    runner = CliRunner()
+    assert runner.invoke(app, ["--ledger", str(db), "init", "--origin", "t.gov/ct"]).exit_code == 0
+    args = ["--ledger", str(db), "--as-of", OBSERVED, "--format", "json", "collect", "cloudtrail", f"s3://{bucket}/org/",
+            "--endpoint-url", moto_endpoint, "--region", story.REGION, "--public-keys",
+            str(SAMPLES / "public-keys.json"), "--start", "2026-11-20T11:00:00Z", "--end", "2026-11-20T18:00:00Z"]
+    got = runner.invoke(app, args)
+    assert got.exit_code == 0, got.output
+    doc = orjson.loads(got.output)
+    assert doc["appended"] == 34 + 6 and doc["quarantined"] == 0 and doc["digests"]["ok"] is True
+    again = orjson.loads(runner.invoke(app, args).output)
+    assert again["appended"] == 0 and again["duplicates"] == 6  # logs skipped by cursor (ETag), verdicts deduplicated
+    with Ledger.open(db) as ledger:
+        entries = [orjson.loads(body) for _, _, body in ledger.entries()]
+    assume = next(e for e in entries if e["event"]["kind"] == "aws.assume_role_web_identity")
+    assert assume["source"]["location"].startswith(f"s3://{bucket}/org/AWSLogs/")
+    assert assume["event"]["correlation"]["oidc_subject"] == story.OIDC_SUBJECT
+
+
+def test_collect_logs_without_digests_records_a_gap(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+
+    folder = tmp_path / "logs"
+    (folder / "AWSLogs").mkdir(parents=True)
+    (folder / "AWSLogs" / "a.json.gz").write_bytes(gzip.compress(mk.log_body(mk.background(mk.CHAIN_START, 2))))
+    db = tmp_path / "l.db"
+    runner = CliRunner()
+    assert runner.invoke(app, ["--ledger", str(db), "init", "--origin", "t.gov/ct"]).exit_code == 0
+    got = runner.invoke(app, ["--ledger", str(db), "collect", "cloudtrail", str(folder)])
+    assert got.exit_code == 0, got.output
+    assert "GAP: no CloudTrail digest files found" in got.output
+    bad = runner.invoke(app, ["cloudtrail", "validate", str(folder), "--start", "2026-11-20T00:00:00Z", "--end",
+                              "2026-11-21T00:00:00Z", "--public-keys", str(SAMPLES / "public-keys.json")])
+    assert bad.exit_code == 1 and "INVALID: no CloudTrail digest files found" in bad.output

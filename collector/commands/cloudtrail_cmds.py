@@ -88,7 +88,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                  source_id=source.source_id, observed=observed, on_progress=advance)
             if not skip_digests and source.keys is None:
                 report = validate_store(source.provider, _keys(public_keys, region, profile), start=start_at,
-                                        end=end_at)
+                                        end=end_at, no_digests="gap")
                 requested = (show_time(start_at), show_time(end_at)) if start_at and end_at else None
                 verdicts = CloudTrailDigestVerdicts(report, source.provider.uri(""), observed=observed,
                                                     requested=requested)

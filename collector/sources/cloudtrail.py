@@ -332,7 +332,8 @@ def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | 
     params = _d(get("requestParameters"))
     response = _d(get("responseElements"))
     extra = _d(get("additionalEventData"))
-    resources = get("resources") if type(get("resources")) is list else []
+    listed = get("resources")
+    resources: list[Any] = listed if type(listed) is list else []
     context = _d(ident.get("sessionContext")) if ident else _EMPTY
     issuer = _d(context.get("sessionIssuer")) if context else _EMPTY
     attributes = _d(context.get("attributes")) if context else _EMPTY
@@ -562,9 +563,19 @@ class CloudTrailLogs(Source):
         return f"{KIND}:{self.provider.uri(key)}"
 
     def objects(self) -> Iterator[ObjectInfo]:
+        if self.keys is not None and isinstance(self.provider, LocalFolderProvider):
+            from collector.timeutil import format_time
+
+            for key in self.keys:  # named files: no need to walk the whole folder
+                path = self.provider.root / key
+                stat = path.stat()
+                yield ObjectInfo(key, stat.st_size, str(path), last_modified=format_time(
+                    datetime.fromtimestamp(stat.st_mtime).astimezone()))
+            return
         if self.keys is not None:
+            wanted = set(self.keys)
             for info in self.provider.list():
-                if info.key in self.keys:
+                if info.key in wanted:
                     yield info
             return
         for info in self.provider.list():
