@@ -200,3 +200,35 @@ def test_download_writes_sidecars_that_validate(moto_endpoint: str, tmp_path: Pa
     report = validate_store(LocalFolderProvider(out), keys, start=mk.CHAIN_START,
                             end=mk.CHAIN_START.replace(hour=14))
     assert report.ok and report.count("digest", "valid") == 2 and report.count("log", "valid") == 4
+
+
+def _signed_digest() -> tuple[dict, bytes, dict, dict]:
+    key = mk.load_or_create_key("digest-signing")
+    objects = mk.build_chain(mk.TrailLayout(), key, hours=2)
+    dkey = sorted(k for k in objects if "/CloudTrail-Digest/" in k)[1]
+    keys = load_public_keys(orjson.dumps(mk.public_keys_document([key], START, END)))
+    return keys, inflate_one_member(objects[dkey].body), objects[dkey].metadata, {"key": dkey}
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIGNED = _signed_digest()
+
+
+@settings(max_examples=60, deadline=None)
+@given(position=st.integers(min_value=0), flip=st.integers(min_value=1, max_value=255))
+def test_any_single_byte_change_of_a_digest_is_caught(position: int, flip: int) -> None:
+    keys, inflated, meta, where = SIGNED
+    changed = bytearray(inflated)
+    changed[position % len(changed)] ^= flip
+    fetched = FetchedDigest(where["key"], "x", gzip.compress(bytes(changed)), mk.story.CLOUDTRAIL_BUCKET,
+                            meta["signature"], meta["signature-algorithm"])
+    assert verify_digest(fetched, keys)[0].status == "invalid"
+
+
+def test_the_unchanged_digest_verifies() -> None:
+    keys, inflated, meta, where = SIGNED
+    fetched = FetchedDigest(where["key"], "x", gzip.compress(inflated), mk.story.CLOUDTRAIL_BUCKET,
+                            meta["signature"], meta["signature-algorithm"])
+    assert verify_digest(fetched, keys)[0].status == "valid"

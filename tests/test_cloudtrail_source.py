@@ -109,7 +109,7 @@ def test_story_records_normalize_with_correlation() -> None:
     assert put["attrs"]["sse"] == "aws:kms" and put["attrs"]["kms_key_id"] == mk.KMS_KEY_ARN
     assert stop["kind"] == "aws.trail_change" and stop["action"] == "StopLogging"
     assert stop["attrs"]["mfa"] is True and stop["resource"] == mk.TRAIL_ARN
-    assert start["kind"] == "aws.trail_change" and start["action"] == "StartLogging"
+    assert start["kind"] == "aws.api_call" and start["action"] == "StartLogging" and start["attrs"]["trail"]
 
 
 def test_long_term_key_is_classified() -> None:
@@ -176,7 +176,7 @@ def test_collect_sample_is_idempotent_and_counts_add_up(tmp_path: Path) -> None:
         fresh = ingest(ledger, source.collect({}), kind=source.kind, source_id=source.source_id, observed=OBSERVED)
         assert fresh.read == 34 and fresh.duplicates == 34 and fresh.appended == 0
         kinds = [orjson.loads(body)["event"]["kind"] for _, _, body in ledger.entries()]
-        assert kinds.count("aws.assume_role_web_identity") == 1 and kinds.count("aws.trail_change") == 2
+        assert kinds.count("aws.assume_role_web_identity") == 1 and kinds.count("aws.trail_change") == 1
         raw = ledger.raw_bytes(orjson.loads(ledger.entry(0))["raw"]["sha256"])
         assert orjson.loads(raw)["eventTime"]
 

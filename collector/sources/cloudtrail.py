@@ -38,10 +38,10 @@ from collector.timeutil import normalize_time
 KIND = "cloudtrail"
 CURSOR_EVERY = 5000  # records between cursor marks inside one file (bounds a batch)
 LOG_SUFFIXES = (".json.gz", ".json")
-TRAIL_CHANGES = frozenset({"StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors",
-                           "PutInsightSelectors", "CreateTrail", "StartLogging"})
-# Only these are tampering with the audit trail itself; CreateTrail/StartLogging are
-# kept as trail changes too because a stop without a later start is the finding.
+# Tampering with the audit trail itself (docs/events.md: aws.trail_change). StartLogging,
+# CreateTrail and the like stay aws.api_call (with attrs.trail), so a stop without a later
+# start can be found by the bundler.
+TRAIL_CHANGES = frozenset({"StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors"})
 OBJECT_LOCK_CALLS = frozenset({"PutObjectRetention", "PutObjectLegalHold", "PutObjectLockConfiguration",
                                "GetObjectRetention", "GetObjectLegalHold", "GetObjectLockConfiguration"})
 _PARTITION = re.compile(r"^arn:(aws[a-z-]*):")
@@ -400,8 +400,7 @@ def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | 
     partition = _partition(arn, role_arn, *(_s(_d(r).get("ARN")) for r in resources))
     if partition:
         attrs["partition"] = partition
-    trail_change = source == "cloudtrail.amazonaws.com" and name in TRAIL_CHANGES
-    if trail_change:
+    if source == "cloudtrail.amazonaws.com":
         trail = _s(params.get("name")) or _s(params.get("trailName"))
         if trail:
             attrs["trail"] = trail
