@@ -3,7 +3,7 @@
 (1) ingest: N CloudTrail records in ~1 MB .json.gz files from a local folder.
     floor = gunzip + orjson.loads + orjson.dumps(sort_keys) + SHA-256 + SQLite executemany (WAL,
     synchronous=FULL), one process. fedledger = `CloudTrailLogs` + `ingest()` into a ledger, with
-    --workers 1 (one process) and --workers 2 (parse in worker processes, append in one).
+    --workers 0 (one process) and --workers 1/2 (parse in worker processes, append in the main one).
     Targets: >= 0.8x floor with one process, > 1.0x with workers; peak RSS < 400 MB.
 (2) validate: a chain of D hourly digests (2 log files each) on moto's S3 server; fedledger's
     validator vs `aws cloudtrail validate-logs` on the same objects, on plain loopback and through a
@@ -140,7 +140,7 @@ def bench_ingest(records: int, per_file: int, work: Path) -> None:
     floor = run_in_child("_floor", str(folder), str(work / "floor.db"))
     print(f"  floor   {floor['n'] / floor['seconds']:>9,.0f} rec/s  ({floor['seconds']:.1f}s, peak RSS "
           f"{floor['rss_mb']:.0f} MB)")
-    for workers in (1, 2):
+    for workers in (0, 1, 2):
         for p in work.glob("ledger*"):
             if p.is_dir():
                 import shutil

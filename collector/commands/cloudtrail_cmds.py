@@ -69,12 +69,13 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         public_keys: Optional[Path] = keys_opt,
         start: Optional[str] = typer.Option(None, "--start", help="Validate digests from (RFC 3339)."),
         end: Optional[str] = typer.Option(None, "--end", help="Validate digests until (RFC 3339)."),
-        workers: int = typer.Option(1, "--workers", help="Parse log files in this many worker processes."),
+        workers: int = typer.Option(0, "--workers",
+                                    help="Parse log files in this many worker processes (0: in this process)."),
         skip_digests: bool = typer.Option(False, "--skip-digests", help="Do not validate the digest chain."),
     ) -> None:
         """Ingest CloudTrail log records, then validate the digest chain and record the verdicts."""
-        if workers < 1:
-            raise UsageError("--workers must be at least 1")
+        if workers < 0:
+            raise UsageError("--workers must be 0 or more")
         start_at, end_at = _time(start, "--start"), _time(end, "--end")
         observed = OPTIONS.now_text()
         if src.startswith("s3://"):

@@ -464,13 +464,6 @@ def object_tag(info: ObjectInfo) -> str:
     return info.etag or f"{info.size}:{info.last_modified}"
 
 
-@dataclass(frozen=True)
-class FileResult:
-    """Everything one log file produced, in order (picklable for worker processes)."""
-
-    records: list[SourceRecord]
-
-
 def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[SourceRecord]:
     """Records of one log file's bytes: events, or quarantined records with reasons.
 
@@ -531,14 +524,15 @@ def _unpack(location: str, packed: list[Packed]) -> Iterator[SourceRecord]:
 class CloudTrailLogs(Source):
     """CloudTrail log files under one provider root (folder or ``s3://bucket/prefix``).
 
-    With ``workers`` > 1, files are parsed and normalized in worker processes while
-    the caller appends in one (results come back in file order).
+    With ``workers`` > 0, files are parsed and normalized in that many worker processes
+    while the caller appends in one (results come back in file order). At most
+    ``2 * fetch_workers`` fetched files (and ``2 * workers`` parsed ones) wait in memory.
     """
 
     kind = KIND
 
-    def __init__(self, provider: ObjectProvider, *, keys: list[str] | None = None, workers: int = 1,
-                 fetch_workers: int = 8) -> None:
+    def __init__(self, provider: ObjectProvider, *, keys: list[str] | None = None, workers: int = 0,
+                 fetch_workers: int = 4) -> None:
         self.provider = provider
         self.keys = keys
         self.workers = workers
@@ -599,7 +593,7 @@ class CloudTrailLogs(Source):
         plan = list(self._plan(cursors))
         keys = [info.key for info, _ in plan]
         blobs = self.provider.get_many(keys, workers=self.fetch_workers)
-        if self.workers > 1:
+        if self.workers > 0:
             yield from self._collect_parallel(plan, blobs)
             return
         for (info, skip), (_, blob) in zip(plan, blobs):
@@ -627,7 +621,7 @@ class CloudTrailLogs(Source):
         with ctx.Pool(self.workers) as pool:
             for (info, skip), (_, blob) in zip(plan, blobs):
                 window.append((info, skip, pool.apply_async(_parse_file_job, ((blob, info.uri, skip),))))
-                if len(window) >= self.workers * 2:  # bounded read-ahead keeps memory flat
+                if len(window) >= max(2, self.workers * 2):  # bounded read-ahead keeps memory flat
                     done_info, done_skip, result = window.popleft()
                     yield from self._file_items(done_info, done_skip, _unpack(done_info.uri, result.get()))
             while window:
