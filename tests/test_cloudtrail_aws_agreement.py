@@ -101,17 +101,9 @@ def _ours(moto: str, stub: str, case: str) -> ValidationReport:
 @pytest.fixture(scope="module")
 def results(world: Any) -> dict[str, tuple[subprocess.CompletedProcess[str], ValidationReport]]:
     moto, stub, layout = world
-    import time
-
-    t0 = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
         aws = dict(zip(CASES, pool.map(lambda c: _aws(moto, stub, layout.arn, None if c == "valid" else c), CASES)))
-    print(f"aws: {time.monotonic() - t0:.2f}s")
-    import time
-
-    t = time.monotonic()
     ours = {case: _ours(moto, stub, case) for case in CASES}
-    print(f"fedledger: {time.monotonic() - t:.2f}s for {len(CASES)} cases")
     return {case: (aws[case], ours[case]) for case in CASES}
 
 
