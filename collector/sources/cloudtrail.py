@@ -20,6 +20,7 @@ Idempotent: entries are deduplicated by ``eventID``; each object has a cursor
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 from collections.abc import Iterator, Mapping
@@ -503,22 +504,23 @@ def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[So
                            reason="data after the end of the first gzip member")
 
 
-Packed = tuple[int | None, bytes, bytes | None, str | None, str | None]
+Packed = tuple[int | None, bytes, bytes | None, str | None, str | None, str]
 
 
 def _parse_file_job(job: tuple[bytes, str, int]) -> list[Packed]:
-    """Worker side: parse one file; events travel as orjson bytes (cheaper to move than pickled dicts)."""
+    """Worker side: parse one file and hash each record; events travel as orjson bytes
+    (cheaper to move between processes than pickled dicts)."""
     blob, location, skip = job
-    dumps = orjson.dumps
-    return [(r.line, r.raw, dumps(r.event) if r.event is not None else None, r.reason, r.dedup_key)
-            for r in parse_log_bytes(blob, location=location, skip=skip)]
+    dumps, sha256 = orjson.dumps, hashlib.sha256
+    return [(r.line, r.raw, dumps(r.event) if r.event is not None else None, r.reason, r.dedup_key,
+             sha256(r.raw).hexdigest()) for r in parse_log_bytes(blob, location=location, skip=skip)]
 
 
 def _unpack(location: str, packed: list[Packed]) -> Iterator[SourceRecord]:
     loads = orjson.loads
-    for line, raw, event, reason, dedup in packed:
+    for line, raw, event, reason, dedup, digest in packed:
         yield SourceRecord(location=location, line=line, raw=raw, event=loads(event) if event is not None else None,
-                           reason=reason, dedup_key=dedup)
+                           reason=reason, dedup_key=dedup, raw_sha256=digest)
 
 
 class CloudTrailLogs(Source):
