@@ -232,3 +232,22 @@ def test_the_unchanged_digest_verifies() -> None:
     fetched = FetchedDigest(where["key"], "x", gzip.compress(inflated), mk.story.CLOUDTRAIL_BUCKET,
                             meta["signature"], meta["signature-algorithm"])
     assert verify_digest(fetched, keys)[0].status == "valid"
+
+
+def test_a_re_signed_replacement_breaks_the_link_its_successor_recorded(tmp_path: Path) -> None:
+    """AWS's tool checks each signature but not that a digest is the one its successor linked to."""
+    key = mk.load_or_create_key("digest-signing")
+    objects = mk.build_chain(mk.TrailLayout(), key, hours=4)
+    digests = sorted(k for k in objects if "/CloudTrail-Digest/" in k)
+    doc = orjson.loads(inflate_one_member(objects[digests[2]].body))
+    doc["logFiles"] = []  # a different, validly signed digest in the same place
+    body, meta = mk.sign_digest(doc, key)
+    objects[digests[2]] = mk.TrailObject(digests[2], body, meta)
+    mk.write_folder(tmp_path / "chain", objects)
+    keys = public_keys_from_file(SAMPLES / "public-keys.json")
+    report = validate_store(LocalFolderProvider(tmp_path / "chain"), keys, start=mk.CHAIN_START,
+                            end=mk.CHAIN_START.replace(hour=16))
+    assert report.count("digest", "valid") == 4
+    problems = [v for v in report.verdicts if v.status == "invalid"]
+    assert any(v.subject == "chain" and v.key == digests[2] and "digest replaced" in (v.reason or "") for v in problems)
+    assert not report.ok
