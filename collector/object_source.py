@@ -69,6 +69,12 @@ class ObjectProvider(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The bytes and the user metadata (lower-case keys) of one object.
+
+        S3 answers both in one GetObject; the default asks twice."""
+        return self.get(key), self.head(key).metadata
+
     def get_many(self, keys: Iterable[str], *, workers: int = FETCH_WORKERS) -> Iterator[tuple[str, bytes]]:
         """Fetch *keys* concurrently, yielding in the given order (bounded read-ahead)."""
         pending: list[tuple[str, Any]] = []
@@ -173,6 +179,14 @@ class S3Provider(ObjectProvider):
             return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
         except Exception as exc:
             raise self._fail(exc, key) from None
+
+    def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+            body = bytes(answer["Body"].read())
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+        return body, {str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()}
 
     def head(self, key: str) -> ObjectHead:
         try:

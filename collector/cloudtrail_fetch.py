@@ -1,0 +1,251 @@
+"""Fetch side of CloudTrail digest validation: list, fetch concurrently, hand bytes to the pure validator.
+
+Provider roles, like aws-cli's split: :class:`DigestStore` lists digest and log
+objects through an :class:`~collector.object_source.ObjectProvider` (local folder or
+``s3://``) and fetches them concurrently; public keys come from a saved
+``aws cloudtrail list-public-keys`` file or from CloudTrail's ``ListPublicKeys``.
+:func:`validate_store` walks the chains and calls :mod:`collector.cloudtrail_digest`
+(pure) for every verdict.
+
+Signatures: S3 user metadata ``signature`` / ``signature-algorithm`` (read with the
+object in one GetObject). For a local copy, a sidecar ``<digest>.sig.json``
+(``{"signature": hex, "signature-algorithm": "SHA256withRSA", "bucket": ..., "key": ...}``,
+written by :func:`download` and by the sample generator) or the provider's
+``<digest>.meta.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.cloudtrail_digest import (
+    HOUR,
+    LOG_KEY,
+    ChainId,
+    FetchedDigest,
+    LogRef,
+    PublicKey,
+    ValidationReport,
+    Verdict,
+    chain_id,
+    inflate_one_member,
+    key_stamp,
+    parse_utc,
+    keys_in_window,
+    load_public_keys,
+    public_keys_from_list,
+    select_in_range,
+    unlisted_log_files,
+    verify_chain,
+    verify_log_file,
+)
+from collector.errors import FedledgerError, MalformedInput, SourceUnavailable
+from collector.object_source import FETCH_WORKERS, LocalFolderProvider, ObjectInfo, ObjectProvider, S3Provider
+
+SIDECAR = ".sig.json"
+KEY_WINDOW_AFTER = 2 * HOUR  # AWS asks ListPublicKeys for [start, end + 2 h]
+
+PublicKeySource = Callable[[datetime, datetime], dict[str, PublicKey]]
+
+
+def public_keys_from_file(path: Path) -> PublicKeySource:
+    """Keys saved with ``aws cloudtrail list-public-keys > FILE`` (offline)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SourceUnavailable(f"cannot read public keys: {exc.strerror}", location=str(path)) from None
+    keys = load_public_keys(data, location=str(path))
+    return lambda start, end: keys_in_window(keys, start, end)
+
+
+def public_keys_from_cloudtrail(*, region: str | None = None, profile: str | None = None,
+                                endpoint_url: str | None = None) -> PublicKeySource:
+    """Keys from CloudTrail's ``ListPublicKeys`` (boto3's credential chain; honours AWS_ENDPOINT_URL_CLOUDTRAIL)."""
+
+    def load(start: datetime, end: datetime) -> dict[str, PublicKey]:
+        import boto3
+
+        session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
+        client = session.client("cloudtrail", region_name=region, endpoint_url=endpoint_url)
+        items: list[dict[str, Any]] = []
+        token = None
+        try:
+            while True:
+                answer = client.list_public_keys(StartTime=start, EndTime=end, **({"NextToken": token} if token else {}))
+                items.extend(answer.get("PublicKeyList", []))
+                token = answer.get("NextToken")
+                if not token:
+                    break
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise SourceUnavailable(f"CloudTrail ListPublicKeys failed: {code}") from None
+        return public_keys_from_list(items, location="ListPublicKeys")
+
+    return load
+
+
+class DigestStore:
+    """One listing of a provider's objects, and concurrent fetches of digests and log files."""
+
+    def __init__(self, provider: ObjectProvider, *, workers: int = FETCH_WORKERS) -> None:
+        self.provider = provider
+        self.workers = workers
+        self.objects: dict[str, ObjectInfo] = {info.key: info for info in provider.list()}
+        self.bucket = provider.bucket if isinstance(provider, S3Provider) else None
+
+    def digest_chains(self) -> dict[ChainId, list[str]]:
+        chains: dict[ChainId, list[str]] = {}
+        for key in self.objects:
+            cid = chain_id(key)
+            if cid is not None:
+                chains.setdefault(cid, []).append(key)
+        return chains
+
+    def log_keys(self) -> list[str]:
+        return [k for k in self.objects if LOG_KEY.match(k)]
+
+    def _fetch_digest(self, key: str) -> FetchedDigest:
+        sidecar = key + SIDECAR
+        if self.bucket is None and sidecar in self.objects:
+            blob = self.provider.get(key)
+            try:
+                meta = orjson.loads(self.provider.get(sidecar))
+            except orjson.JSONDecodeError:
+                raise MalformedInput("signature sidecar is not JSON", location=self.provider.uri(sidecar)) from None
+            meta = meta if isinstance(meta, dict) else {}
+        else:
+            blob, meta = self.provider.get_with_metadata(key)
+        signature, algorithm = meta.get("signature"), meta.get("signature-algorithm")
+        return FetchedDigest(key, self.provider.uri(key), blob, self.bucket,
+                             str(signature) if signature is not None else None,
+                             str(algorithm) if algorithm is not None else None)
+
+    def fetch_digests(self, keys: list[str]) -> list[FetchedDigest]:
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(self._fetch_digest, keys))
+
+    def local_prefix(self, digest: FetchedDigest) -> str:
+        """What to strip from S3 keys in digests to get this store's keys (a local copy of bucket/prefix)."""
+        if self.bucket is not None:
+            return ""
+        try:
+            doc = orjson.loads(inflate_one_member(digest.blob))
+            s3_key = str(doc.get("digestS3Object", ""))
+        except (FedledgerError, orjson.JSONDecodeError, AttributeError):
+            return ""
+        return s3_key[: -len(digest.key)] if s3_key.endswith(digest.key) else ""
+
+    def store_key(self, ref: LogRef, prefix: str) -> str | None:
+        """The key of a listed log file in this store; None when it lives in another bucket."""
+        if self.bucket is not None:
+            return ref.key if ref.bucket == self.bucket else None
+        return ref.key[len(prefix):] if prefix and ref.key.startswith(prefix) else ref.key
+
+    def check_logs(self, refs: list[tuple[LogRef, str | None]]) -> Iterator[Verdict]:
+        """Fetch listed log files concurrently (get_many) and verify each; missing ones are 'not found'."""
+        present = [(ref, key) for ref, key in refs if key is not None and key in self.objects]
+        for ref, key in refs:
+            if key is None:
+                yield Verdict("log", f"s3://{ref.bucket}/{ref.key}", "invalid",
+                              "in another bucket than the one validated (not checked)", key=ref.key)
+            elif key not in self.objects:
+                yield verify_log_file(ref, None, self.provider.uri(key))
+        by_key = {key: ref for ref, key in present}
+        for key, blob in self.provider.get_many([k for _, k in present], workers=self.workers):  # type: ignore[misc]
+            yield verify_log_file(by_key[key], blob, self.provider.uri(key))
+
+
+def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: datetime | None = None,
+                   end: datetime | None = None, no_digests: str = "invalid",
+                   workers: int = FETCH_WORKERS, tail_tolerance: timedelta = HOUR + timedelta(minutes=30)) -> ValidationReport:
+    """Validate every digest chain under *provider* for [start, end]: digests, links, log files, gaps.
+
+    Without *start*/*end*, the range is what the digest names span (no tail check then).
+    A store with no digest files at all gets one verdict of status *no_digests*
+    ("invalid" for `cloudtrail validate`; "gap" when collecting logs of a trail without validation).
+    """
+    store = DigestStore(provider, workers=workers)
+    chains = store.digest_chains()
+    report = ValidationReport()
+    if not chains:
+        report.verdicts.append(Verdict("chain", provider.uri(""), no_digests,
+                                       "no CloudTrail digest files found: the log files are not verified"))
+        return report
+    stamps = [t for ks in chains.values() for t in (key_stamp(k) for k in ks) if t is not None]
+    start = start if start is not None else min(stamps) - HOUR
+    end = end if end is not None else max(stamps)
+    if start > end:
+        raise MalformedInput("--start must be before --end")
+    public_keys = keys(start, end + KEY_WINDOW_AFTER)
+    selected = {cid: select_in_range(ks, start, end) for cid, ks in chains.items()}
+    fetched = store.fetch_digests([k for ks in selected.values() for k in ks])
+    by_key = {d.key: d for d in fetched}
+    store_keys = set(store.objects)
+    refs: list[tuple[LogRef, str | None]] = []
+    windows: dict[tuple[str, str, str], list[tuple[datetime, datetime]]] = {}
+    prefixes: dict[ChainId, str] = {}
+    for cid in sorted(selected, key=lambda c: (c.account, c.region, c.trail, c.backfill)):
+        digests = [by_key[k] for k in selected[cid]]
+        prefix = store.local_prefix(digests[0]) if digests else ""
+        prefixes[cid] = prefix
+        part = verify_chain(cid, digests, public_keys, start=start, end=end, store_keys=store_keys,
+                            locate=provider.uri,
+                            local_prefix=prefix, tail_tolerance=tail_tolerance)
+        report.verdicts.extend(part.verdicts)
+        refs.extend((ref, store.store_key(ref, prefix)) for ref in part.logs_to_check)
+        spans = [(parse_utc(v.start), parse_utc(v.end)) for v in part.verdicts
+                 if v.subject == "digest" and v.status == "valid" and v.start and v.end]
+        if spans and not cid.backfill:  # the whole stretch the chain covers, holes included
+            windows.setdefault((cid.prefix, cid.account, cid.region), []).append(
+                (min(s for s, _ in spans), max(e for _, e in spans)))
+    seen: set[str] = set()
+    unique = []
+    for ref, key in refs:
+        marker = key or f"{ref.bucket}/{ref.key}"
+        if marker not in seen:
+            seen.add(marker)
+            unique.append((ref, key))
+    report.verdicts.extend(store.check_logs(unique))
+    listed = {key for _, key in unique if key is not None}
+    for (prefix, account, region), spans in windows.items():
+        logs = [k for k in store.log_keys() if k.startswith(f"{prefix}AWSLogs/") and f"/{account}/CloudTrail/{region}/" in k]
+        for key in unlisted_log_files(logs, listed, spans):
+            report.verdicts.append(Verdict("log", provider.uri(key), "invalid",
+                                           "listed in no digest (not covered by the signed chain)", key=key))
+    return report
+
+
+def download(provider: ObjectProvider, dest: Path, *, workers: int = FETCH_WORKERS) -> int:
+    """Copy every object under *provider* to *dest*, with a ``.sig.json`` sidecar beside each digest."""
+    count = 0
+    infos = list(provider.list())
+    prefix = provider.prefix if isinstance(provider, S3Provider) else ""
+    bucket = provider.bucket if isinstance(provider, S3Provider) else None
+
+    def one(info: ObjectInfo) -> None:
+        blob, meta = provider.get_with_metadata(info.key) if chain_id(info.key) else (provider.get(info.key), {})
+        rel = info.key[len(prefix):] if prefix and info.key.startswith(prefix) else info.key
+        target = (dest / rel).resolve()
+        if dest.resolve() not in target.parents:
+            raise MalformedInput("object key escapes the destination folder", location=info.key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob)
+        if chain_id(info.key):
+            side = {"signature": meta.get("signature"), "signature-algorithm": meta.get("signature-algorithm"),
+                    "bucket": bucket, "key": info.key}
+            target.with_name(target.name + SIDECAR).write_bytes(orjson.dumps(side, option=orjson.OPT_INDENT_2))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for _ in pool.map(one, infos):
+            count += 1
+    return count
+
+
+def is_local(provider: ObjectProvider) -> bool:
+    return isinstance(provider, LocalFolderProvider)
