@@ -686,3 +686,63 @@ class CloudTrailDigestVerdicts(Source):
             dedup = f"aws.digest:{verdict.status}:{verdict.subject}:{verdict.location}:{verdict.reason}"
             yield SourceRecord(location=verdict.location, line=None, raw=raw, event=event, dedup_key=dedup)
         yield CursorMark(self.source_id, orjson.dumps({"validated": self.observed}).decode())
+
+
+class _DigestValidation(Source):
+    """Validates the digest chain when collected (after the log files), yielding the verdicts."""
+
+    kind = KIND
+
+    def __init__(self, provider: Any, keys: Any, *, observed: str) -> None:
+        self.provider = provider
+        self.keys = keys
+        self.observed = observed
+        self.source_id = f"{KIND}-digest:{provider.uri('')}"
+        self.report: Any = None
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        from collector.cloudtrail_fetch import validate_store
+
+        self.report = validate_store(self.provider, self.keys, start=None, end=None, no_digests="gap")
+        yield from CloudTrailDigestVerdicts(self.report, self.provider.uri(""), observed=self.observed).collect(cursors)
+
+
+def build_sources(source: Any, context: Any) -> list[Any]:
+    """``fedledger run`` factory for ``kind = "cloudtrail"`` (see collector.run).
+
+    Per location: the log files, then the digest chain (unless ``skip_digests``),
+    whose verdicts become entries; an invalid chain fails the source after its
+    verdicts are recorded. Options: ``public_keys`` (files saved from
+    ``aws cloudtrail list-public-keys``; else ``ListPublicKeys``), ``region``,
+    ``endpoint_url``, ``profile``, ``workers``, ``skip_digests``.
+    """
+    from collector.cloudtrail_fetch import public_keys_from_cloudtrail, public_keys_from_file
+    from collector.errors import IntegrityError
+    from collector.object_source import open_provider
+    from collector.run import PlannedCollection
+
+    opts = source.options
+    workers = int(opts.get("workers") or 0)
+    plans = []
+    for location in source.locations:
+        if location.startswith("s3://"):
+            logs = CloudTrailLogs(open_provider(location, endpoint_url=opts.get("endpoint_url"), region=opts.get("region"),
+                                                profile=opts.get("profile")), workers=workers)
+        else:
+            logs = CloudTrailLogs.for_path(location, workers=workers)
+        plans.append(PlannedCollection(logs, logs.source_id, location))
+        if opts.get("skip_digests") or logs.keys is not None:
+            continue
+        if source.public_keys:
+            keys = public_keys_from_file(source.public_keys[0])
+        else:
+            keys = public_keys_from_cloudtrail(region=opts.get("region"), profile=opts.get("profile"))
+        validation = _DigestValidation(logs.provider, keys, observed=context.observed)
+
+        def finish(_summary: Any, validation: _DigestValidation = validation) -> None:
+            if validation.report is not None and not validation.report.ok:
+                raise IntegrityError(f"CloudTrail digest chain does not validate: {validation.report.tally()}",
+                                     location=validation.provider.uri(""))
+
+        plans.append(PlannedCollection(validation, validation.source_id, f"{location} (digests)", finish=finish))
+    return plans
