@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, source TEXT NOT N
     line INTEGER, reason TEXT NOT NULL, sha256 TEXT NOT NULL, observed TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS signers (name TEXT NOT NULL, key_id TEXT NOT NULL, public_pem TEXT NOT NULL,
     PRIMARY KEY (name, key_id)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON quarantine (source, location, ifnull(line, -1), reason, sha256);
 CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
     note TEXT NOT NULL, created TEXT NOT NULL);
 """
@@ -376,7 +377,7 @@ class Ledger:
                 [(r.sha256, r.size, r.object, r.offset) for r in raw_index],
             )
             conn.executemany(
-                "INSERT INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",
                 [(q.source, q.location, q.line, q.reason, q.sha256, q.observed) for q in quarantine],
             )
             for source, value in (cursors or {}).items():

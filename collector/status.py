@@ -173,7 +173,9 @@ def ledger_status(ledger_path: Path, cfg: FedledgerConfig | None, *, as_of: date
             last_run_ok=last_ok, last_error=last_error, enabled=source.enabled, stale=stale, reason=reason,
         ))
     used = {sid for s in report.sources for sid in s.source_ids}
-    report.unconfigured = [s for s in stats.sources if s.source_id not in used]
+    # Collectors keep one cursor per file or object under their source id; such
+    # cursor-only ids (no entries, nothing quarantined) are not sources of their own.
+    report.unconfigured = [s for s in stats.sources if s.source_id not in used and (s.entries or s.quarantined)]
     return report
 
 
