@@ -71,9 +71,51 @@ def _utf16_order(value: Any) -> Any:
     return value
 
 
+_PLAIN = (str, bool, type(None))
+
+
+def _scan(value: Any) -> bool | None:
+    """The fast check: None when something is wrong (``_check`` then names it), else
+    whether a key holds a character above U+FFFF. Iterative, one join per object."""
+    stack = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    astral = False
+    while stack:
+        node, depth = pop()
+        if depth > MAX_DEPTH:
+            return None
+        if type(node) is dict:
+            try:
+                keys = "".join(node)
+            except TypeError:
+                return None
+            if not keys.isascii() and max(keys) > "\uffff":
+                astral = True
+            items = node.values()
+        else:
+            items = node
+        for item in items:
+            kind = type(item)
+            if kind in _PLAIN:
+                continue
+            if kind is int:
+                if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                    continue
+                return None
+            if kind is dict or kind is list:
+                push((item, depth + 1))
+                continue
+            return None
+    return astral
+
+
 def canonical_bytes(value: Any) -> bytes:
     """RFC 8785 bytes of *value*; raise :class:`CanonicalizationError` for what JCS cannot hold."""
-    astral = _check(value, 0, "$")
+    if type(value) is not dict and type(value) is not list:
+        astral = _check(value, 0, "$")
+    else:
+        found = _scan(value)
+        astral = _check(value, 0, "$") if found is None else found
     try:
         if astral:
             return orjson.dumps(_utf16_order(value), option=orjson.OPT_STRICT_INTEGER)
