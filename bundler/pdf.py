@@ -80,6 +80,14 @@ def _quiet_worker() -> None:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
 
 
+def _context():  # type: ignore[no-untyped-def]
+    # fork: no re-import of the caller's __main__ (spawn needs a main guard every
+    # caller would have to remember); the parent renders nothing before forking.
+    import sys
+
+    return get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
 def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
     """Render every job; in parallel processes when *workers* > 1. Returns the refused-URL count."""
     workers = workers or min(2, os.cpu_count() or 1)
@@ -89,7 +97,7 @@ def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
     # Largest pages first so one long report does not finish last alone.
     ordered = sorted(jobs, key=lambda j: j.html_path.stat().st_size, reverse=True)
     refused = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_quiet_worker) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_quiet_worker) as pool:
         for _path, count in pool.map(_render_job, ordered, chunksize=1):
             refused += count
     return refused
