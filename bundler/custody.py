@@ -1,0 +1,308 @@
+"""Chain of custody: tie every event to its CI job and rebuild each job's story.
+
+Correlation (:func:`correlate`) works in two rounds over the evidence table:
+
+1. **Identifiers unique to one job** — ``job_id``, ``role_session`` (STS session
+   name), ``cert_serial`` and temporary ``access_key_id`` (``ASIA…``) — are joined
+   transitively: an event carrying two of them links them (the CloudTrail
+   ``AssumeRoleWithWebIdentity`` record links the role session to its temporary key,
+   the inference call links the certificate serial to the job id, …). Every event
+   whose identifiers lead to exactly one job id belongs to that job. An identifier
+   that leads to two or more jobs (a certificate or session shared by jobs) is a
+   finding, and events reached only through it stay unassigned.
+2. **Identifiers shared by many jobs** — ``run_id``, ``oidc_subject``,
+   ``vault_entity_id``, ``artifact_digest``, ``runner`` — assign a still unassigned
+   event only when exactly one job carrying the same value has its time window
+   (first to last event, widened by ``window_seconds``) around the event.
+
+:func:`build_stories` then orders each job's events into the steps trigger →
+oidc_token → role_assumption → vault_login → certificate → build_sign →
+policy_decision → inference_call → attestation_stored. A step is present only when
+its event succeeded (and: the OIDC token verified, the policy allowed, the
+attestation is under Object Lock). Missing, failed and out-of-order steps are
+findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id;
+attestations by the job id or by the digests of the artifacts the job built or used.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from bundler.evidence_table import EvidenceTable
+from bundler.model import CustodyStep, CustodyStory, Finding
+
+STRONG_KEYS = ("job_id", "role_session", "cert_serial", "access_key_id")
+WEAK_KEYS = ("run_id", "oidc_subject", "vault_entity_id", "artifact_digest", "runner")
+CUSTODY_CONTROLS = ("au-2", "au-10", "sa-10")
+
+STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("trigger", "Job triggered", ("ci.workflow_run", "ci.job_queued", "ci.job_started")),
+    ("oidc_token", "OIDC token issued to the job", ("ci.oidc_token",)),
+    ("role_assumption", "Role assumed with web identity", ("aws.assume_role_web_identity",)),
+    ("vault_login", "Vault login", ("vault.login",)),
+    ("certificate", "Client certificate issued by Vault PKI", ("vault.pki_issue",)),
+    ("build_sign", "Artifact built and signed", ("ci.build_signed",)),
+    ("policy_decision", "Policy gate decision", ("ci.policy_decision",)),
+    ("inference_call", "AI inference call", ("ci.inference_call",)),
+    ("attestation_stored", "Attestation stored under Object Lock", ("attestation.signed",)),
+)
+STEP_NAMES = tuple(name for name, _, _ in STEPS)
+STEP_KINDS = frozenset(kind for _, _, kinds in STEPS for kind in kinds)
+
+
+@dataclass
+class Correlation:
+    """Which job each row of the table belongs to (``None``: none or ambiguous)."""
+
+    job: pd.Series
+    jobs: tuple[str, ...]
+    windows: pd.DataFrame  # index job id; columns start, end (UTC timestamps)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def job_sort_key(job_id: str) -> tuple[int, str]:
+    return (len(job_id), job_id) if job_id.isdigit() else (1 << 30, job_id)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, item: str) -> str:
+        parent = self.parent.setdefault(item, item)
+        while parent != item:
+            grand = self.parent[parent]
+            self.parent[item] = grand
+            item, parent = parent, grand
+        return item
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _strong_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    strong = frame[list(STRONG_KEYS)].copy()
+    keys = strong["access_key_id"]
+    strong.loc[keys.notna() & ~keys.fillna("").str.startswith("ASIA"), "access_key_id"] = None
+    return strong
+
+
+def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
+    """Assign each row of *frame* to a CI job (see the module docstring)."""
+    strong = _strong_frame(frame)
+    combos = strong.dropna(how="all").drop_duplicates()
+    links = _UnionFind()
+    for row in combos.itertuples(index=False):
+        present = [f"{key}\0{value}" for key, value in zip(STRONG_KEYS, row) if value is not None and value == value]
+        for other in present[1:]:
+            links.union(present[0], other)
+        if present:
+            links.find(present[0])
+    jobs_of_root: dict[str, set[str]] = defaultdict(set)
+    for node in list(links.parent):
+        key, value = node.split("\0", 1)
+        if key == "job_id":
+            jobs_of_root[links.find(node)].add(value)
+    findings: list[Finding] = []
+    value_job: dict[str, dict[str, str]] = {key: {} for key in STRONG_KEYS}
+    for node in sorted(links.parent):
+        key, value = node.split("\0", 1)
+        jobs = jobs_of_root.get(links.find(node), set())
+        if len(jobs) == 1:
+            value_job[key][value] = next(iter(jobs))
+        elif len(jobs) > 1 and key != "job_id":
+            seqs = tuple(sorted(frame.loc[strong[key] == value, "seq"].astype(int).tolist()))
+            listed = ", ".join(sorted(jobs, key=job_sort_key))
+            findings.append(Finding(
+                id=f"custody-shared-identifier:{key}:{value}",
+                check="chain-of-custody",
+                title=f"{key} {value} is shared by several jobs",
+                description=f"The {key} {value} links jobs {listed}; a per-job identifier must belong to one job.",
+                controls=CUSTODY_CONTROLS,
+                seqs=seqs,
+                severity="high",
+            ))
+    job = frame["job_id"].copy()
+    for key in STRONG_KEYS[1:]:
+        job = job.fillna(strong[key].map(value_job[key]))
+    job = job.astype(object).where(job.notna(), None)
+
+    assigned = job.notna()
+    windows = _windows(frame.loc[assigned, "ts"], job[assigned], window_seconds)
+    unassigned = ~assigned
+    if bool(unassigned.any()) and not windows.empty:
+        for key in WEAK_KEYS:
+            candidates = unassigned & frame[key].notna() & job.isna()
+            if not bool(candidates.any()):
+                continue
+            owners = pd.DataFrame({"value": frame.loc[assigned, key], "job": job[assigned]}).dropna().drop_duplicates()
+            if owners.empty:
+                continue
+            owners = owners.join(windows, on="job")
+            for start in range(0, int(candidates.sum()), 50_000):
+                rows = frame.loc[candidates, [key, "ts"]].iloc[start:start + 50_000]
+                rows = rows.rename(columns={key: "value"}).reset_index(names="row")
+                pairs = rows.merge(owners, on="value")
+                pairs = pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
+                counts = pairs.groupby("row")["job"].nunique()
+                single = pairs[pairs["row"].isin(counts[counts == 1].index)].drop_duplicates("row")
+                job.loc[single["row"].to_numpy()] = single["job"].to_numpy()
+            assigned = job.notna()
+            unassigned = ~assigned
+    jobs = tuple(sorted(set(frame["job_id"].dropna().unique().tolist()), key=job_sort_key))
+    final_windows = _windows(frame.loc[job.notna(), "ts"], job[job.notna()], 0)
+    return Correlation(job, jobs, final_windows, findings)
+
+
+def _windows(ts: pd.Series, job: pd.Series, pad_seconds: int) -> pd.DataFrame:
+    if ts.empty:
+        return pd.DataFrame(columns=["start", "end"])
+    grouped = pd.DataFrame({"ts": ts, "job": job}).dropna().groupby("job")["ts"]
+    pad = pd.Timedelta(seconds=pad_seconds)
+    return pd.DataFrame({"start": grouped.min() - pad, "end": grouped.max() + pad})
+
+
+def _attr(event: Mapping[str, Any] | None, name: str) -> Any:
+    if not event:
+        return None
+    attrs = event.get("attrs")
+    return attrs.get(name) if isinstance(attrs, Mapping) else None
+
+
+def attestation_digests(event: Mapping[str, Any]) -> set[str]:
+    """Artifact digests an attestation event speaks to (correlation and subjects)."""
+    digests: set[str] = set()
+    correlation = event.get("correlation")
+    if isinstance(correlation, Mapping) and isinstance(correlation.get("artifact_digest"), str):
+        digests.add(correlation["artifact_digest"])
+    subjects = _attr(event, "subjects")
+    for subject in subjects if isinstance(subjects, list) else ():
+        if not isinstance(subject, Mapping):
+            continue
+        digest = subject.get("digest")
+        if isinstance(digest, Mapping):
+            for algorithm, value in sorted(digest.items()):
+                digests.add(f"{algorithm}:{value}")
+        elif isinstance(digest, str):
+            digests.add(digest)
+    return digests
+
+
+def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
+    """(counts as present, reason if not) for one event of a step."""
+    if status != "success":
+        return False, "the event failed"
+    if step == "oidc_token" and _attr(event, "verified") is not True:
+        return False, "the OIDC token did not verify"
+    if step == "policy_decision" and str(_attr(event, "decision") or "").lower() != "allow":
+        return False, f"the policy decision was {_attr(event, 'decision')!r}, not allow"
+    if step == "attestation_stored" and not _attr(event, "object_lock_mode"):
+        return False, "the attestation is not under S3 Object Lock"
+    return True, ""
+
+
+def build_stories(
+    table: EvidenceTable,
+    correlation: Correlation,
+    *,
+    required_steps: Sequence[str] = STEP_NAMES,
+    skew_seconds: int = 120,
+) -> tuple[CustodyStory, ...]:
+    """One :class:`CustodyStory` per job id seen in the evidence, in job-id order."""
+    frame = table.frame
+    step_of_kind: dict[str, list[str]] = defaultdict(list)
+    for name, _, kinds in STEPS:
+        for kind in kinds:
+            step_of_kind[kind].append(name)
+    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "time", "ts", "status", "run_id", "repository"]]
+    rows = rows.assign(job=correlation.job[rows.index])
+    by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    by_run: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows.itertuples(index=False):
+        record = (row.seq, row.kind, row.time, row.ts, row.status)
+        if row.job is not None:
+            by_job[row.job].append(record)
+        if row.kind == "ci.workflow_run" and row.run_id is not None:
+            by_run[row.run_id].append(record)
+        if row.kind == "attestation.signed":
+            for digest in attestation_digests(table.events.get(int(row.seq), {})):
+                by_digest[digest].append(record)
+    job_info = frame.loc[correlation.job.notna(), ["run_id", "repository", "artifact_digest"]].assign(
+        job=correlation.job[correlation.job.notna()])
+    runs = job_info.dropna(subset=["run_id"]).groupby("job")["run_id"].first().to_dict()
+    repos = job_info.dropna(subset=["repository"]).groupby("job")["repository"].first().to_dict()
+    digests_of_job = job_info.dropna(subset=["artifact_digest"]).groupby("job")["artifact_digest"].agg(
+        lambda s: sorted(set(s))).to_dict()
+    stories = []
+    skew = pd.Timedelta(seconds=skew_seconds)
+    for job_id in correlation.jobs:
+        records = {r[0]: r for r in by_job.get(job_id, [])}
+        run_id = runs.get(job_id)
+        for record in by_run.get(run_id, []) if run_id else []:
+            records.setdefault(record[0], record)
+        for digest in digests_of_job.get(job_id, []):
+            for record in by_digest.get(digest, []):
+                records.setdefault(record[0], record)
+        steps: list[CustodyStep] = []
+        findings: list[Finding] = []
+        previous: tuple[str, pd.Timestamp] | None = None
+        for name, title, kinds in STEPS:
+            matching = sorted((r for r in records.values() if r[1] in kinds), key=lambda r: (str(r[2]), r[0]))
+            good = []
+            reasons = []
+            for record in matching:
+                ok, reason = _step_state(name, table.events.get(int(record[0])), record[4])
+                (good if ok else reasons).append(record if ok else (record, reason))
+            seqs = tuple(sorted(int(r[0]) for r in matching))
+            present = bool(good)
+            first = good[0] if good else None
+            detail = ""
+            if not present and reasons:
+                detail = "; ".join(sorted({reason for _, reason in reasons}))
+            elif not present:
+                detail = "no event found for this step"
+            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail))
+            if not present and name in required_steps:
+                findings.append(Finding(
+                    id=f"custody-missing:{name}:job-{job_id}",
+                    check="chain-of-custody",
+                    title=f"Job {job_id}: {title.lower()} is missing from the chain of custody",
+                    description=f"Step '{name}' of job {job_id}: {detail}.",
+                    controls=CUSTODY_CONTROLS,
+                    seqs=seqs,
+                    job_id=job_id,
+                ))
+            if first is not None and pd.notna(first[3]):
+                if previous is not None and first[3] + skew < previous[1]:
+                    findings.append(Finding(
+                        id=f"custody-order:{name}:job-{job_id}",
+                        check="chain-of-custody",
+                        title=f"Job {job_id}: {name} happened before {previous[0]}",
+                        description=(f"Step '{name}' at {first[2]} comes before the earlier step '{previous[0]}' "
+                                     f"at {previous[1].strftime('%Y-%m-%dT%H:%M:%SZ')}."),
+                        controls=CUSTODY_CONTROLS,
+                        seqs=(int(first[0]),),
+                        job_id=job_id,
+                    ))
+                if previous is None or first[3] > previous[1]:
+                    previous = (name, first[3])
+        stories.append(CustodyStory(job_id, run_id, repos.get(job_id), tuple(steps), tuple(findings)))
+    return tuple(stories)
+
+
+def iter_job_rows(frame: pd.DataFrame, correlation: Correlation) -> Iterable[tuple[str, pd.DataFrame]]:
+    """(job id, that job's rows) for every assigned job, in job-id order."""
+    assigned = frame.assign(job=correlation.job).dropna(subset=["job"])
+    groups = dict(tuple(assigned.groupby("job", sort=False)))
+    for job_id in sorted(groups, key=job_sort_key):
+        yield job_id, groups[job_id]

@@ -1,0 +1,885 @@
+"""Control evaluation: ledger entries in, an :class:`~bundler.model.Assessment` out.
+
+``evaluate(entries, as_of=…, origin=…, config=…, catalog=…)`` is pure (no I/O, no
+clock). *entries* is an iterable of ``(seq, event, source)`` triples (see
+:mod:`bundler.evidence_table`; :func:`bundler.evidence_table.entry_triples` makes
+them from stored entry objects). It is read once; pandas does the aggregation.
+
+How a result is decided
+-----------------------
+* Each **built-in check** (listed in ``bundler/data/mapping.json`` with the controls
+  it speaks to) looks at its evidence and returns ``not-assessed`` when there is no
+  evidence for it at all, ``not-satisfied`` when it has at least one finding, and
+  ``satisfied`` otherwise. Findings cite every entry (seq) that shows the problem;
+  observations cite the entries examined (up to ``config.cite_limit`` each; the
+  description then says how many were examined).
+* **Freshness**: for each source (vault, cloudtrail, ci, attestations) the newest
+  event time at ``as_of`` must be younger than the source's cadence (default 7 days,
+  per source and per KSI overridable). Stale evidence makes the source's controls
+  (mapping data) not satisfied; a source with no evidence leaves them not assessed.
+* **Rego policies** (:mod:`bundler.rego`) add one check each, for the controls the
+  policy declares.
+* A **control** is ``not-satisfied`` if any check that speaks to it is, else
+  ``satisfied`` if at least one is, else ``not-assessed``. A control with no check
+  (e.g. one from a user's OSCAL baseline that no evidence maps to) is not assessed,
+  never satisfied.
+
+What is not verified here: signatures, digest chains and Object Lock are verified
+by the collectors; evaluation trusts the verdicts they recorded in the events
+(``attestation.signed`` vs ``attestation.invalid``, ``aws.digest_invalid``…), and
+the ledger's own integrity is checked by :mod:`bundler.ledger_verify`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from bundler.catalog import Catalog, CatalogControl, control_label, load_builtin_catalog, load_mapping, \
+    normalize_control_id
+from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key
+from bundler.evidence_table import EvidenceTable, build_table
+from bundler.model import (
+    NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
+    Finding, Observation, SourceFreshness, Status,
+)
+from collector.errors import UsageError
+
+SOURCES = ("vault", "cloudtrail", "ci", "attestations")
+RAW_PAYLOAD_KEYS = frozenset({
+    "payload", "prompt", "response", "request_body", "response_body", "input_text", "output_text",
+    "messages", "completion", "body", "raw_payload", "raw_response",
+})
+HASH_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-\d$")
+TAMPER_TRAIL_ACTIONS = frozenset({"StopLogging", "DeleteTrail"})
+TAMPER_AUDIT_OPERATIONS = frozenset({"delete", "disable"})
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Everything an assessment depends on besides the evidence. All durations in seconds
+    unless the name says days."""
+
+    allowed_regions: tuple[str, ...] = ("us-gov-west-1", "us-gov-east-1")
+    secret_read_threshold: int = 20  # more secret reads than this in one job is a finding
+    allowed_ai_endpoints: tuple[str, ...] = ()  # empty: the allowlist check is not assessed
+    max_token_renewals: int = 3  # more renewals than this in one job is a finding
+    retention_min_days: int = 365
+    object_lock_modes: tuple[str, ...] = ("COMPLIANCE",)
+    freshness_days: int = 7
+    freshness_days_per_source: tuple[tuple[str, int], ...] = ()
+    freshness_days_per_ksi: tuple[tuple[str, int], ...] = ()
+    max_job_seconds: int = 3600  # a job's length when its events do not give timeout_seconds
+    clock_skew_seconds: int = 300
+    correlation_window_seconds: int = 300
+    vault_job_auth_methods: tuple[str, ...] = ("jwt", "oidc")
+    allowed_long_term_key_ids: tuple[str, ...] = ()  # explained exceptions (key ids are not secret)
+    explained_seqs: tuple[int, ...] = ()  # audit-trail changes explained out of band
+    required_custody_steps: tuple[str, ...] = STEP_NAMES
+    kms_sse_values: tuple[str, ...] = ("aws:kms", "aws:kms:dsse")
+    cite_limit: int = 5000
+
+    def freshness_seconds(self, source: str) -> int:
+        return 86400 * dict(self.freshness_days_per_source).get(source, self.freshness_days)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> EvaluationConfig:
+        """Build from a plain mapping (e.g. a parsed config file); unknown keys are a usage error."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown evaluation setting(s): {', '.join(unknown)}")
+        converted: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in ("freshness_days_per_source", "freshness_days_per_ksi") and isinstance(value, Mapping):
+                value = tuple(sorted((str(k), int(v)) for k, v in value.items()))
+            elif isinstance(value, list):
+                value = tuple(value)
+            converted[key] = value
+        return cls(**converted)
+
+
+def parse_utc(value: str | datetime) -> pd.Timestamp:
+    """A UTC timestamp from RFC 3339 text or an aware datetime; naive times are refused."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise UsageError(f"time {value.isoformat()} has no time zone")
+        return pd.Timestamp(value).tz_convert("UTC")
+    text = str(value).strip()
+    if not re.search(r"(Z|[+-]\d\d:\d\d)$", text):
+        raise UsageError(f"time {text!r} has no time zone (use RFC 3339 with Z)")
+    try:
+        return pd.Timestamp(text).tz_convert("UTC")
+    except ValueError:
+        raise UsageError(f"time {text!r} is not RFC 3339") from None
+
+
+def rfc3339(ts: pd.Timestamp | None) -> str | None:
+    if ts is None or pd.isna(ts):
+        return None
+    return ts.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the context checks share -------------------------------------------------------------
+
+
+@dataclass
+class JobFacts:
+    """What checks and policies need to know about one CI job."""
+
+    job_id: str
+    run_id: str | None
+    repository: str | None
+    seqs: tuple[int, ...]
+    runner_region: str | None
+    runner_labels: tuple[str, ...]
+    runner_name: str | None
+    timeout_seconds: int | None
+    artifact_digests: tuple[str, ...]
+    access_key_classes: tuple[str, ...]
+    long_term_seqs: tuple[int, ...]
+    web_identity_seqs: tuple[int, ...]
+    aws_seqs: tuple[int, ...]
+    secret_read_seqs: tuple[int, ...]
+    token_renew_seqs: tuple[int, ...]
+    kind_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    table: EvidenceTable
+    correlation: Correlation
+    config: EvaluationConfig
+    as_of: pd.Timestamp
+    jobs: dict[str, JobFacts]
+    mapping: Mapping[str, Any]
+    attestations_by_digest: dict[str, list[int]]
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self.table.frame
+
+    def rows(self, *kinds: str) -> pd.DataFrame:
+        return self.frame[self.frame["kind"].isin(kinds)]
+
+    def event(self, seq: int) -> Mapping[str, Any]:
+        return self.table.events.get(int(seq), {})
+
+    def attr(self, seq: int, name: str) -> Any:
+        attrs = self.event(seq).get("attrs")
+        return attrs.get(name) if isinstance(attrs, Mapping) else None
+
+    def spec(self, check: str) -> tuple[str, tuple[str, ...]]:
+        item = self.mapping["checks"][check]
+        return item["title"], tuple(item["controls"])
+
+
+def _seqs(values: Iterable[Any]) -> tuple[int, ...]:
+    return tuple(sorted({int(v) for v in values}))
+
+
+def _result(
+    ctx: Context,
+    check: str,
+    *,
+    evidence: Sequence[int] | pd.Series,
+    findings: Sequence[Finding],
+    what: str,
+    not_assessed_reason: str = "no evidence for this check in the period",
+    kind: str = "builtin",
+    controls: tuple[str, ...] | None = None,
+    title: str | None = None,
+) -> CheckResult:
+    spec_title, spec_controls = ctx.spec(check) if check in ctx.mapping["checks"] else (title or check, ())
+    controls = controls if controls is not None else spec_controls
+    title = title or spec_title
+    examined = _seqs(evidence)
+    findings = tuple(sorted(findings, key=lambda f: f.id))
+    if not examined and not findings:
+        return CheckResult(check, title, controls, NOT_ASSESSED, not_assessed_reason, kind=kind)  # type: ignore[arg-type]
+    cited = examined[: ctx.config.cite_limit]
+    more = f" ({len(cited)} of {len(examined)} cited)" if len(cited) < len(examined) else ""
+    status: Status = NOT_SATISFIED if findings else SATISFIED
+    summary = (f"{len(findings)} finding(s) over {len(examined)} entries examined: {what}" if findings
+               else f"{len(examined)} entries examined, no findings: {what}")
+    observation = Observation(
+        id=f"{check}:examined",
+        check=check,
+        title=f"Examined: {title}",
+        description=f"{len(examined)} ledger entries examined{more}; {what}.",
+        controls=controls,
+        seqs=cited,
+    )
+    seqs = _seqs([*cited, *(s for f in findings for s in f.seqs)])
+    return CheckResult(check, title, controls, status, summary, findings, (observation,), seqs, kind=kind)  # type: ignore[arg-type]
+
+
+def _finding(ctx: Context, check: str, key: str, title: str, description: str, seqs: Iterable[Any], *,
+             job_id: str | None = None, severity: str = "moderate") -> Finding:
+    return Finding(f"{check}:{key}", check, title, description, ctx.spec(check)[1], _seqs(seqs), job_id,
+                   severity)  # type: ignore[arg-type]
+
+
+# -- job facts -----------------------------------------------------------------------------
+
+
+def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig) -> dict[str, JobFacts]:
+    frame = table.frame.assign(job=correlation.job)
+    frame = frame[frame["job"].notna()]
+    facts: dict[str, JobFacts] = {}
+    if frame.empty:
+        return facts
+    for job_id, rows in frame.groupby("job", sort=False):
+        seqs = tuple(int(s) for s in rows["seq"])
+        ci = rows[rows["kind"].str.startswith("ci.job_") | (rows["kind"] == "ci.workflow_run")]
+        region = labels = runner = timeout = None
+        for seq in ci["seq"]:
+            attrs = table.events.get(int(seq), {}).get("attrs") or {}
+            region = region or attrs.get("runner_region")
+            if isinstance(attrs.get("runner_labels"), list):
+                labels = labels or tuple(str(x) for x in attrs["runner_labels"])
+            if isinstance(attrs.get("timeout_seconds"), int):
+                timeout = attrs["timeout_seconds"]
+            elif isinstance(attrs.get("timeout_minutes"), int):
+                timeout = 60 * attrs["timeout_minutes"]
+        runner = rows["runner"].dropna().iloc[0] if rows["runner"].notna().any() else None
+        aws = rows[rows["source"] == "cloudtrail"]
+        key_class = aws["access_key_class"].fillna("")
+        key_id = aws["access_key_id"].fillna("")
+        long_term = aws[(key_class == "long-term") | key_id.str.startswith("AKIA")]
+        long_term = long_term[~long_term["access_key_id"].isin(config.allowed_long_term_key_ids)]
+        web = aws[(aws["kind"] == "aws.assume_role_web_identity") & (aws["status"] == "success")]
+        kinds = rows["kind"].value_counts()
+        facts[str(job_id)] = JobFacts(
+            job_id=str(job_id),
+            run_id=rows["run_id"].dropna().iloc[0] if rows["run_id"].notna().any() else None,
+            repository=rows["repository"].dropna().iloc[0] if rows["repository"].notna().any() else None,
+            seqs=seqs,
+            runner_region=region,
+            runner_labels=labels or (),
+            runner_name=runner,
+            timeout_seconds=timeout,
+            artifact_digests=tuple(sorted(set(rows.loc[rows["source"] == "ci", "artifact_digest"].dropna()))),
+            access_key_classes=tuple(sorted(set(key_class[key_class != ""]))),
+            long_term_seqs=_seqs(long_term["seq"]),
+            web_identity_seqs=_seqs(web["seq"]),
+            aws_seqs=_seqs(aws["seq"]),
+            secret_read_seqs=_seqs(rows.loc[rows["kind"] == "vault.secret_read", "seq"]),
+            token_renew_seqs=_seqs(rows.loc[rows["kind"] == "vault.token_renew", "seq"]),
+            kind_counts={str(k): int(v) for k, v in sorted(kinds.items())},
+        )
+    return dict(sorted(facts.items(), key=lambda item: job_sort_key(item[0])))
+
+
+# -- built-in checks -----------------------------------------------------------------------
+
+
+def check_signed_attestation(ctx: Context) -> CheckResult:
+    check = "signed-attestation"
+    used = ctx.frame[(ctx.frame["source"] == "ci") & ctx.frame["artifact_digest"].notna()]
+    attest = ctx.frame[ctx.frame["source"] == "attestations"]
+    findings: list[Finding] = []
+    bad_by_digest: dict[str, list[int]] = defaultdict(list)
+    for seq, kind in zip(attest["seq"], attest["kind"]):
+        if kind != "attestation.signed":
+            for digest in attestation_digests(ctx.event(seq)) or {"(unknown subject)"}:
+                bad_by_digest[digest].append(int(seq))
+            if kind == "attestation.invalid":
+                error = ctx.attr(seq, "verification_error") or "signature did not verify"
+                findings.append(_finding(ctx, check, f"invalid:{seq}", f"Attestation at seq {seq} does not verify",
+                                         f"An attestation failed verification: {error}.", [seq], severity="high"))
+    for digest, rows in used.groupby("artifact_digest", sort=True):
+        if digest in ctx.attestations_by_digest:
+            continue
+        jobs = sorted({str(j) for j in ctx.correlation.job[rows.index].dropna()}, key=job_sort_key)
+        bad = bad_by_digest.get(str(digest), [])
+        reason = ("only unsigned or invalid attestations exist for it" if bad
+                  else "no signed attestation names it as a subject")
+        findings.append(_finding(
+            ctx, check, f"unattested:{digest}", f"Artifact {digest} was used without a valid signed attestation",
+            f"Artifact {digest} was built, gated or used for inference (jobs: {', '.join(jobs) or 'none known'}) "
+            f"but {reason}.", [*rows["seq"], *bad], job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
+    evidence = [*used["seq"], *attest["seq"]]
+    return _result(ctx, check, evidence=evidence, findings=findings,
+                   what=f"{used['artifact_digest'].nunique()} artifact(s) used, {len(attest)} attestation(s)")
+
+
+def check_short_lived_credentials(ctx: Context) -> CheckResult:
+    check = "short-lived-credentials"
+    aws = ctx.frame[ctx.frame["source"] == "cloudtrail"]
+    aws = aws[aws["kind"].isin(("aws.api_call", "aws.assume_role_web_identity", "aws.trail_change"))]
+    key_id = aws["access_key_id"].fillna("")
+    long_term = aws[((aws["access_key_class"] == "long-term") | key_id.str.startswith("AKIA"))
+                    & ~aws["access_key_id"].isin(ctx.config.allowed_long_term_key_ids)]
+    findings = []
+    for key, rows in long_term.groupby(long_term["access_key_id"].fillna("(no key id)"), sort=True):
+        jobs = sorted({str(j) for j in ctx.correlation.job[rows.index].dropna()}, key=job_sort_key)
+        where = f" in job(s) {', '.join(jobs)}" if jobs else ""
+        findings.append(_finding(
+            ctx, check, f"long-term-key:{key}", f"Long-term access key {key} was used{where}",
+            f"{len(rows)} AWS call(s) were made with the long-term access key {key}{where}; pipelines must use "
+            "short-lived credentials from AssumeRoleWithWebIdentity.", rows["seq"],
+            job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
+    for job in ctx.jobs.values():
+        if job.aws_seqs and not job.web_identity_seqs:
+            findings.append(_finding(
+                ctx, check, f"no-web-identity:job-{job.job_id}",
+                f"Job {job.job_id} called AWS without assuming a role by web identity",
+                f"Job {job.job_id} made {len(job.aws_seqs)} AWS call(s) but no successful "
+                "AssumeRoleWithWebIdentity is linked to it.", job.aws_seqs, job_id=job.job_id))
+    return _result(ctx, check, evidence=aws["seq"], findings=findings,
+                   what=f"{len(aws)} AWS call(s), {len(ctx.jobs)} job(s)")
+
+
+def check_workload_identity(ctx: Context) -> CheckResult:
+    check = "workload-identity"
+    tokens = ctx.rows("ci.oidc_token")
+    logins = ctx.rows("vault.login", "vault.token_create")
+    findings = []
+    for seq in tokens["seq"]:
+        if ctx.attr(seq, "verified") is not True:
+            error = ctx.attr(seq, "verification_error") or "not verified"
+            job = ctx.correlation.job.get(tokens.index[tokens["seq"] == seq][0])
+            findings.append(_finding(ctx, check, f"oidc-unverified:{seq}", f"OIDC token at seq {seq} did not verify",
+                                     f"The job's OIDC ID token did not verify: {error}.", [seq], job_id=job,
+                                     severity="high"))
+    for index, seq, kind, status in zip(logins.index, logins["seq"], logins["kind"], logins["status"]):
+        policies = ctx.attr(seq, "policies")
+        if isinstance(policies, list) and "root" in policies and status == "success":
+            findings.append(_finding(ctx, check, f"root-token:{seq}", f"A root-policy Vault token was issued (seq {seq})",
+                                     "A Vault login or token creation granted the root policy.", [seq],
+                                     job_id=ctx.correlation.job.get(index), severity="high"))
+        job = ctx.correlation.job.get(index)
+        method = ctx.attr(seq, "auth_method")
+        if kind == "vault.login" and job is not None and status == "success" and method not in ctx.config.vault_job_auth_methods:
+            findings.append(_finding(
+                ctx, check, f"job-auth-method:{seq}", f"Job {job} logged in to Vault with {method!r}",
+                f"CI job {job} logged in to Vault with auth method {method!r}; jobs must use "
+                f"{', '.join(ctx.config.vault_job_auth_methods)} (workload identity).", [seq], job_id=job))
+    return _result(ctx, check, evidence=[*tokens["seq"], *logins["seq"]], findings=findings,
+                   what=f"{len(tokens)} OIDC token(s), {len(logins)} Vault login(s)/token(s)")
+
+
+def check_certificate_ttl(ctx: Context) -> CheckResult:
+    check = "certificate-ttl"
+    certs = ctx.rows("vault.pki_issue")
+    certs = certs[certs["status"] == "success"]
+    findings = []
+    for index, seq in zip(certs.index, certs["seq"]):
+        job = ctx.correlation.job.get(index)
+        ttl = ctx.attr(seq, "ttl")
+        facts = ctx.jobs.get(job) if job else None
+        limit = facts.timeout_seconds if facts and facts.timeout_seconds else ctx.config.max_job_seconds
+        whose = f"job {job}" if job else "no known job"
+        if not isinstance(ttl, int) or isinstance(ttl, bool):
+            findings.append(_finding(ctx, check, f"ttl-unknown:{seq}", f"Certificate at seq {seq} has no recorded TTL",
+                                     f"The certificate issued for {whose} does not record its TTL, so its lifetime "
+                                     "cannot be compared with the job's length.", [seq], job_id=job))
+        elif ttl > limit:
+            findings.append(_finding(
+                ctx, check, f"ttl-too-long:{seq}", f"Certificate for {whose} lives {ttl}s, longer than the job ({limit}s)",
+                f"Vault PKI issued a certificate with TTL {ttl}s for {whose}; the job's length is {limit}s.",
+                [seq], job_id=job))
+    return _result(ctx, check, evidence=certs["seq"], findings=findings, what=f"{len(certs)} certificate(s) issued")
+
+
+def check_mtls_inference(ctx: Context) -> CheckResult:
+    check = "mtls-inference"
+    calls = ctx.rows("ci.inference_call")
+    certs = ctx.rows("vault.pki_issue")
+    certs = certs[(certs["status"] == "success") & certs["cert_serial"].notna()]
+    issued = certs.groupby("cert_serial")["ts"].min().to_dict()
+    cert_seq = certs.groupby("cert_serial")["seq"].min().to_dict()
+    findings = []
+    for index, seq, serial, ts in zip(calls.index, calls["seq"], calls["cert_serial"], calls["ts"]):
+        job = ctx.correlation.job.get(index)
+        if serial is None:
+            findings.append(_finding(ctx, check, f"no-cert:{seq}", f"Inference call at seq {seq} names no client certificate",
+                                     "The inference call does not record the serial of the mTLS client certificate.",
+                                     [seq], job_id=job))
+        elif serial not in issued:
+            findings.append(_finding(ctx, check, f"unknown-cert:{seq}",
+                                     f"Inference call at seq {seq} used a certificate Vault PKI did not issue",
+                                     f"Certificate serial {serial} has no Vault PKI issue record in the evidence.",
+                                     [seq], job_id=job, severity="high"))
+        elif pd.notna(ts) and pd.notna(issued[serial]) and ts < issued[serial]:
+            findings.append(_finding(ctx, check, f"cert-after-call:{seq}",
+                                     f"Inference call at seq {seq} predates its certificate",
+                                     f"Certificate {serial} was issued after the call that presented it.",
+                                     [seq, cert_seq[serial]], job_id=job))
+    return _result(ctx, check, evidence=[*calls["seq"], *certs.loc[certs["cert_serial"].isin(calls["cert_serial"]), "seq"]],
+                   findings=findings, what=f"{len(calls)} inference call(s)")
+
+
+def check_inference_redaction(ctx: Context) -> CheckResult:
+    check = "inference-redaction"
+    calls = ctx.rows("ci.inference_call")
+    findings = []
+    for index, seq in zip(calls.index, calls["seq"]):
+        job = ctx.correlation.job.get(index)
+        attrs = ctx.event(seq).get("attrs") or {}
+        missing = [name for name in ("payload_hash", "response_hash")
+                   if not (isinstance(attrs.get(name), str) and HASH_PATTERN.match(attrs[name]))]
+        if missing:
+            findings.append(_finding(ctx, check, f"no-hash:{seq}", f"Inference call at seq {seq} lacks {', '.join(missing)}",
+                                     f"The call does not carry a sha256:<hex> value for {', '.join(missing)}.",
+                                     [seq], job_id=job))
+        raw = sorted(RAW_PAYLOAD_KEYS & set(attrs))
+        if raw:
+            findings.append(_finding(ctx, check, f"raw-payload:{seq}", f"Inference call at seq {seq} logs raw content",
+                                     f"The call's record holds raw fields ({', '.join(raw)}) instead of only hashes.",
+                                     [seq], job_id=job, severity="high"))
+    return _result(ctx, check, evidence=calls["seq"], findings=findings, what=f"{len(calls)} inference call(s)")
+
+
+def check_allowed_regions(ctx: Context) -> CheckResult:
+    check = "allowed-regions"
+    allowed = set(ctx.config.allowed_regions)
+    with_region = ctx.frame[ctx.frame["region"].notna() & ctx.frame["source"].isin(("cloudtrail", "ci"))]
+    findings = []
+    outside = with_region[~with_region["region"].isin(allowed)]
+    for region, rows in outside.groupby("region", sort=True):
+        jobs = sorted({str(j) for j in ctx.correlation.job[rows.index].dropna()}, key=job_sort_key)
+        findings.append(_finding(
+            ctx, check, f"region:{region}", f"{len(rows)} event(s) in region {region}, outside the allowed regions",
+            f"Runners or cloud calls ran in {region}; allowed: {', '.join(sorted(allowed))}. "
+            f"Jobs: {', '.join(jobs) or 'none linked'}.", rows["seq"], job_id=jobs[0] if len(jobs) == 1 else None,
+            severity="high"))
+    label_seqs = []
+    for job in ctx.jobs.values():
+        regions = [label for label in job.runner_labels if REGION_PATTERN.match(label)]
+        if regions:
+            label_seqs.extend(s for s in job.seqs if ctx.event(s).get("kind", "").startswith("ci.job_"))
+        bad = sorted(set(regions) - allowed)
+        if bad:
+            seqs = [s for s in job.seqs if ctx.event(s).get("kind", "").startswith("ci.job_")]
+            findings.append(_finding(ctx, check, f"runner-label:job-{job.job_id}",
+                                     f"Job {job.job_id}'s runner is labelled for {', '.join(bad)}",
+                                     f"The runner's labels name region(s) {', '.join(bad)} outside the allowed regions.",
+                                     seqs, job_id=job.job_id, severity="high"))
+    return _result(ctx, check, evidence=[*with_region["seq"], *label_seqs], findings=findings,
+                   what=f"{len(with_region)} event(s) with a region")
+
+
+def _vault_job_evidence(ctx: Context) -> list[int]:
+    if not ctx.jobs or not bool((ctx.frame["source"] == "vault").any()):
+        return []
+    return [s for job in ctx.jobs.values() for s in (*job.secret_read_seqs, *job.token_renew_seqs)] or \
+        [int(ctx.frame.loc[ctx.frame["source"] == "vault", "seq"].iloc[0])]
+
+
+def check_secret_read_volume(ctx: Context) -> CheckResult:
+    check = "secret-read-volume"
+    threshold = ctx.config.secret_read_threshold
+    findings = [
+        _finding(ctx, check, f"job-{job.job_id}", f"Job {job.job_id} read {len(job.secret_read_seqs)} secrets",
+                 f"Job {job.job_id} read secrets {len(job.secret_read_seqs)} times; the threshold is {threshold} per job.",
+                 job.secret_read_seqs, job_id=job.job_id)
+        for job in ctx.jobs.values() if len(job.secret_read_seqs) > threshold
+    ]
+    reads = sum(len(job.secret_read_seqs) for job in ctx.jobs.values())
+    return _result(ctx, check, evidence=_vault_job_evidence(ctx), findings=findings,
+                   what=f"{reads} secret read(s) over {len(ctx.jobs)} job(s), threshold {threshold} per job",
+                   not_assessed_reason="no CI jobs or no Vault evidence in the period")
+
+
+def check_token_renewals(ctx: Context) -> CheckResult:
+    check = "token-renewals"
+    limit = ctx.config.max_token_renewals
+    findings = [
+        _finding(ctx, check, f"job-{job.job_id}", f"Job {job.job_id} renewed its token {len(job.token_renew_seqs)} times",
+                 f"Job {job.job_id} renewed Vault tokens {len(job.token_renew_seqs)} times; at most {limit} expected.",
+                 job.token_renew_seqs, job_id=job.job_id)
+        for job in ctx.jobs.values() if len(job.token_renew_seqs) > limit
+    ]
+    return _result(ctx, check, evidence=_vault_job_evidence(ctx), findings=findings,
+                   what=f"token renewals over {len(ctx.jobs)} job(s), at most {limit} per job",
+                   not_assessed_reason="no CI jobs or no Vault evidence in the period")
+
+
+def check_ai_endpoint_allowlist(ctx: Context) -> CheckResult:
+    check = "ai-endpoint-allowlist"
+    calls = ctx.rows("ci.inference_call")
+    if not ctx.config.allowed_ai_endpoints:
+        title, controls = ctx.spec(check)
+        return CheckResult(check, title, controls, NOT_ASSESSED,
+                           "no AI endpoint allowlist configured (allowed_ai_endpoints)")
+    allowed = set(ctx.config.allowed_ai_endpoints)
+    findings = []
+    for index, seq in zip(calls.index, calls["seq"]):
+        endpoint = ctx.attr(seq, "ai_endpoint")
+        if endpoint not in allowed:
+            job = ctx.correlation.job.get(index)
+            findings.append(_finding(ctx, check, f"endpoint:{seq}", f"Inference call at seq {seq} to {endpoint!r}",
+                                     f"The AI endpoint {endpoint!r} is not on the allowlist.", [seq], job_id=job,
+                                     severity="high"))
+    return _result(ctx, check, evidence=calls["seq"], findings=findings, what=f"{len(calls)} inference call(s)")
+
+
+def _explained(ctx: Context) -> set[int]:
+    explained = set(ctx.config.explained_seqs)
+    for seq, event in ctx.table.events.items():
+        if str(event.get("kind", "")).endswith(".explanation"):
+            attrs = event.get("attrs") or {}
+            explained.update(int(s) for s in attrs.get("explains", ()) if isinstance(s, int))
+    return explained
+
+
+def check_audit_trail_integrity(ctx: Context) -> CheckResult:
+    check = "audit-trail-integrity"
+    frame = ctx.frame
+    findings = []
+    for kind, title in (("aws.digest_invalid", "CloudTrail digest or log file does not verify"),
+                        ("aws.digest_gap", "CloudTrail digest chain has a gap"),
+                        ("vault.unpaired", "Vault audit requests without responses (or the reverse)")):
+        rows = frame[frame["kind"] == kind]
+        if len(rows):
+            findings.append(_finding(ctx, check, kind, title, f"{len(rows)} {kind} record(s) in the period.",
+                                     rows["seq"], severity="high"))
+    explained = _explained(ctx)
+    trail = frame[(frame["kind"] == "aws.trail_change") & (frame["status"] == "success")]
+    tamper = trail[trail["event_name"].isin(TAMPER_TRAIL_ACTIONS) | trail["action"].isin(TAMPER_TRAIL_ACTIONS)]
+    audit = frame[(frame["kind"] == "vault.audit_change") & (frame["status"] != "failure")]
+    for seq in [*tamper["seq"], *audit["seq"]]:
+        event = ctx.event(seq)
+        if event.get("kind") == "vault.audit_change" and \
+                str(ctx.attr(seq, "operation") or event.get("action") or "").lower() not in TAMPER_AUDIT_OPERATIONS:
+            continue
+        if int(seq) in explained:
+            continue
+        what = event.get("action") or ctx.attr(seq, "operation")
+        findings.append(_finding(ctx, check, f"tamper:{seq}", f"Unexplained audit-trail change at seq {seq}: {what}",
+                                 f"{event.get('kind')} {what} on {event.get('resource')} by {event.get('actor')} "
+                                 "is not explained.", [seq], severity="high"))
+    cloudtrail = frame[frame["source"] == "cloudtrail"]
+    digests = frame[frame["kind"].str.startswith("aws.digest_")]
+    if len(cloudtrail) and not len(digests):
+        findings.append(_finding(ctx, check, "no-digest-validation", "CloudTrail records were not checked against digests",
+                                 "The period holds CloudTrail records but no digest validation results.",
+                                 cloudtrail["seq"].iloc[:1]))
+    evidence = [*digests["seq"], *trail["seq"], *audit["seq"],
+                *frame.loc[frame["kind"] == "vault.unpaired", "seq"]]
+    vault = frame[frame["source"] == "vault"]
+    if len(vault):
+        evidence.append(int(vault["seq"].iloc[0]))  # Vault pairing is judged by the absence of vault.unpaired
+    return _result(ctx, check, evidence=evidence, findings=findings,
+                   what=f"{len(digests)} digest result(s), {len(trail)} trail change(s), {len(audit)} audit-device change(s)")
+
+
+def _attestation_rows(ctx: Context) -> pd.DataFrame:
+    return ctx.frame[ctx.frame["source"] == "attestations"]
+
+
+def check_attestation_retention(ctx: Context) -> CheckResult:
+    check = "attestation-retention"
+    rows = _attestation_rows(ctx)
+    minimum = pd.Timedelta(days=ctx.config.retention_min_days)
+    findings = []
+    for seq, ts in zip(rows["seq"], rows["ts"]):
+        mode = ctx.attr(seq, "object_lock_mode")
+        until = ctx.attr(seq, "retain_until")
+        days = ctx.attr(seq, "retention_days")
+        if mode not in ctx.config.object_lock_modes:
+            findings.append(_finding(ctx, check, f"no-lock:{seq}", f"Attestation at seq {seq} is not under the required Object Lock",
+                                     f"Object Lock mode is {mode!r}; required: {', '.join(ctx.config.object_lock_modes)}.",
+                                     [seq], severity="high"))
+            continue
+        try:
+            until_ts = parse_utc(until) if isinstance(until, str) else None
+        except UsageError:
+            until_ts = None
+        long_enough = (until_ts is not None and pd.notna(ts) and until_ts - ts >= minimum) or \
+            (until_ts is None and isinstance(days, int) and days >= ctx.config.retention_min_days)
+        if until_ts is not None and until_ts < ctx.as_of:
+            findings.append(_finding(ctx, check, f"expired:{seq}", f"Attestation at seq {seq}: retention ended {until}",
+                                     "The Object Lock retain-until date is already past.", [seq]))
+        elif not long_enough:
+            findings.append(_finding(ctx, check, f"short:{seq}", f"Attestation at seq {seq} is retained too briefly",
+                                     f"Retained until {until!r} ({days!r} days); at least {ctx.config.retention_min_days} "
+                                     "days from storage are required.", [seq]))
+    return _result(ctx, check, evidence=rows["seq"], findings=findings, what=f"{len(rows)} attestation(s)")
+
+
+def check_attestation_encryption(ctx: Context) -> CheckResult:
+    check = "attestation-encryption"
+    rows = _attestation_rows(ctx)
+    findings = []
+    for seq in rows["seq"]:
+        sse = ctx.attr(seq, "sse")
+        if sse not in ctx.config.kms_sse_values:
+            findings.append(_finding(ctx, check, f"sse:{seq}", f"Attestation at seq {seq} is not KMS-encrypted",
+                                     f"Server-side encryption is {sse!r}; expected {', '.join(ctx.config.kms_sse_values)}.",
+                                     [seq]))
+    return _result(ctx, check, evidence=rows["seq"], findings=findings, what=f"{len(rows)} attestation(s)")
+
+
+def check_policy_gate(ctx: Context) -> CheckResult:
+    check = "policy-gate"
+    rows = ctx.rows("ci.policy_decision", "ci.inference_call", "ci.approval")
+    rows = rows.assign(job=ctx.correlation.job[rows.index]).dropna(subset=["job"])
+    findings = []
+    for job_id, group in sorted(rows.groupby("job", sort=False), key=lambda item: job_sort_key(str(item[0]))):
+        calls = group[group["kind"] == "ci.inference_call"]
+        decisions = group[group["kind"] == "ci.policy_decision"]
+        if calls.empty:
+            continue
+        first_call = calls["ts"].min()
+        allows = [ts for seq, ts in zip(decisions["seq"], decisions["ts"])
+                  if str(ctx.attr(seq, "decision") or "").lower() == "allow"]
+        denies = [int(seq) for seq in decisions["seq"] if str(ctx.attr(seq, "decision") or "").lower() == "deny"]
+        if denies:
+            findings.append(_finding(ctx, check, f"denied-but-ran:job-{job_id}",
+                                     f"Job {job_id} called the AI endpoint after a policy denied it",
+                                     f"The policy gate denied job {job_id}, yet it went on to make "
+                                     f"{len(calls)} inference call(s).", [*denies, *calls["seq"]], job_id=str(job_id),
+                                     severity="high"))
+        elif not allows:
+            findings.append(_finding(ctx, check, f"no-gate:job-{job_id}", f"Job {job_id} was not gated by a policy",
+                                     f"Job {job_id} made {len(calls)} inference call(s) with no allow decision.",
+                                     calls["seq"], job_id=str(job_id)))
+        elif pd.notna(first_call) and min(allows) > first_call:
+            findings.append(_finding(ctx, check, f"gate-after-call:job-{job_id}",
+                                     f"Job {job_id}'s policy decision came after its inference call",
+                                     "The allow decision was recorded after the first inference call.",
+                                     [*decisions["seq"], *calls["seq"]], job_id=str(job_id)))
+    return _result(ctx, check, evidence=rows["seq"], findings=findings,
+                   what=f"{rows['job'].nunique()} job(s) with gate decisions or inference calls")
+
+
+def check_timestamps(ctx: Context) -> CheckResult:
+    check = "timestamps"
+    frame = ctx.frame
+    findings = []
+    unreadable = frame[frame["ts"].isna()]
+    if len(unreadable):
+        findings.append(_finding(ctx, check, "unreadable", f"{len(unreadable)} event(s) without a readable time",
+                                 "These events have no RFC 3339 time and cannot be ordered.", unreadable["seq"]))
+    not_utc = frame[frame["ts"].notna() & ~frame["time"].fillna("").str.endswith("Z")]
+    if len(not_utc):
+        findings.append(_finding(ctx, check, "not-utc", f"{len(not_utc)} event time(s) not in UTC 'Z' form",
+                                 "Event times must be UTC with a Z suffix.", not_utc["seq"]))
+    windows = _ci_windows(ctx)
+    if not windows.empty:
+        skew = pd.Timedelta(seconds=ctx.config.clock_skew_seconds)
+        rows = frame.assign(job=ctx.correlation.job).dropna(subset=["job"])
+        rows = rows[rows["source"].isin(("vault", "cloudtrail", "ci")) & rows["ts"].notna()]
+        rows = rows.join(windows, on="job", how="inner")
+        off = rows[(rows["ts"] < rows["start"] - skew) | (rows["ts"] > rows["end"] + skew)]
+        for job_id, group in off.groupby("job", sort=False):
+            findings.append(_finding(ctx, check, f"outside-job:job-{job_id}",
+                                     f"{len(group)} event(s) of job {job_id} fall outside the job's run time",
+                                     f"Events linked to job {job_id} are more than {ctx.config.clock_skew_seconds}s "
+                                     "outside its start/completion: clocks disagree or the link is wrong.",
+                                     group["seq"], job_id=str(job_id)))
+    return _result(ctx, check, evidence=frame["seq"], findings=findings, what=f"{len(frame)} event time(s)")
+
+
+def _ci_windows(ctx: Context) -> pd.DataFrame:
+    frame = ctx.frame
+    ci = frame[frame["kind"].isin(("ci.job_started", "ci.job_completed"))]
+    ci = ci.assign(job=ctx.correlation.job[ci.index]).dropna(subset=["job"])
+    starts = ci[ci["kind"] == "ci.job_started"].groupby("job")["ts"].min()
+    ends = ci[ci["kind"] == "ci.job_completed"].groupby("job")["ts"].max()
+    both = pd.DataFrame({"start": starts, "end": ends}).dropna()
+    return both
+
+
+def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> CheckResult:
+    check = "chain-of-custody"
+    findings = [*ctx.correlation.findings, *(f for story in stories for f in story.findings)]
+    evidence = [s for story in stories for step in story.steps for s in step.seqs]
+    complete = sum(1 for story in stories if story.complete)
+    return _result(ctx, check, evidence=evidence, findings=findings,
+                   what=f"{complete} of {len(stories)} job(s) with a complete chain of custody",
+                   not_assessed_reason="no CI jobs in the period")
+
+
+def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str]) -> tuple[list[SourceFreshness], list[CheckResult]]:
+    """Newest evidence per source at as_of; one check per source (and per KSI cadence override)."""
+    frame = ctx.frame
+    newest = frame.dropna(subset=["ts"]).groupby("source")["ts"].max()
+    counts = frame.groupby("source").size()
+    sources = sorted(set(SOURCES) | set(str(s) for s in counts.index))
+    ksi_days = dict(ctx.config.freshness_days_per_ksi)
+    states: list[SourceFreshness] = []
+    checks: list[CheckResult] = []
+    for source in sources:
+        cadence = ctx.config.freshness_seconds(source)
+        when = newest.get(source)
+        entries = int(counts.get(source, 0))
+        stale = when is None or pd.isna(when) or (ctx.as_of - when).total_seconds() > cadence
+        states.append(SourceFreshness(source, rfc3339(when), cadence, bool(stale), entries))
+        spec = ctx.mapping["sources"].get(source)
+        if spec is None:
+            continue
+        groups: dict[int, list[str]] = defaultdict(list)
+        for control in spec["controls"]:
+            entry = catalog.controls.get(control)
+            overrides = [86400 * ksi_days[k] for k in (entry.ksi if entry else ()) if k in ksi_days]
+            groups[min([cadence, *overrides])].append(control)
+        for group_cadence, controls in sorted(groups.items(), reverse=True):
+            suffix = "" if group_cadence == cadence else f":{group_cadence // 86400}d"
+            check = f"freshness:{source}{suffix}"
+            title = f"{spec['title']} evidence is fresh (cadence {group_cadence // 86400} days)"
+            if entries == 0:
+                checks.append(CheckResult(check, title, tuple(controls), NOT_ASSESSED,
+                                          f"no {source} evidence in the period", kind="freshness"))
+                continue
+            age = (ctx.as_of - when).total_seconds() if when is not None and pd.notna(when) else None
+            is_stale = age is None or age > group_cadence
+            newest_seq = frame.loc[(frame["source"] == source) & (frame["ts"] == when), "seq"] if age is not None \
+                else frame.loc[frame["source"] == source, "seq"].iloc[:1]
+            findings = ()
+            if is_stale:
+                findings = (Finding(
+                    f"{check}:stale", check, f"{spec['title']} evidence is stale",
+                    f"The newest {source} evidence is from {rfc3339(when) or 'an unreadable time'}, older than the "
+                    f"cadence of {group_cadence // 86400} days at {rfc3339(ctx.as_of)}.",
+                    tuple(controls), _seqs(newest_seq)),)
+            summary = (f"newest {source} evidence {rfc3339(when)}, "
+                       f"{'older' if is_stale else 'younger'} than {group_cadence // 86400} days at {rfc3339(ctx.as_of)}")
+            observation = Observation(f"{check}:newest", check, f"Newest {source} evidence", summary, tuple(controls),
+                                      _seqs(newest_seq))
+            checks.append(CheckResult(check, title, tuple(controls), NOT_SATISFIED if is_stale else SATISFIED,
+                                      summary, findings, (observation,), _seqs(newest_seq), kind="freshness"))
+    return states, checks
+
+
+BUILTIN_CHECKS = (
+    check_signed_attestation, check_short_lived_credentials, check_workload_identity, check_certificate_ttl,
+    check_mtls_inference, check_inference_redaction, check_allowed_regions, check_secret_read_volume,
+    check_ai_endpoint_allowlist, check_token_renewals, check_audit_trail_integrity, check_attestation_retention,
+    check_attestation_encryption, check_policy_gate, check_timestamps,
+)
+
+
+# -- the whole assessment ------------------------------------------------------------------
+
+
+def evaluate(
+    entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
+    *,
+    as_of: str | datetime,
+    origin: str,
+    config: EvaluationConfig | None = None,
+    catalog: Catalog | None = None,
+    controls: Sequence[str] | None = None,
+    policies: Sequence[Any] = (),
+    period: tuple[str | datetime | None, str | datetime | None] | None = None,
+    baseline: str = "custom",
+) -> Assessment:
+    """Evaluate *entries* (``(seq, event, source)`` triples) into an :class:`Assessment`.
+
+    *controls* are the control ids to report (``None``: every control of *catalog*,
+    see :func:`bundler.catalog.select_controls`); *policies* are loaded
+    :class:`bundler.rego.Policy` objects; *period* ``(start, end)`` limits the events
+    considered (either end may be None). Events after *as_of* are left out. The
+    result is deterministic for the same inputs.
+    """
+    config = config or EvaluationConfig()
+    catalog = catalog or load_builtin_catalog()
+    mapping = load_mapping()
+    as_of_ts = parse_utc(as_of)
+    start = parse_utc(period[0]) if period and period[0] is not None else None
+    end = parse_utc(period[1]) if period and period[1] is not None else None
+    if start is not None and end is not None and start > end:
+        raise UsageError("the period starts after it ends")
+    table = build_table(entries, as_of=as_of_ts, period_start=start, period_end=end)
+    correlation = correlate(table.frame, window_seconds=config.correlation_window_seconds)
+    jobs = _job_facts(table, correlation, config)
+    attested: dict[str, list[int]] = defaultdict(list)
+    for seq in table.frame.loc[table.frame["kind"] == "attestation.signed", "seq"]:
+        for digest in attestation_digests(table.events.get(int(seq), {})):
+            attested[digest].append(int(seq))
+    ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested))
+    stories = build_stories(table, correlation, required_steps=config.required_custody_steps,
+                            skew_seconds=config.clock_skew_seconds)
+    checks = [check(ctx) for check in BUILTIN_CHECKS]
+    checks.append(check_chain_of_custody(ctx, stories))
+    selected = tuple(normalize_control_id(c) for c in controls) if controls else \
+        tuple(c.id for c in catalog.controls.values() if not c.withdrawn)
+    fresh_states, fresh_checks = freshness(ctx, catalog, selected)
+    checks.extend(fresh_checks)
+    if policies:
+        from bundler.rego import evaluate_policies
+
+        checks.extend(evaluate_policies(policies, ctx, stories))
+    controls_out = _control_results(selected, checks, catalog, mapping)
+    volume = _daily_volume(table.frame)
+    notes = []
+    if table.invalid:
+        notes.append(f"{table.invalid} entr(y/ies) had no readable event kind and were counted as 'invalid'")
+    if table.excluded_future:
+        notes.append(f"{table.excluded_future} entr(y/ies) dated after as-of were left out")
+    if table.excluded_period:
+        notes.append(f"{table.excluded_period} entr(y/ies) outside the period were left out")
+    unassigned = int(correlation.job.isna().sum())
+    notes.append(f"{len(jobs)} CI job(s); {unassigned} of {len(table.frame)} entries are not linked to a job")
+    return Assessment(
+        as_of=rfc3339(as_of_ts) or "",
+        period_start=rfc3339(start),
+        period_end=rfc3339(end),
+        origin=origin,
+        baseline=baseline,
+        controls=controls_out,
+        custody=stories,
+        freshness=tuple(fresh_states),
+        volume=volume,
+        checks=tuple(sorted(checks, key=lambda c: (c.kind != "builtin", c.check))),
+        entries_considered=len(table.frame),
+        notes=tuple(notes),
+    )
+
+
+def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], catalog: Catalog,
+                     mapping: Mapping[str, Any]) -> tuple[ControlResult, ...]:
+    builtin = catalog if catalog.is_builtin else load_builtin_catalog()
+    by_control: dict[str, list[CheckResult]] = defaultdict(list)
+    for check in checks:
+        for control in check.controls:
+            by_control[control].append(check)
+    kinds_of: dict[str, list[str]] = defaultdict(list)
+    for kind, ids in sorted(mapping["evidence_kinds"].items()):
+        for control in ids:
+            kinds_of[control].append(kind)
+    results = []
+    for control_id in selected:
+        entry: CatalogControl | None = catalog.controls.get(control_id) or builtin.controls.get(control_id)
+        relevant = sorted(by_control.get(control_id, []), key=lambda c: (c.kind != "builtin", c.check))
+        statuses = {c.status for c in relevant}
+        # Fresh evidence alone proves nothing: satisfied needs a satisfied check that looked at the evidence.
+        evidenced = any(c.status == SATISFIED and c.kind != "freshness" for c in relevant)
+        status: Status = NOT_SATISFIED if NOT_SATISFIED in statuses else SATISFIED if evidenced else NOT_ASSESSED
+        findings = tuple(sorted({f.id: f for c in relevant for f in c.findings}.values(), key=lambda f: f.id))
+        seqs = _seqs(s for c in relevant if c.status != NOT_ASSESSED for s in c.seqs)
+        results.append(ControlResult(
+            control_id=control_id,
+            title=entry.title if entry else control_label(control_id),
+            family=entry.family if entry else control_id.split("-")[0].upper(),
+            statement=entry.statement if entry else "",
+            status=status,
+            checks=tuple(relevant),
+            findings=findings,
+            seqs=seqs,
+            ksi=tuple(dict.fromkeys([*(entry.ksi if entry else ()), *(entry.ksi_via_enhancements if entry else ())])),
+            parameters=entry.parameters if entry else (),
+            evidence_kinds=tuple(kinds_of.get(control_id, ())),
+        ))
+    return tuple(results)
+
+
+def _daily_volume(frame: pd.DataFrame) -> tuple[DailyVolume, ...]:
+    dated = frame.dropna(subset=["ts"])
+    if dated.empty:
+        return ()
+    days = dated["ts"].dt.strftime("%Y-%m-%d")
+    counts = dated.groupby([days, dated["source"]]).size()
+    return tuple(DailyVolume(str(day), str(source), int(n)) for (day, source), n in sorted(counts.items()))
+

@@ -1,0 +1,313 @@
+"""User policies in Rego, evaluated in-process with regopy against the collected evidence.
+
+Each ``.rego`` file in the policies folder is one policy, compiled in its own
+interpreter. A policy file declares:
+
+* ``package <name>`` (required);
+* the controls it speaks to, as a comment line ``# controls: CM-3, SI-7`` (any
+  case; ``AC-2(4)`` or ``ac-2.4``), or else a rule ``controls`` holding a list or set
+  of control ids. A policy that declares none is a usage error;
+* optionally which inputs it judges: ``# inputs: job`` (default), ``# inputs: artifact``
+  or ``# inputs: job, artifact``;
+* a decision: rule ``allow`` (true passes; false or undefined fails, as in OPA) and/or
+  rule ``deny`` (a set or list of messages; non-empty fails, conftest style).
+
+Input documents (``input``):
+
+* per CI job: ``{"kind": "job", "job": {id, run_id, repository}, "runner": {region,
+  labels, name}, "credentials": {type: "ephemeral" | "long-term" | "unknown",
+  access_key_classes}, "artifact": {digest, digests, signed, attested},
+  "vault": {secret_reads, token_renewals}, "custody": {step: present…},
+  "counts": {kind: n}, "events": [{seq, kind, time, action, resource, status,
+  correlation, attrs}…]}`` — ``events`` holds the job's non-bulk events (logins,
+  certificates, tokens, policy decisions, inference calls, attestations…); bulk
+  kinds (API calls, secret reads) appear only in ``counts``.
+* per artifact: ``{"kind": "artifact", "artifact": {digest, signed, attested,
+  attestations: [{seq, kind, signer, predicate_type, object_lock_mode,
+  retain_until}]}, "jobs": [job ids that built or used it]}``.
+
+A policy that fails to compile raises :class:`collector.errors.UsageError` (exit 2),
+never a pass. An evaluation error on one input is a finding on that input (fail
+closed). Each policy yields one :class:`~bundler.model.CheckResult` of kind
+``policy`` (id ``policy:<file stem>``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regopy import Interpreter
+
+from bundler.catalog import normalize_control_id
+from bundler.custody import attestation_digests
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, CheckResult, CustodyStory, Finding, Observation
+from collector.errors import UsageError
+
+if TYPE_CHECKING:
+    from bundler.evaluate import Context, JobFacts
+
+_PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
+_CONTROLS_COMMENT = re.compile(r"^\s*#\s*controls\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_INPUTS_COMMENT = re.compile(r"^\s*#\s*inputs\s*:\s*(.+?)\s*$", re.MULTILINE | re.IGNORECASE)
+_DECISION_RULE = re.compile(r"^\s*(default\s+)?(allow|deny)\b", re.MULTILINE)
+_CONTROL_TOKEN = re.compile(r"^[A-Za-z]{2}-\d+(\(\d+\)|\.\d+)?$")
+INPUT_KINDS = ("job", "artifact")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A compiled policy: its name (file stem), file, package, controls and input kinds."""
+
+    name: str
+    path: str
+    package: str
+    controls: tuple[str, ...]
+    inputs: tuple[str, ...]
+    text: str
+
+    def interpreter(self) -> Interpreter:
+        rego = Interpreter()
+        rego.add_module(Path(self.path).name, self.text)
+        return rego
+
+
+def _compile_error(path: Path, detail: str) -> UsageError:
+    return UsageError(f"policy does not compile: {detail}", location=str(path))
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and compile one ``.rego`` file; a usage error if it does not compile or declares no controls."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read policy: {exc}", location=str(path)) from None
+    match = _PACKAGE.search(text)
+    if not match:
+        raise _compile_error(path, "no 'package' line")
+    package = match.group(1)
+    if not _DECISION_RULE.search(text):
+        raise UsageError("policy defines neither an 'allow' nor a 'deny' rule", location=str(path))
+    rego = Interpreter()
+    try:
+        rego.add_module(path.name, text)
+        output = rego.query(f"data.{package}")
+    except Exception as exc:  # regopy raises RegoError (a plain Exception) with the parser's message
+        first = str(exc).strip().splitlines()
+        raise _compile_error(path, " ".join(x.strip() for x in first[:6])[:300] or type(exc).__name__) from None
+    if not output.ok():
+        raise _compile_error(path, str(output).strip().splitlines()[0][:300] if str(output).strip() else "error")
+    controls = _declared_controls(path, text, rego, package)
+    inputs_match = _INPUTS_COMMENT.search(text)
+    inputs = ("job",)
+    if inputs_match:
+        inputs = tuple(dict.fromkeys(x.strip().lower() for x in inputs_match.group(1).split(",") if x.strip()))
+        unknown = [x for x in inputs if x not in INPUT_KINDS]
+        if unknown or not inputs:
+            raise UsageError(f"'# inputs:' must list job and/or artifact, not {', '.join(unknown) or 'nothing'}",
+                             location=str(path))
+    return Policy(path.stem, str(path), package, controls, inputs, text)
+
+
+def _declared_controls(path: Path, text: str, rego: Interpreter, package: str) -> tuple[str, ...]:
+    match = _CONTROLS_COMMENT.search(text)
+    if match:
+        tokens = [t.strip() for t in re.split(r"[,\s]+", match.group(1)) if t.strip()]
+    else:
+        output = rego.query(f"data.{package}.controls")
+        value = _json(output) if output.ok() else None
+        if isinstance(value, dict):
+            value = [k for k, v in value.items() if v]
+        tokens = [str(t) for t in value] if isinstance(value, list) else []
+    bad = [t for t in tokens if not _CONTROL_TOKEN.match(t)]
+    if bad or not tokens:
+        raise UsageError(
+            "policy must declare the controls it speaks to ('# controls: CM-3, SI-7' or a 'controls' rule)"
+            + (f"; not control ids: {', '.join(bad)}" if bad else ""),
+            location=str(path),
+        )
+    return tuple(dict.fromkeys(normalize_control_id(t) for t in tokens))
+
+
+def load_policies(folder: Path | str) -> tuple[Policy, ...]:
+    """Every ``*.rego`` file in *folder* (sorted by name), compiled."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError("policies folder not found", location=str(folder))
+    return tuple(load_policy(p) for p in sorted(folder.glob("*.rego")))
+
+
+def _json(output: Any) -> Any:
+    """The value of the first expression of a regopy output, or None when undefined."""
+    text = str(output).strip()
+    if not text or text == "undefined":
+        return None
+    doc = json.loads(text)
+    expressions = doc.get("expressions") if isinstance(doc, dict) else None
+    return expressions[0] if expressions else None
+
+
+# -- input documents -----------------------------------------------------------------------
+
+
+def _compact(event: Mapping[str, Any], seq: int) -> dict[str, Any]:
+    outcome = event.get("outcome") if isinstance(event.get("outcome"), Mapping) else {}
+    return {
+        "seq": seq,
+        "kind": event.get("kind"),
+        "time": event.get("time"),
+        "action": event.get("action"),
+        "resource": event.get("resource"),
+        "status": outcome.get("status"),
+        "correlation": dict(event.get("correlation") or {}),
+        "attrs": dict(event.get("attrs") or {}),
+    }
+
+
+def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[str, Any]:
+    """The input document for one CI job."""
+    credentials = "unknown"
+    if job.long_term_seqs:
+        credentials = "long-term"
+    elif job.web_identity_seqs:
+        credentials = "ephemeral"
+    digests = list(job.artifact_digests)
+    signed = bool(digests) and all(d in ctx.attestations_by_digest for d in digests)
+    events = [_compact(ctx.table.events[s], s) for s in job.seqs if s in ctx.table.events]
+    return {
+        "kind": "job",
+        "job": {"id": job.job_id, "run_id": job.run_id, "repository": job.repository},
+        "runner": {"region": job.runner_region or _label_region(job.runner_labels), "labels": list(job.runner_labels),
+                   "name": job.runner_name},
+        "credentials": {"type": credentials, "access_key_classes": list(job.access_key_classes)},
+        "artifact": {"digest": digests[0] if digests else None, "digests": digests, "signed": signed,
+                     "attested": signed},
+        "vault": {"secret_reads": len(job.secret_read_seqs), "token_renewals": len(job.token_renew_seqs)},
+        "custody": {step.step: step.present for step in story.steps} if story else {},
+        "counts": dict(job.kind_counts),
+        "events": events,
+    }
+
+
+def _label_region(labels: Sequence[str]) -> str | None:
+    from bundler.evaluate import REGION_PATTERN
+
+    regions = [label for label in labels if REGION_PATTERN.match(label)]
+    return regions[0] if regions else None
+
+
+def artifact_inputs(ctx: Context) -> list[tuple[str, dict[str, Any], tuple[int, ...]]]:
+    """(digest, input document, supporting seqs) for every artifact seen in CI events or attestations."""
+    frame = ctx.frame
+    users: dict[str, set[str]] = {}
+    used_seqs: dict[str, list[int]] = {}
+    ci = frame[(frame["source"] == "ci") & frame["artifact_digest"].notna()]
+    for index, seq, digest in zip(ci.index, ci["seq"], ci["artifact_digest"]):
+        users.setdefault(digest, set())
+        used_seqs.setdefault(digest, []).append(int(seq))
+        job = ctx.correlation.job.get(index)
+        if job is not None:
+            users[digest].add(str(job))
+    attestations: dict[str, list[dict[str, Any]]] = {}
+    for seq in frame.loc[frame["source"] == "attestations", "seq"]:
+        event = ctx.table.events.get(int(seq), {})
+        attrs = event.get("attrs") or {}
+        for digest in attestation_digests(event):
+            attestations.setdefault(digest, []).append({
+                "seq": int(seq), "kind": event.get("kind"), "signer": attrs.get("signer"),
+                "predicate_type": attrs.get("predicate_type"), "object_lock_mode": attrs.get("object_lock_mode"),
+                "retain_until": attrs.get("retain_until"),
+            })
+    out = []
+    from bundler.custody import job_sort_key
+
+    for digest in sorted(set(users) | set(attestations)):
+        found = attestations.get(digest, [])
+        signed = any(a["kind"] == "attestation.signed" for a in found)
+        document = {
+            "kind": "artifact",
+            "artifact": {"digest": digest, "signed": signed, "attested": bool(found), "attestations": found},
+            "jobs": sorted(users.get(digest, set()), key=job_sort_key),
+        }
+        seqs = tuple(sorted({*used_seqs.get(digest, []), *(a["seq"] for a in found)}))
+        out.append((digest, document, seqs))
+    return out
+
+
+# -- evaluation ----------------------------------------------------------------------------
+
+
+def _decide(rego: Interpreter, package: str, document: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    """(passed, reasons) for one input document."""
+    rego.set_input_term(json.dumps(document, sort_keys=True))
+    output = rego.query(f"data.{package}")
+    if not output.ok():
+        return False, [f"policy error: {str(output).strip().splitlines()[0][:200] if str(output).strip() else 'error'}"]
+    result = _json(output) or {}
+    reasons: list[str] = []
+    deny = result.get("deny") if isinstance(result, dict) else None
+    if isinstance(deny, dict):
+        reasons.extend(str(k) for k, v in sorted(deny.items()) if v)
+    elif isinstance(deny, list):
+        reasons.extend(str(x) for x in deny)
+    elif deny is True:
+        reasons.append("deny")
+    defines_allow = isinstance(result, dict) and "allow" in result
+    allowed = bool(result.get("allow") is True) if isinstance(result, dict) else False
+    if reasons:
+        return False, sorted(set(reasons))
+    if defines_allow or not isinstance(deny, (dict, list, bool)):
+        return allowed, ([] if allowed else ["allow is not true for this input"])
+    return True, []
+
+
+def evaluate_policies(policies: Sequence[Policy], ctx: Context, stories: Sequence[CustodyStory]) -> list[CheckResult]:
+    """One check per policy over every job (and/or artifact) input."""
+    story_of = {story.job_id: story for story in stories}
+    job_docs = None
+    artifact_docs = None
+    results = []
+    for policy in policies:
+        rego = policy.interpreter()
+        subjects: list[tuple[str, str | None, dict[str, Any], tuple[int, ...]]] = []
+        if "job" in policy.inputs:
+            if job_docs is None:
+                job_docs = [(f"job-{job.job_id}", job.job_id, job_input(ctx, job, story_of.get(job.job_id)), job.seqs)
+                            for job in ctx.jobs.values()]
+            subjects.extend(job_docs)
+        if "artifact" in policy.inputs:
+            if artifact_docs is None:
+                artifact_docs = [(f"artifact-{d}", None, doc, seqs) for d, doc, seqs in artifact_inputs(ctx)]
+            subjects.extend(artifact_docs)
+        check = f"policy:{policy.name}"
+        title = f"Rego policy {policy.name} ({policy.package})"
+        if not subjects:
+            results.append(CheckResult(check, title, policy.controls, NOT_ASSESSED,
+                                       f"no {' or '.join(policy.inputs)} inputs in the period", kind="policy"))
+            continue
+        findings = []
+        passed_seqs: list[int] = []
+        passed = 0
+        for subject, job_id, document, seqs in subjects:
+            ok, reasons = _decide(rego, policy.package, document)
+            if ok:
+                passed += 1
+                passed_seqs.extend(seqs)
+                continue
+            findings.append(Finding(
+                id=f"{check}:{subject}", check=check, title=f"Policy {policy.name} denies {subject}",
+                description=f"{policy.path}: {'; '.join(reasons)}", controls=policy.controls, seqs=seqs,
+                job_id=job_id))
+        cited = tuple(sorted(set(passed_seqs)))[: ctx.config.cite_limit]
+        summary = f"{passed} of {len(subjects)} input(s) allowed by {policy.name}"
+        observation = Observation(f"{check}:evaluated", check, f"Evaluated {policy.name}", summary + ".",
+                                  policy.controls, cited)
+        seqs = tuple(sorted({*cited, *(s for f in findings for s in f.seqs)}))
+        results.append(CheckResult(check, title, policy.controls, NOT_SATISFIED if findings else SATISFIED, summary,
+                                   tuple(findings), (observation,), seqs, kind="policy"))
+    return results
