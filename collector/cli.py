@@ -32,6 +32,7 @@ app.add_typer(collect_app, name="collect")
 # Each module defines register(app, collect_app). A new source or command is a new module here.
 COMMAND_MODULES = [
     "collector.commands.ledger_cmds",
+    "collector.commands.bundle_cmds",
 ]
 
 
