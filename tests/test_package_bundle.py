@@ -343,3 +343,30 @@ def test_member_over_the_size_cap(golden: Path, tmp_path: Path) -> None:
     assert codes(under_cap) == {"file-unlisted"}  # read, then caught as not in the manifest
     over_cap = verify(archive, limits=ReadLimits(max_member_bytes=4096))
     assert "unsafe-member" in codes(over_cap) and "controls/big.csv" in wheres(over_cap)
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "package"
+SAMPLE_OUTCOMES = {
+    "bundle.valid.zip": set(),
+    "bundle.swapped-pdfs.zip": {"file-modified"},
+    "bundle.tampered-entry.zip": {"file-modified", "root-mismatch"},
+    "bundle.removed-csv.zip": {"file-missing", "oscal-evidence"},
+    "bundle.signed-by-other-key.zip": {"unknown-signer"},
+    "bundle.zip-slip.zip": {"unsafe-member"},
+    "bundle.symlink.zip": {"unsafe-member"},
+    "bundle.duplicate-names.zip": {"duplicate-member"},
+    "bundle.zip-bomb.zip": {"compression-bomb"},
+    "bundle.too-many-members.zip": {"too-many-members"},
+    "bundle.absolute-path.tar.gz": {"unsafe-member"},
+    "bundle.symlink.tar.gz": {"unsafe-member"},
+    "bundle.device.tar.gz": {"unsafe-member"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_OUTCOMES))
+def test_committed_samples_give_their_documented_outcome(name: str) -> None:
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip("run python -m samples.make.package")
+    report = verify(path, trusted_keys=[(SAMPLES / "ledger.pub").read_text()])
+    assert SAMPLE_OUTCOMES[name] <= codes(report) and (report.ok == (not SAMPLE_OUTCOMES[name])), report.lines()
