@@ -67,7 +67,9 @@ class KmsSigner(NoteSigner):
             answer = client.get_public_key(KeyId=key_id)
         except Exception as exc:  # botocore raises many kinds; all mean "KMS unusable"
             raise SourceUnavailable(f"cannot read KMS public key {key_id}: {type(exc).__name__}") from None
-        if answer.get("KeySpec") != "ECC_NIST_P256" or answer.get("KeyUsage") != "SIGN_VERIFY":
+        # Real KMS returns KeySpec (and the deprecated CustomerMasterKeySpec); moto 5.2 only the latter.
+        spec = answer.get("KeySpec") or answer.get("CustomerMasterKeySpec")
+        if spec != "ECC_NIST_P256" or answer.get("KeyUsage") != "SIGN_VERIFY":
             raise UsageError(f"KMS key {key_id} must be ECC_NIST_P256 with SIGN_VERIFY usage")
         self._verifier = make_verifier(name, serialization.load_der_public_key(answer["PublicKey"]))
 
