@@ -31,7 +31,7 @@ from bundler.model import (
 )
 from collector.checkpoint import Checkpoint
 from collector.ledger import Ledger, NewEntry
-from collector.signing import FileSigner
+from collector.signing import FileSigner, NoteSigner
 
 ORIGIN = "example.gov/fedledger-bench"
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
@@ -85,8 +85,9 @@ def _event(kind: str, t: datetime, job: str, i: int, payload: str = "") -> dict[
 
 
 def build_ledger(path: Path, *, entries: int = 2000, jobs: int = 20, batch: int = 5000,
-                 evidence_text: str = "") -> SyntheticLedger:
-    """Write a ledger of *entries* entries (at least 9 per job) and sign a checkpoint over it."""
+                 evidence_text: str = "", sign_with: NoteSigner | None = None, sign: bool = True) -> SyntheticLedger:
+    """Write a ledger of *entries* entries (at least 9 per job) and sign a checkpoint over it
+    (with *sign_with*, default the fixed test key; none when *sign* is false)."""
     if entries < jobs * len(STORY):
         raise ValueError("need at least 9 entries per job")
     ledger = Ledger.create(path, ORIGIN, created=iso(START), key_type="ecdsa-p256")
@@ -128,12 +129,15 @@ def build_ledger(path: Path, *, entries: int = 2000, jobs: int = 20, batch: int 
             pending = []
     if pending:
         ledger.append(pending)
-    sign = signer()
+    if not sign:
+        ledger.close()
+        return SyntheticLedger(path, seq, jobs, dict(story_seqs), dict(kind_seqs), volume, newest)
+    sign_key = sign_with or signer()
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    pem = sign.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-    ledger.add_checkpoint(lambda size, root: sign.sign_checkpoint(Checkpoint(ORIGIN, size, root)),
-                          AS_OF, signer=(sign.name, sign.verifier.key_id.hex(), pem))
+    pem = sign_key.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    ledger.add_checkpoint(lambda size, root: sign_key.sign_checkpoint(Checkpoint(ORIGIN, size, root)),
+                          AS_OF, signer=(sign_key.name, sign_key.verifier.key_id.hex(), pem))
     ledger.close()
     return SyntheticLedger(path, seq, jobs, dict(story_seqs), dict(kind_seqs), volume, newest)
 
