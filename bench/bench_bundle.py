@@ -125,6 +125,14 @@ def run(work: Path, args: argparse.Namespace) -> None:
           f"PDFs {result.timings.get('pdf', 0):.1f}s")
     print(f"rss   : peak {rss_self:.0f} MB in this process, {rss_children:.0f} MB in the largest PDF worker (target < 1536 MB)")
 
+    from bench.synthetic import public_pem
+    from bundler.bundle_verify import verify_bundle
+
+    t = time.perf_counter()
+    report = verify_bundle(work / "bundle", trusted_keys=[public_pem()], origin=assessment.origin)
+    print(f"verify-bundle (folder, pinned key): {time.perf_counter() - t:.1f}s, ok={report.ok}, "
+          f"{report.entries_checked:,} entries, {report.proofs_checked:,} proofs")
+
 
 if __name__ == "__main__":
     main()

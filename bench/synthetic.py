@@ -60,6 +60,12 @@ def signer() -> FileSigner:
     return FileSigner(ORIGIN, TEST_KEY)
 
 
+def public_pem() -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return TEST_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
 @dataclass
 class SyntheticLedger:
     path: Path
