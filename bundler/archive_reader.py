@@ -145,6 +145,8 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
     budget = [min(limits.max_total_bytes, limits.max_ratio * archive_size)]
     seen: dict[str, bool] = {}
     count = 0
+    declared = 0
+    cap = budget[0]
     try:
         with tarfile.open(path, "r:gz") as tar:
             while True:
@@ -155,6 +157,15 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
                 if count > limits.max_members:
                     result.failures.append(Failure("too-many-members", f"more than {limits.max_members} members",
                                                    where=path.name))
+                    result.rejected_whole = True
+                    break
+                # Declared sizes are the real stream lengths in tar: count them even for
+                # members we skip, since stepping past a member still inflates its data.
+                declared += member.size
+                if declared > cap:
+                    result.failures.append(Failure("compression-bomb",
+                                                   f"members declare over {limits.max_ratio}x the archive size",
+                                                   where=member.name[:200]))
                     result.rejected_whole = True
                     break
                 name = member.name
