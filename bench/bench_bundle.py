@@ -80,8 +80,15 @@ def run(work: Path, args: argparse.Namespace) -> None:
     from collector.ledger import Ledger
 
     t = time.perf_counter()
-    size = build_ledger(work / "bench.db", args.entries, args.jobs)
-    print(f"ledger: {size:,} entries, {args.jobs:,} CI jobs, built in {time.perf_counter() - t:.1f}s (not timed)")
+    if (work / "bench.db").exists():  # --dir of an earlier run: reuse its ledger
+        with Ledger.open(work / "bench.db") as existing:
+            size = existing.size
+        for old in ("bundle", "floor"):
+            shutil.rmtree(work / old, ignore_errors=True)
+        print(f"ledger: {size:,} entries, reused from {work}")
+    else:
+        size = build_ledger(work / "bench.db", args.entries, args.jobs)
+        print(f"ledger: {size:,} entries, {args.jobs:,} CI jobs, built in {time.perf_counter() - t:.1f}s (not timed)")
 
     start = time.perf_counter()
     with Ledger.open(work / "bench.db") as ledger:

@@ -33,7 +33,7 @@ import orjson
 from bundler import oscal_ar, render
 from bundler.merkle_memory import MemoryTree
 from bundler.model import Assessment
-from bundler.pdf import PdfJob, render_pdfs
+from bundler.pdf import PdfJob, PdfWorkers
 from bundler.render import (
     PROOFS_SHOWN,
     BundleFacts,
@@ -47,7 +47,7 @@ from collector.canonical import canonical_bytes
 from collector.checkpoint import CheckpointError, verify_checkpoint
 from collector.errors import IntegrityError, UsageError
 from collector.export import export_ledger
-from collector.ledger import Ledger
+from collector.ledger import Ledger, StoredCheckpoint
 from collector.signing import NoteSigner
 
 BUNDLE_FORMAT = "fedledger-bundle/1"
@@ -322,11 +322,22 @@ def build_bundle(
     if assessment.origin != ledger.origin:
         raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {ledger.origin!r}")
 
+    # PDF workers start now so their imports overlap the aggregation below.
+    with PdfWorkers(workers).start() as pdf_workers:
+        return _build(ledger, assessment, out, signer, checkpoint, checkpoint_results, pdf_workers,
+                      system=system, archive=archive, stage=stage, lap=lap, timings=timings)
+
+
+def _build(ledger: Ledger, assessment: Assessment, out: Path, signer: NoteSigner, checkpoint: StoredCheckpoint,
+           checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, *, system: str | None,
+           archive: str | None, stage: Callable[[str], None], lap: Callable[[str], None],
+           timings: dict[str, float]) -> BundleResult:
     stage("export")
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("controls", "oscal", "proofs"):
         (out / sub).mkdir()
-    export_ledger(ledger, out / "ledger")
+    export_manifest = export_ledger(ledger, out / "ledger")
+    known: dict[str, str] = {f"ledger/{name}": digest for name, digest in export_manifest["files"].items()}  # type: ignore[union-attr]
     lap("export")
 
     stage("scan")
@@ -374,25 +385,28 @@ def build_bundle(
     lap("html")
 
     stage("oscal")
-    evidence_files = {
-        name: sha256_file(out / name)
-        for name in [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls]
-        + [PROOFS_FILE, "ledger/entries.jsonl", "ledger/MANIFEST.json"]
-    }
+    known["ledger/MANIFEST.json"] = sha256_file(out / "ledger" / "MANIFEST.json")
+    for name in [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls] + [PROOFS_FILE]:
+        known[name] = sha256_file(out / name)
+    evidence_files = {name: known[name] for name in
+                      [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls]
+                      + [PROOFS_FILE, "ledger/entries.jsonl", "ledger/MANIFEST.json"]}
     doc = oscal_ar.build_assessment_results(assessment, checkpoint_size=checkpoint.size,
                                             checkpoint_root=checkpoint.root.hex(), evidence_files=evidence_files)
     (out / "oscal" / "assessment-results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     lap("oscal")
 
     stage("pdf")
-    refused = render_pdfs(jobs, workers=workers)
+    refused = pdf_workers.render(jobs)
     lap("pdf")
 
     stage("manifest")
     files = {}
     for path in sorted(out.rglob("*")):
         if path.is_file():
-            files[path.relative_to(out).as_posix()] = sha256_file(path)
+            name = path.relative_to(out).as_posix()
+            # Files this run wrote and already hashed (the ledger export, the CSVs) are not read twice.
+            files[name] = known.get(name) or sha256_file(path)
     manifest = {"format": BUNDLE_FORMAT, "origin": ledger.origin,
                 "checkpoint": {"size": checkpoint.size, "root": checkpoint.root.hex()},
                 "files": files}

@@ -8,18 +8,21 @@ files shipped in :mod:`bundler.templates` with an allowed suffix, and refuses
 every other URL (it opens no connection and no file, so there is nothing to
 redirect). Refusals are recorded so tests and callers can see what was asked.
 
-:func:`render_pdfs` renders many pages in parallel processes.
+:class:`PdfWorkers` / :func:`render_pdfs` render many pages in parallel fresh processes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import selectors
+import subprocess
+import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
+
+import orjson
 
 from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -75,29 +78,116 @@ def _render_job(job: PdfJob) -> tuple[str, int]:
     return str(job.pdf_path), len(refused)
 
 
-def _quiet_worker() -> None:
+def _quiet() -> None:
     # Refused URLs are expected when evidence holds URLs; do not flood stderr.
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
 
 
-def _context():  # type: ignore[no-untyped-def]
-    # fork: no re-import of the caller's __main__ (spawn needs a main guard every
-    # caller would have to remember); the parent renders nothing before forking.
-    import sys
+class PdfWorkers:
+    """PDF renderers in fresh interpreter processes (``python -m bundler.pdf``).
 
-    return get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    Fresh processes, not forks: a fork would share (and, as the GC touches it,
+    copy) the parent's heap of parsed evidence, and ``spawn`` would re-run the
+    caller's ``__main__``. Start them early (:meth:`start`) so their imports overlap
+    the caller's aggregation; :meth:`render` then hands out one job at a time to
+    whichever worker is free, largest pages first.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.count = max(1, workers or min(2, os.cpu_count() or 1))
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> PdfWorkers:
+        if self.count > 1 and not self._procs:
+            for _ in range(self.count):
+                self._procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "bundler.pdf"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    env={**os.environ, "PYTHONPATH": _import_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                ))
+        return self
+
+    def render(self, jobs: Sequence[PdfJob]) -> int:
+        """Render every job; returns the number of refused URLs. Raises if a worker fails."""
+        if self.count <= 1 or len(jobs) <= 1:
+            _quiet()
+            return sum(_render_job(job)[1] for job in jobs)
+        self.start()
+        pending = sorted(jobs, key=lambda j: j.html_path.stat().st_size, reverse=True)
+        refused = 0
+        busy: dict[int, subprocess.Popen[bytes]] = {}
+        with selectors.DefaultSelector() as selector:
+            for proc in self._procs:
+                assert proc.stdout is not None
+                selector.register(proc.stdout, selectors.EVENT_READ, proc)
+                if pending:
+                    self._send(proc, pending.pop(0))
+                    busy[proc.pid] = proc
+            while busy:
+                for key, _ in selector.select():
+                    proc = key.data
+                    line = proc.stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"PDF worker {proc.pid} exited with {proc.wait()}")
+                    answer = orjson.loads(line)
+                    if not answer.get("ok"):
+                        raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
+                    refused += int(answer["refused"])
+                    if pending:
+                        self._send(proc, pending.pop(0))
+                    else:
+                        busy.pop(proc.pid, None)
+        return refused
+
+    @staticmethod
+    def _send(proc: subprocess.Popen[bytes], job: PdfJob) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(orjson.dumps({"html": str(job.html_path), "pdf": str(job.pdf_path)}) + b"\n")
+        proc.stdin.flush()
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs = []
+
+    def __enter__(self) -> PdfWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _import_root() -> str:
+    """The folder holding the ``bundler`` package, so workers import this same code."""
+    return str(Path(__file__).resolve().parent.parent)
 
 
 def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
-    """Render every job; in parallel processes when *workers* > 1. Returns the refused-URL count."""
-    workers = workers or min(2, os.cpu_count() or 1)
-    if workers <= 1 or len(jobs) <= 1:
-        _quiet_worker()
-        return sum(_render_job(job)[1] for job in jobs)
-    # Largest pages first so one long report does not finish last alone.
-    ordered = sorted(jobs, key=lambda j: j.html_path.stat().st_size, reverse=True)
-    refused = 0
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_quiet_worker) as pool:
-        for _path, count in pool.map(_render_job, ordered, chunksize=1):
-            refused += count
-    return refused
+    """Render every job; in parallel fresh processes when *workers* > 1. Returns the refused-URL count."""
+    with PdfWorkers(workers) as pool:
+        return pool.render(jobs)
+
+
+def _worker_main() -> None:
+    """Worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
+    _quiet()
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        job = orjson.loads(line)
+        try:
+            _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"])))
+            answer = {"ok": True, "pdf": job["pdf"], "refused": refused}
+        except Exception as exc:  # reported to the parent, which fails the bundle
+            answer = {"ok": False, "pdf": job["pdf"], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        out.write(orjson.dumps(answer) + b"\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    _worker_main()
