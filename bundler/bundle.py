@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from bundler import oscal_ar, render
+from bundler.bundle_format import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
 from bundler.merkle_memory import MemoryTree
 from bundler.model import Assessment
 from bundler.pdf import PdfJob, PdfWorkers
@@ -50,9 +51,6 @@ from collector.export import export_ledger
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.signing import NoteSigner
 
-BUNDLE_FORMAT = "fedledger-bundle/1"
-MANIFEST_NOTE_HEADER = "fedledger-bundle-manifest/1"
-PROOFS_FILE = "proofs/inclusion.jsonl"
 CSV_COLUMNS = ["seq", "leaf_hash", "time", "kind", "source", "source_id", "location", "actor", "action",
                "resource", "outcome", "job_id"]
 ARCHIVE_KINDS = ("tar.gz", "zip")
@@ -86,11 +84,6 @@ def csv_cell(value: object) -> str:
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + text
     return text
-
-
-def manifest_note_body(origin: str, manifest_sha256: str) -> str:
-    """The signed-note text over a bundle manifest: header, origin, SHA-256 of MANIFEST.json."""
-    return f"{MANIFEST_NOTE_HEADER}\n{origin}\nsha256:{manifest_sha256}\n"
 
 
 def iter_jsonl(path: Path) -> Iterator[bytes]:

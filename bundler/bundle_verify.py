@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 import orjson
 
 from bundler.archive_reader import BundleFiles, ReadLimits, read_bundle, unsafe_name_reason
-from bundler.bundle import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
+from bundler.bundle_format import BUNDLE_FORMAT, MANIFEST_FILE, PROOFS_FILE, SIGNATURE_FILE, manifest_note_body
 from bundler.export_reader import iter_export_entries, read_export
 from bundler.ledger_verify import Failure, verify_ledger
 from collector import merkle
@@ -41,8 +41,6 @@ from collector.checkpoint import CheckpointError, NoteVerifier, parse_verifier_k
 from collector.errors import FedledgerError
 
 REPORT_VERSION = 1
-SIGNATURE_FILE = "MANIFEST.sig"
-MANIFEST_FILE = "MANIFEST.json"
 HTML_PROOF_ROW = re.compile(r'<tr><td>(\d+)</td><td class="hash">([0-9a-f]{64})</td>')
 
 

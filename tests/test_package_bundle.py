@@ -370,3 +370,14 @@ def test_committed_samples_give_their_documented_outcome(name: str) -> None:
         pytest.skip("run python -m samples.make.package")
     report = verify(path, trusted_keys=[(SAMPLES / "ledger.pub").read_text()])
     assert SAMPLE_OUTCOMES[name] <= codes(report) and (report.ok == (not SAMPLE_OUTCOMES[name])), report.lines()
+
+
+def test_the_verifier_imports_no_aws_sdk_and_no_renderer() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, bundler.bundle_verify; "
+            "print(sorted(m for m in ('boto3', 'botocore', 'weasyprint', 'pandas') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.stdout.strip() == "[]"
