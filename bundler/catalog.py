@@ -200,6 +200,7 @@ def load_oscal_catalog(path: Path | str, *, builtin: Catalog | None = None) -> C
         )
     if not controls:
         raise MalformedInput("OSCAL catalog holds no controls", location=str(path))
+    controls = {cid: controls[cid] for cid in sorted(controls, key=control_sort_key)}
     return Catalog(title, str(path), controls, builtin.ksi, builtin.baselines, builtin.ksi_cadence_days, False)
 
 

@@ -29,13 +29,13 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from bundler.evidence_table import EvidenceTable
+from bundler.evidence_table import EvidenceTable, values_with_prefix
 from bundler.model import CustodyStep, CustodyStory, Finding
 
 STRONG_KEYS = ("job_id", "role_session", "cert_serial", "access_key_id")
@@ -53,6 +53,7 @@ STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("inference_call", "AI inference call", ("ci.inference_call",)),
     ("attestation_stored", "Attestation stored under Object Lock", ("attestation.signed",)),
 )
+_LATEST = pd.Timestamp.max.tz_localize("UTC")
 STEP_NAMES = tuple(name for name, _, _ in STEPS)
 STEP_KINDS = frozenset(kind for _, _, kinds in STEPS for kind in kinds)
 
@@ -92,7 +93,7 @@ class _UnionFind:
 def _strong_frame(frame: pd.DataFrame) -> pd.DataFrame:
     strong = frame[list(STRONG_KEYS)].copy()
     keys = strong["access_key_id"]
-    strong.loc[keys.notna() & ~keys.fillna("").str.startswith("ASIA"), "access_key_id"] = None
+    strong.loc[keys.notna() & ~values_with_prefix(keys, "ASIA"), "access_key_id"] = None
     return strong
 
 
@@ -116,12 +117,12 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
     value_job: dict[str, dict[str, str]] = {key: {} for key in STRONG_KEYS}
     for node in sorted(links.parent):
         key, value = node.split("\0", 1)
-        jobs = jobs_of_root.get(links.find(node), set())
-        if len(jobs) == 1:
-            value_job[key][value] = next(iter(jobs))
-        elif len(jobs) > 1 and key != "job_id":
+        linked_jobs = jobs_of_root.get(links.find(node), set())
+        if len(linked_jobs) == 1:
+            value_job[key][value] = next(iter(linked_jobs))
+        elif len(linked_jobs) > 1 and key != "job_id":
             seqs = tuple(sorted(frame.loc[strong[key] == value, "seq"].astype(int).tolist()))
-            listed = ", ".join(sorted(jobs, key=job_sort_key))
+            listed = ", ".join(sorted(linked_jobs, key=job_sort_key))
             findings.append(Finding(
                 id=f"custody-shared-identifier:{key}:{value}",
                 check="chain-of-custody",
@@ -131,10 +132,7 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 seqs=seqs,
                 severity="high",
             ))
-    job = frame["job_id"].copy()
-    for key in STRONG_KEYS[1:]:
-        job = job.fillna(strong[key].map(value_job[key]))
-    job = job.astype(object).where(job.notna(), None)
+    job = _fill_strong(frame["job_id"].copy(), strong, value_job)
 
     assigned = job.notna()
     windows = _windows(frame.loc[assigned, "ts"], job[assigned], window_seconds)
@@ -158,9 +156,31 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 job.loc[single["row"].to_numpy()] = single["job"].to_numpy()
             assigned = job.notna()
             unassigned = ~assigned
+        # A row placed by a shared identifier brings along the per-job identifiers it carries
+        # (the AssumeRoleWithWebIdentity record, placed by OIDC subject and time, brings its
+        # role session and temporary key, and with them every API call of that session).
+        placed = assigned & frame["job_id"].isna()
+        claims: dict[str, set[str]] = defaultdict(set)  # component root → jobs claiming it
+        for key in STRONG_KEYS[1:]:
+            rows = placed & strong[key].notna() & ~strong[key].isin(list(value_job[key]))
+            for value, owner in zip(strong.loc[rows, key], job[rows]):
+                claims[links.find(f"{key}\0{value}")].add(owner)
+        if claims:
+            for node in links.parent:
+                owners = claims.get(links.find(node))
+                key, value = node.split("\0", 1)
+                if owners and len(owners) == 1 and value not in value_job[key]:
+                    value_job[key][value] = next(iter(owners))
+            job = _fill_strong(job, strong, value_job)
     jobs = tuple(sorted(set(frame["job_id"].dropna().unique().tolist()), key=job_sort_key))
     final_windows = _windows(frame.loc[job.notna(), "ts"], job[job.notna()], 0)
     return Correlation(job, jobs, final_windows, findings)
+
+
+def _fill_strong(job: pd.Series, strong: pd.DataFrame, value_job: Mapping[str, Mapping[str, str]]) -> pd.Series:
+    for key in STRONG_KEYS[1:]:
+        job = job.fillna(strong[key].map(value_job[key]))
+    return job.astype(object).where(job.notna(), None)
 
 
 def _windows(ts: pd.Series, job: pd.Series, pad_seconds: int) -> pd.DataFrame:
@@ -223,13 +243,14 @@ def build_stories(
     for name, _, kinds in STEPS:
         for kind in kinds:
             step_of_kind[kind].append(name)
-    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "time", "ts", "status", "run_id", "repository"]]
+    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "run_id", "repository"]]
     rows = rows.assign(job=correlation.job[rows.index])
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     by_run: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows.itertuples(index=False):
-        record = (row.seq, row.kind, row.time, row.ts, row.status)
+        time = table.events.get(int(row.seq), {}).get("time")
+        record = (row.seq, row.kind, time if isinstance(time, str) else None, row.ts, row.status)
         if row.job is not None:
             by_job[row.job].append(record)
         if row.kind == "ci.workflow_run" and row.run_id is not None:
@@ -257,12 +278,16 @@ def build_stories(
         findings: list[Finding] = []
         previous: tuple[str, pd.Timestamp] | None = None
         for name, title, kinds in STEPS:
-            matching = sorted((r for r in records.values() if r[1] in kinds), key=lambda r: (str(r[2]), r[0]))
-            good = []
-            reasons = []
+            matching = sorted((r for r in records.values() if r[1] in kinds),
+                              key=lambda r: (r[3] if pd.notna(r[3]) else _LATEST, r[0]))
+            good: list[tuple[Any, ...]] = []
+            reasons: list[tuple[tuple[Any, ...], str]] = []
             for record in matching:
                 ok, reason = _step_state(name, table.events.get(int(record[0])), record[4])
-                (good if ok else reasons).append(record if ok else (record, reason))
+                if ok:
+                    good.append(record)
+                else:
+                    reasons.append((record, reason))
             seqs = tuple(sorted(int(r[0]) for r in matching))
             present = bool(good)
             first = good[0] if good else None
@@ -298,11 +323,3 @@ def build_stories(
                     previous = (name, first[3])
         stories.append(CustodyStory(job_id, run_id, repos.get(job_id), tuple(steps), tuple(findings)))
     return tuple(stories)
-
-
-def iter_job_rows(frame: pd.DataFrame, correlation: Correlation) -> Iterable[tuple[str, pd.DataFrame]]:
-    """(job id, that job's rows) for every assigned job, in job-id order."""
-    assigned = frame.assign(job=correlation.job).dropna(subset=["job"])
-    groups = dict(tuple(assigned.groupby("job", sort=False)))
-    for job_id in sorted(groups, key=job_sort_key):
-        yield job_id, groups[job_id]

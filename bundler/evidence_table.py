@@ -23,12 +23,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CORRELATION_KEYS = (
     "job_id", "run_id", "repository", "git_sha", "oidc_subject", "role_session", "role_arn",
     "access_key_id", "cert_serial", "artifact_digest", "vault_entity_id", "runner",
 )
+_CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
 # Kinds that are numerous and read only through columns.
 BULK_KINDS = frozenset({"aws.api_call", "vault.secret_read", "vault.request", "aws.digest_valid", "vault.secret_write"})
 SOURCE_OF_PREFIX = {"vault": "vault", "aws": "cloudtrail", "ci": "ci", "attestation": "attestations"}
@@ -37,6 +39,12 @@ COLUMNS = (
     *CORRELATION_KEYS,
     "region", "access_key_class", "event_name",
 )
+
+
+def values_with_prefix(column: pd.Series, prefix: str) -> pd.Series:
+    """Boolean mask: the value is a string starting with *prefix* (tested once per distinct value)."""
+    matching = [v for v in column.dropna().unique() if isinstance(v, str) and v.startswith(prefix)]
+    return column.isin(matching)
 
 
 def source_of_kind(kind: str, source_kind: str | None = None) -> str:
@@ -73,6 +81,29 @@ def _text(value: Any) -> str | None:
     return None
 
 
+CHUNK_ROWS = 50_000
+
+
+def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
+    """Rows → one compact array per column; event times become UTC datetime64 plus a flag
+    saying whether the text was in UTC ``Z`` form (the text itself is not kept)."""
+    columns = list(zip(*rows))
+    out: dict[str, np.ndarray] = {}
+    for name, values in zip(COLUMNS, columns):
+        if name == "seq":
+            out[name] = np.asarray(values, dtype=np.int64)
+        elif name == "time":
+            parsed = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True, errors="coerce")
+            out["ts"] = parsed.to_numpy(dtype="datetime64[ns]")
+            out["utc_z"] = np.fromiter((isinstance(t, str) and t.endswith("Z") for t in values), dtype=bool,
+                                       count=len(values))
+        else:
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            out[name] = array
+    return out
+
+
 def build_table(
     entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
     *,
@@ -83,44 +114,77 @@ def build_table(
     """Read *entries* once. Rows with an event time after *as_of* or outside the period
     are counted and left out; rows whose time cannot be read stay in (the time-stamp
     check reports them)."""
-    columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    rows: list[tuple[Any, ...]] = []
+    chunks: list[dict[str, np.ndarray]] = []
     kept: dict[int, Mapping[str, Any]] = {}
     invalid = total = 0
+    intern = sys.intern
+    slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
+    width = len(CORRELATION_KEYS)
+    empty: dict[str, Any] = {}
+    source_names: dict[tuple[str, Any], str] = {}
+
+    def text(value: Any) -> str | None:
+        if value is None:
+            return None
+        if type(value) is str:
+            return intern(value) if len(value) < 200 else value
+        return _text(value)
+
     for seq, event, source in entries:
         total += 1
-        source_kind = source.get("kind") if isinstance(source, Mapping) else None
-        if not isinstance(event, Mapping) or not isinstance(event.get("kind"), str):
+        if type(event) is not dict and not isinstance(event, Mapping):
+            event = empty
+        kind = event.get("kind")
+        if type(kind) is not str:
             invalid += 1
-            event = {}
+            event = empty
             kind = "invalid"
         else:
-            kind = sys.intern(event["kind"])
+            kind = intern(kind)
+        source_kind = source.get("kind") if isinstance(source, dict) or isinstance(source, Mapping) else None
+        family = source_names.get((kind, source_kind))
+        if family is None:
+            family = source_names.setdefault((kind, source_kind), source_of_kind(kind, _text(source_kind)))
         correlation = event.get("correlation")
-        correlation = correlation if isinstance(correlation, Mapping) else {}
         attrs = event.get("attrs")
-        attrs = attrs if isinstance(attrs, Mapping) else {}
+        if type(attrs) is not dict and not isinstance(attrs, Mapping):
+            attrs = empty
         outcome = event.get("outcome")
-        columns["seq"].append(int(seq))
+        linked: list[Any] = [None] * width
+        if correlation and (type(correlation) is dict or isinstance(correlation, Mapping)):
+            for key, value in correlation.items():
+                slot = slots.get(key)
+                if slot is not None:
+                    linked[slot] = text(value)
+        if linked[_CERT_SLOT] is None and attrs.get("cert_serial"):
+            linked[_CERT_SLOT] = _text(attrs.get("cert_serial"))
         time = event.get("time")
-        columns["time"].append(time if isinstance(time, str) else None)
-        columns["kind"].append(kind)
-        columns["source"].append(source_of_kind(kind, _text(source_kind)))
-        columns["actor"].append(_text(event.get("actor")))
-        columns["action"].append(_text(event.get("action")))
-        columns["resource"].append(_text(event.get("resource")))
-        columns["status"].append(_text(outcome.get("status")) if isinstance(outcome, Mapping) else None)
-        for key in CORRELATION_KEYS:
-            columns[key].append(_text(correlation.get(key)))
-        if columns["cert_serial"][-1] is None and attrs.get("cert_serial"):
-            columns["cert_serial"][-1] = _text(attrs.get("cert_serial"))
-        columns["region"].append(_text(attrs.get("region") or attrs.get("runner_region")))
-        columns["access_key_class"].append(_text(attrs.get("access_key_class")))
-        columns["event_name"].append(_text(attrs.get("event_name")))
+        status = outcome.get("status") if type(outcome) is dict or isinstance(outcome, Mapping) else None
+        rows.append((
+            int(seq), time if type(time) is str else None, kind, family,
+            text(event.get("actor")), text(event.get("action")), text(event.get("resource")), text(status),
+            *linked,
+            text(attrs.get("region") or attrs.get("runner_region")), text(attrs.get("access_key_class")),
+            text(attrs.get("event_name")),
+        ))
         if kind not in BULK_KINDS and kind != "invalid":
             kept[int(seq)] = event
-    frame = pd.DataFrame(columns, columns=list(COLUMNS))
-    frame["seq"] = frame["seq"].astype("int64")
-    frame["ts"] = pd.to_datetime(frame["time"], format="ISO8601", utc=True, errors="coerce")
+        if len(rows) >= CHUNK_ROWS:
+            chunks.append(_chunk_columns(rows))
+            rows = []
+    if rows or not chunks:
+        chunks.append(_chunk_columns(rows) if rows else _empty_columns())
+    del rows
+    names = list(chunks[0])
+    data = {}
+    for name in names:
+        data[name] = np.concatenate([chunk.pop(name) for chunk in chunks]) if len(chunks) > 1 else chunks[0].pop(name)
+    del chunks
+    # Object columns keep None for "absent" (pandas 3 would infer its str dtype with NaN).
+    frame = pd.DataFrame({name: pd.Series(values, dtype=values.dtype, copy=False) for name, values in data.items()})
+    del data
+    frame["ts"] = frame["ts"].dt.tz_localize("UTC")
     keep = pd.Series(True, index=frame.index)
     future = frame["ts"] > as_of
     keep &= ~future
@@ -136,5 +200,19 @@ def build_table(
         dropped = set(frame.loc[~keep, "seq"].tolist())
         frame = frame.loc[keep].reset_index(drop=True)
         kept = {s: e for s, e in kept.items() if s not in dropped}
-    frame = frame.sort_values(["seq"], kind="stable").reset_index(drop=True)
+    if not frame["seq"].is_monotonic_increasing:
+        frame = frame.sort_values(["seq"], kind="stable").reset_index(drop=True)
     return EvidenceTable(frame, kept, invalid, excluded_future, excluded_period, total)
+
+
+def _empty_columns() -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        if name == "seq":
+            out[name] = np.empty(0, dtype=np.int64)
+        elif name == "time":
+            out["ts"] = np.empty(0, dtype="datetime64[ns]")
+            out["utc_z"] = np.empty(0, dtype=bool)
+        else:
+            out[name] = np.empty(0, dtype=object)
+    return out

@@ -130,6 +130,8 @@ class Assessment:
     checks: tuple[CheckResult, ...] = ()
     entries_considered: int = 0
     notes: tuple[str, ...] = field(default=())
+    catalog: str = ""  # name of the catalog statements came from (built-in or the user's OSCAL title)
+    jobs: int = 0  # CI jobs seen in the evidence
 
     def control(self, control_id: str) -> ControlResult:
         for result in self.controls:

@@ -34,14 +34,19 @@ closed). Each policy yields one :class:`~bundler.model.CheckResult` of kind
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import re
-from collections.abc import Mapping, Sequence
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regopy import Interpreter
+from regopy import Input, Interpreter
 
 from bundler.catalog import normalize_control_id
 from bundler.custody import attestation_digests
@@ -76,6 +81,47 @@ class Policy:
         return rego
 
 
+@contextmanager
+def _native_output_captured() -> Iterator[list[str]]:
+    """regopy's native code prints compile errors on file descriptor 1; results own stdout, so
+    catch that text (it becomes the error message) instead of letting it reach the output."""
+    captured: list[str] = []
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no usable fd 1 (embedded use): nothing to protect
+        yield captured
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            yield captured
+        finally:
+            _flush_c_stdio()
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read(64 * 1024).decode("utf-8", "replace"))
+
+
+def _flush_c_stdio() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+def _readable(native: str) -> str:
+    """'Invalid boolean operator at broken.rego:3:17' from regopy's printed error block."""
+    lines = [line.strip() for line in native.splitlines() if line.strip()]
+    lines = [line for line in lines if line not in ("Errors:",) and not set(line) <= {"~", "-", " "}]
+    messages = []
+    for index, line in enumerate(lines):
+        if line.startswith("-- ") and index > 0:
+            messages.append(f"{lines[index - 1]} at {line[3:]}")
+    return "; ".join(messages[:3])
+
+
 def _compile_error(path: Path, detail: str) -> UsageError:
     return UsageError(f"policy does not compile: {detail}", location=str(path))
 
@@ -94,17 +140,20 @@ def load_policy(path: Path | str) -> Policy:
     if not _DECISION_RULE.search(text):
         raise UsageError("policy defines neither an 'allow' nor a 'deny' rule", location=str(path))
     rego = Interpreter()
-    try:
-        rego.add_module(path.name, text)
-        output = rego.query(f"data.{package}")
-    except Exception as exc:  # regopy raises RegoError (a plain Exception) with the parser's message
-        first = str(exc).strip().splitlines()
-        raise _compile_error(path, " ".join(x.strip() for x in first[:6])[:300] or type(exc).__name__) from None
-    if not output.ok():
-        raise _compile_error(path, str(output).strip().splitlines()[0][:300] if str(output).strip() else "error")
+    failure: str | None = None
+    with _native_output_captured() as native:
+        try:
+            rego.add_module(path.name, text)
+            output = rego.query(f"data.{package}")
+            if not output.ok():
+                failure = " ".join(str(output).split())[:300] or "error"
+        except Exception as exc:  # regopy raises RegoError (a plain Exception) with the parser's message
+            failure = " ".join(str(exc).split())[:300] or type(exc).__name__
+    if failure is not None:
+        raise _compile_error(path, _readable("".join(native)) or failure)
     controls = _declared_controls(path, text, rego, package)
     inputs_match = _INPUTS_COMMENT.search(text)
-    inputs = ("job",)
+    inputs: tuple[str, ...] = ("job",)
     if inputs_match:
         inputs = tuple(dict.fromkeys(x.strip().lower() for x in inputs_match.group(1).split(",") if x.strip()))
         unknown = [x for x in inputs if x not in INPUT_KINDS]
@@ -156,7 +205,8 @@ def _json(output: Any) -> Any:
 
 
 def _compact(event: Mapping[str, Any], seq: int) -> dict[str, Any]:
-    outcome = event.get("outcome") if isinstance(event.get("outcome"), Mapping) else {}
+    outcome = event.get("outcome")
+    outcome = outcome if isinstance(outcome, Mapping) else {}
     return {
         "seq": seq,
         "kind": event.get("kind"),
@@ -244,7 +294,7 @@ def artifact_inputs(ctx: Context) -> list[tuple[str, dict[str, Any], tuple[int, 
 
 def _decide(rego: Interpreter, package: str, document: Mapping[str, Any]) -> tuple[bool, list[str]]:
     """(passed, reasons) for one input document."""
-    rego.set_input_term(json.dumps(document, sort_keys=True))
+    rego.set_input(Input(document))
     output = rego.query(f"data.{package}")
     if not output.ok():
         return False, [f"policy error: {str(output).strip().splitlines()[0][:200] if str(output).strip() else 'error'}"]

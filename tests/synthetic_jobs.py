@@ -159,7 +159,8 @@ def as_entries(events: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, An
     """Number events from seq 0 and attach a source object like the collectors write."""
     out = []
     for seq, item in enumerate(events):
-        kind = SOURCE_OF[item["kind"].split(".", 1)[0]]
+        prefix = item["kind"].split(".", 1)[0]
+        kind = SOURCE_OF.get(prefix, prefix)
         out.append((seq, item, {"kind": kind, "id": f"{kind}:synthetic", "location": f"synthetic/{kind}",
                                 "line": seq + 1}))
     return out

@@ -1,0 +1,386 @@
+"""Evaluation on synthetic entries: a complete job passes; each violation fails the right controls
+with the right entries; stale evidence fails; no evidence is not assessed; results are deterministic."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timedelta
+
+import pytest
+
+from bundler.evaluate import EvaluationConfig, evaluate, parse_utc
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment
+from collector.errors import UsageError
+from samples.make import story
+from tests.synthetic_jobs import as_entries, complete_story, event, find, job_events
+
+AS_OF = "2026-11-21T00:00:00Z"
+ALL = ("ac-2", "ac-6", "au-2", "au-3", "au-6", "au-8", "au-9", "au-10", "au-11", "au-12", "cm-3", "cm-5", "cm-14",
+       "ia-2", "ia-5", "sa-10", "sc-8", "sc-12", "sc-13", "sc-28", "si-7", "sr-4")
+
+
+def run(events: list[dict], **kwargs) -> tuple[Assessment, list]:
+    entries = as_entries(events)
+    kwargs.setdefault("as_of", AS_OF)
+    return evaluate(entries, origin="test.example/ledger", **kwargs), entries
+
+
+def seq_of(entries: list, target: dict) -> int:
+    return next(seq for seq, item, _ in entries if item is target)
+
+
+def failing(assessment: Assessment) -> set[str]:
+    return {c.control_id for c in assessment.controls if c.status == NOT_SATISFIED}
+
+
+def test_complete_jobs_satisfy_every_builtin_control() -> None:
+    assessment, entries = run(complete_story(3))
+    assert {c.control_id: c.status for c in assessment.controls} == {c: SATISFIED for c in ALL}
+    assert assessment.entries_considered == len(entries)
+    assert len(assessment.custody) == 3 and all(s.complete for s in assessment.custody)
+    assert {f.source for f in assessment.freshness} == {"vault", "cloudtrail", "ci", "attestations"}
+    au9 = assessment.control("au-9")
+    assert au9.ksi[0] == "KSI-MLA-OSM" and au9.seqs and "aws.digest_gap" in au9.evidence_kinds
+    # the allowlist check has no allowlist by default: not assessed, and never counted as a pass
+    allowlist = next(c for c in assessment.checks if c.check == "ai-endpoint-allowlist")
+    assert allowlist.status == NOT_ASSESSED
+
+
+def test_results_are_deterministic_and_independent_of_input_order() -> None:
+    events = complete_story(2)
+    first, entries = run(events)
+    second = evaluate(list(reversed(entries)), as_of=AS_OF, origin="test.example/ledger")
+    assert first == second
+    assert first == run(complete_story(2))[0]
+
+
+def test_long_term_key_fails_identification_controls_with_its_entry() -> None:
+    events = complete_story(1)
+    call = find(events, "aws.api_call", 1)
+    call["correlation"]["access_key_id"] = story.LONG_TERM_ACCESS_KEY_ID
+    call["attrs"]["access_key_class"] = "long-term"
+    assessment, entries = run(events)
+    bad = seq_of(entries, call)
+    assert {"ia-2", "ia-5", "ac-6"} <= failing(assessment)
+    finding = next(f for f in assessment.control("ia-2").findings if f.check == "short-lived-credentials")
+    assert finding.seqs == (bad,) and finding.severity == "high"
+    assert story.LONG_TERM_ACCESS_KEY_ID in finding.id
+    assert assessment.control("si-7").status == SATISFIED
+    # an explained exception (key id listed) passes
+    explained, _ = run(events, config=EvaluationConfig(allowed_long_term_key_ids=(story.LONG_TERM_ACCESS_KEY_ID,)))
+    assert explained.control("ia-2").status == SATISFIED
+
+
+def test_job_without_web_identity_fails() -> None:
+    events = [e for e in complete_story(1) if e["kind"] != "aws.assume_role_web_identity"]
+    for item in events:
+        if item["kind"] == "aws.api_call":
+            item["correlation"]["job_id"] = str(story.JOB_ID)
+    assessment, _ = run(events)
+    assert any(f.id.startswith("short-lived-credentials:no-web-identity") for f in assessment.control("ia-5").findings)
+
+
+def test_unsigned_artifact_fails_integrity_controls() -> None:
+    events = complete_story(2)
+    attestation = find(events, "attestation.signed", 1)
+    attestation["kind"] = "attestation.invalid"
+    attestation["attrs"]["verification_error"] = "signature does not match"
+    assessment, entries = run(events)
+    assert {"si-7", "cm-14", "sr-4"} <= failing(assessment)
+    findings = {f.id: f for f in assessment.control("si-7").findings}
+    unattested = next(f for k, f in findings.items() if k.startswith("signed-attestation:unattested"))
+    assert seq_of(entries, attestation) in unattested.seqs
+    assert seq_of(entries, find(events, "ci.inference_call", 1)) in unattested.seqs
+    assert unattested.job_id == str(story.JOB_ID + 1)
+
+
+def test_artifact_with_no_attestation_fails() -> None:
+    events = [e for e in complete_story(1) if e["kind"] != "attestation.signed"]
+    assessment, _ = run(events)
+    assert assessment.control("si-7").status == NOT_SATISFIED
+    assert assessment.control("au-11").status == NOT_ASSESSED  # no attestation at all: retention not assessed
+
+
+def test_certificate_longer_than_job_fails_key_management() -> None:
+    events = complete_story(1)
+    cert = find(events, "vault.pki_issue")
+    cert["attrs"]["ttl"] = 7 * 3600
+    assessment, entries = run(events)
+    assert {"sc-12", "ia-5"} <= failing(assessment)
+    finding = next(f for f in assessment.control("sc-12").findings if f.check == "certificate-ttl")
+    assert finding.seqs == (seq_of(entries, cert),) and finding.job_id == str(story.JOB_ID)
+    assert run(events, config=EvaluationConfig(max_job_seconds=8 * 3600))[0].control("sc-12").status == SATISFIED
+
+
+@pytest.mark.parametrize("mutation", ["raw-payload", "no-hash"])
+def test_inference_call_must_carry_only_hashes(mutation: str) -> None:
+    events = complete_story(1)
+    call = find(events, "ci.inference_call")
+    if mutation == "raw-payload":
+        call["attrs"]["prompt"] = "summarize claim 42"
+    else:
+        del call["attrs"]["response_hash"]
+    assessment, entries = run(events)
+    assert {"au-3", "sc-28"} <= failing(assessment)
+    finding = assessment.control("au-3").findings[0]
+    assert finding.id.startswith(f"inference-redaction:{mutation}") and finding.seqs == (seq_of(entries, call),)
+
+
+def test_calls_outside_allowed_regions_fail_boundary_controls() -> None:
+    events = complete_story(1)
+    call = find(events, "aws.api_call", 2)
+    call["attrs"]["region"] = "us-east-1"
+    assessment, entries = run(events)
+    assert {"sc-8", "ac-6"} <= failing(assessment)
+    finding = next(f for f in assessment.control("sc-8").findings if f.check == "allowed-regions")
+    assert finding.seqs == (seq_of(entries, call),) and "us-east-1" in finding.title
+    widened = EvaluationConfig(allowed_regions=("us-gov-west-1", "us-gov-east-1", "us-east-1"))
+    assert run(events, config=widened)[0].control("sc-8").status == SATISFIED
+
+
+def test_runner_labelled_for_another_region_fails() -> None:
+    events = complete_story(1)
+    started = find(events, "ci.job_started")
+    started["attrs"]["runner_labels"] = ["self-hosted", "us-west-2"]
+    started["attrs"]["runner_region"] = "us-west-2"
+    assessment, entries = run(events)
+    ids = {f.id for f in assessment.control("sc-8").findings}
+    assert "allowed-regions:region:us-west-2" in ids and f"allowed-regions:runner-label:job-{story.JOB_ID}" in ids
+
+
+def test_secret_reads_above_threshold_fail_review() -> None:
+    events = job_events(0, secret_reads=25) + job_events(1, secret_reads=3)
+    assessment, entries = run(events)
+    assert "au-6" in failing(assessment)
+    finding = next(f for f in assessment.control("au-6").findings if f.check == "secret-read-volume")
+    reads = tuple(s for s, e, _ in entries if e["kind"] == "vault.secret_read" and
+                  e["correlation"]["vault_entity_id"] == story.VAULT_ENTITY_ID)
+    assert finding.seqs == reads and finding.job_id == str(story.JOB_ID)
+    assert run(events, config=EvaluationConfig(secret_read_threshold=30))[0].control("au-6").status == SATISFIED
+
+
+def test_ai_endpoint_outside_allowlist() -> None:
+    events = complete_story(1)
+    config = EvaluationConfig(allowed_ai_endpoints=(story.AI_ENDPOINT,))
+    assert run(events, config=config)[0].control("au-6").status == SATISFIED
+    find(events, "ci.inference_call")["attrs"]["ai_endpoint"] = "api.public-ai.example.com/v1"
+    assessment, entries = run(events, config=config)
+    assert {"au-6", "sc-8"} <= failing(assessment)
+    finding = next(f for f in assessment.control("au-6").findings if f.check == "ai-endpoint-allowlist")
+    assert finding.seqs == (seq_of(entries, find(events, "ci.inference_call")),)
+
+
+def test_repeated_token_renewals_fail() -> None:
+    events = complete_story(1)
+    login = find(events, "vault.login")
+    start = datetime.strptime(login["time"], "%Y-%m-%dT%H:%M:%SZ")
+    renewals = [event("vault.token_renew", start + timedelta(seconds=10 + k), correlation={"job_id": str(story.JOB_ID)},
+                      attrs={"token_ttl": 1800}) for k in range(5)]
+    assessment, entries = run(events + renewals)
+    assert {"ia-5", "au-6"} <= failing(assessment)
+    finding = next(f for f in assessment.control("ia-5").findings if f.check == "token-renewals")
+    assert finding.seqs == tuple(seq_of(entries, r) for r in renewals)
+
+
+@pytest.mark.parametrize("kind", ["aws.digest_gap", "aws.digest_invalid", "vault.unpaired"])
+def test_audit_trail_gaps_fail_protection_of_audit_information(kind: str) -> None:
+    events = complete_story(1)
+    problem = event(kind, datetime(2026, 11, 20, 15, 30), attrs={"reason": "missing digest", "request_id": "r1"})
+    assessment, entries = run(events + [problem])
+    assert {"au-9", "au-12"} <= failing(assessment)
+    finding = next(f for f in assessment.control("au-9").findings if f.check == "audit-trail-integrity")
+    assert finding.seqs == (seq_of(entries, problem),)
+
+
+def test_stop_logging_fails_unless_explained() -> None:
+    events = complete_story(1)
+    stop = event("aws.trail_change", datetime(2026, 11, 20, 15, 0), action="StopLogging",
+                 resource="arn:aws-us-gov:cloudtrail:us-gov-west-1:123456789012:trail/org-trail",
+                 attrs={"event_name": "StopLogging", "region": "us-gov-west-1", "access_key_class": "temporary"})
+    assessment, entries = run(events + [stop])
+    stop_seq = seq_of(entries, stop)
+    assert assessment.control("au-9").status == NOT_SATISFIED
+    assert any(f.seqs == (stop_seq,) for f in assessment.control("au-9").findings)
+    explained, _ = run(events + [stop], config=EvaluationConfig(explained_seqs=(stop_seq,)))
+    assert explained.control("au-9").status == SATISFIED
+    note = event("manual.explanation", datetime(2026, 11, 20, 16, 0), attrs={"explains": [stop_seq]})
+    by_entry, _ = run(events + [stop, note])
+    assert by_entry.control("au-9").status == SATISFIED
+
+
+def test_vault_audit_device_disabled_fails() -> None:
+    events = complete_story(1)
+    change = event("vault.audit_change", datetime(2026, 11, 20, 15, 0), action="delete", resource="sys/audit/file",
+                   attrs={"operation": "delete", "path": "sys/audit/file"})
+    assessment, entries = run(events + [change])
+    assert any(f.seqs == (seq_of(entries, change),) for f in assessment.control("au-9").findings)
+
+
+def test_cloudtrail_without_digest_validation_fails() -> None:
+    events = [e for e in complete_story(1) if e["kind"] != "aws.digest_valid"]
+    assessment, _ = run(events)
+    assert any(f.id == "audit-trail-integrity:no-digest-validation" for f in assessment.control("au-9").findings)
+
+
+@pytest.mark.parametrize("change", ["governance", "no-lock", "short", "expired"])
+def test_attestation_retention(change: str) -> None:
+    events = complete_story(1)
+    attrs = find(events, "attestation.signed")["attrs"]
+    if change == "governance":
+        attrs["object_lock_mode"] = "GOVERNANCE"
+    elif change == "no-lock":
+        attrs["object_lock_mode"] = None
+    elif change == "short":
+        attrs["retain_until"] = "2027-01-01T00:00:00Z"
+        attrs["retention_days"] = 42
+    else:
+        attrs["retain_until"] = "2026-11-20T20:00:00Z"
+    assessment, entries = run(events)
+    assert "au-11" in failing(assessment)
+    assert assessment.control("au-11").findings[0].seqs == (seq_of(entries, find(events, "attestation.signed")),)
+
+
+def test_attestation_without_kms_encryption_fails_at_rest_protection() -> None:
+    events = complete_story(1)
+    find(events, "attestation.signed")["attrs"]["sse"] = "AES256"
+    assert {"sc-28", "sc-13"} <= failing(run(events)[0])
+
+
+def test_inference_after_denied_policy_fails_change_control() -> None:
+    events = complete_story(1)
+    find(events, "ci.policy_decision")["attrs"]["decision"] = "deny"
+    assessment, entries = run(events)
+    assert {"cm-3", "cm-5"} <= failing(assessment)
+    finding = assessment.control("cm-3").findings[0]
+    assert finding.id == f"policy-gate:denied-but-ran:job-{story.JOB_ID}" and finding.severity == "high"
+    assert seq_of(entries, find(events, "ci.inference_call")) in finding.seqs
+
+
+def test_unverified_oidc_token_fails_account_controls() -> None:
+    events = complete_story(1)
+    token = find(events, "ci.oidc_token")
+    token["attrs"]["verified"] = False
+    token["attrs"]["verification_error"] = "token expired at event time"
+    assessment, entries = run(events)
+    assert {"ac-2", "ia-2"} <= failing(assessment)
+    assert any(f.seqs == (seq_of(entries, token),) for f in assessment.control("ac-2").findings)
+
+
+def test_root_policy_login_fails() -> None:
+    events = complete_story(1)
+    find(events, "vault.login")["attrs"]["policies"] = ["root"]
+    assert "ac-2" in failing(run(events)[0])
+
+
+def test_unreadable_time_fails_time_stamps_and_is_not_dropped() -> None:
+    events = complete_story(1)
+    find(events, "vault.secret_read")["time"] = "yesterday"
+    assessment, entries = run(events)
+    assert "au-8" in failing(assessment)
+    assert assessment.entries_considered == len(entries)
+
+
+def test_stale_source_fails_its_controls() -> None:
+    events = complete_story(1)
+    assessment, _ = run(events, as_of="2026-12-10T00:00:00Z")
+    assert {f.source for f in assessment.freshness if f.stale} == {"vault", "cloudtrail", "ci", "attestations"}
+    assert failing(assessment) == set(ALL)
+    finding = next(f for f in assessment.control("au-11").findings if f.check.startswith("freshness:attestations"))
+    assert finding.seqs  # cites the newest entry of the stale source
+    longer = EvaluationConfig(freshness_days=30)
+    assert not failing(run(events, as_of="2026-12-10T00:00:00Z", config=longer)[0])
+
+
+def test_per_source_and_per_ksi_cadence() -> None:
+    events = complete_story(1)
+    as_of = "2026-11-23T00:00:00Z"  # about 2.4 days after the job
+    per_source = EvaluationConfig(freshness_days_per_source=(("attestations", 1),))
+    assessment, _ = run(events, as_of=as_of, config=per_source)
+    assert "au-11" in failing(assessment) and "ac-2" not in failing(assessment)
+    per_ksi = EvaluationConfig.from_mapping({"freshness_days_per_ksi": {"KSI-SVC-ASM": 2}})
+    assessment, _ = run(events, as_of=as_of, config=per_ksi)
+    assert "sc-12" in failing(assessment)  # SC-12 maps to KSI-SVC-ASM: 2-day cadence, vault evidence is older
+    assert "au-9" not in failing(assessment)
+
+
+def test_no_evidence_is_not_assessed_never_satisfied() -> None:
+    assessment, _ = run([])
+    assert {c.status for c in assessment.controls} == {NOT_ASSESSED}
+    assert all(f.stale and f.newest is None for f in assessment.freshness)
+    only_vault = [e for e in complete_story(1) if e["kind"].startswith("vault.")]
+    assessment, _ = run(only_vault)
+    assert assessment.control("si-7").status == NOT_ASSESSED
+    assert assessment.control("au-11").status == NOT_ASSESSED
+
+
+def test_controls_selection_and_period() -> None:
+    events = complete_story(2)
+    assessment, _ = run(events, controls=["AU-9", "si-7"])
+    assert [c.control_id for c in assessment.controls] == ["au-9", "si-7"]
+    # the second job (20 minutes later) is outside a period that ends before it
+    narrowed, _ = run(events, period=("2026-11-20T13:00:00Z", "2026-11-20T14:15:00Z"))
+    assert [s.job_id for s in narrowed.custody] == [str(story.JOB_ID)]
+    assert narrowed.period_end == "2026-11-20T14:15:00Z"
+    assert any("outside the period" in note for note in narrowed.notes)
+
+
+def test_events_after_as_of_are_left_out() -> None:
+    assessment, entries = run(complete_story(2), as_of="2026-11-20T14:15:00Z")
+    assert assessment.entries_considered < len(entries)
+    assert any("after as-of" in note for note in assessment.notes)
+
+
+def test_time_and_config_inputs_are_checked() -> None:
+    with pytest.raises(UsageError):
+        parse_utc("2026-11-20T14:00:00")
+    with pytest.raises(UsageError):
+        parse_utc(datetime(2026, 11, 20))
+    with pytest.raises(UsageError):
+        EvaluationConfig.from_mapping({"secret_reads": 3})
+    with pytest.raises(UsageError):
+        run([], period=("2026-11-21T00:00:00Z", "2026-11-20T00:00:00Z"))
+
+
+def test_evaluation_modules_do_not_import_boto3() -> None:
+    import subprocess
+
+    code = "import sys, bundler.evaluate, bundler.custody, bundler.rego, bundler.catalog; print('boto3' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_forged_webhook_fails_audit_protection() -> None:
+    events = complete_story(1)
+    forged = event("ci.webhook_invalid", datetime(2026, 11, 20, 14, 30), attrs={"reason": "bad signature"})
+    assessment, entries = run(events + [forged])
+    finding = next(f for f in assessment.control("au-9").findings if f.id == "audit-trail-integrity:ci.webhook_invalid")
+    assert finding.seqs == (seq_of(entries, forged),)
+
+
+def test_config_from_json_and_toml_files(tmp_path) -> None:
+    json_path = tmp_path / "evaluation.json"
+    json_path.write_text('{"secret_read_threshold": 5, "freshness_days_per_source": {"vault": 2}}')
+    assert EvaluationConfig.from_file(json_path).freshness_seconds("vault") == 2 * 86400
+    toml_path = tmp_path / "fedledger.toml"
+    toml_path.write_text('[evaluation]\nallowed_ai_endpoints = ["fedramp-ai.gov/infer"]\nmax_token_renewals = 1\n')
+    config = EvaluationConfig.from_file(toml_path)
+    assert config.allowed_ai_endpoints == ("fedramp-ai.gov/infer",) and config.max_token_renewals == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"secret_read_threshold": "many"}')
+    with pytest.raises(UsageError, match="bad.json"):
+        EvaluationConfig.from_file(bad)
+
+
+def test_assessment_names_catalog_and_jobs() -> None:
+    assessment, _ = run(complete_story(2))
+    assert assessment.catalog == "fedledger built-in catalog" and assessment.jobs == 2
+
+
+def test_unreadable_events_are_counted_not_dropped() -> None:
+    entries = as_entries(complete_story(1))
+    entries.append((len(entries), ["not", "an", "object"], {"kind": "manual"}))  # type: ignore[arg-type]
+    entries.append((len(entries), {"time": "2026-11-20T14:30:00Z"}, {"kind": "manual"}))
+    assessment = evaluate(entries, as_of=AS_OF, origin="t")
+    assert assessment.entries_considered == len(entries)
+    assert any("2 entr" in note and "invalid" in note for note in assessment.notes)
+    assert assessment.control("au-8").status == NOT_SATISFIED  # the first has no time at all

@@ -1,0 +1,140 @@
+"""Rego policies evaluated in-process: inputs per job and per artifact, declared controls, compile errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bundler.evaluate import evaluate
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED
+from bundler.rego import load_policies, load_policy
+from collector.errors import UsageError
+from samples.make import story
+from tests.synthetic_jobs import as_entries, complete_story, find
+
+REPO = Path(__file__).resolve().parent.parent
+AS_OF = "2026-11-21T00:00:00Z"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def policy_check(assessment, name: str):
+    return next(c for c in assessment.checks if c.check == f"policy:{name}")
+
+
+def test_seed_policy_allows_compliant_jobs() -> None:
+    policies = load_policies(REPO / "samples" / "policies")
+    assert [p.name for p in policies] == ["pipeline"]
+    assert policies[0].controls == ("cm-3", "cm-5", "si-7", "ac-6") and policies[0].inputs == ("job",)
+    assessment = evaluate(as_entries(complete_story(2)), as_of=AS_OF, origin="t", policies=policies)
+    check = policy_check(assessment, "pipeline")
+    assert check.status == SATISFIED and check.kind == "policy" and "2 of 2" in check.summary
+    assert check in assessment.control("cm-3").checks
+
+
+def test_seed_policy_denies_job_outside_govcloud_with_its_entries() -> None:
+    events = complete_story(2)
+    find(events, "ci.job_started", 1)["attrs"]["runner_region"] = "us-gov-east-1"
+    policies = load_policies(REPO / "samples" / "policies")
+    entries = as_entries(events)
+    assessment = evaluate(entries, as_of=AS_OF, origin="t", policies=policies)
+    check = policy_check(assessment, "pipeline")
+    assert check.status == NOT_SATISFIED
+    (finding,) = check.findings
+    second = str(story.JOB_ID + 1)
+    assert finding.id == f"policy:pipeline:job-{second}" and finding.job_id == second
+    assert seq_of_kind(entries, "ci.job_started", 1) in finding.seqs
+    assert assessment.control("cm-3").status == NOT_SATISFIED
+
+
+def seq_of_kind(entries, kind: str, index: int) -> int:
+    return [s for s, e, _ in entries if e["kind"] == kind][index]
+
+
+def test_policy_that_does_not_compile_is_a_usage_error(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "broken.rego", "# controls: CM-3\npackage broken\n\nallow { input.x == }\n")
+    with pytest.raises(UsageError) as caught:
+        load_policies(tmp_path)
+    assert caught.value.exit_code == 2
+    assert "Invalid boolean operator at broken.rego:4:17" in str(caught.value)
+    # regopy prints compile errors natively on fd 1; stdout belongs to results
+    assert "Errors:" not in capfd.readouterr().out
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("package p\nallow { true }\n", "controls"),
+    ("# controls: not-a-control\npackage p\nallow { true }\n", "controls"),
+    ("# controls: CM-3\nallow { true }\n", "package"),
+    ("# controls: CM-3\npackage p\nx := 1\n", "allow"),
+    ("# controls: CM-3\n# inputs: deployment\npackage p\nallow { true }\n", "inputs"),
+])
+def test_policy_declarations_are_required(tmp_path: Path, text: str, reason: str) -> None:
+    with pytest.raises(UsageError, match=reason):
+        load_policy(write(tmp_path, "p.rego", text))
+
+
+def test_controls_rule_deny_messages_and_artifact_inputs(tmp_path: Path) -> None:
+    write(tmp_path, "artifacts.rego", """package supply
+import rego.v1
+
+controls := ["SR-4", "AU-11"]
+
+# inputs: artifact
+deny contains msg if {
+  some a in input.artifact.attestations
+  a.object_lock_mode != "COMPLIANCE"
+  msg := sprintf("attestation %v is not under compliance-mode Object Lock", [a.seq])
+}
+""")
+    (policy,) = load_policies(tmp_path)
+    assert policy.controls == ("sr-4", "au-11") and policy.inputs == ("artifact",)
+    events = complete_story(2)
+    find(events, "attestation.signed", 0)["attrs"]["object_lock_mode"] = "GOVERNANCE"
+    entries = as_entries(events)
+    assessment = evaluate(entries, as_of=AS_OF, origin="t", policies=[policy])
+    check = policy_check(assessment, "artifacts")
+    assert check.status == NOT_SATISFIED
+    (finding,) = check.findings
+    bad_seq = seq_of_kind(entries, "attestation.signed", 0)
+    assert finding.id == f"policy:artifacts:artifact-{story.ARTIFACT_DIGEST}"
+    assert f"attestation {bad_seq} is not under" in finding.description and bad_seq in finding.seqs
+    assert assessment.control("sr-4").status == NOT_SATISFIED
+
+
+def test_policy_reads_job_events_and_counts(tmp_path: Path) -> None:
+    write(tmp_path, "reads.rego", """# controls: AU-6
+package reads
+
+default allow := false
+allow {
+  input.vault.secret_reads <= 1
+  count([e | e := input.events[_]; e.kind == "vault.login"]) == 1
+  input.counts["aws.api_call"] > 0
+}
+""")
+    policies = load_policies(tmp_path)
+    entries = as_entries(complete_story(1))
+    check = policy_check(evaluate(entries, as_of=AS_OF, origin="t", policies=policies), "reads")
+    assert check.status == NOT_SATISFIED  # the synthetic job reads two secrets
+    relaxed = write(tmp_path, "reads.rego", (tmp_path / "reads.rego").read_text().replace("<= 1", "<= 2"))
+    check = policy_check(evaluate(entries, as_of=AS_OF, origin="t", policies=[load_policy(relaxed)]), "reads")
+    assert check.status == SATISFIED
+
+
+def test_policy_without_inputs_is_not_assessed() -> None:
+    policies = load_policies(REPO / "samples" / "policies")
+    assessment = evaluate([], as_of=AS_OF, origin="t", policies=policies)
+    assert policy_check(assessment, "pipeline").status == NOT_ASSESSED
+    assert assessment.control("cm-3").status == "not-assessed"
+
+
+def test_policy_results_are_deterministic() -> None:
+    policies = load_policies(REPO / "samples" / "policies")
+    entries = as_entries(complete_story(2))
+    assert evaluate(entries, as_of=AS_OF, origin="t", policies=policies) == \
+        evaluate(entries, as_of=AS_OF, origin="t", policies=policies)
