@@ -109,7 +109,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     pdfs = sorted((work / "bundle").rglob("*.pdf"))
     pages = pdf_pages(pdfs)
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    rss_children = result.pdf_worker_peak_rss_mb
 
     floor_dir = work / "floor"
     floor_dir.mkdir()

@@ -68,6 +68,7 @@ class BundleResult:
     cited_entries: int
     refused_urls: int
     timings: dict[str, float] = field(default_factory=dict)
+    pdf_worker_peak_rss_mb: int = 0
 
 
 def sha256_file(path: Path) -> str:
@@ -415,7 +416,7 @@ def _build(ledger: Ledger, assessment: Assessment, out: Path, signer: NoteSigner
         archive_path = write_archive(out, archive)
         lap("archive")
     return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
-                        len(cited), refused, timings)
+                        len(cited), refused, timings, pdf_workers.peak_rss_mb)
 
 
 def write_archive(folder: Path, kind: str) -> Path:

@@ -96,6 +96,7 @@ class PdfWorkers:
     def __init__(self, workers: int | None = None) -> None:
         self.count = max(1, workers or min(2, os.cpu_count() or 1))
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.peak_rss_mb = 0  # the largest worker's peak resident set, as the workers report it
 
     def start(self) -> PdfWorkers:
         if self.count > 1 and not self._procs:
@@ -132,6 +133,7 @@ class PdfWorkers:
                     if not answer.get("ok"):
                         raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
                     refused += int(answer["refused"])
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
                     if pending:
                         self._send(proc, pending.pop(0))
                     else:
@@ -174,6 +176,17 @@ def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
         return pool.render(jobs)
 
 
+def _peak_rss_mb() -> int:
+    """This process's peak resident set (VmHWM), which, unlike ru_maxrss, restarts at exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _worker_main() -> None:
     """Worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
     _quiet()
@@ -182,7 +195,7 @@ def _worker_main() -> None:
         job = orjson.loads(line)
         try:
             _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"])))
-            answer = {"ok": True, "pdf": job["pdf"], "refused": refused}
+            answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": _peak_rss_mb()}
         except Exception as exc:  # reported to the parent, which fails the bundle
             answer = {"ok": False, "pdf": job["pdf"], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         out.write(orjson.dumps(answer) + b"\n")
