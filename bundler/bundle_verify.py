@@ -323,10 +323,14 @@ def _verify_citations(bundle: BundleFiles, report: BundleVerification, leaves: b
         if not name.startswith("controls/"):
             continue
         if name.endswith(".csv"):
-            with open(path, encoding="utf-8", newline="") as handle:
-                for number, row in enumerate(csv.DictReader(handle), start=2):
-                    cited += 1
-                    _check_cited(report, f"{name}:{number}", row.get("seq"), row.get("leaf_hash"), leaves, size, proven)
+            try:
+                with open(path, encoding="utf-8", newline="") as handle:
+                    for number, row in enumerate(csv.DictReader(handle), start=2):
+                        cited += 1
+                        _check_cited(report, f"{name}:{number}", row.get("seq"), row.get("leaf_hash"), leaves, size,
+                                     proven)
+            except (UnicodeDecodeError, csv.Error) as exc:
+                report.fail("citation-malformed", name, f"not a readable UTF-8 CSV: {type(exc).__name__}")
         elif name.endswith(".html"):
             for match in HTML_PROOF_ROW.finditer(path.read_text(encoding="utf-8", errors="replace")):
                 cited += 1

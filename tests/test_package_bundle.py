@@ -381,3 +381,35 @@ def test_the_verifier_imports_no_aws_sdk_and_no_renderer() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.stdout.strip() == "[]"
+
+
+def test_any_single_byte_change_in_any_file_is_caught(golden: Path) -> None:
+    import tempfile
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    names = sorted(p.relative_to(golden).as_posix() for p in golden.rglob("*") if p.is_file())
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(name=st.sampled_from(names), position=st.floats(0, 0.999), mask=st.integers(1, 255))
+    def check(name: str, position: float, mask: int) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "bundle"
+            shutil.copytree(golden, target)
+            data = bytearray((target / name).read_bytes())
+            data[int(len(data) * position)] ^= mask
+            (target / name).write_bytes(bytes(data))
+            assert not verify(target).ok, name
+
+    check()
+
+
+def test_a_csv_that_is_not_utf8_is_a_listed_failure_not_a_crash(copy: Path) -> None:
+    path = copy / "controls" / "AU-9.csv"
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0x80  # found by the property above: invalid UTF-8 used to raise
+    path.write_bytes(bytes(data))
+    reseal(copy)
+    report = verify(copy)
+    assert "citation-malformed" in codes(report) and "controls/AU-9.csv" in wheres(report)
