@@ -112,8 +112,23 @@ def verify_bundle(
         report.failures.extend(bundle.failures)
         if bundle.rejected_whole:
             return report
-        _verify_contents(bundle, report, trusted_keys, origin)
+        _verify_contents(_strip_top_folder(bundle), report, trusted_keys, origin)
     return report
+
+
+def _strip_top_folder(bundle: BundleFiles) -> BundleFiles:
+    """An archive made by zipping the bundle folder itself (``out/MANIFEST.json``…) is read from that folder."""
+    if MANIFEST_FILE in bundle.files or not bundle.files:
+        return bundle
+    tops = {name.split("/", 1)[0] for name in bundle.files}
+    if len(tops) != 1 or any("/" not in name for name in bundle.files):
+        return bundle
+    top = tops.pop()
+    if f"{top}/{MANIFEST_FILE}" not in bundle.files:
+        return bundle
+    stripped = BundleFiles(bundle.root / top, failures=bundle.failures, rejected_whole=bundle.rejected_whole)
+    stripped.files = {name[len(top) + 1:]: path for name, path in bundle.files.items()}
+    return stripped
 
 
 def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_keys: Sequence[str],

@@ -113,7 +113,7 @@ class PdfWorkers:
             _quiet()
             return sum(_render_job(job)[1] for job in jobs)
         self.start()
-        pending = sorted(jobs, key=lambda j: j.html_path.stat().st_size, reverse=True)
+        pending = sorted(jobs, key=_html_size, reverse=True)
         refused = 0
         busy: dict[int, subprocess.Popen[bytes]] = {}
         with selectors.DefaultSelector() as selector:
@@ -163,6 +163,13 @@ class PdfWorkers:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _html_size(job: PdfJob) -> int:
+    try:
+        return job.html_path.stat().st_size
+    except OSError:
+        return 0  # the worker will report the missing file
 
 
 def _import_root() -> str:

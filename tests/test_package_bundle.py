@@ -413,3 +413,13 @@ def test_a_csv_that_is_not_utf8_is_a_listed_failure_not_a_crash(copy: Path) -> N
     reseal(copy)
     report = verify(copy)
     assert "citation-malformed" in codes(report) and "controls/AU-9.csv" in wheres(report)
+
+
+def test_an_archive_of_the_bundle_folder_itself_verifies(golden: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "wrapped.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(golden.rglob("*")):
+            if p.is_file():
+                zf.write(p, arcname="evidence-2026-11/" + p.relative_to(golden).as_posix())
+    report = verify(archive)
+    assert report.ok, report.lines()

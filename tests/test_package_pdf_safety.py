@@ -133,3 +133,19 @@ def test_fetcher_serves_only_shipped_assets() -> None:
         with pytest.raises(ValueError):
             fetcher.fetch(url)
     assert len(fetcher.refused) == 6 and fetcher.served == ["report.css"]
+
+
+def test_parallel_workers_render_every_page_and_report_failures(tmp_path: Path) -> None:
+    from bundler.pdf import PdfJob, PdfWorkers
+
+    jobs = []
+    for i in range(3):
+        (tmp_path / f"{i}.html").write_text(f"<p>page {i} <img src='file:///etc/passwd'></p>", encoding="utf-8")
+        jobs.append(PdfJob(tmp_path / f"{i}.html", tmp_path / f"{i}.pdf"))
+    with PdfWorkers(2) as workers:
+        assert workers.render(jobs) == 3  # each page's file:// image refused, in the worker
+        assert workers.peak_rss_mb > 0
+    assert all((tmp_path / f"{i}.pdf").stat().st_size > 0 for i in range(3))
+    with PdfWorkers(2) as workers:
+        with pytest.raises(RuntimeError, match="PDF worker failed"):
+            workers.render(jobs + [PdfJob(tmp_path / "missing.html", tmp_path / "m.pdf")])
