@@ -331,7 +331,8 @@ def _build(ledger: Ledger, assessment: Assessment, out: Path, signer: NoteSigner
     for sub in ("controls", "oscal", "proofs"):
         (out / sub).mkdir()
     export_manifest = export_ledger(ledger, out / "ledger")
-    known: dict[str, str] = {f"ledger/{name}": digest for name, digest in export_manifest["files"].items()}  # type: ignore[union-attr]
+    exported: dict[str, str] = export_manifest["files"]  # type: ignore[assignment]
+    known: dict[str, str] = {f"ledger/{name}": digest for name, digest in exported.items()}
     lap("export")
 
     stage("scan")

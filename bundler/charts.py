@@ -44,7 +44,7 @@ def status_by_family(controls: Sequence[ControlResult], *, width: int = 640) -> 
     scale = (width - left - 40) / most
     height = top + row * max(len(families), 1) + 10
     body = []
-    x = left
+    x: float = left
     for status in (SATISFIED, NOT_SATISFIED, NOT_ASSESSED):
         body.append(f'<rect x="{x}" y="4" width="10" height="10" fill="{STATUS_COLOURS[status]}"/>')
         body.append(_text(x + 14, 13, status, size=9))
@@ -52,7 +52,7 @@ def status_by_family(controls: Sequence[ControlResult], *, width: int = 640) -> 
     for i, family in enumerate(families):
         y = top + i * row
         body.append(_text(left - 6, y + 13, family, anchor="end"))
-        x = float(left)
+        x = left
         for status in (SATISFIED, NOT_SATISFIED, NOT_ASSESSED):
             n = counts[family][status]
             if n:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import orjson
 import typer
@@ -74,7 +74,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"signed a fresh checkpoint at size {newest.size}")
             loaded = load_oscal_catalog(catalog) if catalog else load_builtin_catalog()
             selected = select_controls(loaded, baseline=chosen_baseline, controls=wanted)
-            loaded_policies = ()
+            loaded_policies: tuple[Any, ...] = ()
             if policies is not None:
                 from bundler.rego import load_policies
 
