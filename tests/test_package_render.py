@@ -88,3 +88,15 @@ def test_templates_folder_is_found() -> None:
     assert (templates_folder() / "control.html.j2").is_file()
     assert "report.css" in asset_names()
     assert Path(templates_folder()).name in ("templates",)
+
+
+def test_templates_put_no_variable_in_a_url_attribute_except_validated_file_stems() -> None:
+    import re
+
+    from bundler.assets import templates_folder
+
+    pattern = re.compile(r'(?:href|src|action|style)\s*=\s*"([^"]*\{\{[^"]*)"', re.IGNORECASE)
+    for template in sorted(templates_folder().glob("*.j2")):
+        for value in pattern.findall(template.read_text(encoding="utf-8")):
+            # Only file names made by render.file_stem (letters, digits, '-', '.') reach a URL.
+            assert re.fullmatch(r"controls/\{\{ c\.stem \}\}\.(html|pdf|csv)", value), (template.name, value)
