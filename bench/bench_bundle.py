@@ -91,6 +91,15 @@ def run(work: Path, args: argparse.Namespace) -> None:
         size = build_ledger(work / "bench.db", args.entries, args.jobs)
         print(f"ledger: {size:,} entries, {args.jobs:,} CI jobs, built in {time.perf_counter() - t:.1f}s (not timed)")
 
+    def child_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def own_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu_children_before, cpu_self_before = child_cpu(), own_cpu()
     start = time.perf_counter()
     with Ledger.open(work / "bench.db") as ledger:
         catalog = load_builtin_catalog()
@@ -106,6 +115,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
         evaluated = time.perf_counter()
         result = build_bundle(ledger, assessment, work / "bundle", signer(), workers=args.workers)
     whole = time.perf_counter() - start
+    bundle_worker_cpu = child_cpu() - cpu_children_before
+    bundle_self_cpu = own_cpu() - cpu_self_before
     evaluation = evaluated - start
     pdfs = sorted((work / "bundle").rglob("*.pdf"))
     pages = pdf_pages(pdfs)
@@ -121,6 +132,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "bundler.pdf"], input=jobs, capture_output=True, check=True)
     floor = time.perf_counter() - t
+    floor_cpu = child_cpu() - cpu_children_before - bundle_worker_cpu
     if len(list(floor_dir.glob("*.pdf"))) != len(pdfs):
         raise SystemExit("floor run did not render every page")
 
@@ -135,6 +147,9 @@ def run(work: Path, args: argparse.Namespace) -> None:
     print("split : " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items()))
     print(f"        aggregation (everything but PDFs) {aggregation:.1f}s = {100 * aggregation / whole:.0f}% of the bundle; "
           f"PDFs {result.timings.get('pdf', 0):.1f}s")
+    print(f"cpu   : PDF workers {bundle_worker_cpu:.1f} CPU-s over {result.timings.get('pdf', 0):.1f}s wall "
+          f"({bundle_worker_cpu / max(result.timings.get('pdf', 1e-9), 1e-9):.2f} cores used); floor {floor_cpu:.1f} CPU-s over "
+          f"{floor:.1f}s wall; this process {bundle_self_cpu:.1f} CPU-s (a loaded machine shows as < 2 cores used)")
     print(f"rss   : peak {rss_self:.0f} MB in this process, {rss_children:.0f} MB in the largest PDF worker (target < 1536 MB)")
 
     from bench.synthetic import public_pem
