@@ -76,3 +76,13 @@ def test_bundle_usage_errors(ledger_dir: Path) -> None:
     assert cli(ledger_dir, "bundle", "--out", str(ledger_dir / "x"), "--archive", "rar").exit_code == 2
     assert cli(ledger_dir, "bundle", "--out", str(ledger_dir / "x"), "--baseline", "extreme").exit_code == 2
     assert cli(ledger_dir, "verify-bundle", str(ledger_dir / "nope")).exit_code == 3
+
+
+def test_bundled_oscal_from_real_evaluation_is_schema_valid(bundled: Path) -> None:
+    from tests.test_package_oscal import oscal_validator
+
+    doc = json.loads((bundled / "oscal" / "assessment-results.json").read_text(encoding="utf-8"))
+    errors = list(oscal_validator().iter_errors(doc))
+    assert not errors, errors[0].message[:300]
+    findings = doc["assessment-results"]["results"][0]["findings"]
+    assert {f["target"]["target-id"] for f in findings} == {"au-2_smt", "ia-5_smt"}
