@@ -75,7 +75,7 @@ def main() -> None:
 
 def run(work: Path, args: argparse.Namespace) -> None:
     from bench.synthetic import signer
-    from bundler.bundle import build_bundle
+    from bundler.bundle import BundleBuilder
     from bundler.catalog import load_builtin_catalog, select_controls
     from bundler.evaluate import evaluate
     from collector.ledger import Ledger
@@ -102,6 +102,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
     cpu_children_before, cpu_self_before = child_cpu(), own_cpu()
     start = time.perf_counter()
     with Ledger.open(work / "bench.db") as ledger:
+        builder = BundleBuilder.start(ledger, work / "bundle", signer(), workers=args.workers)
         catalog = load_builtin_catalog()
         selected = select_controls(catalog, baseline="moderate")
 
@@ -113,7 +114,7 @@ def run(work: Path, args: argparse.Namespace) -> None:
         assessment = evaluate(triples(), as_of="2026-12-31T00:00:00Z", origin=ledger.origin, catalog=catalog,
                               controls=selected, baseline="moderate")
         evaluated = time.perf_counter()
-        result = build_bundle(ledger, assessment, work / "bundle", signer(), workers=args.workers)
+        result = builder.finish(assessment)
     whole = time.perf_counter() - start
     bundle_worker_cpu = child_cpu() - cpu_children_before
     bundle_self_cpu = own_cpu() - cpu_self_before
@@ -143,7 +144,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
     print(f"bundle: evaluate + build_bundle, {args.workers} PDF workers: {whole:.1f}s = {bundle_rate:.2f} pages/s")
     print(f"ratio : {bundle_rate / floor_rate:.2f}x floor (target >= 1.5x)")
     split = {"evaluate": evaluation, **result.timings}
-    aggregation = sum(v for k, v in split.items() if k != "pdf")
+    # "export+scan (beside evaluation)" ran in another process during evaluation: not on the critical path.
+    aggregation = sum(v for k, v in split.items() if k != "pdf" and "beside" not in k)
     print("split : " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items()))
     print(f"        aggregation (everything but PDFs) {aggregation:.1f}s = {100 * aggregation / whole:.0f}% of the bundle; "
           f"PDFs {result.timings.get('pdf', 0):.1f}s")

@@ -23,15 +23,17 @@ import hashlib
 import tarfile
 import time
 import zipfile
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from bundler import oscal_ar, render
 from bundler.bundle_format import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
+from bundler.ledger_slice import SliceJob, SliceScan
 from bundler.merkle_memory import MemoryTree
 from bundler.model import Assessment
 from bundler.pdf import PdfJob, PdfWorkers
@@ -47,14 +49,12 @@ from bundler.render import (
 from collector.canonical import canonical_bytes
 from collector.checkpoint import CheckpointError, verify_checkpoint
 from collector.errors import IntegrityError, UsageError
-from collector.export import export_ledger
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.signing import NoteSigner
 
 CSV_COLUMNS = ["seq", "leaf_hash", "time", "kind", "source", "source_id", "location", "actor", "action",
                "resource", "outcome", "job_id"]
 ARCHIVE_KINDS = ("tar.gz", "zip")
-ZERO = bytes(32)
 
 
 @dataclass
@@ -87,32 +87,16 @@ def csv_cell(value: object) -> str:
     return text
 
 
-def iter_jsonl(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        carry = b""
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            lines = (carry + block).split(b"\n")
-            carry = lines.pop()
-            yield from lines
-        if carry:
-            yield carry
-
-
-@dataclass
-class _Scan:
-    leaves: bytearray
-    kinds: Counter[str]
-    oidc: Counter[bool]
-    evidence: dict[str, ControlEvidence]
-    chain_breaks: list[int]
-
-
-def _scan_entries(entries_path: Path, assessment: Assessment, controls_dir: Path) -> _Scan:
-    """One pass over the exported entry bytes: leaf hashes, chain, kind counts, per-control CSVs and summaries."""
+def _cited_evidence(entries_path: Path, scan: SliceScan, assessment: Assessment,
+                    controls_dir: Path) -> dict[str, ControlEvidence]:
+    """Read only the cited entries (by line offset), write each control's CSV and its summary rows."""
     cited: dict[int, list[int]] = defaultdict(list)
     for index, control in enumerate(assessment.controls):
         for seq in sorted(set(control.seqs)):
             cited[seq].append(index)
+    missing = [seq for seq in cited if seq >= scan.size or seq < 0]
+    if missing:
+        raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
     handles = []
     writers = []
     for control in assessment.controls:
@@ -121,58 +105,37 @@ def _scan_entries(entries_path: Path, assessment: Assessment, controls_dir: Path
         writer.writerow(CSV_COLUMNS)
         handles.append(handle)
         writers.append(writer)
-    aggregates: list[dict[tuple[str, str, str], list]] = [dict() for _ in assessment.controls]
+    aggregates: list[dict[tuple[str, str, str], list[Any]]] = [dict() for _ in assessment.controls]
     counts = [0] * len(assessment.controls)
-    leaves = bytearray()
-    kinds: Counter[str] = Counter()
-    oidc: Counter[bool] = Counter()
-    chain_breaks: list[int] = []
-    previous = ZERO
-    sha = hashlib.sha256
-    loads = orjson.loads
+    offsets, leaves = scan.offsets, scan.leaves
     try:
-        for position, body in enumerate(iter_jsonl(entries_path)):
-            leaf = sha(b"\x00" + body).digest()
-            leaves += leaf
-            doc = loads(body)
-            if doc.get("seq") != position or bytes.fromhex(doc.get("prev", "")) != previous:
-                chain_breaks.append(position)
-            previous = leaf
-            event = doc.get("event") or {}
-            kind = event.get("kind") or "?"
-            kinds[kind] += 1
-            if kind == "ci.oidc_token":
-                oidc[bool((event.get("attrs") or {}).get("verified"))] += 1
-            owners = cited.get(position)
-            if owners is None:
-                continue
-            source = doc.get("source") or {}
-            outcome = (event.get("outcome") or {}).get("status") or ""
-            when = event.get("time") or ""
-            row = [position, leaf.hex(), when, kind, source.get("kind"), source.get("id"), source.get("location"),
-                   event.get("actor"), event.get("action"), event.get("resource"), outcome,
-                   (event.get("correlation") or {}).get("job_id")]
-            row = [row[0], row[1]] + [csv_cell(v) for v in row[2:]]
-            key = (kind, str(source.get("kind") or ""), outcome)
-            for index in owners:
-                writers[index].writerow(row)
-                counts[index] += 1
-                agg = aggregates[index].get(key)
-                if agg is None:
-                    aggregates[index][key] = [1, when, when]
-                else:
-                    agg[0] += 1
-                    if when < agg[1]:
-                        agg[1] = when
-                    if when > agg[2]:
-                        agg[2] = when
+        with open(entries_path, "rb") as entries:
+            for seq in sorted(cited):
+                entries.seek(offsets[seq])
+                body = entries.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
+                doc = orjson.loads(body)
+                event = doc.get("event") or {}
+                source = doc.get("source") or {}
+                kind = event.get("kind") or "?"
+                outcome = (event.get("outcome") or {}).get("status") or ""
+                when = event.get("time") or ""
+                row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
+                    when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
+                    event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
+                key = (kind, str(source.get("kind") or ""), outcome)
+                for index in cited[seq]:
+                    writers[index].writerow(row)
+                    counts[index] += 1
+                    agg = aggregates[index].get(key)
+                    if agg is None:
+                        aggregates[index][key] = [1, when, when]
+                    else:
+                        agg[0] += 1
+                        agg[1] = min(agg[1], when)
+                        agg[2] = max(agg[2], when)
     finally:
         for handle in handles:
             handle.close()
-    size = len(leaves) // 32
-    missing = [seq for seq in cited if seq >= size or seq < 0]
-    if missing:
-        raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
     evidence = {}
     for index, control in enumerate(assessment.controls):
         rows = tuple(
@@ -180,7 +143,7 @@ def _scan_entries(entries_path: Path, assessment: Assessment, controls_dir: Path
             for (kind, source, outcome), (n, first, last) in sorted(aggregates[index].items(), key=lambda kv: -kv[1][0])
         )
         evidence[control.control_id] = ControlEvidence(control.control_id, counts[index], rows)
-    return _Scan(leaves, kinds, oidc, evidence, chain_breaks)
+    return evidence
 
 
 def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[str, object]) -> dict[int, InclusionProof]:
@@ -196,7 +159,7 @@ def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[st
     return kept
 
 
-def _transcript(scan: _Scan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
+def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
     items = []
     if scan.chain_breaks:
         items.append(TranscriptItem("Ledger hash chain", "failed",
@@ -234,11 +197,11 @@ def _transcript(scan: _Scan, *, size: int, root_ok: bool, checkpoint_results: li
     else:
         items.append(TranscriptItem("Attestation signatures", "not-verified", "no attestation evidence in the ledger",
                                     "attestation collector"))
-    if scan.oidc[False]:
+    if scan.oidc_failed:
         items.append(TranscriptItem("OIDC ID tokens", "failed",
-                                    f"{scan.oidc[True]:,} verified, {scan.oidc[False]:,} failed verification", "ci collector"))
-    elif scan.oidc[True]:
-        items.append(TranscriptItem("OIDC ID tokens", "verified", f"{scan.oidc[True]:,} tokens verified against the JWKS",
+                                    f"{scan.oidc_verified:,} verified, {scan.oidc_failed:,} failed verification", "ci collector"))
+    elif scan.oidc_verified:
+        items.append(TranscriptItem("OIDC ID tokens", "verified", f"{scan.oidc_verified:,} tokens verified against the JWKS",
                                     "ci collector"))
     else:
         items.append(TranscriptItem("OIDC ID tokens", "not-verified", "no verified OIDC token evidence", "ci collector"))
@@ -278,146 +241,188 @@ def build_bundle(
 ) -> BundleResult:
     """Write the bundle to *out* (new or empty) and optionally one archive beside it.
 
-    Verified here before anything is written that cites them: the newest
-    checkpoint verifies under *signer*'s key and origin and covers the whole
-    ledger; the exported entries hash to its root and form an unbroken chain.
-    Not verified here: the raw source objects (see the transcript).
+    The same as ``BundleBuilder.start(...).finish(assessment, ...)``; callers that
+    evaluate first should call :meth:`BundleBuilder.start` before evaluating so the
+    export and the PDF workers' start-up run beside the evaluation.
     """
-    if archive is not None and archive not in ARCHIVE_KINDS:
-        raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_KINDS)}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError("bundle folder exists and is not empty", location=str(out))
-    stage = on_stage or (lambda _name: None)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = timings.get(name, 0.0) + now - clock
-        clock = now
-
-    checkpoint = ledger.latest_checkpoint()
-    if checkpoint is None:
-        raise UsageError("the ledger has no checkpoint: run `fedledger checkpoint` first")
-    if checkpoint.size != ledger.size:
-        raise UsageError(f"the newest checkpoint covers {checkpoint.size} entries, the ledger holds {ledger.size}: "
-                         "sign a fresh checkpoint first")
-    checkpoint_results: list[tuple[str, bool, str]] = []
-    for cp in ledger.checkpoints():
-        try:
-            verify_checkpoint(cp.note, origin=ledger.origin, verifiers=[signer.verifier])
-            checkpoint_results.append((f"checkpoint #{cp.id}", True, ""))
-        except CheckpointError as exc:
-            checkpoint_results.append((f"checkpoint #{cp.id}", False, str(exc)))
-    if not checkpoint_results[-1][1]:
-        raise IntegrityError(f"the newest checkpoint does not verify under the signing key: {checkpoint_results[-1][2]}")
     if assessment.origin != ledger.origin:
         raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {ledger.origin!r}")
-
-    # PDF workers start now so their imports overlap the aggregation below.
-    with PdfWorkers(workers).start() as pdf_workers:
-        return _build(ledger, assessment, out, signer, checkpoint, checkpoint_results, pdf_workers,
-                      system=system, archive=archive, stage=stage, lap=lap, timings=timings)
+    builder = BundleBuilder.start(ledger, out, signer, workers=workers)
+    return builder.finish(assessment, system=system, archive=archive, on_stage=on_stage)
 
 
-def _build(ledger: Ledger, assessment: Assessment, out: Path, signer: NoteSigner, checkpoint: StoredCheckpoint,
-           checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, *, system: str | None,
-           archive: str | None, stage: Callable[[str], None], lap: Callable[[str], None],
-           timings: dict[str, float]) -> BundleResult:
-    stage("export")
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in ("controls", "oscal", "proofs"):
-        (out / sub).mkdir()
-    export_manifest = export_ledger(ledger, out / "ledger")
-    exported: dict[str, str] = export_manifest["files"]  # type: ignore[assignment]
-    known: dict[str, str] = {f"ledger/{name}": digest for name, digest in exported.items()}
-    lap("export")
+class BundleBuilder:
+    """A bundle in two steps around evaluation: :meth:`start` (checks, export, workers), :meth:`finish`.
 
-    stage("scan")
-    scan = _scan_entries(out / "ledger" / "entries.jsonl", assessment, out / "controls")
-    lap("scan+csv")
-    tree = MemoryTree(scan.leaves)
-    del scan.leaves
-    root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root
-    if not root_ok:
-        raise IntegrityError("the exported entries do not hash to the newest checkpoint's root", location=str(out / "ledger"))
-    if scan.chain_breaks:
-        raise IntegrityError(f"the exported ledger's hash chain breaks at seq {scan.chain_breaks[0]}", location=str(out / "ledger"))
-    lap("tree")
+    Verified before anything is written that cites them: the newest checkpoint
+    verifies under *signer*'s key and origin and covers the whole ledger; the
+    exported entries hash to its root and form an unbroken chain. Not verified
+    here: the raw source objects (see the transcript).
+    """
 
-    stage("proofs")
-    cited = sorted({seq for control in assessment.controls for seq in control.seqs})
-    header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
-              "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
-    proofs = _write_proofs(out / PROOFS_FILE, tree, cited, header)
-    evidence = {}
-    for control in assessment.controls:
-        found = scan.evidence[control.control_id]
-        shown = tuple(proofs[s] for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
-        evidence[control.control_id] = ControlEvidence(found.control_id, found.cited, found.rows, shown)
-    del proofs, tree
-    lap("proofs")
+    def __init__(self, ledger: Ledger, out: Path, signer: NoteSigner, checkpoint: StoredCheckpoint,
+                 checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, slice_job: SliceJob) -> None:
+        self.ledger = ledger
+        self.out = out
+        self.signer = signer
+        self.checkpoint = checkpoint
+        self.checkpoint_results = checkpoint_results
+        self.pdf_workers = pdf_workers
+        self.slice_job = slice_job
+        self.started = time.perf_counter()
 
-    stage("html")
-    facts = BundleFacts(
-        system=system or ledger.origin,
-        origin=ledger.origin,
-        checkpoint_size=checkpoint.size,
-        checkpoint_root=checkpoint.root.hex(),
-        checkpoint_note=checkpoint.note,
-        proofs_file=PROOFS_FILE,
-        transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok, checkpoint_results=checkpoint_results),
-        evidence=evidence,
-    )
-    jobs = [PdfJob(out / "index.html", out / "index.pdf")]
-    (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
-    for control in assessment.controls:
-        stem = file_stem(control.control_id)
-        (out / "controls" / f"{stem}.html").write_text(render.render_control(assessment, control, facts), encoding="utf-8")
-        jobs.append(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
-    lap("html")
+    @classmethod
+    def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None) -> BundleBuilder:
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UsageError("bundle folder exists and is not empty", location=str(out))
+        checkpoint = ledger.latest_checkpoint()
+        if checkpoint is None:
+            raise UsageError("the ledger has no checkpoint: run `fedledger checkpoint` first")
+        if checkpoint.size != ledger.size:
+            raise UsageError(f"the newest checkpoint covers {checkpoint.size} entries, the ledger holds {ledger.size}: "
+                             "sign a fresh checkpoint first")
+        results: list[tuple[str, bool, str]] = []
+        for cp in ledger.checkpoints():
+            try:
+                verify_checkpoint(cp.note, origin=ledger.origin, verifiers=[signer.verifier])
+                results.append((f"checkpoint #{cp.id}", True, ""))
+            except CheckpointError as exc:
+                results.append((f"checkpoint #{cp.id}", False, str(exc)))
+        if not results[-1][1]:
+            raise IntegrityError(f"the newest checkpoint does not verify under the signing key: {results[-1][2]}")
+        out.mkdir(parents=True, exist_ok=True)
+        for sub in ("controls", "oscal", "proofs"):
+            (out / sub).mkdir()
+        # Both start now: the export and scan on one core, the PDF workers' imports,
+        # while the caller evaluates.
+        slice_job = SliceJob(ledger.path, out / "ledger")
+        pdf_workers = PdfWorkers(workers).start()
+        return cls(ledger, out, signer, checkpoint, results, pdf_workers, slice_job)
 
-    stage("oscal")
-    known["ledger/MANIFEST.json"] = sha256_file(out / "ledger" / "MANIFEST.json")
-    for name in [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls] + [PROOFS_FILE]:
-        known[name] = sha256_file(out / name)
-    evidence_files = {name: known[name] for name in
-                      [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls]
-                      + [PROOFS_FILE, "ledger/entries.jsonl", "ledger/MANIFEST.json"]}
-    doc = oscal_ar.build_assessment_results(assessment, checkpoint_size=checkpoint.size,
-                                            checkpoint_root=checkpoint.root.hex(), evidence_files=evidence_files)
-    (out / "oscal" / "assessment-results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
-    lap("oscal")
+    def finish(self, assessment: Assessment, *, system: str | None = None, archive: str | None = None,
+               on_stage: Callable[[str], None] | None = None) -> BundleResult:
+        try:
+            return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None))
+        except BaseException:
+            self.slice_job.cancel()
+            raise
+        finally:
+            self.pdf_workers.close()
 
-    stage("pdf")
-    refused = pdf_workers.render(jobs)
-    lap("pdf")
+    def abort(self) -> None:
+        """Stop the export and the workers (evaluation failed); the folder is left as it is."""
+        self.slice_job.cancel()
+        self.pdf_workers.close()
 
-    stage("manifest")
-    files = {}
-    for path in sorted(out.rglob("*")):
-        if path.is_file():
-            name = path.relative_to(out).as_posix()
-            # Files this run wrote and already hashed (the ledger export, the CSVs) are not read twice.
-            files[name] = known.get(name) or sha256_file(path)
-    manifest = {"format": BUNDLE_FORMAT, "origin": ledger.origin,
-                "checkpoint": {"size": checkpoint.size, "root": checkpoint.root.hex()},
-                "files": files}
-    manifest_bytes = canonical_bytes(manifest)
-    (out / "MANIFEST.json").write_bytes(manifest_bytes)
-    note = signer.sign_note(manifest_note_body(ledger.origin, hashlib.sha256(manifest_bytes).hexdigest()))
-    (out / "MANIFEST.sig").write_text(note, encoding="utf-8")
-    lap("manifest")
+    def _finish(self, assessment: Assessment, *, system: str | None, archive: str | None,
+                stage: Callable[[str], None]) -> BundleResult:
+        if archive is not None and archive not in ARCHIVE_KINDS:
+            raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_KINDS)}")
+        if assessment.origin != self.ledger.origin:
+            raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {self.ledger.origin!r}")
+        out, checkpoint, ledger = self.out, self.checkpoint, self.ledger
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
 
-    archive_path = None
-    if archive is not None:
-        stage("archive")
-        archive_path = write_archive(out, archive)
-        lap("archive")
-    return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
-                        len(cited), refused, timings, pdf_workers.peak_rss_mb)
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - clock
+            clock = now
+
+        stage("export")
+        scan = self.slice_job.result()
+        timings["export+scan (beside evaluation)"] = clock - self.started
+        lap("export+scan wait")
+        known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
+        tree = MemoryTree(scan.leaves)
+        root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root
+        if not root_ok:
+            raise IntegrityError("the exported entries do not hash to the newest checkpoint's root",
+                                 location=str(out / "ledger"))
+        if scan.chain_breaks:
+            raise IntegrityError(f"the exported ledger's hash chain breaks at seq {scan.chain_breaks[0]}",
+                                 location=str(out / "ledger"))
+        lap("tree")
+
+        stage("csv")
+        found = _cited_evidence(out / "ledger" / "entries.jsonl", scan, assessment, out / "controls")
+        lap("csv")
+
+        stage("proofs")
+        cited = sorted({seq for control in assessment.controls for seq in control.seqs})
+        header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
+                  "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
+        proofs = _write_proofs(out / PROOFS_FILE, tree, cited, header)
+        evidence = {}
+        for control in assessment.controls:
+            mine = found[control.control_id]
+            shown = tuple(proofs[s] for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
+            evidence[control.control_id] = ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)
+        del proofs, tree
+        lap("proofs")
+
+        stage("html")
+        facts = BundleFacts(
+            system=system or ledger.origin,
+            origin=ledger.origin,
+            checkpoint_size=checkpoint.size,
+            checkpoint_root=checkpoint.root.hex(),
+            checkpoint_note=checkpoint.note,
+            proofs_file=PROOFS_FILE,
+            transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok,
+                                   checkpoint_results=self.checkpoint_results),
+            evidence=evidence,
+        )
+        jobs = [PdfJob(out / "index.html", out / "index.pdf")]
+        (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
+        for control in assessment.controls:
+            stem = file_stem(control.control_id)
+            (out / "controls" / f"{stem}.html").write_text(render.render_control(assessment, control, facts),
+                                                           encoding="utf-8")
+            jobs.append(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+        lap("html")
+
+        stage("oscal")
+        known["ledger/MANIFEST.json"] = sha256_file(out / "ledger" / "MANIFEST.json")
+        for name in [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls] + [PROOFS_FILE]:
+            known[name] = sha256_file(out / name)
+        evidence_files = {name: known[name] for name in
+                          [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls]
+                          + [PROOFS_FILE, "ledger/entries.jsonl", "ledger/MANIFEST.json"]}
+        doc = oscal_ar.build_assessment_results(assessment, checkpoint_size=checkpoint.size,
+                                                checkpoint_root=checkpoint.root.hex(), evidence_files=evidence_files)
+        (out / "oscal" / "assessment-results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        lap("oscal")
+
+        stage("pdf")
+        refused = self.pdf_workers.render(jobs)
+        lap("pdf")
+
+        stage("manifest")
+        files = {}
+        for path in sorted(out.rglob("*")):
+            if path.is_file():
+                name = path.relative_to(out).as_posix()
+                # Files this run wrote and already hashed (the ledger export, the CSVs) are not read twice.
+                files[name] = known.get(name) or sha256_file(path)
+        manifest = {"format": BUNDLE_FORMAT, "origin": ledger.origin,
+                    "checkpoint": {"size": checkpoint.size, "root": checkpoint.root.hex()},
+                    "files": files}
+        manifest_bytes = canonical_bytes(manifest)
+        (out / "MANIFEST.json").write_bytes(manifest_bytes)
+        note = self.signer.sign_note(manifest_note_body(ledger.origin, hashlib.sha256(manifest_bytes).hexdigest()))
+        (out / "MANIFEST.sig").write_text(note, encoding="utf-8")
+        lap("manifest")
+
+        archive_path = None
+        if archive is not None:
+            stage("archive")
+            archive_path = write_archive(out, archive)
+            lap("archive")
+        return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
+                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb)
 
 
 def write_archive(folder: Path, kind: str) -> Path:

@@ -48,7 +48,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         strict: bool = typer.Option(False, "--strict", help="Exit 1 when any control is not satisfied."),
     ) -> None:
         """Evaluate the ledger against controls and write a signed, offline-verifiable bundle."""
-        from bundler.bundle import build_bundle
+        from bundler.bundle import BundleBuilder
         from bundler.catalog import load_builtin_catalog, load_oscal_catalog, select_controls
         from bundler.evaluate import evaluate
         from collector.commands.ledger_cmds import open_signer
@@ -81,20 +81,25 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 if not policies.is_dir():
                     raise SourceUnavailable("not a folder", location=str(policies))
                 loaded_policies = load_policies(policies)
+            # Export, scan and the PDF workers' start-up run beside the evaluation.
+            builder = BundleBuilder.start(ledger, out_dir, signer, workers=workers)
             err(f"evaluating {newest.size} entries against {len(selected)} controls")
-            assessment = evaluate(
-                _entries(ledger, newest.size),
-                as_of=reference_text,
-                origin=ledger.origin,
-                catalog=loaded,
-                controls=selected,
-                policies=loaded_policies,
-                period=(period_from, period_to) if (period_from or period_to) else None,
-                baseline=chosen_baseline or "custom",
-            )
+            try:
+                assessment = evaluate(
+                    _entries(ledger, newest.size),
+                    as_of=reference_text,
+                    origin=ledger.origin,
+                    catalog=loaded,
+                    controls=selected,
+                    policies=loaded_policies,
+                    period=(period_from, period_to) if (period_from or period_to) else None,
+                    baseline=chosen_baseline or "custom",
+                )
+            except BaseException:
+                builder.abort()
+                raise
             with progress("bundling") as advance:
-                result = build_bundle(ledger, assessment, out_dir, signer, system=system, archive=archive,
-                                      workers=workers, on_stage=lambda _s: advance(1))
+                result = builder.finish(assessment, system=system, archive=archive, on_stage=lambda _s: advance(1))
         tally = {s: sum(1 for c in assessment.controls if c.status == s)
                  for s in ("satisfied", "not-satisfied", "not-assessed")}
         if OPTIONS.json:
