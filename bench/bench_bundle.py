@@ -149,9 +149,10 @@ def run(work: Path, args: argparse.Namespace) -> None:
     print("split : " + ", ".join(f"{k} {v:.1f}s" for k, v in split.items()))
     print(f"        aggregation (everything but PDFs) {aggregation:.1f}s = {100 * aggregation / whole:.0f}% of the bundle; "
           f"PDFs {result.timings.get('pdf', 0):.1f}s")
-    print(f"cpu   : PDF workers {bundle_worker_cpu:.1f} CPU-s over {result.timings.get('pdf', 0):.1f}s wall "
-          f"({bundle_worker_cpu / max(result.timings.get('pdf', 1e-9), 1e-9):.2f} cores used); floor {floor_cpu:.1f} CPU-s over "
-          f"{floor:.1f}s wall; this process {bundle_self_cpu:.1f} CPU-s (a loaded machine shows as < 2 cores used)")
+    print(f"cpu   : bundle {bundle_self_cpu + bundle_worker_cpu:.1f} CPU-s over {whole:.1f}s wall "
+          f"({(bundle_self_cpu + bundle_worker_cpu) / whole:.2f} cores; this process {bundle_self_cpu:.1f}, child processes "
+          f"(export/scan, PDF workers) {bundle_worker_cpu:.1f}); floor {floor_cpu:.1f} CPU-s over {floor:.1f}s wall "
+          f"({floor_cpu / floor:.2f} cores). Well under 2 cores used means a busy machine.")
     print(f"rss   : peak {rss_self:.0f} MB in this process, {rss_children:.0f} MB in the largest PDF worker (target < 1536 MB)")
 
     from bench.synthetic import public_pem
