@@ -423,3 +423,25 @@ def test_an_archive_of_the_bundle_folder_itself_verifies(golden: Path, tmp_path:
                 zf.write(p, arcname="evidence-2026-11/" + p.relative_to(golden).as_posix())
     report = verify(archive)
     assert report.ok, report.lines()
+
+
+def test_slice_scan_reads_exported_bytes_and_finds_a_broken_chain(golden: Path, tmp_path: Path) -> None:
+    from bundler.ledger_slice import scan_entries
+
+    lines = (golden / "ledger" / "entries.jsonl").read_bytes().splitlines(keepends=True)
+    good = scan_entries(golden / "ledger" / "entries.jsonl", {})
+    assert good.size == 600 and not good.chain_breaks and good.offsets[-1] == sum(map(len, lines))
+    lines[10], lines[11] = lines[11], lines[10]
+    (tmp_path / "swapped.jsonl").write_bytes(b"".join(lines))
+    assert scan_entries(tmp_path / "swapped.jsonl", {}).chain_breaks[:1] == [10]
+
+
+def test_builder_abort_stops_its_processes(tmp_path: Path) -> None:
+    from bundler.bundle import BundleBuilder
+
+    world = build_ledger(tmp_path / "l.db", entries=100, jobs=2)
+    with Ledger.open(world.path) as ledger:
+        builder = BundleBuilder.start(ledger, tmp_path / "out", signer(), workers=2)
+        builder.abort()
+    assert builder.slice_job._proc.poll() is not None
+    assert all(p.poll() is not None for p in builder.pdf_workers._procs) or not builder.pdf_workers._procs
