@@ -53,6 +53,9 @@ STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("inference_call", "AI inference call", ("ci.inference_call",)),
     ("attestation_stored", "Attestation stored under Object Lock", ("attestation.signed",)),
 )
+# ci.workflow_run actions (GitHub workflow_run.<action>, GitLab pipeline.<status>) that report a
+# run's end: they prove the run existed, not what triggered it.
+RUN_END_STATES = frozenset({"completed", "success", "failed", "canceled", "cancelled", "skipped"})
 _LATEST = pd.Timestamp.max.tz_localize("UTC")
 STEP_NAMES = tuple(name for name, _, _ in STEPS)
 STEP_KINDS = frozenset(kind for _, _, kinds in STEPS for kind in kinds)
@@ -219,6 +222,10 @@ def attestation_digests(event: Mapping[str, Any]) -> set[str]:
 
 def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
     """(counts as present, reason if not) for one event of a step."""
+    if step == "trigger" and event and event.get("kind") == "ci.workflow_run":
+        action = str(event.get("action") or "").rsplit(".", 1)[-1].lower()
+        if action in RUN_END_STATES:
+            return False, "only the run's end was seen, not what triggered it"
     if status != "success":
         return False, "the event failed"
     if step == "oidc_token" and _attr(event, "verified") is not True:

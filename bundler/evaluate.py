@@ -787,9 +787,9 @@ def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> Che
     check = "chain-of-custody"
     findings = [*ctx.correlation.findings, *(f for story in stories for f in story.findings)]
     evidence = [s for story in stories for step in story.steps for s in step.seqs]
-    complete = sum(1 for story in stories if story.complete)
+    whole = sum(1 for story in stories if not story.findings)
     return _result(ctx, check, evidence=evidence, findings=findings,
-                   what=f"{complete} of {len(stories)} job(s) with a complete chain of custody",
+                   what=f"{whole} of {len(stories)} job(s) with every required custody step, in order",
                    not_assessed_reason="no CI jobs in the period")
 
 

@@ -5,8 +5,8 @@ sequence number (int), ``event`` the entry's normalized ``event`` object (see
 ``docs/events.md``) and ``source`` the entry's ``source`` object (``kind``, ``id``,
 ``location``…). :func:`entry_triples` turns stored entry objects into such triples.
 
-The table keeps one row per entry with the common fields, the correlation keys and
-the few attrs that checks read as columns (strings interned so 1M rows stay small).
+The table keeps one row per entry with the fields, correlation keys and attrs that
+checks read as columns (strings interned so 1M rows stay small).
 Full event objects are kept only for the kinds that are rare and carry structured
 attrs (logins, certificates, attestations, inference calls, policy decisions,
 audit-trail changes…); bulk kinds (API calls, secret reads, plain Vault requests,
@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# The correlation keys evaluation reads (docs/events.md has a few more, e.g. git_sha, role_arn:
+# they stay in the kept events and in the ledger).
 CORRELATION_KEYS = (
-    "job_id", "run_id", "repository", "git_sha", "oidc_subject", "role_session", "role_arn",
+    "job_id", "run_id", "repository", "oidc_subject", "role_session",
     "access_key_id", "cert_serial", "artifact_digest", "vault_entity_id", "runner",
 )
 _CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
@@ -35,7 +37,7 @@ _CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
 BULK_KINDS = frozenset({"aws.api_call", "vault.secret_read", "vault.request", "aws.digest_valid", "vault.secret_write"})
 SOURCE_OF_PREFIX = {"vault": "vault", "aws": "cloudtrail", "ci": "ci", "attestation": "attestations"}
 COLUMNS = (
-    "seq", "time", "kind", "source", "actor", "action", "resource", "status",
+    "seq", "time", "kind", "source", "action", "status",
     *CORRELATION_KEYS,
     "region", "access_key_class", "event_name",
 )
@@ -163,7 +165,7 @@ def build_table(
         status = outcome.get("status") if type(outcome) is dict or isinstance(outcome, Mapping) else None
         rows.append((
             int(seq), time if type(time) is str else None, kind, family,
-            text(event.get("actor")), text(event.get("action")), text(event.get("resource")), text(status),
+            text(event.get("action")), text(status),
             *linked,
             text(attrs.get("region") or attrs.get("runner_region")), text(attrs.get("access_key_class")),
             text(attrs.get("event_name")),

@@ -133,3 +133,15 @@ def test_nist_high_resolved_catalog() -> None:
     catalog = load_oscal_catalog(shared_data(*NIST_HIGH))
     assert "au-10" in catalog and "[Assignment:" in catalog.control("au-10").statement or \
         catalog.control("au-10").parameters
+
+
+def test_mapping_covers_every_kind_of_the_event_contract() -> None:
+    import re
+
+    contract = (Path(__file__).resolve().parent.parent / "docs" / "events.md").read_text(encoding="utf-8")
+    table = contract.split("## Kinds and the attrs the bundler reads", 1)[1]
+    kinds = {k for row in table.splitlines() if row.startswith("| `")
+             for k in re.findall(r"`([a-z]+\.[a-z_]+)`", row.split("|")[1])}
+    assert "vault.pki_issue" in kinds and "attestation.invalid" in kinds
+    mapped = set(load_mapping()["evidence_kinds"])
+    assert kinds - mapped == {"fedledger.collection"}

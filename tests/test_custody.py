@@ -121,3 +121,13 @@ def test_run_level_trigger_found_by_run_id() -> None:
     stories, _, _, entries = stories_of(events)
     trigger = stories[0].steps[0]
     assert trigger.present and trigger.seqs == (seq_of(entries, find(events, "ci.workflow_run")),)
+
+
+def test_run_completion_is_not_a_trigger() -> None:
+    events = [e for e in complete_story(1) if e["kind"] not in ("ci.job_started",)]
+    run = find(events, "ci.workflow_run")
+    run["action"] = "pipeline.success"
+    stories, _, _, _ = stories_of(events)
+    trigger = stories[0].steps[0]
+    assert not trigger.present and "end" in trigger.detail
+    assert f"custody-missing:trigger:job-{story.JOB_ID}" in [f.id for f in stories[0].findings]

@@ -384,3 +384,29 @@ def test_unreadable_events_are_counted_not_dropped() -> None:
     assert assessment.entries_considered == len(entries)
     assert any("2 entr" in note and "invalid" in note for note in assessment.notes)
     assert assessment.control("au-8").status == NOT_SATISFIED  # the first has no time at all
+
+
+def test_stored_entry_objects_become_triples() -> None:
+    from bundler.evidence_table import entry_triples
+
+    stored = [{"v": 1, "seq": seq, "prev": "0" * 64, "source": source, "observed": "2026-11-20T15:00:00Z",
+               "event": item, "raw": {"sha256": "0" * 64, "size": 1}}
+              for seq, item, source in as_entries(complete_story(1))]
+    direct, _ = run(complete_story(1))
+    assert evaluate(entry_triples(stored), as_of=AS_OF, origin="test.example/ledger") == direct
+
+
+def test_observations_cite_at_most_the_limit_and_say_so() -> None:
+    assessment, entries = run(complete_story(2), config=EvaluationConfig(cite_limit=3))
+    timestamps = next(c for c in assessment.checks if c.check == "timestamps")
+    (observation,) = timestamps.observations
+    assert len(observation.seqs) == 3 and f"(3 of {len(entries)} cited)" in observation.description
+
+
+def test_custody_steps_can_be_made_optional() -> None:
+    events = [e for e in complete_story(1) if e["kind"] != "ci.inference_call"]
+    strict, _ = run(events)
+    assert strict.control("au-10").status == NOT_SATISFIED
+    relaxed_steps = tuple(s for s in EvaluationConfig().required_custody_steps if s != "inference_call")
+    relaxed, _ = run(events, config=EvaluationConfig(required_custody_steps=relaxed_steps))
+    assert relaxed.control("au-10").status == SATISFIED
