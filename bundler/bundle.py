@@ -269,7 +269,6 @@ class BundleBuilder:
         self.checkpoint_results = checkpoint_results
         self.pdf_workers = pdf_workers
         self.slice_job = slice_job
-        self.started = time.perf_counter()
 
     @classmethod
     def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None) -> BundleBuilder:
@@ -333,8 +332,8 @@ class BundleBuilder:
 
         stage("export")
         scan = self.slice_job.result()
-        timings["export+scan (beside evaluation)"] = clock - self.started
         lap("export+scan wait")
+        timings["export+scan (beside evaluation)"] = scan.seconds
         known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
         tree = MemoryTree(scan.leaves)
         root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root

@@ -39,6 +39,7 @@ class SliceScan:
     oidc_failed: int = 0
     chain_breaks: list[int] = field(default_factory=list)
     export_files: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0  # how long the export and scan took in their process
 
 
 def export_and_scan(ledger_path: Path, folder: Path) -> SliceScan:
@@ -94,7 +95,7 @@ def _write(scan: SliceScan, folder: Path) -> None:
     (folder / "scan.json").write_bytes(orjson.dumps({
         "size": scan.size, "kinds": dict(scan.kinds), "oidc_verified": scan.oidc_verified,
         "oidc_failed": scan.oidc_failed, "chain_breaks": scan.chain_breaks[:1000],
-        "export_files": scan.export_files,
+        "export_files": scan.export_files, "seconds": scan.seconds,
     }))
 
 
@@ -103,7 +104,8 @@ def _read(folder: Path) -> SliceScan:
     offsets = array("q")
     offsets.frombytes((folder / "offsets.bin").read_bytes())
     return SliceScan(doc["size"], (folder / "leaves.bin").read_bytes(), offsets, Counter(doc["kinds"]),
-                     doc["oidc_verified"], doc["oidc_failed"], doc["chain_breaks"], doc["export_files"])
+                     doc["oidc_verified"], doc["oidc_failed"], doc["chain_breaks"], doc["export_files"],
+                     doc.get("seconds", 0.0))
 
 
 class SliceJob:
@@ -141,8 +143,13 @@ class SliceJob:
 
 
 def _main(argv: list[str]) -> int:
+    import time
+
     ledger_path, folder, work = (Path(a) for a in argv)
-    _write(export_and_scan(ledger_path, folder), work)
+    started = time.perf_counter()
+    scan = export_and_scan(ledger_path, folder)
+    scan.seconds = time.perf_counter() - started
+    _write(scan, work)
     return 0
 
 
