@@ -1,0 +1,445 @@
+"""Build the assessor's bundle: a folder (and optionally one archive) that verifies offline.
+
+Layout of DIR::
+
+    index.html, index.pdf           cover, control summary, charts, verification transcript
+    controls/<ID>.html, .pdf, .csv  per control report and every supporting entry
+    oscal/assessment-results.json   OSCAL 1.1.2, evidence linked by SHA-256
+    proofs/inclusion.jsonl          an inclusion proof for every cited entry
+    ledger/                         the ledger export (entries, checkpoints, public keys)
+    MANIFEST.json                   SHA-256 of every file above (canonical JSON)
+    MANIFEST.sig                    C2SP signed note over the manifest's SHA-256, by the ledger key
+
+The bundle is anchored to the ledger's newest checkpoint, which must cover the
+whole ledger (the CLI signs a fresh one first when it does not). The bundler
+re-reads the exported entry bytes, re-hashes them and checks the chain and the
+root against that checkpoint before it writes a report that cites them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import tarfile
+import time
+import zipfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bundler import oscal_ar, render
+from bundler.bundle_format import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
+from bundler.ledger_slice import SliceJob, SliceScan
+from bundler.merkle_memory import MemoryTree
+from bundler.model import Assessment
+from bundler.pdf import PdfJob, PdfWorkers
+from bundler.render import (
+    PROOFS_SHOWN,
+    BundleFacts,
+    ControlEvidence,
+    EvidenceRow,
+    InclusionProof,
+    TranscriptItem,
+    file_stem,
+)
+from collector.canonical import canonical_bytes
+from collector.checkpoint import CheckpointError, verify_checkpoint
+from collector.errors import IntegrityError, UsageError
+from collector.ledger import Ledger, StoredCheckpoint
+from collector.signing import NoteSigner
+
+CSV_COLUMNS = ["seq", "leaf_hash", "time", "kind", "source", "source_id", "location", "actor", "action",
+               "resource", "outcome", "job_id"]
+ARCHIVE_KINDS = ("tar.gz", "zip")
+
+
+@dataclass
+class BundleResult:
+    out: Path
+    archive: Path | None
+    checkpoint_size: int
+    checkpoint_root: str
+    files: int
+    pages: int
+    cited_entries: int
+    refused_urls: int
+    timings: dict[str, float] = field(default_factory=dict)
+    pdf_worker_peak_rss_mb: int = 0
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def csv_cell(value: object) -> str:
+    """Evidence text for a spreadsheet: never a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
+def _cited_evidence(entries_path: Path, scan: SliceScan, assessment: Assessment,
+                    controls_dir: Path) -> dict[str, ControlEvidence]:
+    """Read only the cited entries (by line offset), write each control's CSV and its summary rows."""
+    cited: dict[int, list[int]] = defaultdict(list)
+    for index, control in enumerate(assessment.controls):
+        for seq in sorted(set(control.seqs)):
+            cited[seq].append(index)
+    missing = [seq for seq in cited if seq >= scan.size or seq < 0]
+    if missing:
+        raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
+    handles = []
+    writers = []
+    for control in assessment.controls:
+        handle = open(controls_dir / f"{file_stem(control.control_id)}.csv", "w", encoding="utf-8", newline="")
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        handles.append(handle)
+        writers.append(writer)
+    aggregates: list[dict[tuple[str, str, str], list[Any]]] = [dict() for _ in assessment.controls]
+    counts = [0] * len(assessment.controls)
+    offsets, leaves = scan.offsets, scan.leaves
+    try:
+        with open(entries_path, "rb") as entries:
+            for seq in sorted(cited):
+                entries.seek(offsets[seq])
+                body = entries.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
+                doc = orjson.loads(body)
+                event = doc.get("event") or {}
+                source = doc.get("source") or {}
+                kind = event.get("kind") or "?"
+                outcome = (event.get("outcome") or {}).get("status") or ""
+                when = event.get("time") or ""
+                row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
+                    when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
+                    event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
+                key = (kind, str(source.get("kind") or ""), outcome)
+                for index in cited[seq]:
+                    writers[index].writerow(row)
+                    counts[index] += 1
+                    agg = aggregates[index].get(key)
+                    if agg is None:
+                        aggregates[index][key] = [1, when, when]
+                    else:
+                        agg[0] += 1
+                        agg[1] = min(agg[1], when)
+                        agg[2] = max(agg[2], when)
+    finally:
+        for handle in handles:
+            handle.close()
+    evidence = {}
+    for index, control in enumerate(assessment.controls):
+        rows = tuple(
+            EvidenceRow(kind, source, outcome, n, first, last)
+            for (kind, source, outcome), (n, first, last) in sorted(aggregates[index].items(), key=lambda kv: -kv[1][0])
+        )
+        evidence[control.control_id] = ControlEvidence(control.control_id, counts[index], rows)
+    return evidence
+
+
+def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[str, object]) -> dict[int, InclusionProof]:
+    """Every cited entry's proof, one JSON line each, after a header line naming the checkpoint."""
+    kept: dict[int, InclusionProof] = {}
+    with open(path, "wb") as handle:
+        handle.write(canonical_bytes(header) + b"\n")
+        for seq in seqs:
+            leaf = tree.leaf(seq).hex()
+            audit = [h.hex() for h in tree.inclusion_proof(seq)]
+            handle.write(orjson.dumps({"seq": seq, "leaf_hash": leaf, "path": audit}) + b"\n")
+            kept[seq] = InclusionProof(seq, leaf, tuple(audit))
+    return kept
+
+
+def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
+    items = []
+    if scan.chain_breaks:
+        items.append(TranscriptItem("Ledger hash chain", "failed",
+                                    f"{len(scan.chain_breaks)} entries do not link to the one before (first at seq {scan.chain_breaks[0]})"))
+    else:
+        items.append(TranscriptItem("Ledger hash chain", "verified",
+                                    f"{size:,} exported entries re-hashed from their stored bytes; every seq and prev link matches"))
+    items.append(TranscriptItem("Merkle root", "verified" if root_ok else "failed",
+                                "root of entries 0.."f"{size - 1} equals the bundle checkpoint's signed root" if root_ok
+                                else "the exported entries do not hash to the bundle checkpoint's root"))
+    good = sum(1 for _, ok, _ in checkpoint_results if ok)
+    bad = [f"{where}: {why}" for where, ok, why in checkpoint_results if not ok]
+    items.append(TranscriptItem("Checkpoint signatures", "failed" if bad else "verified",
+                                f"{good} of {len(checkpoint_results)} checkpoints verify under the ledger key"
+                                + (f"; {'; '.join(bad[:3])}" if bad else "")))
+    k = scan.kinds
+    valid, invalid, gaps = k["aws.digest_valid"], k["aws.digest_invalid"], k["aws.digest_gap"]
+    if invalid or gaps:
+        items.append(TranscriptItem("CloudTrail digest chain", "failed",
+                                    f"{valid:,} digests valid, {invalid:,} invalid, {gaps:,} gaps", "cloudtrail collector"))
+    elif valid:
+        items.append(TranscriptItem("CloudTrail digest chain", "verified",
+                                    f"{valid:,} digest files verified (signature, previous-digest link, log-file hashes)",
+                                    "cloudtrail collector"))
+    else:
+        items.append(TranscriptItem("CloudTrail digest chain", "not-verified", "no digest validation evidence in the ledger",
+                                    "cloudtrail collector"))
+    signed, unsigned, bad_att = k["attestation.signed"], k["attestation.unsigned"], k["attestation.invalid"]
+    if unsigned or bad_att:
+        items.append(TranscriptItem("Attestation signatures", "failed",
+                                    f"{signed:,} verified, {unsigned:,} unsigned, {bad_att:,} invalid", "attestation collector"))
+    elif signed:
+        items.append(TranscriptItem("Attestation signatures", "verified",
+                                    f"{signed:,} attestation signatures verified against trusted keys", "attestation collector"))
+    else:
+        items.append(TranscriptItem("Attestation signatures", "not-verified", "no attestation evidence in the ledger",
+                                    "attestation collector"))
+    if scan.oidc_failed:
+        items.append(TranscriptItem("OIDC ID tokens", "failed",
+                                    f"{scan.oidc_verified:,} verified, {scan.oidc_failed:,} failed verification", "ci collector"))
+    elif scan.oidc_verified:
+        items.append(TranscriptItem("OIDC ID tokens", "verified", f"{scan.oidc_verified:,} tokens verified against the JWKS",
+                                    "ci collector"))
+    else:
+        items.append(TranscriptItem("OIDC ID tokens", "not-verified", "no verified OIDC token evidence", "ci collector"))
+    if k["ci.webhook_invalid"]:
+        items.append(TranscriptItem("CI webhook signatures", "failed", f"{k['ci.webhook_invalid']:,} webhooks with a bad signature",
+                                    "ci collector"))
+    else:
+        items.append(TranscriptItem("CI webhook signatures", "not-verified",
+                                    "no bad signature recorded; webhooks are verified only where a secret was configured",
+                                    "ci collector"))
+    if k["vault.unpaired"]:
+        items.append(TranscriptItem("Vault request/response pairing", "failed",
+                                    f"{k['vault.unpaired']:,} unpaired audit records", "vault collector"))
+    else:
+        items.append(TranscriptItem("Vault request/response pairing", "not-verified" if not any(x.startswith("vault.") for x in k) else "verified",
+                                    "every Vault audit request has its response" if any(x.startswith("vault.") for x in k)
+                                    else "no Vault evidence in the ledger", "vault collector"))
+    items.append(TranscriptItem("Raw source objects", "not-verified",
+                                "the bundler does not re-verify raw source files; collectors verified them at ingest and "
+                                "the ledger proves the recorded results have not changed since"))
+    items.append(TranscriptItem("Key and origin pinning", "not-verified",
+                                "an assessor must pin the ledger public key and origin: "
+                                "fedledger verify-bundle PATH --trusted-key PUB --origin NAME"))
+    return tuple(items)
+
+
+def build_bundle(
+    ledger: Ledger,
+    assessment: Assessment,
+    out: Path,
+    signer: NoteSigner,
+    *,
+    system: str | None = None,
+    archive: str | None = None,
+    workers: int | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> BundleResult:
+    """Write the bundle to *out* (new or empty) and optionally one archive beside it.
+
+    The same as ``BundleBuilder.start(...).finish(assessment, ...)``; callers that
+    evaluate first should call :meth:`BundleBuilder.start` before evaluating so the
+    export and the PDF workers' start-up run beside the evaluation.
+    """
+    if assessment.origin != ledger.origin:
+        raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {ledger.origin!r}")
+    builder = BundleBuilder.start(ledger, out, signer, workers=workers)
+    return builder.finish(assessment, system=system, archive=archive, on_stage=on_stage)
+
+
+class BundleBuilder:
+    """A bundle in two steps around evaluation: :meth:`start` (checks, export, workers), :meth:`finish`.
+
+    Verified before anything is written that cites them: the newest checkpoint
+    verifies under *signer*'s key and origin and covers the whole ledger; the
+    exported entries hash to its root and form an unbroken chain. Not verified
+    here: the raw source objects (see the transcript).
+    """
+
+    def __init__(self, ledger: Ledger, out: Path, signer: NoteSigner, checkpoint: StoredCheckpoint,
+                 checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, slice_job: SliceJob) -> None:
+        self.ledger = ledger
+        self.out = out
+        self.signer = signer
+        self.checkpoint = checkpoint
+        self.checkpoint_results = checkpoint_results
+        self.pdf_workers = pdf_workers
+        self.slice_job = slice_job
+
+    @classmethod
+    def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None) -> BundleBuilder:
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UsageError("bundle folder exists and is not empty", location=str(out))
+        checkpoint = ledger.latest_checkpoint()
+        if checkpoint is None:
+            raise UsageError("the ledger has no checkpoint: run `fedledger checkpoint` first")
+        if checkpoint.size != ledger.size:
+            raise UsageError(f"the newest checkpoint covers {checkpoint.size} entries, the ledger holds {ledger.size}: "
+                             "sign a fresh checkpoint first")
+        results: list[tuple[str, bool, str]] = []
+        for cp in ledger.checkpoints():
+            try:
+                verify_checkpoint(cp.note, origin=ledger.origin, verifiers=[signer.verifier])
+                results.append((f"checkpoint #{cp.id}", True, ""))
+            except CheckpointError as exc:
+                results.append((f"checkpoint #{cp.id}", False, str(exc)))
+        if not results[-1][1]:
+            raise IntegrityError(f"the newest checkpoint does not verify under the signing key: {results[-1][2]}")
+        out.mkdir(parents=True, exist_ok=True)
+        for sub in ("controls", "oscal", "proofs"):
+            (out / sub).mkdir()
+        # Both start now: the export and scan on one core, the PDF workers' imports,
+        # while the caller evaluates.
+        slice_job = SliceJob(ledger.path, out / "ledger")
+        pdf_workers = PdfWorkers(workers).start()
+        return cls(ledger, out, signer, checkpoint, results, pdf_workers, slice_job)
+
+    def finish(self, assessment: Assessment, *, system: str | None = None, archive: str | None = None,
+               on_stage: Callable[[str], None] | None = None) -> BundleResult:
+        try:
+            return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None))
+        except BaseException:
+            self.slice_job.cancel()
+            raise
+        finally:
+            self.pdf_workers.close()
+
+    def abort(self) -> None:
+        """Stop the export and the workers (evaluation failed); the folder is left as it is."""
+        self.slice_job.cancel()
+        self.pdf_workers.close()
+
+    def _finish(self, assessment: Assessment, *, system: str | None, archive: str | None,
+                stage: Callable[[str], None]) -> BundleResult:
+        if archive is not None and archive not in ARCHIVE_KINDS:
+            raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_KINDS)}")
+        if assessment.origin != self.ledger.origin:
+            raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {self.ledger.origin!r}")
+        out, checkpoint, ledger = self.out, self.checkpoint, self.ledger
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = timings.get(name, 0.0) + now - clock
+            clock = now
+
+        stage("export")
+        scan = self.slice_job.result()
+        lap("export+scan wait")
+        timings["export+scan (beside evaluation)"] = scan.seconds
+        known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
+        tree = MemoryTree(scan.leaves)
+        root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root
+        if not root_ok:
+            raise IntegrityError("the exported entries do not hash to the newest checkpoint's root",
+                                 location=str(out / "ledger"))
+        if scan.chain_breaks:
+            raise IntegrityError(f"the exported ledger's hash chain breaks at seq {scan.chain_breaks[0]}",
+                                 location=str(out / "ledger"))
+        lap("tree")
+
+        stage("csv")
+        found = _cited_evidence(out / "ledger" / "entries.jsonl", scan, assessment, out / "controls")
+        lap("csv")
+
+        stage("proofs")
+        cited = sorted({seq for control in assessment.controls for seq in control.seqs})
+        header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
+                  "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
+        proofs = _write_proofs(out / PROOFS_FILE, tree, cited, header)
+        evidence = {}
+        for control in assessment.controls:
+            mine = found[control.control_id]
+            shown = tuple(proofs[s] for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
+            evidence[control.control_id] = ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)
+        del proofs, tree
+        lap("proofs")
+
+        stage("html")
+        facts = BundleFacts(
+            system=system or ledger.origin,
+            origin=ledger.origin,
+            checkpoint_size=checkpoint.size,
+            checkpoint_root=checkpoint.root.hex(),
+            checkpoint_note=checkpoint.note,
+            proofs_file=PROOFS_FILE,
+            transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok,
+                                   checkpoint_results=self.checkpoint_results),
+            evidence=evidence,
+        )
+        jobs = [PdfJob(out / "index.html", out / "index.pdf")]
+        (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
+        for control in assessment.controls:
+            stem = file_stem(control.control_id)
+            (out / "controls" / f"{stem}.html").write_text(render.render_control(assessment, control, facts),
+                                                           encoding="utf-8")
+            jobs.append(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+        lap("html")
+
+        stage("oscal")
+        known["ledger/MANIFEST.json"] = sha256_file(out / "ledger" / "MANIFEST.json")
+        for name in [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls] + [PROOFS_FILE]:
+            known[name] = sha256_file(out / name)
+        evidence_files = {name: known[name] for name in
+                          [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls]
+                          + [PROOFS_FILE, "ledger/entries.jsonl", "ledger/MANIFEST.json"]}
+        doc = oscal_ar.build_assessment_results(assessment, checkpoint_size=checkpoint.size,
+                                                checkpoint_root=checkpoint.root.hex(), evidence_files=evidence_files)
+        (out / "oscal" / "assessment-results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+        lap("oscal")
+
+        stage("pdf")
+        refused = self.pdf_workers.render(jobs)
+        lap("pdf")
+
+        stage("manifest")
+        files = {}
+        for path in sorted(out.rglob("*")):
+            if path.is_file():
+                name = path.relative_to(out).as_posix()
+                # Files this run wrote and already hashed (the ledger export, the CSVs) are not read twice.
+                files[name] = known.get(name) or sha256_file(path)
+        manifest = {"format": BUNDLE_FORMAT, "origin": ledger.origin,
+                    "checkpoint": {"size": checkpoint.size, "root": checkpoint.root.hex()},
+                    "files": files}
+        manifest_bytes = canonical_bytes(manifest)
+        (out / "MANIFEST.json").write_bytes(manifest_bytes)
+        note = self.signer.sign_note(manifest_note_body(ledger.origin, hashlib.sha256(manifest_bytes).hexdigest()))
+        (out / "MANIFEST.sig").write_text(note, encoding="utf-8")
+        lap("manifest")
+
+        archive_path = None
+        if archive is not None:
+            stage("archive")
+            archive_path = write_archive(out, archive)
+            lap("archive")
+        return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
+                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb)
+
+
+def write_archive(folder: Path, kind: str) -> Path:
+    """One archive of *folder* beside it; members are relative paths, regular files only, sorted."""
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    target = folder.with_name(folder.name + (".tar.gz" if kind == "tar.gz" else ".zip"))
+    if kind == "tar.gz":
+        with tarfile.open(target, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for name in names:
+                info = tar.gettarinfo(str(folder / name), arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mode = 0o644
+                with open(folder / name, "rb") as handle:
+                    tar.addfile(info, handle)
+    else:
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name in names:
+                zf.write(folder / name, arcname=name)
+    return target
+

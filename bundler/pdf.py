@@ -1,0 +1,213 @@
+"""HTML to PDF with WeasyPrint, fetching nothing but the package's own assets.
+
+WeasyPrint's default fetcher opens ``file://``, ``http(s)://`` and ``data:`` URLs
+and follows redirects, so untrusted evidence text that ever reached markup could
+pull local files into the PDF (as images or as attachments). Reports are rendered
+with :class:`PackageAssetFetcher`, which answers only ``fedledger-asset:NAME`` for
+files shipped in :mod:`bundler.templates` with an allowed suffix, and refuses
+every other URL (it opens no connection and no file, so there is nothing to
+redirect). Refusals are recorded so tests and callers can see what was asked.
+
+:class:`PdfWorkers` / :func:`render_pdfs` render many pages in parallel fresh processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from weasyprint import HTML
+from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+from bundler.assets import asset_bytes, asset_names
+
+ASSET_SCHEME = "fedledger-asset:"
+BASE_URL = ASSET_SCHEME + "/"
+ASSET_TYPES = {".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png", ".woff2": "font/woff2"}
+
+
+class RefusedURL(ValueError):
+    """A URL the report renderer will not fetch."""
+
+
+class PackageAssetFetcher(URLFetcher):
+    """Serves ``fedledger-asset:NAME`` from the package's templates; refuses everything else."""
+
+    def __init__(self) -> None:
+        super().__init__(allowed_protocols=(), allow_redirects=False, fail_on_errors=False)
+        self.refused: list[str] = []
+        self.served: list[str] = []
+
+    def fetch(self, url: str, headers: object = None) -> URLFetcherResponse:
+        if url.startswith(ASSET_SCHEME):
+            name = url[len(ASSET_SCHEME):].lstrip("/")
+            suffix = Path(name).suffix
+            if "/" not in name and "\\" not in name and suffix in ASSET_TYPES and name in asset_names():
+                self.served.append(name)
+                return URLFetcherResponse(url, asset_bytes(name), {"Content-Type": ASSET_TYPES[suffix]})
+        self.refused.append(url[:200])
+        raise RefusedURL(f"refused to fetch {url[:80]!r}: reports load only the package's own assets")
+
+
+def html_to_pdf(html: str, target: Path) -> list[str]:
+    """Render *html* to *target*; return the URLs that were refused (for diagnostics)."""
+    fetcher = PackageAssetFetcher()
+    HTML(string=html, base_url=BASE_URL, url_fetcher=fetcher).write_pdf(
+        str(target), pdf_identifier=b"fedledger", uncompressed_pdf=False
+    )
+    return fetcher.refused
+
+
+@dataclass(frozen=True)
+class PdfJob:
+    html_path: Path
+    pdf_path: Path
+
+
+def _render_job(job: PdfJob) -> tuple[str, int]:
+    html = job.html_path.read_text(encoding="utf-8")
+    refused = html_to_pdf(html, job.pdf_path)
+    return str(job.pdf_path), len(refused)
+
+
+def _quiet() -> None:
+    # Refused URLs are expected when evidence holds URLs; do not flood stderr.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+
+
+class PdfWorkers:
+    """PDF renderers in fresh interpreter processes (``python -m bundler.pdf``).
+
+    Fresh processes, not forks: a fork would share (and, as the GC touches it,
+    copy) the parent's heap of parsed evidence, and ``spawn`` would re-run the
+    caller's ``__main__``. Start them early (:meth:`start`) so their imports overlap
+    the caller's aggregation; :meth:`render` then hands out one job at a time to
+    whichever worker is free, largest pages first.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.count = max(1, workers or min(2, os.cpu_count() or 1))
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self.peak_rss_mb = 0  # the largest worker's peak resident set, as the workers report it
+
+    def start(self) -> PdfWorkers:
+        if self.count > 1 and not self._procs:
+            for _ in range(self.count):
+                self._procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "bundler.pdf"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    env={**os.environ, "PYTHONPATH": _import_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
+                ))
+        return self
+
+    def render(self, jobs: Sequence[PdfJob]) -> int:
+        """Render every job; returns the number of refused URLs. Raises if a worker fails."""
+        if self.count <= 1 or len(jobs) <= 1:
+            _quiet()
+            return sum(_render_job(job)[1] for job in jobs)
+        self.start()
+        pending = sorted(jobs, key=_html_size, reverse=True)
+        refused = 0
+        busy: dict[int, subprocess.Popen[bytes]] = {}
+        with selectors.DefaultSelector() as selector:
+            for proc in self._procs:
+                assert proc.stdout is not None
+                selector.register(proc.stdout, selectors.EVENT_READ, proc)
+                if pending:
+                    self._send(proc, pending.pop(0))
+                    busy[proc.pid] = proc
+            while busy:
+                for key, _ in selector.select():
+                    proc = key.data
+                    line = proc.stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"PDF worker {proc.pid} exited with {proc.wait()}")
+                    answer = orjson.loads(line)
+                    if not answer.get("ok"):
+                        raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
+                    refused += int(answer["refused"])
+                    self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
+                    if pending:
+                        self._send(proc, pending.pop(0))
+                    else:
+                        busy.pop(proc.pid, None)
+        return refused
+
+    @staticmethod
+    def _send(proc: subprocess.Popen[bytes], job: PdfJob) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(orjson.dumps({"html": str(job.html_path), "pdf": str(job.pdf_path)}) + b"\n")
+        proc.stdin.flush()
+
+    def close(self) -> None:
+        for proc in self._procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs = []
+
+    def __enter__(self) -> PdfWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _html_size(job: PdfJob) -> int:
+    try:
+        return job.html_path.stat().st_size
+    except OSError:
+        return 0  # the worker will report the missing file
+
+
+def _import_root() -> str:
+    """The folder holding the ``bundler`` package, so workers import this same code."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
+    """Render every job; in parallel fresh processes when *workers* > 1. Returns the refused-URL count."""
+    with PdfWorkers(workers) as pool:
+        return pool.render(jobs)
+
+
+def _peak_rss_mb() -> int:
+    """This process's peak resident set (VmHWM), which, unlike ru_maxrss, restarts at exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _worker_main() -> None:
+    """Worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
+    _quiet()
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        job = orjson.loads(line)
+        try:
+            _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"])))
+            answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": _peak_rss_mb()}
+        except Exception as exc:  # reported to the parent, which fails the bundle
+            answer = {"ok": False, "pdf": job["pdf"], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        out.write(orjson.dumps(answer) + b"\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    _worker_main()

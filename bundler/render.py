@@ -1,0 +1,270 @@
+"""Pure view-model builders and the Jinja2 environment for the bundle's reports.
+
+View-models are computed here from an :class:`~bundler.model.Assessment`, the
+verification transcript and the inclusion proofs; templates only lay them out.
+The environment autoescapes every template, whatever its name (``.html.j2``
+included: ``select_autoescape()`` would miss it), and uses ``StrictUndefined`` so
+a missing field is an error, not an empty string. Evidence text is data: it is
+escaped in HTML and never placed in a URL attribute.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jinja2
+from markupsafe import Markup
+
+from bundler import charts
+from bundler.assets import asset_bytes, templates_folder
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, ControlResult, CustodyStory
+
+PROOFS_SHOWN = 20  # inclusion proofs printed per control report; all of them are in proofs/
+TIMELINES_SHOWN = 12  # custody timelines printed per control report
+SEQS_SHOWN = 12
+
+
+@dataclass(frozen=True)
+class TranscriptItem:
+    """One line of the verification transcript: what was checked and the outcome."""
+
+    subject: str
+    state: Literal["verified", "failed", "not-verified"]
+    detail: str
+    by: str = "bundler"  # who verified it: the bundler at build time, or a collector at ingest
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """Aggregated evidence of one (kind, source, outcome) for a control."""
+
+    kind: str
+    source: str
+    outcome: str
+    entries: int
+    first: str
+    last: str
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    seq: int
+    leaf_hash: str
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ControlEvidence:
+    """What the packaging scan learned about one control's cited entries."""
+
+    control_id: str
+    cited: int
+    rows: tuple[EvidenceRow, ...] = ()
+    proofs: tuple[InclusionProof, ...] = ()  # the first PROOFS_SHOWN, for the report
+
+
+@dataclass(frozen=True)
+class BundleFacts:
+    """Facts about the bundle that are not part of the assessment."""
+
+    system: str
+    origin: str
+    checkpoint_size: int
+    checkpoint_root: str
+    checkpoint_note: str
+    proofs_file: str = "proofs/inclusion.jsonl"
+    transcript: tuple[TranscriptItem, ...] = ()
+    evidence: Mapping[str, ControlEvidence] = field(default_factory=dict)
+
+
+# -- names ---------------------------------------------------------------------------
+
+def display_id(control_id: str) -> str:
+    """``au-9`` → ``AU-9``, ``ac-2.4`` → ``AC-2(4)``; KSI ids unchanged."""
+    if control_id.upper().startswith("KSI-"):
+        return control_id
+    base, _, enhancement = control_id.partition(".")
+    return base.upper() + (f"({enhancement})" if enhancement else "")
+
+
+def file_stem(control_id: str) -> str:
+    """File name stem of a control's reports: ``AU-9``, ``AC-2.4``, ``KSI-MLA-01``."""
+    stem = control_id.upper()
+    if not stem or any(not (c.isalnum() or c in "-.") for c in stem) or stem.startswith("."):
+        raise ValueError(f"control id {control_id!r} cannot name a file")
+    return stem
+
+
+def abbreviate(value: str, keep: int = 12) -> str:
+    return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-keep:]}"
+
+
+def period_text(assessment: Assessment) -> str:
+    start = assessment.period_start or "start of ledger"
+    end = assessment.period_end or assessment.as_of
+    return f"{start} to {end}"
+
+
+# -- environment ---------------------------------------------------------------------
+
+def _autoescape_everything(_name: str | None) -> bool:
+    return True
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_folder())),
+        autoescape=_autoescape_everything,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["abbrev"] = abbreviate
+    env.filters["num"] = lambda n: f"{n:,}"
+    return env
+
+
+def stylesheet() -> Markup:
+    """The package's own CSS, placed inline so each HTML file stands alone."""
+    return Markup(asset_bytes("report.css").decode("utf-8"))
+
+
+# -- view-models ---------------------------------------------------------------------
+
+STATUS_LABELS = {SATISFIED: "Satisfied", NOT_SATISFIED: "Not satisfied", NOT_ASSESSED: "Not assessed by this tool"}
+
+
+def _seq_text(seqs: Sequence[int]) -> str:
+    shown = ", ".join(str(s) for s in seqs[:SEQS_SHOWN])
+    more = len(seqs) - SEQS_SHOWN
+    return shown + (f" … and {more:,} more" if more > 0 else "")
+
+
+def _custody_view(story: CustodyStory) -> dict[str, Any]:
+    return {
+        "job_id": story.job_id,
+        "run_id": story.run_id or "",
+        "repository": story.repository or "",
+        "complete": story.complete,
+        "steps": [
+            {"title": s.title, "present": s.present, "time": s.time or "", "detail": s.detail,
+             "seqs": _seq_text(s.seqs)}
+            for s in story.steps
+        ],
+        "findings": [{"title": f.title, "description": f.description} for f in story.findings],
+    }
+
+
+def _stories_for(control: ControlResult, stories: Sequence[CustodyStory]) -> list[CustodyStory]:
+    """Custody stories that bear on *control*: a finding naming it, or a step citing one of its entries."""
+    cited = set(control.seqs)
+    found = []
+    for story in stories:
+        if any(control.control_id in f.controls for f in story.findings) or any(
+            cited.intersection(step.seqs) for step in story.steps
+        ):
+            found.append(story)
+    found.sort(key=lambda s: (s.complete, s.job_id))  # incomplete chains first
+    return found
+
+
+def control_view(assessment: Assessment, control: ControlResult, facts: BundleFacts) -> dict[str, Any]:
+    evidence = facts.evidence.get(control.control_id) or ControlEvidence(control.control_id, len(set(control.seqs)))
+    stories = _stories_for(control, assessment.custody)
+    stem = file_stem(control.control_id)
+    return {
+        "css": stylesheet(),
+        "title": f"{display_id(control.control_id)} {control.title}",
+        "running_header": f"{display_id(control.control_id)} · {period_text(assessment)}",
+        "system": facts.system,
+        "period": period_text(assessment),
+        "as_of": assessment.as_of,
+        "origin": facts.origin,
+        "checkpoint": {"size": facts.checkpoint_size, "root": facts.checkpoint_root},
+        "control": {
+            "id": display_id(control.control_id),
+            "stem": stem,
+            "title": control.title,
+            "family": control.family,
+            "statement": control.statement,
+            "status": control.status,
+            "status_label": STATUS_LABELS[control.status],
+            "ksi": list(control.ksi),
+            "parameters": [{"id": p, "value": v} for p, v in control.parameters],
+            "evidence_kinds": list(control.evidence_kinds),
+        },
+        "checks": [
+            {"check": c.check, "title": c.title, "kind": c.kind, "status": c.status,
+             "status_label": STATUS_LABELS[c.status], "summary": c.summary, "entries": len(c.seqs)}
+            for c in control.checks
+        ],
+        "findings": [
+            {"id": f.id, "title": f.title, "severity": f.severity, "description": f.description,
+             "job_id": f.job_id or "", "check": f.check, "seqs": _seq_text(f.seqs)}
+            for f in control.findings
+        ],
+        "observations": [
+            {"title": o.title, "description": o.description, "method": o.method, "seqs": _seq_text(o.seqs)}
+            for c in control.checks for o in c.observations
+        ][:40],
+        "evidence_rows": [r.__dict__ for r in evidence.rows],
+        "cited": evidence.cited,
+        "csv_name": f"{stem}.csv",
+        "timelines": [_custody_view(s) for s in stories[:TIMELINES_SHOWN]],
+        "timelines_total": len(stories),
+        "proofs": [{"seq": p.seq, "leaf_hash": p.leaf_hash, "path": list(p.path)} for p in evidence.proofs],
+        "proofs_file": facts.proofs_file,
+        "not_assessed": control.status == NOT_ASSESSED,
+    }
+
+
+def index_view(assessment: Assessment, facts: BundleFacts) -> dict[str, Any]:
+    tally = {s: sum(1 for c in assessment.controls if c.status == s) for s in (SATISFIED, NOT_SATISFIED, NOT_ASSESSED)}
+    return {
+        "css": stylesheet(),
+        "title": f"Assessment evidence: {facts.system}",
+        "running_header": f"{facts.system} · {period_text(assessment)}",
+        "system": facts.system,
+        "period": period_text(assessment),
+        "as_of": assessment.as_of,
+        "origin": facts.origin,
+        "baseline": assessment.baseline,
+        "checkpoint": {"size": facts.checkpoint_size, "root": facts.checkpoint_root, "note": facts.checkpoint_note},
+        "entries_considered": assessment.entries_considered,
+        "tally": {"satisfied": tally[SATISFIED], "not_satisfied": tally[NOT_SATISFIED],
+                  "not_assessed": tally[NOT_ASSESSED]},
+        "controls": [
+            {"id": display_id(c.control_id), "stem": file_stem(c.control_id), "title": c.title, "family": c.family,
+             "status": c.status, "status_label": STATUS_LABELS[c.status], "findings": len(c.findings),
+             "entries": len(set(c.seqs))}
+            for c in assessment.controls
+        ],
+        "charts": {
+            "status": charts.status_by_family(assessment.controls),
+            "volume": charts.volume_by_source(assessment.volume),
+            "freshness": charts.freshness(assessment.freshness, assessment.as_of),
+        },
+        "freshness": [
+            {"source": f.source, "newest": f.newest or "none", "cadence_hours": f.cadence_seconds // 3600,
+             "stale": f.stale, "entries": f.entries}
+            for f in assessment.freshness
+        ],
+        "custody": {
+            "jobs": len(assessment.custody),
+            "complete": sum(1 for s in assessment.custody if s.complete),
+        },
+        "transcript": [t.__dict__ for t in facts.transcript],
+        "notes": list(assessment.notes),
+    }
+
+
+def render_index(assessment: Assessment, facts: BundleFacts) -> str:
+    return environment().get_template("index.html.j2").render(**index_view(assessment, facts))
+
+
+def render_control(assessment: Assessment, control: ControlResult, facts: BundleFacts) -> str:
+    return environment().get_template("control.html.j2").render(**control_view(assessment, control, facts))

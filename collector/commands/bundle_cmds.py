@@ -1,0 +1,155 @@
+"""``fedledger bundle`` (evaluate, render, sign a bundle) and ``fedledger verify-bundle`` (check one offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import orjson
+import typer
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from collector.checkpoint import Checkpoint
+from collector.cli_common import OPTIONS, emit_json, err, out, parse_as_of, progress, run
+from collector.errors import SourceUnavailable, UsageError
+from collector.ledger import Ledger
+from collector.timeutil import format_time
+
+BASELINE_CHOICES = ("moderate", "high", "low", "ksi", "catalog")
+
+
+def _entries(ledger: Ledger, size: int):  # type: ignore[no-untyped-def]
+    """(seq, event, source) triples of entries 0..size-1, streamed."""
+    loads = orjson.loads
+    for seq, _leaf, body in ledger.entries(0, size):
+        doc = loads(body)
+        yield int(seq), doc.get("event") or {}, doc.get("source") or {}
+
+
+def register(app: typer.Typer, collect_app: typer.Typer) -> None:
+    @app.command()
+    @run
+    def bundle(
+        out_dir: Path = typer.Option(..., "--out", help="New or empty folder for the bundle."),
+        baseline: Optional[str] = typer.Option(None, "--baseline", help="moderate (default), high, low, ksi, or catalog."),
+        controls: Optional[str] = typer.Option(None, "--controls", help="Comma-separated control ids, e.g. AU-2,AU-9."),
+        catalog: Optional[Path] = typer.Option(None, "--catalog", help="OSCAL catalog or resolved profile (titles, statements, parameters)."),
+        policies: Optional[Path] = typer.Option(None, "--policies", help="Folder of .rego policies."),
+        period_from: Optional[str] = typer.Option(None, "--from", help="Period start (RFC 3339 UTC)."),
+        period_to: Optional[str] = typer.Option(None, "--to", help="Period end (RFC 3339 UTC)."),
+        as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (RFC 3339 UTC); default the global --as-of or now."),
+        archive: Optional[str] = typer.Option(None, "--archive", help="Also write one archive: tar.gz or zip."),
+        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: beside the ledger)."),
+        kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Sign with this AWS KMS key (ECC_NIST_P256)."),
+        endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
+        region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
+        system: Optional[str] = typer.Option(None, "--system", help="System name for the cover (default: the ledger origin)."),
+        workers: int = typer.Option(2, "--workers", help="Processes rendering PDFs."),
+        strict: bool = typer.Option(False, "--strict", help="Exit 1 when any control is not satisfied."),
+    ) -> None:
+        """Evaluate the ledger against controls and write a signed, offline-verifiable bundle."""
+        from bundler.bundle import BundleBuilder
+        from bundler.catalog import load_builtin_catalog, load_oscal_catalog, select_controls
+        from bundler.evaluate import evaluate
+        from collector.commands.ledger_cmds import open_signer
+
+        if archive is not None and archive not in ("tar.gz", "zip"):
+            raise UsageError("--archive must be tar.gz or zip")
+        if baseline is not None and baseline.lower() not in BASELINE_CHOICES:
+            raise UsageError(f"--baseline must be one of {', '.join(BASELINE_CHOICES)}")
+        reference = parse_as_of(as_of) or OPTIONS.now()
+        reference_text = format_time(reference)
+        wanted = [c.strip() for c in controls.split(",") if c.strip()] if controls else None
+        chosen_baseline = baseline or (None if (catalog or wanted) else "moderate")
+        with Ledger.open(OPTIONS.ledger) as ledger:
+            signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
+            newest = ledger.latest_checkpoint()
+            if newest is None or newest.size != ledger.size:
+                pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+                newest = ledger.add_checkpoint(
+                    lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
+                    reference_text,
+                    signer=(signer.name, signer.verifier.key_id.hex(), pem),
+                )
+                err(f"signed a fresh checkpoint at size {newest.size}")
+            loaded = load_oscal_catalog(catalog) if catalog else load_builtin_catalog()
+            selected = select_controls(loaded, baseline=chosen_baseline, controls=wanted)
+            loaded_policies: tuple[Any, ...] = ()
+            if policies is not None:
+                from bundler.rego import load_policies
+
+                if not policies.is_dir():
+                    raise SourceUnavailable("not a folder", location=str(policies))
+                loaded_policies = load_policies(policies)
+            # Export, scan and the PDF workers' start-up run beside the evaluation.
+            builder = BundleBuilder.start(ledger, out_dir, signer, workers=workers)
+            err(f"evaluating {newest.size} entries against {len(selected)} controls")
+            try:
+                assessment = evaluate(
+                    _entries(ledger, newest.size),
+                    as_of=reference_text,
+                    origin=ledger.origin,
+                    catalog=loaded,
+                    controls=selected,
+                    policies=loaded_policies,
+                    period=(period_from, period_to) if (period_from or period_to) else None,
+                    baseline=chosen_baseline or "custom",
+                )
+            except BaseException:
+                builder.abort()
+                raise
+            with progress("bundling") as advance:
+                result = builder.finish(assessment, system=system, archive=archive, on_stage=lambda _s: advance(1))
+        tally = {s: sum(1 for c in assessment.controls if c.status == s)
+                 for s in ("satisfied", "not-satisfied", "not-assessed")}
+        if OPTIONS.json:
+            emit_json("fedledger.bundle", {
+                "out": str(result.out), "archive": str(result.archive) if result.archive else None,
+                "index_pdf": str(result.out / "index.pdf"), "checkpoint_size": result.checkpoint_size,
+                "checkpoint_root": result.checkpoint_root, "controls": tally, "files": result.files,
+                "pages": result.pages, "cited_entries": result.cited_entries,
+                "timings": {k: round(v, 3) for k, v in result.timings.items()},
+            })
+        else:
+            out(f"bundle written to {result.out}" + (f" and {result.archive}" if result.archive else ""))
+            out(f"index: {result.out / 'index.pdf'}")
+            out(f"{len(assessment.controls)} controls: {tally['satisfied']} satisfied, "
+                f"{tally['not-satisfied']} not satisfied, {tally['not-assessed']} not assessed; "
+                f"checkpoint size {result.checkpoint_size}")
+        if strict and tally["not-satisfied"]:
+            raise typer.Exit(1)
+
+    @app.command("verify-bundle")
+    @run
+    def verify_bundle_cmd(
+        path: Path = typer.Argument(..., help="Bundle folder, .tar.gz or .zip."),
+        trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
+        origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+        format: Optional[str] = typer.Option(None, "--format", help="human or json (default: the global --format)."),
+    ) -> None:
+        """Check a bundle offline: signature, every hash, the ledger slice, every proof, OSCAL evidence hashes."""
+        from bundler.bundle_verify import verify_bundle
+
+        if format not in (None, "human", "json"):
+            raise UsageError("--format must be human or json")
+        as_json = format == "json" if format else OPTIONS.json
+        if not path.exists():
+            raise SourceUnavailable("no such bundle", location=str(path))
+        keys = []
+        for key_path in trusted_key:
+            try:
+                keys.append(key_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SourceUnavailable(f"cannot read trusted key: {exc}", location=str(key_path)) from None
+        if not keys or not origin:
+            err("note: key or origin not pinned; checking against the bundle's own (integrity, not authorship). "
+                "Pin them with --trusted-key and --origin.")
+        report = verify_bundle(path, trusted_keys=keys, origin=origin)
+        if as_json:
+            emit_json("fedledger.verify-bundle", {k: v for k, v in report.to_json().items() if k not in ("version", "kind")})
+        else:
+            for line in report.lines():
+                out(line)
+            out(report.tally())
+        if not report.ok:
+            raise typer.Exit(1)

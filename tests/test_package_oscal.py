@@ -1,0 +1,93 @@
+"""OSCAL assessment-results: schema-valid (NIST's JSON schema), deterministic, evidence linked by hash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.synthetic import build_assessment, build_ledger
+from bundler.oscal_ar import OSCAL_VERSION, build_assessment_results
+from tests.conftest import shared_data
+
+
+def oscal_validator():  # type: ignore[no-untyped-def]
+    """A Draft-07 validator whose ``pattern`` keyword uses the ``regex`` package (``\\p{L}``)."""
+    import jsonschema
+    import regex
+    from jsonschema import validators
+
+    def pattern(validator, expected, instance, schema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, str) and not regex.search(expected, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {expected!r}")
+
+    path = shared_data("oscal", "schemas", "v1.1.3", "oscal_assessment-results_schema.json")
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    base = validators.validator_for(schema)
+    extended = validators.extend(base, {"pattern": pattern})
+    return extended(schema, format_checker=base.FORMAT_CHECKER)
+
+
+@pytest.fixture(scope="module")
+def assessment(tmp_path_factory: pytest.TempPathFactory):
+    world = build_ledger(tmp_path_factory.mktemp("oscal") / "l.db", entries=300, jobs=3,
+                         evidence_text='<b>"quoted" & \u00e9vidence</b>')
+    return build_assessment(world, evidence_text='<b>"quoted" & \u00e9vidence</b>')
+
+
+FILES = {"controls/AU-2.csv": "a" * 64, "controls/IA-5.csv": "b" * 64, "proofs/inclusion.jsonl": "c" * 64,
+         "ledger/entries.jsonl": "d" * 64}
+
+
+def build(assessment):  # type: ignore[no-untyped-def]
+    return build_assessment_results(assessment, checkpoint_size=300, checkpoint_root="e" * 64, evidence_files=FILES)
+
+
+def test_document_is_valid_against_the_oscal_schema(assessment) -> None:
+    validator = oscal_validator()
+    doc = build(assessment)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:10])
+    assert doc["assessment-results"]["metadata"]["oscal-version"] == OSCAL_VERSION == "1.1.2"
+
+
+def test_validator_catches_a_broken_document(assessment) -> None:
+    validator = oscal_validator()
+    doc = build(assessment)
+    doc["assessment-results"]["results"][0]["findings"][0]["target"]["status"]["state"] = "mostly-fine"
+    del doc["assessment-results"]["uuid"]
+    assert len(list(validator.iter_errors(doc))) >= 2
+
+
+def test_same_inputs_give_the_same_document(assessment) -> None:
+    assert json.dumps(build(assessment), sort_keys=True) == json.dumps(build(assessment), sort_keys=True)
+    other = build_assessment_results(assessment, checkpoint_size=301, checkpoint_root="f" * 64, evidence_files=FILES)
+    assert other["assessment-results"]["uuid"] != build(assessment)["assessment-results"]["uuid"]
+
+
+def test_findings_states_and_evidence_links(assessment) -> None:
+    doc = build(assessment)["assessment-results"]
+    result = doc["results"][0]
+    states = {f["target"]["target-id"]: f["target"]["status"]["state"] for f in result["findings"]}
+    assert states["ia-5_smt"] == "not-satisfied" and states["au-2_smt"] == "satisfied"
+    assert "ac-2.4_smt" not in states and "AC-2(4)" in result["remarks"]  # not assessed: no finding
+    resources = {r["uuid"]: r for r in doc["back-matter"]["resources"]}
+    by_title = {r["title"]: r for r in resources.values()}
+    assert by_title["controls/AU-2.csv"]["rlinks"][0]["hashes"] == [{"algorithm": "SHA-256", "value": "a" * 64}]
+    assert by_title["controls/AU-2.csv"]["rlinks"][0]["href"] == "../controls/AU-2.csv"
+    observations = {o["uuid"]: o for o in result["observations"]}
+    for finding in result["findings"]:
+        for rel in finding.get("related-observations", []):
+            assert rel["observation-uuid"] in observations
+    for obs in observations.values():
+        for ev in obs.get("relevant-evidence", []):
+            assert ev["href"][1:] in resources
+
+
+def test_shipped_example_passes_our_validator() -> None:
+    # Guards the validator itself: NIST's own example must be valid under it.
+    example = shared_data("oscal", "nist_oscal_content_examples", "ifa_assessment-results-example-min.json")
+    doc = json.loads(Path(example).read_text(encoding="utf-8"))
+    errors = list(oscal_validator().iter_errors(doc))
+    assert not errors, errors[0].message[:300]
