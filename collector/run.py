@@ -137,7 +137,7 @@ SOURCE_FACTORIES: dict[str, SourceFactory | str] = {
 }
 
 # Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id) -> path of the bundle.
-BUNDLE_HOOK = "bundler.bundle:bundle_after_run"
+BUNDLE_HOOK = "bundler.make_bundle:bundle_after_run"
 
 
 def _import_target(target: str, what: str) -> Callable[..., Any]:

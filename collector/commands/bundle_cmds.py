@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-import orjson
 import typer
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from collector.checkpoint import Checkpoint
 from collector.cli_common import OPTIONS, emit_json, err, out, parse_as_of, progress, run
 from collector.errors import SourceUnavailable, UsageError
 from collector.ledger import Ledger
 from collector.timeutil import format_time
 
 BASELINE_CHOICES = ("moderate", "high", "low", "ksi", "catalog")
-
-
-def _entries(ledger: Ledger, size: int):  # type: ignore[no-untyped-def]
-    """(seq, event, source) triples of entries 0..size-1, streamed."""
-    loads = orjson.loads
-    for seq, _leaf, body in ledger.entries(0, size):
-        doc = loads(body)
-        yield int(seq), doc.get("event") or {}, doc.get("source") or {}
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
@@ -46,11 +35,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         system: Optional[str] = typer.Option(None, "--system", help="System name for the cover (default: the ledger origin)."),
         workers: int = typer.Option(2, "--workers", help="Processes rendering PDFs."),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 when any control is not satisfied."),
+        config: Optional[Path] = typer.Option(None, "--config", help="fedledger.toml: cadences, thresholds, regions and bundle defaults."),
+        settings: Optional[Path] = typer.Option(None, "--settings", help="Evaluation settings (JSON or TOML, EvaluationConfig fields)."),
     ) -> None:
         """Evaluate the ledger against controls and write a signed, offline-verifiable bundle."""
-        from bundler.bundle import BundleBuilder
-        from bundler.catalog import load_builtin_catalog, load_oscal_catalog, select_controls
-        from bundler.evaluate import evaluate
+        from bundler.evaluate import EvaluationConfig
+        from bundler.make_bundle import BundleRequest, evaluation_settings_from_config, make_bundle
         from collector.commands.ledger_cmds import open_signer
 
         if archive is not None and archive not in ("tar.gz", "zip"):
@@ -58,48 +48,30 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if baseline is not None and baseline.lower() not in BASELINE_CHOICES:
             raise UsageError(f"--baseline must be one of {', '.join(BASELINE_CHOICES)}")
         reference = parse_as_of(as_of) or OPTIONS.now()
-        reference_text = format_time(reference)
-        wanted = [c.strip() for c in controls.split(",") if c.strip()] if controls else None
-        chosen_baseline = baseline or (None if (catalog or wanted) else "moderate")
+        wanted = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else None
+        settings_obj = EvaluationConfig.from_file(settings) if settings else None
+        if config is not None:
+            from collector.config import load_config
+
+            loaded_config = load_config(config)
+            settings_obj = evaluation_settings_from_config(loaded_config, settings_obj)
+            b = loaded_config.bundle
+            baseline = baseline or b.baseline
+            wanted = wanted or (tuple(b.controls) or None)
+            catalog = catalog or b.catalog
+            policies = policies or b.policies_dir
+            archive = archive or b.archive
+        request = BundleRequest(
+            out_dir=out_dir, as_of=format_time(reference), baseline=baseline.lower() if baseline else None,
+            controls=wanted, catalog=catalog, policies=policies,
+            period=(period_from, period_to) if (period_from or period_to) else None,
+            archive=archive, system=system, workers=workers, settings=settings_obj,
+        )
         with Ledger.open(OPTIONS.ledger) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
-            newest = ledger.latest_checkpoint()
-            if newest is None or newest.size != ledger.size:
-                pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-                newest = ledger.add_checkpoint(
-                    lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
-                    reference_text,
-                    signer=(signer.name, signer.verifier.key_id.hex(), pem),
-                )
-                err(f"signed a fresh checkpoint at size {newest.size}")
-            loaded = load_oscal_catalog(catalog) if catalog else load_builtin_catalog()
-            selected = select_controls(loaded, baseline=chosen_baseline, controls=wanted)
-            loaded_policies: tuple[Any, ...] = ()
-            if policies is not None:
-                from bundler.rego import load_policies
-
-                if not policies.is_dir():
-                    raise SourceUnavailable("not a folder", location=str(policies))
-                loaded_policies = load_policies(policies)
-            # Export, scan and the PDF workers' start-up run beside the evaluation.
-            builder = BundleBuilder.start(ledger, out_dir, signer, workers=workers)
-            err(f"evaluating {newest.size} entries against {len(selected)} controls")
-            try:
-                assessment = evaluate(
-                    _entries(ledger, newest.size),
-                    as_of=reference_text,
-                    origin=ledger.origin,
-                    catalog=loaded,
-                    controls=selected,
-                    policies=loaded_policies,
-                    period=(period_from, period_to) if (period_from or period_to) else None,
-                    baseline=chosen_baseline or "custom",
-                )
-            except BaseException:
-                builder.abort()
-                raise
             with progress("bundling") as advance:
-                result = builder.finish(assessment, system=system, archive=archive, on_stage=lambda _s: advance(1))
+                result, assessment = make_bundle(ledger, signer, request, on_note=err,
+                                                 on_stage=lambda _s: advance(1))
         tally = {s: sum(1 for c in assessment.controls if c.status == s)
                  for s in ("satisfied", "not-satisfied", "not-assessed")}
         if OPTIONS.json:

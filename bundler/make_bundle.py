@@ -1,0 +1,144 @@
+"""Evaluate a ledger and write a signed bundle: the library behind ``fedledger bundle``,
+``fedledger run --bundle`` and ``fedledger demo``.
+
+Evaluation settings come from a ``fedledger.toml`` when one is given (allowed
+regions, thresholds, retention minimum and each source's cadence as its freshness
+limit), else from the defaults of :class:`bundler.evaluate.EvaluationConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bundler.model import Assessment
+from collector.checkpoint import Checkpoint
+from collector.errors import SourceUnavailable
+from collector.ledger import Ledger
+from collector.signing import NoteSigner
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    out_dir: Path
+    as_of: str  # RFC 3339 UTC
+    baseline: str | None = None
+    controls: tuple[str, ...] | None = None
+    catalog: Path | None = None
+    policies: Path | None = None
+    period: tuple[str | None, str | None] | None = None
+    archive: str | None = None
+    system: str | None = None
+    workers: int = 2
+    settings: Any = None  # an EvaluationConfig, or None for the defaults
+
+
+def evaluation_settings_from_config(config: Any, base: Any = None) -> Any:
+    """An :class:`EvaluationConfig` from a loaded ``fedledger.toml`` (collector.config)."""
+    from bundler.evaluate import EvaluationConfig
+
+    settings = base or EvaluationConfig()
+    changes: dict[str, Any] = {
+        "secret_read_threshold": config.thresholds.secret_reads_per_job,
+        "max_token_renewals": config.thresholds.token_renewals_per_job,
+        "retention_min_days": config.retention_minimum_days,
+    }
+    if config.allowed_regions:
+        changes["allowed_regions"] = tuple(config.allowed_regions)
+    if config.thresholds.allowed_ai_endpoints:
+        changes["allowed_ai_endpoints"] = tuple(config.thresholds.allowed_ai_endpoints)
+    cadences = config.cadence_by_kind()
+    if cadences:
+        changes["freshness_days_per_source"] = tuple(
+            sorted((kind, max(1, math.ceil(c.seconds / 86400))) for kind, c in cadences.items())
+        )
+    return replace(settings, **changes)
+
+
+def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(seq, event, source) triples of entries 0..size-1, streamed."""
+    loads = orjson.loads
+    for seq, _leaf, body in ledger.entries(0, size):
+        doc = loads(body)
+        yield int(seq), doc.get("event") or {}, doc.get("source") or {}
+
+
+def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
+                on_note: Callable[[str], None] = lambda _m: None,
+                on_stage: Callable[[str], None] = lambda _s: None) -> tuple[Any, Assessment]:
+    """Sign a checkpoint if the newest does not cover the ledger, evaluate, and write the bundle."""
+    from bundler.bundle import BundleBuilder
+    from bundler.catalog import load_builtin_catalog, load_oscal_catalog, select_controls
+    from bundler.evaluate import evaluate
+
+    newest = ledger.latest_checkpoint()
+    if newest is None or newest.size != ledger.size:
+        pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+        newest = ledger.add_checkpoint(
+            lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
+            request.as_of,
+            signer=(signer.name, signer.verifier.key_id.hex(), pem),
+        )
+        on_note(f"signed a fresh checkpoint at size {newest.size}")
+    wanted = list(request.controls) if request.controls else None
+    baseline = request.baseline or (None if (request.catalog or wanted) else "moderate")
+    loaded = load_oscal_catalog(request.catalog) if request.catalog else load_builtin_catalog()
+    selected = select_controls(loaded, baseline=baseline, controls=wanted)
+    policies: tuple[Any, ...] = ()
+    if request.policies is not None:
+        from bundler.rego import load_policies
+
+        if not request.policies.is_dir():
+            raise SourceUnavailable("not a folder", location=str(request.policies))
+        policies = tuple(load_policies(request.policies))
+    # Export, scan and the PDF workers' start-up run beside the evaluation.
+    builder = BundleBuilder.start(ledger, request.out_dir, signer, workers=request.workers)
+    on_note(f"evaluating {newest.size} entries against {len(selected)} controls")
+    try:
+        assessment = evaluate(
+            _entries(ledger, newest.size),
+            as_of=request.as_of,
+            origin=ledger.origin,
+            config=request.settings,
+            catalog=loaded,
+            controls=selected,
+            policies=policies,
+            period=request.period,
+            baseline=baseline or "custom",
+        )
+    except BaseException:
+        builder.abort()
+        raise
+    result = builder.finish(assessment, system=request.system, archive=request.archive, on_stage=on_stage)
+    return result, assessment
+
+
+def status_tally(assessment: Assessment) -> dict[str, int]:
+    return {s: sum(1 for c in assessment.controls if c.status == s) for s in ("satisfied", "not-satisfied", "not-assessed")}
+
+
+def bundle_after_run(config: Any, ledger_path: Path, *, as_of: Any, run_id: str) -> Path:
+    """``fedledger run --bundle``: a bundle per run under ``[bundle] out_dir`` (default beside the ledger)."""
+    from collector.commands.ledger_cmds import open_signer
+    from collector.timeutil import format_time
+
+    b = config.bundle
+    out_root = b.out_dir or Path(ledger_path).with_name("bundles")
+    out = Path(out_root) / run_id
+    with Ledger.open(ledger_path) as ledger:
+        s = config.signer
+        signer = open_signer(ledger, getattr(s, "key_file", None), getattr(s, "kms_key_id", None),
+                             getattr(s, "endpoint_url", None), getattr(s, "region", None))
+        request = BundleRequest(
+            out_dir=out, as_of=format_time(as_of), baseline=b.baseline, controls=tuple(b.controls) or None,
+            catalog=b.catalog, policies=b.policies_dir, archive=b.archive,
+            settings=evaluation_settings_from_config(config),
+        )
+        result, _assessment = make_bundle(ledger, signer, request)
+    return Path(result.archive or result.out)
