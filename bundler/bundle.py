@@ -46,6 +46,7 @@ from bundler.render import (
     TranscriptItem,
     file_stem,
 )
+from collector.store import sha256_file
 from collector.canonical import canonical_bytes
 from collector.checkpoint import CheckpointError, verify_checkpoint
 from collector.errors import IntegrityError, UsageError
@@ -69,14 +70,6 @@ class BundleResult:
     refused_urls: int
     timings: dict[str, float] = field(default_factory=dict)
     pdf_worker_peak_rss_mb: int = 0
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def csv_cell(value: object) -> str:

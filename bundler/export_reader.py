@@ -7,7 +7,6 @@ present that it does not list. Entries are then streamed line by line.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from bundler.ledger_verify import Failure, NoteInput
+from collector.store import sha256_file
 from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput
 from collector.export import EXPORT_FORMAT
@@ -28,14 +28,6 @@ class ExportContents:
     notes: list[NoteInput] = field(default_factory=list)
     key_pems: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_export(folder: Path) -> ExportContents:
@@ -76,7 +68,7 @@ def read_export(folder: Path) -> ExportContents:
         if path.is_symlink():
             contents.failures.append(Failure("export-modified", "is a symbolic link", where=name))
             continue
-        got = _sha256_file(path)
+        got = sha256_file(path)
         if got != want:
             contents.failures.append(Failure("export-modified", f"sha256 {got}, manifest says {want}", where=name))
     for name in sorted(files):

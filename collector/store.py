@@ -14,6 +14,15 @@ from pathlib import Path
 from collector.errors import IntegrityError, SourceUnavailable
 
 
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class EvidenceStore:
     """A folder of objects at ``<root>/<aa>/<sha256>``."""
 
