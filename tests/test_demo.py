@@ -45,3 +45,48 @@ def test_demo_replaces_an_earlier_demo_but_not_other_folders(tmp_path: Path) -> 
     refused = _demo(mine)
     assert refused.returncode == 2 and "not an earlier demo" in refused.stderr
     assert (mine / "keep.txt").read_text() == "mine"
+
+
+def test_stale_sources_fail_status_and_the_controls_they_support(tmp_path: Path) -> None:
+    """Cadences from the config reach the bundle: stale evidence makes its controls not-satisfied."""
+    from bundler.catalog import load_builtin_catalog, select_controls
+    from bundler.evaluate import evaluate
+    from bundler.make_bundle import _entries, evaluation_settings_from_config
+    from collector.config import load_config
+    from collector.ledger import Ledger
+
+    config_path = REPO / "samples" / "fedledger.toml"
+    db = tmp_path / "l.db"
+    cli = [sys.executable, "-m", "collector.cli", "--ledger", str(db)]
+    assert subprocess.run([*cli, "init", "--origin", "example.gov/ci-evidence"], capture_output=True).returncode == 0
+    run = subprocess.run([*cli, "--as-of", "2026-11-21T00:00:00Z", "run", "--config", str(config_path)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    fresh = subprocess.run([*cli, "--as-of", "2026-11-21T00:00:00Z", "status", "--config", str(config_path)],
+                           capture_output=True, text=True)
+    stale = subprocess.run([*cli, "--as-of", "2027-01-15T00:00:00Z", "status", "--config", str(config_path)],
+                           capture_output=True, text=True)
+    assert fresh.returncode == 0 and stale.returncode == 1 and "STALE" in stale.stdout
+
+    config = load_config(config_path)
+    settings = evaluation_settings_from_config(config)
+    assert dict(settings.freshness_days_per_source)["vault"] == 3  # ksi-3d
+    catalog = load_builtin_catalog()
+    chosen = select_controls(catalog, baseline="moderate", controls=None)
+
+    def assess(as_of: str):  # type: ignore[no-untyped-def]
+        with Ledger.open(db) as ledger:
+            return evaluate(_entries(ledger, ledger.size), as_of=as_of, origin=ledger.origin, config=settings,
+                            catalog=catalog, controls=chosen)
+
+    before, after = assess("2026-11-21T00:00:00Z"), assess("2027-01-15T00:00:00Z")
+    fresh_checks = [c for c in before.checks if c.kind == "freshness"]
+    stale_checks = [c for c in after.checks if c.kind == "freshness"]
+    assert fresh_checks and all(c.status == "satisfied" for c in fresh_checks)
+    assert stale_checks and all(c.status == "not-satisfied" for c in stale_checks)
+    was_satisfied = {c.control_id for c in before.controls if c.status == "satisfied"}
+    assert was_satisfied
+    for control in after.controls:
+        if control.control_id in was_satisfied:
+            assert control.status == "not-satisfied"
+            assert any(check.kind == "freshness" and check.status == "not-satisfied" for check in control.checks)
