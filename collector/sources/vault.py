@@ -116,6 +116,11 @@ _SENSITIVE_RAW = re.compile(
     re.IGNORECASE,
 )
 _SPACE_BEFORE_COLON = re.compile(rb'"\s+:')
+# Every credential key, lower-cased, ends with one of these (then '":' in compact JSON text).
+# An object's keys, in order → those that name credentials (objects in audit lines come in few shapes).
+_CREDENTIAL_KEYS_OF: dict[tuple[str, ...], tuple[str, ...]] = {}
+# A dot after s, b or r: every token shape holds one (a literal first byte keeps the search fast).
+_TOKEN_DOT = re.compile(rb"\.(?<=[sbr]\.)")
 
 # request.data / response.data keys a pki mount is commonly tuned to log in plaintext
 # (audit_non_hmac_request_keys / audit_non_hmac_response_keys): certificate names, TTL, serial.
@@ -185,6 +190,25 @@ def _is_sensitive_key(key: str) -> bool:
 _PLAIN, _DATA, _SENSITIVE, _REQUEST_OR_RESPONSE, _RECORD = 0, 1, 2, 3, 4
 
 
+_JSON_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+
+
+def spells_token_shape(raw: bytes) -> bool:
+    """Whether JSON text *raw* spells a Vault token shape (:data:`TOKEN_SHAPE_BYTES`).
+
+    Searched twice: in the bytes as written, and with every two-byte escape such as
+    ``\\n`` read as the one non-token character it stands for (so ``"\\nhvs.…"`` is
+    found). ``\\u`` escapes can spell token characters: lines holding them are also
+    checked string by string by :class:`SecretScanner`. Every shape holds ``s.``, ``b.``
+    or ``r.``, so most lines are ruled out by one fast search for such a dot.
+    """
+    if _TOKEN_DOT.search(raw) is None:
+        return False
+    if TOKEN_SHAPE_BYTES.search(raw) is not None:
+        return True
+    return b"\\" in raw and TOKEN_SHAPE_BYTES.search(_JSON_ESCAPE.sub(b"  ", raw)) is not None
+
+
 class SecretScanner:
     """Finds raw secrets in a parsed record. Pure; raises :class:`UnhashedSecret` on the first one.
 
@@ -197,6 +221,84 @@ class SecretScanner:
         self._shapes = False
         self.spaced = True  # whether the last text scanned had a quote followed by whitespace
 
+    def compact_scan(self, record: dict[str, Any], raw: bytes) -> bool:
+        """The fast path of :meth:`scan` for the common line: True when clean, False when undecided.
+
+        It decides only when *raw* holds no ``\\u`` escape (other escapes each stand for one
+        character that cannot be part of a token) and is exactly ``orjson.dumps(record)``
+        (the record re-serializes byte for byte, so no duplicate key was dropped). Then it
+        finds what :meth:`scan` finds, with less work per value:
+
+        * token shapes: :func:`spells_token_shape`, as :meth:`scan`;
+        * credential keys: the credential keys of each object (by the same rule, cached by
+          the object's key tuple) have their values checked as :meth:`scan` checks them,
+          and every nested object and list is walked;
+        * ``request.data``/``response.data``: walked by the same code as :meth:`scan`.
+
+        Raises :class:`UnhashedSecret` or ``_TooDeep`` like :meth:`scan`.
+        """
+        if b"\\u" in raw:
+            return False
+        try:
+            if orjson.dumps(record) != raw:
+                return False
+        except TypeError:
+            return False
+        if spells_token_shape(raw):
+            raise UnhashedSecret
+        self._shapes = False
+        self._compact_dict(record, 0)
+        for side in ("request", "response"):
+            holder = record.get(side)
+            if type(holder) is not dict:
+                continue
+            data: Any = holder.get("data")
+            kind = type(data)
+            if kind is dict:
+                self._dict(data, _DATA, 2)
+            elif kind is list:
+                self._list(data, _DATA, 2)
+            elif kind is str and data and not data.startswith(HMAC_PREFIX) and not _TIMESTAMP.match(data):
+                raise UnhashedSecret
+        return True
+
+    def _compact_dict(self, value: dict[str, Any], depth: int) -> None:
+        """What :meth:`_plain_dict` checks (without ``data``), with the credential keys of each key shape cached."""
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        keys = tuple(value)
+        credential_keys = _CREDENTIAL_KEYS_OF.get(keys)
+        if credential_keys is None:
+            credential_keys = tuple(key for key in keys if _SENSITIVE_CACHE[key])
+            if len(_CREDENTIAL_KEYS_OF) < 10_000:
+                _CREDENTIAL_KEYS_OF[keys] = credential_keys
+        for key in credential_keys:
+            item = value[key]
+            kind = type(item)
+            if kind is str:
+                if item and not item.startswith(HMAC_PREFIX):
+                    raise UnhashedSecret
+            elif kind is dict:
+                self._dict(item, _SENSITIVE, depth + 1)
+            elif kind is list:
+                self._list(item, _SENSITIVE, depth + 1)
+        for item in value.values():
+            kind = type(item)
+            if kind is dict:
+                self._compact_dict(item, depth + 1)
+            elif kind is list:
+                self._compact_list(item, depth + 1)
+
+    def _compact_list(self, value: list[Any], depth: int) -> None:
+        if depth > MAX_RECORD_DEPTH:
+            raise _TooDeep
+        for item in value:
+            kind = type(item)
+            if kind is dict:
+                self._compact_dict(item, depth + 1)
+            elif kind is list:
+                self._compact_list(item, depth + 1)
+
     def check(self, record: Any, raw: bytes) -> None:
         """Raise :class:`UnhashedSecret` when *record* (parsed from *raw*) carries a raw secret."""
         self.scan(record, raw)
@@ -208,7 +310,7 @@ class SecretScanner:
         """
         folded = raw.translate(_TOKEN_DOT_TABLE)
         self.spaced = b'" ' in folded
-        if b"s." in folded and TOKEN_SHAPE_BYTES.search(raw):
+        if spells_token_shape(raw):
             raise UnhashedSecret
         # JSON \\u escapes can spell a token the byte scan cannot see: then look at every decoded string.
         self._shapes = b"\\u" in raw
@@ -420,6 +522,13 @@ def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[Pars
         return None, NOT_A_VAULT_RECORD
     reason: str | None = None
     try:
+        if scanner.compact_scan(doc, data):
+            return _vault_fields(doc, None)
+    except UnhashedSecret:
+        return _vault_fields(doc, UNHASHED_SECRET)
+    except (_TooDeep, RecursionError):
+        return None, DEEP_NESTING
+    try:
         # parse_json's own test: more '":' in the text than keys parsed may mean a duplicate key.
         suspicious = data.count(b'":') > scanner.scan(doc, data)
     except UnhashedSecret:
@@ -433,6 +542,11 @@ def parse_line(data: bytes, location: str, scanner: SecretScanner) -> tuple[Pars
                 _reject_spaced_duplicates(data)
         except MalformedInput as exc:
             return None, classify_parse_error(str(exc))
+    return _vault_fields(doc, reason)
+
+
+def _vault_fields(doc: dict[str, Any], reason: str | None) -> tuple[ParsedLine | None, str | None]:
+    """The record's type, request id and time, checked (the end of :func:`parse_line`)."""
     record_type = doc.get("type")
     request = doc.get("request")
     if record_type not in ("request", "response") or type(request) is not dict:
