@@ -36,6 +36,9 @@ _CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
 # Kinds that are numerous and read only through columns.
 BULK_KINDS = frozenset({"aws.api_call", "vault.secret_read", "vault.request", "aws.digest_valid", "vault.secret_write"})
 SOURCE_OF_PREFIX = {"vault": "vault", "aws": "cloudtrail", "ci": "ci", "attestation": "attestations"}
+# Columns with a handful of distinct values that checks compare over and over: pandas
+# categoricals (same values, same comparisons; codes make them cheap).
+CATEGORY_COLUMNS = ("kind", "source")
 COLUMNS = (
     "seq", "time", "kind", "source", "action", "status",
     *CORRELATION_KEYS,
@@ -234,6 +237,8 @@ def _assemble(
     frame = pd.DataFrame({name: pd.Series(values, dtype=values.dtype, copy=False) for name, values in data.items()})
     del data
     frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+    for name in CATEGORY_COLUMNS:  # few distinct values, never null: compared and grouped as codes
+        frame[name] = pd.Categorical(frame[name])
     keep = pd.Series(True, index=frame.index)
     future = frame["ts"] > as_of
     keep &= ~future
