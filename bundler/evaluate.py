@@ -219,8 +219,13 @@ class Context:
 
 def _seqs(values: Iterable[Any]) -> tuple[int, ...]:
     """Distinct seqs, ascending, as Python ints (a column of integers in one vectorized step)."""
-    if isinstance(values, (pd.Series, np.ndarray)) and values.dtype.kind in "iu":
-        return tuple(np.unique(np.asarray(values)).tolist())
+    if not isinstance(values, (pd.Series, np.ndarray)):
+        values = list(values)
+    array = np.asarray(values)
+    if array.ndim == 1 and array.dtype.kind in "iu":
+        if len(array) < 2 or bool((array[1:] > array[:-1]).all()):  # a table column: already ascending
+            return tuple(array.tolist())
+        return tuple(np.unique(array).tolist())
     return tuple(sorted({int(v) for v in values}))
 
 
