@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bundler.catalog import Catalog, CatalogControl, control_label, load_builtin_catalog, load_mapping, \
@@ -217,6 +218,14 @@ class Context:
 
 
 def _seqs(values: Iterable[Any]) -> tuple[int, ...]:
+    """Distinct seqs, ascending, as Python ints (a column of integers in one vectorized step)."""
+    if not isinstance(values, (pd.Series, np.ndarray)):
+        values = list(values)
+    array = np.asarray(values)
+    if array.ndim == 1 and array.dtype.kind in "iu":
+        if len(array) < 2 or bool((array[1:] > array[:-1]).all()):  # a table column: already ascending
+            return tuple(array.tolist())
+        return tuple(np.unique(array).tolist())
     return tuple(sorted({int(v) for v in values}))
 
 
@@ -269,16 +278,14 @@ def _grouped_seqs(rows: pd.DataFrame) -> dict[str, tuple[int, ...]]:
     """job → its seqs, ascending (one sort of the whole selection, then slices)."""
     if rows.empty:
         return {}
-    ordered = rows[["job", "seq"]].sort_values(["job", "seq"], kind="stable")
-    jobs = ordered["job"].tolist()
-    seqs = ordered["seq"].tolist()
-    out: dict[str, tuple[int, ...]] = {}
-    start = 0
-    for end in range(1, len(jobs) + 1):
-        if end == len(jobs) or jobs[end] != jobs[start]:
-            out[str(jobs[start])] = tuple(seqs[start:end])
-            start = end
-    return out
+    codes, jobs = pd.factorize(rows["job"], use_na_sentinel=False)
+    seqs = rows["seq"].to_numpy()
+    order = np.lexsort((seqs, codes))
+    codes = codes[order]
+    ordered = seqs[order].tolist()
+    bounds = (np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()
+    return {str(jobs[codes[start]]): tuple(ordered[start:end])
+            for start, end in zip([0, *bounds], [*bounds, len(ordered)])}
 
 
 def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig) -> dict[str, JobFacts]:
@@ -307,7 +314,7 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     read_seqs = _grouped_seqs(frame[frame["kind"] == "vault.secret_read"])
     renew_seqs = _grouped_seqs(frame[frame["kind"] == "vault.token_renew"])
     counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for (job, kind), n in frame.groupby(["job", "kind"]).size().items():
+    for (job, kind), n in frame.groupby(["job", "kind"], observed=True).size().items():
         counts[str(job)][str(kind)] = int(n)
     runner_facts: dict[str, dict[str, Any]] = defaultdict(dict)
     ci = frame[values_with_prefix(frame["kind"], "ci.job_")]
@@ -534,19 +541,29 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
             f"Jobs: {', '.join(jobs) or 'none linked'}.", rows["seq"], job_id=jobs[0] if len(jobs) == 1 else None,
             severity="high"))
     label_seqs: list[int] = []
+    ci_job_seqs: dict[str, tuple[int, ...]] | None = None
     for job in ctx.jobs.values():
         regions = [label for label in job.runner_labels if REGION_PATTERN.match(label)]
+        if regions and ci_job_seqs is None:
+            ci_job_seqs = _ci_job_seqs(ctx)
         if regions:
-            label_seqs.extend(s for s in job.seqs if ctx.event(s).get("kind", "").startswith("ci.job_"))
+            label_seqs.extend(ci_job_seqs.get(job.job_id, ()) if ci_job_seqs is not None else ())
         bad = sorted(set(regions) - allowed)
         if bad:
-            seqs = [s for s in job.seqs if ctx.event(s).get("kind", "").startswith("ci.job_")]
+            seqs = ci_job_seqs.get(job.job_id, ()) if ci_job_seqs is not None else ()
             findings.append(_finding(ctx, check, f"runner-label:job-{job.job_id}",
                                      f"Job {job.job_id}'s runner is labelled for {', '.join(bad)}",
                                      f"The runner's labels name region(s) {', '.join(bad)} outside the allowed regions.",
                                      seqs, job_id=job.job_id, severity="high"))
     return _result(ctx, check, evidence=[*with_region["seq"], *label_seqs], findings=findings,
                    what=f"{len(with_region)} event(s) with a region")
+
+
+def _ci_job_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:
+    """job → seqs of its ``ci.job_*`` events (the events that carry runner labels), ascending."""
+    frame = ctx.frame
+    rows = frame.loc[values_with_prefix(frame["kind"], "ci.job_") & ctx.correlation.job.notna(), ["seq"]]
+    return _grouped_seqs(rows.assign(job=ctx.correlation.job[rows.index]))
 
 
 def _vault_job_evidence(ctx: Context) -> list[int]:
@@ -796,8 +813,8 @@ def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> Che
 def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str]) -> tuple[list[SourceFreshness], list[CheckResult]]:
     """Newest evidence per source at as_of; one check per source (and per KSI cadence override)."""
     frame = ctx.frame
-    newest = frame.loc[frame["ts"].notna(), ["source", "ts"]].groupby("source")["ts"].max()
-    counts = frame.groupby("source").size()
+    newest = frame.loc[frame["ts"].notna(), ["source", "ts"]].groupby("source", observed=True)["ts"].max()
+    counts = frame.groupby("source", observed=True).size()
     sources = sorted(set(SOURCES) | set(str(s) for s in counts.index))
     ksi_days = dict(ctx.config.freshness_days_per_ksi)
     states: list[SourceFreshness] = []
@@ -1026,7 +1043,7 @@ def _daily_volume(frame: pd.DataFrame) -> tuple[DailyVolume, ...]:
     dated = frame.loc[frame["ts"].notna(), ["ts", "source"]]
     if dated.empty:
         return ()
-    days = dated["ts"].dt.strftime("%Y-%m-%d")
-    counts = dated.groupby([days, dated["source"]]).size()
-    return tuple(DailyVolume(str(day), str(source), int(n)) for (day, source), n in sorted(counts.items()))
+    counts = dated.groupby([dated["ts"].dt.floor("D"), dated["source"]], observed=True).size()
+    volume = [DailyVolume(day.strftime("%Y-%m-%d"), str(source), int(n)) for (day, source), n in counts.items()]
+    return tuple(sorted(volume, key=lambda v: (v.day, v.source)))
 

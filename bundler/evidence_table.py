@@ -36,6 +36,9 @@ _CERT_SLOT = CORRELATION_KEYS.index("cert_serial")
 # Kinds that are numerous and read only through columns.
 BULK_KINDS = frozenset({"aws.api_call", "vault.secret_read", "vault.request", "aws.digest_valid", "vault.secret_write"})
 SOURCE_OF_PREFIX = {"vault": "vault", "aws": "cloudtrail", "ci": "ci", "attestation": "attestations"}
+# Columns with a handful of distinct values that checks compare over and over: pandas
+# categoricals (same values, same comparisons; codes make them cheap).
+CATEGORY_COLUMNS = ("kind", "source")
 COLUMNS = (
     "seq", "time", "kind", "source", "action", "status",
     *CORRELATION_KEYS,
@@ -84,6 +87,8 @@ def _text(value: Any) -> str | None:
 
 
 CHUNK_ROWS = 50_000
+_WIDTH = len(CORRELATION_KEYS)
+_EMPTY: dict[str, Any] = {}
 
 
 def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
@@ -93,7 +98,7 @@ def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name, values in zip(COLUMNS, columns):
         if name == "seq":
-            out[name] = np.asarray(values, dtype=np.int64)
+            out[name] = np.fromiter(map(int, values), dtype=np.int64, count=len(values))
         elif name == "time":
             parsed = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True, errors="coerce")
             out["ts"] = parsed.to_numpy(dtype="datetime64[ns]")
@@ -106,6 +111,97 @@ def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
     return out
 
 
+@dataclass
+class _Reading:
+    """What one pass over some entries produced: column chunks, kept events, counts."""
+
+    chunks: list[dict[str, np.ndarray]] = field(default_factory=list)
+    kept: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+    invalid: int = 0
+    total: int = 0
+
+
+def _slow_text(value: Any) -> str | None:
+    return sys.intern(value) if type(value) is str else _text(value)
+
+
+def _read_rows(entries: Iterable[tuple[int, Any, Any]], reading: _Reading) -> None:
+    """The per-entry loop: each row becomes one tuple of the table's columns (strings
+    interned so repeated values share one object). Kept lean: it runs once per entry."""
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    chunks = reading.chunks
+    kept = reading.kept
+    invalid = total = 0
+    intern = sys.intern
+    text = _slow_text
+    bulk = BULK_KINDS
+    empty = _EMPTY
+    source_names: dict[tuple[str, Any], str] = {}
+    slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
+    slot_of = slots.get
+    none_linked: list[str | None] = [None] * _WIDTH
+    cert_slot = _CERT_SLOT
+    str_type = str
+    dict_type = dict
+    limit = CHUNK_ROWS
+    for seq, event, source in entries:
+        if event.__class__ is not dict_type and not isinstance(event, Mapping):
+            event = empty
+        kind = event.get("kind")
+        if kind.__class__ is not str_type:
+            invalid += 1
+            event = empty
+            kind = "invalid"
+        else:
+            kind = intern(kind)
+        source_kind = source.get("kind") if source.__class__ is dict_type or isinstance(source, Mapping) else None
+        family = source_names.get((kind, source_kind))
+        if family is None:
+            family = source_names.setdefault((kind, source_kind), source_of_kind(kind, _text(source_kind)))
+        correlation = event.get("correlation")
+        attrs = event.get("attrs")
+        if attrs.__class__ is not dict_type and not isinstance(attrs, Mapping):
+            attrs = empty
+        linked = none_linked.copy()
+        if correlation and (correlation.__class__ is dict_type or isinstance(correlation, Mapping)):
+            for key, value in correlation.items():
+                slot = slot_of(key)
+                if slot is not None and value is not None:
+                    linked[slot] = intern(value) if value.__class__ is str_type else text(value)
+        if linked[cert_slot] is None and attrs.get("cert_serial"):
+            linked[cert_slot] = _text(attrs.get("cert_serial"))
+        time = event.get("time")
+        outcome = event.get("outcome")
+        status = outcome.get("status") if outcome.__class__ is dict_type or isinstance(outcome, Mapping) else None
+        action = event.get("action")
+        region = attrs.get("region") or attrs.get("runner_region")
+        key_class = attrs.get("access_key_class")
+        event_name = attrs.get("event_name")
+        append((
+            seq, time if time.__class__ is str_type else None, kind, family,
+            None if action is None else intern(action) if action.__class__ is str_type else text(action),
+            None if status is None else intern(status) if status.__class__ is str_type else text(status),
+            *linked,
+            None if region is None else intern(region) if region.__class__ is str_type else text(region),
+            None if key_class is None else intern(key_class) if key_class.__class__ is str_type else text(key_class),
+            None if event_name is None else intern(event_name) if event_name.__class__ is str_type
+            else text(event_name),
+        ))
+        if kind not in bulk and kind != "invalid":
+            kept[int(seq)] = event
+        if len(rows) >= limit:
+            total += len(rows)
+            chunks.append(_chunk_columns(rows))
+            rows = []
+            append = rows.append
+    if rows:
+        total += len(rows)
+        chunks.append(_chunk_columns(rows))
+    reading.invalid += invalid
+    reading.total += total
+
+
 def build_table(
     entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
     *,
@@ -116,77 +212,33 @@ def build_table(
     """Read *entries* once. Rows with an event time after *as_of* or outside the period
     are counted and left out; rows whose time cannot be read stay in (the time-stamp
     check reports them)."""
-    rows: list[tuple[Any, ...]] = []
-    chunks: list[dict[str, np.ndarray]] = []
-    kept: dict[int, Mapping[str, Any]] = {}
-    invalid = total = 0
-    intern = sys.intern
-    slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
-    width = len(CORRELATION_KEYS)
-    empty: dict[str, Any] = {}
-    source_names: dict[tuple[str, Any], str] = {}
+    reading = _Reading()
+    _read_rows(entries, reading)
+    return _assemble(reading, as_of=as_of, period_start=period_start, period_end=period_end)
 
-    def text(value: Any) -> str | None:
-        if value is None:
-            return None
-        if type(value) is str:
-            return intern(value) if len(value) < 200 else value
-        return _text(value)
 
-    for seq, event, source in entries:
-        total += 1
-        if type(event) is not dict and not isinstance(event, Mapping):
-            event = empty
-        kind = event.get("kind")
-        if type(kind) is not str:
-            invalid += 1
-            event = empty
-            kind = "invalid"
-        else:
-            kind = intern(kind)
-        source_kind = source.get("kind") if isinstance(source, dict) or isinstance(source, Mapping) else None
-        family = source_names.get((kind, source_kind))
-        if family is None:
-            family = source_names.setdefault((kind, source_kind), source_of_kind(kind, _text(source_kind)))
-        correlation = event.get("correlation")
-        attrs = event.get("attrs")
-        if type(attrs) is not dict and not isinstance(attrs, Mapping):
-            attrs = empty
-        outcome = event.get("outcome")
-        linked: list[Any] = [None] * width
-        if correlation and (type(correlation) is dict or isinstance(correlation, Mapping)):
-            for key, value in correlation.items():
-                slot = slots.get(key)
-                if slot is not None:
-                    linked[slot] = text(value)
-        if linked[_CERT_SLOT] is None and attrs.get("cert_serial"):
-            linked[_CERT_SLOT] = _text(attrs.get("cert_serial"))
-        time = event.get("time")
-        status = outcome.get("status") if type(outcome) is dict or isinstance(outcome, Mapping) else None
-        rows.append((
-            int(seq), time if type(time) is str else None, kind, family,
-            text(event.get("action")), text(status),
-            *linked,
-            text(attrs.get("region") or attrs.get("runner_region")), text(attrs.get("access_key_class")),
-            text(attrs.get("event_name")),
-        ))
-        if kind not in BULK_KINDS and kind != "invalid":
-            kept[int(seq)] = event
-        if len(rows) >= CHUNK_ROWS:
-            chunks.append(_chunk_columns(rows))
-            rows = []
-    if rows or not chunks:
-        chunks.append(_chunk_columns(rows) if rows else _empty_columns())
-    del rows
+def _assemble(
+    reading: _Reading,
+    *,
+    as_of: pd.Timestamp,
+    period_start: pd.Timestamp | None,
+    period_end: pd.Timestamp | None,
+) -> EvidenceTable:
+    """Column chunks → one DataFrame in seq order, without the rows dated after *as_of* or outside the period."""
+    chunks = reading.chunks or [_empty_columns()]
+    kept = reading.kept
     names = list(chunks[0])
     data = {}
     for name in names:
         data[name] = np.concatenate([chunk.pop(name) for chunk in chunks]) if len(chunks) > 1 else chunks[0].pop(name)
+    reading.chunks = []
     del chunks
     # Object columns keep None for "absent" (pandas 3 would infer its str dtype with NaN).
     frame = pd.DataFrame({name: pd.Series(values, dtype=values.dtype, copy=False) for name, values in data.items()})
     del data
     frame["ts"] = frame["ts"].dt.tz_localize("UTC")
+    for name in CATEGORY_COLUMNS:  # few distinct values, never null: compared and grouped as codes
+        frame[name] = pd.Categorical(frame[name])
     keep = pd.Series(True, index=frame.index)
     future = frame["ts"] > as_of
     keep &= ~future
@@ -204,7 +256,7 @@ def build_table(
         kept = {s: e for s, e in kept.items() if s not in dropped}
     if not frame["seq"].is_monotonic_increasing:
         frame = frame.sort_values(["seq"], kind="stable").reset_index(drop=True)
-    return EvidenceTable(frame, kept, invalid, excluded_future, excluded_period, total)
+    return EvidenceTable(frame, kept, reading.invalid, excluded_future, excluded_period, reading.total)
 
 
 def _empty_columns() -> dict[str, np.ndarray]:

@@ -316,14 +316,45 @@ def _decide(rego: Interpreter, package: str, document: Mapping[str, Any]) -> tup
     return True, []
 
 
-def evaluate_policies(policies: Sequence[Policy], ctx: Context, stories: Sequence[CustodyStory]) -> list[CheckResult]:
-    """One check per policy over every job (and/or artifact) input."""
+# Below this many input documents a policy is evaluated in this process; above, the
+# documents are shared out over worker processes (each compiles the policy once).
+PARALLEL_MIN_INPUTS = 256
+_WORKER_POLICY: list[Any] = []
+
+
+def _start_worker(policy: Policy) -> None:
+    _WORKER_POLICY[:] = [policy, policy.interpreter()]
+
+
+def _decide_in_worker(document: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    policy, rego = _WORKER_POLICY
+    return _decide(rego, policy.package, document)
+
+
+def decide_all(policy: Policy, documents: Sequence[Mapping[str, Any]], *,
+               processes: int | None = None) -> list[tuple[bool, list[str]]]:
+    """``_decide`` for every document, in order. Many documents go to *processes* forked
+    workers (default: one per core); the decisions are the same either way."""
+    import multiprocessing
+
+    count = processes if processes is not None else (os.cpu_count() or 1)
+    if count <= 1 or len(documents) < PARALLEL_MIN_INPUTS or "fork" not in multiprocessing.get_all_start_methods():
+        rego = policy.interpreter()
+        return [_decide(rego, policy.package, document) for document in documents]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(count, initializer=_start_worker, initargs=(policy,)) as pool:
+        return pool.map(_decide_in_worker, documents, chunksize=max(1, len(documents) // (4 * count)))
+
+
+def evaluate_policies(policies: Sequence[Policy], ctx: Context, stories: Sequence[CustodyStory], *,
+                      processes: int | None = None) -> list[CheckResult]:
+    """One check per policy over every job (and/or artifact) input (see :func:`decide_all`
+    for *processes*)."""
     story_of = {story.job_id: story for story in stories}
     job_docs = None
     artifact_docs = None
     results = []
     for policy in policies:
-        rego = policy.interpreter()
         subjects: list[tuple[str, str | None, dict[str, Any], tuple[int, ...]]] = []
         if "job" in policy.inputs:
             if job_docs is None:
@@ -343,8 +374,8 @@ def evaluate_policies(policies: Sequence[Policy], ctx: Context, stories: Sequenc
         findings = []
         passed_seqs: list[int] = []
         passed = 0
-        for subject, job_id, document, seqs in subjects:
-            ok, reasons = _decide(rego, policy.package, document)
+        decisions = decide_all(policy, [document for _, _, document, _ in subjects], processes=processes)
+        for (subject, job_id, document, seqs), (ok, reasons) in zip(subjects, decisions):
             if ok:
                 passed += 1
                 passed_seqs.extend(seqs)
