@@ -49,8 +49,9 @@ def local_anchor(location: str | Path) -> Path:
     """The file path that local companions of the ledger are named after.
 
     For a SQLite ledger: the ledger file itself (``x.db.lock``, ``x.db.runs.jsonl``,
-    ``x.key`` beside it). For a PostgreSQL ledger: ``<store>/../<ledger name>``, i.e.
-    beside the evidence store folder named in the URL (``ci.lock``, ``ci.runs.jsonl``).
+    ``bundles/`` beside it). For a PostgreSQL ledger: ``<store>/../<ledger name>``, i.e.
+    beside the evidence store folder named in the URL (``ci.runs.jsonl``, ``bundles/``);
+    its run lock is in PostgreSQL (:class:`collector.ledger_pg.PostgresRunLock`).
     """
     if is_postgres_url(location):
         where = PostgresLocation(str(location))

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS {s}.signers (name TEXT NOT NULL, key_id TEXT NOT NULL
     PRIMARY KEY (name, key_id));
 CREATE TABLE IF NOT EXISTS {s}.checkpoints (id BIGSERIAL PRIMARY KEY, size BIGINT NOT NULL, root BYTEA NOT NULL,
     note TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.run_holder (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
 """
 
 
@@ -99,6 +100,7 @@ class PostgresLocation:
         if not _NAME.match(self.name):
             raise UsageError(f"ledger={self.name!r}: use lowercase letters, digits and _ (starting with a letter), "
                              "at most 63 characters; it names the PostgreSQL schema", location=url)
+        self.schema = f'"{self.name}"'  # quoted in SQL, so reserved words (user, order) are fine names too
         store = found.get("store")
         if not store:
             raise UsageError("the ledger URL needs store=/folder (where raw evidence objects are kept), e.g. "
@@ -136,7 +138,7 @@ class PostgresLedger:
         self.location = location
         self.path = location.url
         self._conn = conn
-        self._s = location.name
+        self._s = location.schema
         self.store = EvidenceStore(location.store)
         self.origin = self._meta("origin")
 
@@ -150,13 +152,13 @@ class PostgresLedger:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (location.lock_key,))
-                if _has_meta(conn, location.name):
+                if _has_meta(conn, location.schema):
                     raise UsageError("a ledger already exists here", location=url)
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {location.name}")
-                conn.execute(_SCHEMA.format(s=location.name))
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {location.schema}")
+                conn.execute(_SCHEMA.format(s=location.schema))
                 with conn.cursor() as cur:
                     cur.executemany(
-                        f"INSERT INTO {location.name}.meta(key, value) VALUES (%s, %s)",
+                        f"INSERT INTO {location.schema}.meta(key, value) VALUES (%s, %s)",
                         [("format", FORMAT), ("origin", origin), ("created", created), ("key_type", key_type)],
                     )
         except BaseException:
@@ -170,9 +172,9 @@ class PostgresLedger:
         location = PostgresLocation(url)
         conn = connect(location)
         try:
-            if not _has_meta(conn, location.name):
+            if not _has_meta(conn, location.schema):
                 raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=url)
-            row = conn.execute(f"SELECT value FROM {location.name}.meta WHERE key='format'").fetchone()
+            row = conn.execute(f"SELECT value FROM {location.schema}.meta WHERE key='format'").fetchone()
             if row is None or row[0] != FORMAT:
                 raise MalformedInput(f"unknown ledger format {row[0] if row else None!r}", location=url)
             return cls(location, conn)
@@ -467,6 +469,76 @@ def drop_ledger(url: str) -> None:
     location = PostgresLocation(url)
     conn = connect(location)
     try:
-        conn.execute(f"DROP SCHEMA IF EXISTS {location.name} CASCADE")
+        conn.execute(f"DROP SCHEMA IF EXISTS {location.schema} CASCADE")
     finally:
         conn.close()
+
+
+class PostgresRunLock:
+    """``fedledger run``'s one-run-at-a-time lock for a PostgreSQL ledger, across hosts.
+
+    A session-level ``pg_try_advisory_lock`` (its own key, not the append lock) held on
+    a dedicated connection for the whole run; PostgreSQL drops it when that session
+    ends, so a killed run (or a lost host) leaves no lock, only a holder record in
+    ``run_holder``, reported as a stale lock taken over. Same interface as
+    :class:`collector.runlock.RunLock`.
+    """
+
+    def __init__(self, url: str, run_id: str, *, started: str) -> None:
+        self.location = PostgresLocation(url)
+        self.run_id = run_id
+        self.started = started
+        self.took_over: Any = None
+        self._conn: Any = None
+
+    def acquire(self, wait_seconds: float = 0.0, *, poll_seconds: float = 0.2) -> PostgresRunLock:
+        import os
+        import socket
+        import time
+
+        import orjson
+
+        from collector.runlock import LedgerLocked, LockHolder
+
+        s = self.location.schema
+        conn = connect(self.location)
+        start = time.monotonic()
+        try:
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.location.run_lock_key,)).fetchone()[0]:
+                waited = time.monotonic() - start
+                if waited >= wait_seconds:
+                    raise LedgerLocked(LockHolder.parse(self._record(conn).encode()), waited)
+                time.sleep(min(poll_seconds, max(wait_seconds - waited, 0.0)))
+            self.took_over = LockHolder.parse(self._record(conn).encode())
+            record = orjson.dumps({"pid": os.getpid(), "hostname": socket.gethostname(), "since": self.started,
+                                   "run_id": self.run_id}).decode()
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.run_holder "
+                         "(id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)")
+            conn.execute(f"INSERT INTO {s}.run_holder(id, record) VALUES (1, %s) "
+                         "ON CONFLICT (id) DO UPDATE SET record = excluded.record", (record,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    def _record(self, conn: Any) -> str:
+        if conn.execute("SELECT to_regclass(%s)", (f"{self.location.schema}.run_holder",)).fetchone()[0] is None:
+            return ""
+        row = conn.execute(f"SELECT record FROM {self.location.schema}.run_holder WHERE id = 1").fetchone()
+        return "" if row is None else str(row[0])
+
+    def release(self) -> None:
+        """Clear the holder record and drop the lock (closing the session drops it too)."""
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute(f"UPDATE {self.location.schema}.run_holder SET record = '' WHERE id = 1")
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self.location.run_lock_key,))
+        finally:
+            conn.close()
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None

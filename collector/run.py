@@ -388,6 +388,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
     log = RunLog(log_stream or sys.stderr, human=human, run_id=run_id, also_human=also_human)
     config = request.config
     from collector.ledger_open import is_postgres, ledger_location, local_anchor, open_ledger
+    from collector.ledger_pg import PostgresRunLock
 
     ledger_path = ledger_location(request.ledger_path)
     result = RunResult(run_id=run_id, ledger=str(ledger_path), as_of=observed)
@@ -402,7 +403,12 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
         raise UsageError(f"no source named {', '.join(sorted(unknown))} in {config.path}")
 
     try:
-        lock = RunLock(local_anchor(ledger_path), run_id, started=format_time(utc_now())).acquire(request.wait_seconds)
+        lock: RunLock | PostgresRunLock
+        if is_postgres(ledger_path):  # held in PostgreSQL, so runs on different hosts exclude each other too
+            lock = PostgresRunLock(str(ledger_path), run_id, started=format_time(utc_now()))
+        else:
+            lock = RunLock(local_anchor(ledger_path), run_id, started=format_time(utc_now()))
+        lock.acquire(request.wait_seconds)
     except LedgerLocked as exc:
         log.emit("lock.refused", ledger=str(ledger_path), message=str(exc),
                  holder_pid=exc.holder.pid if exc.holder else None)

@@ -25,7 +25,7 @@ from collector.cli import app
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow
 from collector.ledger_open import create_ledger, local_anchor, open_ledger
-from collector.ledger_pg import PostgresLocation, drop_ledger
+from collector.ledger_pg import PostgresLocation, PostgresRunLock, drop_ledger
 from collector.signing import FileSigner, write_public_key
 from tests.ledger_fixtures import OBSERVED, fixed_ed25519, manual_entry, sign_checkpoint
 from tests.ops_workspace import AS_OF, manual_source, write_events
@@ -124,6 +124,23 @@ def test_dedup_raw_index_quarantine_and_reopen(tmp_path: Path, pg_url: str) -> N
         assert again_open.store.root == tmp_path / "objects"
 
 
+def test_status_statistics_match_sqlite(tmp_path: Path, pg_url: str) -> None:
+    from collector.ledger_stats import ledger_stats
+    from collector.ledger_stats_pg import ledger_stats_pg
+
+    lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ed25519")
+    pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
+    other = [replace(_entry(i), source={"kind": "ci", "id": "ci:jobs"}) for i in range(100, 104)]
+    bad = QuarantineRow("vault:x", "audit.log", 3, "not-json", "ab" * 32, OBSERVED)
+    with lite, pg:
+        _append_both(lite, pg, [_entry(i) for i in range(70)] + other, cursors={"manual:test": "c", "idle:x": "c"},
+                     quarantine=[bad], updated="2026-11-20T16:00:00Z")
+        pg.add_checkpoint(lambda size, root: "note", OBSERVED)
+        lite.add_checkpoint(lambda size, root: "note", OBSERVED)
+    expected = ledger_stats(tmp_path / "l.db", use_cache=False)
+    assert replace(ledger_stats_pg(pg_url), path=expected.path) == expected
+
+
 def test_failed_batch_commits_nothing(pg_url: str) -> None:
     with create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519") as pg:
         pg.append([_entry(0)], cursors={"s": "1"}, updated=OBSERVED)
@@ -165,6 +182,14 @@ def test_location_rules_and_clear_errors(tmp_path: Path, pg_url: str) -> None:
         open_ledger(f"postgresql://postgres@127.0.0.1:1/test?connect_timeout=2&store={tmp_path}")
     name = PostgresLocation(pg_url).name
     assert local_anchor(pg_url) == tmp_path / name
+    reserved = f"{SERVER}?ledger=user&store={tmp_path / 'reserved'}"
+    drop_ledger(reserved)
+    try:
+        with create_ledger(reserved, ORIGIN, created=OBSERVED, key_type="ed25519") as ledger:
+            ledger.append([_entry(0)])
+            assert ledger.size == 1 and ledger.integrity_check() == "ok"
+    finally:
+        drop_ledger(reserved)
 
 
 _WRITER = textwrap.dedent("""
@@ -252,8 +277,11 @@ def test_cli_init_append_checkpoint_prove_export_verify(tmp_path: Path, pg_url: 
     assert as_target.exit_code == 0, as_target.output
     untrusted = fl("verify")
     assert untrusted.exit_code == 2 and "--trusted-key" in untrusted.stderr
-    status = fl("status")
-    assert status.exit_code == 2 and "not supported for PostgreSQL" in status.stderr
+    status = fl("--format", "json", "status")
+    assert status.exit_code == 0, status.output
+    doc = json.loads(status.stdout)
+    assert doc["ledger"]["size"] == 2 and doc["ledger"]["latest_checkpoint"]["size"] == 2
+    assert [s["entries"] for s in doc["unconfigured_sources"]] == [2]
 
     # the same through FEDLEDGER_LEDGER
     env_size = cli.invoke(app, ["--format", "json", "prove", "--consistency", "1", "2"],
@@ -280,8 +308,22 @@ def test_run_with_a_config_whose_ledger_is_a_url(tmp_path: Path, pg_url: str,
     second = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
     assert second.exit_code == 0 and json.loads(second.stdout)["sources"][0]["counts"]["appended"] == 0
     name = PostgresLocation(pg_url).name
-    assert (tmp_path / f"{name}.lock").exists() and (tmp_path / f"{name}.runs.jsonl").exists()
+    assert (tmp_path / f"{name}.runs.jsonl").exists()
     with open_ledger(pg_url) as ledger:
         assert ledger.size == 40 and len(ledger.checkpoints()) == 1
     verified = cli.invoke(app, ["--ledger", pg_url, "verify", "--trusted-key", "keys/fedledger.pub", "--origin", ORIGIN])
     assert verified.exit_code == 0, verified.output
+
+    # one run at a time, across hosts: the lock lives in PostgreSQL
+    held = PostgresRunLock(pg_url, "other-run", started="2026-01-20T23:00:00Z").acquire()
+    try:
+        refused = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF])
+        assert refused.exit_code == 3
+        assert f"another run holds the ledger lock (pid {os.getpid()}" in refused.stderr
+        assert "since 2026-01-20T23:00:00Z, run other-run" in refused.stderr
+    finally:
+        assert held._conn is not None
+        held._conn.close()  # as if killed: PostgreSQL drops the lock, the record stays
+    after = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert after.exit_code == 0, after.output
+    assert "other-run" in json.loads(after.stdout)["took_over_stale_lock"]

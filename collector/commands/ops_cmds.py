@@ -162,12 +162,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         else:
             cfg = _load(config)
             ledger_path = ledger_path_for(cfg)
-        from collector.ledger_pg import is_postgres_url
-
-        if is_postgres_url(ledger_path):
-            raise UsageError("`fedledger status` is not supported for PostgreSQL ledgers yet "
-                             "(it reads SQLite files directly); use `fedledger run` logs or `fedledger verify`")
-        report = ledger_status(Path(ledger_path), cfg, as_of=OPTIONS.now())
+        report = ledger_status(ledger_path, cfg, as_of=OPTIONS.now())
         if OPTIONS.json:
             emit_json("fedledger.status", report.to_json())
         else:
