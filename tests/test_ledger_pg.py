@@ -327,3 +327,20 @@ def test_run_with_a_config_whose_ledger_is_a_url(tmp_path: Path, pg_url: str,
     after = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
     assert after.exit_code == 0, after.output
     assert "other-run" in json.loads(after.stdout)["took_over_stale_lock"]
+
+
+@pytest.mark.slow
+def test_bundle_from_a_postgresql_ledger_verifies(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN]).exit_code == 0
+    (tmp_path / "e.jsonl").write_text(EVENTS)
+    assert cli.invoke(app, ["--ledger", pg_url, "append", "e.jsonl"]).exit_code == 0
+    no_key = cli.invoke(app, ["--ledger", pg_url, "bundle", "--out", "b0"])
+    assert no_key.exit_code == 2 and "--key" in no_key.stderr
+    made = cli.invoke(app, ["--ledger", pg_url, "--as-of", "2026-11-21T00:00:00Z", "bundle", "--out", "b",
+                            "--key", "fedledger.key", "--workers", "1"])
+    assert made.exit_code == 0, made.output
+    checked = cli.invoke(app, ["verify-bundle", "b", "--trusted-key", "fedledger.pub", "--origin", ORIGIN])
+    assert checked.exit_code == 0, checked.output
+    assert "2 ledger entries verified, 0 INVALID" in checked.stdout
