@@ -236,6 +236,30 @@ def test_two_processes_appending_at_once_never_fork(tmp_path: Path, pg_url: str)
     assert "300/300 entries valid, 1/1 checkpoints valid" in result.output
 
 
+def test_a_writer_killed_mid_run_leaves_whole_batches(pg_url: str) -> None:
+    import signal
+    import time
+
+    create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519").close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, "3", "100000"], env=env, cwd=REPO,
+                            stderr=subprocess.DEVNULL)
+    with open_ledger(pg_url) as ledger:
+        while ledger.size < 30 and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        size = ledger.size
+        assert size >= 30 and size % 10 == 0  # whole batches of 10 only
+        assert ledger.integrity_check() == "ok"
+        result = ledger.append([_entry(7, dedup="after-kill")])
+        assert result.first_seq == size
+        prev = "0" * 64
+        for seq, leaf, body in ledger.entries():
+            assert json.loads(body)["prev"] == prev and merkle.leaf_hash(body) == leaf
+            prev = leaf.hex()
+
+
 EVENTS = (
     '{"time":"2026-11-20T14:00:00Z","kind":"manual.review","actor":"alice","attrs":{"ticket":"CHG-1"}}\n'
     '{"time":"2026-11-20T14:05:00+00:00","kind":"manual.approval","actor":"bob"}\n'
