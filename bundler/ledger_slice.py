@@ -42,12 +42,12 @@ class SliceScan:
     seconds: float = 0.0  # how long the export and scan took in their process
 
 
-def export_and_scan(ledger_path: Path, folder: Path) -> SliceScan:
+def export_and_scan(ledger_path: Path | str, folder: Path) -> SliceScan:
     """Export the ledger to *folder* and scan the exported bytes (not the database's)."""
     from collector.export import export_ledger
-    from collector.ledger import Ledger
+    from collector.ledger_open import open_ledger
 
-    with Ledger.open(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         manifest = export_ledger(ledger, folder)
     files: dict[str, str] = manifest["files"]  # type: ignore[assignment]
     return scan_entries(folder / "entries.jsonl", files)
@@ -111,7 +111,7 @@ def _read(folder: Path) -> SliceScan:
 class SliceJob:
     """``export_and_scan`` in a fresh process; :meth:`result` waits for it."""
 
-    def __init__(self, ledger_path: Path, folder: Path) -> None:
+    def __init__(self, ledger_path: Path | str, folder: Path) -> None:
         self._work = Path(tempfile.mkdtemp(prefix="fedledger-slice-"))
         root = str(Path(__file__).resolve().parent.parent)
         self._proc = subprocess.Popen(
@@ -145,9 +145,11 @@ class SliceJob:
 def _main(argv: list[str]) -> int:
     import time
 
-    ledger_path, folder, work = (Path(a) for a in argv)
+    from collector.ledger_open import ledger_location
+
+    folder, work = Path(argv[1]), Path(argv[2])
     started = time.perf_counter()
-    scan = export_and_scan(ledger_path, folder)
+    scan = export_and_scan(ledger_location(argv[0]), folder)
     scan.seconds = time.perf_counter() - started
     _write(scan, work)
     return 0

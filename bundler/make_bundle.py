@@ -123,15 +123,17 @@ def status_tally(assessment: Assessment) -> dict[str, int]:
     return {s: sum(1 for c in assessment.controls if c.status == s) for s in ("satisfied", "not-satisfied", "not-assessed")}
 
 
-def bundle_after_run(config: Any, ledger_path: Path, *, as_of: Any, run_id: str) -> Path:
+def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id: str) -> Path:
     """``fedledger run --bundle``: a bundle per run under ``[bundle] out_dir`` (default beside the ledger)."""
     from collector.commands.ledger_cmds import open_signer
     from collector.timeutil import format_time
 
     b = config.bundle
-    out_root = b.out_dir or Path(ledger_path).with_name("bundles")
+    from collector.ledger_open import local_anchor, open_ledger
+
+    out_root = b.out_dir or local_anchor(ledger_path).with_name("bundles")
     out = Path(out_root) / run_id
-    with Ledger.open(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         s = config.signer
         signer = open_signer(ledger, getattr(s, "key_file", None), getattr(s, "kms_key_id", None),
                              getattr(s, "endpoint_url", None), getattr(s, "region", None))

@@ -8,9 +8,7 @@ or malformed input · 3 source unavailable · 4 internal error.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -18,6 +16,7 @@ import typer
 from collector import __version__, commands
 from collector.cli_common import DEFAULT_LEDGER, OPTIONS, err, parse_as_of
 from collector.errors import FedledgerError, exit_code_for
+from collector.ledger_open import ledger_location
 
 app = typer.Typer(
     name="fedledger",
@@ -45,10 +44,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    ledger: Path = typer.Option(
-        Path(os.environ.get("FEDLEDGER_LEDGER", DEFAULT_LEDGER)),
+    ledger: str = typer.Option(
+        DEFAULT_LEDGER,
         "--ledger",
-        help="Ledger file (env FEDLEDGER_LEDGER).",
+        envvar="FEDLEDGER_LEDGER",
+        help="Ledger file, or postgresql://USER@HOST/DB?ledger=NAME&store=/objects (env FEDLEDGER_LEDGER).",
         show_default=True,
     ),
     format: str = typer.Option("human", "--format", help="Output: human or json."),
@@ -60,7 +60,7 @@ def main_options(
     if format not in ("human", "json"):
         err("error: --format must be human or json")
         raise typer.Exit(2)
-    OPTIONS.ledger = ledger
+    OPTIONS.ledger = ledger_location(ledger)
     OPTIONS.format = format
     try:
         OPTIONS.as_of = parse_as_of(as_of)

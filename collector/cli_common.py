@@ -29,7 +29,7 @@ DEFAULT_LEDGER = "fedledger.db"
 
 @dataclass
 class GlobalOptions:
-    ledger: Path = Path(DEFAULT_LEDGER)
+    ledger: Path | str = Path(DEFAULT_LEDGER)  # a file Path, or a postgresql:// URL kept as a string
     format: str = "human"
     as_of: datetime | None = None
 
@@ -94,8 +94,12 @@ def parse_as_of(text: str | None) -> datetime | None:
     return parse_time(text, field="--as-of")
 
 
-def key_paths(ledger: Path) -> tuple[Path, Path]:
-    """(private key, public key PEM) beside the ledger file."""
+def key_paths(ledger: Path | str) -> tuple[Path, Path]:
+    """(private key, public key PEM) beside the ledger file; a PostgreSQL ledger has none."""
+    if isinstance(ledger, str) and ledger.startswith(("postgresql://", "postgres://")):
+        raise UsageError("a PostgreSQL ledger has no key file beside it: give --key FILE (or, for `fedledger run`, "
+                         "[signer] key_file in the config), e.g. the fedledger.key that `init` wrote")
+    ledger = Path(ledger)
     stem = ledger.name[: -len(ledger.suffix)] if ledger.suffix else ledger.name
     return ledger.with_name(stem + ".key"), ledger.with_name(stem + ".pub")
 

@@ -149,7 +149,7 @@ class SecretRef:
 
 @dataclass(frozen=True)
 class LedgerConfig:
-    path: Path
+    path: Path | str  # a SQLite file, or a postgresql:// URL kept as a string
     origin: str
 
 
@@ -536,14 +536,18 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     _scan_inline_secrets(doc, (), ctx)
     top = _Reader(doc, (), ctx)
 
-    ledger_path: Path | None = None
+    ledger_path: Path | str | None = None
     origin: str | None = None
     ledger_t = top.table("ledger")
     if ledger_t is None:
         if "ledger" not in doc:
             ctx.problem((), "missing required table [ledger] (path, origin)")
     else:
-        ledger_path = ledger_t.path_value("path", required=True)
+        ledger_text = ledger_t.text("path", required=True)
+        if ledger_text is not None:
+            from collector.ledger_pg import is_postgres_url
+
+            ledger_path = ledger_text if is_postgres_url(ledger_text) else ledger_t.ctx.resolve(ledger_text)
         origin = ledger_t.text("origin", required=True)
         if origin is not None and (any(c.isspace() for c in origin) or "+" in origin):
             ctx.problem(("ledger", "origin"), "ledger.origin must be a name without spaces or '+', e.g. example.gov/fedledger")

@@ -65,7 +65,7 @@ class RunContext:
     """What a factory may use: the whole config, the ledger path, the run's time and id."""
 
     config: FedledgerConfig
-    ledger_path: Path
+    ledger_path: Path | str  # a SQLite file, or a postgresql:// URL
     as_of: datetime
     observed: str
     run_id: str
@@ -316,11 +316,15 @@ class RunResult:
 # -- the journal: what each run did, for `fedledger status` ------------------------------
 
 
-def journal_path_for(ledger_path: Path) -> Path:
-    return Path(ledger_path).with_name(Path(ledger_path).name + ".runs.jsonl")
+def journal_path_for(ledger_path: Path | str) -> Path:
+    """``<ledger file>.runs.jsonl``; for a PostgreSQL ledger beside its store folder (see ``local_anchor``)."""
+    from collector.ledger_open import local_anchor
+
+    anchor = local_anchor(ledger_path)
+    return anchor.with_name(anchor.name + ".runs.jsonl")
 
 
-def append_journal(ledger_path: Path, result: RunResult) -> None:
+def append_journal(ledger_path: Path | str, result: RunResult) -> None:
     """One line per finished run: operational history, not evidence (it is not in the ledger)."""
     doc = {
         "run_id": result.run_id,
@@ -336,7 +340,7 @@ def append_journal(ledger_path: Path, result: RunResult) -> None:
         os.fsync(handle.fileno())
 
 
-def read_journal(ledger_path: Path) -> list[dict[str, Any]]:
+def read_journal(ledger_path: Path | str) -> list[dict[str, Any]]:
     """Finished runs, oldest first; unreadable lines are skipped (this file is advisory)."""
     path = journal_path_for(ledger_path)
     try:
@@ -360,7 +364,7 @@ def read_journal(ledger_path: Path) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class RunRequest:
     config: FedledgerConfig
-    ledger_path: Path
+    ledger_path: Path | str  # a SQLite file, or a postgresql:// URL
     as_of: datetime
     wait_seconds: float = 0.0
     only: tuple[str, ...] = ()
@@ -383,9 +387,12 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
     run_id = request.run_id or new_run_id(utc_now())
     log = RunLog(log_stream or sys.stderr, human=human, run_id=run_id, also_human=also_human)
     config = request.config
-    ledger_path = Path(request.ledger_path)
+    from collector.ledger_open import is_postgres, ledger_location, local_anchor, open_ledger
+    from collector.ledger_pg import PostgresRunLock
+
+    ledger_path = ledger_location(request.ledger_path)
     result = RunResult(run_id=run_id, ledger=str(ledger_path), as_of=observed)
-    if not ledger_path.is_file():
+    if not is_postgres(ledger_path) and not Path(ledger_path).is_file():
         raise SourceUnavailable(
             f"no ledger here: create it with `fedledger --ledger {ledger_path} init --origin {config.ledger.origin}`",
             location=str(ledger_path),
@@ -396,7 +403,12 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
         raise UsageError(f"no source named {', '.join(sorted(unknown))} in {config.path}")
 
     try:
-        lock = RunLock(ledger_path, run_id, started=format_time(utc_now())).acquire(request.wait_seconds)
+        lock: RunLock | PostgresRunLock
+        if is_postgres(ledger_path):  # held in PostgreSQL, so runs on different hosts exclude each other too
+            lock = PostgresRunLock(str(ledger_path), run_id, started=format_time(utc_now()))
+        else:
+            lock = RunLock(local_anchor(ledger_path), run_id, started=format_time(utc_now()))
+        lock.acquire(request.wait_seconds)
     except LedgerLocked as exc:
         log.emit("lock.refused", ledger=str(ledger_path), message=str(exc),
                  holder_pid=exc.holder.pid if exc.holder else None)
@@ -408,7 +420,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
         if lock.took_over is not None:
             log.emit("lock.taken_over", previous=lock.took_over.describe())
         context = RunContext(config, ledger_path, as_of, observed, run_id)
-        with Ledger.open(ledger_path) as ledger:
+        with open_ledger(ledger_path) as ledger:
             if ledger.origin != config.ledger.origin:
                 raise UsageError(f"the ledger's origin is {ledger.origin!r} but the config says "
                                  f"{config.ledger.origin!r}: wrong ledger or wrong config", location=str(ledger_path))
@@ -478,7 +490,7 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
     return outcome
 
 
-def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path, created: str) -> tuple[StoredCheckpoint, bool]:
+def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str) -> tuple[StoredCheckpoint, bool]:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from collector.checkpoint import Checkpoint

@@ -94,7 +94,7 @@ def _age(as_of: datetime, text: str | None) -> int | None:
         return None
 
 
-def _planned_ids(source: SourceConfig, cfg: FedledgerConfig, ledger_path: Path, as_of: datetime) -> tuple[str, ...] | None:
+def _planned_ids(source: SourceConfig, cfg: FedledgerConfig, ledger_path: Path | str, as_of: datetime) -> tuple[str, ...] | None:
     from collector.run import RunContext, plan_source
 
     try:
@@ -108,11 +108,18 @@ def _max(values: list[str | None]) -> str | None:
     return max(present) if present else None
 
 
-def ledger_status(ledger_path: Path, cfg: FedledgerConfig | None, *, as_of: datetime) -> StatusReport:
+def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of: datetime) -> StatusReport:
     """Status of every configured source (and of ledger sources the config does not name)."""
     from collector.run import read_journal
 
-    stats = ledger_stats(ledger_path)
+    from collector.ledger_pg import is_postgres_url
+
+    if is_postgres_url(ledger_path):
+        from collector.ledger_stats_pg import ledger_stats_pg
+
+        stats = ledger_stats_pg(str(ledger_path))
+    else:
+        stats = ledger_stats(Path(ledger_path))
     report = StatusReport(as_of=format_time(as_of), ledger=stats, config=str(cfg.path) if cfg else None)
     if stats.latest_checkpoint is not None:
         report.checkpoint_age_s = _age(as_of, stats.latest_checkpoint.created)

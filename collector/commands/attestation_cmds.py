@@ -17,7 +17,7 @@ from collector.attestation_verify import SigstorePolicy, TrustedKeys
 from collector.cli_common import OPTIONS, emit_json, out, progress, run
 from collector.errors import SourceUnavailable, UsageError
 from collector.ingest import ingest
-from collector.ledger import Ledger
+from collector.ledger_open import open_ledger
 from collector.object_source import open_provider
 from collector.sources.attestations import (
     DEFAULT_MIN_RETENTION_DAYS,
@@ -65,7 +65,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         )
         provider = open_provider(src, endpoint_url=endpoint_url, region=region, profile=profile)
         source = AttestationObjects(provider, src, settings)
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             cursors = ledger.cursors()
             with progress("attestations") as advance:
                 summary = ingest(ledger, source.collect(cursors), kind=source.kind, source_id=source.source_id,

@@ -9,7 +9,7 @@ import typer
 
 from collector.cli_common import OPTIONS, emit_json, err, out, parse_as_of, progress, run
 from collector.errors import SourceUnavailable, UsageError
-from collector.ledger import Ledger
+from collector.ledger_open import open_ledger
 from collector.timeutil import format_time
 
 BASELINE_CHOICES = ("moderate", "high", "low", "ksi", "catalog")
@@ -67,7 +67,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             period=(period_from, period_to) if (period_from or period_to) else None,
             archive=archive, system=system, workers=workers, settings=settings_obj,
         )
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
             with progress("bundling") as advance:
                 result, assessment = make_bundle(ledger, signer, request, on_note=err,

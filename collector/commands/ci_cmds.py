@@ -17,6 +17,7 @@ from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
 from collector.errors import UsageError
 from collector.ingest import IngestSummary, ingest
 from collector.ledger import Ledger
+from collector.ledger_open import open_ledger
 from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
 from collector.sources.ci import CiOptions, CiTally, ci_sources, read_webhook_secrets
 
@@ -73,7 +74,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if paths.count("-") > 1:
             raise UsageError("'-' (stdin) can be given once")
         options = build_options(jwks, issuer, audience, webhook_secret_file, leeway)
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting CI events") as advance:
                 total, tally = collect_ci(ledger, paths, options, observed=OPTIONS.now_text(), on_progress=advance)
         failed = total.quarantined > 0 or bool(tally.tampered)

@@ -19,7 +19,7 @@ from collector.cloudtrail_fetch import (
 )
 from collector.errors import UsageError
 from collector.ingest import ingest
-from collector.ledger import Ledger
+from collector.ledger_open import open_ledger
 from collector.object_source import ObjectProvider, open_provider
 from collector.sources.cloudtrail import CloudTrailDigestVerdicts, CloudTrailLogs
 from collector.timeutil import parse_time
@@ -83,7 +83,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         else:
             source = CloudTrailLogs.for_path(src, workers=workers)
         report = None
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting cloudtrail") as advance:
                 summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind,
                                  source_id=source.source_id, observed=observed, on_progress=advance)

@@ -22,6 +22,7 @@ from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, 
 from collector.export import export_ledger
 from collector.ingest import ingest
 from collector.ledger import Ledger
+from collector.ledger_open import create_ledger, is_postgres, ledger_location, open_ledger
 from collector.signing import (
     KEY_TYPES,
     NoteSigner,
@@ -59,15 +60,25 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         origin: str = typer.Option(..., "--origin", help="Ledger identity, e.g. agency.gov/ci-evidence."),
         key_type: str = typer.Option("ecdsa-p256", "--key-type", help="ecdsa-p256 (default, FIPS 186-5) or ed25519."),
         no_key: bool = typer.Option(False, "--no-key", help="Create no key file (sign with --kms-key-id later)."),
+        key_dir: Optional[Path] = typer.Option(
+            None, "--key-dir",
+            help="Write fedledger.key/.pub into this folder instead of beside the ledger file "
+                 "(a postgresql:// ledger: default the current folder)."),
     ) -> None:
         """Create a ledger and its checkpoint signing key (private key 0600, never printed)."""
         if key_type not in KEY_TYPES:
             raise UsageError(f"--key-type must be one of {', '.join(KEY_TYPES)}")
-        private_path, public_path = key_paths(OPTIONS.ledger)
+        if key_dir is not None or is_postgres(OPTIONS.ledger):
+            folder = key_dir if key_dir is not None else Path.cwd()
+            private_path, public_path = folder / "fedledger.key", folder / "fedledger.pub"
+        else:
+            private_path, public_path = key_paths(OPTIONS.ledger)
         if not no_key and (private_path.exists() or public_path.exists()):
-            raise UsageError("a key file already exists beside the ledger", location=str(private_path))
-        ledger = Ledger.create(OPTIONS.ledger, origin, created=OPTIONS.now_text(), key_type=key_type)
+            raise UsageError("a key file already exists there", location=str(private_path))
+        ledger = create_ledger(OPTIONS.ledger, origin, created=OPTIONS.now_text(), key_type=key_type)
+        ledger.close()
         if not no_key:
+            private_path.parent.mkdir(parents=True, exist_ok=True)
             key = generate_private_key(key_type)
             write_private_key(private_path, key)
             write_public_key(public_path, key.public_key())
@@ -79,12 +90,14 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             out(f"created ledger {ledger.path} (origin {origin})")
             if not no_key:
                 out(f"public key: {public_path}  (give it to verifiers; the private key stays in {private_path})")
+                if key_dir is not None or is_postgres(OPTIONS.ledger):
+                    out(f"sign with: fedledger checkpoint --key {private_path}  (or [signer] key_file in the config)")
 
     @app.command()
     @run
     def append(events: Path = typer.Argument(..., help="JSON lines of normalized events (time, kind, ...).")) -> None:
         """Append already-normalized events; any bad line fails the file and nothing is committed."""
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             source = ManualEvents(events)
             cursors = ledger.cursors()
             problems = source.validate(cursors)
@@ -110,7 +123,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the signed checkpoint to this file."),
     ) -> None:
         """Sign the current tree head as a C2SP checkpoint and keep it in the ledger."""
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
             pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
             stored = ledger.add_checkpoint(
@@ -133,7 +146,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         consistency: Optional[tuple[int, int]] = typer.Option(None, "--consistency", help="OLD NEW tree sizes."),
     ) -> None:
         """Print an inclusion proof (SEQ) or a consistency proof (--consistency OLD NEW) as JSON."""
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             notes = {cp.size: cp.note for cp in ledger.checkpoints()}
             if consistency is not None:
                 old, new = consistency
@@ -202,7 +215,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         include_raw: bool = typer.Option(False, "--include-raw", help="Also copy raw evidence objects."),
     ) -> None:
         """Export entries (exact bytes), checkpoints, public keys and a manifest to a folder."""
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             manifest = export_ledger(ledger, out_dir, include_raw=include_raw)
         if OPTIONS.json:
             emit_json("fedledger.export", {"out": str(out_dir), "size": manifest["size"], "files": len(manifest["files"])})  # type: ignore[arg-type]
@@ -212,7 +225,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     @app.command()
     @run
     def verify(
-        target: Optional[Path] = typer.Argument(None, help="Ledger file or export folder (default: --ledger)."),
+        target: Optional[str] = typer.Argument(
+            None, help="Ledger file, postgresql:// URL or export folder (default: --ledger)."),
         trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
         checkpoint: list[str] = typer.Option(
@@ -229,7 +243,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
 
         with tempfile.TemporaryDirectory(prefix="fedledger-checkpoints-") as fetched:
             saved = materialize_checkpoints(checkpoint, Path(fetched))
-            report = verify_target(target or OPTIONS.ledger, trusted_keys=trusted_key, origin=origin, saved=saved)
+            report = verify_target(ledger_location(target) if target else OPTIONS.ledger, trusted_keys=trusted_key, origin=origin, saved=saved)
         if OPTIONS.json:
             emit_json("fedledger.verify", report.to_json())
         else:

@@ -38,7 +38,7 @@ def _load(config: Path | None) -> FedledgerConfig:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def ledger_path_for(config: FedledgerConfig) -> Path:
+def ledger_path_for(config: FedledgerConfig) -> Path | str:
     """The global --ledger / $FEDLEDGER_LEDGER when given, else the config's ledger.path."""
     if os.environ.get("FEDLEDGER_LEDGER") or OPTIONS.ledger != Path(DEFAULT_LEDGER):
         return OPTIONS.ledger
@@ -172,18 +172,19 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def describe_config(cfg: FedledgerConfig, ledger_path: Path, as_of: datetime) -> dict[str, Any]:
+def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: datetime) -> dict[str, Any]:
     """What a run would do with *cfg*, and what would stop it (as warnings)."""
     from collector.cli_common import key_paths
     from collector.run import RunContext, plan_source
 
     warnings: list[str] = []
-    ledger_doc: dict[str, Any] = {"path": str(ledger_path), "origin": cfg.ledger.origin, "exists": ledger_path.is_file()}
-    if ledger_path.is_file():
-        from collector.ledger import Ledger
+    from collector.ledger_open import is_postgres, open_ledger
 
+    exists = is_postgres(ledger_path) or Path(ledger_path).is_file()
+    ledger_doc: dict[str, Any] = {"path": str(ledger_path), "origin": cfg.ledger.origin, "exists": exists}
+    if exists:
         try:
-            with Ledger.open(ledger_path) as ledger:
+            with open_ledger(ledger_path) as ledger:
                 ledger_doc["size"] = ledger.size
                 if ledger.origin != cfg.ledger.origin:
                     warnings.append(f"ledger origin is {ledger.origin!r}, config says {cfg.ledger.origin!r}")
@@ -194,7 +195,11 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path, as_of: datetime) ->
     signer = cfg.signer
     signer_doc: dict[str, Any] = {"describe": signer.describe()}
     if not signer.kms_key_id:
-        key_file = signer.key_file or key_paths(ledger_path)[0]
+        try:
+            key_file = signer.key_file or key_paths(ledger_path)[0]
+        except UsageError as exc:
+            warnings.append(f"signer: {exc}")
+            key_file = Path("fedledger.key")
         signer_doc["key_file"] = str(key_file)
         signer_doc["present"] = key_file.is_file()
         if not key_file.is_file():

@@ -20,6 +20,7 @@ from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
 from collector.errors import InternalError, SourceUnavailable, UsageError
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest
 from collector.ledger import Ledger
+from collector.ledger_open import open_ledger
 from collector.sources.vault import (
     DEFAULT_MAX_OPEN,
     DEFAULT_PAIR_WINDOW,
@@ -89,7 +90,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             help="A request/response data key the audit device logs in plaintext (audit_non_hmac_*_keys)."),
     ) -> None:
         """Collect Vault audit logs; every line becomes an entry, a duplicate or a quarantined record."""
-        with Ledger.open(OPTIONS.ledger) as ledger:
+        with open_ledger(OPTIONS.ledger) as ledger:
             source = VaultAuditLog(paths, pair_window=pair_window, max_open=max_open, final=final,
                                    non_hmac_keys=non_hmac_key)
             source.inputs()  # unusable paths fail here, before anything is read

@@ -1,0 +1,544 @@
+"""The ledger in PostgreSQL: the same API, entry bytes and Merkle tree as :class:`collector.ledger.Ledger`.
+
+Selected by a URL::
+
+    postgresql://USER@HOST:PORT/DATABASE?ledger=NAME&store=/shared/folder/objects
+
+* ``ledger=NAME`` (default ``fedledger``) is the PostgreSQL **schema** holding this
+  ledger's tables (``meta``, ``entries``, ``nodes``, ``dedup``, ``raw_index``,
+  ``cursors``, ``quarantine``, ``signers``, ``checkpoints``); several ledgers can
+  share one database. NAME: lowercase letters, digits and ``_``, starting with a letter.
+* ``store=/folder`` (required) is the evidence store folder for raw bytes; every
+  writer must see the same folder (local disk for one host, a shared mount otherwise).
+* Every other query parameter is handed to libpq (``sslmode``, ``connect_timeout``...).
+  A password in the URL is refused: use ``PGPASSWORD`` or ``~/.pgpass`` so it never
+  shows in logs, process lists or ``fedledger status``.
+
+Writers: one transaction per :meth:`PostgresLedger.append` (entries, nodes, dedup
+keys, raw index, quarantine, cursors together) and per :meth:`add_checkpoint`. Each
+starts with ``pg_advisory_xact_lock`` on a key derived from the schema name and reads
+the chain tip and Merkle right edge after taking it, so two processes (or hosts)
+appending at once are serialized and never fork the chain. Entry bytes come from
+:func:`collector.ledger.entry_document` + :func:`collector.canonical.canonical_bytes`,
+so they are byte-identical to the SQLite backend's for the same input.
+
+Not verified here: what the database returns is trusted as stored; ``fedledger
+verify`` recomputes every hash from the stored bytes, and checkpoints anchored
+outside the database catch a rolled-back or rewritten ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from collector import merkle
+from collector.canonical import canonical_bytes
+from collector.errors import MalformedInput, SourceUnavailable, UsageError
+from collector.ledger import (
+    FORMAT,
+    NODE_MIN_LEVEL,
+    ZERO_HASH,
+    AppendResult,
+    NewEntry,
+    QuarantineRow,
+    RawIndexRow,
+    StoredCheckpoint,
+    entry_document,
+)
+from collector.store import EvidenceStore
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+DEFAULT_LEDGER_NAME = "fedledger"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_PAGE = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.entries (seq BIGINT PRIMARY KEY, leaf BYTEA NOT NULL, body BYTEA NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.nodes (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL,
+    PRIMARY KEY (level, idx));
+CREATE TABLE IF NOT EXISTS {s}.dedup (key TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.raw_index (sha256 TEXT PRIMARY KEY, size BIGINT NOT NULL,
+    object TEXT NOT NULL, "offset" BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.cursors (source TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.quarantine (id BIGSERIAL PRIMARY KEY, source TEXT NOT NULL, location TEXT NOT NULL,
+    line BIGINT, reason TEXT NOT NULL, sha256 TEXT NOT NULL, observed TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_once ON {s}.quarantine
+    (source, location, coalesce(line, -1), reason, sha256);
+CREATE TABLE IF NOT EXISTS {s}.signers (name TEXT NOT NULL, key_id TEXT NOT NULL, public_pem TEXT NOT NULL,
+    PRIMARY KEY (name, key_id));
+CREATE TABLE IF NOT EXISTS {s}.checkpoints (id BIGSERIAL PRIMARY KEY, size BIGINT NOT NULL, root BYTEA NOT NULL,
+    note TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {s}.run_holder (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
+"""
+
+
+def is_postgres_url(location: object) -> bool:
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+class PostgresLocation:
+    """A parsed ``postgresql://`` ledger URL: libpq conninfo, schema name, store folder."""
+
+    def __init__(self, url: str) -> None:
+        if not is_postgres_url(url):
+            raise UsageError("a PostgreSQL ledger URL starts with postgresql://", location=url)
+        parts = urlsplit(url)
+        if parts.password is not None:
+            raise UsageError("do not put a password in the ledger URL (it would show in logs and process lists): "
+                             "use PGPASSWORD or ~/.pgpass")
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        rest = [(k, v) for k, v in params if k not in ("ledger", "store")]
+        found = dict(params)
+        self.url = url
+        self.name = found.get("ledger") or DEFAULT_LEDGER_NAME
+        if not _NAME.match(self.name):
+            raise UsageError(f"ledger={self.name!r}: use lowercase letters, digits and _ (starting with a letter), "
+                             "at most 63 characters; it names the PostgreSQL schema", location=url)
+        self.schema = f'"{self.name}"'  # quoted in SQL, so reserved words (user, order) are fine names too
+        store = found.get("store")
+        if not store:
+            raise UsageError("the ledger URL needs store=/folder (where raw evidence objects are kept), e.g. "
+                             "postgresql://postgres@127.0.0.1/fedledger?ledger=ci&store=/var/lib/fedledger/objects",
+                             location=url)
+        self.store = Path(store).expanduser()
+        self.conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
+        digest = hashlib.sha256(b"fedledger-ledger-lock:" + self.name.encode()).digest()
+        self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
+        self.run_lock_key = int.from_bytes(hashlib.sha256(b"fedledger-run-lock:" + self.name.encode()).digest()[:8],
+                                           "big", signed=True)
+
+
+def connect(location: PostgresLocation) -> Any:
+    """An autocommit psycopg connection; connection failures are SourceUnavailable (exit 3)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a runtime dependency
+        raise SourceUnavailable("PostgreSQL ledgers need the psycopg package (pip install 'psycopg[binary]')") from None
+    try:
+        return psycopg.connect(location.conninfo, autocommit=True)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SourceUnavailable(f"cannot connect to PostgreSQL: {first}", location=location.url) from None
+
+
+class PostgresLedger:
+    """A ledger in one PostgreSQL schema plus its evidence store folder.
+
+    Same public API and semantics as :class:`collector.ledger.Ledger`; ``path`` is
+    the URL (it holds no password) and ``store`` the :class:`EvidenceStore`.
+    """
+
+    def __init__(self, location: PostgresLocation, conn: Any) -> None:
+        self.location = location
+        self.path = location.url
+        self._conn = conn
+        self._s = location.schema
+        self.store = EvidenceStore(location.store)
+        self.origin = self._meta("origin")
+
+    # -- opening -------------------------------------------------------------------
+    @classmethod
+    def create(cls, url: str, origin: str, *, created: str, key_type: str) -> PostgresLedger:
+        location = PostgresLocation(url)
+        if not origin or any(c.isspace() for c in origin) or "+" in origin:
+            raise UsageError("origin must be a non-empty name without spaces or '+', e.g. example.gov/fedledger")
+        conn = connect(location)
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (location.lock_key,))
+                if _has_meta(conn, location.schema):
+                    raise UsageError("a ledger already exists here", location=url)
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {location.schema}")
+                conn.execute(_SCHEMA.format(s=location.schema))
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO {location.schema}.meta(key, value) VALUES (%s, %s)",
+                        [("format", FORMAT), ("origin", origin), ("created", created), ("key_type", key_type)],
+                    )
+        except BaseException:
+            conn.close()
+            raise
+        location.store.mkdir(parents=True, exist_ok=True)
+        return cls(location, conn)
+
+    @classmethod
+    def open(cls, url: str) -> PostgresLedger:
+        location = PostgresLocation(url)
+        conn = connect(location)
+        try:
+            if not _has_meta(conn, location.schema):
+                raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=url)
+            row = conn.execute(f"SELECT value FROM {location.schema}.meta WHERE key='format'").fetchone()
+            if row is None or row[0] != FORMAT:
+                raise MalformedInput(f"unknown ledger format {row[0] if row else None!r}", location=url)
+            return cls(location, conn)
+        except BaseException:
+            conn.close()
+            raise
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql.replace("~.", self._s + "."), args)
+
+    def _meta(self, key: str) -> str:
+        row = self._q("SELECT value FROM ~.meta WHERE key=%s", (key,)).fetchone()
+        if row is None:
+            raise MalformedInput(f"ledger metadata {key!r} missing", location=self.path)
+        return str(row[0])
+
+    @property
+    def key_type(self) -> str:
+        return self._meta("key_type")
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        row = self._q("SELECT max(seq) FROM ~.entries").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
+        """(seq, stored leaf hash, stored body bytes) in seq order, read in pages of 10,000."""
+        seq = start
+        while end is None or seq < end:
+            stop = seq + _PAGE if end is None else min(seq + _PAGE, end)
+            rows = self._q("SELECT seq, leaf, body FROM ~.entries WHERE seq >= %s AND seq < %s ORDER BY seq",
+                           (seq, stop)).fetchall()
+            if not rows:
+                if end is None:
+                    more = self._q("SELECT min(seq) FROM ~.entries WHERE seq >= %s", (stop,)).fetchone()
+                    if more[0] is None:
+                        return
+                    seq = int(more[0])
+                    continue
+                seq = stop
+                continue
+            for s, leaf, body in rows:
+                yield int(s), bytes(leaf), bytes(body)
+            seq = stop
+
+    def entry(self, seq: int) -> bytes:
+        row = self._q("SELECT body FROM ~.entries WHERE seq=%s", (seq,)).fetchone()
+        if row is None:
+            raise UsageError(f"no entry with seq {seq} (ledger size {self.size})")
+        return bytes(row[0])
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._q("SELECT leaf FROM ~.entries WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end)).fetchall()
+        if len(rows) != end - start:
+            raise MalformedInput(f"ledger is missing leaves in [{start}, {end})", location=self.path)
+        return [bytes(r[0]) for r in rows]
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        """MTH of leaves [start, end): stored nodes where they exist, leaves below that."""
+        n = end - start
+        if n <= 0:
+            raise ValueError("empty subtree")
+        if n & (n - 1) == 0 and start % n == 0:
+            level = n.bit_length() - 1
+            if level >= NODE_MIN_LEVEL:
+                row = self._q("SELECT hash FROM ~.nodes WHERE level=%s AND idx=%s", (level, start >> level)).fetchone()
+                if row is None:
+                    raise MalformedInput(f"ledger node ({level}, {start >> level}) missing", location=self.path)
+                return bytes(row[0])
+        if n <= 1 << NODE_MIN_LEVEL:
+            return merkle.root_from_leaf_hashes(self.leaf_hashes(start, end))
+        k = merkle.split_point(n)
+        return merkle.node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size if size is None else size
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self.subtree_hash(0, size)
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.size
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise UsageError(f"tree size {size} outside 0..{current}")
+        return size
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
+        size = self._check_size(size)
+        if not 0 <= seq < size:
+            raise UsageError(f"seq {seq} is not in a tree of size {size}")
+        return merkle.inclusion_proof(seq, size, self.subtree_hash)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        size2 = self._check_size(size2)
+        if not 1 <= size1 <= size2:
+            raise UsageError(f"consistency needs 1 <= OLD <= NEW <= {self.size}, got {size1} and {size2}")
+        return merkle.consistency_proof(size1, size2, self.subtree_hash)
+
+    def cursor(self, source: str) -> str | None:
+        row = self._q("SELECT cursor FROM ~.cursors WHERE source=%s", (source,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def cursors(self) -> dict[str, str]:
+        return {str(s): str(c) for s, c in self._q("SELECT source, cursor FROM ~.cursors").fetchall()}
+
+    def raw_location(self, sha256: str) -> RawIndexRow | None:
+        row = self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index WHERE sha256=%s', (sha256,)).fetchone()
+        return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
+
+    def raw_bytes(self, sha256: str) -> bytes:
+        """The raw bytes an entry came from, checked against their hash."""
+        where = self.raw_location(sha256)
+        if where is None:
+            raise SourceUnavailable(f"raw object {sha256} is not in the index", location=self.path)
+        data = self.store.get(where.object)[where.offset : where.offset + where.size]
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise MalformedInput(f"raw object {sha256} does not match its index row", location=self.path)
+        return data
+
+    def quarantined(self) -> list[QuarantineRow]:
+        return [
+            QuarantineRow(str(r[0]), str(r[1]), None if r[2] is None else int(r[2]), str(r[3]), str(r[4]), str(r[5]))
+            for r in self._q("SELECT source, location, line, reason, sha256, observed FROM ~.quarantine ORDER BY id")
+        ]
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        return [
+            StoredCheckpoint(int(r[0]), int(r[1]), bytes(r[2]), str(r[3]), str(r[4]))
+            for r in self._q("SELECT id, size, root, note, created FROM ~.checkpoints ORDER BY id")
+        ]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        cps = self.checkpoints()
+        return cps[-1] if cps else None
+
+    def signers(self) -> list[tuple[str, str, str]]:
+        """(name, key ID hex, public key PEM) of every key that signed a checkpoint here."""
+        return [(str(a), str(b), str(c))
+                for a, b, c in self._q("SELECT name, key_id, public_pem FROM ~.signers ORDER BY name, key_id")]
+
+    # -- writing -------------------------------------------------------------------
+    def _right_edge(self, size: int) -> merkle.CompactRange:
+        compact = merkle.CompactRange()
+        start = 0
+        for level, _ in merkle.CompactRange.perfect_subtrees(size):
+            compact.hashes.append(self.subtree_hash(start, start + (1 << level)))
+            start += 1 << level
+        compact.size = size
+        return compact
+
+    def append(
+        self,
+        batch: Sequence[NewEntry],
+        *,
+        cursors: Mapping[str, str] | None = None,
+        raw_index: Iterable[RawIndexRow] = (),
+        quarantine: Iterable[QuarantineRow] = (),
+        updated: str = "",
+    ) -> AppendResult:
+        """Append *batch* (skipping entries whose ``dedup_key`` is already known) in one transaction."""
+        s = self._s
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.location.lock_key,))
+            size = self.size
+            tip = self._q("SELECT leaf FROM ~.entries WHERE seq=%s", (size - 1,)).fetchone() if size else None
+            prev = bytes(tip[0]).hex() if tip else ZERO_HASH
+            keys = [e.dedup_key for e in batch if e.dedup_key is not None]
+            known = self._known_keys(keys)
+            nodes: list[tuple[int, int, bytes]] = []
+
+            def keep(level: int, idx: int, digest: bytes) -> None:
+                if level >= NODE_MIN_LEVEL:
+                    nodes.append((level, idx, digest))
+
+            compact = self._right_edge(size)
+            compact.on_node = keep
+            rows: list[tuple[int, bytes, bytes]] = []
+            dedup_rows: list[tuple[str, int]] = []
+            seqs: list[int] = []
+            duplicates = 0
+            seq = size
+            for new in batch:
+                if new.dedup_key is not None:
+                    if new.dedup_key in known:
+                        duplicates += 1
+                        continue
+                    known.add(new.dedup_key)
+                    dedup_rows.append((new.dedup_key, seq))
+                body = canonical_bytes(entry_document(seq, prev, new))
+                leaf = merkle.leaf_hash(body)
+                compact.append(leaf)
+                rows.append((seq, leaf, body))
+                seqs.append(seq)
+                prev = leaf.hex()
+                seq += 1
+            if rows:
+                with cur.copy(f"COPY {s}.entries (seq, leaf, body) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            if nodes:
+                cur.executemany(f"INSERT INTO {s}.nodes(level, idx, hash) VALUES (%s, %s, %s)", nodes)
+            if dedup_rows:
+                with cur.copy(f"COPY {s}.dedup (key, seq) FROM STDIN") as copy:
+                    for drow in dedup_rows:
+                        copy.write_row(drow)
+            index_rows = [(r.sha256, r.size, r.object, r.offset) for r in raw_index]
+            if index_rows:
+                cur.executemany(f'INSERT INTO {s}.raw_index(sha256, size, object, "offset") VALUES (%s, %s, %s, %s) '
+                                "ON CONFLICT DO NOTHING", index_rows)
+            quarantine_rows = [(q.source, q.location, q.line, q.reason, q.sha256, q.observed) for q in quarantine]
+            if quarantine_rows:
+                cur.executemany(
+                    f"INSERT INTO {s}.quarantine(source, location, line, reason, sha256, observed) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", quarantine_rows)
+            for source, value in (cursors or {}).items():
+                cur.execute(
+                    f"INSERT INTO {s}.cursors(source, cursor, updated) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (source) DO UPDATE SET cursor=excluded.cursor, updated=excluded.updated",
+                    (source, value, updated),
+                )
+        return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
+
+    def _known_keys(self, keys: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for i in range(0, len(keys), 5000):
+            chunk = list(keys[i : i + 5000])
+            known.update(str(r[0]) for r in self._q("SELECT key FROM ~.dedup WHERE key = ANY(%s)", (chunk,)))
+        return known
+
+    def add_checkpoint(
+        self, make_note: Callable[[int, bytes], str], created: str, *, signer: tuple[str, str, str] | None = None
+    ) -> StoredCheckpoint:
+        """Sign the tree head as it stands inside the write lock, and keep the note.
+
+        *make_note(size, root)* returns the signed note text; it runs while the
+        advisory lock is held, so no append can slip between reading the head and storing it.
+        """
+        with self._conn.transaction():
+            self._q("SELECT pg_advisory_xact_lock(%s)", (self.location.lock_key,))
+            size = self.size
+            root = self.root(size)
+            note = make_note(size, root)
+            row = self._q("INSERT INTO ~.checkpoints(size, root, note, created) VALUES (%s, %s, %s, %s) RETURNING id",
+                          (size, root, note, created)).fetchone()
+            if signer is not None:
+                self._q("INSERT INTO ~.signers(name, key_id, public_pem) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        signer)
+        return StoredCheckpoint(int(row[0]), size, root, note, created)
+
+    def integrity_check(self) -> str:
+        """"ok" when seqs are dense from 0 and every node below the tip exists; else what is wrong.
+
+        PostgreSQL has no ``PRAGMA integrity_check``: page checksums and ``amcheck``
+        are the operator's; this checks the ledger's own shape.
+        """
+        row = self._q("SELECT count(*), coalesce(max(seq), -1), coalesce(min(seq), 0) FROM ~.entries").fetchone()
+        count, top, bottom = int(row[0]), int(row[1]), int(row[2])
+        if count != top + 1 or bottom != 0:
+            return f"entries are not dense: {count} rows, seq {bottom}..{top}"
+        expected = sum((top + 1) >> level for level in range(NODE_MIN_LEVEL, max(top + 1, 1).bit_length()))
+        nodes = int(self._q("SELECT count(*) FROM ~.nodes").fetchone()[0])
+        if nodes != expected:
+            return f"{nodes} stored Merkle nodes, expected {expected}"
+        return "ok"
+
+    def drop(self) -> None:
+        """Drop this ledger's schema and everything in it (tests and tear-down only)."""
+        self._q(f"DROP SCHEMA IF EXISTS {self._s} CASCADE")
+
+
+def _has_meta(conn: Any, schema: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s)", (f"{schema}.meta",)).fetchone()
+    if row[0] is None:
+        return False
+    return conn.execute(f"SELECT 1 FROM {schema}.meta WHERE key='format'").fetchone() is not None
+
+
+def drop_ledger(url: str) -> None:
+    """Drop the schema named by *url* if it exists (tests and tear-down only)."""
+    location = PostgresLocation(url)
+    conn = connect(location)
+    try:
+        conn.execute(f"DROP SCHEMA IF EXISTS {location.schema} CASCADE")
+    finally:
+        conn.close()
+
+
+class PostgresRunLock:
+    """``fedledger run``'s one-run-at-a-time lock for a PostgreSQL ledger, across hosts.
+
+    A session-level ``pg_try_advisory_lock`` (its own key, not the append lock) held on
+    a dedicated connection for the whole run; PostgreSQL drops it when that session
+    ends, so a killed run (or a lost host) leaves no lock, only a holder record in
+    ``run_holder``, reported as a stale lock taken over. Same interface as
+    :class:`collector.runlock.RunLock`.
+    """
+
+    def __init__(self, url: str, run_id: str, *, started: str) -> None:
+        self.location = PostgresLocation(url)
+        self.run_id = run_id
+        self.started = started
+        self.took_over: Any = None
+        self._conn: Any = None
+
+    def acquire(self, wait_seconds: float = 0.0, *, poll_seconds: float = 0.2) -> PostgresRunLock:
+        import os
+        import socket
+        import time
+
+        import orjson
+
+        from collector.runlock import LedgerLocked, LockHolder
+
+        s = self.location.schema
+        conn = connect(self.location)
+        start = time.monotonic()
+        try:
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.location.run_lock_key,)).fetchone()[0]:
+                waited = time.monotonic() - start
+                if waited >= wait_seconds:
+                    raise LedgerLocked(LockHolder.parse(self._record(conn).encode()), waited)
+                time.sleep(min(poll_seconds, max(wait_seconds - waited, 0.0)))
+            self.took_over = LockHolder.parse(self._record(conn).encode())
+            record = orjson.dumps({"pid": os.getpid(), "hostname": socket.gethostname(), "since": self.started,
+                                   "run_id": self.run_id}).decode()
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.run_holder "
+                         "(id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)")
+            conn.execute(f"INSERT INTO {s}.run_holder(id, record) VALUES (1, %s) "
+                         "ON CONFLICT (id) DO UPDATE SET record = excluded.record", (record,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    def _record(self, conn: Any) -> str:
+        if conn.execute("SELECT to_regclass(%s)", (f"{self.location.schema}.run_holder",)).fetchone()[0] is None:
+            return ""
+        row = conn.execute(f"SELECT record FROM {self.location.schema}.run_holder WHERE id = 1").fetchone()
+        return "" if row is None else str(row[0])
+
+    def release(self) -> None:
+        """Clear the holder record and drop the lock (closing the session drops it too)."""
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute(f"UPDATE {self.location.schema}.run_holder SET record = '' WHERE id = 1")
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self.location.run_lock_key,))
+        finally:
+            conn.close()
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None

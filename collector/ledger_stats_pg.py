@@ -1,0 +1,62 @@
+"""``fedledger status`` statistics of a PostgreSQL ledger: the same :class:`LedgerStats` as
+:func:`collector.ledger_stats.ledger_stats` computes for SQLite, by SQL aggregates.
+
+Reads only (no lock, no write: no stats cache either, PostgreSQL aggregates the JSON
+bodies itself). Nothing here is verification: the numbers describe what the database
+says; ``fedledger verify`` checks that it was not altered.
+"""
+
+from __future__ import annotations
+
+from collector.ledger_pg import PostgresLocation, connect
+from collector.ledger_stats import CheckpointStats, LedgerStats, SourceStats
+
+# Times are normalized RFC 3339 UTC strings: byte order ("C" collation) is time order,
+# as with SQLite's max() over text.
+_AGGREGATE = """
+    SELECT d->'source'->>'id', d->'source'->>'kind', count(*),
+           max(d->'event'->>'time' COLLATE "C"), min(d->'event'->>'time' COLLATE "C"),
+           max(d->>'observed' COLLATE "C")
+    FROM (SELECT convert_from(body, 'UTF8')::jsonb AS d FROM {s}.entries) AS e
+    GROUP BY 1, 2
+"""
+
+
+def ledger_stats_pg(url: str) -> LedgerStats:
+    """Per-source counts and times, ledger size and newest checkpoint of the ledger at *url*."""
+    from collector.ledger_open import open_ledger
+
+    open_ledger(url).close()  # "no ledger here" and format checks, with the usual messages
+    location = PostgresLocation(url)
+    s = location.schema
+    conn = connect(location)
+    try:
+        origin_row = conn.execute(f"SELECT value FROM {s}.meta WHERE key='origin'").fetchone()
+        size_row = conn.execute(f"SELECT max(seq) FROM {s}.entries").fetchone()
+        size = 0 if size_row[0] is None else int(size_row[0]) + 1
+        per_source = conn.execute(_AGGREGATE.format(s=s)).fetchall()
+        quarantine = {str(a): int(b) for a, b in conn.execute(f"SELECT source, count(*) FROM {s}.quarantine GROUP BY source")}
+        cursors = {str(a): str(b) for a, b in conn.execute(f"SELECT source, updated FROM {s}.cursors")}
+        cp_row = conn.execute(f"SELECT size, created, root FROM {s}.checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        cp_count = int(conn.execute(f"SELECT count(*) FROM {s}.checkpoints").fetchone()[0])
+    finally:
+        conn.close()
+    sources: dict[str, SourceStats] = {}
+    for source_id, kind, count, newest, oldest, observed in per_source:
+        sid = str(source_id)
+        sources[sid] = SourceStats(sid, str(kind), int(count), newest, oldest, observed,
+                                   quarantine.get(sid, 0), cursors.get(sid))
+    for sid in set(quarantine) | set(cursors):
+        if sid not in sources:
+            kind = sid.split(":", 1)[0] if ":" in sid else "unknown"
+            sources[sid] = SourceStats(sid, kind, 0, None, None, None, quarantine.get(sid, 0), cursors.get(sid))
+    latest = None if cp_row is None else CheckpointStats(int(cp_row[0]), str(cp_row[1]), bytes(cp_row[2]).hex())
+    return LedgerStats(
+        path=url,
+        origin=str(origin_row[0]) if origin_row else "",
+        size=size,
+        sources=tuple(sorted(sources.values(), key=lambda x: x.source_id)),
+        latest_checkpoint=latest,
+        checkpoints=cp_count,
+        quarantined=sum(quarantine.values()),
+    )

@@ -1,0 +1,370 @@
+"""The PostgreSQL ledger backend against a real PostgreSQL (127.0.0.1:5432, database ``test``).
+
+Each test gets its own schema (``ledger=t_<random>``) and drops it afterwards. Skipped,
+with the reason, when PostgreSQL is unreachable. Override the server with
+``FEDLEDGER_TEST_PG`` (a ``postgresql://`` URL without ``ledger``/``store``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from collector import merkle
+from collector.cli import app
+from collector.errors import MalformedInput, SourceUnavailable, UsageError
+from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow
+from collector.ledger_open import create_ledger, local_anchor, open_ledger
+from collector.ledger_pg import PostgresLocation, PostgresRunLock, drop_ledger
+from collector.signing import FileSigner, write_public_key
+from tests.ledger_fixtures import OBSERVED, fixed_ed25519, manual_entry, sign_checkpoint
+from tests.ops_workspace import AS_OF, manual_source, write_events
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("FEDLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+ORIGIN = "example.gov/pg-test"
+
+
+def _reachable() -> str | None:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed"
+    try:
+        psycopg.connect(SERVER, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        return f"PostgreSQL unreachable at {SERVER}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+    return None
+
+
+_WHY = _reachable()
+pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
+
+
+@pytest.fixture()
+def pg_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh ledger URL (its own schema and store folder); the schema is dropped afterwards."""
+    url = f"{SERVER}?ledger=t_{secrets.token_hex(6)}&store={tmp_path / 'objects'}"
+    yield url
+    drop_ledger(url)
+
+
+def _entry(i: int, *, dedup: str | None = None) -> NewEntry:
+    return replace(manual_entry(i), dedup_key=dedup)
+
+
+def _append_both(a: Ledger, b: Ledger, batch: list[NewEntry], **kw: object) -> None:
+    ra, rb = a.append(batch, **kw), b.append(batch, **kw)  # type: ignore[arg-type]
+    assert ra == rb
+
+
+def test_same_bytes_roots_and_proofs_as_sqlite(tmp_path: Path, pg_url: str) -> None:
+    lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ed25519")
+    pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
+    with lite, pg:
+        n = 0
+        for size in (1, 3, 64, 7, 129, 2):  # crosses the stored-node levels (64, 128, 256)
+            _append_both(lite, pg, [_entry(n + i) for i in range(size)],
+                         cursors={"manual:test": str(n)}, updated=OBSERVED)
+            n += size
+        assert pg.size == lite.size == n
+        assert list(pg.entries()) == list(lite.entries())
+        assert list(pg.entries(5, 70)) == list(lite.entries(5, 70))
+        assert pg.entry(17) == lite.entry(17)
+        assert pg.leaf_hashes(3, 90) == lite.leaf_hashes(3, 90)
+        assert pg.cursors() == lite.cursors() and pg.cursor("manual:test") == lite.cursor("manual:test")
+        assert pg.origin == lite.origin and pg.key_type == lite.key_type == "ed25519"
+        assert pg.integrity_check() == "ok"
+        for size in range(1, n + 1):
+            root = pg.root(size)
+            assert root == lite.root(size)
+            for seq in {0, size // 2, size - 1}:
+                proof = pg.inclusion_proof(seq, size)
+                assert proof == lite.inclusion_proof(seq, size)
+                merkle.verify_inclusion(seq, size, merkle.leaf_hash(pg.entry(seq)), proof, root)
+            proof = pg.consistency_proof(size, n)
+            assert proof == lite.consistency_proof(size, n)
+            merkle.verify_consistency(size, n, proof, root, pg.root())
+        with pytest.raises(UsageError):
+            pg.inclusion_proof(n, n)
+        with pytest.raises(UsageError):
+            pg.entry(n)
+
+
+def test_dedup_raw_index_quarantine_and_reopen(tmp_path: Path, pg_url: str) -> None:
+    lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ecdsa-p256")
+    pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ecdsa-p256")
+    raw = pg.store.put(b"raw record 0\n")
+    lite.store.put(b"raw record 0\n")
+    index = [RawIndexRow(raw, 13, raw, 0)]
+    bad = QuarantineRow("manual:test", "reviews.jsonl", None, "not-json", "ab" * 32, OBSERVED)
+    with lite, pg:
+        batch = [_entry(i, dedup=f"k{i % 5}") for i in range(8)]  # 3 duplicates inside the batch
+        _append_both(lite, pg, batch, raw_index=index, quarantine=[bad, bad], updated=OBSERVED)
+        again = pg.append(batch, raw_index=index, quarantine=[bad])
+        assert (again.appended, again.duplicates, again.size) == (0, 8, 5)
+        lite.append(batch, raw_index=index, quarantine=[bad])
+        assert list(pg.entries()) == list(lite.entries())
+        assert pg.quarantined() == lite.quarantined() == [bad]
+        assert pg.raw_location(raw) == lite.raw_location(raw)
+        assert pg.raw_bytes(raw) == b"raw record 0\n"
+        assert pg.raw_location("cd" * 32) is None
+    with open_ledger(pg_url) as again_open:
+        assert again_open.size == 5 and again_open.origin == ORIGIN
+        assert again_open.store.root == tmp_path / "objects"
+
+
+def test_status_statistics_match_sqlite(tmp_path: Path, pg_url: str) -> None:
+    from collector.ledger_stats import ledger_stats
+    from collector.ledger_stats_pg import ledger_stats_pg
+
+    lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ed25519")
+    pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
+    other = [replace(_entry(i), source={"kind": "ci", "id": "ci:jobs"}) for i in range(100, 104)]
+    bad = QuarantineRow("vault:x", "audit.log", 3, "not-json", "ab" * 32, OBSERVED)
+    with lite, pg:
+        _append_both(lite, pg, [_entry(i) for i in range(70)] + other, cursors={"manual:test": "c", "idle:x": "c"},
+                     quarantine=[bad], updated="2026-11-20T16:00:00Z")
+        pg.add_checkpoint(lambda size, root: "note", OBSERVED)
+        lite.add_checkpoint(lambda size, root: "note", OBSERVED)
+    expected = ledger_stats(tmp_path / "l.db", use_cache=False)
+    assert replace(ledger_stats_pg(pg_url), path=expected.path) == expected
+
+
+def test_failed_batch_commits_nothing(pg_url: str) -> None:
+    with create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519") as pg:
+        pg.append([_entry(0)], cursors={"s": "1"}, updated=OBSERVED)
+        root = pg.root()
+        nested = NewEntry(source={"kind": "manual", "nested": {"no": 1}}, observed=OBSERVED,  # type: ignore[dict-item]
+                          event={"kind": "x"}, raw_sha256="0" * 64, raw_size=0)
+        with pytest.raises(MalformedInput):
+            pg.append([_entry(1, dedup="d1"), _entry(2), nested], cursors={"s": "2"},
+                      raw_index=[RawIndexRow("ef" * 32, 1, "ef" * 32)], updated=OBSERVED)
+        assert pg.size == 1 and pg.root() == root and pg.cursor("s") == "1"
+        assert pg.raw_location("ef" * 32) is None
+        again = pg.append([_entry(1, dedup="d1")])  # the dedup key of the failed batch was not kept
+        assert again.appended == 1
+
+        def broken_note(size: int, root: bytes) -> str:
+            raise RuntimeError("signer failed")
+
+        with pytest.raises(RuntimeError):
+            pg.add_checkpoint(broken_note, OBSERVED)
+        assert pg.checkpoints() == [] and pg.latest_checkpoint() is None
+        stored = pg.add_checkpoint(lambda s, r: f"note {s} {r.hex()}", OBSERVED, signer=("n", "k", "pem"))
+        assert (stored.id, stored.size, stored.root) == (1, 2, pg.root())
+        assert pg.latest_checkpoint() == stored and pg.signers() == [("n", "k", "pem")]
+
+
+def test_location_rules_and_clear_errors(tmp_path: Path, pg_url: str) -> None:
+    with pytest.raises(UsageError, match="store="):
+        PostgresLocation(f"{SERVER}?ledger=x")
+    with pytest.raises(UsageError, match="PGPASSWORD"):
+        PostgresLocation(f"postgresql://postgres:hunter2@127.0.0.1/test?store={tmp_path}")
+    with pytest.raises(UsageError, match="ledger="):
+        PostgresLocation(f"{SERVER}?ledger=Bad-Name&store={tmp_path}")
+    with pytest.raises(SourceUnavailable, match="no ledger here"):
+        open_ledger(pg_url)
+    create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519").close()
+    with pytest.raises(UsageError, match="already exists"):
+        create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
+    with pytest.raises(SourceUnavailable, match="cannot connect"):
+        open_ledger(f"postgresql://postgres@127.0.0.1:1/test?connect_timeout=2&store={tmp_path}")
+    name = PostgresLocation(pg_url).name
+    assert local_anchor(pg_url) == tmp_path / name
+    reserved = f"{SERVER}?ledger=user&store={tmp_path / 'reserved'}"
+    drop_ledger(reserved)
+    try:
+        with create_ledger(reserved, ORIGIN, created=OBSERVED, key_type="ed25519") as ledger:
+            ledger.append([_entry(0)])
+            assert ledger.size == 1 and ledger.integrity_check() == "ok"
+    finally:
+        drop_ledger(reserved)
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from dataclasses import replace
+    from collector.ledger_open import open_ledger
+    from tests.ledger_fixtures import manual_entry
+    url, writer, batches = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    with open_ledger(url) as ledger:
+        for b in range(batches):
+            base = writer * 100000 + b * 10
+            ledger.append([replace(manual_entry(base + i), dedup_key=f"w{writer}-{b}-{i}") for i in range(10)])
+    """)
+
+
+def test_two_processes_appending_at_once_never_fork(tmp_path: Path, pg_url: str) -> None:
+    create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519").close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, str(w), "15"], env=env, cwd=REPO,
+                              stderr=subprocess.PIPE, text=True) for w in (1, 2)]
+    for proc in procs:
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err
+    signer = FileSigner(ORIGIN, fixed_ed25519())
+    with open_ledger(pg_url) as ledger:
+        assert ledger.size == 300 and ledger.integrity_check() == "ok"
+        sign_checkpoint(ledger, signer)
+        prev = "0" * 64
+        writers = set()
+        for seq, leaf, body in ledger.entries():
+            doc = json.loads(body)
+            assert doc["seq"] == seq and doc["prev"] == prev and merkle.leaf_hash(body) == leaf
+            writers.add(doc["event"]["attrs"]["n"] // 100000)
+            prev = leaf.hex()
+        assert writers == {1, 2}
+    # the export of the shared ledger verifies offline with the CLI
+    keys = tmp_path / "keys"
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "export", "--out", str(tmp_path / "exp")]).exit_code == 0
+    keys.mkdir()
+    write_public_key(keys / "k.pub", fixed_ed25519().public_key())
+    result = cli.invoke(app, ["verify", str(tmp_path / "exp"), "--trusted-key", str(keys / "k.pub"), "--origin", ORIGIN])
+    assert result.exit_code == 0, result.output
+    assert "300/300 entries valid, 1/1 checkpoints valid" in result.output
+
+
+def test_a_writer_killed_mid_run_leaves_whole_batches(pg_url: str) -> None:
+    import signal
+    import time
+
+    create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519").close()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, "3", "100000"], env=env, cwd=REPO,
+                            stderr=subprocess.DEVNULL)
+    with open_ledger(pg_url) as ledger:
+        while ledger.size < 30 and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        size = ledger.size
+        assert size >= 30 and size % 10 == 0  # whole batches of 10 only
+        assert ledger.integrity_check() == "ok"
+        result = ledger.append([_entry(7, dedup="after-kill")])
+        assert result.first_seq == size
+        prev = "0" * 64
+        for seq, leaf, body in ledger.entries():
+            assert json.loads(body)["prev"] == prev and merkle.leaf_hash(body) == leaf
+            prev = leaf.hex()
+
+
+EVENTS = (
+    '{"time":"2026-11-20T14:00:00Z","kind":"manual.review","actor":"alice","attrs":{"ticket":"CHG-1"}}\n'
+    '{"time":"2026-11-20T14:05:00+00:00","kind":"manual.approval","actor":"bob"}\n'
+)
+
+
+def test_cli_init_append_checkpoint_prove_export_verify(tmp_path: Path, pg_url: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+
+    def fl(*args: str):  # type: ignore[no-untyped-def]
+        return cli.invoke(app, ["--ledger", pg_url, "--as-of", "2026-11-21T00:00:00Z", *args])
+
+    result = fl("init", "--origin", ORIGIN)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fedledger.key").stat().st_mode & 0o777 == 0o600 and (tmp_path / "fedledger.pub").exists()
+    assert fl("init", "--origin", ORIGIN).exit_code == 2  # key files (and the ledger) exist
+    (tmp_path / "e.jsonl").write_text(EVENTS)
+    assert fl("append", "e.jsonl").exit_code == 0
+    again = fl("--format", "json", "append", "e.jsonl")
+    assert json.loads(again.stdout)["appended"] == 0
+
+    no_key = fl("checkpoint")
+    assert no_key.exit_code == 2 and "--key" in no_key.stderr
+    assert fl("checkpoint", "--key", "fedledger.key", "--out", "cp.txt").exit_code == 0
+    proof = fl("prove", "1")
+    assert proof.exit_code == 0, proof.output
+    (tmp_path / "p.json").write_text(proof.stdout)
+    checked = cli.invoke(app, ["verify-proof", "p.json", "--trusted-key", "fedledger.pub", "--origin", ORIGIN])
+    assert checked.exit_code == 0, checked.output
+
+    assert fl("export", "--out", "exp", "--include-raw").exit_code == 0
+    offline = cli.invoke(app, ["verify", "exp", "--trusted-key", "fedledger.pub", "--origin", ORIGIN])
+    assert offline.exit_code == 0 and "2/2 entries valid" in offline.stdout, offline.output
+    direct = fl("verify", "--trusted-key", "fedledger.pub", "--origin", ORIGIN)
+    assert direct.exit_code == 0 and "2/2 entries valid" in direct.stdout, direct.output
+    as_target = cli.invoke(app, ["verify", pg_url, "--trusted-key", "fedledger.pub", "--origin", ORIGIN])
+    assert as_target.exit_code == 0, as_target.output
+    untrusted = fl("verify")
+    assert untrusted.exit_code == 2 and "--trusted-key" in untrusted.stderr
+    status = fl("--format", "json", "status")
+    assert status.exit_code == 0, status.output
+    doc = json.loads(status.stdout)
+    assert doc["ledger"]["size"] == 2 and doc["ledger"]["latest_checkpoint"]["size"] == 2
+    assert [s["entries"] for s in doc["unconfigured_sources"]] == [2]
+
+    # the same through FEDLEDGER_LEDGER
+    env_size = cli.invoke(app, ["--format", "json", "prove", "--consistency", "1", "2"],
+                          env={"FEDLEDGER_LEDGER": pg_url})
+    assert env_size.exit_code == 0 and json.loads(env_size.stdout)["size2"] == 2
+
+
+def test_run_with_a_config_whose_ledger_is_a_url(tmp_path: Path, pg_url: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN, "--key-dir", "keys"]).exit_code == 0
+    write_events(tmp_path / "ev" / "a.jsonl", 40)
+    config = tmp_path / "fedledger.toml"
+    config.write_text(f'[ledger]\npath = "{pg_url}"\norigin = "{ORIGIN}"\n\n[signer]\nkey_file = "keys/fedledger.key"\n\n'
+                      + manual_source("reviews", "ev/"), encoding="utf-8")
+    check = cli.invoke(app, ["config", "check", "--config", str(config)])
+    assert check.exit_code == 0, check.output
+    first = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert first.exit_code == 0, first.output
+    doc = json.loads(first.stdout)
+    assert doc["sources"][0]["counts"]["appended"] == 40 and doc["checkpoint"]["size"] == 40
+    second = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert second.exit_code == 0 and json.loads(second.stdout)["sources"][0]["counts"]["appended"] == 0
+    name = PostgresLocation(pg_url).name
+    assert (tmp_path / f"{name}.runs.jsonl").exists()
+    with open_ledger(pg_url) as ledger:
+        assert ledger.size == 40 and len(ledger.checkpoints()) == 1
+    verified = cli.invoke(app, ["--ledger", pg_url, "verify", "--trusted-key", "keys/fedledger.pub", "--origin", ORIGIN])
+    assert verified.exit_code == 0, verified.output
+
+    # one run at a time, across hosts: the lock lives in PostgreSQL
+    held = PostgresRunLock(pg_url, "other-run", started="2026-01-20T23:00:00Z").acquire()
+    try:
+        refused = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF])
+        assert refused.exit_code == 3
+        assert f"another run holds the ledger lock (pid {os.getpid()}" in refused.stderr
+        assert "since 2026-01-20T23:00:00Z, run other-run" in refused.stderr
+    finally:
+        assert held._conn is not None
+        held._conn.close()  # as if killed: PostgreSQL drops the lock, the record stays
+    after = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert after.exit_code == 0, after.output
+    assert "other-run" in json.loads(after.stdout)["took_over_stale_lock"]
+
+
+@pytest.mark.slow
+def test_bundle_from_a_postgresql_ledger_verifies(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN]).exit_code == 0
+    (tmp_path / "e.jsonl").write_text(EVENTS)
+    assert cli.invoke(app, ["--ledger", pg_url, "append", "e.jsonl"]).exit_code == 0
+    no_key = cli.invoke(app, ["--ledger", pg_url, "bundle", "--out", "b0"])
+    assert no_key.exit_code == 2 and "--key" in no_key.stderr
+    made = cli.invoke(app, ["--ledger", pg_url, "--as-of", "2026-11-21T00:00:00Z", "bundle", "--out", "b",
+                            "--key", "fedledger.key", "--workers", "1"])
+    assert made.exit_code == 0, made.output
+    checked = cli.invoke(app, ["verify-bundle", "b", "--trusted-key", "fedledger.pub", "--origin", ORIGIN])
+    assert checked.exit_code == 0, checked.output
+    assert "2 ledger entries verified, 0 INVALID" in checked.stdout
