@@ -31,8 +31,11 @@ app.add_typer(collect_app, name="collect")
 
 # Every module in collector/commands/ defines register(app, collect_app): a new source or
 # command is a new module there, found here without editing this file.
+# The ledger's own commands come first in --help, then the rest by module name.
 COMMAND_MODULES = sorted(
-    f"collector.commands.{info.name}" for info in pkgutil.iter_modules(commands.__path__) if not info.name.startswith("_")
+    (f"collector.commands.{info.name}" for info in pkgutil.iter_modules(commands.__path__)
+     if not info.name.startswith("_")),
+    key=lambda name: (not name.endswith(".ledger_cmds"), name),
 )
 
 
