@@ -34,6 +34,10 @@ class SourceRecord:
     dedup_key: str | None = None
     raw_sha256: str | None = None
     source_extra: Mapping[str, Any] = field(default_factory=dict)
+    event_bytes: bytes | None = None
+    """``canonical_bytes(event)`` when the source already made it (e.g. in a worker
+    process); the record is then an event even with ``event`` left ``None``, and the
+    ledger builds the entry around these bytes (see :func:`collector.ledger.entry_bytes`)."""
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def entry_document(seq: int, prev: str, new: NewEntry) -> dict[str, Any]:
         "prev": prev,
         "source": dict(new.source),
         "observed": new.observed,
-        "event": dict(new.event),
+        "event": orjson.loads(new.event_bytes) if new.event_bytes is not None else dict(new.event),
         "raw": {"sha256": new.raw_sha256, "size": new.raw_size},
     }
 
