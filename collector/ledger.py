@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -51,9 +51,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT
 """
 
 
-@dataclass(frozen=True)
-class NewEntry:
-    """What a source hands the ledger; ``seq``, ``prev`` and ``v`` are added at append."""
+class NewEntry(NamedTuple):
+    """What a source hands the ledger; ``seq``, ``prev`` and ``v`` are added at append.
+
+    An immutable record (a NamedTuple: one is made per entry, and a frozen dataclass
+    costs several times more to construct). ``event_bytes`` is ``canonical_bytes(event)``
+    when the source already made it (e.g. in a worker process): the entry is then built
+    around these bytes and ``event`` is not read. They must be exactly that;
+    :func:`entry_bytes` checks only that they are an object.
+    """
 
     source: Mapping[str, Any]
     observed: str
@@ -62,9 +68,6 @@ class NewEntry:
     raw_size: int
     dedup_key: str | None = None
     event_bytes: bytes | None = None
-    """``canonical_bytes(event)``, when the source already made it (e.g. in a worker
-    process): the entry is then built around these bytes and ``event`` is not read.
-    They must be exactly that; :func:`entry_bytes` checks only that they are an object."""
 
 
 @dataclass(frozen=True)
