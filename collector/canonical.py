@@ -71,41 +71,38 @@ def _utf16_order(value: Any) -> Any:
     return value
 
 
-_PLAIN = (str, bool, type(None))
+_NONE = type(None)
 
 
-def _scan(value: Any) -> bool | None:
+def _scan(value: Any, depth: int = 0) -> bool | None:
     """The fast check: None when something is wrong (``_check`` then names it), else
-    whether a key holds a character above U+FFFF. Iterative, one join per object."""
-    stack = [(value, 0)]
-    pop, push = stack.pop, stack.append
-    astral = False
-    while stack:
-        node, depth = pop()
-        if depth > MAX_DEPTH:
+    whether a key holds a character above U+FFFF. One join per object; recursion is
+    bounded by :data:`MAX_DEPTH` (and cheaper than an explicit stack)."""
+    if depth > MAX_DEPTH:
+        return None
+    if type(value) is dict:
+        try:
+            keys = "".join(value)
+        except TypeError:
             return None
-        if type(node) is dict:
-            try:
-                keys = "".join(node)
-            except TypeError:
+        astral = not keys.isascii() and max(keys) > "\uffff"
+        items = value.values()
+    else:
+        astral = False
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is bool or kind is _NONE:
+            continue
+        if kind is dict or kind is list:
+            found = _scan(item, depth + 1)
+            if found is None:
                 return None
-            if not keys.isascii() and max(keys) > "\uffff":
-                astral = True
-            items = node.values()
-        else:
-            items = node
-        for item in items:
-            kind = type(item)
-            if kind in _PLAIN:
-                continue
-            if kind is int:
-                if -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
-                    continue
-                return None
-            if kind is dict or kind is list:
-                push((item, depth + 1))
-                continue
-            return None
+            astral = astral or found
+            continue
+        if kind is int and -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+            continue
+        return None
     return astral
 
 

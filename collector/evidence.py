@@ -11,19 +11,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    """One input record.
+class SourceRecord(NamedTuple):
+    """One input record (an immutable record; a NamedTuple because sources make one per
+    input line and a frozen dataclass costs several times more to construct).
 
     ``raw`` is the exact bytes the record came from; it is stored in the evidence
     store only when the record becomes an entry. A record with ``reason`` set is
     quarantined: only the SHA-256 of ``raw`` is kept, with ``location``/``line``.
     Sources must set ``raw`` to ``b""`` (and pass ``raw_sha256``) when even holding
-    the bytes in memory longer than needed is unwanted.
+    the bytes in memory longer than needed is unwanted. ``event_bytes`` is
+    ``canonical_bytes(event)`` when the source already made it (e.g. in a worker
+    process); the record is then an event even with ``event`` left ``None``, and the
+    ledger builds the entry around these bytes (see :func:`collector.ledger.entry_bytes`).
     """
 
     location: str
@@ -33,7 +37,8 @@ class SourceRecord:
     reason: str | None = None
     dedup_key: str | None = None
     raw_sha256: str | None = None
-    source_extra: Mapping[str, Any] = field(default_factory=dict)
+    source_extra: Mapping[str, Any] = MappingProxyType({})
+    event_bytes: bytes | None = None
 
 
 @dataclass(frozen=True)

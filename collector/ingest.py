@@ -20,6 +20,7 @@ from collector.evidence import CursorMark, SourceItem, SourceRecord
 from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow
 
 DEFAULT_BATCH = 5000
+_NO_EVENT: dict[str, object] = {}  # NewEntry.event when the source handed over event_bytes only
 
 
 @dataclass
@@ -118,23 +119,31 @@ def _commit(
     entries: list[NewEntry] = []
     quarantine: list[QuarantineRow] = []
     seen_raw: dict[str, tuple[int, int]] = {}
+    sha256 = hashlib.sha256
+    add_entry = entries.append
+    reasons = summary.reasons
     for rec in records:
-        digest = rec.raw_sha256 or hashlib.sha256(rec.raw).hexdigest()
-        if rec.reason is not None or rec.event is None:
+        raw = rec.raw
+        digest = rec.raw_sha256 or sha256(raw).hexdigest()
+        event = rec.event
+        if rec.reason is not None or (event is None and rec.event_bytes is None):
             reason = rec.reason or "no-event"
             summary.quarantined += 1
-            summary.reasons[reason] = summary.reasons.get(reason, 0) + 1
+            reasons[reason] = reasons.get(reason, 0) + 1
             quarantine.append(QuarantineRow(source_id, rec.location, rec.line, reason, digest, observed))
             continue
-        if digest not in seen_raw and rec.raw:
-            seen_raw[digest] = (len(segment), len(rec.raw))
-            segment += rec.raw
-        source: dict[str, object] = {"kind": kind, "id": source_id, "location": rec.location}
-        if rec.line is not None:
-            source["line"] = rec.line
+        if raw and digest not in seen_raw:
+            seen_raw[digest] = (len(segment), len(raw))
+            segment += raw
+        line = rec.line
+        if line is None:
+            source: dict[str, object] = {"kind": kind, "id": source_id, "location": rec.location}
+        else:
+            source = {"kind": kind, "id": source_id, "location": rec.location, "line": line}
         if rec.source_extra:
             source.update(rec.source_extra)
-        entries.append(NewEntry(source, observed, rec.event, digest, len(rec.raw), rec.dedup_key or digest))
+        add_entry(NewEntry(source, observed, event if event is not None else _NO_EVENT, digest, len(raw),
+                           rec.dedup_key or digest, rec.event_bytes))
     if segment:
         obj = ledger.store.put(bytes(segment))
         index = [RawIndexRow(digest, size, obj, offset) for digest, (offset, size) in seen_raw.items()]

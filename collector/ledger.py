@@ -18,10 +18,12 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 from collector import merkle
-from collector.canonical import canonical_bytes
+from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.store import EvidenceStore
 
@@ -49,9 +51,15 @@ CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT
 """
 
 
-@dataclass(frozen=True)
-class NewEntry:
-    """What a source hands the ledger; ``seq``, ``prev`` and ``v`` are added at append."""
+class NewEntry(NamedTuple):
+    """What a source hands the ledger; ``seq``, ``prev`` and ``v`` are added at append.
+
+    An immutable record (a NamedTuple: one is made per entry, and a frozen dataclass
+    costs several times more to construct). ``event_bytes`` is ``canonical_bytes(event)``
+    when the source already made it (e.g. in a worker process): the entry is then built
+    around these bytes and ``event`` is not read. They must be exactly that;
+    :func:`entry_bytes` checks only that they are an object.
+    """
 
     source: Mapping[str, Any]
     observed: str
@@ -59,6 +67,7 @@ class NewEntry:
     raw_sha256: str
     raw_size: int
     dedup_key: str | None = None
+    event_bytes: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +130,57 @@ def entry_document(seq: int, prev: str, new: NewEntry) -> dict[str, Any]:
         "prev": prev,
         "source": dict(new.source),
         "observed": new.observed,
-        "event": dict(new.event),
+        "event": orjson.loads(new.event_bytes) if new.event_bytes is not None else dict(new.event),
         "raw": {"sha256": new.raw_sha256, "size": new.raw_size},
     }
+
+
+_ENTRY_PREFIX = b'{"event":'
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+
+
+def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
+    """``canonical_bytes(entry_document(seq, prev, new))``, built by splicing.
+
+    JCS sorts keys and ``event`` sorts first among the top-level keys, so the entry is
+    ``{"event":`` + the event's canonical bytes + ``,`` + the canonical bytes of the other
+    fields without their opening brace. The other fields are written by orjson directly
+    (sorted keys, integers within ±(2**53-1)) when their types are plain and no
+    ``source`` key holds a character above U+FFFF; otherwise they go through
+    :func:`canonical_bytes`. ``tests/test_ledger_splice.py`` checks equality.
+    """
+    source = new.source
+    for value in source.values():
+        if type(value) not in _SCALARS and not (type(value) is list and all(type(v) in _SCALARS for v in value)):
+            raise MalformedInput(f"entry source values must be scalars or lists of scalars, not {type(value).__name__}")
+    event = new.event_bytes
+    if event is None:
+        plain = new.event
+        event = canonical_bytes(plain if type(plain) is dict else dict(plain))
+    elif event[:1] != b"{" or event[-1:] != b"}":
+        raise MalformedInput("event_bytes must be the canonical bytes of a JSON object")
+    rest = {
+        "observed": new.observed,
+        "prev": prev,
+        "raw": {"sha256": new.raw_sha256, "size": new.raw_size},
+        "seq": seq,
+        "source": source if type(source) is dict else dict(source),
+        "v": ENTRY_VERSION,
+    }
+    keys = None
+    if type(new.observed) is str and type(new.raw_sha256) is str and type(new.raw_size) is int:
+        try:
+            keys = "".join(source)
+        except TypeError:  # a non-string key: canonical_bytes names it
+            pass
+    if keys is not None and (keys.isascii() or max(keys) <= "\uffff"):
+        try:
+            tail = orjson.dumps(rest, option=_SORTED)
+        except TypeError as exc:
+            raise CanonicalizationError("lone surrogate in a string" if "surrogate" in str(exc) else str(exc)) from None
+    else:
+        tail = canonical_bytes(rest)
+    return b"".join((_ENTRY_PREFIX, event, b",", tail[1:]))
 
 
 def default_store_path(db_path: Path) -> Path:
@@ -341,40 +398,51 @@ class Ledger:
             keys = [e.dedup_key for e in batch if e.dedup_key is not None]
             known = self._known_keys(keys)
             nodes: list[tuple[int, int, bytes]] = []
-
-            def keep(level: int, idx: int, digest: bytes) -> None:
-                if level >= NODE_MIN_LEVEL:
-                    nodes.append((level, idx, digest))
-
             compact = self._right_edge(size)
-            compact.on_node = keep
+            hashes = compact.hashes
+            push, pop = hashes.append, hashes.pop
+            sha256 = hashlib.sha256
             rows: list[tuple[int, bytes, bytes]] = []
             dedup_rows: list[tuple[str, int]] = []
             seqs: list[int] = []
             duplicates = 0
             seq = size
             for new in batch:
-                if new.dedup_key is not None:
-                    if new.dedup_key in known:
+                key = new.dedup_key
+                if key is not None:
+                    if key in known:
                         duplicates += 1
                         continue
-                    known.add(new.dedup_key)
-                    dedup_rows.append((new.dedup_key, seq))
-                body = canonical_bytes(entry_document(seq, prev, new))
-                leaf = merkle.leaf_hash(body)
-                compact.append(leaf)
+                    known.add(key)
+                    dedup_rows.append((key, seq))
+                body = entry_bytes(seq, prev, new)
+                leaf = sha256(b"\x00" + body).digest()
                 rows.append((seq, leaf, body))
                 seqs.append(seq)
                 prev = leaf.hex()
+                # the Merkle right edge (CompactRange.append, inlined): merge while the index is odd
+                push(leaf)
+                index = seq
+                level = 0
+                while index & 1:
+                    right = pop()
+                    merged = sha256(b"\x01" + pop() + right).digest()
+                    push(merged)
+                    level += 1
+                    index >>= 1
+                    if level >= NODE_MIN_LEVEL:
+                        nodes.append((level, index, merged))
                 seq += 1
             conn.executemany("INSERT INTO entries(seq, leaf, body) VALUES (?, ?, ?)", rows)
             if nodes:
                 conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", nodes)
+            # keys in order: B-tree inserts then touch each page once instead of at random
             if dedup_rows:
+                dedup_rows.sort()
                 conn.executemany("INSERT INTO dedup(key, seq) VALUES (?, ?)", dedup_rows)
             conn.executemany(
                 "INSERT OR IGNORE INTO raw_index(sha256, size, object, offset) VALUES (?, ?, ?, ?)",
-                [(r.sha256, r.size, r.object, r.offset) for r in raw_index],
+                sorted((r.sha256, r.size, r.object, r.offset) for r in raw_index),
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",

@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.object_source import LocalFolderProvider, ObjectInfo, ObjectProvider
@@ -504,23 +505,36 @@ def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[So
                            reason="data after the end of the first gzip member")
 
 
-Packed = tuple[int | None, bytes, bytes | None, str | None, str | None, str]
+Packed = tuple[int | None, bytes, bytes | None, bytes | None, str | None, str | None, str]
 
 
 def _parse_file_job(job: tuple[bytes, str, int]) -> list[Packed]:
-    """Worker side: parse one file and hash each record; events travel as orjson bytes
-    (cheaper to move between processes than pickled dicts)."""
+    """Worker side: parse one file, hash each record and put each event in canonical form,
+    so the main process only splices, hashes and inserts. An event that cannot be put in
+    canonical form travels as plain orjson bytes instead, and the ledger refuses it exactly
+    as it would without workers."""
     blob, location, skip = job
-    dumps, sha256 = orjson.dumps, hashlib.sha256
-    return [(r.line, r.raw, dumps(r.event) if r.event is not None else None, r.reason, r.dedup_key,
-             sha256(r.raw).hexdigest()) for r in parse_log_bytes(blob, location=location, skip=skip)]
+    sha256 = hashlib.sha256
+    packed: list[Packed] = []
+    for r in parse_log_bytes(blob, location=location, skip=skip):
+        plain = canonical = None
+        if r.event is not None:
+            try:
+                canonical = canonical_bytes(r.event)
+            except CanonicalizationError:
+                plain = orjson.dumps(r.event)
+        packed.append((r.line, r.raw, canonical, plain, r.reason, r.dedup_key, sha256(r.raw).hexdigest()))
+    return packed
 
 
 def _unpack(location: str, packed: list[Packed]) -> Iterator[SourceRecord]:
     loads = orjson.loads
-    for line, raw, event, reason, dedup, digest in packed:
-        yield SourceRecord(location=location, line=line, raw=raw, event=loads(event) if event is not None else None,
-                           reason=reason, dedup_key=dedup, raw_sha256=digest)
+    for line, raw, canonical, plain, reason, dedup, digest in packed:
+        yield SourceRecord(location, line, raw, loads(plain) if plain is not None else None, reason, dedup, digest,
+                           _NO_EXTRA, canonical)
+
+
+_NO_EXTRA: dict[str, Any] = {}
 
 
 class CloudTrailLogs(Source):
