@@ -19,7 +19,7 @@ keys, raw index, quarantine, cursors together) and per :meth:`add_checkpoint`. E
 starts with ``pg_advisory_xact_lock`` on a key derived from the schema name and reads
 the chain tip and Merkle right edge after taking it, so two processes (or hosts)
 appending at once are serialized and never fork the chain. Entry bytes come from
-:func:`collector.ledger.entry_document` + :func:`collector.canonical.canonical_bytes`,
+:func:`collector.ledger.entry_bytes` (canonical bytes of :func:`collector.ledger.entry_document`),
 so they are byte-identical to the SQLite backend's for the same input.
 
 Not verified here: what the database returns is trusted as stored; ``fedledger
@@ -37,7 +37,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from collector import merkle
-from collector.canonical import canonical_bytes
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
     FORMAT,
@@ -48,7 +47,7 @@ from collector.ledger import (
     QuarantineRow,
     RawIndexRow,
     StoredCheckpoint,
-    entry_document,
+    entry_bytes,
 )
 from collector.store import EvidenceStore
 
@@ -375,7 +374,7 @@ class PostgresLedger:
                         continue
                     known.add(new.dedup_key)
                     dedup_rows.append((new.dedup_key, seq))
-                body = canonical_bytes(entry_document(seq, prev, new))
+                body = entry_bytes(seq, prev, new)
                 leaf = merkle.leaf_hash(body)
                 compact.append(leaf)
                 rows.append((seq, leaf, body))

@@ -60,7 +60,7 @@ def pg_url(tmp_path: Path) -> Iterator[str]:
 
 
 def _entry(i: int, *, dedup: str | None = None) -> NewEntry:
-    return replace(manual_entry(i), dedup_key=dedup)
+    return manual_entry(i)._replace(dedup_key=dedup)
 
 
 def _append_both(a: Ledger, b: Ledger, batch: list[NewEntry], **kw: object) -> None:
@@ -130,7 +130,7 @@ def test_status_statistics_match_sqlite(tmp_path: Path, pg_url: str) -> None:
 
     lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ed25519")
     pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
-    other = [replace(_entry(i), source={"kind": "ci", "id": "ci:jobs"}) for i in range(100, 104)]
+    other = [_entry(i)._replace(source={"kind": "ci", "id": "ci:jobs"}) for i in range(100, 104)]
     bad = QuarantineRow("vault:x", "audit.log", 3, "not-json", "ab" * 32, OBSERVED)
     with lite, pg:
         _append_both(lite, pg, [_entry(i) for i in range(70)] + other, cursors={"manual:test": "c", "idle:x": "c"},
@@ -201,7 +201,7 @@ _WRITER = textwrap.dedent("""
     with open_ledger(url) as ledger:
         for b in range(batches):
             base = writer * 100000 + b * 10
-            ledger.append([replace(manual_entry(base + i), dedup_key=f"w{writer}-{b}-{i}") for i in range(10)])
+            ledger.append([manual_entry(base + i)._replace(dedup_key=f"w{writer}-{b}-{i}") for i in range(10)])
     """)
 
 
