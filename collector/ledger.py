@@ -187,7 +187,101 @@ def default_store_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".objects")
 
 
-class Ledger:
+class LedgerReads:
+    """Tree and raw-evidence reads shared by the SQLite and PostgreSQL ledgers.
+
+    A backend supplies ``size``, ``path``, ``store``, :meth:`leaf_hashes`,
+    :meth:`_stored_node`, :meth:`raw_location` and :meth:`checkpoints`; everything
+    here is computed from those, so both backends answer proofs the same way.
+    """
+
+    path: Any
+    store: EvidenceStore
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        raise NotImplementedError
+
+    def _stored_node(self, level: int, idx: int) -> bytes | None:
+        raise NotImplementedError
+
+    def raw_location(self, sha256: str) -> RawIndexRow | None:
+        raise NotImplementedError
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        raise NotImplementedError
+
+    def subtree_hash(self, start: int, end: int) -> bytes:
+        """MTH of leaves [start, end): stored nodes where they exist, leaves below that."""
+        n = end - start
+        if n <= 0:
+            raise ValueError("empty subtree")
+        if n & (n - 1) == 0 and start % n == 0:
+            level = n.bit_length() - 1
+            if level >= NODE_MIN_LEVEL:
+                node = self._stored_node(level, start >> level)
+                if node is None:
+                    raise MalformedInput(f"ledger node ({level}, {start >> level}) missing", location=str(self.path))
+                return node
+        if n <= 1 << NODE_MIN_LEVEL:
+            return merkle.root_from_leaf_hashes(self.leaf_hashes(start, end))
+        k = merkle.split_point(n)
+        return merkle.node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
+
+    def root(self, size: int | None = None) -> bytes:
+        size = self.size if size is None else size
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self.subtree_hash(0, size)
+
+    def _check_size(self, size: int | None) -> int:
+        current = self.size
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise UsageError(f"tree size {size} outside 0..{current}")
+        return size
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
+        size = self._check_size(size)
+        if not 0 <= seq < size:
+            raise UsageError(f"seq {seq} is not in a tree of size {size}")
+        return merkle.inclusion_proof(seq, size, self.subtree_hash)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        size2 = self._check_size(size2)
+        if not 1 <= size1 <= size2:
+            raise UsageError(f"consistency needs 1 <= OLD <= NEW <= {self.size}, got {size1} and {size2}")
+        return merkle.consistency_proof(size1, size2, self.subtree_hash)
+
+    def raw_bytes(self, sha256: str) -> bytes:
+        """The raw bytes an entry came from, checked against their hash."""
+        where = self.raw_location(sha256)
+        if where is None:
+            raise SourceUnavailable(f"raw object {sha256} is not in the index", location=str(self.path))
+        data = self.store.get(where.object)[where.offset : where.offset + where.size]
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise MalformedInput(f"raw object {sha256} does not match its index row", location=str(self.path))
+        return data
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        cps = self.checkpoints()
+        return cps[-1] if cps else None
+
+    def _right_edge(self, size: int) -> merkle.CompactRange:
+        compact = merkle.CompactRange()
+        start = 0
+        for level, _ in merkle.CompactRange.perfect_subtrees(size):
+            compact.hashes.append(self.subtree_hash(start, start + (1 << level)))
+            start += 1 << level
+        compact.size = size
+        return compact
+
+
+class Ledger(LedgerReads):
     """A ledger in one SQLite file plus its evidence store folder."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
@@ -285,50 +379,9 @@ class Ledger:
             raise MalformedInput(f"ledger is missing leaves in [{start}, {end})", location=str(self.path))
         return [bytes(r[0]) for r in rows]
 
-    def subtree_hash(self, start: int, end: int) -> bytes:
-        """MTH of leaves [start, end): stored nodes where they exist, leaves below that."""
-        n = end - start
-        if n <= 0:
-            raise ValueError("empty subtree")
-        if n & (n - 1) == 0 and start % n == 0:
-            level = n.bit_length() - 1
-            if level >= NODE_MIN_LEVEL:
-                row = self._conn.execute(
-                    "SELECT hash FROM nodes WHERE level=? AND idx=?", (level, start >> level)
-                ).fetchone()
-                if row is None:
-                    raise MalformedInput(f"ledger node ({level}, {start >> level}) missing", location=str(self.path))
-                return bytes(row[0])
-        if n <= 1 << NODE_MIN_LEVEL:
-            return merkle.root_from_leaf_hashes(self.leaf_hashes(start, end))
-        k = merkle.split_point(n)
-        return merkle.node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
-
-    def root(self, size: int | None = None) -> bytes:
-        size = self.size if size is None else size
-        if size == 0:
-            return merkle.EMPTY_ROOT
-        return self.subtree_hash(0, size)
-
-    def _check_size(self, size: int | None) -> int:
-        current = self.size
-        if size is None:
-            return current
-        if not 0 <= size <= current:
-            raise UsageError(f"tree size {size} outside 0..{current}")
-        return size
-
-    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
-        size = self._check_size(size)
-        if not 0 <= seq < size:
-            raise UsageError(f"seq {seq} is not in a tree of size {size}")
-        return merkle.inclusion_proof(seq, size, self.subtree_hash)
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        size2 = self._check_size(size2)
-        if not 1 <= size1 <= size2:
-            raise UsageError(f"consistency needs 1 <= OLD <= NEW <= {self.size}, got {size1} and {size2}")
-        return merkle.consistency_proof(size1, size2, self.subtree_hash)
+    def _stored_node(self, level: int, idx: int) -> bytes | None:
+        row = self._conn.execute("SELECT hash FROM nodes WHERE level=? AND idx=?", (level, idx)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def cursor(self, source: str) -> str | None:
         row = self._conn.execute("SELECT cursor FROM cursors WHERE source=?", (source,)).fetchone()
@@ -340,16 +393,6 @@ class Ledger:
     def raw_location(self, sha256: str) -> RawIndexRow | None:
         row = self._conn.execute("SELECT sha256, size, object, offset FROM raw_index WHERE sha256=?", (sha256,)).fetchone()
         return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
-
-    def raw_bytes(self, sha256: str) -> bytes:
-        """The raw bytes an entry came from, checked against their hash."""
-        where = self.raw_location(sha256)
-        if where is None:
-            raise SourceUnavailable(f"raw object {sha256} is not in the index", location=str(self.path))
-        data = self.store.get(where.object)[where.offset : where.offset + where.size]
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise MalformedInput(f"raw object {sha256} does not match its index row", location=str(self.path))
-        return data
 
     def quarantined(self) -> list[QuarantineRow]:
         return [
@@ -365,20 +408,7 @@ class Ledger:
             for r in self._conn.execute("SELECT id, size, root, note, created FROM checkpoints ORDER BY id")
         ]
 
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
-        cps = self.checkpoints()
-        return cps[-1] if cps else None
-
     # -- writing -------------------------------------------------------------------
-    def _right_edge(self, size: int) -> merkle.CompactRange:
-        compact = merkle.CompactRange()
-        start = 0
-        for level, _ in merkle.CompactRange.perfect_subtrees(size):
-            compact.hashes.append(self.subtree_hash(start, start + (1 << level)))
-            start += 1 << level
-        compact.size = size
-        return compact
-
     def append(
         self,
         batch: Sequence[NewEntry],

@@ -43,6 +43,7 @@ from collector.ledger import (
     NODE_MIN_LEVEL,
     ZERO_HASH,
     AppendResult,
+    LedgerReads,
     NewEntry,
     QuarantineRow,
     RawIndexRow,
@@ -126,7 +127,7 @@ def connect(location: PostgresLocation) -> Any:
         raise SourceUnavailable(f"cannot connect to PostgreSQL: {first}", location=location.url) from None
 
 
-class PostgresLedger:
+class PostgresLedger(LedgerReads):
     """A ledger in one PostgreSQL schema plus its evidence store folder.
 
     Same public API and semantics as :class:`collector.ledger.Ledger`; ``path`` is
@@ -241,48 +242,9 @@ class PostgresLedger:
             raise MalformedInput(f"ledger is missing leaves in [{start}, {end})", location=self.path)
         return [bytes(r[0]) for r in rows]
 
-    def subtree_hash(self, start: int, end: int) -> bytes:
-        """MTH of leaves [start, end): stored nodes where they exist, leaves below that."""
-        n = end - start
-        if n <= 0:
-            raise ValueError("empty subtree")
-        if n & (n - 1) == 0 and start % n == 0:
-            level = n.bit_length() - 1
-            if level >= NODE_MIN_LEVEL:
-                row = self._q("SELECT hash FROM ~.nodes WHERE level=%s AND idx=%s", (level, start >> level)).fetchone()
-                if row is None:
-                    raise MalformedInput(f"ledger node ({level}, {start >> level}) missing", location=self.path)
-                return bytes(row[0])
-        if n <= 1 << NODE_MIN_LEVEL:
-            return merkle.root_from_leaf_hashes(self.leaf_hashes(start, end))
-        k = merkle.split_point(n)
-        return merkle.node_hash(self.subtree_hash(start, start + k), self.subtree_hash(start + k, end))
-
-    def root(self, size: int | None = None) -> bytes:
-        size = self.size if size is None else size
-        if size == 0:
-            return merkle.EMPTY_ROOT
-        return self.subtree_hash(0, size)
-
-    def _check_size(self, size: int | None) -> int:
-        current = self.size
-        if size is None:
-            return current
-        if not 0 <= size <= current:
-            raise UsageError(f"tree size {size} outside 0..{current}")
-        return size
-
-    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
-        size = self._check_size(size)
-        if not 0 <= seq < size:
-            raise UsageError(f"seq {seq} is not in a tree of size {size}")
-        return merkle.inclusion_proof(seq, size, self.subtree_hash)
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        size2 = self._check_size(size2)
-        if not 1 <= size1 <= size2:
-            raise UsageError(f"consistency needs 1 <= OLD <= NEW <= {self.size}, got {size1} and {size2}")
-        return merkle.consistency_proof(size1, size2, self.subtree_hash)
+    def _stored_node(self, level: int, idx: int) -> bytes | None:
+        row = self._q("SELECT hash FROM ~.nodes WHERE level=%s AND idx=%s", (level, idx)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def cursor(self, source: str) -> str | None:
         row = self._q("SELECT cursor FROM ~.cursors WHERE source=%s", (source,)).fetchone()
@@ -294,16 +256,6 @@ class PostgresLedger:
     def raw_location(self, sha256: str) -> RawIndexRow | None:
         row = self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index WHERE sha256=%s', (sha256,)).fetchone()
         return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
-
-    def raw_bytes(self, sha256: str) -> bytes:
-        """The raw bytes an entry came from, checked against their hash."""
-        where = self.raw_location(sha256)
-        if where is None:
-            raise SourceUnavailable(f"raw object {sha256} is not in the index", location=self.path)
-        data = self.store.get(where.object)[where.offset : where.offset + where.size]
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise MalformedInput(f"raw object {sha256} does not match its index row", location=self.path)
-        return data
 
     def quarantined(self) -> list[QuarantineRow]:
         return [
@@ -317,25 +269,12 @@ class PostgresLedger:
             for r in self._q("SELECT id, size, root, note, created FROM ~.checkpoints ORDER BY id")
         ]
 
-    def latest_checkpoint(self) -> StoredCheckpoint | None:
-        cps = self.checkpoints()
-        return cps[-1] if cps else None
-
     def signers(self) -> list[tuple[str, str, str]]:
         """(name, key ID hex, public key PEM) of every key that signed a checkpoint here."""
         return [(str(a), str(b), str(c))
                 for a, b, c in self._q("SELECT name, key_id, public_pem FROM ~.signers ORDER BY name, key_id")]
 
     # -- writing -------------------------------------------------------------------
-    def _right_edge(self, size: int) -> merkle.CompactRange:
-        compact = merkle.CompactRange()
-        start = 0
-        for level, _ in merkle.CompactRange.perfect_subtrees(size):
-            compact.hashes.append(self.subtree_hash(start, start + (1 << level)))
-            start += 1 << level
-        compact.size = size
-        return compact
-
     def append(
         self,
         batch: Sequence[NewEntry],
