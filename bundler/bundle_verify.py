@@ -36,6 +36,7 @@ from bundler.bundle_format import BUNDLE_FORMAT, MANIFEST_FILE, PROOFS_FILE, SIG
 from bundler.export_reader import iter_export_entries, read_export
 from bundler.ledger_verify import Failure, verify_ledger
 from collector import merkle
+from collector.store import sha256_file
 from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.checkpoint import CheckpointError, NoteVerifier, parse_verifier_key, split_note, verify_checkpoint
 from collector.errors import FedledgerError
@@ -87,14 +88,6 @@ class BundleVerification:
             "valid": self.valid,
             "failures": [{"code": f.code, "where": f.where, "seq": f.seq, "message": f.message} for f in self.failures],
         }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_bundle(
@@ -172,7 +165,7 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
         if name not in files:
             report.fail("file-missing", name, "listed in the manifest but not in the bundle")
             continue
-        got = _sha256(files[name])
+        got = sha256_file(files[name])
         digests[name] = got
         if got != want:
             report.fail("file-modified", name, f"sha256 {got}, manifest says {want}")
@@ -405,7 +398,7 @@ def _verify_oscal(bundle: BundleFiles, report: BundleVerification, digests: dict
                 checked += 1
                 if h.get("algorithm") != "SHA-256":
                     continue
-                actual = digests.get(rel) or (_sha256(bundle.files[rel]) if rel in bundle.files else None)
+                actual = digests.get(rel) or (sha256_file(bundle.files[rel]) if rel in bundle.files else None)
                 if actual is None:
                     report.fail("oscal-evidence", name, f"evidence {rel} is not in the bundle")
                 elif actual != h.get("value"):

@@ -187,6 +187,62 @@ def default_store_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".objects")
 
 
+@dataclass
+class PreparedBatch:
+    """The rows one append writes: entries, stored Merkle nodes and dedup keys."""
+
+    rows: list[tuple[int, bytes, bytes]]  # (seq, leaf hash, body)
+    nodes: list[tuple[int, int, bytes]]  # (level, index, hash) of completed subtrees at level >= NODE_MIN_LEVEL
+    dedup_rows: list[tuple[str, int]]
+    seqs: list[int]
+    duplicates: int
+    next_seq: int
+
+
+def prepare_batch(batch: Sequence[NewEntry], *, size: int, prev: str, known: set[str], edge: list[bytes]) -> PreparedBatch:
+    """Chain and hash *batch* after a tree of *size* whose right edge is *edge* (changed in place).
+
+    Entries whose ``dedup_key`` is in *known* (or repeated in the batch) are counted as
+    duplicates and skipped. Shared by the SQLite and PostgreSQL backends: this loop is
+    the append hot path, so the compact-range update is inlined.
+    """
+    push, pop = edge.append, edge.pop
+    sha256 = hashlib.sha256
+    rows: list[tuple[int, bytes, bytes]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    dedup_rows: list[tuple[str, int]] = []
+    seqs: list[int] = []
+    duplicates = 0
+    seq = size
+    for new in batch:
+        key = new.dedup_key
+        if key is not None:
+            if key in known:
+                duplicates += 1
+                continue
+            known.add(key)
+            dedup_rows.append((key, seq))
+        body = entry_bytes(seq, prev, new)
+        leaf = sha256(b"\x00" + body).digest()
+        rows.append((seq, leaf, body))
+        seqs.append(seq)
+        prev = leaf.hex()
+        # the Merkle right edge (CompactRange.append, inlined): merge while the index is odd
+        push(leaf)
+        index = seq
+        level = 0
+        while index & 1:
+            right = pop()
+            merged = sha256(b"\x01" + pop() + right).digest()
+            push(merged)
+            level += 1
+            index >>= 1
+            if level >= NODE_MIN_LEVEL:
+                nodes.append((level, index, merged))
+        seq += 1
+    return PreparedBatch(rows, nodes, dedup_rows, seqs, duplicates, seq)
+
+
 class LedgerReads:
     """Tree and raw-evidence reads shared by the SQLite and PostgreSQL ledgers.
 
@@ -427,42 +483,9 @@ class Ledger(LedgerReads):
             prev = bytes(tip[0]).hex() if tip else ZERO_HASH
             keys = [e.dedup_key for e in batch if e.dedup_key is not None]
             known = self._known_keys(keys)
-            nodes: list[tuple[int, int, bytes]] = []
-            compact = self._right_edge(size)
-            hashes = compact.hashes
-            push, pop = hashes.append, hashes.pop
-            sha256 = hashlib.sha256
-            rows: list[tuple[int, bytes, bytes]] = []
-            dedup_rows: list[tuple[str, int]] = []
-            seqs: list[int] = []
-            duplicates = 0
-            seq = size
-            for new in batch:
-                key = new.dedup_key
-                if key is not None:
-                    if key in known:
-                        duplicates += 1
-                        continue
-                    known.add(key)
-                    dedup_rows.append((key, seq))
-                body = entry_bytes(seq, prev, new)
-                leaf = sha256(b"\x00" + body).digest()
-                rows.append((seq, leaf, body))
-                seqs.append(seq)
-                prev = leaf.hex()
-                # the Merkle right edge (CompactRange.append, inlined): merge while the index is odd
-                push(leaf)
-                index = seq
-                level = 0
-                while index & 1:
-                    right = pop()
-                    merged = sha256(b"\x01" + pop() + right).digest()
-                    push(merged)
-                    level += 1
-                    index >>= 1
-                    if level >= NODE_MIN_LEVEL:
-                        nodes.append((level, index, merged))
-                seq += 1
+            batch_rows = prepare_batch(batch, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
+            rows, nodes, dedup_rows, seqs = batch_rows.rows, batch_rows.nodes, batch_rows.dedup_rows, batch_rows.seqs
+            duplicates, seq = batch_rows.duplicates, batch_rows.next_seq
             conn.executemany("INSERT INTO entries(seq, leaf, body) VALUES (?, ?, ?)", rows)
             if nodes:
                 conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", nodes)

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from collector import merkle
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
     FORMAT,
@@ -48,7 +47,7 @@ from collector.ledger import (
     QuarantineRow,
     RawIndexRow,
     StoredCheckpoint,
-    entry_bytes,
+    prepare_batch,
 )
 from collector.store import EvidenceStore
 
@@ -293,33 +292,9 @@ class PostgresLedger(LedgerReads):
             prev = bytes(tip[0]).hex() if tip else ZERO_HASH
             keys = [e.dedup_key for e in batch if e.dedup_key is not None]
             known = self._known_keys(keys)
-            nodes: list[tuple[int, int, bytes]] = []
-
-            def keep(level: int, idx: int, digest: bytes) -> None:
-                if level >= NODE_MIN_LEVEL:
-                    nodes.append((level, idx, digest))
-
-            compact = self._right_edge(size)
-            compact.on_node = keep
-            rows: list[tuple[int, bytes, bytes]] = []
-            dedup_rows: list[tuple[str, int]] = []
-            seqs: list[int] = []
-            duplicates = 0
-            seq = size
-            for new in batch:
-                if new.dedup_key is not None:
-                    if new.dedup_key in known:
-                        duplicates += 1
-                        continue
-                    known.add(new.dedup_key)
-                    dedup_rows.append((new.dedup_key, seq))
-                body = entry_bytes(seq, prev, new)
-                leaf = merkle.leaf_hash(body)
-                compact.append(leaf)
-                rows.append((seq, leaf, body))
-                seqs.append(seq)
-                prev = leaf.hex()
-                seq += 1
+            prepared = prepare_batch(batch, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
+            rows, nodes, dedup_rows, seqs = prepared.rows, prepared.nodes, prepared.dedup_rows, prepared.seqs
+            duplicates, seq = prepared.duplicates, prepared.next_seq
             if rows:
                 with cur.copy(f"COPY {s}.entries (seq, leaf, body) FROM STDIN") as copy:
                     for row in rows:
