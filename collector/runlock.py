@@ -107,6 +107,7 @@ class RunLock:
         except OSError as exc:
             raise SourceUnavailable(f"cannot open the run lock: {exc.strerror}", location=str(self.path)) from None
         start = clock()
+        retried = False
         try:
             while True:
                 try:
@@ -117,7 +118,18 @@ class RunLock:
                         raise SourceUnavailable(f"cannot lock: {exc.strerror}", location=str(self.path)) from None
                 waited = clock() - start
                 if waited >= wait_seconds:
-                    raise LedgerLocked(LockHolder.parse(_read_all(fd)), waited)
+                    # The holder writes its record just after it takes the lock; give a
+                    # holder that is between the two a moment, so the message can name it.
+                    holder = LockHolder.parse(_read_all(fd))
+                    for _ in range(25):
+                        if holder is not None and holder.pid is not None:
+                            break
+                        sleep(0.02)
+                        holder = LockHolder.parse(_read_all(fd))
+                    if (holder is None or holder.pid is None) and not retried:
+                        retried = True  # an empty record: the holder may just have let go
+                        continue
+                    raise LedgerLocked(holder, waited)
                 sleep(min(poll_seconds, max(wait_seconds - waited, 0.0)))
         except BaseException:
             os.close(fd)
