@@ -60,3 +60,12 @@ class Source(ABC):
     @abstractmethod
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         """Yield records and cursor marks, resuming from *cursors* (source id → cursor)."""
+
+    def worker_state(self) -> Any:
+        """What :meth:`collect` left in this object (counts, notes), when it ran in a worker
+        process (:mod:`collector.pipeline`); picklable."""
+        return dict(vars(self))
+
+    def absorb_worker_state(self, state: Any) -> None:
+        """Take the state :meth:`worker_state` returned in the worker, as if collect ran here."""
+        vars(self).update(state)

@@ -17,7 +17,8 @@ import orjson
 
 from collector.errors import IntegrityError, SourceUnavailable
 from collector.evidence import CursorMark, SourceItem, SourceRecord
-from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow
+from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow, entry_parts
+from collector.store import EvidenceStore
 
 DEFAULT_BATCH = 5000
 _NO_EVENT: dict[str, object] = {}  # NewEntry.event when the source handed over event_bytes only
@@ -35,6 +36,8 @@ class IngestSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     first_seq: int | None = None
     size: int = 0
+    worker_cpu: float = 0.0  # CPU seconds of a worker process that staged the records (not in to_json)
+    worker_peak_rss_mib: int = 0  # and its peak RSS
 
     def add(self, other: IngestSummary) -> None:
         self.read += other.read
@@ -44,6 +47,8 @@ class IngestSummary:
         for k, v in other.reasons.items():
             self.reasons[k] = self.reasons.get(k, 0) + v
         self.size = max(self.size, other.size)
+        self.worker_cpu += other.worker_cpu
+        self.worker_peak_rss_mib = max(self.worker_peak_rss_mib, other.worker_peak_rss_mib)
 
     @property
     def balanced(self) -> bool:
@@ -80,55 +85,89 @@ def ingest(
 ) -> IngestSummary:
     """Append everything *items* yields; return the counts."""
     summary = IngestSummary(source=source_id, size=ledger.size)
+    for staged in staged_batches(items, kind=kind, source_id=source_id, observed=observed, store=ledger.store,
+                                 batch_size=batch_size):
+        commit(ledger, staged, summary=summary, observed=observed)
+        if on_progress is not None:
+            on_progress(staged.read)
+    return summary
+
+
+@dataclass
+class StagedBatch:
+    """One ledger transaction's worth of records, ready for :meth:`Ledger.append`.
+
+    The raw bytes of its entries are already in the evidence store (one segment
+    object); ``read``/``quarantined``/``reasons`` count its input records, so the
+    summary adds up whichever process staged it.
+    """
+
+    entries: list[NewEntry]
+    raw_index: list[RawIndexRow]
+    quarantine: list[QuarantineRow]
+    cursors: dict[str, str]
+    read: int = 0
+    quarantined: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def staged_batches(
+    items: Iterable[SourceItem],
+    *,
+    kind: str,
+    source_id: str,
+    observed: str,
+    store: EvidenceStore,
+    batch_size: int = DEFAULT_BATCH,
+    parts: bool = False,
+) -> Iterator[StagedBatch]:
+    """*items* cut into batches that end at cursor marks (so a killed run resumes exactly
+    where the last committed batch ended), each staged by :func:`stage`."""
     pending: list[SourceRecord] = []
     cursors: dict[str, str] = {}
-
-    def flush() -> None:
-        if not pending and not cursors:
-            return
-        _commit(ledger, pending, cursors, kind=kind, source_id=source_id, observed=observed, summary=summary)
-        if on_progress is not None:
-            on_progress(len(pending))
-        pending.clear()
-        cursors.clear()
-
     for item in items:
         if isinstance(item, CursorMark):
             cursors[item.source_id] = item.cursor
             if len(pending) >= batch_size:
-                flush()
+                yield stage(pending, cursors, kind=kind, source_id=source_id, observed=observed, store=store,
+                            parts=parts)
+                pending, cursors = [], {}
             continue
-        summary.read += 1
         pending.append(item)
-    flush()
-    return summary
+    if pending or cursors:
+        yield stage(pending, cursors, kind=kind, source_id=source_id, observed=observed, store=store, parts=parts)
 
 
-def _commit(
-    ledger: Ledger,
+def stage(
     records: list[SourceRecord],
     cursors: dict[str, str],
     *,
     kind: str,
     source_id: str,
     observed: str,
-    summary: IngestSummary,
-) -> None:
+    store: EvidenceStore,
+    parts: bool = False,
+) -> StagedBatch:
+    """Quarantine rows, entries and the raw-object index of *records*; their raw bytes go
+    to the store first, as one content-addressed segment object.
+
+    With *parts*, each entry carries :func:`collector.ledger.entry_parts` (its canonical
+    bytes around ``prev`` and ``seq``) and nothing else the ledger would read, so a worker
+    process can do this work and hand the ledger process a small batch.
+    """
     segment = bytearray()
-    index: list[RawIndexRow] = []
     entries: list[NewEntry] = []
     quarantine: list[QuarantineRow] = []
     seen_raw: dict[str, tuple[int, int]] = {}
     sha256 = hashlib.sha256
     add_entry = entries.append
-    reasons = summary.reasons
+    reasons: dict[str, int] = {}
     for rec in records:
         raw = rec.raw
         digest = rec.raw_sha256 or sha256(raw).hexdigest()
         event = rec.event
         if rec.reason is not None or (event is None and rec.event_bytes is None):
             reason = rec.reason or "no-event"
-            summary.quarantined += 1
             reasons[reason] = reasons.get(reason, 0) + 1
             quarantine.append(QuarantineRow(source_id, rec.location, rec.line, reason, digest, observed))
             continue
@@ -142,12 +181,26 @@ def _commit(
             source = {"kind": kind, "id": source_id, "location": rec.location, "line": line}
         if rec.source_extra:
             source.update(rec.source_extra)
-        add_entry(NewEntry(source, observed, event if event is not None else _NO_EVENT, digest, len(raw),
-                           rec.dedup_key or digest, rec.event_bytes))
+        new = NewEntry(source, observed, event if event is not None else _NO_EVENT, digest, len(raw),
+                       rec.dedup_key or digest, rec.event_bytes)
+        if parts:
+            new = NewEntry(_NO_EVENT, observed, _NO_EVENT, digest, len(raw), new.dedup_key, None, entry_parts(new))
+        add_entry(new)
+    index: list[RawIndexRow] = []
     if segment:
-        obj = ledger.store.put(bytes(segment))
+        obj = store.put(bytes(segment))
         index = [RawIndexRow(digest, size, obj, offset) for digest, (offset, size) in seen_raw.items()]
-    result = ledger.append(entries, cursors=cursors, raw_index=index, quarantine=quarantine, updated=observed)
+    return StagedBatch(entries, index, quarantine, cursors, len(records), len(quarantine), reasons)
+
+
+def commit(ledger: Ledger, staged: StagedBatch, *, summary: IngestSummary, observed: str) -> None:
+    """Append *staged* in one ledger transaction and add its counts to *summary*."""
+    result = ledger.append(staged.entries, cursors=staged.cursors, raw_index=staged.raw_index,
+                           quarantine=staged.quarantine, updated=observed)
+    summary.read += staged.read
+    summary.quarantined += staged.quarantined
+    for reason, count in staged.reasons.items():
+        summary.reasons[reason] = summary.reasons.get(reason, 0) + count
     summary.appended += result.appended
     summary.duplicates += result.duplicates
     summary.size = result.size

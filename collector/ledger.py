@@ -27,7 +27,9 @@ from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.store import EvidenceStore
 
-FORMAT = "fedledger-ledger/1"
+# /2: dedup keys are stored as the SHA-256 of the key and raw-index digests as 32 bytes
+# (index B-trees a third the size of hex text: fewer pages written per append).
+FORMAT = "fedledger-ledger/2"
 ENTRY_VERSION = 1
 ZERO_HASH = "0" * 64
 NODE_MIN_LEVEL = 6
@@ -37,9 +39,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, idx)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dedup (key TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS raw_index (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL,
-    object TEXT NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dedup (key BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS raw_index (sha256 BLOB PRIMARY KEY, size INTEGER NOT NULL,
+    object BLOB NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, source TEXT NOT NULL, location TEXT NOT NULL,
     line INTEGER, reason TEXT NOT NULL, sha256 TEXT NOT NULL, observed TEXT NOT NULL);
@@ -51,6 +53,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT
 """
 
 
+EntryParts = tuple[bytes, bytes, bytes]  # an entry's canonical bytes around prev and seq: see entry_parts
+
+
 class NewEntry(NamedTuple):
     """What a source hands the ledger; ``seq``, ``prev`` and ``v`` are added at append.
 
@@ -58,7 +63,9 @@ class NewEntry(NamedTuple):
     costs several times more to construct). ``event_bytes`` is ``canonical_bytes(event)``
     when the source already made it (e.g. in a worker process): the entry is then built
     around these bytes and ``event`` is not read. They must be exactly that;
-    :func:`entry_bytes` checks only that they are an object.
+    :func:`entry_bytes` checks only that they are an object. ``parts`` is
+    :func:`entry_parts` of this entry when a worker already made it; the other fields are
+    then not read.
     """
 
     source: Mapping[str, Any]
@@ -68,10 +75,10 @@ class NewEntry(NamedTuple):
     raw_size: int
     dedup_key: str | None = None
     event_bytes: bytes | None = None
+    parts: EntryParts | None = None
 
 
-@dataclass(frozen=True)
-class RawIndexRow:
+class RawIndexRow(NamedTuple):
     """Where the raw bytes with *sha256* live: ``object[offset:offset+size]`` in the store."""
 
     sha256: str
@@ -80,8 +87,7 @@ class RawIndexRow:
     offset: int = 0
 
 
-@dataclass(frozen=True)
-class QuarantineRow:
+class QuarantineRow(NamedTuple):
     """A record that did not become an entry. Never holds the record's content."""
 
     source: str
@@ -139,15 +145,16 @@ _ENTRY_PREFIX = b'{"event":'
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 
 
-def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
-    """``canonical_bytes(entry_document(seq, prev, new))``, built by splicing.
+def entry_parts(new: NewEntry) -> EntryParts:
+    """The canonical bytes of *new*'s entry around its ``prev`` and ``seq`` values.
 
-    JCS sorts keys and ``event`` sorts first among the top-level keys, so the entry is
-    ``{"event":`` + the event's canonical bytes + ``,`` + the canonical bytes of the other
-    fields without their opening brace. The other fields are written by orjson directly
-    (sorted keys, integers within ±(2**53-1)) when their types are plain and no
-    ``source`` key holds a character above U+FFFF; otherwise they go through
-    :func:`canonical_bytes`. ``tests/test_ledger_splice.py`` checks equality.
+    JCS sorts keys, so every entry is ``{"event":E,"observed":O,"prev":"`` + prev hex +
+    ``","raw":R,"seq":`` + seq digits + ``,"source":S,"v":1}``; this returns the three
+    constant parts. They depend on nothing in the ledger, so a worker process can make
+    them while the ledger process only joins, hashes and inserts. Plain values are written
+    by orjson directly (sorted keys, integers within ±(2**53-1)) when no ``source`` key holds
+    a character above U+FFFF; otherwise they go through :func:`canonical_bytes`.
+    ``tests/test_ledger_splice.py`` checks the joined bytes against ``canonical_bytes(entry_document(...))``.
     """
     source = new.source
     for value in source.values():
@@ -159,14 +166,8 @@ def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
         event = canonical_bytes(plain if type(plain) is dict else dict(plain))
     elif event[:1] != b"{" or event[-1:] != b"}":
         raise MalformedInput("event_bytes must be the canonical bytes of a JSON object")
-    rest = {
-        "observed": new.observed,
-        "prev": prev,
-        "raw": {"sha256": new.raw_sha256, "size": new.raw_size},
-        "seq": seq,
-        "source": source if type(source) is dict else dict(source),
-        "v": ENTRY_VERSION,
-    }
+    source = source if type(source) is dict else dict(source)
+    raw = {"sha256": new.raw_sha256, "size": new.raw_size}
     keys = None
     if type(new.observed) is str and type(new.raw_sha256) is str and type(new.raw_size) is int:
         try:
@@ -175,12 +176,29 @@ def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
             pass
     if keys is not None and (keys.isascii() or max(keys) <= "\uffff"):
         try:
-            tail = orjson.dumps(rest, option=_SORTED)
+            observed = orjson.dumps(new.observed)
+            raw_bytes = orjson.dumps(raw, option=_SORTED)
+            source_bytes = orjson.dumps(source, option=_SORTED)
         except TypeError as exc:
             raise CanonicalizationError("lone surrogate in a string" if "surrogate" in str(exc) else str(exc)) from None
     else:
-        tail = canonical_bytes(rest)
-    return b"".join((_ENTRY_PREFIX, event, b",", tail[1:]))
+        observed, raw_bytes, source_bytes = canonical_bytes(new.observed), canonical_bytes(raw), canonical_bytes(source)
+    return (b"".join((_ENTRY_PREFIX, event, b',"observed":', observed, b',"prev":"')),
+            b"".join((b'","raw":', raw_bytes, b',"seq":')),
+            b"".join((b',"source":', source_bytes, b',"v":%d}' % ENTRY_VERSION)))
+
+
+def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
+    """``canonical_bytes(entry_document(seq, prev, new))``, built from :func:`entry_parts`."""
+    if type(seq) is not int or not 0 <= seq <= 2**53 - 1:
+        raise CanonicalizationError(f"seq out of range: {seq!r}")
+    head, middle, tail = new.parts or entry_parts(new)
+    return b"".join((head, prev.encode(), middle, b"%d" % seq, tail))
+
+
+def _dedup_id(key: str) -> bytes:
+    """How a dedup key is stored (SQLite): its SHA-256, a fixed 32 bytes whatever the key's length."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def default_store_path(db_path: Path) -> Path:
@@ -214,6 +232,9 @@ def prepare_batch(batch: Sequence[NewEntry], *, size: int, prev: str, known: set
     seqs: list[int] = []
     duplicates = 0
     seq = size
+    prev_hex = prev.encode()
+    if size + len(batch) > 2**53 - 1:
+        raise CanonicalizationError("the ledger would pass 2**53 - 1 entries")
     for new in batch:
         key = new.dedup_key
         if key is not None:
@@ -222,11 +243,12 @@ def prepare_batch(batch: Sequence[NewEntry], *, size: int, prev: str, known: set
                 continue
             known.add(key)
             dedup_rows.append((key, seq))
-        body = entry_bytes(seq, prev, new)
+        head, middle, tail = new.parts or entry_parts(new)
+        body = b"".join((head, prev_hex, middle, b"%d" % seq, tail))
         leaf = sha256(b"\x00" + body).digest()
         rows.append((seq, leaf, body))
         seqs.append(seq)
-        prev = leaf.hex()
+        prev_hex = leaf.hex().encode()
         # the Merkle right edge (CompactRange.append, inlined): merge while the index is odd
         push(leaf)
         index = seq
@@ -447,8 +469,12 @@ class Ledger(LedgerReads):
         return {str(s): str(c) for s, c in self._conn.execute("SELECT source, cursor FROM cursors")}
 
     def raw_location(self, sha256: str) -> RawIndexRow | None:
-        row = self._conn.execute("SELECT sha256, size, object, offset FROM raw_index WHERE sha256=?", (sha256,)).fetchone()
-        return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
+        try:
+            key = bytes.fromhex(sha256)
+        except ValueError:
+            return None
+        row = self._conn.execute("SELECT size, object, offset FROM raw_index WHERE sha256=?", (key,)).fetchone()
+        return None if row is None else RawIndexRow(sha256, int(row[0]), bytes(row[1]).hex(), int(row[2]))
 
     def quarantined(self) -> list[QuarantineRow]:
         return [
@@ -491,16 +517,14 @@ class Ledger(LedgerReads):
                 conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", nodes)
             # keys in order: B-tree inserts then touch each page once instead of at random
             if dedup_rows:
-                dedup_rows.sort()
-                conn.executemany("INSERT INTO dedup(key, seq) VALUES (?, ?)", dedup_rows)
-            conn.executemany(
-                "INSERT OR IGNORE INTO raw_index(sha256, size, object, offset) VALUES (?, ?, ?, ?)",
-                sorted((r.sha256, r.size, r.object, r.offset) for r in raw_index),
-            )
+                conn.executemany("INSERT INTO dedup(key, seq) VALUES (?, ?)",
+                                 sorted([(_dedup_id(key), at) for key, at in dedup_rows]))
+            fromhex = bytes.fromhex
+            conn.executemany("INSERT OR IGNORE INTO raw_index(sha256, size, object, offset) VALUES (?, ?, ?, ?)",
+                             sorted([(fromhex(r[0]), r[1], fromhex(r[2]), r[3]) for r in raw_index]))
             conn.executemany(
                 "INSERT OR IGNORE INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",
-                [(q.source, q.location, q.line, q.reason, q.sha256, q.observed) for q in quarantine],
-            )
+                list(quarantine))
             for source, value in (cursors or {}).items():
                 conn.execute(
                     "INSERT INTO cursors(source, cursor, updated) VALUES (?, ?, ?) "
@@ -514,11 +538,13 @@ class Ledger(LedgerReads):
         return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
 
     def _known_keys(self, keys: Sequence[str]) -> set[str]:
+        ids = {_dedup_id(key): key for key in keys}
+        wanted = sorted(ids)  # in key order: the B-tree pages are visited once each
         known: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(str(r[0]) for r in self._conn.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk))
+            known.update(ids[bytes(r[0])] for r in self._conn.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk))
         return known
 
     def signers(self) -> list[tuple[str, str, str]]:

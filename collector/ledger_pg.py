@@ -38,7 +38,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
-    FORMAT,
     NODE_MIN_LEVEL,
     ZERO_HASH,
     AppendResult,
@@ -53,6 +52,7 @@ from collector.store import EvidenceStore
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 DEFAULT_LEDGER_NAME = "fedledger"
+PG_FORMAT = "fedledger-ledger/1"  # the PostgreSQL tables keep dedup keys and digests as text
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _PAGE = 10_000
 
@@ -158,7 +158,7 @@ class PostgresLedger(LedgerReads):
                 with conn.cursor() as cur:
                     cur.executemany(
                         f"INSERT INTO {location.schema}.meta(key, value) VALUES (%s, %s)",
-                        [("format", FORMAT), ("origin", origin), ("created", created), ("key_type", key_type)],
+                        [("format", PG_FORMAT), ("origin", origin), ("created", created), ("key_type", key_type)],
                     )
         except BaseException:
             conn.close()
@@ -174,7 +174,7 @@ class PostgresLedger(LedgerReads):
             if not _has_meta(conn, location.schema):
                 raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=url)
             row = conn.execute(f"SELECT value FROM {location.schema}.meta WHERE key='format'").fetchone()
-            if row is None or row[0] != FORMAT:
+            if row is None or row[0] != PG_FORMAT:
                 raise MalformedInput(f"unknown ledger format {row[0] if row else None!r}", location=url)
             return cls(location, conn)
         except BaseException:

@@ -21,6 +21,7 @@ from collector.errors import InternalError, SourceUnavailable, UsageError
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest
 from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
+from collector.pipeline import ingest_in_worker, worth_a_worker
 from collector.sources.vault import (
     DEFAULT_MAX_OPEN,
     DEFAULT_PAIR_WINDOW,
@@ -50,9 +51,16 @@ def paused_gc() -> Iterator[None]:
 
 
 def run_collection(ledger: Ledger, source: VaultAuditLog, *, observed: str, batch_size: int = DEFAULT_BATCH,
-                   on_progress: Callable[[int], None] | None = None) -> IngestSummary:
-    """Collect *source* into *ledger* (what ``fedledger collect vault`` runs, and what the bench measures)."""
+                   on_progress: Callable[[int], None] | None = None, workers: int | None = None) -> IngestSummary:
+    """Collect *source* into *ledger* (what ``fedledger collect vault`` runs, and what the bench measures).
+
+    The lines are parsed and staged in a worker process when :func:`worth_a_worker`
+    says so (*workers*: 0 never, 1 always, ``None`` by machine and input size).
+    """
     with paused_gc():
+        if worth_a_worker(source.paths, workers=workers):
+            return ingest_in_worker(ledger, source, cursors=ledger.cursors(), kind=KIND, source_id=KIND,
+                                    observed=observed, batch_size=batch_size, on_progress=on_progress)
         return ingest(ledger, source.collect(ledger.cursors()), kind=KIND, source_id=KIND, observed=observed,
                       batch_size=batch_size, on_progress=on_progress)
 
@@ -88,6 +96,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         non_hmac_key: list[str] = typer.Option(
             [], "--non-hmac-key",
             help="A request/response data key the audit device logs in plaintext (audit_non_hmac_*_keys)."),
+        workers: int = typer.Option(
+            -1, "--workers", min=-1, max=1, show_default=False,
+            help="1: parse in a second process while this one appends; 0: one process "
+                 "[default: 1 for 8 MiB or more of files on a machine with 2+ CPUs]."),
     ) -> None:
         """Collect Vault audit logs; every line becomes an entry, a duplicate or a quarantined record."""
         with open_ledger(OPTIONS.ledger) as ledger:
@@ -96,7 +108,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             source.inputs()  # unusable paths fail here, before anything is read
             with progress("vault audit log") as advance:
                 summary = run_collection(ledger, source, observed=OPTIONS.now_text(), batch_size=batch_size,
-                                         on_progress=advance)
+                                         on_progress=advance, workers=None if workers < 0 else workers)
         if not summary.balanced or summary.read != source.lines + source.findings:
             raise InternalError("vault collection counts do not add up")
         notes = [{"location": n.location, "line": n.line, "reason": n.reason} for n in source.notes]

@@ -1,0 +1,197 @@
+"""Staging in a worker process, appending in this one.
+
+A source's records are read, parsed, normalized and staged (raw bytes written to
+the evidence store, each entry put in its canonical parts, see
+:func:`collector.ledger.entry_parts`) in one worker process, while this process
+only chains, hashes and inserts (:func:`collector.ingest.commit`). The two run on
+two cores at once; batches still end at the source's cursor marks and each is one
+ledger transaction, so resuming after a kill, duplicates and the counts behave
+exactly as with :func:`collector.ingest.ingest`.
+
+Batches travel over a pipe as pickles. The pipe gives back-pressure (the worker is
+at most one batch ahead, so memory stays flat) and ties the two processes' lives
+together: when this process dies the worker's next send fails and it exits; when
+the worker dies, reading here fails and the run stops with an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import pickle
+import resource
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from collector.errors import EXIT_CODES, FedledgerError, InternalError
+from collector.evidence import Source
+from collector.ingest import DEFAULT_BATCH, IngestSummary, StagedBatch, commit, staged_batches
+from collector.ledger import Ledger
+from collector.store import EvidenceStore
+
+# Below this many input bytes a worker costs more to start than it saves.
+WORKER_MIN_BYTES = 8 << 20
+
+
+def worth_a_worker(paths: list[str], *, workers: int | None) -> bool:
+    """Whether to stage in a worker: *workers* 0/1 forces it off/on; ``None`` decides by
+    the machine (two or more CPUs) and the input size (files only: stdin stays here)."""
+    if workers is not None:
+        return workers > 0
+    if (os.cpu_count() or 1) < 2:
+        return False
+    total = 0
+    for name in paths:
+        if name == "-":
+            return False
+        try:
+            total += os.path.getsize(name) if os.path.isfile(name) else _folder_bytes(name)
+        except OSError:
+            return False  # the source reports unreadable input itself
+    return total >= WORKER_MIN_BYTES
+
+
+def _folder_bytes(name: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(name):
+        for file in files:
+            try:
+                total += os.path.getsize(os.path.join(root, file))
+            except OSError:
+                pass
+            if total >= WORKER_MIN_BYTES:
+                return total
+    return total
+
+
+def ingest_in_worker(
+    ledger: Ledger,
+    source: Source,
+    *,
+    cursors: Mapping[str, str],
+    kind: str,
+    source_id: str,
+    observed: str,
+    batch_size: int = DEFAULT_BATCH,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    """:func:`collector.ingest.ingest` of ``source.collect(cursors)``, staged in a worker process.
+
+    When it returns, *source* holds the state its collection left (counts, notes,
+    tampered files) as if it had run here (:meth:`Source.worker_state`).
+    An error raised by the source in the worker is raised here (after the batches
+    before it were committed, as without a worker).
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    reader, writer = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_stage_worker,
+        args=(source, dict(cursors), str(ledger.store.root), kind, source_id, observed, batch_size, writer),
+        name="fedledger-stage",
+        daemon=True,
+    )
+    process.start()
+    writer.close()  # the worker holds the only write end: its death ends our reads
+    summary = IngestSummary(source=source_id, size=ledger.size)
+    try:
+        while True:
+            try:
+                tag, value = pickle.loads(reader.recv_bytes())
+            except EOFError:
+                process.join()
+                raise InternalError(f"the staging worker stopped unexpectedly (exit code {process.exitcode})") from None
+            if tag == "batch":
+                commit(ledger, value, summary=summary, observed=observed)
+                if on_progress is not None:
+                    on_progress(value.read)
+            elif tag == "done":
+                state, summary.worker_cpu, summary.worker_peak_rss_mib = value
+                source.absorb_worker_state(state)
+                return summary
+            else:
+                raise value
+    finally:
+        reader.close()
+        if process.is_alive():
+            process.terminate()
+        process.join()
+
+
+def _stage_worker(source: Source, cursors: dict[str, str], store_root: str, kind: str, source_id: str,
+                  observed: str, batch_size: int, writer: Any) -> None:
+    import gc
+
+    gc.disable()  # as in the collect commands: the records are acyclic and short-lived
+    store = _WriteBehindStore(Path(store_root))
+    held: list[tuple[StagedBatch, Future[str] | None]] = []  # staged, its segment maybe still being written
+    try:
+        try:
+            for staged in staged_batches(source.collect(cursors), kind=kind, source_id=source_id, observed=observed,
+                                         store=store, batch_size=batch_size, parts=True):
+                held.append((staged, store.last))
+                store.last = None
+                if len(held) > 1:
+                    _send_batch(writer, *held.pop(0))
+            while held:
+                _send_batch(writer, *held.pop(0))
+            state = (source.worker_state(), time.process_time(),
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+            message = pickle.dumps(("done", state), protocol=pickle.HIGHEST_PROTOCOL)
+        except (BrokenPipeError, KeyboardInterrupt):
+            return  # the ledger process is gone or stopping
+        except Exception as exc:  # noqa: BLE001 - sent on below
+            message = _error_message(exc)
+            try:
+                while held:  # what was staged before the error is committed, as without a worker
+                    _send_batch(writer, *held.pop(0))
+            except Exception as later:  # noqa: BLE001 - the store failed too: that error wins
+                if isinstance(later, BrokenPipeError):
+                    return
+                message = _error_message(later)
+        writer.send_bytes(message)
+    except BrokenPipeError:
+        pass
+    finally:
+        writer.close()
+        store.close()
+
+
+class _WriteBehindStore(EvidenceStore):
+    """An evidence store whose writes (and fsyncs) run in a thread while the worker parses
+    on: ``put`` names the object at once; ``last`` is the write to wait for."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedledger-store")
+        self.last: Future[str] | None = None
+
+    def put(self, data: bytes) -> str:
+        self.last = self._thread.submit(EvidenceStore.put, self, data)
+        return hashlib.sha256(data).hexdigest()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+
+def _send_batch(writer: Any, staged: StagedBatch, written: Future[str] | None) -> None:
+    if written is not None:
+        written.result()  # raises the store's own error when the write failed
+    writer.send_bytes(pickle.dumps(("batch", staged), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _error_message(exc: BaseException) -> bytes:
+    """The pickled error to raise in the ledger process: a fedledger error as it is (its
+    message never holds record content); anything else (a bug) by its type only."""
+    if not isinstance(exc, FedledgerError):
+        return pickle.dumps(("error", InternalError(f"unexpected {type(exc).__name__} while reading the source")))
+    try:
+        message = pickle.dumps(("error", exc), protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(message)
+        return message
+    except Exception:  # noqa: BLE001 - an error class that does not survive pickling
+        family = next((f for f in EXIT_CODES if isinstance(exc, f)), InternalError)
+        return pickle.dumps(("error", family(str(exc))))

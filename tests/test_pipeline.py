@@ -1,0 +1,150 @@
+"""Staging in a worker process (collector.pipeline): same ledger, counts and source state as in one process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import orjson
+import pytest
+
+from collector.commands.vault_cmds import run_collection
+from collector.errors import InternalError, UsageError
+from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
+from collector.ledger import Ledger
+from collector.pipeline import WORKER_MIN_BYTES, ingest_in_worker, worth_a_worker
+from collector.sources.vault import VaultAuditLog
+from tests.vault_support import OBSERVED, SAMPLES, new_ledger, run_cli
+
+STORY = (SAMPLES / "audit.log").read_bytes()
+
+
+def story(path: Path, copies: int, *, unpaired: bool = True) -> Path:
+    """*copies* of the story log with distinct request ids, then (optionally) the unpaired sample."""
+    out = bytearray()
+    for copy in range(copies):
+        out += STORY.replace(b'-5', f"-{copy:03x}5".encode()) if copy else STORY
+    if unpaired:
+        out += (SAMPLES / "audit.unpaired.log").read_bytes()
+    path.write_bytes(bytes(out))
+    return path
+
+
+def collect(ledger: Ledger, path: Path, workers: int, **options: object) -> tuple[dict[str, object], VaultAuditLog]:
+    source = VaultAuditLog([str(path)], **options)  # type: ignore[arg-type]
+    summary = run_collection(ledger, source, observed=OBSERVED, batch_size=97, workers=workers)
+    assert summary.balanced and summary.read == source.lines + source.findings
+    return summary.to_json(), source
+
+
+def test_worker_gives_the_same_ledger_counts_and_source_state(tmp_path: Path) -> None:
+    path = story(tmp_path / "audit.log", 30)
+    with new_ledger(tmp_path, "one.db") as one, new_ledger(tmp_path, "two.db") as two:
+        here, source_here = collect(one, path, 0, final=True)
+        there, source_there = collect(two, path, 1, final=True)
+        assert here == there and here["appended"] > 800
+        assert list(one.entries()) == list(two.entries())
+        assert one.root() == two.root() and one.cursors() == two.cursors()
+        assert [r[:5] for r in one.quarantined()] == [r[:5] for r in two.quarantined()]
+        for name in ("lines", "findings", "files", "notes", "tampered", "pending", "skipped"):
+            assert getattr(source_here, name) == getattr(source_there, name), name
+        assert source_there.findings > 0  # unpaired requests crossed back as findings
+        for seq in (0, one.size // 2, one.size - 1):
+            assert one.entry(seq) == two.entry(seq)
+
+
+def test_worker_resumes_dedups_and_reports_tampering(tmp_path: Path) -> None:
+    path = story(tmp_path / "audit.log", 4, unpaired=False)
+    with new_ledger(tmp_path) as ledger:
+        first, _ = collect(ledger, path, 1)
+        again, _ = collect(ledger, path, 1)
+        assert (first["appended"], again["read"], again["appended"]) == (112, 0, 0)
+        copy = tmp_path / "copy.log"
+        copy.write_bytes(path.read_bytes())
+        dup, _ = collect(ledger, copy, 1)
+        assert (dup["read"], dup["duplicates"], dup["appended"]) == (112, 112, 0)
+        with open(path, "ab") as handle:  # the file grows
+            handle.write(STORY.replace(b'-5', b"-fff5"))
+        grown, _ = collect(ledger, path, 1)
+        assert (grown["read"], grown["appended"]) == (28, 28)
+        path.write_bytes(path.read_bytes().replace(b'"operation":"read"', b'"operation":"list"', 1))
+        tampered, source = collect(ledger, path, 1)
+        assert tampered["read"] == 0 and [name for name, _ in source.tampered] == [str(path)]
+        assert ledger.size == 140
+
+
+class FailingSource(Source):
+    """Yields a committed batch, then fails the way a source fails (or dies)."""
+
+    kind = "test"
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+        self.yielded = 0
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        for index in range(3):
+            self.yielded += 1
+            yield SourceRecord("mem", index, b"record %d\n" % index, {"kind": "test.event", "n": index})
+        yield CursorMark("test", "3")
+        if self.how == "error":
+            raise UsageError("the source gave up", location="somewhere.log")
+        if self.how == "exit":
+            os._exit(7)
+        if self.how == "bug":
+            raise KeyError("a secret value that must not cross")
+
+
+@pytest.mark.parametrize("how", ["error", "exit", "bug", "none"])
+def test_worker_failures_reach_the_ledger_process(tmp_path: Path, how: str) -> None:
+    with new_ledger(tmp_path) as ledger:
+        source = FailingSource(how)
+        run = lambda: ingest_in_worker(ledger, source, cursors={}, kind="test", source_id="test",  # noqa: E731
+                                       observed=OBSERVED, batch_size=2)
+        if how == "none":
+            summary = run()
+            assert (summary.appended, source.yielded) == (3, 3)  # the worker's state came back
+        elif how == "error":
+            with pytest.raises(UsageError, match="^somewhere.log: the source gave up$") as caught:
+                run()
+            assert caught.value.location == "somewhere.log"
+        elif how == "exit":
+            with pytest.raises(InternalError, match="exit code 7"):
+                run()
+            # a worker that dies loses the batch whose segment it was still writing: nothing
+            # of it landed, the cursor did not move, so the next run reads it again
+            assert ledger.size == 0 and ledger.cursors() == {}
+            return
+        else:
+            with pytest.raises(InternalError, match="unexpected KeyError") as caught:
+                run()
+            assert "secret" not in str(caught.value)
+        assert ledger.size == 3 and ledger.cursors() == {"test": "3"}  # the batch before the failure landed
+        assert ledger.raw_bytes(orjson.loads(ledger.entry(0))["raw"]["sha256"]) == b"record 0\n"
+
+
+def test_worker_is_chosen_by_size_and_cpus(tmp_path: Path) -> None:
+    small = tmp_path / "small.log"
+    small.write_bytes(b"x" * 10)
+    big = tmp_path / "big.log"
+    with open(big, "wb") as handle:
+        handle.truncate(WORKER_MIN_BYTES)
+    assert not worth_a_worker([str(small)], workers=None)
+    assert worth_a_worker([str(big)], workers=None) == ((os.cpu_count() or 1) >= 2)
+    assert worth_a_worker([str(tmp_path)], workers=None) == ((os.cpu_count() or 1) >= 2)
+    assert not worth_a_worker([str(big), "-"], workers=None)  # stdin is read here
+    assert worth_a_worker([str(small)], workers=1) and not worth_a_worker([str(big)], workers=0)
+
+
+def test_cli_collect_vault_with_a_worker(tmp_path: Path) -> None:
+    path = story(tmp_path / "audit.log", 3)
+    docs = []
+    for workers in ("0", "1"):
+        ledger = tmp_path / f"ledger-{workers}.db"
+        assert run_cli("init", "--origin", "test.example/vault", ledger=ledger).returncode == 0
+        result = run_cli("--format", "json", "collect", "vault", "--workers", workers, str(path), ledger=ledger)
+        assert result.returncode == 0, result.stderr
+        doc = orjson.loads(result.stdout)
+        docs.append({k: v for k, v in doc.items() if k not in ("elapsed",)})
+    assert docs[0] == docs[1] and docs[0]["appended"] > 80
