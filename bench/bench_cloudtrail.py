@@ -93,15 +93,14 @@ def floor_ingest(folder: Path, db: Path) -> int:
 
 
 def fedledger_ingest(folder: Path, db: Path, workers: int) -> tuple[int, Any]:
-    from collector.ingest import ingest
+    from collector.ingest import ingest_source
     from collector.ledger import Ledger
     from collector.object_source import LocalFolderProvider
     from collector.sources.cloudtrail import CloudTrailLogs
 
     source = CloudTrailLogs(LocalFolderProvider(folder), workers=workers, fetch_workers=2)
     with Ledger.create(db, "bench.gov/ct", created="2026-11-25T00:00:00Z", key_type="ecdsa-p256") as ledger:
-        summary = ingest(ledger, source.collect({}), kind=source.kind, source_id=source.source_id,
-                         observed="2026-11-25T00:00:00Z")
+        summary = ingest_source(ledger, source, source_id=source.source_id, observed="2026-11-25T00:00:00Z")
     assert summary.balanced
     return summary.appended, summary
 

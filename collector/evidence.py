@@ -61,6 +61,12 @@ class Source(ABC):
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         """Yield records and cursor marks, resuming from *cursors* (source id → cursor)."""
 
+    def staged(self, cursors: Mapping[str, str], *, store: Any, kind: str, source_id: str, observed: str,
+               batch_size: int) -> Iterator[Any] | None:
+        """Staged batches (:class:`collector.ingest.StagedBatch`) made by the source's own
+        means, e.g. worker processes; None (the default) means: use :meth:`collect`."""
+        return None
+
     def worker_state(self) -> Any:
         """What :meth:`collect` left in this object (counts, notes), when it ran in a worker
         process (:mod:`collector.pipeline`); picklable."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from collector.errors import IntegrityError, SourceUnavailable
-from collector.evidence import CursorMark, SourceItem, SourceRecord
+from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow, entry_parts
 from collector.store import EvidenceStore
 
@@ -36,8 +36,6 @@ class IngestSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     first_seq: int | None = None
     size: int = 0
-    worker_cpu: float = 0.0  # CPU seconds of a worker process that staged the records (not in to_json)
-    worker_peak_rss_mib: int = 0  # and its peak RSS
 
     def add(self, other: IngestSummary) -> None:
         self.read += other.read
@@ -47,8 +45,6 @@ class IngestSummary:
         for k, v in other.reasons.items():
             self.reasons[k] = self.reasons.get(k, 0) + v
         self.size = max(self.size, other.size)
-        self.worker_cpu += other.worker_cpu
-        self.worker_peak_rss_mib = max(self.worker_peak_rss_mib, other.worker_peak_rss_mib)
 
     @property
     def balanced(self) -> bool:
@@ -93,6 +89,55 @@ def ingest(
     return summary
 
 
+def ingest_source(
+    ledger: Ledger,
+    source: Source,
+    *,
+    source_id: str,
+    observed: str,
+    batch_size: int = DEFAULT_BATCH,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    """Collect *source* into *ledger*: through its own staging (:meth:`Source.staged`, e.g.
+    worker processes) when it has one, else :func:`ingest` of :meth:`Source.collect`."""
+    cursors = ledger.cursors()
+    staged = source.staged(cursors, store=ledger.store, kind=source.kind, source_id=source_id, observed=observed,
+                           batch_size=batch_size)
+    if staged is None:
+        return ingest(ledger, source.collect(cursors), kind=source.kind, source_id=source_id, observed=observed,
+                      batch_size=batch_size, on_progress=on_progress)
+    return ingest_staged(ledger, staged, source_id=source_id, observed=observed, batch_size=batch_size,
+                         on_progress=on_progress)
+
+
+def ingest_staged(
+    ledger: Ledger,
+    batches: Iterable[StagedBatch],
+    *,
+    source_id: str,
+    observed: str,
+    batch_size: int = DEFAULT_BATCH,
+    on_progress: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    """Commit staged batches, small ones merged (in order) into transactions of about *batch_size* records."""
+    summary = IngestSummary(source=source_id, size=ledger.size)
+    pending: list[StagedBatch] = []
+    count = 0
+    for staged in batches:
+        pending.append(staged)
+        count += staged.read
+        if count >= batch_size:
+            commit(ledger, merge_staged(pending), summary=summary, observed=observed)
+            if on_progress is not None:
+                on_progress(count)
+            pending, count = [], 0
+    if pending:
+        commit(ledger, merge_staged(pending), summary=summary, observed=observed)
+        if on_progress is not None:
+            on_progress(count)
+    return summary
+
+
 @dataclass
 class StagedBatch:
     """One ledger transaction's worth of records, ready for :meth:`Ledger.append`.
@@ -109,6 +154,23 @@ class StagedBatch:
     read: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+def merge_staged(batches: list[StagedBatch]) -> StagedBatch:
+    """Consecutive staged batches as one (the later cursors win)."""
+    if len(batches) == 1:
+        return batches[0]
+    merged = StagedBatch([], [], [], {})
+    for staged in batches:
+        merged.entries += staged.entries
+        merged.raw_index += staged.raw_index
+        merged.quarantine += staged.quarantine
+        merged.cursors.update(staged.cursors)
+        merged.read += staged.read
+        merged.quarantined += staged.quarantined
+        for reason, n in staged.reasons.items():
+            merged.reasons[reason] = merged.reasons.get(reason, 0) + n
+    return merged
 
 
 def staged_batches(

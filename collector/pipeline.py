@@ -22,14 +22,14 @@ import os
 import pickle
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from collector.errors import EXIT_CODES, FedledgerError, InternalError
 from collector.evidence import Source
-from collector.ingest import DEFAULT_BATCH, IngestSummary, StagedBatch, commit, staged_batches
+from collector.ingest import DEFAULT_BATCH, IngestSummary, StagedBatch, ingest_staged, staged_batches
 from collector.ledger import Ledger
 from collector.store import EvidenceStore
 
@@ -86,17 +86,31 @@ def ingest_in_worker(
     An error raised by the source in the worker is raised here (after the batches
     before it were committed, as without a worker).
     """
+    batches = staged_in_worker(source, cursors, store_root=ledger.store.root, kind=kind, source_id=source_id,
+                               observed=observed, batch_size=batch_size)
+    return ingest_staged(ledger, batches, source_id=source_id, observed=observed, batch_size=batch_size,
+                         on_progress=on_progress)
+
+
+def staged_in_worker(source: Source, cursors: Mapping[str, str], *, store_root: Path, kind: str, source_id: str,
+                     observed: str, batch_size: int = DEFAULT_BATCH) -> Iterator[StagedBatch]:
+    """The staged batches of ``source.collect(cursors)``, made in a worker process.
+
+    When the iterator ends, *source* holds the state its collection left, and
+    ``worker_cpu``/``worker_peak_rss_mib`` attributes with the worker's CPU seconds and
+    peak RSS. An error raised by the source in the worker is raised here, after the
+    batches staged before it.
+    """
     ctx = multiprocessing.get_context("forkserver")
     reader, writer = ctx.Pipe(duplex=False)
     process = ctx.Process(
         target=_stage_worker,
-        args=(source, dict(cursors), str(ledger.store.root), kind, source_id, observed, batch_size, writer),
+        args=(source, dict(cursors), str(store_root), kind, source_id, observed, batch_size, writer),
         name="fedledger-stage",
         daemon=True,
     )
     process.start()
     writer.close()  # the worker holds the only write end: its death ends our reads
-    summary = IngestSummary(source=source_id, size=ledger.size)
     try:
         while True:
             try:
@@ -105,13 +119,12 @@ def ingest_in_worker(
                 process.join()
                 raise InternalError(f"the staging worker stopped unexpectedly (exit code {process.exitcode})") from None
             if tag == "batch":
-                commit(ledger, value, summary=summary, observed=observed)
-                if on_progress is not None:
-                    on_progress(value.read)
+                yield value
             elif tag == "done":
-                state, summary.worker_cpu, summary.worker_peak_rss_mib = value
+                state, cpu, rss = value
                 source.absorb_worker_state(state)
-                return summary
+                source.worker_cpu, source.worker_peak_rss_mib = cpu, rss  # type: ignore[attr-defined]
+                return
             else:
                 raise value
     finally:

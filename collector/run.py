@@ -50,7 +50,7 @@ import orjson
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import FedledgerError, SourceUnavailable, UsageError
 from collector.evidence import Source, SourceItem
-from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest, iter_files
+from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
 from collector.timeutil import format_time, utc_now
@@ -474,9 +474,8 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
     try:
         for plan in plan_source(source, context):
             outcome.source_ids.append(plan.source_id)
-            summary = ingest(ledger, plan.source.collect(ledger.cursors()), kind=plan.source.kind,
-                             source_id=plan.source_id, observed=context.observed,
-                             batch_size=plan.batch_size or DEFAULT_BATCH)
+            summary = ingest_source(ledger, plan.source, source_id=plan.source_id, observed=context.observed,
+                                    batch_size=plan.batch_size or DEFAULT_BATCH)
             total.add(summary)
             if plan.finish is not None:
                 plan.finish(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -181,12 +182,26 @@ def test_collect_sample_is_idempotent_and_counts_add_up(tmp_path: Path) -> None:
         assert orjson.loads(raw)["eventTime"]
 
 
-def test_worker_processes_give_the_same_records(tmp_path: Path) -> None:
-    one = CloudTrailLogs(LocalFolderProvider(SAMPLES / "valid"))
-    two = CloudTrailLogs(LocalFolderProvider(SAMPLES / "valid"), workers=2)
-    a = [(r.location, r.line, r.raw, r.dedup_key) for r in one.collect({}) if hasattr(r, "raw")]
-    b = [(r.location, r.line, r.raw, r.dedup_key) for r in two.collect({}) if hasattr(r, "raw")]
-    assert a == b and len(a) == 34
+def test_worker_processes_give_the_same_ledger(tmp_path: Path) -> None:
+    from collector.ingest import ingest_source
+
+    folder = tmp_path / "logs"
+    shutil.copytree(SAMPLES / "valid", folder)
+    log = next(p for p in sorted(folder.rglob("*.json.gz")))
+    (log.parent / "zz-broken.json.gz").write_bytes(b"not gzip at all")
+    (log.parent / "zz-half.json.gz").write_bytes(gzip.compress(b'{"Records":[{"eventID":"x","eventTime":"bad"},', mtime=0))
+    ledgers = []
+    for workers in (0, 2):
+        ledger = Ledger.create(tmp_path / f"l{workers}.db", "t.gov/ct", created=OBSERVED, key_type="ecdsa-p256")
+        source = CloudTrailLogs(LocalFolderProvider(folder), workers=workers)
+        summary = ingest_source(ledger, source, source_id=source.source_id, observed=OBSERVED, batch_size=7)
+        assert summary.balanced and summary.appended == 34 and summary.quarantined >= 2, summary.to_json()
+        again = ingest_source(ledger, source, source_id=source.source_id, observed=OBSERVED)
+        assert again.read == 0
+        ledgers.append((summary.to_json(), list(ledger.entries()), ledger.cursors(),
+                        [q[:5] for q in ledger.quarantined()], ledger.raw_bytes(orjson.loads(ledger.entry(3))["raw"]["sha256"])))
+        ledger.close()
+    assert ledgers[0] == ledgers[1]
 
 
 def test_cursor_resumes_inside_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -334,3 +349,13 @@ def test_collect_logs_without_digests_records_a_gap(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["cloudtrail", "validate", str(folder), "--start", "2026-11-20T00:00:00Z", "--end",
                               "2026-11-21T00:00:00Z", "--public-keys", str(SAMPLES / "public-keys.json")])
     assert bad.exit_code == 1 and "INVALID: no CloudTrail digest files found" in bad.output
+
+
+@pytest.mark.parametrize("text", [b'{"Records":[{"eventID":"a","eventTime":"2026-01-01T00:00:00Z"},',
+                                  b'{"Records":[', b'{"Records":[ \n'])
+def test_a_document_cut_inside_records_is_quarantined_not_a_crash(text: bytes) -> None:
+    from collector.sources.cloudtrail import parse_log_bytes
+
+    records = list(parse_log_bytes(gzip.compress(text, mtime=0), location="cut.json.gz"))
+    cut = [r for r in records if r.reason is not None and "malformed JSON in Records" in r.reason]
+    assert len(cut) == 1 and "the document ends at byte" in str(cut[0].reason)

@@ -18,7 +18,7 @@ from collector.cloudtrail_fetch import (
     validate_store,
 )
 from collector.errors import UsageError
-from collector.ingest import ingest
+from collector.ingest import ingest, ingest_source
 from collector.ledger_open import open_ledger
 from collector.object_source import ObjectProvider, open_provider
 from collector.sources.cloudtrail import CloudTrailDigestVerdicts, CloudTrailLogs
@@ -85,8 +85,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         report = None
         with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting cloudtrail") as advance:
-                summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind,
-                                 source_id=source.source_id, observed=observed, on_progress=advance)
+                summary = ingest_source(ledger, source, source_id=source.source_id, observed=observed,
+                                        on_progress=advance)
             if not skip_digests and source.keys is None:
                 report = validate_store(source.provider, _keys(public_keys, region, profile), start=start_at,
                                         end=end_at, no_digests="gap")

@@ -18,10 +18,9 @@ import typer
 
 from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
 from collector.errors import InternalError, SourceUnavailable, UsageError
-from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest
+from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source
 from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
-from collector.pipeline import ingest_in_worker, worth_a_worker
 from collector.sources.vault import (
     DEFAULT_MAX_OPEN,
     DEFAULT_PAIR_WINDOW,
@@ -54,15 +53,14 @@ def run_collection(ledger: Ledger, source: VaultAuditLog, *, observed: str, batc
                    on_progress: Callable[[int], None] | None = None, workers: int | None = None) -> IngestSummary:
     """Collect *source* into *ledger* (what ``fedledger collect vault`` runs, and what the bench measures).
 
-    The lines are parsed and staged in a worker process when :func:`worth_a_worker`
-    says so (*workers*: 0 never, 1 always, ``None`` by machine and input size).
+    *workers* (when given) overrides the source's choice: 1 parses and stages in a worker
+    process, 0 here (default: by machine and input size, see :mod:`collector.pipeline`).
     """
+    if workers is not None:
+        source.workers = workers
     with paused_gc():
-        if worth_a_worker(source.paths, workers=workers):
-            return ingest_in_worker(ledger, source, cursors=ledger.cursors(), kind=KIND, source_id=KIND,
-                                    observed=observed, batch_size=batch_size, on_progress=on_progress)
-        return ingest(ledger, source.collect(ledger.cursors()), kind=KIND, source_id=KIND, observed=observed,
-                      batch_size=batch_size, on_progress=on_progress)
+        return ingest_source(ledger, source, source_id=KIND, observed=observed, batch_size=batch_size,
+                             on_progress=on_progress)
 
 
 def read_salt(path: Path) -> bytes:

@@ -20,7 +20,6 @@ Idempotent: entries are deduplicated by ``eventID``; each object has a cursor
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from collections.abc import Iterator, Mapping
@@ -31,7 +30,6 @@ from typing import Any
 
 import orjson
 
-from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.object_source import LocalFolderProvider, ObjectInfo, ObjectProvider
@@ -183,6 +181,9 @@ def scan_records(data: bytes) -> Iterator[RecordSlice | BadSlice]:
     while True:
         start = pos
         doc, end = None, -1
+        if pos >= n:  # the document ends inside Records (a truncated file)
+            yield BadSlice(index, pos, n, f"malformed JSON in Records: the document ends at byte {pos}")
+            return
         if data[pos] == ord("{"):  # fast path: guess the end, let orjson confirm it
             m = _BOUNDARY.search(data, pos)
             if m is not None:
@@ -505,36 +506,29 @@ def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[So
                            reason="data after the end of the first gzip member")
 
 
-Packed = tuple[int | None, bytes, bytes | None, bytes | None, str | None, str | None, str]
+def file_items(info: ObjectInfo, skip: int, cursor_id: str, records: Iterator[SourceRecord]) -> Iterator[SourceItem]:
+    """One file's records with its cursor marks: every :data:`CURSOR_EVERY` records, and done at the end."""
+    tag = object_tag(info)
+    count = skip
+    for rec in records:
+        yield rec
+        if rec.line is not None:
+            count = rec.line + 1
+            if count % CURSOR_EVERY == 0:
+                yield CursorMark(cursor_id, orjson.dumps({"tag": tag, "next": count, "done": False}).decode())
+    yield CursorMark(cursor_id, orjson.dumps({"tag": tag, "next": count, "done": True}).decode())
 
 
-def _parse_file_job(job: tuple[bytes, str, int]) -> list[Packed]:
-    """Worker side: parse one file, hash each record and put each event in canonical form,
-    so the main process only splices, hashes and inserts. An event that cannot be put in
-    canonical form travels as plain orjson bytes instead, and the ledger refuses it exactly
-    as it would without workers."""
-    blob, location, skip = job
-    sha256 = hashlib.sha256
-    packed: list[Packed] = []
-    for r in parse_log_bytes(blob, location=location, skip=skip):
-        plain = canonical = None
-        if r.event is not None:
-            try:
-                canonical = canonical_bytes(r.event)
-            except CanonicalizationError:
-                plain = orjson.dumps(r.event)
-        packed.append((r.line, r.raw, canonical, plain, r.reason, r.dedup_key, sha256(r.raw).hexdigest()))
-    return packed
+def _stage_file_job(job: tuple[bytes, ObjectInfo, int, str, str, str, str, str, int]) -> list[Any]:
+    """Worker side: parse one file and stage its records (raw bytes stored, entries in
+    canonical parts), so the ledger process only chains, hashes and inserts."""
+    from collector.ingest import staged_batches
+    from collector.store import EvidenceStore
 
-
-def _unpack(location: str, packed: list[Packed]) -> Iterator[SourceRecord]:
-    loads = orjson.loads
-    for line, raw, canonical, plain, reason, dedup, digest in packed:
-        yield SourceRecord(location, line, raw, loads(plain) if plain is not None else None, reason, dedup, digest,
-                           _NO_EXTRA, canonical)
-
-
-_NO_EXTRA: dict[str, Any] = {}
+    blob, info, skip, cursor_id, store_root, kind, source_id, observed, batch_size = job
+    items = file_items(info, skip, cursor_id, parse_log_bytes(blob, location=info.uri, skip=skip))
+    return list(staged_batches(items, kind=kind, source_id=source_id, observed=observed,
+                               store=EvidenceStore(Path(store_root)), batch_size=batch_size, parts=True))
 
 
 class CloudTrailLogs(Source):
@@ -607,42 +601,36 @@ class CloudTrailLogs(Source):
 
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         plan = list(self._plan(cursors))
-        keys = [info.key for info, _ in plan]
-        blobs = self.provider.get_many(keys, workers=self.fetch_workers)
-        if self.workers > 0:
-            yield from self._collect_parallel(plan, blobs)
-            return
+        blobs = self.provider.get_many([info.key for info, _ in plan], workers=self.fetch_workers)
         for (info, skip), (_, blob) in zip(plan, blobs):
-            yield from self._file_items(info, skip, parse_log_bytes(blob, location=info.uri, skip=skip))
+            yield from file_items(info, skip, self.cursor_id(info.key),
+                                  parse_log_bytes(blob, location=info.uri, skip=skip))
 
-    def _file_items(self, info: ObjectInfo, skip: int, records: Any) -> Iterator[SourceItem]:
-        tag = object_tag(info)
-        cursor_id = self.cursor_id(info.key)
-        count = skip
-        for rec in records:
-            yield rec
-            if rec.line is not None:
-                count = rec.line + 1
-                if count % CURSOR_EVERY == 0:
-                    yield CursorMark(cursor_id, orjson.dumps({"tag": tag, "next": count, "done": False}).decode())
-        yield CursorMark(cursor_id, orjson.dumps({"tag": tag, "next": count, "done": True}).decode())
+    def staged(self, cursors: Mapping[str, str], *, store: Any, kind: str, source_id: str, observed: str,
+               batch_size: int) -> Iterator[Any] | None:
+        """With ``workers`` > 0: each file parsed and staged in a worker process (results in
+        file order, a bounded window of files in flight); else None (use :meth:`collect`)."""
+        if self.workers <= 0:
+            return None
+        return self._staged_parallel(cursors, str(store.root), kind, source_id, observed, batch_size)
 
-    def _collect_parallel(self, plan: list[tuple[ObjectInfo, int]], blobs: Iterator[tuple[str, bytes]]
-                          ) -> Iterator[SourceItem]:
+    def _staged_parallel(self, cursors: Mapping[str, str], store_root: str, kind: str, source_id: str,
+                         observed: str, batch_size: int) -> Iterator[Any]:
         import multiprocessing
         from collections import deque
 
+        plan = list(self._plan(cursors))
+        blobs = self.provider.get_many([info.key for info, _ in plan], workers=self.fetch_workers)
         ctx = multiprocessing.get_context("forkserver")
-        window: deque[tuple[ObjectInfo, int, Any]] = deque()
+        window: deque[Any] = deque()
         with ctx.Pool(self.workers) as pool:
             for (info, skip), (_, blob) in zip(plan, blobs):
-                window.append((info, skip, pool.apply_async(_parse_file_job, ((blob, info.uri, skip),))))
+                job = (blob, info, skip, self.cursor_id(info.key), store_root, kind, source_id, observed, batch_size)
+                window.append(pool.apply_async(_stage_file_job, (job,)))
                 if len(window) >= max(2, self.workers * 2):  # bounded read-ahead keeps memory flat
-                    done_info, done_skip, result = window.popleft()
-                    yield from self._file_items(done_info, done_skip, _unpack(done_info.uri, result.get()))
+                    yield from window.popleft().get()
             while window:
-                done_info, done_skip, result = window.popleft()
-                yield from self._file_items(done_info, done_skip, _unpack(done_info.uri, result.get()))
+                yield from window.popleft().get()
 
 
 # -- digest verdicts as ledger entries ---------------------------------------------------

@@ -907,8 +907,10 @@ class VaultAuditLog(Source):
         non_hmac_keys: Iterable[str] = (),
         stdin: BinaryIO | None = None,
         keep_notes: int = 1000,
+        workers: int | None = None,
     ) -> None:
         self.paths = list(paths)
+        self.workers = workers  # 1: parse and stage in a worker process; 0: here; None: by input size
         if not self.paths:
             raise UsageError("give at least one file, folder or '-'")
         self.chunk_size = chunk_size
@@ -958,6 +960,16 @@ class VaultAuditLog(Source):
         if not found:
             raise UsageError("no files found in " + ", ".join(self.paths))
         return found
+
+    def staged(self, cursors: Mapping[str, str], *, store: Any, kind: str, source_id: str, observed: str,
+               batch_size: int) -> Iterator[Any] | None:
+        """Parsed and staged in a worker process when :func:`collector.pipeline.worth_a_worker` says so."""
+        from collector.pipeline import staged_in_worker, worth_a_worker
+
+        if self.stdin is not None or not worth_a_worker(self.paths, workers=self.workers):
+            return None
+        return staged_in_worker(self, cursors, store_root=store.root, kind=kind, source_id=source_id,
+                                observed=observed, batch_size=batch_size)
 
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         try:
