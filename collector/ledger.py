@@ -507,8 +507,8 @@ class Ledger(LedgerReads):
             size = self.size
             tip = conn.execute("SELECT leaf FROM entries WHERE seq=?", (size - 1,)).fetchone() if size else None
             prev = bytes(tip[0]).hex() if tip else ZERO_HASH
-            keys = [e.dedup_key for e in batch if e.dedup_key is not None]
-            known = self._known_keys(keys)
+            ids = {e.dedup_key: _dedup_id(e.dedup_key) for e in batch if e.dedup_key is not None}
+            known = self._known_keys(ids)
             batch_rows = prepare_batch(batch, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
             rows, nodes, dedup_rows, seqs = batch_rows.rows, batch_rows.nodes, batch_rows.dedup_rows, batch_rows.seqs
             duplicates, seq = batch_rows.duplicates, batch_rows.next_seq
@@ -518,7 +518,7 @@ class Ledger(LedgerReads):
             # keys in order: B-tree inserts then touch each page once instead of at random
             if dedup_rows:
                 conn.executemany("INSERT INTO dedup(key, seq) VALUES (?, ?)",
-                                 sorted([(_dedup_id(key), at) for key, at in dedup_rows]))
+                                 sorted([(ids[key], at) for key, at in dedup_rows]))
             fromhex = bytes.fromhex
             conn.executemany("INSERT OR IGNORE INTO raw_index(sha256, size, object, offset) VALUES (?, ?, ?, ?)",
                              sorted([(fromhex(r[0]), r[1], fromhex(r[2]), r[3]) for r in raw_index]))
@@ -537,14 +537,15 @@ class Ledger(LedgerReads):
             raise
         return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
 
-    def _known_keys(self, keys: Sequence[str]) -> set[str]:
-        ids = {_dedup_id(key): key for key in keys}
-        wanted = sorted(ids)  # in key order: the B-tree pages are visited once each
+    def _known_keys(self, ids: Mapping[str, bytes]) -> set[str]:
+        """Which of the keys (key -> stored id) the ledger holds already."""
+        keys = {stored: key for key, stored in ids.items()}
+        wanted = sorted(keys)  # in key order: the B-tree pages are visited once each
         known: set[str] = set()
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(ids[bytes(r[0])] for r in self._conn.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk))
+            known.update(keys[bytes(r[0])] for r in self._conn.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk))
         return known
 
     def signers(self) -> list[tuple[str, str, str]]:

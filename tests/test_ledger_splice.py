@@ -96,27 +96,30 @@ def test_ledger_stores_the_same_bytes_with_or_without_event_bytes(tmp_path) -> N
     assert len(bodies[0]) == 300
 
 
-def test_cloudtrail_workers_hand_over_canonical_event_bytes_and_store_the_same_entries(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_entries_staged_as_canonical_parts_store_the_same_bytes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What a worker process hands over (stage(parts=True): each entry's canonical bytes around
+    prev and seq) gives the same entries, byte for byte, as the plain entries, and those are
+    the rfc8785 bytes of the entry document."""
     from collector.evidence import SourceRecord
-    from collector.ingest import ingest
+    from collector.ingest import IngestSummary, commit, stage
+    from collector.ledger import entry_document
     from collector.object_source import LocalFolderProvider
     from collector.sources.cloudtrail import CloudTrailLogs
     from tests.conftest import REPO
 
     folder = REPO / "samples" / "cloudtrail" / "valid"
-    one = [r for r in CloudTrailLogs(LocalFolderProvider(folder)).collect({}) if isinstance(r, SourceRecord)]
-    two = [r for r in CloudTrailLogs(LocalFolderProvider(folder), workers=2).collect({}) if isinstance(r, SourceRecord)]
-    assert len(one) == len(two) == 34
-    for a, b in zip(one, two):
-        assert a.event is not None and b.event is None
-        assert b.event_bytes == canonical_bytes(a.event) == rfc8785.dumps(a.event)
+    records = [r for r in CloudTrailLogs(LocalFolderProvider(folder)).collect({}) if isinstance(r, SourceRecord)]
+    assert len(records) == 34
     bodies = []
-    for workers in (0, 2):
-        source = CloudTrailLogs(LocalFolderProvider(folder), workers=workers)
-        with Ledger.create(tmp_path / f"w{workers}.db", "test.example/ct", created=OBSERVED, key_type="ed25519") as led:
-            summary = ingest(led, source.collect({}), kind=source.kind, source_id=source.source_id, observed=OBSERVED)
-            assert summary.balanced and summary.appended == 34
-            again = ingest(led, source.collect({}), kind=source.kind, source_id=source.source_id, observed=OBSERVED)
-            assert again.duplicates == 34 and again.appended == 0
+    for parts in (False, True):
+        with Ledger.create(tmp_path / f"p{parts}.db", "test.example/ct", created=OBSERVED, key_type="ed25519") as led:
+            staged = stage(records, {}, kind="cloudtrail", source_id="ct", observed=OBSERVED, store=led.store, parts=parts)
+            assert all((e.parts is not None) == parts for e in staged.entries)
+            commit(led, staged, summary=IngestSummary("ct"), observed=OBSERVED)
             bodies.append([bytes(b) for _, _, b in led.entries()])
+            plain = stage(records, {}, kind="cloudtrail", source_id="ct", observed=OBSERVED, store=led.store).entries
+            prev = "0" * 64
+            for seq, (new, (_, leaf, body)) in enumerate(zip(plain, led.entries())):
+                assert bytes(body) == rfc8785.dumps(entry_document(seq, prev, new))
+                prev = bytes(leaf).hex()
     assert bodies[0] == bodies[1]
