@@ -17,7 +17,7 @@ import orjson
 
 from collector.errors import IntegrityError, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow, entry_parts
+from collector.ledger import Ledger, NewEntry, PreparedEntry, QuarantineRow, prepared_entry
 from collector.store import EvidenceStore
 
 DEFAULT_BATCH = 5000
@@ -148,12 +148,13 @@ class StagedBatch:
     """
 
     entries: list[NewEntry]
-    raw_index: list[RawIndexRow]
+    raw_index: list[tuple[str, int, str, int]]  # RawIndexRow fields, as plain tuples (cheap to pickle)
     quarantine: list[QuarantineRow]
     cursors: dict[str, str]
     read: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    prepared: list[PreparedEntry] = field(default_factory=list)  # instead of entries, see stage(parts=True)
 
 
 def merge_staged(batches: list[StagedBatch]) -> StagedBatch:
@@ -163,6 +164,7 @@ def merge_staged(batches: list[StagedBatch]) -> StagedBatch:
     merged = StagedBatch([], [], [], {})
     for staged in batches:
         merged.entries += staged.entries
+        merged.prepared += staged.prepared
         merged.raw_index += staged.raw_index
         merged.quarantine += staged.quarantine
         merged.cursors.update(staged.cursors)
@@ -213,12 +215,14 @@ def stage(
     """Quarantine rows, entries and the raw-object index of *records*; their raw bytes go
     to the store first, as one content-addressed segment object.
 
-    With *parts*, each entry carries :func:`collector.ledger.entry_parts` (its canonical
-    bytes around ``prev`` and ``seq``) and nothing else the ledger would read, so a worker
-    process can do this work and hand the ledger process a small batch.
+    With *parts*, the entries are handed over as :func:`collector.ledger.prepared_entry`
+    tuples (dedup key and canonical bytes around ``prev`` and ``seq``) in ``prepared``: plain
+    values, so a worker process can do this work and hand the ledger process a batch that
+    is cheap to pickle and needs only joining, hashing and inserting.
     """
     segment = bytearray()
     entries: list[NewEntry] = []
+    prepared: list[PreparedEntry] = []
     quarantine: list[QuarantineRow] = []
     seen_raw: dict[str, tuple[int, int]] = {}
     sha256 = hashlib.sha256
@@ -245,20 +249,21 @@ def stage(
             source.update(rec.source_extra)
         new = NewEntry(source, observed, event if event is not None else _NO_EVENT, digest, len(raw),
                        rec.dedup_key or digest, rec.event_bytes)
-        if parts:
-            new = NewEntry(_NO_EVENT, observed, _NO_EVENT, digest, len(raw), new.dedup_key, None, entry_parts(new))
         add_entry(new)
-    index: list[RawIndexRow] = []
+    if parts:
+        prepared = [prepared_entry(new) for new in entries]
+        entries = []
+    index: list[tuple[str, int, str, int]] = []
     if segment:
         obj = store.put(bytes(segment))
-        index = [RawIndexRow(digest, size, obj, offset) for digest, (offset, size) in seen_raw.items()]
-    return StagedBatch(entries, index, quarantine, cursors, len(records), len(quarantine), reasons)
+        index = [(digest, size, obj, offset) for digest, (offset, size) in seen_raw.items()]
+    return StagedBatch(entries, index, quarantine, cursors, len(records), len(quarantine), reasons, prepared)
 
 
 def commit(ledger: Ledger, staged: StagedBatch, *, summary: IngestSummary, observed: str) -> None:
     """Append *staged* in one ledger transaction and add its counts to *summary*."""
-    result = ledger.append(staged.entries, cursors=staged.cursors, raw_index=staged.raw_index,
-                           quarantine=staged.quarantine, updated=observed)
+    result = ledger.append(staged.entries, prepared=staged.prepared, cursors=staged.cursors,
+                           raw_index=staged.raw_index, quarantine=staged.quarantine, updated=observed)
     summary.read += staged.read
     summary.quarantined += staged.quarantined
     for reason, count in staged.reasons.items():

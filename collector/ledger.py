@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT
 
 
 EntryParts = tuple[bytes, bytes, bytes]  # an entry's canonical bytes around prev and seq: see entry_parts
+# An entry as a worker process hands it over: (dedup key, *entry_parts) - plain values, cheap to pickle.
+PreparedEntry = tuple["str | None", bytes, bytes, bytes]
 
 
 class NewEntry(NamedTuple):
@@ -63,9 +65,7 @@ class NewEntry(NamedTuple):
     costs several times more to construct). ``event_bytes`` is ``canonical_bytes(event)``
     when the source already made it (e.g. in a worker process): the entry is then built
     around these bytes and ``event`` is not read. They must be exactly that;
-    :func:`entry_bytes` checks only that they are an object. ``parts`` is
-    :func:`entry_parts` of this entry when a worker already made it; the other fields are
-    then not read.
+    :func:`entry_bytes` checks only that they are an object.
     """
 
     source: Mapping[str, Any]
@@ -75,7 +75,6 @@ class NewEntry(NamedTuple):
     raw_size: int
     dedup_key: str | None = None
     event_bytes: bytes | None = None
-    parts: EntryParts | None = None
 
 
 class RawIndexRow(NamedTuple):
@@ -192,8 +191,19 @@ def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
     """``canonical_bytes(entry_document(seq, prev, new))``, built from :func:`entry_parts`."""
     if type(seq) is not int or not 0 <= seq <= 2**53 - 1:
         raise CanonicalizationError(f"seq out of range: {seq!r}")
-    head, middle, tail = new.parts or entry_parts(new)
+    head, middle, tail = entry_parts(new)
     return b"".join((head, prev.encode(), middle, b"%d" % seq, tail))
+
+
+def prepared_entry(new: NewEntry) -> PreparedEntry:
+    """*new* as the ledger appends it: its dedup key and :func:`entry_parts`."""
+    return (new.dedup_key, *entry_parts(new))
+
+
+def prepared_items(batch: Sequence[NewEntry], prepared: Sequence[PreparedEntry]) -> Sequence[PreparedEntry]:
+    if batch and prepared:
+        raise UsageError("append takes entries or prepared entries, not both")
+    return prepared if prepared else [prepared_entry(new) for new in batch]
 
 
 def _dedup_id(key: str) -> bytes:
@@ -217,7 +227,8 @@ class PreparedBatch:
     next_seq: int
 
 
-def prepare_batch(batch: Sequence[NewEntry], *, size: int, prev: str, known: set[str], edge: list[bytes]) -> PreparedBatch:
+def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known: set[str], edge: list[bytes]
+                  ) -> PreparedBatch:
     """Chain and hash *batch* after a tree of *size* whose right edge is *edge* (changed in place).
 
     Entries whose ``dedup_key`` is in *known* (or repeated in the batch) are counted as
@@ -235,15 +246,13 @@ def prepare_batch(batch: Sequence[NewEntry], *, size: int, prev: str, known: set
     prev_hex = prev.encode()
     if size + len(batch) > 2**53 - 1:
         raise CanonicalizationError("the ledger would pass 2**53 - 1 entries")
-    for new in batch:
-        key = new.dedup_key
+    for key, head, middle, tail in batch:
         if key is not None:
             if key in known:
                 duplicates += 1
                 continue
             known.add(key)
             dedup_rows.append((key, seq))
-        head, middle, tail = new.parts or entry_parts(new)
         body = b"".join((head, prev_hex, middle, b"%d" % seq, tail))
         leaf = sha256(b"\x00" + body).digest()
         rows.append((seq, leaf, body))
@@ -493,23 +502,26 @@ class Ledger(LedgerReads):
     # -- writing -------------------------------------------------------------------
     def append(
         self,
-        batch: Sequence[NewEntry],
+        batch: Sequence[NewEntry] = (),
         *,
+        prepared: Sequence[PreparedEntry] = (),
         cursors: Mapping[str, str] | None = None,
-        raw_index: Iterable[RawIndexRow] = (),
+        raw_index: Iterable[tuple[str, int, str, int]] = (),
         quarantine: Iterable[QuarantineRow] = (),
         updated: str = "",
     ) -> AppendResult:
-        """Append *batch* (skipping entries whose ``dedup_key`` is already known) in one transaction."""
+        """Append *batch* (or *prepared*: the same as :func:`prepared_entry` made them, e.g. in a
+        worker process), skipping entries whose ``dedup_key`` is already known, in one transaction."""
+        items = prepared_items(batch, prepared)
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             size = self.size
             tip = conn.execute("SELECT leaf FROM entries WHERE seq=?", (size - 1,)).fetchone() if size else None
             prev = bytes(tip[0]).hex() if tip else ZERO_HASH
-            ids = {e.dedup_key: _dedup_id(e.dedup_key) for e in batch if e.dedup_key is not None}
+            ids = {item[0]: _dedup_id(item[0]) for item in items if item[0] is not None}
             known = self._known_keys(ids)
-            batch_rows = prepare_batch(batch, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
+            batch_rows = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
             rows, nodes, dedup_rows, seqs = batch_rows.rows, batch_rows.nodes, batch_rows.dedup_rows, batch_rows.seqs
             duplicates, seq = batch_rows.duplicates, batch_rows.next_seq
             conn.executemany("INSERT INTO entries(seq, leaf, body) VALUES (?, ?, ?)", rows)

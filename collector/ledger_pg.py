@@ -43,10 +43,12 @@ from collector.ledger import (
     AppendResult,
     LedgerReads,
     NewEntry,
+    PreparedEntry,
     QuarantineRow,
     RawIndexRow,
     StoredCheckpoint,
     prepare_batch,
+    prepared_items,
 )
 from collector.store import EvidenceStore
 
@@ -276,25 +278,28 @@ class PostgresLedger(LedgerReads):
     # -- writing -------------------------------------------------------------------
     def append(
         self,
-        batch: Sequence[NewEntry],
+        batch: Sequence[NewEntry] = (),
         *,
+        prepared: Sequence[PreparedEntry] = (),
         cursors: Mapping[str, str] | None = None,
-        raw_index: Iterable[RawIndexRow] = (),
+        raw_index: Iterable[tuple[str, int, str, int]] = (),
         quarantine: Iterable[QuarantineRow] = (),
         updated: str = "",
     ) -> AppendResult:
-        """Append *batch* (skipping entries whose ``dedup_key`` is already known) in one transaction."""
+        """Append *batch* or *prepared* (skipping entries whose ``dedup_key`` is already known) in one
+        transaction; as :meth:`collector.ledger.Ledger.append`."""
+        items = prepared_items(batch, prepared)
         s = self._s
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.location.lock_key,))
             size = self.size
             tip = self._q("SELECT leaf FROM ~.entries WHERE seq=%s", (size - 1,)).fetchone() if size else None
             prev = bytes(tip[0]).hex() if tip else ZERO_HASH
-            keys = [e.dedup_key for e in batch if e.dedup_key is not None]
+            keys = [item[0] for item in items if item[0] is not None]
             known = self._known_keys(keys)
-            prepared = prepare_batch(batch, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
-            rows, nodes, dedup_rows, seqs = prepared.rows, prepared.nodes, prepared.dedup_rows, prepared.seqs
-            duplicates, seq = prepared.duplicates, prepared.next_seq
+            chained = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
+            rows, nodes, dedup_rows, seqs = chained.rows, chained.nodes, chained.dedup_rows, chained.seqs
+            duplicates, seq = chained.duplicates, chained.next_seq
             if rows:
                 with cur.copy(f"COPY {s}.entries (seq, leaf, body) FROM STDIN") as copy:
                     for row in rows:
@@ -305,7 +310,7 @@ class PostgresLedger(LedgerReads):
                 with cur.copy(f"COPY {s}.dedup (key, seq) FROM STDIN") as copy:
                     for drow in dedup_rows:
                         copy.write_row(drow)
-            index_rows = [(r.sha256, r.size, r.object, r.offset) for r in raw_index]
+            index_rows = [tuple(r) for r in raw_index]
             if index_rows:
                 cur.executemany(f'INSERT INTO {s}.raw_index(sha256, size, object, "offset") VALUES (%s, %s, %s, %s) '
                                 "ON CONFLICT DO NOTHING", index_rows)
