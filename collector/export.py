@@ -37,13 +37,13 @@ def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: boo
     objects: set[str] = set()
     digest = hashlib.sha256()
     with open(out / "entries.jsonl", "wb") as handle:
-        for _seq, _leaf, body in ledger.entries():
+        for seq, _leaf, body in ledger.entries():
             data = bytes(body)
             handle.write(data + b"\n")
             digest.update(data + b"\n")
             size += 1
             if include_raw:
-                where = ledger.raw_location(orjson.loads(data)["raw"]["sha256"])
+                where = ledger.raw_location(seq)
                 if where is not None:
                     objects.add(where.object)
     files["entries.jsonl"] = digest.hexdigest()

@@ -27,8 +27,9 @@ from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.store import EvidenceStore
 
-# /2: dedup keys are stored as the SHA-256 of the key and raw-index digests as 32 bytes
-# (index B-trees a third the size of hex text: fewer pages written per append).
+# /2: dedup keys are stored as the SHA-256 of the key (32 bytes, not hex text), and where an
+# entry's raw bytes live is three columns of its row (evidence object, offset, size) instead of a
+# separate index keyed by digest: one random-order B-tree insert per entry instead of two.
 FORMAT = "fedledger-ledger/2"
 ENTRY_VERSION = 1
 ZERO_HASH = "0" * 64
@@ -36,12 +37,12 @@ NODE_MIN_LEVEL = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, body BLOB NOT NULL,
+    raw_object INTEGER, raw_offset INTEGER, raw_size INTEGER);
+CREATE TABLE IF NOT EXISTS raw_objects (id INTEGER PRIMARY KEY, sha256 BLOB NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS nodes (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
     PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dedup (key BLOB PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS raw_index (sha256 BLOB PRIMARY KEY, size INTEGER NOT NULL,
-    object BLOB NOT NULL, offset INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, cursor TEXT NOT NULL, updated TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, source TEXT NOT NULL, location TEXT NOT NULL,
     line INTEGER, reason TEXT NOT NULL, sha256 TEXT NOT NULL, observed TEXT NOT NULL);
@@ -54,8 +55,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT
 
 
 EntryParts = tuple[bytes, bytes, bytes]  # an entry's canonical bytes around prev and seq: see entry_parts
-# An entry as a worker process hands it over: (dedup key, *entry_parts) - plain values, cheap to pickle.
-PreparedEntry = tuple["str | None", bytes, bytes, bytes]
+# An entry as a worker process hands it over: (dedup key, *entry_parts, raw SHA-256) - plain
+# values, cheap to pickle.
+PreparedEntry = tuple["str | None", bytes, bytes, bytes, str]
 
 
 class NewEntry(NamedTuple):
@@ -196,8 +198,12 @@ def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
 
 
 def prepared_entry(new: NewEntry) -> PreparedEntry:
-    """*new* as the ledger appends it: its dedup key and :func:`entry_parts`."""
-    return (new.dedup_key, *entry_parts(new))
+    """*new* as the ledger appends it: its dedup key, :func:`entry_parts` and raw digest."""
+    head, middle, tail = entry_parts(new)
+    return (new.dedup_key, head, middle, tail, new.raw_sha256)
+
+
+_NOWHERE = (None, None, None)  # an entry appended without raw bytes in the store
 
 
 def prepared_items(batch: Sequence[NewEntry], prepared: Sequence[PreparedEntry]) -> Sequence[PreparedEntry]:
@@ -220,6 +226,7 @@ class PreparedBatch:
     """The rows one append writes: entries, stored Merkle nodes and dedup keys."""
 
     rows: list[tuple[int, bytes, bytes]]  # (seq, leaf hash, body)
+    raws: list[str]  # the raw SHA-256 of each row
     nodes: list[tuple[int, int, bytes]]  # (level, index, hash) of completed subtrees at level >= NODE_MIN_LEVEL
     dedup_rows: list[tuple[str, int]]
     seqs: list[int]
@@ -238,6 +245,7 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
     push, pop = edge.append, edge.pop
     sha256 = hashlib.sha256
     rows: list[tuple[int, bytes, bytes]] = []
+    raws: list[str] = []
     nodes: list[tuple[int, int, bytes]] = []
     dedup_rows: list[tuple[str, int]] = []
     seqs: list[int] = []
@@ -246,7 +254,7 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
     prev_hex = prev.encode()
     if size + len(batch) > 2**53 - 1:
         raise CanonicalizationError("the ledger would pass 2**53 - 1 entries")
-    for key, head, middle, tail in batch:
+    for key, head, middle, tail, raw in batch:
         if key is not None:
             if key in known:
                 duplicates += 1
@@ -256,6 +264,7 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
         body = b"".join((head, prev_hex, middle, b"%d" % seq, tail))
         leaf = sha256(b"\x00" + body).digest()
         rows.append((seq, leaf, body))
+        raws.append(raw)
         seqs.append(seq)
         prev_hex = leaf.hex().encode()
         # the Merkle right edge (CompactRange.append, inlined): merge while the index is odd
@@ -271,7 +280,7 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
             if level >= NODE_MIN_LEVEL:
                 nodes.append((level, index, merged))
         seq += 1
-    return PreparedBatch(rows, nodes, dedup_rows, seqs, duplicates, seq)
+    return PreparedBatch(rows, raws, nodes, dedup_rows, seqs, duplicates, seq)
 
 
 class LedgerReads:
@@ -295,7 +304,8 @@ class LedgerReads:
     def _stored_node(self, level: int, idx: int) -> bytes | None:
         raise NotImplementedError
 
-    def raw_location(self, sha256: str) -> RawIndexRow | None:
+    def raw_location(self, seq: int) -> RawIndexRow | None:
+        """Where the raw bytes of entry *seq* live in the evidence store (None when the entry has none)."""
         raise NotImplementedError
 
     def checkpoints(self) -> list[StoredCheckpoint]:
@@ -344,14 +354,14 @@ class LedgerReads:
             raise UsageError(f"consistency needs 1 <= OLD <= NEW <= {self.size}, got {size1} and {size2}")
         return merkle.consistency_proof(size1, size2, self.subtree_hash)
 
-    def raw_bytes(self, sha256: str) -> bytes:
-        """The raw bytes an entry came from, checked against their hash."""
-        where = self.raw_location(sha256)
+    def raw_bytes(self, seq: int) -> bytes:
+        """The raw bytes entry *seq* came from, checked against the digest the entry holds."""
+        where = self.raw_location(seq)
         if where is None:
-            raise SourceUnavailable(f"raw object {sha256} is not in the index", location=str(self.path))
+            raise SourceUnavailable(f"entry {seq} has no raw bytes in the evidence store", location=str(self.path))
         data = self.store.get(where.object)[where.offset : where.offset + where.size]
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise MalformedInput(f"raw object {sha256} does not match its index row", location=str(self.path))
+        if hashlib.sha256(data).hexdigest() != where.sha256:
+            raise MalformedInput(f"the raw bytes of entry {seq} do not match its raw.sha256", location=str(self.path))
         return data
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
@@ -477,13 +487,13 @@ class Ledger(LedgerReads):
     def cursors(self) -> dict[str, str]:
         return {str(s): str(c) for s, c in self._conn.execute("SELECT source, cursor FROM cursors")}
 
-    def raw_location(self, sha256: str) -> RawIndexRow | None:
-        try:
-            key = bytes.fromhex(sha256)
-        except ValueError:
+    def raw_location(self, seq: int) -> RawIndexRow | None:
+        row = self._conn.execute(
+            "SELECT e.body, o.sha256, e.raw_offset, e.raw_size FROM entries e JOIN raw_objects o ON o.id = e.raw_object "
+            "WHERE e.seq=?", (seq,)).fetchone()
+        if row is None:
             return None
-        row = self._conn.execute("SELECT size, object, offset FROM raw_index WHERE sha256=?", (key,)).fetchone()
-        return None if row is None else RawIndexRow(sha256, int(row[0]), bytes(row[1]).hex(), int(row[2]))
+        return RawIndexRow(orjson.loads(row[0])["raw"]["sha256"], int(row[3]), bytes(row[1]).hex(), int(row[2]))
 
     def quarantined(self) -> list[QuarantineRow]:
         return [
@@ -524,16 +534,16 @@ class Ledger(LedgerReads):
             batch_rows = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
             rows, nodes, dedup_rows, seqs = batch_rows.rows, batch_rows.nodes, batch_rows.dedup_rows, batch_rows.seqs
             duplicates, seq = batch_rows.duplicates, batch_rows.next_seq
-            conn.executemany("INSERT INTO entries(seq, leaf, body) VALUES (?, ?, ?)", rows)
+            where = self._raw_objects(raw_index)
+            conn.executemany(
+                "INSERT INTO entries(seq, leaf, body, raw_object, raw_offset, raw_size) VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, *where.get(raw, _NOWHERE)) for row, raw in zip(rows, batch_rows.raws)])
             if nodes:
                 conn.executemany("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", nodes)
             # keys in order: B-tree inserts then touch each page once instead of at random
             if dedup_rows:
                 conn.executemany("INSERT INTO dedup(key, seq) VALUES (?, ?)",
                                  sorted([(ids[key], at) for key, at in dedup_rows]))
-            fromhex = bytes.fromhex
-            conn.executemany("INSERT OR IGNORE INTO raw_index(sha256, size, object, offset) VALUES (?, ?, ?, ?)",
-                             sorted([(fromhex(r[0]), r[1], fromhex(r[2]), r[3]) for r in raw_index]))
             conn.executemany(
                 "INSERT OR IGNORE INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",
                 list(quarantine))
@@ -548,6 +558,20 @@ class Ledger(LedgerReads):
             conn.execute("ROLLBACK")
             raise
         return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
+
+    def _raw_objects(self, raw_index: Iterable[tuple[str, int, str, int]]) -> dict[str, tuple[int, int, int]]:
+        """raw SHA-256 -> (evidence object row id, offset, size), adding the objects' rows (in the open transaction)."""
+        ids: dict[str, int] = {}
+        where: dict[str, tuple[int, int, int]] = {}
+        conn = self._conn
+        for digest, size, obj, offset in raw_index:
+            object_id = ids.get(obj)
+            if object_id is None:
+                key = bytes.fromhex(obj)
+                conn.execute("INSERT OR IGNORE INTO raw_objects(sha256) VALUES (?)", (key,))
+                object_id = ids[obj] = int(conn.execute("SELECT id FROM raw_objects WHERE sha256=?", (key,)).fetchone()[0])
+            where.setdefault(digest, (object_id, offset, size))
+        return where
 
     def _known_keys(self, ids: Mapping[str, bytes]) -> set[str]:
         """Which of the keys (key -> stored id) the ledger holds already."""

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import orjson
+
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
     NODE_MIN_LEVEL,
@@ -254,7 +256,11 @@ class PostgresLedger(LedgerReads):
     def cursors(self) -> dict[str, str]:
         return {str(s): str(c) for s, c in self._q("SELECT source, cursor FROM ~.cursors").fetchall()}
 
-    def raw_location(self, sha256: str) -> RawIndexRow | None:
+    def raw_location(self, seq: int) -> RawIndexRow | None:
+        body = self._q("SELECT body FROM ~.entries WHERE seq=%s", (seq,)).fetchone()
+        if body is None:
+            return None
+        sha256 = orjson.loads(bytes(body[0]))["raw"]["sha256"]
         row = self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index WHERE sha256=%s', (sha256,)).fetchone()
         return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
 

@@ -75,7 +75,7 @@ def test_failed_batch_commits_nothing(ledger: Ledger) -> None:
     assert ledger.size == 1
     assert ledger.cursor("src") == "c1"
     assert ledger.quarantined() == []
-    assert ledger.raw_location("1" * 64) is None
+    assert ledger.raw_location(0) is None and ledger.raw_location(1) is None
 
 
 def test_open_rejects_missing_and_foreign_files(tmp_path: Path) -> None:

@@ -110,15 +110,17 @@ def test_dedup_raw_index_quarantine_and_reopen(tmp_path: Path, pg_url: str) -> N
     bad = QuarantineRow("manual:test", "reviews.jsonl", None, "not-json", "ab" * 32, OBSERVED)
     with lite, pg:
         batch = [_entry(i, dedup=f"k{i % 5}") for i in range(8)]  # 3 duplicates inside the batch
+        batch[0] = batch[0]._replace(raw_sha256=raw, raw_size=13)
         _append_both(lite, pg, batch, raw_index=index, quarantine=[bad, bad], updated=OBSERVED)
         again = pg.append(batch, raw_index=index, quarantine=[bad])
         assert (again.appended, again.duplicates, again.size) == (0, 8, 5)
         lite.append(batch, raw_index=index, quarantine=[bad])
         assert list(pg.entries()) == list(lite.entries())
         assert pg.quarantined() == lite.quarantined() == [bad]
-        assert pg.raw_location(raw) == lite.raw_location(raw)
-        assert pg.raw_bytes(raw) == b"raw record 0\n"
-        assert pg.raw_location("cd" * 32) is None
+        assert pg.raw_location(0) == lite.raw_location(0) == RawIndexRow(raw, 13, raw, 0)
+        assert pg.raw_bytes(0) == lite.raw_bytes(0) == b"raw record 0\n"
+        assert pg.raw_location(1) is None and lite.raw_location(1) is None  # no raw bytes stored for it
+        assert pg.raw_location(99) is None and lite.raw_location(99) is None
     with open_ledger(pg_url) as again_open:
         assert again_open.size == 5 and again_open.origin == ORIGIN
         assert again_open.store.root == tmp_path / "objects"
@@ -151,7 +153,7 @@ def test_failed_batch_commits_nothing(pg_url: str) -> None:
             pg.append([_entry(1, dedup="d1"), _entry(2), nested], cursors={"s": "2"},
                       raw_index=[RawIndexRow("ef" * 32, 1, "ef" * 32)], updated=OBSERVED)
         assert pg.size == 1 and pg.root() == root and pg.cursor("s") == "1"
-        assert pg.raw_location("ef" * 32) is None
+        assert pg.raw_location(1) is None
         again = pg.append([_entry(1, dedup="d1")])  # the dedup key of the failed batch was not kept
         assert again.appended == 1
 
