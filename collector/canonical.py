@@ -64,7 +64,7 @@ def _check(value: Any, depth: int, path: str) -> bool:
 
 def _utf16_order(value: Any) -> Any:
     if type(value) is dict:
-        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))  # a lone surrogate is named below
         return {key: _utf16_order(value[key]) for key in keys}
     if type(value) is list:
         return [_utf16_order(item) for item in value]

@@ -17,7 +17,7 @@ import orjson
 
 from collector.errors import IntegrityError, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ledger import Ledger, NewEntry, PreparedEntry, QuarantineRow, prepared_entry
+from collector.ledger import EntryPartsMaker, Ledger, NewEntry, PreparedEntry, QuarantineRow, prepared_entry
 from collector.store import EvidenceStore
 
 DEFAULT_BATCH = 5000
@@ -226,7 +226,8 @@ def stage(
     quarantine: list[QuarantineRow] = []
     seen_raw: dict[str, tuple[int, int]] = {}
     sha256 = hashlib.sha256
-    add_entry = entries.append
+    add_entry, add_prepared = entries.append, prepared.append
+    maker = EntryPartsMaker(observed=observed, kind=kind, source_id=source_id) if parts else None
     reasons: dict[str, int] = {}
     for rec in records:
         raw = rec.raw
@@ -241,6 +242,10 @@ def stage(
             seen_raw[digest] = (len(segment), len(raw))
             segment += raw
         line = rec.line
+        if maker is not None and not rec.source_extra:  # the usual entry, made from cached pieces
+            head, middle, tail = maker.parts(rec.location, line, event, rec.event_bytes, digest, len(raw))
+            add_prepared((rec.dedup_key or digest, head, middle, tail, digest))
+            continue
         if line is None:
             source: dict[str, object] = {"kind": kind, "id": source_id, "location": rec.location}
         else:
@@ -249,10 +254,10 @@ def stage(
             source.update(rec.source_extra)
         new = NewEntry(source, observed, event if event is not None else _NO_EVENT, digest, len(raw),
                        rec.dedup_key or digest, rec.event_bytes)
-        add_entry(new)
-    if parts:
-        prepared = [prepared_entry(new) for new in entries]
-        entries = []
+        if parts:
+            add_prepared(prepared_entry(new))
+        else:
+            add_entry(new)
     index: list[tuple[str, int, str, int]] = []
     if segment:
         obj = store.put(bytes(segment))

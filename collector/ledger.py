@@ -197,6 +197,55 @@ def entry_bytes(seq: int, prev: str, new: NewEntry) -> bytes:
     return b"".join((head, prev.encode(), middle, b"%d" % seq, tail))
 
 
+class EntryPartsMaker:
+    """:func:`entry_parts` for the usual entry of one batch, with its constant pieces made once.
+
+    The usual entry has ``source = {kind, id, location[, line]}`` (sorted: ``id``, ``kind``,
+    ``line``, ``location``) and one ``observed`` for the batch, so only the event, the
+    line number and the raw digest and size change from entry to entry. :meth:`parts`
+    gives exactly ``entry_parts(NewEntry(source, observed, event, digest, size, ...))``
+    (``tests/test_ledger_splice.py`` checks it); anything unusual goes to :func:`entry_parts`.
+    """
+
+    def __init__(self, *, observed: str, kind: str, source_id: str) -> None:
+        self.observed, self.kind, self.source_id = observed, kind, source_id
+        try:
+            self._observed = b',"observed":' + orjson.dumps(observed) + b',"prev":"'
+            self._source = b',"source":{"id":' + orjson.dumps(source_id) + b',"kind":' + orjson.dumps(kind)
+        except TypeError:  # a lone surrogate: entry_parts names it
+            self._observed = self._source = b""
+        self._plain = type(observed) is str and type(kind) is str and type(source_id) is str and bool(self._source)
+        self._locations: dict[str, bytes] = {}
+
+    def parts(self, location: str, line: int | None, event: Mapping[str, Any] | None, event_bytes: bytes | None,
+              raw_sha256: str, raw_size: int) -> EntryParts:
+        tail_end = self._locations.get(location)
+        try:
+            if tail_end is None and self._plain and type(location) is str:
+                tail_end = b',"location":' + orjson.dumps(location) + b'},"v":%d}' % ENTRY_VERSION
+                self._locations[location] = tail_end
+            digest = orjson.dumps(raw_sha256) if type(raw_sha256) is str else None
+        except TypeError:  # a lone surrogate: entry_parts names it
+            tail_end = digest = None
+        if (tail_end is None or digest is None
+                or (line is not None and (type(line) is not int or not -_MAX_INT <= line <= _MAX_INT))
+                or type(raw_size) is not int or not 0 <= raw_size <= _MAX_INT
+                or (event_bytes is not None and (event_bytes[:1] != b"{" or event_bytes[-1:] != b"}"))):
+            source: dict[str, Any] = {"kind": self.kind, "id": self.source_id, "location": location}
+            if line is not None:
+                source["line"] = line
+            return entry_parts(NewEntry(source, self.observed, event if event is not None else {}, raw_sha256,
+                                        raw_size, None, event_bytes))
+        if event_bytes is None:
+            event_bytes = canonical_bytes(event if type(event) is dict else dict(event or {}))
+        return (b"".join((_ENTRY_PREFIX, event_bytes, self._observed)),
+                b'","raw":{"sha256":%b,"size":%d},"seq":' % (digest, raw_size),
+                b"".join((self._source, b"" if line is None else b',"line":%d' % line, tail_end)))
+
+
+_MAX_INT = 2**53 - 1
+
+
 def prepared_entry(new: NewEntry) -> PreparedEntry:
     """*new* as the ledger appends it: its dedup key, :func:`entry_parts` and raw digest."""
     head, middle, tail = entry_parts(new)

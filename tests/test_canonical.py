@@ -99,3 +99,8 @@ def test_parse_json_is_strict(text: bytes, reason: str) -> None:
 
 def test_parse_json_accepts_key_like_text_in_strings() -> None:
     assert parse_json(b'{"a": "x\\":y", "b": "\\":"}') == {"a": 'x":y', "b": '":'}
+
+
+def test_astral_and_lone_surrogate_keys_are_a_clear_error() -> None:
+    with pytest.raises(CanonicalizationError, match="surrogate"):
+        canonical_bytes({"\U00010000": None, "\ud800": None})

@@ -7,6 +7,8 @@ import random
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.canonical import CanonicalizationError, canonical_bytes
 from collector.errors import MalformedInput
@@ -123,3 +125,29 @@ def test_entries_staged_as_canonical_parts_store_the_same_bytes(tmp_path) -> Non
                 assert bytes(body) == rfc8785.dumps(entry_document(seq, prev, new))
                 prev = bytes(leaf).hex()
     assert bodies[0] == bodies[1]
+
+
+_texts = st.text(max_size=12) | st.sampled_from(["", "a\"b\\c", "\u2028", "😀/k", "\ud800", "s3://b/k.json.gz"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(observed=_texts, kind=_texts, source_id=_texts, location=_texts,
+       line=st.none() | st.integers(-(2**54), 2**54) | st.booleans(),
+       size=st.integers(-1, 2**54), digest=_texts | st.just("ab" * 32),
+       event=st.dictionaries(_texts, st.none() | st.integers(-(2**54), 2**54) | _texts | st.floats(), max_size=3))
+def test_parts_maker_equals_entry_parts(observed, kind, source_id, location, line, size, digest, event):  # type: ignore[no-untyped-def]
+    from collector.ledger import EntryPartsMaker, entry_parts
+
+    source = {"kind": kind, "id": source_id, "location": location}
+    if line is not None:
+        source["line"] = line
+    new = NewEntry(source, observed, event, digest, size)
+    try:
+        expected = entry_parts(new)
+    except MalformedInput as exc:
+        with pytest.raises(type(exc)):
+            EntryPartsMaker(observed=observed, kind=kind, source_id=source_id).parts(location, line, event, None, digest, size)
+        return
+    maker = EntryPartsMaker(observed=observed, kind=kind, source_id=source_id)
+    assert maker.parts(location, line, event, None, digest, size) == expected
+    assert maker.parts(location, line, None, canonical_bytes(event), digest, size) == expected  # cached pieces again
