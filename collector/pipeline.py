@@ -55,6 +55,11 @@ def worth_a_worker(paths: list[str], *, workers: int | None) -> bool:
     return total >= WORKER_MIN_BYTES
 
 
+def auto_workers(total_bytes: int) -> int:
+    """Worker processes for inputs of *total_bytes*: 2 on a machine with 2+ CPUs for 8 MiB or more, else 0."""
+    return 2 if (os.cpu_count() or 1) >= 2 and total_bytes >= WORKER_MIN_BYTES else 0
+
+
 def _folder_bytes(name: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(name):

@@ -148,3 +148,10 @@ def test_cli_collect_vault_with_a_worker(tmp_path: Path) -> None:
         doc = orjson.loads(result.stdout)
         docs.append({k: v for k, v in doc.items() if k not in ("elapsed",)})
     assert docs[0] == docs[1] and docs[0]["appended"] > 80
+
+
+def test_cloudtrail_picks_workers_by_size() -> None:
+    from collector.pipeline import auto_workers
+
+    assert auto_workers(0) == 0 and auto_workers(WORKER_MIN_BYTES - 1) == 0
+    assert auto_workers(WORKER_MIN_BYTES) == (2 if (os.cpu_count() or 1) >= 2 else 0)

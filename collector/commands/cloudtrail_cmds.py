@@ -69,19 +69,21 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         public_keys: Optional[Path] = keys_opt,
         start: Optional[str] = typer.Option(None, "--start", help="Validate digests from (RFC 3339)."),
         end: Optional[str] = typer.Option(None, "--end", help="Validate digests until (RFC 3339)."),
-        workers: int = typer.Option(0, "--workers",
-                                    help="Parse log files in this many worker processes (0: in this process)."),
+        workers: int = typer.Option(-1, "--workers", show_default=False,
+                                    help="Parse log files in this many worker processes (0: in this process) "
+                                         "[default: 2 for 8 MiB or more of log files on a machine with 2+ CPUs]."),
         skip_digests: bool = typer.Option(False, "--skip-digests", help="Do not validate the digest chain."),
     ) -> None:
         """Ingest CloudTrail log records, then validate the digest chain and record the verdicts."""
-        if workers < 0:
+        if workers < -1:
             raise UsageError("--workers must be 0 or more")
         start_at, end_at = _time(start, "--start"), _time(end, "--end")
+        chosen = None if workers == -1 else workers
         observed = OPTIONS.now_text()
         if src.startswith("s3://"):
-            source = CloudTrailLogs(_provider(src, endpoint_url, region, profile), workers=workers)
+            source = CloudTrailLogs(_provider(src, endpoint_url, region, profile), workers=chosen)
         else:
-            source = CloudTrailLogs.for_path(src, workers=workers)
+            source = CloudTrailLogs.for_path(src, workers=chosen)
         report = None
         with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting cloudtrail") as advance:

@@ -534,6 +534,8 @@ def _stage_file_job(job: tuple[bytes, ObjectInfo, int, str, str, str, str, str, 
 class CloudTrailLogs(Source):
     """CloudTrail log files under one provider root (folder or ``s3://bucket/prefix``).
 
+    ``workers`` None (the default) picks 2 worker processes on a machine with 2+ CPUs when the
+    files to read hold 8 MiB or more, else 0 (see :func:`collector.pipeline.auto_workers`).
     With ``workers`` > 0, files are parsed and normalized in that many worker processes
     while the caller appends in one (results come back in file order). At most
     ``2 * fetch_workers`` fetched files (and ``2 * workers`` parsed ones) wait in memory.
@@ -541,7 +543,7 @@ class CloudTrailLogs(Source):
 
     kind = KIND
 
-    def __init__(self, provider: ObjectProvider, *, keys: list[str] | None = None, workers: int = 0,
+    def __init__(self, provider: ObjectProvider, *, keys: list[str] | None = None, workers: int | None = None,
                  fetch_workers: int = 4) -> None:
         self.provider = provider
         self.keys = keys
@@ -608,26 +610,29 @@ class CloudTrailLogs(Source):
 
     def staged(self, cursors: Mapping[str, str], *, store: Any, kind: str, source_id: str, observed: str,
                batch_size: int) -> Iterator[Any] | None:
-        """With ``workers`` > 0: each file parsed and staged in a worker process (results in
-        file order, a bounded window of files in flight); else None (use :meth:`collect`)."""
-        if self.workers <= 0:
-            return None
-        return self._staged_parallel(cursors, str(store.root), kind, source_id, observed, batch_size)
+        """With workers: each file parsed and staged in a worker process (results in file
+        order, a bounded window of files in flight); else None (use :meth:`collect`)."""
+        from collector.pipeline import auto_workers
 
-    def _staged_parallel(self, cursors: Mapping[str, str], store_root: str, kind: str, source_id: str,
-                         observed: str, batch_size: int) -> Iterator[Any]:
+        plan = list(self._plan(cursors))
+        workers = self.workers if self.workers is not None else auto_workers(sum(i.size or 0 for i, _ in plan))
+        if workers <= 0:
+            return None
+        return self._staged_parallel(plan, workers, str(store.root), kind, source_id, observed, batch_size)
+
+    def _staged_parallel(self, plan: list[tuple[ObjectInfo, int]], workers: int, store_root: str, kind: str,
+                         source_id: str, observed: str, batch_size: int) -> Iterator[Any]:
         import multiprocessing
         from collections import deque
 
-        plan = list(self._plan(cursors))
         blobs = self.provider.get_many([info.key for info, _ in plan], workers=self.fetch_workers)
         ctx = multiprocessing.get_context("forkserver")
         window: deque[Any] = deque()
-        with ctx.Pool(self.workers) as pool:
+        with ctx.Pool(workers) as pool:
             for (info, skip), (_, blob) in zip(plan, blobs):
                 job = (blob, info, skip, self.cursor_id(info.key), store_root, kind, source_id, observed, batch_size)
                 window.append(pool.apply_async(_stage_file_job, (job,)))
-                if len(window) >= max(2, self.workers * 2):  # bounded read-ahead keeps memory flat
+                if len(window) >= max(2, workers * 2):  # bounded read-ahead keeps memory flat
                     yield from window.popleft().get()
             while window:
                 yield from window.popleft().get()
@@ -724,7 +729,7 @@ def build_sources(source: Any, context: Any) -> list[Any]:
     from collector.run import PlannedCollection
 
     opts = source.options
-    workers = int(opts.get("workers") or 0)
+    workers = None if opts.get("workers") is None else int(opts["workers"])
     plans = []
     for location in source.locations:
         if location.startswith("s3://"):
