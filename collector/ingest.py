@@ -17,7 +17,7 @@ import orjson
 
 from collector.errors import IntegrityError, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ledger import EntryPartsMaker, Ledger, NewEntry, PreparedEntry, QuarantineRow, prepared_entry
+from collector.ledger import EntryPartsMaker, Ledger, NewEntry, PreparedEntry, QuarantineRow, dedup_id, prepared_entry
 from collector.store import EvidenceStore
 
 DEFAULT_BATCH = 5000
@@ -244,7 +244,8 @@ def stage(
         line = rec.line
         if maker is not None and not rec.source_extra:  # the usual entry, made from cached pieces
             head, middle, tail = maker.parts(rec.location, line, event, rec.event_bytes, digest, len(raw))
-            add_prepared((rec.dedup_key or digest, head, middle, tail, digest))
+            key = rec.dedup_key or digest
+            add_prepared((key, dedup_id(key), head, middle, tail, digest))
             continue
         if line is None:
             source: dict[str, object] = {"kind": kind, "id": source_id, "location": rec.location}

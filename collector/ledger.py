@@ -55,9 +55,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY, size INTEGER NOT
 
 
 EntryParts = tuple[bytes, bytes, bytes]  # an entry's canonical bytes around prev and seq: see entry_parts
-# An entry as a worker process hands it over: (dedup key, *entry_parts, raw SHA-256) - plain
-# values, cheap to pickle.
-PreparedEntry = tuple["str | None", bytes, bytes, bytes, str]
+# An entry as a worker process hands it over: (dedup key, its stored id (dedup_id), *entry_parts,
+# raw SHA-256) - plain values, cheap to pickle.
+PreparedEntry = tuple["str | None", "bytes | None", bytes, bytes, bytes, str]
 
 
 class NewEntry(NamedTuple):
@@ -249,7 +249,8 @@ _MAX_INT = 2**53 - 1
 def prepared_entry(new: NewEntry) -> PreparedEntry:
     """*new* as the ledger appends it: its dedup key, :func:`entry_parts` and raw digest."""
     head, middle, tail = entry_parts(new)
-    return (new.dedup_key, head, middle, tail, new.raw_sha256)
+    key = new.dedup_key
+    return (key, None if key is None else dedup_id(key), head, middle, tail, new.raw_sha256)
 
 
 _NOWHERE = (None, None, None)  # an entry appended without raw bytes in the store
@@ -261,7 +262,7 @@ def prepared_items(batch: Sequence[NewEntry], prepared: Sequence[PreparedEntry])
     return prepared if prepared else [prepared_entry(new) for new in batch]
 
 
-def _dedup_id(key: str) -> bytes:
+def dedup_id(key: str) -> bytes:
     """How a dedup key is stored (SQLite): its SHA-256, a fixed 32 bytes whatever the key's length."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
@@ -303,7 +304,7 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
     prev_hex = prev.encode()
     if size + len(batch) > 2**53 - 1:
         raise CanonicalizationError("the ledger would pass 2**53 - 1 entries")
-    for key, head, middle, tail, raw in batch:
+    for key, _key_id, head, middle, tail, raw in batch:
         if key is not None:
             if key in known:
                 duplicates += 1
@@ -584,7 +585,7 @@ class Ledger(LedgerReads):
             size = self.size
             tip = conn.execute("SELECT leaf FROM entries WHERE seq=?", (size - 1,)).fetchone() if size else None
             prev = bytes(tip[0]).hex() if tip else ZERO_HASH
-            ids = {item[0]: _dedup_id(item[0]) for item in items if item[0] is not None}
+            ids = {item[0]: item[1] or dedup_id(item[0]) for item in items if item[0] is not None}
             known = self._known_keys(ids)
             batch_rows = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
             rows, nodes, dedup_rows, seqs = batch_rows.rows, batch_rows.nodes, batch_rows.dedup_rows, batch_rows.seqs
