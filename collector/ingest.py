@@ -82,7 +82,7 @@ def ingest(
     """Append everything *items* yields; return the counts."""
     summary = IngestSummary(source=source_id, size=ledger.size)
     for staged in staged_batches(items, kind=kind, source_id=source_id, observed=observed, store=ledger.store,
-                                 batch_size=batch_size):
+                                 batch_size=batch_size, parts=True):
         commit(ledger, staged, summary=summary, observed=observed)
         if on_progress is not None:
             on_progress(staged.read)
