@@ -122,6 +122,19 @@ def canonical_bytes(value: Any) -> bytes:
         raise CanonicalizationError(reason) from None
 
 
+def canonical_bytes_of_text_tree(value: dict[str, Any]) -> bytes:
+    """:func:`canonical_bytes` of an object the caller built from strings, booleans and None
+    under ASCII keys (any nesting), without the type walk: for those, JCS writes exactly what
+    orjson writes with sorted keys. Integers within ±(2**53-1) are exact too (orjson refuses
+    larger ones). A normalizer that uses this must keep to that shape; its tests compare the
+    result with :func:`canonical_bytes` (e.g. ``tests/test_cloudtrail_source.py``).
+    """
+    try:
+        return orjson.dumps(value, option=_SORTED)
+    except TypeError as exc:
+        raise CanonicalizationError("lone surrogate in a string" if "surrogate" in str(exc) else str(exc)) from None
+
+
 def parse_json(data: bytes | str, *, location: str | None = None) -> Any:
     """Parse untrusted JSON strictly: no NaN/Infinity, no lone surrogates, bounded depth.
 

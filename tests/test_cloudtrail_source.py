@@ -10,7 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from collector.canonical import canonical_bytes
 from collector.ingest import ingest
 from collector.ledger import Ledger
 from collector.object_source import LocalFolderProvider
@@ -359,3 +362,51 @@ def test_a_document_cut_inside_records_is_quarantined_not_a_crash(text: bytes) -
     records = list(parse_log_bytes(gzip.compress(text, mtime=0), location="cut.json.gz"))
     cut = [r for r in records if r.reason is not None and "malformed JSON in Records" in r.reason]
     assert len(cut) == 1 and "the document ends at byte" in str(cut[0].reason)
+
+
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=8,
+)
+_field = _any_json | st.sampled_from(["AssumeRole", "AssumeRoleWithWebIdentity", "s3.amazonaws.com",
+                                      "kms.amazonaws.com", "cloudtrail.amazonaws.com", "Role", "AKIAEXAMPLE",
+                                      "arn:aws-us-gov:sts::1:assumed-role/r/s", "2026-11-20T12:00:00Z"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({"eventTime": st.just("2026-11-20T12:00:00Z"), "eventName": _field, "eventSource": _field},
+                             optional={k: _field | st.dictionaries(st.sampled_from(
+                                 ["arn", "type", "accountId", "accessKeyId", "sessionContext", "sessionIssuer",
+                                  "attributes", "mfaAuthenticated", "roleArn", "roleSessionName", "assumedRoleUser",
+                                  "credentials", "provider", "audience", "subjectFromWebIdentityToken", "keyId",
+                                  "bucketName", "key", "name", "principalId", "identityProvider", "ConsoleLogin"]),
+                                 _field | st.dictionaries(st.sampled_from(["arn", "type", "accessKeyId",
+                                                                          "sessionIssuer", "mfaAuthenticated"]),
+                                                          _field, max_size=3), max_size=6)
+                                       for k in ["userIdentity", "requestParameters", "responseElements",
+                                                 "additionalEventData", "resources", "awsRegion", "errorCode",
+                                                 "errorMessage", "eventID", "userAgent", "readOnly", "eventType",
+                                                 "sourceIPAddress", "recipientAccountId"]}))
+def test_normalized_events_hold_only_text_so_their_fast_canonical_bytes_are_exact(doc: dict[str, object]) -> None:
+    from collector.canonical import canonical_bytes_of_text_tree
+    from collector.errors import MalformedInput
+    from collector.sources.cloudtrail import normalize_record
+
+    try:
+        event, _ = normalize_record(doc, location="gen")
+    except MalformedInput:
+        return
+    assert canonical_bytes_of_text_tree(event) == canonical_bytes(event)
+
+
+def test_sample_events_fast_canonical_bytes_are_exact() -> None:
+    from collector.sources.cloudtrail import parse_log_bytes
+
+    count = 0
+    for path in sorted(SAMPLES.rglob("*.json.gz")):
+        for rec in parse_log_bytes(path.read_bytes(), location=str(path)):
+            if rec.event is not None:
+                assert rec.event_bytes == canonical_bytes(rec.event)
+                count += 1
+    assert count > 30

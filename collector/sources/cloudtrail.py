@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from collector.canonical import canonical_bytes_of_text_tree
 from collector.errors import MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.object_source import LocalFolderProvider, ObjectInfo, ObjectProvider
@@ -317,6 +318,10 @@ def _event_time(value: Any, location: str) -> str:
 def normalize_record(doc: Any, *, location: str) -> tuple[dict[str, Any], str | None]:
     """The normalized event of one CloudTrail record and its dedup key (``eventID``).
 
+    The event holds only strings, booleans and None under fixed ASCII keys (whatever the
+    record holds), so its canonical bytes need no type walk (``canonical_bytes_of_text_tree``);
+    ``tests/test_cloudtrail_source.py`` checks that on samples and on generated records.
+
     Raises :class:`MalformedInput` with the quarantine reason when the record lacks
     what an entry needs (a JSON object with ``eventTime``, ``eventName``, ``eventSource``).
     Unknown fields are ignored here (the raw bytes keep them).
@@ -495,12 +500,14 @@ def parse_log_bytes(blob: bytes, *, location: str, skip: int = 0) -> Iterator[So
                 continue
         try:
             event, event_id = normalize_record(doc, location=where)
+            # normalize_record builds events from strings, booleans and None only
+            event_bytes = canonical_bytes_of_text_tree(event)
         except MalformedInput as exc:
             yield SourceRecord(location=location, line=item.index, raw=raw,
                                reason=str(exc).removeprefix(f"{where}: "))
             continue
         yield SourceRecord(location=location, line=item.index, raw=raw, event=event,
-                           dedup_key=f"aws.cloudtrail:{event_id}" if event_id else None)
+                           dedup_key=f"aws.cloudtrail:{event_id}" if event_id else None, event_bytes=event_bytes)
     if trailing:
         yield SourceRecord(location=location, line=None, raw=trailing,
                            reason="data after the end of the first gzip member")
