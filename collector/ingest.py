@@ -80,13 +80,10 @@ def ingest(
     on_progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
     """Append everything *items* yields; return the counts."""
-    summary = IngestSummary(source=source_id, size=ledger.size)
-    for staged in staged_batches(items, kind=kind, source_id=source_id, observed=observed, store=ledger.store,
-                                 batch_size=batch_size, parts=True):
-        commit(ledger, staged, summary=summary, observed=observed)
-        if on_progress is not None:
-            on_progress(staged.read)
-    return summary
+    batches = staged_batches(items, kind=kind, source_id=source_id, observed=observed, store=ledger.store,
+                             batch_size=batch_size, parts=True)
+    return ingest_staged(ledger, batches, source_id=source_id, observed=observed, batch_size=batch_size,
+                         on_progress=on_progress)
 
 
 def ingest_source(

@@ -22,15 +22,14 @@ import os
 import pickle
 import resource
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from collector.errors import EXIT_CODES, FedledgerError, InternalError
 from collector.evidence import Source
-from collector.ingest import DEFAULT_BATCH, IngestSummary, StagedBatch, ingest_staged, staged_batches
-from collector.ledger import Ledger
+from collector.ingest import DEFAULT_BATCH, StagedBatch, staged_batches
 from collector.store import EvidenceStore
 
 # Below this many input bytes a worker costs more to start than it saves.
@@ -71,30 +70,6 @@ def _folder_bytes(name: str) -> int:
             if total >= WORKER_MIN_BYTES:
                 return total
     return total
-
-
-def ingest_in_worker(
-    ledger: Ledger,
-    source: Source,
-    *,
-    cursors: Mapping[str, str],
-    kind: str,
-    source_id: str,
-    observed: str,
-    batch_size: int = DEFAULT_BATCH,
-    on_progress: Callable[[int], None] | None = None,
-) -> IngestSummary:
-    """:func:`collector.ingest.ingest` of ``source.collect(cursors)``, staged in a worker process.
-
-    When it returns, *source* holds the state its collection left (counts, notes,
-    tampered files) as if it had run here (:meth:`Source.worker_state`).
-    An error raised by the source in the worker is raised here (after the batches
-    before it were committed, as without a worker).
-    """
-    batches = staged_in_worker(source, cursors, store_root=ledger.store.root, kind=kind, source_id=source_id,
-                               observed=observed, batch_size=batch_size)
-    return ingest_staged(ledger, batches, source_id=source_id, observed=observed, batch_size=batch_size,
-                         on_progress=on_progress)
 
 
 def staged_in_worker(source: Source, cursors: Mapping[str, str], *, store_root: Path, kind: str, source_id: str,

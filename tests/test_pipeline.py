@@ -13,7 +13,8 @@ from collector.commands.vault_cmds import run_collection
 from collector.errors import InternalError, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ledger import Ledger
-from collector.pipeline import WORKER_MIN_BYTES, ingest_in_worker, worth_a_worker
+from collector.ingest import ingest_staged
+from collector.pipeline import WORKER_MIN_BYTES, staged_in_worker, worth_a_worker
 from collector.sources.vault import VaultAuditLog
 from tests.vault_support import OBSERVED, SAMPLES, new_ledger, run_cli
 
@@ -100,8 +101,9 @@ class FailingSource(Source):
 def test_worker_failures_reach_the_ledger_process(tmp_path: Path, how: str) -> None:
     with new_ledger(tmp_path) as ledger:
         source = FailingSource(how)
-        run = lambda: ingest_in_worker(ledger, source, cursors={}, kind="test", source_id="test",  # noqa: E731
-                                       observed=OBSERVED, batch_size=2)
+        run = lambda: ingest_staged(  # noqa: E731
+            ledger, staged_in_worker(source, {}, store_root=ledger.store.root, kind="test", source_id="test",
+                                     observed=OBSERVED, batch_size=2), source_id="test", observed=OBSERVED, batch_size=2)
         if how == "none":
             summary = run()
             assert (summary.appended, source.yielded) == (3, 3)  # the worker's state came back
