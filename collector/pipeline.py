@@ -119,6 +119,11 @@ def _stage_worker(source: Source, cursors: dict[str, str], store_root: str, kind
     import gc
 
     gc.disable()  # as in the collect commands: the records are acyclic and short-lived
+    try:  # a name that ps and top show (Linux)
+        with open("/proc/self/comm", "w") as comm:
+            comm.write("fedledger-stage")
+    except OSError:
+        pass
     store = _WriteBehindStore(Path(store_root))
     held: list[tuple[StagedBatch, Future[str] | None]] = []  # staged, its segment maybe still being written
     try:

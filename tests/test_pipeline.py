@@ -157,3 +157,60 @@ def test_cloudtrail_picks_workers_by_size() -> None:
 
     assert auto_workers(0) == 0 and auto_workers(WORKER_MIN_BYTES - 1) == 0
     assert auto_workers(WORKER_MIN_BYTES) == (2 if (os.cpu_count() or 1) >= 2 else 0)
+
+
+def _stage_workers() -> set[int]:
+    """PIDs of live staging worker processes (they name themselves fedledger-stage)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                named = (proc / "comm").read_text().strip() == "fedledger-stage"
+                if named and (proc / "stat").read_text().split()[2] != "Z":  # zombies are gone already
+                    found.add(int(proc.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize("kill_after_batches", [1, 4])
+def test_cli_killed_with_a_worker_resumes_without_loss_or_duplicates(tmp_path: Path, kill_after_batches: int) -> None:
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from tests.vault_support import REPO
+
+    path = story(tmp_path / "audit.log", 60, unpaired=False)  # 1,680 lines
+    with new_ledger(tmp_path, "clean.db") as clean:
+        collect(clean, path, 0)
+        expected = list(clean.entries())
+    ledger = tmp_path / "killed.db"
+    assert run_cli("init", "--origin", "test.example/vault", "--no-key", ledger=ledger).returncode == 0
+    before = _stage_workers()
+    child = subprocess.Popen([sys.executable, "-m", "collector.cli", "--ledger", str(ledger), "--as-of", OBSERVED,
+                              "collect", "vault", "--workers", "1", "--batch-size", "20", str(path)],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    size = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        with sqlite3.connect(ledger) as conn:
+            size = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        if size >= 20 * kill_after_batches:
+            assert _stage_workers() - before, "the run has no staging worker to outlive it"
+            break
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL and 0 < size < len(expected)  # killed mid-run
+    for _ in range(200):  # the worker notices that the ledger process is gone and exits
+        if not (_stage_workers() - before):
+            break
+        time.sleep(0.05)
+    assert not (_stage_workers() - before), "a staging worker outlived the killed run"
+    again = run_cli("--as-of", OBSERVED, "collect", "vault", "--workers", "1", str(path), ledger=ledger)
+    assert again.returncode == 0, again.stderr
+    with Ledger.open(ledger) as opened:
+        assert [body for _, _, body in opened.entries()] == [body for _, _, body in expected]
+        assert opened.integrity_check() == "ok"
