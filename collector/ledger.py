@@ -480,6 +480,10 @@ class Ledger(LedgerReads):
             fmt = conn.execute("SELECT value FROM meta WHERE key='format'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise MalformedInput(f"not a fedledger ledger: {exc}", location=str(path)) from None
+        if fmt is not None and fmt[0] == "fedledger-ledger/1":
+            raise MalformedInput("this ledger was made by an older fedledger (format fedledger-ledger/1): export it "
+                                 "with that version (`fedledger export`, verifiable by this one) and collect into a new "
+                                 "ledger", location=str(path))
         if fmt is None or fmt[0] != FORMAT:
             raise MalformedInput(f"unknown ledger format {fmt[0] if fmt else None!r}", location=str(path))
         return cls(path, conn)

@@ -90,3 +90,18 @@ def test_open_rejects_missing_and_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "text.db").write_text("not a database")
     with pytest.raises(MalformedInput):
         Ledger.open(tmp_path / "text.db")
+
+
+def test_open_names_an_older_format(tmp_path: Path) -> None:
+    from collector.errors import MalformedInput
+
+    with Ledger.create(tmp_path / "old.db", "test.example/old", created=OBSERVED, key_type="ed25519"):
+        pass
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("UPDATE meta SET value='fedledger-ledger/1' WHERE key='format'")
+    with pytest.raises(MalformedInput, match="older fedledger .*export it"):
+        Ledger.open(tmp_path / "old.db")
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.execute("UPDATE meta SET value='fedledger-ledger/9' WHERE key='format'")
+    with pytest.raises(MalformedInput, match="unknown ledger format 'fedledger-ledger/9'"):
+        Ledger.open(tmp_path / "old.db")
