@@ -17,7 +17,6 @@ from collector.cloudtrail_fetch import (
     public_keys_from_file,
     validate_store,
 )
-from collector.errors import UsageError
 from collector.ingest import ingest, ingest_source
 from collector.ledger_open import open_ledger
 from collector.object_source import ObjectProvider, open_provider
@@ -69,21 +68,19 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         public_keys: Optional[Path] = keys_opt,
         start: Optional[str] = typer.Option(None, "--start", help="Validate digests from (RFC 3339)."),
         end: Optional[str] = typer.Option(None, "--end", help="Validate digests until (RFC 3339)."),
-        workers: int = typer.Option(-1, "--workers", show_default=False,
-                                    help="Parse log files in this many worker processes (0: in this process) "
-                                         "[default: 2 for 8 MiB or more of log files on a machine with 2+ CPUs]."),
+        workers: Optional[int] = typer.Option(
+            None, "--workers", min=0, show_default=False,
+            help="Parse log files in this many worker processes (0: in this process; default: 2 for 8 MiB "
+                 "or more of log files on a machine with 2+ CPUs)."),
         skip_digests: bool = typer.Option(False, "--skip-digests", help="Do not validate the digest chain."),
     ) -> None:
         """Ingest CloudTrail log records, then validate the digest chain and record the verdicts."""
-        if workers < -1:
-            raise UsageError("--workers must be 0 or more")
         start_at, end_at = _time(start, "--start"), _time(end, "--end")
-        chosen = None if workers == -1 else workers
         observed = OPTIONS.now_text()
         if src.startswith("s3://"):
-            source = CloudTrailLogs(_provider(src, endpoint_url, region, profile), workers=chosen)
+            source = CloudTrailLogs(_provider(src, endpoint_url, region, profile), workers=workers)
         else:
-            source = CloudTrailLogs.for_path(src, workers=chosen)
+            source = CloudTrailLogs.for_path(src, workers=workers)
         report = None
         with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting cloudtrail") as advance:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -94,10 +95,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         non_hmac_key: list[str] = typer.Option(
             [], "--non-hmac-key",
             help="A request/response data key the audit device logs in plaintext (audit_non_hmac_*_keys)."),
-        workers: int = typer.Option(
-            -1, "--workers", min=-1, max=1, show_default=False,
+        workers: Optional[int] = typer.Option(
+            None, "--workers", min=0, max=1, show_default=False,
             help="1: parse in a second process while this one appends; 0: one process "
-                 "[default: 1 for 8 MiB or more of files on a machine with 2+ CPUs]."),
+                 "(default: 1 for 8 MiB or more of files on a machine with 2+ CPUs)."),
     ) -> None:
         """Collect Vault audit logs; every line becomes an entry, a duplicate or a quarantined record."""
         with open_ledger(OPTIONS.ledger) as ledger:
@@ -106,7 +107,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             source.inputs()  # unusable paths fail here, before anything is read
             with progress("vault audit log") as advance:
                 summary = run_collection(ledger, source, observed=OPTIONS.now_text(), batch_size=batch_size,
-                                         on_progress=advance, workers=None if workers < 0 else workers)
+                                         on_progress=advance, workers=workers)
         if not summary.balanced or summary.read != source.lines + source.findings:
             raise InternalError("vault collection counts do not add up")
         notes = [{"location": n.location, "line": n.line, "reason": n.reason} for n in source.notes]
