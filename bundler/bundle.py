@@ -12,13 +12,15 @@ Layout of DIR::
 
 The bundle is anchored to the ledger's newest checkpoint, which must cover the
 whole ledger (the CLI signs a fresh one first when it does not). The bundler
-re-reads the exported entry bytes, re-hashes them and checks the chain and the
-root against that checkpoint before it writes a report that cites them.
+hashes the exact entry bytes it writes to the export, checks their chain and
+their root against that checkpoint before it writes a report that cites them,
+and evaluates those same entries (one pass, :mod:`bundler.ledger_slice`).
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import tarfile
 import time
@@ -33,7 +35,8 @@ import orjson
 
 from bundler import oscal_ar, render
 from bundler.bundle_format import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
-from bundler.ledger_slice import SliceJob, SliceScan
+from bundler.evidence_table import TableReading
+from bundler.ledger_slice import LedgerPass, SliceScan
 from bundler.merkle_memory import MemoryTree
 from bundler.model import Assessment
 from bundler.pdf import PdfJob, PdfWorkers
@@ -234,9 +237,9 @@ def build_bundle(
 ) -> BundleResult:
     """Write the bundle to *out* (new or empty) and optionally one archive beside it.
 
-    The same as ``BundleBuilder.start(...).finish(assessment, ...)``; callers that
-    evaluate first should call :meth:`BundleBuilder.start` before evaluating so the
-    export and the PDF workers' start-up run beside the evaluation.
+    The same as ``BundleBuilder.start(...).finish(assessment, ...)`` for an assessment
+    made elsewhere; callers that evaluate the same ledger should use
+    :meth:`BundleBuilder.read_evidence` instead, so the entries are read once.
     """
     if assessment.origin != ledger.origin:
         raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {ledger.origin!r}")
@@ -245,7 +248,9 @@ def build_bundle(
 
 
 class BundleBuilder:
-    """A bundle in two steps around evaluation: :meth:`start` (checks, export, workers), :meth:`finish`.
+    """A bundle in three steps: :meth:`start` (checks, the pass's child process),
+    :meth:`read_evidence` (the pass: export, hashes, table rows for evaluation), then the
+    caller evaluates and calls :meth:`finish`.
 
     Verified before anything is written that cites them: the newest checkpoint
     verifies under *signer*'s key and origin and covers the whole ledger; the
@@ -254,14 +259,16 @@ class BundleBuilder:
     """
 
     def __init__(self, ledger: Ledger, out: Path, signer: NoteSigner, checkpoint: StoredCheckpoint,
-                 checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, slice_job: SliceJob) -> None:
+                 checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, ledger_pass: LedgerPass) -> None:
         self.ledger = ledger
         self.out = out
         self.signer = signer
         self.checkpoint = checkpoint
         self.checkpoint_results = checkpoint_results
         self.pdf_workers = pdf_workers
-        self.slice_job = slice_job
+        self.ledger_pass = ledger_pass
+        self.scan: SliceScan | None = None
+        self.timings: dict[str, float] = {}
 
     @classmethod
     def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None) -> BundleBuilder:
@@ -286,25 +293,48 @@ class BundleBuilder:
         out.mkdir(parents=True, exist_ok=True)
         for sub in ("controls", "oscal", "proofs"):
             (out / sub).mkdir()
-        # Both start now: the export and scan on one core, the PDF workers' imports,
-        # while the caller evaluates.
-        slice_job = SliceJob(ledger.path, out / "ledger")
-        pdf_workers = PdfWorkers(workers).start()
-        return cls(ledger, out, signer, checkpoint, results, pdf_workers, slice_job)
+        # The pass's child starts reading its share of the entries now; the PDF workers
+        # start after the pass (read_evidence), so their start-up overlaps evaluation,
+        # not the pass, which already keeps both cores busy.
+        ledger_pass = LedgerPass(ledger, out / "ledger", checkpoint.size)
+        return cls(ledger, out, signer, checkpoint, results, PdfWorkers(workers), ledger_pass)
+
+    def read_evidence(self) -> TableReading:
+        """The one pass over entries ``[0, checkpoint size)``: writes the export, hashes and
+        scans it, and returns the entries read into table rows for
+        :func:`bundler.evaluate.evaluate_reading`. Starts the PDF workers when done."""
+        if self.scan is not None:
+            raise UsageError("the evidence was read already")
+        was_enabled = gc.isenabled()
+        gc.disable()  # millions of small containers and no cycles (see bundler.evaluate)
+        try:
+            self.scan, reading = self.ledger_pass.run()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if was_enabled:
+                gc.enable()
+        for name, seconds in self.scan.seconds.items():
+            self.timings[f"pass: {name}"] = seconds
+        self.pdf_workers.start()
+        return reading
 
     def finish(self, assessment: Assessment, *, system: str | None = None, archive: str | None = None,
                on_stage: Callable[[str], None] | None = None) -> BundleResult:
         try:
+            if self.scan is None:
+                self.read_evidence()  # an assessment made elsewhere: the rows are not needed
             return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None))
         except BaseException:
-            self.slice_job.cancel()
+            self.ledger_pass.cancel()
             raise
         finally:
             self.pdf_workers.close()
 
     def abort(self) -> None:
-        """Stop the export and the workers (evaluation failed); the folder is left as it is."""
-        self.slice_job.cancel()
+        """Stop the pass's child and the workers (evaluation failed); the folder is left as it is."""
+        self.ledger_pass.cancel()
         self.pdf_workers.close()
 
     def _finish(self, assessment: Assessment, *, system: str | None, archive: str | None,
@@ -313,8 +343,9 @@ class BundleBuilder:
             raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_KINDS)}")
         if assessment.origin != self.ledger.origin:
             raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {self.ledger.origin!r}")
-        out, checkpoint, ledger = self.out, self.checkpoint, self.ledger
-        timings: dict[str, float] = {}
+        out, checkpoint, ledger, scan = self.out, self.checkpoint, self.ledger, self.scan
+        assert scan is not None
+        timings: dict[str, float] = dict(self.timings)
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -324,11 +355,9 @@ class BundleBuilder:
             clock = now
 
         stage("export")
-        scan = self.slice_job.result()
-        lap("export+scan wait")
-        timings["export+scan (beside evaluation)"] = scan.seconds
         known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
-        tree = MemoryTree(scan.leaves)
+        tree = MemoryTree(scan.leaves, scan.levels[1:])
+        scan.levels = []
         root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root
         if not root_ok:
             raise IntegrityError("the exported entries do not hash to the newest checkpoint's root",

@@ -49,7 +49,7 @@ import pandas as pd
 from bundler.catalog import Catalog, CatalogControl, control_label, load_builtin_catalog, load_mapping, \
     normalize_control_id
 from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key
-from bundler.evidence_table import EvidenceTable, build_table, values_with_prefix
+from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, values_with_prefix
 from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
     Finding, Observation, SourceFreshness, Status,
@@ -899,7 +899,34 @@ def evaluate(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _evaluate(entries, as_of=as_of, origin=origin, config=config, catalog=catalog, controls=controls,
+        reading = TableReading()
+        read_rows(entries, reading)
+        return _evaluate(reading, as_of=as_of, origin=origin, config=config, catalog=catalog, controls=controls,
+                         policies=policies, period=period, baseline=baseline, timings=timings)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def evaluate_reading(
+    reading: TableReading,
+    *,
+    as_of: str | datetime,
+    origin: str,
+    config: EvaluationConfig | None = None,
+    catalog: Catalog | None = None,
+    controls: Sequence[str] | None = None,
+    policies: Sequence[Any] = (),
+    period: tuple[str | datetime | None, str | datetime | None] | None = None,
+    baseline: str = "custom",
+    timings: dict[str, float] | None = None,
+) -> Assessment:
+    """:func:`evaluate` over entries already read into table rows (:func:`bundler.evidence_table.read_rows`,
+    or the bundler's one pass over the ledger, :mod:`bundler.ledger_slice`). *reading* is consumed."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(reading, as_of=as_of, origin=origin, config=config, catalog=catalog, controls=controls,
                          policies=policies, period=period, baseline=baseline, timings=timings)
     finally:
         if was_enabled:
@@ -907,7 +934,7 @@ def evaluate(
 
 
 def _evaluate(
-    entries: Iterable[tuple[int, Mapping[str, Any], Mapping[str, Any]]],
+    reading: TableReading,
     *,
     as_of: str | datetime,
     origin: str,
@@ -928,7 +955,7 @@ def _evaluate(
     end = parse_utc(period[1]) if period and period[1] is not None else None
     if start is not None and end is not None and start > end:
         raise UsageError("the period starts after it ends")
-    table = build_table(entries, as_of=as_of_ts, period_start=start, period_end=end)
+    table = assemble_table(reading, as_of=as_of_ts, period_start=start, period_end=end)
     phase("read entries into the table")
     correlation = correlate(table.frame, window_seconds=config.correlation_window_seconds)
     phase("correlate events to jobs")

@@ -14,22 +14,50 @@ import hashlib
 from collector import merkle
 
 
-class MemoryTree:
-    """Perfect-subtree levels of a tree of ``len(leaves) // 32`` leaves."""
+def _next_level(current: bytes) -> bytes:
+    """Parents of the complete pairs of *current* (32-byte nodes)."""
+    node_prefix = hashlib.sha256(b"\x01")
+    view = memoryview(current)
+    out = bytearray(32 * (len(current) // 64))
+    for i in range(len(current) // 64):
+        h = node_prefix.copy()
+        h.update(view[64 * i : 64 * i + 64])
+        out[32 * i : 32 * i + 32] = h.digest()
+    return bytes(out)
 
-    def __init__(self, leaves: bytes | bytearray) -> None:
+
+def perfect_levels(leaves: bytes, count: int) -> list[bytes]:
+    """Levels 1..*count* of perfect-subtree hashes over *leaves* (fewer if they run out).
+
+    For leaves that start at a multiple of ``2**count`` in a larger tree, these are
+    exactly that tree's nodes over them, so ranges hashed apart join by concatenation.
+    """
+    levels = []
+    current = leaves
+    while len(levels) < count and len(current) >= 64:
+        current = _next_level(current)
+        levels.append(current)
+    return levels
+
+
+class MemoryTree:
+    """Perfect-subtree levels of a tree of ``len(leaves) // 32`` leaves.
+
+    *levels*, if given, are levels 1..k already computed (e.g. by :func:`perfect_levels`
+    over parts of the leaves); the levels above are computed here.
+    """
+
+    def __init__(self, leaves: bytes | bytearray, levels: list[bytes] | None = None) -> None:
         if len(leaves) % 32:
             raise ValueError("leaf buffer is not a multiple of 32 bytes")
         self.size = len(leaves) // 32
-        self.levels: list[bytes] = [bytes(leaves)]
-        sha = hashlib.sha256
-        current = self.levels[0]
+        self.levels: list[bytes] = [bytes(leaves), *(levels or ())]
+        for level, nodes in enumerate(self.levels):
+            if len(nodes) != 32 * (self.size >> level):
+                raise ValueError(f"level {level} holds {len(nodes) // 32} nodes, expected {self.size >> level}")
+        current = self.levels[-1]
         while len(current) >= 64:
-            pairs = len(current) // 64
-            nxt = bytearray(32 * pairs)
-            for i in range(pairs):
-                nxt[32 * i : 32 * i + 32] = sha(b"\x01" + current[64 * i : 64 * i + 64]).digest()
-            current = bytes(nxt)
+            current = _next_level(current)
             self.levels.append(current)
         self._partial: dict[tuple[int, int], bytes] = {}
 
