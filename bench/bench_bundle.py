@@ -154,7 +154,8 @@ def run(work: Path, args: argparse.Namespace) -> None:
           f"({(bundle_self_cpu + bundle_worker_cpu) / whole:.2f} cores; this process {bundle_self_cpu:.1f}, child processes "
           f"(the pass's child, PDF workers) {bundle_worker_cpu:.1f}); floor {floor_cpu:.1f} CPU-s over {floor:.1f}s wall "
           f"({floor_cpu / floor:.2f} cores). Well under 2 cores used means a busy machine.")
-    print(f"rss   : peak {rss_self:.0f} MB in this process, {rss_children:.0f} MB in the largest PDF worker (target < 1536 MB)")
+    print(f"rss   : peak {rss_self:.0f} MB in this process, {result.pass_child_peak_rss_mb} MB in the pass's child, "
+          f"{rss_children:.0f} MB in the largest PDF worker (target < 1536 MB, each)")
 
     from bench.synthetic import public_pem
     from bundler.bundle_verify import verify_bundle

@@ -73,6 +73,7 @@ class BundleResult:
     refused_urls: int
     timings: dict[str, float] = field(default_factory=dict)
     pdf_worker_peak_rss_mb: int = 0
+    pass_child_peak_rss_mb: int = 0  # the process that read the upper share of the entries
 
 
 def csv_cell(value: object) -> str:
@@ -355,6 +356,8 @@ class BundleBuilder:
             clock = now
 
         stage("export")
+        scan.export_files = self.ledger_pass.wait_export()
+        lap("export finish wait")
         known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
         tree = MemoryTree(scan.leaves, scan.levels[1:])
         scan.levels = []
@@ -443,7 +446,7 @@ class BundleBuilder:
             archive_path = write_archive(out, archive)
             lap("archive")
         return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
-                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb)
+                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb, scan.child_peak_rss_mb)
 
 
 def write_archive(folder: Path, kind: str) -> Path:

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from array import array
 from collections import Counter
@@ -41,11 +42,12 @@ import orjson
 
 from bundler.evidence_table import TableReading, read_rows
 from bundler.merkle_memory import perfect_levels
+from bundler.process_stats import peak_rss_mb
 
 ZERO = bytes(32)
 TREE_LEVELS = 14  # the split is a multiple of 2**14 entries
 MIN_SPLIT_SIZE = 1 << 17  # below this, one process reads everything
-CHILD_SHARE = 0.5  # of the entries, rounded to 2**TREE_LEVELS; the child also pays its start-up
+CHILD_SHARE = 0.45  # of the entries, rounded to 2**TREE_LEVELS; the child also pays its start-up
 _WRITE_BATCH = 2048  # lines joined per write and hash update
 
 
@@ -65,6 +67,7 @@ class SlicePart:
     levels: list[bytes] = field(default_factory=list)  # perfect-subtree levels 1..TREE_LEVELS of this range
     reading: TableReading = field(default_factory=TableReading)
     seconds: float = 0.0
+    peak_rss_mb: int = 0  # of the child process that read it (0 when this process did)
 
 
 @dataclass
@@ -81,6 +84,7 @@ class SliceScan:
     export_files: dict[str, str] = field(default_factory=dict)
     levels: list[bytes] = field(default_factory=list)  # Merkle levels 0..k, as far as both parts computed them
     seconds: dict[str, float] = field(default_factory=dict)
+    child_peak_rss_mb: int = 0
 
 
 def read_part(ledger: Any, start: int, end: int, handle: IO[bytes], digest: Any, *, tree_levels: int = 0) -> SlicePart:
@@ -223,7 +227,9 @@ class LedgerPass:
         self.split = split
         self._work: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self.started = time.perf_counter()
+        self._thread: threading.Thread | None = None
+        self._export_files: dict[str, str] | None = None
+        self._export_error: BaseException | None = None
         if split < size:
             self._work = Path(tempfile.mkdtemp(prefix="fedledger-slice-"))
             root = str(Path(__file__).resolve().parent.parent)
@@ -235,32 +241,64 @@ class LedgerPass:
             )
 
     def run(self) -> tuple[SliceScan, TableReading]:
-        """Read this process's share, wait for the child's, and join them into one export."""
+        """Read this process's share, wait for the child's, and join them.
+
+        ``entries.jsonl`` is finished (the child's part appended, the whole file
+        hashed) and the rest of the export written by a thread, beside the caller's
+        evaluation: file I/O and SHA-256 over large blocks run without the GIL.
+        :meth:`wait_export` waits for it and returns the export's file hashes."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
         seconds: dict[str, float] = {}
-        with open(self.folder / "entries.jsonl", "wb") as handle:
+        entries = self.folder / "entries.jsonl"
+        with open(entries, "wb") as handle:
             levels = self.tree_levels if self._proc is not None else 0
-            parts = [read_part(self.ledger, 0, self.split, handle, digest, tree_levels=levels)]
-            seconds["this process's share"] = parts[0].seconds
-            if self._proc is not None:
-                clock = time.perf_counter()
-                child = self._child_result()
-                seconds["wait for the child's share"] = time.perf_counter() - clock
-                seconds["child's share (beside)"] = child.seconds
-                clock = time.perf_counter()
-                assert self._work is not None
-                with open(self._work / "entries.part", "rb") as source:
-                    for block in iter(lambda: source.read(1 << 22), b""):
-                        handle.write(block)
-                        digest.update(block)
-                parts.append(child)
-                seconds["join"] = time.perf_counter() - clock
-        self._cleanup()
+            parts = [read_part(self.ledger, 0, self.split, handle, None, tree_levels=levels)]
+        seconds["this process's share"] = parts[0].seconds
+        if self._proc is not None:
+            clock = time.perf_counter()
+            child = self._child_result()
+            seconds["wait for the child's share"] = time.perf_counter() - clock
+            seconds["child's share (beside)"] = child.seconds
+            parts.append(child)
+        clock = time.perf_counter()
+        # Read here: a SQLite connection belongs to the thread that opened it.
+        rest = (self.ledger.origin, self.ledger.checkpoints(), self.ledger.signers())
+        part_file = self._work / "entries.part" if self._proc is not None and self._work is not None else None
+        self._thread = threading.Thread(target=self._finish_export, args=(entries, part_file, rest),
+                                        name="fedledger-export", daemon=True)
+        self._thread.start()
         scan, reading = _join(parts, self.tree_levels if len(parts) > 1 else 0)
-        scan.export_files = _export_rest(self.ledger, self.folder, self.size, digest.hexdigest())
+        seconds["join"] = time.perf_counter() - clock
         scan.seconds = seconds
+        scan.child_peak_rss_mb = max((p.peak_rss_mb for p in parts), default=0)
         return scan, reading
+
+    def _finish_export(self, entries: Path, part_file: Path | None, rest: tuple[str, list[Any], list[Any]]) -> None:
+        try:
+            digest = hashlib.sha256()
+            with open(entries, "r+b") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+                if part_file is not None:
+                    with open(part_file, "rb") as source:
+                        for block in iter(lambda: source.read(1 << 22), b""):
+                            handle.write(block)
+                            digest.update(block)
+            self._export_files = _export_rest(self.folder, self.size, digest.hexdigest(), *rest)
+        except BaseException as exc:  # handed to the caller by wait_export
+            self._export_error = exc
+
+    def wait_export(self) -> dict[str, str]:
+        """Wait until the export folder is complete; the SHA-256 of each of its files."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            self._cleanup()
+        if self._export_error is not None:
+            raise self._export_error
+        if self._export_files is None:
+            raise RuntimeError("the ledger pass has not run")
+        return self._export_files
 
     def _child_result(self) -> SlicePart:
         assert self._proc is not None and self._work is not None
@@ -277,6 +315,9 @@ class LedgerPass:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
         self._cleanup()
 
     def _cleanup(self) -> None:
@@ -315,7 +356,8 @@ def _join(parts: list[SlicePart], tree_levels: int) -> tuple[SliceScan, TableRea
     return scan, reading
 
 
-def _export_rest(ledger: Any, out: Path, size: int, entries_sha256: str) -> dict[str, str]:
+def _export_rest(out: Path, size: int, entries_sha256: str, origin: str, checkpoints: list[Any],
+                 signers: list[Any]) -> dict[str, str]:
     """Checkpoints, keys and MANIFEST.json beside ``entries.jsonl``, as :func:`collector.export.export_ledger`
     writes them (a test compares the two folders byte for byte)."""
     from collector.canonical import canonical_bytes
@@ -324,17 +366,17 @@ def _export_rest(ledger: Any, out: Path, size: int, entries_sha256: str) -> dict
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "keys").mkdir(exist_ok=True)
     files = {"entries.jsonl": entries_sha256}
-    for cp in ledger.checkpoints():
+    for cp in checkpoints:
         if cp.size > size:
             continue
         name = f"checkpoints/{cp.id:06d}.note"
         (out / name).write_text(cp.note, encoding="utf-8")
         files[name] = hashlib.sha256(cp.note.encode()).hexdigest()
-    for key_name, key_id, pem in ledger.signers():
+    for key_name, key_id, pem in signers:
         name = f"keys/{key_name.replace('/', '_')}-{key_id}.pem"
         (out / name).write_text(pem, encoding="ascii")
         files[name] = hashlib.sha256(pem.encode()).hexdigest()
-    manifest = {"format": EXPORT_FORMAT, "origin": ledger.origin, "size": size, "files": dict(sorted(files.items()))}
+    manifest = {"format": EXPORT_FORMAT, "origin": origin, "size": size, "files": dict(sorted(files.items()))}
     (out / "MANIFEST.json").write_bytes(canonical_bytes(manifest))
     return dict(sorted(files.items()))
 
@@ -351,6 +393,7 @@ def _main(argv: list[str]) -> int:
     work = Path(argv[4])
     with open_ledger(ledger_location(argv[0])) as ledger, open(work / "entries.part", "wb") as handle:
         part = ledger_slice.read_part(ledger, start, end, handle, None, tree_levels=levels)
+    part.peak_rss_mb = peak_rss_mb()
     with open(work / "part.pickle", "wb") as handle:
         pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return 0

@@ -28,6 +28,7 @@ from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from bundler.assets import asset_bytes, asset_names
+from bundler.process_stats import peak_rss_mb
 
 ASSET_SCHEME = "fedledger-asset:"
 BASE_URL = ASSET_SCHEME + "/"
@@ -184,17 +185,6 @@ def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
         return pool.render(jobs)
 
 
-def _peak_rss_mb() -> int:
-    """This process's peak resident set (VmHWM), which, unlike ru_maxrss, restarts at exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 0
-
-
 def warm_up() -> None:
     """Render a small page with the report stylesheet and fonts, and throw it away: the
     one-time costs of a fresh process (font configuration, style sheets) are paid
@@ -219,7 +209,7 @@ def _worker_main(argv: list[str]) -> None:
         job = orjson.loads(line)
         try:
             _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"])))
-            answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": _peak_rss_mb()}
+            answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": peak_rss_mb()}
         except Exception as exc:  # reported to the parent, which fails the bundle
             answer = {"ok": False, "pdf": job["pdf"], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         out.write(orjson.dumps(answer) + b"\n")

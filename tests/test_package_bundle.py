@@ -428,7 +428,10 @@ def test_an_archive_of_the_bundle_folder_itself_verifies(golden: Path, tmp_path:
 def _pass(ledger: Ledger, out: Path, *, split: int | None = None, tree_levels: int = 3):  # type: ignore[no-untyped-def]
     from bundler.ledger_slice import LedgerPass
 
-    return LedgerPass(ledger, out, ledger.size, split=split, tree_levels=tree_levels).run()
+    ledger_pass = LedgerPass(ledger, out, ledger.size, split=split, tree_levels=tree_levels)
+    scan, rows = ledger_pass.run()
+    scan.export_files = ledger_pass.wait_export()
+    return scan, rows
 
 
 def test_the_split_pass_exports_what_export_ledger_does_and_reads_what_one_process_reads(tmp_path: Path) -> None:
