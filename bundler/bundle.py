@@ -27,7 +27,7 @@ import time
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,17 +143,18 @@ def _cited_evidence(entries_path: Path, scan: SliceScan, assessment: Assessment,
     return evidence
 
 
-def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[str, object]) -> dict[int, InclusionProof]:
+def _inclusion_proof(tree: MemoryTree, seq: int) -> InclusionProof:
+    return InclusionProof(seq, tree.leaf(seq).hex(), tuple(h.hex() for h in tree.inclusion_proof(seq)))
+
+
+def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[str, object]) -> None:
     """Every cited entry's proof, one JSON line each, after a header line naming the checkpoint."""
-    kept: dict[int, InclusionProof] = {}
     with open(path, "wb") as handle:
         handle.write(canonical_bytes(header) + b"\n")
         for seq in seqs:
             leaf = tree.leaf(seq).hex()
             audit = [h.hex() for h in tree.inclusion_proof(seq)]
             handle.write(orjson.dumps({"seq": seq, "leaf_hash": leaf, "path": audit}) + b"\n")
-            kept[seq] = InclusionProof(seq, leaf, tuple(audit))
-    return kept
 
 
 def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
@@ -370,23 +371,8 @@ class BundleBuilder:
                                  location=str(out / "ledger"))
         lap("tree")
 
-        stage("csv")
-        found = _cited_evidence(out / "ledger" / "entries.jsonl", scan, assessment, out / "controls")
-        lap("csv")
-
-        stage("proofs")
-        cited = sorted({seq for control in assessment.controls for seq in control.seqs})
-        header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
-                  "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
-        proofs = _write_proofs(out / PROOFS_FILE, tree, cited, header)
-        evidence = {}
-        for control in assessment.controls:
-            mine = found[control.control_id]
-            shown = tuple(proofs[s] for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
-            evidence[control.control_id] = ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)
-        del proofs, tree
-        lap("proofs")
-
+        # Pages go to the PDF workers as soon as they are written: the index (it needs no
+        # cited entries) while the CSVs are read, the controls before the proofs file and OSCAL.
         stage("html")
         facts = BundleFacts(
             system=system or ledger.origin,
@@ -397,16 +383,41 @@ class BundleBuilder:
             proofs_file=PROOFS_FILE,
             transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok,
                                    checkpoint_results=self.checkpoint_results),
-            evidence=evidence,
         )
-        jobs = [PdfJob(out / "index.html", out / "index.pdf")]
         (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
+        self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf"))
+        pages = 1
+        lap("html")
+
+        stage("csv")
+        found = _cited_evidence(out / "ledger" / "entries.jsonl", scan, assessment, out / "controls")
+        lap("csv")
+
+        stage("html")
+        evidence = {}
+        for control in assessment.controls:
+            mine = found[control.control_id]
+            shown = tuple(_inclusion_proof(tree, s) for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
+            evidence[control.control_id] = ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)
+        facts = replace(facts, evidence=evidence)
+        jobs = []
         for control in assessment.controls:
             stem = file_stem(control.control_id)
             (out / "controls" / f"{stem}.html").write_text(render.render_control(assessment, control, facts),
                                                            encoding="utf-8")
             jobs.append(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+        for job in sorted(jobs, key=lambda j: j.html_path.stat().st_size, reverse=True):  # largest first
+            self.pdf_workers.submit(job)
+        pages += len(jobs)
         lap("html")
+
+        stage("proofs")
+        cited = sorted({seq for control in assessment.controls for seq in control.seqs})
+        header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
+                  "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
+        _write_proofs(out / PROOFS_FILE, tree, cited, header)
+        del tree
+        lap("proofs")
 
         stage("oscal")
         known["ledger/MANIFEST.json"] = sha256_file(out / "ledger" / "MANIFEST.json")
@@ -421,7 +432,7 @@ class BundleBuilder:
         lap("oscal")
 
         stage("pdf")
-        refused = self.pdf_workers.render(jobs)
+        refused = self.pdf_workers.wait()
         lap("pdf")
 
         stage("manifest")
@@ -445,7 +456,7 @@ class BundleBuilder:
             stage("archive")
             archive_path = write_archive(out, archive)
             lap("archive")
-        return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
+        return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, pages,
                             len(cited), refused, timings, self.pdf_workers.peak_rss_mb, scan.child_peak_rss_mb)
 
 

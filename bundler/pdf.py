@@ -99,6 +99,10 @@ class PdfWorkers:
         self.count = max(1, workers or min(2, os.cpu_count() or 1))
         self._procs: list[subprocess.Popen[bytes]] = []
         self.peak_rss_mb = 0  # the largest worker's peak resident set, as the workers report it
+        self._queue: list[PdfJob] = []
+        self._idle: list[subprocess.Popen[bytes]] = []
+        self._selector: selectors.BaseSelector | None = None
+        self._refused = 0
 
     def start(self) -> PdfWorkers:
         if self.count > 1 and not self._procs:
@@ -110,37 +114,56 @@ class PdfWorkers:
         return self
 
     def render(self, jobs: Sequence[PdfJob]) -> int:
-        """Render every job; returns the number of refused URLs. Raises if a worker fails."""
-        if self.count <= 1 or len(jobs) <= 1:
+        """Render every job, largest pages first; returns the number of refused URLs. Raises if a worker fails."""
+        if self.count <= 1 or (len(jobs) <= 1 and not self._procs):
             _quiet()
             return sum(_render_job(job)[1] for job in jobs)
+        for job in sorted(jobs, key=_html_size, reverse=True):
+            self.submit(job)
+        return self.wait()
+
+    def submit(self, job: PdfJob) -> None:
+        """Queue *job*; a free worker starts on it at once (with one worker, :meth:`wait` renders it here)."""
+        self._queue.append(job)
+        if self.count > 1:
+            self._pump(block=False)
+
+    def wait(self) -> int:
+        """Render everything submitted; returns the number of refused URLs since the last wait."""
+        if self.count <= 1:
+            _quiet()
+            while self._queue:
+                self._refused += _render_job(self._queue.pop(0))[1]
+        else:
+            while self._queue or len(self._idle) < len(self._procs):
+                self._pump(block=True)
+        refused, self._refused = self._refused, 0
+        return refused
+
+    def _pump(self, *, block: bool) -> None:
+        """Take the answers that are in (waiting for one if *block*), then give queued jobs to idle workers."""
         self.start()
-        pending = sorted(jobs, key=_html_size, reverse=True)
-        refused = 0
-        busy: dict[int, subprocess.Popen[bytes]] = {}
-        with selectors.DefaultSelector() as selector:
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
             for proc in self._procs:
                 assert proc.stdout is not None
-                selector.register(proc.stdout, selectors.EVENT_READ, proc)
-                if pending:
-                    self._send(proc, pending.pop(0))
-                    busy[proc.pid] = proc
-            while busy:
-                for key, _ in selector.select():
-                    proc = key.data
-                    line = proc.stdout.readline()
-                    if not line:
-                        raise RuntimeError(f"PDF worker {proc.pid} exited with {proc.wait()}")
-                    answer = orjson.loads(line)
-                    if not answer.get("ok"):
-                        raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
-                    refused += int(answer["refused"])
-                    self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
-                    if pending:
-                        self._send(proc, pending.pop(0))
-                    else:
-                        busy.pop(proc.pid, None)
-        return refused
+                self._selector.register(proc.stdout, selectors.EVENT_READ, proc)
+            self._idle = list(self._procs)
+        busy = len(self._idle) < len(self._procs)
+        if busy:
+            for key, _ in self._selector.select(timeout=None if block and not (self._queue and self._idle) else 0):
+                proc = key.data
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"PDF worker {proc.pid} exited with {proc.wait()}")
+                answer = orjson.loads(line)
+                if not answer.get("ok"):
+                    raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
+                self._refused += int(answer["refused"])
+                self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
+                self._idle.append(proc)
+        while self._queue and self._idle:
+            self._send(self._idle.pop(0), self._queue.pop(0))
 
     @staticmethod
     def _send(proc: subprocess.Popen[bytes], job: PdfJob) -> None:
@@ -149,6 +172,11 @@ class PdfWorkers:
         proc.stdin.flush()
 
     def close(self) -> None:
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        self._queue = []
+        self._idle = []
         for proc in self._procs:
             if proc.stdin is not None:
                 proc.stdin.close()
