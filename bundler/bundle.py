@@ -25,7 +25,6 @@ import hashlib
 import tarfile
 import time
 import zipfile
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from bundler.bundle_format import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
 from bundler.evidence_table import TableReading
 from bundler.ledger_slice import LedgerPass, SliceScan
 from bundler.merkle_memory import MemoryTree
-from bundler.model import Assessment
+from bundler.model import Assessment, ControlResult
 from bundler.pdf import PdfJob, PdfWorkers
 from bundler.render import (
     PROOFS_SHOWN,
@@ -84,63 +83,64 @@ def csv_cell(value: object) -> str:
     return text
 
 
-def _cited_evidence(entries_path: Path, scan: SliceScan, assessment: Assessment,
-                    controls_dir: Path) -> dict[str, ControlEvidence]:
-    """Read only the cited entries (by line offset), write each control's CSV and its summary rows."""
-    cited: dict[int, list[int]] = defaultdict(list)
-    for index, control in enumerate(assessment.controls):
-        for seq in sorted(set(control.seqs)):
-            cited[seq].append(index)
-    missing = [seq for seq in cited if seq >= scan.size or seq < 0]
-    if missing:
-        raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
-    handles = []
-    writers = []
-    for control in assessment.controls:
-        handle = open(controls_dir / f"{file_stem(control.control_id)}.csv", "w", encoding="utf-8", newline="")
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        handles.append(handle)
-        writers.append(writer)
-    aggregates: list[dict[tuple[str, str, str], list[Any]]] = [dict() for _ in assessment.controls]
-    counts = [0] * len(assessment.controls)
-    offsets, leaves = scan.offsets, scan.leaves
-    try:
-        with open(entries_path, "rb") as entries:
-            for seq in sorted(cited):
-                entries.seek(offsets[seq])
-                body = entries.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
-                doc = orjson.loads(body)
-                event = doc.get("event") or {}
-                source = doc.get("source") or {}
-                kind = event.get("kind") or "?"
-                outcome = (event.get("outcome") or {}).get("status") or ""
-                when = event.get("time") or ""
-                row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
-                    when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
-                    event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
-                key = (kind, str(source.get("kind") or ""), outcome)
-                for index in cited[seq]:
-                    writers[index].writerow(row)
-                    counts[index] += 1
-                    agg = aggregates[index].get(key)
-                    if agg is None:
-                        aggregates[index][key] = [1, when, when]
-                    else:
-                        agg[0] += 1
-                        agg[1] = min(agg[1], when)
-                        agg[2] = max(agg[2], when)
-    finally:
-        for handle in handles:
-            handle.close()
-    evidence = {}
-    for index, control in enumerate(assessment.controls):
+class _CitedEntries:
+    """The cited entries of the export, read by line offset and parsed once each, however many
+    controls cite them; :meth:`write_control` writes one control's CSV and returns its summary rows."""
+
+    def __init__(self, entries_path: Path, scan: SliceScan, assessment: Assessment) -> None:
+        cited = {seq for control in assessment.controls for seq in control.seqs}
+        missing = [seq for seq in cited if seq >= scan.size or seq < 0]
+        if missing:
+            raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
+        self._handle = open(entries_path, "rb")
+        self._offsets, self._leaves = scan.offsets, scan.leaves
+        self._rows: dict[int, tuple[list[object], tuple[str, str, str], str]] = {}
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def _row(self, seq: int) -> tuple[list[object], tuple[str, str, str], str]:
+        found = self._rows.get(seq)
+        if found is not None:
+            return found
+        offsets, leaves = self._offsets, self._leaves
+        self._handle.seek(offsets[seq])
+        body = self._handle.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
+        doc = orjson.loads(body)
+        event = doc.get("event") or {}
+        source = doc.get("source") or {}
+        kind = event.get("kind") or "?"
+        outcome = (event.get("outcome") or {}).get("status") or ""
+        when = event.get("time") or ""
+        row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
+            when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
+            event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
+        found = self._rows[seq] = (row, (kind, str(source.get("kind") or ""), outcome), when)
+        return found
+
+    def write_control(self, control: ControlResult, controls_dir: Path) -> ControlEvidence:
+        """Write ``<control>.csv`` (every cited entry, in seq order) and summarize them by kind, source and outcome."""
+        aggregates: dict[tuple[str, str, str], list[Any]] = {}
+        count = 0
+        with open(controls_dir / f"{file_stem(control.control_id)}.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            for seq in sorted(set(control.seqs)):
+                row, key, when = self._row(seq)
+                writer.writerow(row)
+                count += 1
+                agg = aggregates.get(key)
+                if agg is None:
+                    aggregates[key] = [1, when, when]
+                else:
+                    agg[0] += 1
+                    agg[1] = min(agg[1], when)
+                    agg[2] = max(agg[2], when)
         rows = tuple(
             EvidenceRow(kind, source, outcome, n, first, last)
-            for (kind, source, outcome), (n, first, last) in sorted(aggregates[index].items(), key=lambda kv: -kv[1][0])
+            for (kind, source, outcome), (n, first, last) in sorted(aggregates.items(), key=lambda kv: -kv[1][0])
         )
-        evidence[control.control_id] = ControlEvidence(control.control_id, counts[index], rows)
-    return evidence
+        return ControlEvidence(control.control_id, count, rows)
 
 
 def _inclusion_proof(tree: MemoryTree, seq: int) -> InclusionProof:
@@ -389,27 +389,23 @@ class BundleBuilder:
         pages = 1
         lap("html")
 
+        # Control by control (most cited first, a proxy for the largest page): its CSV, its
+        # page, and the page goes to a worker while the next control's CSV is written.
         stage("csv")
-        found = _cited_evidence(out / "ledger" / "entries.jsonl", scan, assessment, out / "controls")
-        lap("csv")
-
-        stage("html")
-        evidence = {}
-        for control in assessment.controls:
-            mine = found[control.control_id]
-            shown = tuple(_inclusion_proof(tree, s) for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
-            evidence[control.control_id] = ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)
-        facts = replace(facts, evidence=evidence)
-        jobs = []
-        for control in assessment.controls:
-            stem = file_stem(control.control_id)
-            (out / "controls" / f"{stem}.html").write_text(render.render_control(assessment, control, facts),
-                                                           encoding="utf-8")
-            jobs.append(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
-        for job in sorted(jobs, key=lambda j: j.html_path.stat().st_size, reverse=True):  # largest first
-            self.pdf_workers.submit(job)
-        pages += len(jobs)
-        lap("html")
+        cited_entries = _CitedEntries(out / "ledger" / "entries.jsonl", scan, assessment)
+        try:
+            for control in sorted(assessment.controls, key=lambda c: -len(set(c.seqs))):
+                mine = cited_entries.write_control(control, out / "controls")
+                shown = tuple(_inclusion_proof(tree, s) for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
+                evidence = {control.control_id: ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)}
+                stem = file_stem(control.control_id)
+                html = render.render_control(assessment, control, replace(facts, evidence=evidence))
+                (out / "controls" / f"{stem}.html").write_text(html, encoding="utf-8")
+                self.pdf_workers.submit(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+                pages += 1
+        finally:
+            cited_entries.close()
+        lap("csv and html")
 
         stage("proofs")
         cited = sorted({seq for control in assessment.controls for seq in control.seqs})
