@@ -430,6 +430,9 @@ class BundleBuilder:
         stage("pdf")
         refused = self.pdf_workers.wait()
         lap("pdf")
+        if self.pdf_workers.first_submitted is not None:
+            timings["pdf phase (first page sent to last page done)"] = \
+                time.perf_counter() - self.pdf_workers.first_submitted
 
         stage("manifest")
         files = {}

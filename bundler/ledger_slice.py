@@ -47,7 +47,9 @@ from bundler.process_stats import peak_rss_mb
 ZERO = bytes(32)
 TREE_LEVELS = 14  # the split is a multiple of 2**14 entries
 MIN_SPLIT_SIZE = 1 << 17  # below this, one process reads everything
-CHILD_SHARE = 0.45  # of the entries, rounded to 2**TREE_LEVELS; the child also pays its start-up
+# The child pays its start-up (interpreter, pandas) and the pickle, about what reading this
+# many entries costs, so it gets half of the rest (split rounded to 2**TREE_LEVELS).
+CHILD_HANDICAP = 50_000
 _WRITE_BATCH = 2048  # lines joined per write and hash update
 
 
@@ -221,7 +223,7 @@ class LedgerPass:
         self.tree_levels = tree_levels
         align = 1 << tree_levels
         if split is None:
-            split = size if size < MIN_SPLIT_SIZE else round(size * (1 - CHILD_SHARE) / align) * align
+            split = size if size < MIN_SPLIT_SIZE else round((size + CHILD_HANDICAP) / 2 / align) * align
         if split % align or not 0 < split <= size:
             split = size
         self.split = split

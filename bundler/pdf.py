@@ -18,6 +18,7 @@ import os
 import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,7 @@ class PdfWorkers:
         self._idle: list[subprocess.Popen[bytes]] = []
         self._selector: selectors.BaseSelector | None = None
         self._refused = 0
+        self.first_submitted: float | None = None  # perf_counter() of the first submit (for timings)
 
     def start(self) -> PdfWorkers:
         if self.count > 1 and not self._procs:
@@ -124,6 +126,8 @@ class PdfWorkers:
 
     def submit(self, job: PdfJob) -> None:
         """Queue *job*; a free worker starts on it at once (with one worker, :meth:`wait` renders it here)."""
+        if self.first_submitted is None:
+            self.first_submitted = time.perf_counter()
         self._queue.append(job)
         if self.count > 1:
             self._pump(block=False)
