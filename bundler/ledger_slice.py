@@ -45,7 +45,7 @@ from bundler.merkle_memory import perfect_levels
 from bundler.process_stats import peak_rss_mb
 
 ZERO = bytes(32)
-TREE_LEVELS = 14  # the split is a multiple of 2**14 entries
+TREE_LEVELS = 12  # the split is a multiple of 2**12 entries
 MIN_SPLIT_SIZE = 1 << 17  # below this, one process reads everything
 # The child pays its start-up (interpreter, pandas) and the pickle, about what reading this
 # many entries costs, so it gets half of the rest (split rounded to 2**TREE_LEVELS).
