@@ -9,7 +9,7 @@ limit), else from the defaults of :class:`bundler.evaluate.EvaluationConfig`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,15 @@ def evaluation_settings_from_config(config: Any, base: Any = None) -> Any:
             sorted((kind, max(1, math.ceil(c.seconds / 86400))) for kind, c in cadences.items())
         )
     return replace(settings, **changes)
+
+
+def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(seq, event, source) triples of entries 0..size-1, streamed (for :func:`bundler.evaluate.evaluate`
+    on its own; :func:`make_bundle` reads the entries once, in the bundle's pass)."""
+    loads = orjson.loads
+    for seq, _leaf, body in ledger.entries(0, size):
+        doc = loads(body)
+        yield int(seq), doc.get("event") or {}, doc.get("source") or {}
 
 
 def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,

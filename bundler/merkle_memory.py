@@ -32,7 +32,7 @@ def perfect_levels(leaves: bytes, count: int) -> list[bytes]:
     For leaves that start at a multiple of ``2**count`` in a larger tree, these are
     exactly that tree's nodes over them, so ranges hashed apart join by concatenation.
     """
-    levels = []
+    levels: list[bytes] = []
     current = leaves
     while len(levels) < count and len(current) >= 64:
         current = _next_level(current)
