@@ -11,10 +11,12 @@ The pass is split by sequence range: this process reads ``[0, split)`` while a
 fresh child process (``python -m bundler.ledger_slice``) reads ``[split, size)``
 on the other core, writes its lines to a part file, and hands back compact
 results (leaf hashes, line lengths, counts, the table's column chunks, the lower
-Merkle levels of its range) in one pickle. The parent appends the part file to
-``entries.jsonl``, hashing it as it copies, and checks the one chain link that
-crosses the split. *split* is a multiple of ``2**TREE_LEVELS`` so both halves'
-perfect subtrees up to that level line up with the whole tree's.
+Merkle levels of its range) in one pickle. The parent checks the one chain link
+that crosses the split; a thread appends the part file to ``entries.jsonl``,
+hashes the whole file and writes the rest of the export while the caller
+evaluates (:meth:`LedgerPass.wait_export`). *split* is a multiple of
+``2**TREE_LEVELS`` so both halves' perfect subtrees up to that level line up with
+the whole tree's.
 
 Below :data:`MIN_SPLIT_SIZE` entries the child costs more than it saves and the
 parent reads everything.
