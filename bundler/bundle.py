@@ -357,10 +357,12 @@ class BundleBuilder:
             clock = now
 
         stage("export")
-        scan.export_files = self.ledger_pass.wait_export()
-        lap("export finish wait")
+        self.ledger_pass.wait_export()  # leaf hashes, Merkle levels and chain check of the exported bytes
+        for name, seconds in scan.seconds.items():
+            timings.setdefault(f"pass: {name}", seconds)
+        lap("export hashes wait")
         known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
-        tree = MemoryTree(scan.leaves, scan.levels[1:])
+        tree = MemoryTree(scan.leaves, scan.levels)
         scan.levels = []
         root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root
         if not root_ok:

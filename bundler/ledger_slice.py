@@ -1,25 +1,24 @@
-"""One pass over the ledger's entries that exports, hashes, scans and reads them for evaluation.
+"""One pass over the ledger's entries that exports, scans and reads them for evaluation.
 
 Every entry is read from the ledger once. Its stored bytes are written to the
-export's ``entries.jsonl`` and hashed there (the leaf hash the bundle's Merkle root
-is checked against, and the file's SHA-256), its ``seq`` and ``prev`` are checked
-against the chain, its event kind is counted for the verification transcript, and
-the same parsed object becomes a row of the evaluation table
-(:mod:`bundler.evidence_table`). Nothing is parsed twice.
+export's ``entries.jsonl``, its ``seq`` and ``prev`` are kept for the chain check,
+its event kind is counted for the verification transcript, and the same parsed
+object becomes a row of the evaluation table (:mod:`bundler.evidence_table`).
+Nothing is parsed twice.
 
 The pass is split by sequence range: this process reads ``[0, split)`` while a
 fresh child process (``python -m bundler.ledger_slice``) reads ``[split, size)``
 on the other core, writes its lines to a part file, and hands back compact
-results (leaf hashes, line lengths, counts, the table's column chunks, the lower
-Merkle levels of its range) in one pickle. The parent checks the one chain link
-that crosses the split; a thread appends the part file to ``entries.jsonl``,
-hashes the whole file and writes the rest of the export while the caller
-evaluates (:meth:`LedgerPass.wait_export`). *split* is a multiple of
-``2**TREE_LEVELS`` so both halves' perfect subtrees up to that level line up with
-the whole tree's.
+results (line lengths, prev links, counts, the table's column chunks) in one
+pickle. Then, while the caller evaluates, a third small process
+(:mod:`bundler.export_hasher`) appends the part file to ``entries.jsonl`` and
+hashes the exported bytes: every line's leaf hash, the Merkle levels and the
+file's SHA-256. :meth:`LedgerPass.wait_export` collects them, checks every
+``prev`` link against the leaf hashes and writes the rest of the export
+(checkpoints, keys, manifest).
 
-Below :data:`MIN_SPLIT_SIZE` entries the child costs more than it saves and the
-parent reads everything.
+Below :data:`MIN_SPLIT_SIZE` entries the child costs more than it saves: this
+process reads everything and hashes the export itself.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from array import array
 from collections import Counter
@@ -43,14 +41,12 @@ from typing import IO, Any
 import orjson
 
 from bundler.evidence_table import TableReading, read_rows
-from bundler.merkle_memory import perfect_levels
 from bundler.process_stats import peak_rss_mb
 
 ZERO = bytes(32)
-TREE_LEVELS = 12  # the split is a multiple of 2**12 entries
 MIN_SPLIT_SIZE = 1 << 17  # below this, one process reads everything
 # The child pays its start-up (interpreter, pandas) and the pickle, about what reading this
-# many entries costs, so it gets half of the rest (split rounded to 2**TREE_LEVELS).
+# many entries costs, so it gets half of the rest.
 CHILD_HANDICAP = 50_000
 _WRITE_BATCH = 2048  # lines joined per write and hash update
 
@@ -61,14 +57,12 @@ class SlicePart:
 
     start: int
     end: int
-    leaves: bytes = b""
     lengths: array = field(default_factory=lambda: array("q"))  # type: ignore[type-arg]  # entry lengths (lines less the newline)
+    prevs: bytes = b""  # each entry's prev link, 32 bytes (zeros where it was unreadable: see chain_breaks)
     kinds: Counter[str] = field(default_factory=Counter)
     oidc_verified: int = 0
     oidc_failed: int = 0
-    chain_breaks: list[int] = field(default_factory=list)  # seqs, not counting the first entry's prev link
-    first_prev: bytes | None = None  # the first entry's prev, checked against the entry before it at the merge
-    levels: list[bytes] = field(default_factory=list)  # perfect-subtree levels 1..TREE_LEVELS of this range
+    chain_breaks: list[int] = field(default_factory=list)  # seq not its position, or prev unreadable
     reading: TableReading = field(default_factory=TableReading)
     seconds: float = 0.0
     peak_rss_mb: int = 0  # of the child process that read it (0 when this process did)
@@ -76,7 +70,8 @@ class SlicePart:
 
 @dataclass
 class SliceScan:
-    """The whole pass: the export's leaf hashes, line offsets, counts and chain check."""
+    """The whole pass: line offsets, counts, and (after :meth:`LedgerPass.wait_export`) the
+    export's file hashes, leaf hashes, Merkle levels and chain check."""
 
     size: int
     leaves: bytes
@@ -86,24 +81,22 @@ class SliceScan:
     oidc_failed: int = 0
     chain_breaks: list[int] = field(default_factory=list)
     export_files: dict[str, str] = field(default_factory=dict)
-    levels: list[bytes] = field(default_factory=list)  # Merkle levels 0..k, as far as both parts computed them
+    levels: list[bytes] = field(default_factory=list)  # Merkle levels 1.. over the leaves
+    prevs: bytes = b""  # every entry's prev link (see SlicePart), checked against the leaves by wait_export
     seconds: dict[str, float] = field(default_factory=dict)
     child_peak_rss_mb: int = 0
 
 
-def read_part(ledger: Any, start: int, end: int, handle: IO[bytes], digest: Any, *, tree_levels: int = 0) -> SlicePart:
-    """Entries ``[start, end)``: write each stored body and a newline to *handle* (and *digest*,
-    if given), hash it, check its chain links, count it and read it into table rows."""
+def read_part(ledger: Any, start: int, end: int, handle: IO[bytes]) -> SlicePart:
+    """Entries ``[start, end)``: write each stored body and a newline to *handle*, keep its
+    seq and prev for the chain check, count it and read it into table rows."""
     clock = time.perf_counter()
     part = SlicePart(start, end)
-    leaves: list[bytes] = []
     seqs: list[Any] = []
     prevs: list[Any] = []
     kinds: list[Any] = []
     oidc = [0, 0]
-    leaf_prefix = hashlib.sha256(b"\x00")
     write = handle.write
-    update = digest.update if digest is not None else None
     pending: list[bytes] = []
     lengths = part.lengths
 
@@ -112,8 +105,6 @@ def read_part(ledger: Any, start: int, end: int, handle: IO[bytes], digest: Any,
         lengths.extend(map(len, pending))
         pending.clear()
         write(chunk)
-        if update is not None:
-            update(chunk)
 
     def triples() -> Iterator[tuple[int, Any, Any]]:
         # Kept lean, it runs once per entry: the chain and the kinds are checked after the loop.
@@ -122,15 +113,11 @@ def read_part(ledger: Any, start: int, end: int, handle: IO[bytes], digest: Any,
         dict_type = dict
         empty: dict[str, Any] = {}
         batch = _WRITE_BATCH
-        add_pending, add_leaf, add_seq, add_prev, add_kind = (
-            pending.append, leaves.append, seqs.append, prevs.append, kinds.append)
+        add_pending, add_seq, add_prev, add_kind = pending.append, seqs.append, prevs.append, kinds.append
         for seq, _stored_leaf, body in ledger.entries(start, end):
             add_pending(body)
             if len(pending) >= batch:
                 flush()
-            h = leaf_prefix.copy()
-            h.update(body)
-            add_leaf(h.digest())
             try:
                 doc = loads(body)
             except decode_error:
@@ -152,33 +139,27 @@ def read_part(ledger: Any, start: int, end: int, handle: IO[bytes], digest: Any,
     read_rows(triples(), part.reading)
     if pending:
         flush()
-    if len(leaves) != end - start:
-        raise RuntimeError(f"the ledger returned {len(leaves)} entries for [{start}, {end})")
-    part.leaves = b"".join(leaves)
-    del leaves
-    part.first_prev, part.chain_breaks = _chain_breaks(start, seqs, prevs, part.leaves)
+    if len(seqs) != end - start:
+        raise RuntimeError(f"the ledger returned {len(seqs)} entries for [{start}, {end})")
+    part.prevs, part.chain_breaks = _links(start, seqs, prevs)
     part.kinds = _kind_counts(kinds)
     part.oidc_verified, part.oidc_failed = oidc
-    if tree_levels:
-        part.levels = perfect_levels(part.leaves, tree_levels)
     part.seconds = time.perf_counter() - clock
     return part
 
 
-def _prev_bytes(prev: Any) -> bytes:
+def _prev_bytes(prev: Any) -> bytes | None:
     try:
-        return bytes.fromhex(prev)
+        link = bytes.fromhex(prev)
     except (TypeError, ValueError):
-        return b""
+        return None
+    return link if len(link) == 32 else None
 
 
-def _chain_breaks(start: int, seqs: list[Any], prevs: list[Any], leaves: bytes) -> tuple[bytes | None, list[int]]:
-    """The first entry's prev, and the seqs whose ``seq`` is not their position or whose
-    ``prev`` is not the leaf hash of the entry before (the first entry's prev is left to
-    the caller, who knows the entry before it). One comparison of whole buffers when
-    the chain is intact; entry by entry only when it is not."""
-    if not seqs:
-        return None, []
+def _links(start: int, seqs: list[Any], prevs: list[Any]) -> tuple[bytes, list[int]]:
+    """Every entry's prev link as 32 bytes, and the seqs whose ``seq`` is not their position
+    or whose ``prev`` is not 32 bytes of hex (their link is stored as zeros). One conversion
+    of the whole list when every link is readable; entry by entry only when one is not."""
     breaks: list[int] = []
     if seqs != list(range(start, start + len(seqs))):
         breaks = [start + i for i, seq in enumerate(seqs) if seq != start + i]
@@ -186,16 +167,30 @@ def _chain_breaks(start: int, seqs: list[Any], prevs: list[Any], leaves: bytes) 
         linked = bytes.fromhex("".join(prevs))
     except (TypeError, ValueError):
         linked = b""
-    if len(linked) == len(leaves):
-        first_prev = linked[:32]
-        if linked[32:] == leaves[:-32]:
-            return first_prev, breaks
-    else:
-        first_prev = _prev_bytes(prevs[0])
-    for i in range(1, len(prevs)):
-        if _prev_bytes(prevs[i]) != leaves[32 * (i - 1) : 32 * i]:
+    if len(linked) == 32 * len(prevs) and all(p.__class__ is str and len(p) == 64 for p in prevs):
+        return linked, breaks
+    parts = []
+    for i, prev in enumerate(prevs):
+        link = _prev_bytes(prev)
+        if link is None:
             breaks.append(start + i)
-    return first_prev, sorted(set(breaks))
+        parts.append(link or ZERO)
+    return b"".join(parts), sorted(set(breaks))
+
+
+def chain_breaks(prevs: bytes, leaves: bytes, known: list[int]) -> list[int]:
+    """*known* breaks plus every entry whose prev link is not the leaf hash of the entry before
+    it (zeros for the first). One comparison of whole buffers when the chain is intact."""
+    expected = ZERO + leaves[:-32]
+    if len(prevs) != len(expected):
+        raise ValueError("prev links and leaf hashes are not the same number of entries")
+    if prevs == expected:
+        return sorted(known)
+    import numpy as np
+
+    got = np.frombuffer(prevs, dtype=np.uint8).reshape(-1, 32)
+    want = np.frombuffer(expected, dtype=np.uint8).reshape(-1, 32)
+    return sorted(set(known) | set(np.flatnonzero((got != want).any(axis=1)).tolist()))
 
 
 def _kind_counts(kinds: list[Any]) -> Counter[str]:
@@ -213,50 +208,34 @@ def _kind_counts(kinds: list[Any]) -> Counter[str]:
 class LedgerPass:
     """The pass over entries ``[0, size)`` into ``folder/entries.jsonl``, split with one child process.
 
-    Construct it (the child starts reading at once), then call :meth:`run` in the
-    reading process; :meth:`cancel` stops the child.
+    Construct it (the child starts reading at once), call :meth:`run` in the reading
+    process, and :meth:`wait_export` before anything uses the hashes; :meth:`cancel`
+    stops the helper processes.
     """
 
-    def __init__(self, ledger: Any, folder: Path, size: int, *, split: int | None = None,
-                 tree_levels: int = TREE_LEVELS) -> None:
+    def __init__(self, ledger: Any, folder: Path, size: int, *, split: int | None = None) -> None:
         self.ledger = ledger
         self.folder = Path(folder)
         self.size = size
-        self.tree_levels = tree_levels
-        align = 1 << tree_levels
         if split is None:
-            split = size if size < MIN_SPLIT_SIZE else round((size + CHILD_HANDICAP) / 2 / align) * align
-        if split % align or not 0 < split <= size:
-            split = size
-        self.split = split
+            split = size if size < MIN_SPLIT_SIZE else (size + CHILD_HANDICAP) // 2
+        self.split = split if 0 < split <= size else size
         self._work: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._thread: threading.Thread | None = None
-        self._export_files: dict[str, str] | None = None
-        self._export_error: BaseException | None = None
-        if split < size:
+        self._hasher: subprocess.Popen[bytes] | None = None
+        self._scan: SliceScan | None = None
+        self._rest: tuple[str, list[Any], list[Any]] | None = None
+        if self.split < size:
             self._work = Path(tempfile.mkdtemp(prefix="fedledger-slice-"))
-            root = str(Path(__file__).resolve().parent.parent)
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "bundler.ledger_slice", str(ledger.path), str(split), str(size),
-                 str(tree_levels), str(self._work)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                env={**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")},
-            )
+            self._proc = _start("bundler.ledger_slice", str(ledger.path), str(self.split), str(size), str(self._work))
 
     def run(self) -> tuple[SliceScan, TableReading]:
-        """Read this process's share, wait for the child's, and join them.
-
-        ``entries.jsonl`` is finished (the child's part appended, the whole file
-        hashed) and the rest of the export written by a thread, beside the caller's
-        evaluation: file I/O and SHA-256 over large blocks run without the GIL.
-        :meth:`wait_export` waits for it and returns the export's file hashes."""
+        """Read this process's share, wait for the child's, join them, and start hashing the export."""
         self.folder.mkdir(parents=True, exist_ok=True)
         seconds: dict[str, float] = {}
         entries = self.folder / "entries.jsonl"
         with open(entries, "wb") as handle:
-            levels = self.tree_levels if self._proc is not None else 0
-            parts = [read_part(self.ledger, 0, self.split, handle, None, tree_levels=levels)]
+            parts = [read_part(self.ledger, 0, self.split, handle)]
         seconds["this process's share"] = parts[0].seconds
         if self._proc is not None:
             clock = time.perf_counter()
@@ -264,45 +243,47 @@ class LedgerPass:
             seconds["wait for the child's share"] = time.perf_counter() - clock
             seconds["child's share (beside)"] = child.seconds
             parts.append(child)
+            assert self._work is not None
+            self._hasher = _start("bundler.export_hasher", str(entries), str(self._work / "entries.part"),
+                                  str(self._work))
         clock = time.perf_counter()
-        # Read here: a SQLite connection belongs to the thread that opened it.
-        rest = (self.ledger.origin, self.ledger.checkpoints(), self.ledger.signers())
-        part_file = self._work / "entries.part" if self._proc is not None and self._work is not None else None
-        self._thread = threading.Thread(target=self._finish_export, args=(entries, part_file, rest),
-                                        name="fedledger-export", daemon=True)
-        self._thread.start()
-        scan, reading = _join(parts, self.tree_levels if len(parts) > 1 else 0)
+        self._rest = (self.ledger.origin, self.ledger.checkpoints(), self.ledger.signers())
+        scan, reading = _join(parts)
         seconds["join"] = time.perf_counter() - clock
         scan.seconds = seconds
         scan.child_peak_rss_mb = max((p.peak_rss_mb for p in parts), default=0)
+        self._scan = scan
         return scan, reading
 
-    def _finish_export(self, entries: Path, part_file: Path | None, rest: tuple[str, list[Any], list[Any]]) -> None:
-        try:
-            digest = hashlib.sha256()
-            with open(entries, "r+b") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-                if part_file is not None:
-                    with open(part_file, "rb") as source:
-                        for block in iter(lambda: source.read(1 << 22), b""):
-                            handle.write(block)
-                            digest.update(block)
-            self._export_files = _export_rest(self.folder, self.size, digest.hexdigest(), *rest)
-        except BaseException as exc:  # handed to the caller by wait_export
-            self._export_error = exc
+    def wait_export(self) -> SliceScan:
+        """Complete the export and the scan: the leaf hashes and Merkle levels of the exported
+        lines, the chain check against them, and the export's checkpoints, keys and manifest."""
+        from bundler.export_hasher import hash_export, read_hashes
 
-    def wait_export(self) -> dict[str, str]:
-        """Wait until the export folder is complete; the SHA-256 of each of its files."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-            self._cleanup()
-        if self._export_error is not None:
-            raise self._export_error
-        if self._export_files is None:
+        scan, rest = self._scan, self._rest
+        if scan is None or rest is None:
             raise RuntimeError("the ledger pass has not run")
-        return self._export_files
+        if scan.export_files:
+            return scan
+        clock = time.perf_counter()
+        if self._hasher is not None:
+            _, err = self._hasher.communicate()
+            if self._hasher.returncode != 0:
+                lines = err.decode("utf-8", "replace").strip().splitlines()
+                raise RuntimeError(f"hashing the ledger export failed: {lines[-1] if lines else self._hasher.returncode}")
+            assert self._work is not None
+            hashes = read_hashes(self._work)
+            self._hasher = None
+        else:
+            hashes = hash_export(self.folder / "entries.jsonl")
+        self._cleanup()
+        scan.leaves, scan.levels = hashes.leaves, hashes.levels
+        if len(scan.leaves) == len(scan.prevs):  # else the leaves cannot match the root, which says so
+            scan.chain_breaks = chain_breaks(scan.prevs, scan.leaves, scan.chain_breaks)
+        scan.prevs = b""
+        scan.export_files = _export_rest(self.folder, self.size, hashes.sha256, *rest)
+        scan.seconds["hash wait"] = time.perf_counter() - clock
+        return scan
 
     def _child_result(self) -> SlicePart:
         assert self._proc is not None and self._work is not None
@@ -316,12 +297,10 @@ class LedgerPass:
         return part
 
     def cancel(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        for proc in (self._proc, self._hasher):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
         self._cleanup()
 
     def _cleanup(self) -> None:
@@ -329,34 +308,33 @@ class LedgerPass:
             shutil.rmtree(self._work, ignore_errors=True)
 
 
-def _join(parts: list[SlicePart], tree_levels: int) -> tuple[SliceScan, TableReading]:
-    """Parts in seq order → one scan and one table reading; checks the links between parts."""
+def _start(module: str, *args: str) -> subprocess.Popen[bytes]:
+    root = str(Path(__file__).resolve().parent.parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")},
+    )
+
+
+def _join(parts: list[SlicePart]) -> tuple[SliceScan, TableReading]:
+    """Parts in seq order → one scan (without hashes yet) and one table reading."""
     import numpy as np
 
     lengths = np.concatenate([np.zeros(1, dtype=np.int64)] + [np.frombuffer(p.lengths, dtype=np.int64) + 1 for p in parts])
     offsets = array("q")
     offsets.frombytes(np.cumsum(lengths, dtype=np.int64).tobytes())
-    breaks: list[int] = []
     kinds: Counter[str] = Counter()
     reading = TableReading()
-    previous = ZERO
+    breaks: list[int] = []
     for part in parts:
-        if part.start < part.end and part.first_prev != previous and part.start not in part.chain_breaks:
-            breaks.append(part.start)
         breaks.extend(part.chain_breaks)
-        if part.end > part.start:
-            previous = part.leaves[-32:]
         kinds.update(part.kinds)
         reading.chunks.extend(part.reading.chunks)
         reading.kept.update(part.reading.kept)
         reading.invalid += part.reading.invalid
         reading.total += part.reading.total
-    breaks.sort()
-    levels = [b"".join(p.leaves for p in parts)]
-    for level in range(tree_levels):
-        levels.append(b"".join(p.levels[level] for p in parts))
-    scan = SliceScan(parts[-1].end, levels[0], offsets, kinds, sum(p.oidc_verified for p in parts),
-                     sum(p.oidc_failed for p in parts), breaks, levels=levels)
+    scan = SliceScan(parts[-1].end, b"", offsets, kinds, sum(p.oidc_verified for p in parts),
+                     sum(p.oidc_failed for p in parts), breaks, prevs=b"".join(p.prevs for p in parts))
     return scan, reading
 
 
@@ -386,17 +364,17 @@ def _export_rest(out: Path, size: int, entries_sha256: str, origin: str, checkpo
 
 
 def _main(argv: list[str]) -> int:
-    """Child: ``LEDGER START END TREE_LEVELS WORK`` → ``WORK/entries.part`` and ``WORK/part.pickle``."""
+    """Child: ``LEDGER START END WORK`` → ``WORK/entries.part`` and ``WORK/part.pickle``."""
     import gc
 
     from bundler import ledger_slice  # not __main__'s copy: the pickle must name bundler.ledger_slice.SlicePart
     from collector.ledger_open import ledger_location, open_ledger
 
     gc.disable()  # millions of small containers, no cycles (see bundler.evaluate)
-    start, end, levels = int(argv[1]), int(argv[2]), int(argv[3])
-    work = Path(argv[4])
+    start, end = int(argv[1]), int(argv[2])
+    work = Path(argv[3])
     with open_ledger(ledger_location(argv[0])) as ledger, open(work / "entries.part", "wb") as handle:
-        part = ledger_slice.read_part(ledger, start, end, handle, None, tree_levels=levels)
+        part = ledger_slice.read_part(ledger, start, end, handle)
     part.peak_rss_mb = peak_rss_mb()
     with open(work / "part.pickle", "wb") as handle:
         pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)

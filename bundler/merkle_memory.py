@@ -26,25 +26,11 @@ def _next_level(current: bytes) -> bytes:
     return bytes(out)
 
 
-def perfect_levels(leaves: bytes, count: int) -> list[bytes]:
-    """Levels 1..*count* of perfect-subtree hashes over *leaves* (fewer if they run out).
-
-    For leaves that start at a multiple of ``2**count`` in a larger tree, these are
-    exactly that tree's nodes over them, so ranges hashed apart join by concatenation.
-    """
-    levels: list[bytes] = []
-    current = leaves
-    while len(levels) < count and len(current) >= 64:
-        current = _next_level(current)
-        levels.append(current)
-    return levels
-
-
 class MemoryTree:
     """Perfect-subtree levels of a tree of ``len(leaves) // 32`` leaves.
 
-    *levels*, if given, are levels 1..k already computed (e.g. by :func:`perfect_levels`
-    over parts of the leaves); the levels above are computed here.
+    *levels*, if given, are levels 1..k already computed (e.g. by :mod:`bundler.export_hasher`
+    in another process); the levels above are computed here.
     """
 
     def __init__(self, leaves: bytes | bytearray, levels: list[bytes] | None = None) -> None:

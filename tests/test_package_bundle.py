@@ -425,13 +425,12 @@ def test_an_archive_of_the_bundle_folder_itself_verifies(golden: Path, tmp_path:
     assert report.ok, report.lines()
 
 
-def _pass(ledger: Ledger, out: Path, *, split: int | None = None, tree_levels: int = 3):  # type: ignore[no-untyped-def]
+def _pass(ledger: Ledger, out: Path, *, split: int | None = None):  # type: ignore[no-untyped-def]
     from bundler.ledger_slice import LedgerPass
 
-    ledger_pass = LedgerPass(ledger, out, ledger.size, split=split, tree_levels=tree_levels)
+    ledger_pass = LedgerPass(ledger, out, ledger.size, split=split)
     scan, rows = ledger_pass.run()
-    scan.export_files = ledger_pass.wait_export()
-    return scan, rows
+    return ledger_pass.wait_export(), rows
 
 
 def test_the_split_pass_exports_what_export_ledger_does_and_reads_what_one_process_reads(tmp_path: Path) -> None:
@@ -455,7 +454,7 @@ def test_the_split_pass_exports_what_export_ledger_does_and_reads_what_one_proce
     assert split.leaves == whole.leaves and split.offsets == whole.offsets and split.kinds == whole.kinds
     assert split.export_files == whole.export_files and not split.chain_breaks and not whole.chain_breaks
     assert (split.oidc_verified, split.oidc_failed) == (whole.oidc_verified, whole.oidc_failed)
-    assert len(split.levels) == 4 and MemoryTree(split.leaves, split.levels[1:]).root() == checkpoint.root
+    assert MemoryTree(split.leaves, split.levels).root() == MemoryTree(split.leaves).root() == checkpoint.root
     kwargs = {"as_of": "2026-12-31T00:00:00Z", "origin": ORIGIN}
     one = evaluate(triples, **kwargs)
     assert evaluate_reading(whole_rows, **kwargs) == one
@@ -486,3 +485,28 @@ def test_builder_abort_stops_its_processes(tmp_path: Path) -> None:
         builder.abort()
     assert builder.ledger_pass._proc is None or builder.ledger_pass._proc.poll() is not None
     assert all(p.poll() is not None for p in builder.pdf_workers._procs) or not builder.pdf_workers._procs
+
+
+@pytest.mark.parametrize("seq", [3, 300], ids=["this-process", "child-process"])
+def test_an_entry_changed_in_the_database_fails_the_root_check_before_anything_cites_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seq: int) -> None:
+    import sqlite3
+
+    from bundler import ledger_slice
+    from collector.errors import IntegrityError
+
+    world = build_ledger(tmp_path / "l.db", entries=600, jobs=3)
+    with sqlite3.connect(world.path) as db:  # valid JSON, same chain fields, different bytes
+        body = db.execute("SELECT body FROM entries WHERE seq=?", (seq,)).fetchone()[0]
+        db.execute("UPDATE entries SET body=? WHERE seq=?", (body.replace(b'"time":"2026', b'"time":"2025'), seq))
+    monkeypatch.setattr(ledger_slice, "MIN_SPLIT_SIZE", 256)  # split this small ledger at 300, over two processes
+    monkeypatch.setattr(ledger_slice, "CHILD_HANDICAP", 0)
+    spawned = []
+    real_start = ledger_slice._start
+    monkeypatch.setattr(ledger_slice, "_start", lambda *args: spawned.append(args[0]) or real_start(*args))
+    assessment = build_assessment(world, controls=4)
+    with Ledger.open(world.path) as ledger:
+        with pytest.raises(IntegrityError, match="root"):
+            build_bundle(ledger, assessment, tmp_path / "out", signer(), workers=2)
+    assert not list((tmp_path / "out" / "controls").glob("*.csv"))
+    assert spawned == ["bundler.ledger_slice", "bundler.export_hasher"]
