@@ -91,6 +91,10 @@ def read_hashes(folder: Path) -> ExportHashes:
 
 def _main(argv: list[str]) -> int:
     """``ENTRIES PART|- OUT``: hash (and append PART to) ENTRIES; results in the folder OUT."""
+    import os
+
+    if hasattr(os, "nice"):
+        os.nice(10)  # off the critical path: evaluation and the PDF workers' start-up go first
     entries, part, out = Path(argv[0]), argv[1], Path(argv[2])
     write_hashes(hash_export(entries, None if part == "-" else Path(part)), out)
     return 0
