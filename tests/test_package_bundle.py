@@ -501,6 +501,7 @@ def test_an_entry_changed_in_the_database_fails_the_root_check_before_anything_c
         db.execute("UPDATE entries SET body=? WHERE seq=?", (body.replace(b'"time":"2026', b'"time":"2025'), seq))
     monkeypatch.setattr(ledger_slice, "MIN_SPLIT_SIZE", 256)  # split this small ledger at 300, over two processes
     monkeypatch.setattr(ledger_slice, "CHILD_HANDICAP", 0)
+    monkeypatch.setattr(ledger_slice, "CHILD_SHARE", 0.5)
     spawned = []
     real_start = ledger_slice._start
     monkeypatch.setattr(ledger_slice, "_start", lambda *args: spawned.append(args[0]) or real_start(*args))
