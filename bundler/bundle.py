@@ -12,9 +12,10 @@ Layout of DIR::
 
 The bundle is anchored to the ledger's newest checkpoint, which must cover the
 whole ledger (the CLI signs a fresh one first when it does not). The bundler
-hashes the exact entry bytes it writes to the export, checks their chain and
-their root against that checkpoint before it writes a report that cites them,
-and evaluates those same entries (one pass, :mod:`bundler.ledger_slice`).
+evaluates the entries in the same pass that exports them (:mod:`bundler.ledger_slice`),
+re-reads the exported bytes and hashes them (:mod:`bundler.export_hasher`), and checks
+their chain and their root against that checkpoint before it writes a report that
+cites them.
 """
 
 from __future__ import annotations
@@ -251,8 +252,8 @@ def build_bundle(
 
 class BundleBuilder:
     """A bundle in three steps: :meth:`start` (checks, the pass's child process),
-    :meth:`read_evidence` (the pass: export, hashes, table rows for evaluation), then the
-    caller evaluates and calls :meth:`finish`.
+    :meth:`read_evidence` (the pass: export, chain fields, table rows for evaluation), then
+    the caller evaluates and calls :meth:`finish`.
 
     Verified before anything is written that cites them: the newest checkpoint
     verifies under *signer*'s key and origin and covers the whole ledger; the
