@@ -303,8 +303,8 @@ class BundleBuilder:
         return cls(ledger, out, signer, checkpoint, results, PdfWorkers(workers), ledger_pass)
 
     def read_evidence(self) -> TableReading:
-        """The one pass over entries ``[0, checkpoint size)``: writes the export, hashes and
-        scans it, and returns the entries read into table rows for
+        """The one pass over entries ``[0, checkpoint size)``: writes the export, scans it, starts
+        hashing it (finished in :meth:`finish`), and returns the entries read into table rows for
         :func:`bundler.evaluate.evaluate_reading`. Starts the PDF workers when done."""
         if self.scan is not None:
             raise UsageError("the evidence was read already")
