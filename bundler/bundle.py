@@ -12,20 +12,22 @@ Layout of DIR::
 
 The bundle is anchored to the ledger's newest checkpoint, which must cover the
 whole ledger (the CLI signs a fresh one first when it does not). The bundler
-re-reads the exported entry bytes, re-hashes them and checks the chain and the
-root against that checkpoint before it writes a report that cites them.
+evaluates the entries in the same pass that exports them (:mod:`bundler.ledger_slice`),
+re-reads the exported bytes and hashes them (:mod:`bundler.export_hasher`), and checks
+their chain and their root against that checkpoint before it writes a report that
+cites them.
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import tarfile
 import time
 import zipfile
-from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +35,10 @@ import orjson
 
 from bundler import oscal_ar, render
 from bundler.bundle_format import BUNDLE_FORMAT, PROOFS_FILE, manifest_note_body
-from bundler.ledger_slice import SliceJob, SliceScan
+from bundler.evidence_table import TableReading
+from bundler.ledger_slice import LedgerPass, SliceScan
 from bundler.merkle_memory import MemoryTree
-from bundler.model import Assessment
+from bundler.model import Assessment, ControlResult
 from bundler.pdf import PdfJob, PdfWorkers
 from bundler.render import (
     PROOFS_SHOWN,
@@ -70,6 +73,7 @@ class BundleResult:
     refused_urls: int
     timings: dict[str, float] = field(default_factory=dict)
     pdf_worker_peak_rss_mb: int = 0
+    pass_child_peak_rss_mb: int = 0  # the process that read the upper share of the entries
 
 
 def csv_cell(value: object) -> str:
@@ -80,76 +84,78 @@ def csv_cell(value: object) -> str:
     return text
 
 
-def _cited_evidence(entries_path: Path, scan: SliceScan, assessment: Assessment,
-                    controls_dir: Path) -> dict[str, ControlEvidence]:
-    """Read only the cited entries (by line offset), write each control's CSV and its summary rows."""
-    cited: dict[int, list[int]] = defaultdict(list)
-    for index, control in enumerate(assessment.controls):
-        for seq in sorted(set(control.seqs)):
-            cited[seq].append(index)
-    missing = [seq for seq in cited if seq >= scan.size or seq < 0]
-    if missing:
-        raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
-    handles = []
-    writers = []
-    for control in assessment.controls:
-        handle = open(controls_dir / f"{file_stem(control.control_id)}.csv", "w", encoding="utf-8", newline="")
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        handles.append(handle)
-        writers.append(writer)
-    aggregates: list[dict[tuple[str, str, str], list[Any]]] = [dict() for _ in assessment.controls]
-    counts = [0] * len(assessment.controls)
-    offsets, leaves = scan.offsets, scan.leaves
-    try:
-        with open(entries_path, "rb") as entries:
-            for seq in sorted(cited):
-                entries.seek(offsets[seq])
-                body = entries.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
-                doc = orjson.loads(body)
-                event = doc.get("event") or {}
-                source = doc.get("source") or {}
-                kind = event.get("kind") or "?"
-                outcome = (event.get("outcome") or {}).get("status") or ""
-                when = event.get("time") or ""
-                row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
-                    when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
-                    event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
-                key = (kind, str(source.get("kind") or ""), outcome)
-                for index in cited[seq]:
-                    writers[index].writerow(row)
-                    counts[index] += 1
-                    agg = aggregates[index].get(key)
-                    if agg is None:
-                        aggregates[index][key] = [1, when, when]
-                    else:
-                        agg[0] += 1
-                        agg[1] = min(agg[1], when)
-                        agg[2] = max(agg[2], when)
-    finally:
-        for handle in handles:
-            handle.close()
-    evidence = {}
-    for index, control in enumerate(assessment.controls):
+class _CitedEntries:
+    """The cited entries of the export, read by line offset and parsed once each, however many
+    controls cite them; :meth:`write_control` writes one control's CSV and returns its summary rows."""
+
+    def __init__(self, entries_path: Path, scan: SliceScan, assessment: Assessment) -> None:
+        cited = {seq for control in assessment.controls for seq in control.seqs}
+        missing = [seq for seq in cited if seq >= scan.size or seq < 0]
+        if missing:
+            raise UsageError(f"the assessment cites {len(missing)} entries beyond the ledger (e.g. seq {min(missing)})")
+        self._handle = open(entries_path, "rb")
+        self._offsets, self._leaves = scan.offsets, scan.leaves
+        self._rows: dict[int, tuple[list[object], tuple[str, str, str], str]] = {}
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def _row(self, seq: int) -> tuple[list[object], tuple[str, str, str], str]:
+        found = self._rows.get(seq)
+        if found is not None:
+            return found
+        offsets, leaves = self._offsets, self._leaves
+        self._handle.seek(offsets[seq])
+        body = self._handle.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
+        doc = orjson.loads(body)
+        event = doc.get("event") or {}
+        source = doc.get("source") or {}
+        kind = event.get("kind") or "?"
+        outcome = (event.get("outcome") or {}).get("status") or ""
+        when = event.get("time") or ""
+        row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
+            when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
+            event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
+        found = self._rows[seq] = (row, (kind, str(source.get("kind") or ""), outcome), when)
+        return found
+
+    def write_control(self, control: ControlResult, controls_dir: Path) -> ControlEvidence:
+        """Write ``<control>.csv`` (every cited entry, in seq order) and summarize them by kind, source and outcome."""
+        aggregates: dict[tuple[str, str, str], list[Any]] = {}
+        count = 0
+        with open(controls_dir / f"{file_stem(control.control_id)}.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            for seq in sorted(set(control.seqs)):
+                row, key, when = self._row(seq)
+                writer.writerow(row)
+                count += 1
+                agg = aggregates.get(key)
+                if agg is None:
+                    aggregates[key] = [1, when, when]
+                else:
+                    agg[0] += 1
+                    agg[1] = min(agg[1], when)
+                    agg[2] = max(agg[2], when)
         rows = tuple(
             EvidenceRow(kind, source, outcome, n, first, last)
-            for (kind, source, outcome), (n, first, last) in sorted(aggregates[index].items(), key=lambda kv: -kv[1][0])
+            for (kind, source, outcome), (n, first, last) in sorted(aggregates.items(), key=lambda kv: -kv[1][0])
         )
-        evidence[control.control_id] = ControlEvidence(control.control_id, counts[index], rows)
-    return evidence
+        return ControlEvidence(control.control_id, count, rows)
 
 
-def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[str, object]) -> dict[int, InclusionProof]:
+def _inclusion_proof(tree: MemoryTree, seq: int) -> InclusionProof:
+    return InclusionProof(seq, tree.leaf(seq).hex(), tuple(h.hex() for h in tree.inclusion_proof(seq)))
+
+
+def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[str, object]) -> None:
     """Every cited entry's proof, one JSON line each, after a header line naming the checkpoint."""
-    kept: dict[int, InclusionProof] = {}
     with open(path, "wb") as handle:
         handle.write(canonical_bytes(header) + b"\n")
         for seq in seqs:
             leaf = tree.leaf(seq).hex()
             audit = [h.hex() for h in tree.inclusion_proof(seq)]
             handle.write(orjson.dumps({"seq": seq, "leaf_hash": leaf, "path": audit}) + b"\n")
-            kept[seq] = InclusionProof(seq, leaf, tuple(audit))
-    return kept
 
 
 def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
@@ -234,9 +240,9 @@ def build_bundle(
 ) -> BundleResult:
     """Write the bundle to *out* (new or empty) and optionally one archive beside it.
 
-    The same as ``BundleBuilder.start(...).finish(assessment, ...)``; callers that
-    evaluate first should call :meth:`BundleBuilder.start` before evaluating so the
-    export and the PDF workers' start-up run beside the evaluation.
+    The same as ``BundleBuilder.start(...).finish(assessment, ...)`` for an assessment
+    made elsewhere; callers that evaluate the same ledger should use
+    :meth:`BundleBuilder.read_evidence` instead, so the entries are read once.
     """
     if assessment.origin != ledger.origin:
         raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {ledger.origin!r}")
@@ -245,7 +251,9 @@ def build_bundle(
 
 
 class BundleBuilder:
-    """A bundle in two steps around evaluation: :meth:`start` (checks, export, workers), :meth:`finish`.
+    """A bundle in three steps: :meth:`start` (checks, the pass's child process),
+    :meth:`read_evidence` (the pass: export, chain fields, table rows for evaluation), then
+    the caller evaluates and calls :meth:`finish`.
 
     Verified before anything is written that cites them: the newest checkpoint
     verifies under *signer*'s key and origin and covers the whole ledger; the
@@ -254,14 +262,16 @@ class BundleBuilder:
     """
 
     def __init__(self, ledger: Ledger, out: Path, signer: NoteSigner, checkpoint: StoredCheckpoint,
-                 checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, slice_job: SliceJob) -> None:
+                 checkpoint_results: list[tuple[str, bool, str]], pdf_workers: PdfWorkers, ledger_pass: LedgerPass) -> None:
         self.ledger = ledger
         self.out = out
         self.signer = signer
         self.checkpoint = checkpoint
         self.checkpoint_results = checkpoint_results
         self.pdf_workers = pdf_workers
-        self.slice_job = slice_job
+        self.ledger_pass = ledger_pass
+        self.scan: SliceScan | None = None
+        self.timings: dict[str, float] = {}
 
     @classmethod
     def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None) -> BundleBuilder:
@@ -286,25 +296,48 @@ class BundleBuilder:
         out.mkdir(parents=True, exist_ok=True)
         for sub in ("controls", "oscal", "proofs"):
             (out / sub).mkdir()
-        # Both start now: the export and scan on one core, the PDF workers' imports,
-        # while the caller evaluates.
-        slice_job = SliceJob(ledger.path, out / "ledger")
-        pdf_workers = PdfWorkers(workers).start()
-        return cls(ledger, out, signer, checkpoint, results, pdf_workers, slice_job)
+        # The pass's child starts reading its share of the entries now; the PDF workers
+        # start after the pass (read_evidence), so their start-up overlaps evaluation,
+        # not the pass, which already keeps both cores busy.
+        ledger_pass = LedgerPass(ledger, out / "ledger", checkpoint.size)
+        return cls(ledger, out, signer, checkpoint, results, PdfWorkers(workers), ledger_pass)
+
+    def read_evidence(self) -> TableReading:
+        """The one pass over entries ``[0, checkpoint size)``: writes the export, scans it, starts
+        hashing it (finished in :meth:`finish`), and returns the entries read into table rows for
+        :func:`bundler.evaluate.evaluate_reading`. Starts the PDF workers when done."""
+        if self.scan is not None:
+            raise UsageError("the evidence was read already")
+        was_enabled = gc.isenabled()
+        gc.disable()  # millions of small containers and no cycles (see bundler.evaluate)
+        try:
+            self.scan, reading = self.ledger_pass.run()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if was_enabled:
+                gc.enable()
+        for name, seconds in self.scan.seconds.items():
+            self.timings[f"pass: {name}"] = seconds
+        self.pdf_workers.start()
+        return reading
 
     def finish(self, assessment: Assessment, *, system: str | None = None, archive: str | None = None,
                on_stage: Callable[[str], None] | None = None) -> BundleResult:
         try:
+            if self.scan is None:
+                self.read_evidence()  # an assessment made elsewhere: the rows are not needed
             return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None))
         except BaseException:
-            self.slice_job.cancel()
+            self.ledger_pass.cancel()
             raise
         finally:
             self.pdf_workers.close()
 
     def abort(self) -> None:
-        """Stop the export and the workers (evaluation failed); the folder is left as it is."""
-        self.slice_job.cancel()
+        """Stop the pass's child and the workers (evaluation failed); the folder is left as it is."""
+        self.ledger_pass.cancel()
         self.pdf_workers.close()
 
     def _finish(self, assessment: Assessment, *, system: str | None, archive: str | None,
@@ -313,8 +346,9 @@ class BundleBuilder:
             raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_KINDS)}")
         if assessment.origin != self.ledger.origin:
             raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {self.ledger.origin!r}")
-        out, checkpoint, ledger = self.out, self.checkpoint, self.ledger
-        timings: dict[str, float] = {}
+        out, checkpoint, ledger, scan = self.out, self.checkpoint, self.ledger, self.scan
+        assert scan is not None
+        timings: dict[str, float] = dict(self.timings)
         clock = time.perf_counter()
 
         def lap(name: str) -> None:
@@ -324,11 +358,13 @@ class BundleBuilder:
             clock = now
 
         stage("export")
-        scan = self.slice_job.result()
-        lap("export+scan wait")
-        timings["export+scan (beside evaluation)"] = scan.seconds
+        self.ledger_pass.wait_export()  # leaf hashes, Merkle levels and chain check of the exported bytes
+        for name, seconds in scan.seconds.items():
+            timings.setdefault(f"pass: {name}", seconds)
+        lap("export hashes wait")
         known: dict[str, str] = {f"ledger/{name}": digest for name, digest in scan.export_files.items()}
-        tree = MemoryTree(scan.leaves)
+        tree = MemoryTree(scan.leaves, scan.levels)
+        scan.levels = []
         root_ok = tree.size == checkpoint.size and tree.root() == checkpoint.root
         if not root_ok:
             raise IntegrityError("the exported entries do not hash to the newest checkpoint's root",
@@ -338,23 +374,8 @@ class BundleBuilder:
                                  location=str(out / "ledger"))
         lap("tree")
 
-        stage("csv")
-        found = _cited_evidence(out / "ledger" / "entries.jsonl", scan, assessment, out / "controls")
-        lap("csv")
-
-        stage("proofs")
-        cited = sorted({seq for control in assessment.controls for seq in control.seqs})
-        header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
-                  "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
-        proofs = _write_proofs(out / PROOFS_FILE, tree, cited, header)
-        evidence = {}
-        for control in assessment.controls:
-            mine = found[control.control_id]
-            shown = tuple(proofs[s] for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
-            evidence[control.control_id] = ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)
-        del proofs, tree
-        lap("proofs")
-
+        # Pages go to the PDF workers as soon as they are written: the index (it needs no
+        # cited entries) while the CSVs are read, the controls before the proofs file and OSCAL.
         stage("html")
         facts = BundleFacts(
             system=system or ledger.origin,
@@ -365,16 +386,37 @@ class BundleBuilder:
             proofs_file=PROOFS_FILE,
             transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok,
                                    checkpoint_results=self.checkpoint_results),
-            evidence=evidence,
         )
-        jobs = [PdfJob(out / "index.html", out / "index.pdf")]
         (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
-        for control in assessment.controls:
-            stem = file_stem(control.control_id)
-            (out / "controls" / f"{stem}.html").write_text(render.render_control(assessment, control, facts),
-                                                           encoding="utf-8")
-            jobs.append(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+        self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf"))
+        pages = 1
         lap("html")
+
+        # Control by control (most cited first, a proxy for the largest page): its CSV, its
+        # page, and the page goes to a worker while the next control's CSV is written.
+        stage("csv")
+        cited_entries = _CitedEntries(out / "ledger" / "entries.jsonl", scan, assessment)
+        try:
+            for control in sorted(assessment.controls, key=lambda c: -len(set(c.seqs))):
+                mine = cited_entries.write_control(control, out / "controls")
+                shown = tuple(_inclusion_proof(tree, s) for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
+                evidence = {control.control_id: ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)}
+                stem = file_stem(control.control_id)
+                html = render.render_control(assessment, control, replace(facts, evidence=evidence))
+                (out / "controls" / f"{stem}.html").write_text(html, encoding="utf-8")
+                self.pdf_workers.submit(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+                pages += 1
+        finally:
+            cited_entries.close()
+        lap("csv and html")
+
+        stage("proofs")
+        cited = sorted({seq for control in assessment.controls for seq in control.seqs})
+        header = {"kind": "fedledger.inclusion-proofs", "origin": ledger.origin, "tree_size": checkpoint.size,
+                  "root": checkpoint.root.hex(), "checkpoint": checkpoint.note}
+        _write_proofs(out / PROOFS_FILE, tree, cited, header)
+        del tree
+        lap("proofs")
 
         stage("oscal")
         known["ledger/MANIFEST.json"] = sha256_file(out / "ledger" / "MANIFEST.json")
@@ -389,8 +431,11 @@ class BundleBuilder:
         lap("oscal")
 
         stage("pdf")
-        refused = self.pdf_workers.render(jobs)
+        refused = self.pdf_workers.wait()
         lap("pdf")
+        if self.pdf_workers.first_submitted is not None:
+            timings["pdf phase (first page sent to last page done)"] = \
+                time.perf_counter() - self.pdf_workers.first_submitted
 
         stage("manifest")
         files = {}
@@ -413,8 +458,8 @@ class BundleBuilder:
             stage("archive")
             archive_path = write_archive(out, archive)
             lap("archive")
-        return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, len(jobs),
-                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb)
+        return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, pages,
+                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb, scan.child_peak_rss_mb)
 
 
 def write_archive(folder: Path, kind: str) -> Path:

@@ -112,8 +112,11 @@ def _chunk_columns(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class _Reading:
-    """What one pass over some entries produced: column chunks, kept events, counts."""
+class TableReading:
+    """What one pass over some entries produced: column chunks, kept events, counts.
+
+    Readings of consecutive seq ranges join by concatenating their chunks in order
+    (:mod:`bundler.ledger_slice` reads two ranges in two processes)."""
 
     chunks: list[dict[str, np.ndarray]] = field(default_factory=list)
     kept: dict[int, Mapping[str, Any]] = field(default_factory=dict)
@@ -125,8 +128,8 @@ def _slow_text(value: Any) -> str | None:
     return sys.intern(value) if type(value) is str else _text(value)
 
 
-def _read_rows(entries: Iterable[tuple[int, Any, Any]], reading: _Reading) -> None:
-    """The per-entry loop: each row becomes one tuple of the table's columns (strings
+def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) -> None:
+    """Add *entries* to *reading*. The per-entry loop: each row becomes one tuple of the table's columns (strings
     interned so repeated values share one object). Kept lean: it runs once per entry."""
     rows: list[tuple[Any, ...]] = []
     append = rows.append
@@ -212,13 +215,13 @@ def build_table(
     """Read *entries* once. Rows with an event time after *as_of* or outside the period
     are counted and left out; rows whose time cannot be read stay in (the time-stamp
     check reports them)."""
-    reading = _Reading()
-    _read_rows(entries, reading)
-    return _assemble(reading, as_of=as_of, period_start=period_start, period_end=period_end)
+    reading = TableReading()
+    read_rows(entries, reading)
+    return assemble_table(reading, as_of=as_of, period_start=period_start, period_end=period_end)
 
 
-def _assemble(
-    reading: _Reading,
+def assemble_table(
+    reading: TableReading,
     *,
     as_of: pd.Timestamp,
     period_start: pd.Timestamp | None,

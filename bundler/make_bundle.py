@@ -62,7 +62,8 @@ def evaluation_settings_from_config(config: Any, base: Any = None) -> Any:
 
 
 def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
-    """(seq, event, source) triples of entries 0..size-1, streamed."""
+    """(seq, event, source) triples of entries 0..size-1, streamed (for :func:`bundler.evaluate.evaluate`
+    on its own; :func:`make_bundle` reads the entries once, in the bundle's pass)."""
     loads = orjson.loads
     for seq, _leaf, body in ledger.entries(0, size):
         doc = loads(body)
@@ -71,11 +72,14 @@ def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], d
 
 def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
                 on_note: Callable[[str], None] = lambda _m: None,
-                on_stage: Callable[[str], None] = lambda _s: None) -> tuple[Any, Assessment]:
-    """Sign a checkpoint if the newest does not cover the ledger, evaluate, and write the bundle."""
+                on_stage: Callable[[str], None] = lambda _s: None,
+                timings: dict[str, float] | None = None) -> tuple[Any, Assessment]:
+    """Sign a checkpoint if the newest does not cover the ledger, evaluate, and write the bundle.
+
+    *timings*, if given, receives evaluation's phases (the bundle's own are in the result)."""
     from bundler.bundle import BundleBuilder
     from bundler.catalog import load_builtin_catalog, load_oscal_catalog, select_controls
-    from bundler.evaluate import evaluate
+    from bundler.evaluate import evaluate_reading
 
     newest = ledger.latest_checkpoint()
     if newest is None or newest.size != ledger.size:
@@ -97,12 +101,16 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
         if not request.policies.is_dir():
             raise SourceUnavailable("not a folder", location=str(request.policies))
         policies = tuple(load_policies(request.policies))
-    # Export, scan and the PDF workers' start-up run beside the evaluation.
+    # One pass reads the entries for the export and for evaluation (split over two processes);
+    # the PDF workers then start beside the evaluation.
     builder = BundleBuilder.start(ledger, request.out_dir, signer, workers=request.workers)
     on_note(f"evaluating {newest.size} entries against {len(selected)} controls")
     try:
-        assessment = evaluate(
-            _entries(ledger, newest.size),
+        on_stage("read")
+        reading = builder.read_evidence()
+        on_stage("evaluate")
+        assessment = evaluate_reading(
+            reading,
             as_of=request.as_of,
             origin=ledger.origin,
             config=request.settings,
@@ -111,7 +119,9 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
             policies=policies,
             period=request.period,
             baseline=baseline or "custom",
+            timings=timings,
         )
+        del reading
     except BaseException:
         builder.abort()
         raise

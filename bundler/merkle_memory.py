@@ -14,22 +14,36 @@ import hashlib
 from collector import merkle
 
 
-class MemoryTree:
-    """Perfect-subtree levels of a tree of ``len(leaves) // 32`` leaves."""
+def _next_level(current: bytes) -> bytes:
+    """Parents of the complete pairs of *current* (32-byte nodes)."""
+    node_prefix = hashlib.sha256(b"\x01")
+    view = memoryview(current)
+    out = bytearray(32 * (len(current) // 64))
+    for i in range(len(current) // 64):
+        h = node_prefix.copy()
+        h.update(view[64 * i : 64 * i + 64])
+        out[32 * i : 32 * i + 32] = h.digest()
+    return bytes(out)
 
-    def __init__(self, leaves: bytes | bytearray) -> None:
+
+class MemoryTree:
+    """Perfect-subtree levels of a tree of ``len(leaves) // 32`` leaves.
+
+    *levels*, if given, are levels 1..k already computed (e.g. by :mod:`bundler.export_hasher`
+    in another process); the levels above are computed here.
+    """
+
+    def __init__(self, leaves: bytes | bytearray, levels: list[bytes] | None = None) -> None:
         if len(leaves) % 32:
             raise ValueError("leaf buffer is not a multiple of 32 bytes")
         self.size = len(leaves) // 32
-        self.levels: list[bytes] = [bytes(leaves)]
-        sha = hashlib.sha256
-        current = self.levels[0]
+        self.levels: list[bytes] = [bytes(leaves), *(levels or ())]
+        for level, nodes in enumerate(self.levels):
+            if len(nodes) != 32 * (self.size >> level):
+                raise ValueError(f"level {level} holds {len(nodes) // 32} nodes, expected {self.size >> level}")
+        current = self.levels[-1]
         while len(current) >= 64:
-            pairs = len(current) // 64
-            nxt = bytearray(32 * pairs)
-            for i in range(pairs):
-                nxt[32 * i : 32 * i + 32] = sha(b"\x01" + current[64 * i : 64 * i + 64]).digest()
-            current = bytes(nxt)
+            current = _next_level(current)
             self.levels.append(current)
         self._partial: dict[tuple[int, int], bytes] = {}
 

@@ -18,6 +18,7 @@ import os
 import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from weasyprint import HTML
 from weasyprint.urls import URLFetcher, URLFetcherResponse
 
 from bundler.assets import asset_bytes, asset_names
+from bundler.process_stats import peak_rss_mb
 
 ASSET_SCHEME = "fedledger-asset:"
 BASE_URL = ASSET_SCHEME + "/"
@@ -88,8 +90,9 @@ class PdfWorkers:
 
     Fresh processes, not forks: a fork would share (and, as the GC touches it,
     copy) the parent's heap of parsed evidence, and ``spawn`` would re-run the
-    caller's ``__main__``. Start them early (:meth:`start`) so their imports overlap
-    the caller's aggregation; :meth:`render` then hands out one job at a time to
+    caller's ``__main__``. Start them early (:meth:`start`) so their imports and a
+    warm-up page (fonts, the stylesheet, WeasyPrint's own caches) overlap the
+    caller's aggregation; :meth:`render` then hands out one job at a time to
     whichever worker is free, largest pages first.
     """
 
@@ -97,48 +100,74 @@ class PdfWorkers:
         self.count = max(1, workers or min(2, os.cpu_count() or 1))
         self._procs: list[subprocess.Popen[bytes]] = []
         self.peak_rss_mb = 0  # the largest worker's peak resident set, as the workers report it
+        self._queue: list[PdfJob] = []
+        self._idle: list[subprocess.Popen[bytes]] = []
+        self._selector: selectors.BaseSelector | None = None
+        self._refused = 0
+        self.first_submitted: float | None = None  # perf_counter() of the first submit (for timings)
 
     def start(self) -> PdfWorkers:
         if self.count > 1 and not self._procs:
             for _ in range(self.count):
                 self._procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "bundler.pdf"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                    [sys.executable, "-m", "bundler.pdf", "--warm-up"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     env={**os.environ, "PYTHONPATH": _import_root() + os.pathsep + os.environ.get("PYTHONPATH", "")},
                 ))
         return self
 
     def render(self, jobs: Sequence[PdfJob]) -> int:
-        """Render every job; returns the number of refused URLs. Raises if a worker fails."""
-        if self.count <= 1 or len(jobs) <= 1:
+        """Render every job, largest pages first; returns the number of refused URLs. Raises if a worker fails."""
+        if self.count <= 1 or (len(jobs) <= 1 and not self._procs):
             _quiet()
             return sum(_render_job(job)[1] for job in jobs)
+        for job in sorted(jobs, key=_html_size, reverse=True):
+            self.submit(job)
+        return self.wait()
+
+    def submit(self, job: PdfJob) -> None:
+        """Queue *job*; a free worker starts on it at once (with one worker, :meth:`wait` renders it here)."""
+        if self.first_submitted is None:
+            self.first_submitted = time.perf_counter()
+        self._queue.append(job)
+        if self.count > 1:
+            self._pump(block=False)
+
+    def wait(self) -> int:
+        """Render everything submitted; returns the number of refused URLs since the last wait."""
+        if self.count <= 1:
+            _quiet()
+            while self._queue:
+                self._refused += _render_job(self._queue.pop(0))[1]
+        else:
+            while self._queue or len(self._idle) < len(self._procs):
+                self._pump(block=True)
+        refused, self._refused = self._refused, 0
+        return refused
+
+    def _pump(self, *, block: bool) -> None:
+        """Take the answers that are in (waiting for one if *block*), then give queued jobs to idle workers."""
         self.start()
-        pending = sorted(jobs, key=_html_size, reverse=True)
-        refused = 0
-        busy: dict[int, subprocess.Popen[bytes]] = {}
-        with selectors.DefaultSelector() as selector:
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
             for proc in self._procs:
                 assert proc.stdout is not None
-                selector.register(proc.stdout, selectors.EVENT_READ, proc)
-                if pending:
-                    self._send(proc, pending.pop(0))
-                    busy[proc.pid] = proc
-            while busy:
-                for key, _ in selector.select():
-                    proc = key.data
-                    line = proc.stdout.readline()
-                    if not line:
-                        raise RuntimeError(f"PDF worker {proc.pid} exited with {proc.wait()}")
-                    answer = orjson.loads(line)
-                    if not answer.get("ok"):
-                        raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
-                    refused += int(answer["refused"])
-                    self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
-                    if pending:
-                        self._send(proc, pending.pop(0))
-                    else:
-                        busy.pop(proc.pid, None)
-        return refused
+                self._selector.register(proc.stdout, selectors.EVENT_READ, proc)
+            self._idle = list(self._procs)
+        busy = len(self._idle) < len(self._procs)
+        if busy:
+            for key, _ in self._selector.select(timeout=None if block and not (self._queue and self._idle) else 0):
+                proc = key.data
+                line = proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"PDF worker {proc.pid} exited with {proc.wait()}")
+                answer = orjson.loads(line)
+                if not answer.get("ok"):
+                    raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
+                self._refused += int(answer["refused"])
+                self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
+                self._idle.append(proc)
+        while self._queue and self._idle:
+            self._send(self._idle.pop(0), self._queue.pop(0))
 
     @staticmethod
     def _send(proc: subprocess.Popen[bytes], job: PdfJob) -> None:
@@ -147,6 +176,11 @@ class PdfWorkers:
         proc.stdin.flush()
 
     def close(self) -> None:
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        self._queue = []
+        self._idle = []
         for proc in self._procs:
             if proc.stdin is not None:
                 proc.stdin.close()
@@ -183,26 +217,31 @@ def render_pdfs(jobs: Sequence[PdfJob], *, workers: int | None = None) -> int:
         return pool.render(jobs)
 
 
-def _peak_rss_mb() -> int:
-    """This process's peak resident set (VmHWM), which, unlike ru_maxrss, restarts at exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 0
+def warm_up() -> None:
+    """Render a small page with the report stylesheet and fonts, and throw it away: the
+    one-time costs of a fresh process (font configuration, style sheets) are paid
+    before the first real page arrives."""
+    css = asset_bytes("report.css").decode("utf-8")
+    html = (f"<!DOCTYPE html><html><head><style>{css}</style></head><body><h1>fedledger</h1><h2>Warm-up</h2>"
+            "<p>Text in <b>bold</b> and <code>monospace</code>.</p><table><tr><th>column</th></tr>"
+            "<tr><td class=\"hash\">0123456789abcdef</td></tr></table></body></html>")
+    HTML(string=html, base_url=BASE_URL, url_fetcher=PackageAssetFetcher()).write_pdf()
 
 
-def _worker_main() -> None:
-    """Worker loop: one JSON job per stdin line, one JSON answer per stdout line."""
+def _worker_main(argv: list[str]) -> None:
+    """Worker loop: one JSON job per stdin line, one JSON answer per stdout line.
+
+    ``--warm-up`` first renders :func:`warm_up`'s page (the bundle's workers start
+    while it evaluates; the benchmark's floor process does not warm up)."""
     _quiet()
+    if "--warm-up" in argv:
+        warm_up()
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         job = orjson.loads(line)
         try:
             _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"])))
-            answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": _peak_rss_mb()}
+            answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": peak_rss_mb()}
         except Exception as exc:  # reported to the parent, which fails the bundle
             answer = {"ok": False, "pdf": job["pdf"], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
         out.write(orjson.dumps(answer) + b"\n")
@@ -210,4 +249,4 @@ def _worker_main() -> None:
 
 
 if __name__ == "__main__":
-    _worker_main()
+    _worker_main(sys.argv[1:])

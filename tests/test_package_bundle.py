@@ -425,15 +425,55 @@ def test_an_archive_of_the_bundle_folder_itself_verifies(golden: Path, tmp_path:
     assert report.ok, report.lines()
 
 
-def test_slice_scan_reads_exported_bytes_and_finds_a_broken_chain(golden: Path, tmp_path: Path) -> None:
-    from bundler.ledger_slice import scan_entries
+def _pass(ledger: Ledger, out: Path, *, split: int | None = None):  # type: ignore[no-untyped-def]
+    from bundler.ledger_slice import LedgerPass
 
-    lines = (golden / "ledger" / "entries.jsonl").read_bytes().splitlines(keepends=True)
-    good = scan_entries(golden / "ledger" / "entries.jsonl", {})
-    assert good.size == 600 and not good.chain_breaks and good.offsets[-1] == sum(map(len, lines))
-    lines[10], lines[11] = lines[11], lines[10]
-    (tmp_path / "swapped.jsonl").write_bytes(b"".join(lines))
-    assert scan_entries(tmp_path / "swapped.jsonl", {}).chain_breaks[:1] == [10]
+    ledger_pass = LedgerPass(ledger, out, ledger.size, split=split)
+    scan, rows = ledger_pass.run()
+    return ledger_pass.wait_export(), rows
+
+
+def test_the_split_pass_exports_what_export_ledger_does_and_reads_what_one_process_reads(tmp_path: Path) -> None:
+    from bundler.evaluate import evaluate, evaluate_reading
+    from bundler.merkle_memory import MemoryTree
+    from collector.export import export_ledger
+
+    world = build_ledger(tmp_path / "l.db", entries=600, jobs=3)
+    with Ledger.open(world.path) as ledger:
+        export_ledger(ledger, tmp_path / "export")
+        whole, whole_rows = _pass(ledger, tmp_path / "one")
+        split, split_rows = _pass(ledger, tmp_path / "two", split=256)  # a child process reads [256, 600)
+        checkpoint = ledger.latest_checkpoint()
+        triples = [(seq, orjson.loads(body)["event"], orjson.loads(body)["source"]) for seq, _, body in ledger.entries()]
+    expected = {p.relative_to(tmp_path / "export").as_posix(): p.read_bytes()
+                for p in (tmp_path / "export").rglob("*") if p.is_file()}
+    for folder in ("one", "two"):
+        got = {p.relative_to(tmp_path / folder).as_posix(): p.read_bytes()
+               for p in (tmp_path / folder).rglob("*") if p.is_file()}
+        assert got == expected, folder
+    assert split.leaves == whole.leaves and split.offsets == whole.offsets and split.kinds == whole.kinds
+    assert split.export_files == whole.export_files and not split.chain_breaks and not whole.chain_breaks
+    assert (split.oidc_verified, split.oidc_failed) == (whole.oidc_verified, whole.oidc_failed)
+    assert MemoryTree(split.leaves, split.levels).root() == MemoryTree(split.leaves).root() == checkpoint.root
+    kwargs = {"as_of": "2026-12-31T00:00:00Z", "origin": ORIGIN}
+    one = evaluate(triples, **kwargs)
+    assert evaluate_reading(whole_rows, **kwargs) == one
+    assert evaluate_reading(split_rows, **kwargs) == one
+
+
+@pytest.mark.parametrize("swap", [10, 255, 256], ids=["inside", "last-before-split", "first-after-split"])
+def test_the_pass_finds_a_broken_chain_on_either_side_of_the_split(tmp_path: Path, swap: int) -> None:
+    import sqlite3
+
+    world = build_ledger(tmp_path / "l.db", entries=600, jobs=3)
+    with sqlite3.connect(world.path) as db:  # two stored entries trade places
+        a, b = (db.execute("SELECT body FROM entries WHERE seq=?", (s,)).fetchone()[0] for s in (swap, swap + 1))
+        db.execute("UPDATE entries SET body=? WHERE seq=?", (b, swap))
+        db.execute("UPDATE entries SET body=? WHERE seq=?", (a, swap + 1))
+    with Ledger.open(world.path) as ledger:
+        for split in (None, 256):
+            scan, _rows = _pass(ledger, tmp_path / f"out-{split}", split=split)
+            assert scan.chain_breaks[:1] == [swap], split
 
 
 def test_builder_abort_stops_its_processes(tmp_path: Path) -> None:
@@ -443,5 +483,31 @@ def test_builder_abort_stops_its_processes(tmp_path: Path) -> None:
     with Ledger.open(world.path) as ledger:
         builder = BundleBuilder.start(ledger, tmp_path / "out", signer(), workers=2)
         builder.abort()
-    assert builder.slice_job._proc.poll() is not None
+    assert builder.ledger_pass._proc is None or builder.ledger_pass._proc.poll() is not None
     assert all(p.poll() is not None for p in builder.pdf_workers._procs) or not builder.pdf_workers._procs
+
+
+@pytest.mark.parametrize("seq", [3, 300], ids=["this-process", "child-process"])
+def test_an_entry_changed_in_the_database_fails_the_root_check_before_anything_cites_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seq: int) -> None:
+    import sqlite3
+
+    from bundler import ledger_slice
+    from collector.errors import IntegrityError
+
+    world = build_ledger(tmp_path / "l.db", entries=600, jobs=3)
+    with sqlite3.connect(world.path) as db:  # valid JSON, same chain fields, different bytes
+        body = db.execute("SELECT body FROM entries WHERE seq=?", (seq,)).fetchone()[0]
+        db.execute("UPDATE entries SET body=? WHERE seq=?", (body.replace(b'"time":"2026', b'"time":"2025'), seq))
+    monkeypatch.setattr(ledger_slice, "MIN_SPLIT_SIZE", 256)  # split this small ledger at 300, over two processes
+    monkeypatch.setattr(ledger_slice, "CHILD_HANDICAP", 0)
+    monkeypatch.setattr(ledger_slice, "CHILD_SHARE", 0.5)
+    spawned = []
+    real_start = ledger_slice._start
+    monkeypatch.setattr(ledger_slice, "_start", lambda *args: spawned.append(args[0]) or real_start(*args))
+    assessment = build_assessment(world, controls=4)
+    with Ledger.open(world.path) as ledger:
+        with pytest.raises(IntegrityError, match="root"):
+            build_bundle(ledger, assessment, tmp_path / "out", signer(), workers=2)
+    assert not list((tmp_path / "out" / "controls").glob("*.csv"))
+    assert spawned == ["bundler.ledger_slice", "bundler.export_hasher"]

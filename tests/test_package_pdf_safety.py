@@ -149,3 +149,23 @@ def test_parallel_workers_render_every_page_and_report_failures(tmp_path: Path) 
     with PdfWorkers(2) as workers:
         with pytest.raises(RuntimeError, match="PDF worker failed"):
             workers.render(jobs + [PdfJob(tmp_path / "missing.html", tmp_path / "m.pdf")])
+
+
+def test_pages_submitted_one_by_one_render_while_more_are_written(tmp_path: Path) -> None:
+    from bundler.pdf import PdfJob, PdfWorkers
+
+    def page(i: int) -> PdfJob:
+        (tmp_path / f"{i}.html").write_text(f"<p>page {i} <img src='file:///etc/passwd'></p>", encoding="utf-8")
+        return PdfJob(tmp_path / f"{i}.html", tmp_path / f"{i}.pdf")
+
+    with PdfWorkers(2) as workers:
+        workers.submit(page(0))  # a worker starts on it before the next page exists
+        for i in range(1, 5):
+            workers.submit(page(i))
+        assert workers.wait() == 5 and workers.wait() == 0  # the refused count is per wait
+        workers.submit(page(5))
+        assert workers.wait() == 1
+    assert all((tmp_path / f"{i}.pdf").stat().st_size > 0 for i in range(6))
+    with PdfWorkers(1) as alone:  # one worker: rendered here, at wait
+        alone.submit(page(6))
+        assert not (tmp_path / "6.pdf").exists() and alone.wait() == 1 and (tmp_path / "6.pdf").exists()
