@@ -126,30 +126,37 @@ def _stage_worker(source: Source, cursors: dict[str, str], store_root: str, kind
         pass
     store = _WriteBehindStore(Path(store_root))
     held: list[tuple[StagedBatch, Future[str] | None]] = []  # staged, its segment maybe still being written
+    source_error: Exception | None = None
     try:
         try:
-            for staged in staged_batches(source.collect(cursors), kind=kind, source_id=source_id, observed=observed,
-                                         store=store, batch_size=batch_size, parts=True):
+            batches = staged_batches(source.collect(cursors), kind=kind, source_id=source_id, observed=observed,
+                                     store=store, batch_size=batch_size, parts=True)
+            while True:
+                try:
+                    staged = next(batches)
+                except StopIteration:
+                    break
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the source failed: what came before it still lands
+                    source_error = exc
+                    break
                 held.append((staged, store.last))
                 store.last = None
                 if len(held) > 1:
                     _send_batch(writer, *held.pop(0))
             while held:
                 _send_batch(writer, *held.pop(0))
-            state = (source.worker_state(), time.process_time(),
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-            message = pickle.dumps(("done", state), protocol=pickle.HIGHEST_PROTOCOL)
+            if source_error is not None:
+                message = _error_message(source_error)
+            else:
+                state = (source.worker_state(), time.process_time(),
+                         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+                message = pickle.dumps(("done", state), protocol=pickle.HIGHEST_PROTOCOL)
         except (BrokenPipeError, KeyboardInterrupt):
             return  # the ledger process is gone or stopping
-        except Exception as exc:  # noqa: BLE001 - sent on below
+        except Exception as exc:  # noqa: BLE001 - a segment write failed: no batch after it may land
             message = _error_message(exc)
-            try:
-                while held:  # what was staged before the error is committed, as without a worker
-                    _send_batch(writer, *held.pop(0))
-            except Exception as later:  # noqa: BLE001 - the store failed too: that error wins
-                if isinstance(later, BrokenPipeError):
-                    return
-                message = _error_message(later)
         writer.send_bytes(message)
     except BrokenPipeError:
         pass

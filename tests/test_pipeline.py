@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from collector.commands.vault_cmds import run_collection
-from collector.errors import InternalError, UsageError
+from collector.errors import InternalError, SourceUnavailable, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ledger import Ledger
 from collector.ingest import ingest_staged
@@ -214,3 +214,32 @@ def test_cli_killed_with_a_worker_resumes_without_loss_or_duplicates(tmp_path: P
     with Ledger.open(ledger) as opened:
         assert [body for _, _, body in opened.entries()] == [body for _, _, body in expected]
         assert opened.integrity_check() == "ok"
+
+
+class ThreeBatches(Source):
+    """Three batches of three records each, a cursor mark after each."""
+
+    kind = "test"
+
+    def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
+        for batch in range(3):
+            for index in range(3):
+                n = batch * 3 + index
+                yield SourceRecord("mem", n, b"record %d\n" % n, {"kind": "test.event", "n": n})
+            yield CursorMark("test", str(batch + 1))
+
+
+def test_a_failed_segment_write_stops_the_run_before_any_later_batch(tmp_path: Path) -> None:
+    import hashlib
+
+    with new_ledger(tmp_path) as ledger:
+        second = hashlib.sha256(b"".join(b"record %d\n" % n for n in (3, 4, 5))).hexdigest()
+        first = hashlib.sha256(b"".join(b"record %d\n" % n for n in (0, 1, 2))).hexdigest()
+        assert first[:2] != second[:2]
+        ledger.store.root.mkdir(parents=True, exist_ok=True)
+        (ledger.store.root / second[:2]).write_bytes(b"a file where the store needs a folder")
+        batches = staged_in_worker(ThreeBatches(), {}, store_root=ledger.store.root, kind="test", source_id="test",
+                                   observed=OBSERVED, batch_size=2)
+        with pytest.raises(SourceUnavailable, match="cannot write evidence object"):
+            ingest_staged(ledger, batches, source_id="test", observed=OBSERVED, batch_size=2)
+        assert ledger.size == 3 and ledger.cursors() == {"test": "1"}  # batch 3 did not land after the failed 2
