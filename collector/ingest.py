@@ -121,18 +121,30 @@ def ingest_staged(
     summary = IngestSummary(source=source_id, size=ledger.size)
     pending: list[StagedBatch] = []
     count = 0
-    for staged in batches:
-        pending.append(staged)
-        count += staged.read
-        if count >= batch_size:
-            commit(ledger, merge_staged(pending), summary=summary, observed=observed)
-            if on_progress is not None:
-                on_progress(count)
-            pending, count = [], 0
-    if pending:
+
+    def flush() -> None:
+        nonlocal pending, count
         commit(ledger, merge_staged(pending), summary=summary, observed=observed)
         if on_progress is not None:
             on_progress(count)
+        pending, count = [], 0
+
+    items = iter(batches)
+    while True:
+        try:
+            staged = next(items)
+        except StopIteration:
+            break
+        except Exception:
+            if pending:  # what was staged before the source failed still lands (each batch is whole)
+                flush()
+            raise
+        pending.append(staged)
+        count += staged.read
+        if count >= batch_size:
+            flush()
+    if pending:
+        flush()
     return summary
 
 

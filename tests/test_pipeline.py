@@ -243,3 +243,19 @@ def test_a_failed_segment_write_stops_the_run_before_any_later_batch(tmp_path: P
         with pytest.raises(SourceUnavailable, match="cannot write evidence object"):
             ingest_staged(ledger, batches, source_id="test", observed=OBSERVED, batch_size=2)
         assert ledger.size == 3 and ledger.cursors() == {"test": "1"}  # batch 3 did not land after the failed 2
+
+
+def test_merged_batches_staged_before_a_failure_still_land(tmp_path: Path) -> None:
+    from collector.ingest import stage
+
+    with new_ledger(tmp_path) as ledger:
+        def batches() -> Iterator[object]:
+            for n in range(2):  # small batches (one file each), merged into one transaction
+                yield stage([SourceRecord("mem", n, b"record %d\n" % n, {"kind": "test.event", "n": n})],
+                            {"test": str(n + 1)}, kind="test", source_id="test", observed=OBSERVED,
+                            store=ledger.store, parts=True)
+            raise UsageError("the third file could not be read")
+
+        with pytest.raises(UsageError, match="third file"):
+            ingest_staged(ledger, batches(), source_id="test", observed=OBSERVED, batch_size=100)  # type: ignore[arg-type]
+        assert ledger.size == 2 and ledger.cursors() == {"test": "2"}
