@@ -9,8 +9,8 @@ ledger transaction, so resuming after a kill, duplicates and the counts behave
 exactly as with :func:`collector.ingest.ingest`.
 
 Batches travel over a pipe as pickles. The pipe gives back-pressure (the worker is
-at most one batch ahead, so memory stays flat) and ties the two processes' lives
-together: when this process dies the worker's next send fails and it exits; when
+at most a couple of batches ahead: one whose segment is being written, one in the
+pipe; memory stays flat) and ties the two processes' lives together: when this process dies the worker's next send fails and it exits; when
 the worker dies, reading here fails and the run stops with an error.
 """
 
