@@ -122,17 +122,26 @@ def canonical_bytes(value: Any) -> bytes:
         raise CanonicalizationError(reason) from None
 
 
+_ASTRAL_LEAD = re.compile(rb"[\xf0-\xf4]")  # the first byte of a character above U+FFFF in UTF-8
+
+
 def canonical_bytes_of_text_tree(value: dict[str, Any]) -> bytes:
-    """:func:`canonical_bytes` of an object the caller built from strings, booleans and None
-    under ASCII keys (any nesting), without the type walk: for those, JCS writes exactly what
-    orjson writes with sorted keys. Integers within ±(2**53-1) are exact too (orjson refuses
-    larger ones). A normalizer that uses this must keep to that shape; its tests compare the
-    result with :func:`canonical_bytes` (e.g. ``tests/test_cloudtrail_source.py``).
+    """:func:`canonical_bytes` of an object the caller built from strings, booleans, None and
+    integers (any nesting of dicts and lists), without the type walk: for those, JCS writes
+    exactly what orjson writes with sorted keys, except the key order when a key holds a
+    character above U+FFFF; output holding any such character goes through
+    :func:`canonical_bytes`. orjson refuses integers beyond ±(2**53-1) and lone surrogates.
+    No float may be in *value*: a normalizer that uses this must keep to that shape, and
+    its tests compare the result with :func:`canonical_bytes` (``tests/test_cloudtrail_source.py``,
+    ``tests/test_vault.py``).
     """
     try:
-        return orjson.dumps(value, option=_SORTED)
+        out = orjson.dumps(value, option=_SORTED)
     except TypeError as exc:
         raise CanonicalizationError("lone surrogate in a string" if "surrogate" in str(exc) else str(exc)) from None
+    if out.isascii() or _ASTRAL_LEAD.search(out) is None:
+        return out
+    return canonical_bytes(value)
 
 
 def parse_json(data: bytes | str, *, location: str | None = None) -> Any:

@@ -411,3 +411,50 @@ def test_duplicate_keys_with_space_before_the_colon_are_caught(tmp_path: Path) -
         summary, _ = collect(ledger, [log])
         assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "duplicate-keys")]
     assert summary.appended == 1
+
+
+def test_sample_events_fast_canonical_bytes_are_exact() -> None:
+    from collector.sources.vault import VaultAuditLog
+
+    count = 0
+    for path in sorted(SAMPLES.glob("*.log")):
+        for rec in VaultAuditLog([str(path)], final=True).collect({}):
+            event_bytes = getattr(rec, "event_bytes", None)
+            if event_bytes is not None:
+                assert event_bytes == canonical_bytes(rec.event)  # type: ignore[union-attr]
+                count += 1
+    assert count > 30
+
+
+_values = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats() | st.text(max_size=6) \
+    | st.sampled_from(["hmac-sha256:ab", "30m", "😀", "\ue000"]) | st.lists(st.text(max_size=3) | st.integers(), max_size=3)
+_keys = st.text(max_size=5) | st.sampled_from(["role", "role_name", "job_id", "😀k", "\ue000k", "project_path"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(metadata=st.dictionaries(_keys, _values, max_size=6), data=st.dictionaries(_keys, _values, max_size=4),
+       auth=st.dictionaries(st.sampled_from(["policies", "token_ttl", "lease_duration", "token_type", "entity_id",
+                                             "display_name"]), _values, max_size=6),
+       path=st.sampled_from(["auth/jwt/login", "pki/issue/ci", "secret/data/app", "sys/audit/file", "sys/policy/p",
+                             "auth/token/create", "database/creds/r"]),
+       response_data=st.dictionaries(st.sampled_from(["expiration", "serial_number", "lease_id"]), _values, max_size=3))
+def test_normalized_events_hold_no_float_so_their_fast_canonical_bytes_are_exact(
+        metadata: dict[str, object], data: dict[str, object], auth: dict[str, object], path: str,
+        response_data: dict[str, object]) -> None:
+    """Whatever a record holds, the event normalize builds has no float and its fast bytes
+    equal canonical_bytes (also when a metadata key sorts differently in UTF-16)."""
+    from collector.canonical import canonical_bytes_of_text_tree
+    from collector.sources.vault import ParsedLine, normalize
+
+    record = {"type": "response", "time": "2026-11-20T14:00:00Z",
+              "auth": {"metadata": metadata, **auth},
+              "request": {"id": "0000-1", "path": path, "operation": "update", "data": data},
+              "response": {"auth": {"metadata": metadata, **auth}, "data": response_data}}
+    event = normalize(ParsedLine(record, "response", "0000-1", 1_700_000_000, "2026-11-20T14:00:00Z"), True)
+    try:
+        expected = canonical_bytes(event)
+    except Exception as exc:  # noqa: BLE001 - then the fast path must refuse it too
+        with pytest.raises(type(exc)):
+            canonical_bytes_of_text_tree(event)
+        return
+    assert canonical_bytes_of_text_tree(event) == expected

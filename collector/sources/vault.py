@@ -58,7 +58,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
-from collector.canonical import MAX_SAFE_INTEGER, parse_json
+from collector.canonical import MAX_SAFE_INTEGER, canonical_bytes_of_text_tree, parse_json
 from collector.errors import MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines
@@ -709,7 +709,12 @@ def _pki_role(segments: list[str]) -> str | None:
 
 
 def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
-    """The normalized event of a parsed record that passed the secrets check."""
+    """The normalized event of a parsed record that passed the secrets check.
+
+    Its values are strings, booleans, None and integers within ±(2**53-1) only (never a
+    float or a subtree copied from the record), so its canonical bytes need no type walk
+    (``canonical_bytes_of_text_tree``); ``tests/test_vault.py`` checks that.
+    """
     record = parsed.record
     request = record["request"]
     response = _dict(record.get("response"))
@@ -1077,8 +1082,10 @@ class VaultAuditLog(Source):
             event = normalize(parsed, paired)
             if not paired:
                 yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event)
+        # normalize builds events from strings, booleans, None and safe integers only
         yield SourceRecord(location=line.path, line=line.number, raw=raw, event=event,
-                           dedup_key=f"{KIND}:{digest}", raw_sha256=digest)
+                           dedup_key=f"{KIND}:{digest}", raw_sha256=digest,
+                           event_bytes=canonical_bytes_of_text_tree(event))
 
     def _open(self, request_id: str, opened: OpenRequest) -> Iterator[SourceRecord]:
         open_requests = self.state.open
