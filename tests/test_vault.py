@@ -450,7 +450,7 @@ def test_normalized_events_hold_no_float_so_their_fast_canonical_bytes_are_exact
               "auth": {"metadata": metadata, **auth},
               "request": {"id": "0000-1", "path": path, "operation": "update", "data": data},
               "response": {"auth": {"metadata": metadata, **auth}, "data": response_data}}
-    event = normalize(ParsedLine(record, "response", "0000-1", 1_700_000_000, "2026-11-20T14:00:00Z"), True)
+    event = normalize(ParsedLine(record, "response", "0000-1", "2026-11-20T14:00:00Z", 1_700_000_000), True)
     try:
         expected = canonical_bytes(event)
     except Exception as exc:  # noqa: BLE001 - then the fast path must refuse it too
