@@ -6,46 +6,17 @@ Skipped when no PostgreSQL answers at ``FEDLEDGER_TEST_PG`` (default
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bundler.ledger_slice import LedgerPass
 from bundler.merkle_memory import MemoryTree
 from collector.ledger_open import create_ledger
 from collector.signing import FileSigner
 from tests.ledger_fixtures import OBSERVED, fixed_ed25519, manual_entry, sign_checkpoint
+from tests.pg_support import NEEDS_PG, pg_url  # noqa: F401 - pg_url is a fixture
 
-SERVER = os.environ.get("FEDLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ORIGIN = "example.gov/pg-pass-test"
-
-
-def _reachable() -> str | None:
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed"
-    try:
-        psycopg.connect(SERVER, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL unreachable at {SERVER}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
-    return None
-
-
-_WHY = _reachable()
-pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
-
-
-@pytest.fixture()
-def pg_url(tmp_path: Path) -> Iterator[str]:
-    from collector.ledger_pg import drop_ledger
-
-    url = f"{SERVER}?ledger=t_{secrets.token_hex(6)}&store={tmp_path / 'objects'}"
-    yield url
-    drop_ledger(url)
+pytestmark = NEEDS_PG
 
 
 def test_split_pass_over_a_postgresql_ledger_matches_one_process(tmp_path: Path, pg_url: str) -> None:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,34 +27,11 @@ from collector.ledger_pg import PostgresLocation, PostgresRunLock, drop_ledger
 from collector.signing import FileSigner, write_public_key
 from tests.ledger_fixtures import OBSERVED, fixed_ed25519, manual_entry, sign_checkpoint
 from tests.ops_workspace import AS_OF, manual_source, write_events
+from tests.pg_support import NEEDS_PG, SERVER, pg_url  # noqa: F401 - pg_url is a fixture
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER = os.environ.get("FEDLEDGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ORIGIN = "example.gov/pg-test"
-
-
-def _reachable() -> str | None:
-    try:
-        import psycopg
-    except ImportError:
-        return "psycopg is not installed"
-    try:
-        psycopg.connect(SERVER, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return f"PostgreSQL unreachable at {SERVER}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
-    return None
-
-
-_WHY = _reachable()
-pytestmark = pytest.mark.skipif(_WHY is not None, reason=_WHY or "")
-
-
-@pytest.fixture()
-def pg_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh ledger URL (its own schema and store folder); the schema is dropped afterwards."""
-    url = f"{SERVER}?ledger=t_{secrets.token_hex(6)}&store={tmp_path / 'objects'}"
-    yield url
-    drop_ledger(url)
+pytestmark = NEEDS_PG
 
 
 def _entry(i: int, *, dedup: str | None = None) -> NewEntry:
