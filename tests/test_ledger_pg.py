@@ -345,3 +345,21 @@ def test_bundle_from_a_postgresql_ledger_verifies(tmp_path: Path, pg_url: str, m
     checked = cli.invoke(app, ["verify-bundle", "b", "--trusted-key", "fedledger.pub", "--origin", ORIGIN])
     assert checked.exit_code == 0, checked.output
     assert "2 ledger entries verified, 0 INVALID" in checked.stdout
+
+
+def test_vault_staged_in_a_worker_lands_the_same_in_postgresql(tmp_path: Path, pg_url: str) -> None:
+    """The worker path (entries handed over as prepared tuples) on both backends: same entries, raw bytes."""
+    from collector.commands.vault_cmds import run_collection
+    from collector.sources.vault import VaultAuditLog
+
+    log = REPO / "samples" / "vault" / "audit.log"
+    lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ed25519")
+    pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
+    with lite, pg:
+        for ledger in (lite, pg):
+            summary = run_collection(ledger, VaultAuditLog([str(log)]), observed=OBSERVED, batch_size=5, workers=1)
+            assert summary.appended == 28 and summary.balanced
+            again = run_collection(ledger, VaultAuditLog([str(log)]), observed=OBSERVED, workers=1)
+            assert again.read == 0
+        assert list(pg.entries()) == list(lite.entries())
+        assert pg.raw_bytes(27) == lite.raw_bytes(27) == log.read_bytes().splitlines(keepends=True)[27]
