@@ -101,7 +101,7 @@ def ours(path: Path, workdir: Path, workers: int | None) -> tuple[int, float, in
 
 def split(path: Path, workdir: Path) -> dict[str, float]:
     """Seconds spent in the parser (VaultAuditLog) and in the ledger core (ingest of parsed batches)."""
-    from collector.commands.vault_cmds import paused_gc
+    from collector.gc_pause import paused_gc
     from collector.evidence import CursorMark
     from collector.ingest import ingest
     from collector.ledger import Ledger

@@ -21,7 +21,6 @@ cites them.
 from __future__ import annotations
 
 import csv
-import gc
 import hashlib
 import tarfile
 import time
@@ -53,6 +52,7 @@ from collector.store import sha256_file
 from collector.canonical import canonical_bytes
 from collector.checkpoint import CheckpointError, verify_checkpoint
 from collector.errors import IntegrityError, UsageError
+from collector.gc_pause import paused_gc
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.signing import NoteSigner
 
@@ -308,16 +308,12 @@ class BundleBuilder:
         :func:`bundler.evaluate.evaluate_reading`. Starts the PDF workers when done."""
         if self.scan is not None:
             raise UsageError("the evidence was read already")
-        was_enabled = gc.isenabled()
-        gc.disable()  # millions of small containers and no cycles (see bundler.evaluate)
         try:
-            self.scan, reading = self.ledger_pass.run()
+            with paused_gc():  # millions of small containers and no cycles (see bundler.evaluate)
+                self.scan, reading = self.ledger_pass.run()
         except BaseException:
             self.abort()
             raise
-        finally:
-            if was_enabled:
-                gc.enable()
         for name, seconds in self.scan.seconds.items():
             self.timings[f"pass: {name}"] = seconds
         self.pdf_workers.start()

@@ -32,7 +32,6 @@ the ledger's own integrity is checked by :mod:`bundler.ledger_verify`.
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import time
@@ -56,6 +55,7 @@ from bundler.model import (
     Finding, Observation, SourceFreshness, Status,
 )
 from collector.errors import MalformedInput, UsageError
+from collector.gc_pause import paused_gc
 
 SOURCES = ("vault", "cloudtrail", "ci", "attestations")
 RAW_PAYLOAD_KEYS = frozenset({
@@ -905,21 +905,18 @@ def evaluate(
     """
     # Evaluation keeps millions of small containers alive; the cyclic GC would rescan
     # them over and over (FIELD-NOTES: up to 4x slower). Nothing here makes cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         reading = TableReading()
         started = time.perf_counter()
         read_rows(entries, reading)
-        if timings is not None:  # with the table's assembly, which _evaluate adds to the same phase
+        if timings is not None:  # with the table's assembly, which evaluate_reading adds to the same phase
             timings["read entries into the table"] = time.perf_counter() - started
-        return _evaluate(reading, as_of=as_of, origin=origin, config=config, catalog=catalog, controls=controls,
-                         policies=policies, period=period, baseline=baseline, timings=timings)
-    finally:
-        if was_enabled:
-            gc.enable()
+        return evaluate_reading(reading, as_of=as_of, origin=origin, config=config, catalog=catalog,
+                                controls=controls, policies=policies, period=period, baseline=baseline,
+                                timings=timings)
 
 
+@paused_gc()
 def evaluate_reading(
     reading: TableReading,
     *,
@@ -935,29 +932,6 @@ def evaluate_reading(
 ) -> Assessment:
     """:func:`evaluate` over entries already read into table rows (:func:`bundler.evidence_table.read_rows`,
     or the bundler's one pass over the ledger, :mod:`bundler.ledger_slice`). *reading* is consumed."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _evaluate(reading, as_of=as_of, origin=origin, config=config, catalog=catalog, controls=controls,
-                         policies=policies, period=period, baseline=baseline, timings=timings)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _evaluate(
-    reading: TableReading,
-    *,
-    as_of: str | datetime,
-    origin: str,
-    config: EvaluationConfig | None,
-    catalog: Catalog | None,
-    controls: Sequence[str] | None,
-    policies: Sequence[Any],
-    period: tuple[str | datetime | None, str | datetime | None] | None,
-    baseline: str,
-    timings: dict[str, float] | None,
-) -> Assessment:
     phase = _PhaseClock(timings)
     config = config or EvaluationConfig()
     catalog = catalog or load_builtin_catalog()

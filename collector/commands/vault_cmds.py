@@ -8,10 +8,8 @@ records are still committed); 2 unusable input (no such path, no file found);
 
 from __future__ import annotations
 
-import gc
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +17,7 @@ import typer
 
 from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
 from collector.errors import InternalError, SourceUnavailable, UsageError
+from collector.gc_pause import paused_gc
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source
 from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
@@ -31,23 +30,6 @@ from collector.sources.vault import (
 )
 
 NOTES_SHOWN = 50
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic GC while collecting.
-
-    A pending batch keeps ~100k small containers alive, which the cyclic collector
-    re-scans again and again (measured: up to a third of the parse time). Parsed
-    records form no reference cycles, so reference counting frees them all.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def run_collection(ledger: Ledger, source: VaultAuditLog, *, observed: str, batch_size: int = DEFAULT_BATCH,
