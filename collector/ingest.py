@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from pathlib import Path
 
 import orjson
 
 from collector.errors import IntegrityError, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
+from collector.rotation import HEAD_BYTES, CursorDoc, open_log
 from collector.ledger import EntryPartsMaker, Ledger, NewEntry, PreparedEntry, QuarantineRow, dedup_id, prepared_entry
 from collector.store import EvidenceStore
 
@@ -304,21 +305,41 @@ class Line(NamedTuple):  # one per input line: a NamedTuple costs a fraction of 
 
 @dataclass(frozen=True)
 class FileCursor:
-    """How far a file was read: the byte offset and the SHA-256 of everything before it."""
+    """How far a file was read: the byte offset, the SHA-256 of everything before it, and the
+    SHA-256 of its first ``min(offset, 4096)`` bytes (a cheap test that a path still holds the
+    same file, see :mod:`collector.rotation`; ``None`` in cursors written before it existed)."""
 
     offset: int
     line: int
     prefix_sha256: str
+    head_sha256: str | None = None
+
+    def doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"offset": self.offset, "line": self.line, "prefix_sha256": self.prefix_sha256}
+        if self.head_sha256 is not None:
+            doc["head_sha256"] = self.head_sha256
+        return doc
 
     def dumps(self) -> str:
-        return orjson.dumps({"offset": self.offset, "line": self.line, "prefix_sha256": self.prefix_sha256}).decode()
+        return orjson.dumps(self.doc()).decode()
 
     @staticmethod
     def loads(text: str | None) -> FileCursor:
         if not text:
-            return FileCursor(0, 0, hashlib.sha256(b"").hexdigest())
+            return FileCursor(0, 0, _EMPTY_SHA256, _EMPTY_SHA256)
         doc = orjson.loads(text)
-        return FileCursor(int(doc["offset"]), int(doc["line"]), str(doc["prefix_sha256"]))
+        head = doc.get("head_sha256")
+        return FileCursor(int(doc["offset"]), int(doc["line"]), str(doc["prefix_sha256"]),
+                          None if head is None else str(head))
+
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def rotation_cursor(text: str) -> CursorDoc:
+    """A stored file cursor as :func:`collector.rotation.plan_rotations` reads it."""
+    cursor = FileCursor.loads(text)
+    return CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256)
 
 
 class SourceTampered(IntegrityError):
@@ -334,29 +355,40 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Itera
 
     The part before the cursor is hashed again and must match, else
     :class:`SourceTampered`. A last line with no newline is left unread (the file
-    may still be written); it is read once its newline arrives.
+    may still be written); it is read once its newline arrives. A ``.gz`` file (a
+    compressed rotation) is read through gzip; offsets count uncompressed bytes.
     """
     try:
-        handle = open(path, "rb")
+        handle = open_log(path)
     except OSError as exc:
         raise SourceUnavailable(f"cannot read: {exc.strerror}", location=str(path)) from None
     with handle:
         prefix = hashlib.sha256()
+        head = bytearray()
         remaining = cursor.offset
-        while remaining:
-            block = handle.read(min(remaining, chunk))
-            if not block:
-                break
-            prefix.update(block)
-            remaining -= len(block)
+        try:
+            while remaining:
+                block = handle.read(min(remaining, chunk))
+                if not block:
+                    break
+                if len(head) < HEAD_BYTES:
+                    head += block[: HEAD_BYTES - len(head)]
+                prefix.update(block)
+                remaining -= len(block)
+        except (OSError, EOFError) as exc:  # a broken .gz
+            raise SourceUnavailable(f"cannot read: {exc}", location=str(path)) from None
         if remaining or prefix.hexdigest() != cursor.prefix_sha256:
             raise SourceTampered(
                 f"the first {cursor.offset} bytes changed since they were read (or the file shrank)",
                 location=str(path),
             )
         offset, number, carry = cursor.offset, cursor.line, b""
+        head_sha256 = hashlib.sha256(head).hexdigest() if len(head) >= HEAD_BYTES else None
         while True:
-            block = handle.read(chunk)
+            try:
+                block = handle.read(chunk)
+            except (OSError, EOFError) as exc:
+                raise SourceUnavailable(f"cannot read: {exc}", location=str(path)) from None
             if not block:
                 break
             block = carry + block
@@ -369,8 +401,12 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Itera
                 consumed += len(data) + 1
                 yield Line(str(path), number, start, start + len(data) + 1, data)
             prefix.update(block[:consumed])
+            if head_sha256 is None:
+                head += block[: min(consumed, HEAD_BYTES - len(head))]
+                if len(head) >= HEAD_BYTES:
+                    head_sha256 = hashlib.sha256(head).hexdigest()
             offset += consumed
-            yield FileCursor(offset, number, prefix.hexdigest())
+            yield FileCursor(offset, number, prefix.hexdigest(), head_sha256 or hashlib.sha256(head).hexdigest())
 
 
 def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Iterator[Path]:

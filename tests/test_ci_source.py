@@ -382,3 +382,33 @@ def test_human_output_ends_with_counts(tmp_path: Path) -> None:
     numbers = [int(w) for w in first.replace(",", " ").split() if w.isdigit()]
     read, appended, duplicate, quarantined = numbers[:4]
     assert read == appended + duplicate + quarantined
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_rotated_event_file_is_followed_not_tampered(tmp_path: Path, as_folder: bool) -> None:
+    """events.jsonl moved to events.jsonl.1 (logrotate) and started anew: the tail written before the
+    rotation is read from the rotated file, the new file from its start; nothing twice, nothing lost."""
+    ledger = new_ledger(tmp_path)
+    first_line = (EVENTS / "job-events.jsonl").read_bytes().splitlines()[0]
+    lines = [first_line.replace(b'"31415926535"', f'"4{n:010d}"'.encode()) + b"\n" for n in range(12)]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "events.jsonl"
+    live.write_bytes(b"".join(lines[:3]))
+    target = str(logs if as_folder else live)
+    assert summary(fedledger("--format", "json", "collect", "ci", target, ledger=ledger))["read"] == 3
+    with open(live, "ab") as handle:
+        handle.write(b"".join(lines[3:5]))
+    live.rename(logs / "events.jsonl.1")
+    live.write_bytes(b"".join(lines[5:8]))
+    second = summary(fedledger("--format", "json", "collect", "ci", target, ledger=ledger))
+    assert (second["read"], second["appended"], second["duplicates"], second["tampered"]) == (5, 5, 0, [])
+    assert second["rotations"] == [{"file": str(live), "moved_to": str(logs / "events.jsonl.1"),
+                                    "offset": len(b"".join(lines[:3]))}]
+    third = summary(fedledger("--format", "json", "collect", "ci", target, ledger=ledger))
+    assert (third["read"], third["rotations"], third["tampered"]) == (0, [], [])
+    jobs = [e["event"]["correlation"]["job_id"] for e in entries(ledger)]
+    assert sorted(jobs) == sorted(f"4{n:010d}" for n in range(8))
+    live.write_bytes(b"".join(lines[8:10]))  # replaced with other content, the old nowhere beside it
+    fourth = fedledger("collect", "ci", target, ledger=ledger)
+    assert fourth.returncode == 1 and b"TAMPERED" in fourth.stderr

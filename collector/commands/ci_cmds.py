@@ -86,6 +86,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"TAMPERED: {line}")
             for line in tally.pending:
                 err(f"pending: {line}")
+            for moved in tally.rotations:
+                err(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
+                    f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")
             out(total.line())
             out(f"oidc tokens: {tally.tokens_verified} verified, {tally.tokens_failed} NOT verified; "
                 f"webhook deliveries: {tally.webhooks_verified} signature verified, "

@@ -100,7 +100,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if OPTIONS.json:
             doc = summary.to_json()
             doc.update({"lines": source.lines, "findings": source.findings, "files": source.files,
-                        "tampered": tampered, "pending": pending, "skipped": source.skipped, "quarantined_records": notes,
+                        "tampered": tampered, "rotations": source.rotations, "pending": pending, "skipped": source.skipped, "quarantined_records": notes,
                         "ok": not summary.quarantined and not tampered})
             emit_json("fedledger.collect.vault", doc)
         else:
@@ -108,6 +108,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}")
             if summary.quarantined > NOTES_SHOWN:
                 err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
+            for moved in source.rotations:
+                err(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
+                    f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")
             for name in source.skipped:
                 err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl)")
             for waiting in pending:

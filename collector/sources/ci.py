@@ -75,7 +75,8 @@ import orjson
 from collector.canonical import CanonicalizationError, canonical_bytes, parse_json
 from collector.errors import FedledgerError, MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ingest import FileCursor, SourceTampered, file_source_id, read_lines
+from collector.ingest import FileCursor, SourceTampered, file_source_id, read_lines, rotation_cursor
+from collector.rotation import RotationPlan, plan_rotations, sort_rotations_oldest_first
 from collector.oidc import (
     DEFAULT_ISSUERS,
     TokenVerification,
@@ -177,6 +178,7 @@ class CiTally:
     redacted_records: int = 0
     pending: list[str] = field(default_factory=list)
     tampered: list[str] = field(default_factory=list)
+    rotations: list[dict[str, object]] = field(default_factory=list)  # rotated files followed
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -187,6 +189,7 @@ class CiTally:
             "redacted_records": self.redacted_records,
             "pending": list(self.pending),
             "tampered": list(self.tampered),
+            "rotations": list(self.rotations),
         }
 
 
@@ -1079,9 +1082,10 @@ class CiEvents(Source):
     kind = KIND
 
     def __init__(self, path: Path | None, options: CiOptions, tally: CiTally | None = None,
-                 stream: BinaryIO | None = None) -> None:
+                 stream: BinaryIO | None = None, rotations: SharedRotations | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.stream = stream
+        self.rotations = rotations  # the line files of one collection, for following rotations
         self.options = options
         self.tally = tally if tally is not None else CiTally()
         self.source_id = file_source_id(self.kind, self.path) if self.path is not None else f"{self.kind}:stdin"
@@ -1096,7 +1100,16 @@ class CiEvents(Source):
         elif self.path.name.endswith(WHOLE_FILE_SUFFIXES):
             yield from self._whole_file(cursors.get(self.source_id))
         else:
-            yield from self._lines(FileCursor.loads(cursors.get(self.source_id)))
+            plan = self.rotations.plan(cursors) if self.rotations is not None else None
+            here = str(self.path)
+            if plan is not None:
+                for extra in plan.extra_before.get(here, []):  # a rotated file beside the inputs: its tail first
+                    yield from self._lines(extra, file_source_id(self.kind, extra),
+                                           FileCursor.loads(plan.starts[str(extra)]), moved=True)
+            if plan is not None and here in plan.starts:  # a rotation moved a cursor here (or left this path new)
+                yield from self._lines(self.path, self.source_id, FileCursor.loads(plan.starts[here]), moved=True)
+            else:
+                yield from self._lines(self.path, self.source_id, FileCursor.loads(cursors.get(self.source_id)))
 
     def _stream(self, stream: BinaryIO) -> Iterator[SourceItem]:
         """Lines from a stream. Not resumable (dedup makes a replay harmless); the marks only
@@ -1110,10 +1123,9 @@ class CiEvents(Source):
                 yield CursorMark(self.source_id, orjson.dumps({"stream_lines": number}).decode())
         yield CursorMark(self.source_id, orjson.dumps({"stream_lines": number}).decode())
 
-    def _lines(self, cursor: FileCursor) -> Iterator[SourceItem]:
-        assert self.path is not None
+    def _lines(self, path: Path, source_id: str, cursor: FileCursor, moved: bool = False) -> Iterator[SourceItem]:
         end = cursor.offset
-        lines = read_lines(self.path, cursor)
+        lines = read_lines(path, cursor)
         try:
             first = next(lines)
         except SourceTampered as exc:
@@ -1121,22 +1133,24 @@ class CiEvents(Source):
             return
         except StopIteration:
             first = None
+        if moved:  # the cursor now belongs to this path
+            yield CursorMark(source_id, cursor.dumps())
         items = [first] if first is not None else []
         for item in _chain(items, lines):
             if isinstance(item, FileCursor):
                 end = item.offset
-                yield CursorMark(self.source_id, item.dumps())
+                yield CursorMark(source_id, item.dumps())
                 continue
             if not item.data.strip():
                 continue
             data = item.data[:-1] if item.data.endswith(b"\r") else item.data
             yield record_for(data, item.path, item.number, self.options, self.tally)
         try:
-            size = os.path.getsize(self.path)
+            size = end if path.name.endswith(".gz") else os.path.getsize(path)
         except OSError:
             size = end
         if size > end:
-            self.tally.pending.append(f"{self.path}: {size - end} byte(s) after the last newline not read yet "
+            self.tally.pending.append(f"{path}: {size - end} byte(s) after the last newline not read yet "
                                       "(an incomplete last line is read once it ends with a newline)")
 
     def _whole_file(self, cursor_text: str | None) -> Iterator[SourceItem]:
@@ -1177,20 +1191,44 @@ def _chain(first: list[Any], rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
+class SharedRotations:
+    """The rotation plan (:func:`collector.rotation.plan_rotations`) of one collection's line
+    files, made once from the cursors the first of them is collected with. Cursors it
+    moves are carried as text, so the order the files are then collected in does not matter."""
+
+    def __init__(self, files: list[Path], tally: CiTally) -> None:
+        self.files, self.tally = files, tally
+        self._plan: RotationPlan | None = None
+
+    def plan(self, cursors: Mapping[str, str]) -> RotationPlan:
+        if self._plan is None:
+            self._plan = plan_rotations(self.files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
+            self.tally.rotations.extend(rotation.to_json() for rotation in self._plan.rotations)
+        return self._plan
+
+
 def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally) -> Iterator[CiEvents]:
-    """One :class:`CiEvents` per file named or found under a folder (``-`` is stdin)."""
+    """One :class:`CiEvents` per file named or found under a folder (``-`` is stdin); line files
+    follow their rotations (``events.jsonl`` moved to ``events.jsonl.1``...) together."""
     from collector.ingest import iter_files
 
+    found: list[Path | None] = []
     for name in paths:
         if name == "-":
-            yield CiEvents(None, options, tally)
+            found.append(None)
             continue
         path = Path(name)
         if path.is_dir():
-            for child in iter_files([name], suffixes=FOLDER_SUFFIXES):
-                yield CiEvents(child, options, tally)
+            found.extend(sort_rotations_oldest_first_paths(list(iter_files([name], suffixes=FOLDER_SUFFIXES))))
         else:
-            yield CiEvents(path, options, tally)
+            found.append(path)
+    rotations = SharedRotations([p for p in found if p is not None and not p.name.endswith(WHOLE_FILE_SUFFIXES)], tally)
+    for file in found:
+        yield CiEvents(file, options, tally, rotations=rotations)
+
+
+def sort_rotations_oldest_first_paths(paths: list[Path]) -> list[Path]:
+    return [Path(p) for p in sort_rotations_oldest_first([str(p) for p in paths])]
 
 
 def build_sources(source: Any, context: Any) -> list[Any]:

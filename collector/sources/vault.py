@@ -32,7 +32,8 @@ record of the same collection is more than ``pair_window`` seconds newer (Vault'
 default maximum request duration is 90 s), when more than ``max_open`` requests are
 open (oldest first), or at the end of the input with ``final=True``. A response
 line whose request id is not open is a ``vault.unpaired`` finding (``side=response``)
-at once: give rotated files oldest first. Quarantined lines that still parse and
+at once: named files are read in the order given, so give rotated files oldest first (a folder's
+files are put in that order: ``audit.log.2``, ``audit.log.1``, ``audit.log``). Quarantined lines that still parse and
 carry a request id take part in pairing, so a quarantined request does not make
 its response "unpaired" (only the id, time, file and line of such lines are kept).
 Findings count as read records (``lines + findings == read``).
@@ -61,7 +62,8 @@ import orjson
 from collector.canonical import MAX_SAFE_INTEGER, canonical_bytes_of_text_tree, parse_json
 from collector.errors import MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines
+from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines, rotation_cursor
+from collector.rotation import plan_rotations, sort_rotations_oldest_first
 from collector.timeutil import format_time, parse_time
 
 KIND = "vault"
@@ -894,8 +896,10 @@ class VaultAuditLog(Source):
     """Vault file-audit-device logs from files, folders (every file under them) or ``-`` (stdin).
 
     Files are resumed from their cursor (byte offset + SHA-256 of everything before
-    it); a file whose already-read part changed is recorded in :attr:`tampered` and
-    skipped (nothing of it is re-read), while the other inputs are still collected.
+    it); a rotated file is followed (:mod:`collector.rotation`, listed in
+    :attr:`rotations`); a file whose already-read part changed (and is found nowhere
+    beside it) is recorded in :attr:`tampered` and skipped (nothing of it is re-read),
+    while the other inputs are still collected.
     Stdin is not resumable; dedup keys make a repeated stdin run add nothing.
     """
 
@@ -930,6 +934,7 @@ class VaultAuditLog(Source):
         self.findings = 0
         self.files = 0
         self.tampered: list[tuple[str, str]] = []
+        self.rotations: list[dict[str, object]] = []  # rotated files followed (collector.rotation)
         self.skipped: list[str] = []  # files under a folder that do not look like audit logs
         self.pending: list[tuple[str, int]] = []  # (file, bytes after the last complete line)
         self.notes: list[QuarantineNote] = []
@@ -937,7 +942,9 @@ class VaultAuditLog(Source):
         self._last_epoch: int | None = None
 
     def inputs(self) -> list[str]:
-        """The files to read, in order (folders expanded, sorted by name); ``-`` kept as is."""
+        """The files to read, in order (folders expanded, sorted by name with rotated files
+        oldest first: ``audit.log-20261120``, ``audit.log.2``, ``audit.log.1``, ``audit.log``);
+        ``-`` kept as is."""
         found: list[str] = []
         self.skipped = []
         for name in self.paths:
@@ -947,11 +954,13 @@ class VaultAuditLog(Source):
             if not os.path.exists(name):
                 raise UsageError("no such file or folder", location=name)
             if os.path.isdir(name):
+                logs = []
                 for child in iter_files([name]):
                     if is_audit_log_name(child.name):
-                        found.append(str(child))
+                        logs.append(str(child))
                     else:
                         self.skipped.append(str(child))
+                found.extend(sort_rotations_oldest_first(logs))  # audit.log.2, audit.log.1, audit.log
             else:
                 found.append(name)
         seen: set[str] = set()
@@ -982,7 +991,14 @@ class VaultAuditLog(Source):
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             raise MalformedInput("the ledger holds a Vault cursor fedledger cannot read") from None
         last_mark: tuple[str, dict[str, Any]] | None = None
-        for name in self.inputs():
+        names = self.inputs()
+        files = [Path(name) for name in names if name != STDIN_NAME]
+        plan = plan_rotations(files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
+        self.rotations = [rotation.to_json() for rotation in plan.rotations]
+        if plan.rotations:  # rotated files beside the inputs join them, oldest first
+            names = [STDIN_NAME] * names.count(STDIN_NAME) + [str(path) for path in plan.order]
+        for name in names:
+            moved = False
             if name == STDIN_NAME:
                 source_id = f"{KIND}:{STDIN_NAME}"
                 items: Iterator[Line | FileCursor] = self._stdin_lines()
@@ -990,14 +1006,19 @@ class VaultAuditLog(Source):
             else:
                 path = Path(name)
                 source_id = file_source_id(KIND, path)
-                start = FileCursor.loads(cursors.get(source_id))
+                if name in plan.starts:  # a rotation moved a cursor here (or left this path new)
+                    start, moved = FileCursor.loads(plan.starts[name]), True
+                else:
+                    start = FileCursor.loads(cursors.get(source_id))
                 items = read_lines(path, start, chunk=self.chunk_size)
-                base = {"offset": start.offset, "line": start.line, "prefix_sha256": start.prefix_sha256}
+                base = start.doc()
             self.files += 1
             try:
+                if moved:
+                    yield self._mark(source_id, base)
                 for item in items:
                     if isinstance(item, FileCursor):
-                        base = {"offset": item.offset, "line": item.line, "prefix_sha256": item.prefix_sha256}
+                        base = item.doc()
                         yield self._mark(source_id, base)
                         continue
                     yield from self._line(item)
@@ -1005,7 +1026,7 @@ class VaultAuditLog(Source):
                 self.tampered.append((name, str(exc)))
                 continue
             last_mark = (source_id, base)
-            if name != STDIN_NAME:
+            if name != STDIN_NAME and not name.endswith(".gz"):
                 size = os.path.getsize(name)
                 if size > base["offset"]:
                     self.pending.append((name, size - base["offset"]))

@@ -1,0 +1,233 @@
+"""Following log rotation for line files read with a cursor.
+
+A file collected before is known by its path and its cursor: how far it was read and
+the SHA-256 of everything before that (:class:`collector.ingest.FileCursor`), plus
+the SHA-256 of its first bytes (``head_sha256``, a cheap first test). When logrotate
+(or Vault's own SIGHUP rotation, or ``copytruncate``) moves ``audit.log`` to
+``audit.log.1`` (``audit.log-20261125``, ``audit.log.1.gz``...) and starts a new
+``audit.log``, the old cursor no longer fits the file at its path. Rather than report
+that as tampering and never read the path again, :func:`plan_rotations` looks for
+the content the cursor describes among the files of the same rotation family in the
+same folder, byte for byte (the whole prefix's SHA-256, not a name guess):
+
+* found: the cursor moves to that file (the records written between the last run and
+  the rotation are read from it, from where the last run stopped), and the file at
+  the old path, which holds new content, is read from its start;
+* not found: nothing moves, and reading reports the file as tampered exactly as
+  before (a file whose already-read part changed, and whose old content is nowhere
+  beside it, is not silently re-read).
+
+Cursors of family members that no longer exist (rotated out of ``maxcount``) are left
+alone: content that aged out of the folder is not a finding.
+Compressed rotations (``.gz``) are read through gzip, offsets counting uncompressed bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+# name = base + rotation suffix: ".1", ".12", "-20261125", "-20261125-1700", "-2026-11-25T17:00"
+# (then optionally ".gz"), or just ".gz"
+_ROTATION = re.compile(r"^(?P<base>.+?)(?P<rot>\.\d{1,4}|-\d{4}-?\d\d-?\d\d(?:[T_-]?[\d:.-]*)?)?(?P<gz>\.gz)?$")
+HEAD_BYTES = 4096  # the cursor's head_sha256 covers the first min(offset, HEAD_BYTES) bytes
+
+
+def open_log(path: Path) -> BinaryIO:
+    """A binary reader of *path*, through gzip when its name ends in ``.gz``."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb")
+
+
+def rotation_base(name: str) -> str:
+    """The name a rotated file was rotated from (``audit.log.1.gz`` → ``audit.log``)."""
+    match = _ROTATION.match(name)
+    return match.group("base") if match else name
+
+
+def rotation_order_key(name: str) -> tuple[str, int, str, int]:
+    """Sort key putting a family oldest first: dated rotations by date, then numbered ones
+    from the highest number down, then the live file (``audit.log-20261120``,
+    ``audit.log.2``, ``audit.log.1``, ``audit.log``)."""
+    match = _ROTATION.match(name)
+    if not match:
+        return (name, 2, "", 0)
+    base, rot = match.group("base"), match.group("rot") or ""
+    if rot.startswith("."):
+        return (base, 1, "", -int(rot[1:]))
+    if rot:
+        return (base, 0, rot, 0)
+    return (base, 2 if not match.group("gz") else 1, "", 0)
+
+
+def sort_rotations_oldest_first(paths: list[str]) -> list[str]:
+    """*paths* with each folder's rotation families oldest first (folders and families keep their order)."""
+    return sorted(paths, key=lambda p: (str(Path(p).parent), rotation_order_key(Path(p).name)))
+
+
+@dataclass
+class CursorDoc:
+    """What :func:`plan_rotations` needs of a stored cursor (see :class:`collector.ingest.FileCursor`)."""
+
+    offset: int
+    prefix_sha256: str
+    head_sha256: str | None
+
+
+@dataclass
+class Rotation:
+    """The content read before at *path* (up to *offset*) now lives at *moved_to*."""
+
+    path: str
+    moved_to: str
+    offset: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": self.path, "moved_to": self.moved_to, "offset": self.offset}
+
+
+@dataclass
+class RotationPlan:
+    """Files to read, in order, and the cursor each starts from (``None``: its own stored one)."""
+
+    order: list[Path]
+    # str(path) -> the stored cursor (text) it starts from instead of its own; None: from its start
+    starts: dict[str, str | None] = field(default_factory=dict)
+    rotations: list[Rotation] = field(default_factory=list)
+    # str(input) -> rotated files beside the inputs (not inputs themselves) to read just before it
+    extra_before: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Callable[[Path], str],
+                   load: Callable[[str], CursorDoc]) -> RotationPlan:
+    """Where each stored cursor of *files*' rotation families now points (see the module doc).
+
+    *files* are the inputs in reading order; *cursors* the ledger's cursors by source id;
+    *source_id* names a path's cursor; *load* reads a stored cursor. Only families with a
+    cursor that no longer fits its file cost more than a stat and one small read per member.
+    """
+    plan = RotationPlan(order=list(files))
+    families: dict[tuple[str, str], list[Path]] = {}
+    for path in files:
+        families.setdefault((str(path.parent), rotation_base(path.name)), []).append(path)
+    for (folder, base), members in families.items():
+        _plan_family(plan, Path(folder), base, members, cursors, source_id, load)
+    return plan
+
+
+def _plan_family(plan: RotationPlan, folder: Path, base: str, inputs: list[Path], cursors: Mapping[str, str],
+                 source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]) -> None:
+    siblings = _family_on_disk(folder, base)
+    by_name = {p.name: p for p in inputs}
+    for sibling in siblings:
+        by_name.setdefault(sibling.name, sibling)
+    members = list(by_name.values())
+    own: dict[str, CursorDoc] = {}
+    for member in members:
+        text = cursors.get(source_id(member))
+        if text:
+            try:
+                own[member.name] = load(text)
+            except (ValueError, KeyError, TypeError):
+                continue  # the reader reports an unreadable cursor itself
+    stale = {name: doc for name, doc in own.items() if doc.offset > 0 and not _fits(by_name[name], doc, cheap=True)}
+    if not stale:
+        return
+    # Members that can take a moved cursor: no cursor of their own, or a stale one.
+    receivers = [m for m in members if m.name not in own or m.name in stale]
+    placed: dict[str, str] = {}  # receiver name -> name whose cursor it takes
+    found_home: set[str] = set()
+    for name, doc in sorted(stale.items(), key=lambda item: -item[1].offset):
+        for receiver in receivers:
+            if receiver.name == name or receiver.name in placed:
+                continue
+            if _fits(receiver, doc, cheap=False):
+                placed[receiver.name] = name
+                found_home.add(name)
+                plan.rotations.append(Rotation(str(by_name[name]), str(receiver), doc.offset))
+                break
+    if not found_home:
+        return  # nothing moved: a stale file is reported as tampered when it is read
+    order = plan.order
+    extras: list[Path] = []
+    for receiver_name, origin in placed.items():
+        receiver = by_name[receiver_name]
+        plan.starts[str(receiver)] = cursors[source_id(by_name[origin])]
+        if receiver not in order:  # a rotated file beside the inputs (e.g. audit.log.1.gz): read its tail
+            order.insert(_first_index(order, inputs), receiver)
+            extras.append(receiver)
+    for name in found_home:
+        if name not in placed:  # its old content lives on elsewhere: what is here now is new
+            plan.starts[str(by_name[name])] = None
+    # Oldest first within the family, so the tail of the old file comes before the new file.
+    positions = sorted(i for i, p in enumerate(order) if p.name in by_name and p.parent == folder)
+    family_sorted = sorted((order[i] for i in positions), key=lambda p: rotation_order_key(p.name))
+    for i, path in zip(positions, family_sorted):
+        order[i] = path
+    if extras:
+        first_input = next(p for p in order if p in inputs)
+        plan.extra_before.setdefault(str(first_input), []).extend(p for p in order if p in extras)
+
+
+def _first_index(order: list[Path], inputs: list[Path]) -> int:
+    return min((order.index(p) for p in inputs if p in order), default=len(order))
+
+
+def _family_on_disk(folder: Path, base: str) -> list[Path]:
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    found = []
+    for name in sorted(names):
+        if name.startswith(base) and rotation_base(name) == base and not name.startswith("."):
+            path = folder / name
+            if path.is_file():
+                found.append(path)
+    return found
+
+
+def _fits(path: Path, doc: CursorDoc, *, cheap: bool) -> bool:
+    """Whether *path* starts with the content *doc* describes. *cheap*: only the size and the
+    first bytes (the reader checks the whole prefix); otherwise the whole prefix's SHA-256."""
+    try:
+        if not path.name.endswith(".gz") and path.stat().st_size < doc.offset:
+            return False
+        with open_log(path) as handle:
+            head_size = min(doc.offset, HEAD_BYTES)
+            head = _read_exactly(handle, head_size)
+            if len(head) < head_size:
+                return False
+            if doc.head_sha256 is not None and hashlib.sha256(head).hexdigest() != doc.head_sha256:
+                return False
+            if cheap:
+                return True
+            prefix = hashlib.sha256(head)
+            remaining = doc.offset - head_size
+            while remaining:
+                block = handle.read(min(remaining, 1 << 20))
+                if not block:
+                    return False
+                prefix.update(block)
+                remaining -= len(block)
+            return prefix.hexdigest() == doc.prefix_sha256
+    except (OSError, EOFError, gzip.BadGzipFile):
+        return False
+
+
+def _read_exactly(handle: BinaryIO, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        block = handle.read(remaining)
+        if not block:
+            break
+        chunks.append(block)
+        remaining -= len(block)
+    return b"".join(chunks)

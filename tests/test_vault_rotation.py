@@ -1,0 +1,217 @@
+"""Log rotation: a rotated Vault audit log is followed, not reported as tampered (collector/rotation.py).
+
+Each case collects, rotates the way logrotate (or Vault's SIGHUP rotation) does, writes
+more, collects again, and checks that every line landed exactly once (no duplicates, none
+lost, the tail written before the rotation read from the rotated file) and that a real
+change of already-read content is still reported as tampered.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+
+from collector.commands.vault_cmds import run_collection
+from collector.rotation import CursorDoc, plan_rotations, rotation_base, rotation_order_key, sort_rotations_oldest_first
+from collector.sources.vault import VaultAuditLog
+from tests.vault_support import OBSERVED, SAMPLES, collect, new_ledger, run_cli
+
+STORY = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)
+
+
+def story_lines(copies: int) -> list[bytes]:
+    """The story log *copies* times over, each copy with its own request ids (every line new evidence)."""
+    lines: list[bytes] = []
+    for copy in range(copies):
+        lines += [line.replace(b"-5", f"-{copy:01x}5".encode()) if copy else line for line in STORY]
+    return lines
+
+
+LINES = story_lines(3)  # 84 distinct lines
+
+
+def reference_size(tmp_path: Path, count: int) -> int:
+    """Entries (lines + unpaired findings) that one clean run over LINES[:count] gives."""
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    (folder / "audit.log").write_bytes(b"".join(LINES[:count]))
+    with new_ledger(folder) as ledger:
+        collect(ledger, [folder / "audit.log"])
+        return ledger.size
+
+
+def locations(ledger) -> list[str]:
+    return [orjson.loads(body)["source"]["location"] for _, _, body in ledger.entries()]
+
+
+def test_names_and_order() -> None:
+    assert rotation_base("audit.log.1.gz") == rotation_base("audit.log-20261125") == rotation_base("audit.log")
+    assert rotation_base("audit.log.1") == "audit.log" and rotation_base("other.log") == "other.log"
+    names = ["audit.log", "audit.log.1", "audit.log.2.gz", "audit.log.10", "other.log"]
+    assert sorted(names, key=rotation_order_key) == ["audit.log.10", "audit.log.2.gz", "audit.log.1", "audit.log",
+                                                    "other.log"]
+    dated = ["x/audit.log", "x/audit.log-20261121", "x/audit.log-20261120"]
+    assert sort_rotations_oldest_first(dated) == ["x/audit.log-20261120", "x/audit.log-20261121", "x/audit.log"]
+
+
+@pytest.mark.parametrize("mode", ["create", "copytruncate", "gzip", "dateext", "folder", "folder-gzip"])
+def test_rotation_is_followed(tmp_path: Path, mode: str) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    live.write_bytes(b"".join(LINES[:30]))
+    inputs = [logs] if mode.startswith("folder") else [live]
+    rotated = logs / {"create": "audit.log.1", "copytruncate": "audit.log.1", "gzip": "audit.log.1.gz",
+                      "dateext": "audit.log-20261125", "folder": "audit.log.1", "folder-gzip": "audit.log.1.gz"}[mode]
+    expected = reference_size(tmp_path, 60)
+    with new_ledger(tmp_path) as ledger:
+        first, _ = collect(ledger, inputs)
+        assert first.appended >= 30
+        with open(live, "ab") as handle:  # written after the first run, before the rotation
+            handle.write(b"".join(LINES[30:40]))
+        if mode == "copytruncate":
+            shutil.copyfile(live, rotated)
+            live.write_bytes(b"")
+        elif rotated.name.endswith(".gz"):
+            rotated.write_bytes(gzip.compress(live.read_bytes()))
+            live.unlink()
+        else:
+            live.rename(rotated)
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[40:60]))
+        second, source = collect(ledger, inputs)
+        assert source.tampered == []
+        assert source.rotations == [{"file": str(live), "moved_to": str(rotated), "offset": len(b"".join(LINES[:30]))}]
+        assert (second.read - source.findings, second.duplicates) == (30, 0)
+        assert ledger.size == expected  # every line once, pairing as in one clean run
+        where = locations(ledger)
+        assert where.count(str(rotated)) >= 10 and where.count(str(live)) >= 50
+        third, source = collect(ledger, inputs)  # the cursors now belong to the files that hold them
+        assert (third.read, source.rotations, source.tampered) == (0, [], [])
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[60:70]))
+        fourth, source = collect(ledger, inputs)
+        assert (fourth.read - source.findings, fourth.duplicates, source.tampered) == (10, 0, [])
+
+
+def test_two_rotations_between_runs_and_aged_out_files(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live, one, two = logs / "audit.log", logs / "audit.log.1", logs / "audit.log.2"
+
+    def rotate() -> None:  # logrotate with rotate 2: .2 dropped, .1 -> .2, live -> .1
+        if two.exists():
+            two.unlink()
+        if one.exists():
+            one.rename(two)
+        live.rename(one)
+
+    live.write_bytes(b"".join(LINES[:20]))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [logs])
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[20:25]))
+        rotate()
+        live.write_bytes(b"".join(LINES[25:40]))
+        rotate()
+        live.write_bytes(b"".join(LINES[40:50]))
+        second, source = collect(ledger, [logs])
+        assert source.tampered == [] and second.duplicates == 0
+        assert second.read - source.findings == 30
+        rotate()  # the first file ages out; every cursor's content moved one place
+        live.write_bytes(b"".join(LINES[50:60]))
+        third, source = collect(ledger, [logs])
+        assert (third.read - source.findings, third.duplicates, source.tampered) == (10, 0, [])
+        assert {r["moved_to"] for r in source.rotations} == {str(one), str(two)}
+        assert ledger.size == reference_size(tmp_path, 60)
+
+
+def test_changed_content_is_still_tampering(tmp_path: Path) -> None:
+    """A rotated-looking file that does not hold exactly what was read moves nothing."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    data = b"".join(LINES[:30])
+    live.write_bytes(data)
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [live])
+        size = ledger.size
+        # the old content "rotated", but one already-read byte changed on the way
+        (logs / "audit.log.1").write_bytes(data.replace(b'"operation":"read"', b'"operation":"list"', 1))
+        live.write_bytes(b"".join(LINES[40:50]))
+        summary, source = collect(ledger, [live])
+        assert [name for name, _ in source.tampered] == [str(live)] and source.rotations == []
+        assert summary.read == 0 and ledger.size == size
+        # same length, first line changed, nothing beside it
+        (logs / "audit.log.1").unlink()
+        live.write_bytes(data.replace(b'"type":"request"', b'"type":"requesT"', 1))
+        summary, source = collect(ledger, [live])
+        assert [name for name, _ in source.tampered] == [str(live)] and summary.read == 0
+        # the head still matches, a later already-read line changed: the full prefix check catches it
+        live.write_bytes(data[:-200] + data[-200:].replace(b"2026", b"2025", 1))
+        summary, source = collect(ledger, [live])
+        assert [name for name, _ in source.tampered] == [str(live)] and summary.read == 0
+    result = run_cli("collect", "vault", str(live), ledger=tmp_path / "ledger.db")
+    assert result.returncode == 1 and b"TAMPERED" in result.stdout
+
+
+def test_rotation_in_the_staging_worker_and_the_cli(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    live.write_bytes(b"".join(LINES[:30]))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [live])
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[30:40]))
+        live.rename(logs / "audit.log.1")
+        live.write_bytes(b"".join(LINES[40:60]))
+        source = VaultAuditLog([str(live)])
+        summary = run_collection(ledger, source, observed=OBSERVED, workers=1)
+        assert source.rotations == [{"file": str(live), "moved_to": str(logs / "audit.log.1"),
+                                     "offset": len(b"".join(LINES[:30]))}]
+        assert (summary.read - source.findings, summary.duplicates, source.tampered) == (30, 0, [])
+        assert ledger.size == reference_size(tmp_path, 60)
+    with open(live, "ab") as handle:
+        handle.write(b"".join(LINES[60:70]))
+    (logs / "audit.log.1").rename(logs / "audit.log.2")
+    live.rename(logs / "audit.log.1")
+    live.write_bytes(b"".join(LINES[70:75]))
+    result = run_cli("--format", "json", "collect", "vault", str(live), ledger=tmp_path / "ledger.db")
+    assert result.returncode == 0, result.stderr
+    doc = orjson.loads(result.stdout)
+    assert doc["tampered"] == [] and doc["read"] - doc["findings"] == 15
+    # both cursors moved one place: audit.log.1's to audit.log.2, audit.log's to audit.log.1
+    assert {(r["file"], r["moved_to"]) for r in doc["rotations"]} == {
+        (str(logs / "audit.log.1"), str(logs / "audit.log.2")), (str(live), str(logs / "audit.log.1"))}
+    live.write_bytes(b"".join(LINES[75:80]) + b"".join(LINES[70:75]))  # the new file changed under us
+    human = run_cli("collect", "vault", str(live), ledger=tmp_path / "ledger.db")
+    assert human.returncode == 1 and b"TAMPERED" in human.stdout
+
+
+def test_plan_with_cursors_from_before_head_hashes(tmp_path: Path) -> None:
+    """Cursors written before head_sha256 existed: a file now shorter than the cursor is looked for."""
+    live, old = tmp_path / "audit.log", tmp_path / "audit.log.1"
+    content = b"".join(LINES[:10])
+    old.write_bytes(content + b"".join(LINES[10:12]))
+    live.write_bytes(LINES[20])
+    import hashlib
+
+    cursor = orjson.dumps({"offset": len(content), "line": 10, "prefix_sha256": hashlib.sha256(content).hexdigest()})
+
+    def load(text: str) -> CursorDoc:
+        doc = orjson.loads(text)
+        return CursorDoc(doc["offset"], doc["prefix_sha256"], doc.get("head_sha256"))
+
+    plan = plan_rotations([live], {f"id:{live}": cursor.decode()}, lambda p: f"id:{p}", load)
+    assert plan.order == [old, live]
+    assert plan.starts == {str(old): cursor.decode(), str(live): None}
+    assert plan.extra_before == {str(live): [old]}
+    # the same file, longer than the cursor and no head hash to compare: left to the full prefix check
+    live.write_bytes(content + LINES[20])
+    plan = plan_rotations([live], {f"id:{live}": cursor.decode()}, lambda p: f"id:{p}", load)
+    assert (plan.order, plan.starts, plan.rotations) == ([live], {}, [])
