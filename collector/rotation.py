@@ -117,14 +117,17 @@ def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Cal
     families: dict[tuple[str, str], list[Path]] = {}
     for path in files:
         families.setdefault((str(path.parent), rotation_base(path.name)), []).append(path)
+    listings: dict[str, dict[str, list[str]]] = {}  # folder -> base -> names (one listing per folder)
     for (folder, base), members in families.items():
-        _plan_family(plan, Path(folder), base, members, cursors, source_id, load)
+        if folder not in listings:
+            listings[folder] = _families_in(Path(folder))
+        siblings = [Path(folder) / name for name in listings[folder].get(base, [])]
+        _plan_family(plan, Path(folder), siblings, members, cursors, source_id, load)
     return plan
 
 
-def _plan_family(plan: RotationPlan, folder: Path, base: str, inputs: list[Path], cursors: Mapping[str, str],
-                 source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]) -> None:
-    siblings = _family_on_disk(folder, base)
+def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs: list[Path],
+                 cursors: Mapping[str, str], source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]) -> None:
     by_name = {p.name: p for p in inputs}
     for sibling in siblings:
         by_name.setdefault(sibling.name, sibling)
@@ -180,17 +183,16 @@ def _first_index(order: list[Path], inputs: list[Path]) -> int:
     return min((order.index(p) for p in inputs if p in order), default=len(order))
 
 
-def _family_on_disk(folder: Path, base: str) -> list[Path]:
+def _families_in(folder: Path) -> dict[str, list[str]]:
+    """The regular, not hidden files of *folder* by rotation base name (sorted)."""
     try:
-        names = os.listdir(folder)
+        names = sorted(os.listdir(folder))
     except OSError:
-        return []
-    found = []
-    for name in sorted(names):
-        if name.startswith(base) and rotation_base(name) == base and not name.startswith("."):
-            path = folder / name
-            if path.is_file():
-                found.append(path)
+        return {}
+    found: dict[str, list[str]] = {}
+    for name in names:
+        if not name.startswith(".") and (folder / name).is_file():
+            found.setdefault(rotation_base(name), []).append(name)
     return found
 
 
