@@ -259,7 +259,7 @@ def public_payloads() -> list[Path]:
 
 
 def expected_public_outcome(path: Path) -> str | None:
-    if path.parent.name in ("workflow_job", "workflow_run"):
+    if path.parent.name in ("workflow_job", "workflow_run", "ping"):
         return None
     if path.parent.name == "gitlab_webhooks" and path.name in ("job.json", "pipeline.json"):
         return None
@@ -275,8 +275,13 @@ def test_public_github_and_gitlab_payloads_ingest_or_quarantine_with_the_right_r
         if record.event is not None:
             event = record.event
             assert event["attrs"]["webhook_signature"] == "absent"
-            assert event["kind"] in ("ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed")
+            assert event["kind"] in ("ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed",
+                                     "ci.webhook_ping")
             assert event["time"].endswith("Z")
+            if event["kind"] == "ci.webhook_ping":  # what the hook subscribes to; never its receiver URL
+                assert event["attrs"]["events"] == ["*"] and event["attrs"]["hook_id"] == "109948940"
+                assert event["correlation"] == {"repository": "Octocoders/Hello-World"}
+                assert b"smee.io" not in orjson.dumps(event)
 
 
 def test_public_payload_folders_through_the_cli(tmp_path: Path) -> None:
@@ -290,7 +295,7 @@ def test_public_payload_folders_through_the_cli(tmp_path: Path) -> None:
     assert doc["reasons"] == {"unsupported-event": len(public_payloads()) - expected_entries}
     assert result.returncode == 1
     kinds = {e["event"]["kind"] for e in entries(ledger)}
-    assert kinds == {"ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed"}
+    assert kinds == {"ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed", "ci.webhook_ping"}
     gitlab_job = next(e["event"] for e in entries(ledger) if e["event"]["action"].startswith("job."))
     assert gitlab_job["correlation"]["job_id"] == "3580121225"
     assert gitlab_job["attrs"]["duration_seconds"] == 49 and gitlab_job["attrs"]["runner_labels"] == ["linux", "docker"]
@@ -412,3 +417,29 @@ def test_rotated_event_file_is_followed_not_tampered(tmp_path: Path, as_folder: 
     live.write_bytes(b"".join(lines[8:10]))  # replaced with other content, the old nowhere beside it
     fourth = fedledger("collect", "ci", target, ledger=ledger)
     assert fourth.returncode == 1 and b"TAMPERED" in fourth.stderr
+
+
+def test_signed_github_ping_delivery_is_an_entry_without_the_receiver_url() -> None:
+    """The ping GitHub sends when a hook is created is not a job event, but it is evidence of what the
+    hook subscribes to; it must not fail the run as unsupported (it arrives at every new receiver)."""
+    secret = b"ping-test-secret"
+    ping = {"zen": "Keep it logically awesome.", "hook_id": 4242,
+            "hook": {"type": "Organization", "id": 4242, "active": True, "events": ["workflow_job", "workflow_run"],
+                     "config": {"content_type": "json", "url": "https://receiver.example/hook?token=abc123",
+                                "insecure_ssl": "0"},
+                     "created_at": "2026-11-20T13:59:00Z", "updated_at": "2026-11-20T13:59:00Z"},
+            "organization": {"login": "agency-gov"}, "sender": {"login": "platform-admin"}}
+    body = json.dumps(ping)
+    delivery = {"headers": {"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-1",
+                            "X-Hub-Signature-256": ci_source.github_signature(secret, body.encode())}, "body": body}
+    record = record_for(json.dumps(delivery).encode(), "t", 1, CiOptions(webhook_secrets=(secret,)))
+    assert record.reason is None and record.event is not None
+    event = record.event
+    assert (event["kind"], event["actor"], event["resource"], event["time"]) == (
+        "ci.webhook_ping", "platform-admin", "agency-gov", "2026-11-20T13:59:00Z")
+    assert event["attrs"]["events"] == ["workflow_job", "workflow_run"]
+    assert event["attrs"]["webhook_signature"] == "verified" and event["attrs"]["hook_id"] == "4242"
+    assert b"abc123" not in orjson.dumps(event) and b"receiver.example" not in orjson.dumps(event)
+    forged = dict(delivery, body=body.replace("workflow_run", "push"))
+    assert record_for(json.dumps(forged).encode(), "t", 1, CiOptions(webhook_secrets=(secret,))).reason == (
+        "bad-webhook-signature")

@@ -656,6 +656,30 @@ def normalize_github_workflow_run(doc: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def normalize_github_ping(doc: dict[str, Any]) -> dict[str, Any]:
+    """GitHub's ``ping`` (sent when a webhook is created): evidence of what the hook subscribes to.
+
+    Kept: hook id and type, whether it is active, its event list, content type and TLS
+    setting; not kept: the receiver URL (it may carry a token in its query) and ``zen``.
+    """
+    hook = _obj(doc.get("hook"))
+    config = _obj(hook.get("config"))
+    repo = _obj(doc.get("repository"))
+    organization = _obj(doc.get("organization"))
+    time = _first_time(hook.get("updated_at"), hook.get("created_at"))
+    scope = _text(repo.get("full_name")) or _text(organization.get("login"))
+    return _event(
+        time, "ci.webhook_ping", _login(doc.get("sender")), "ping", scope,
+        correlation=_correlation(repository=repo.get("full_name")),
+        attrs={
+            "provider": "github", "event": "ping", "hook_id": _text(doc.get("hook_id")) or _text(hook.get("id")),
+            "hook_type": _text(hook.get("type")), "active": hook.get("active") if isinstance(hook.get("active"), bool) else None,
+            "events": _str_list(hook.get("events")) or None, "content_type": _text(config.get("content_type")),
+            "insecure_ssl": _text(config.get("insecure_ssl")),
+        },
+    )
+
+
 # -- GitLab ---------------------------------------------------------------------------------
 
 
@@ -878,6 +902,8 @@ def _payload_event(doc: dict[str, Any], event_name: str | None) -> dict[str, Any
         return normalize_github_workflow_job(doc)
     if name == "workflow_run" or (not name and "workflow_run" in doc):
         return normalize_github_workflow_run(doc)
+    if name == "ping" or (not name and "zen" in doc and "hook_id" in doc):
+        return normalize_github_ping(doc)
     kind = doc.get("object_kind")
     if name in ("job hook", "build hook") or (not name and kind == "build"):
         return normalize_gitlab_job(doc)
