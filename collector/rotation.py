@@ -233,3 +233,51 @@ def _read_exactly(handle: BinaryIO, size: int) -> bytes:
         chunks.append(block)
         remaining -= len(block)
     return b"".join(chunks)
+
+
+def holds_read_content(path: Path, doc: CursorDoc) -> bool:
+    """Whether *path* still starts with exactly the bytes its cursor *doc* says were read."""
+    return _fits(path, doc, cheap=False)
+
+
+def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, lines: int, now: str
+                          ) -> tuple[dict[str, object], bytes, str]:
+    """The event, the statement stored as its raw bytes, and the dedup key of an operator's
+    ``--accept-changed`` for *path*: its already-read part changed (nothing beside it holds
+    it), and its cursor is reset so what it holds now is read from its start.
+
+    The finding keeps what the ledger knew of the old content (its length, line count and
+    SHA-256) and the new file's size and first-bytes SHA-256; never content. One per old
+    content: accepting the same change again adds nothing.
+    """
+    try:
+        size = path.stat().st_size
+        with open_log(path) as handle:
+            head = hashlib.sha256(_read_exactly(handle, HEAD_BYTES)).hexdigest()
+    except (OSError, EOFError, gzip.BadGzipFile):
+        size, head = -1, None
+    attrs: dict[str, object] = {
+        "file": str(path), "previous_offset": doc.offset, "previous_lines": lines,
+        "previous_prefix_sha256": doc.prefix_sha256, "current_size": size, "current_head_sha256": head,
+        "accepted_by": "--accept-changed",
+    }
+    kind = f"{kind_prefix}.file_replaced"
+    event: dict[str, object] = {
+        "time": now,
+        "kind": kind,
+        "actor": None,
+        "action": "accept changed file",
+        "resource": str(path),
+        "outcome": {"status": "failure",
+                    "error": "the part of the file read before changed; its cursor was reset by the operator"},
+        "correlation": {},
+        "attrs": attrs,
+    }
+    statement = json_statement({"finding": kind, **attrs})
+    return event, statement, f"{kind}:{path}:{doc.offset}:{doc.prefix_sha256}"
+
+
+def json_statement(doc: dict[str, object]) -> bytes:
+    import orjson
+
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n"

@@ -443,3 +443,32 @@ def test_signed_github_ping_delivery_is_an_entry_without_the_receiver_url() -> N
     forged = dict(delivery, body=body.replace("workflow_run", "push"))
     assert record_for(json.dumps(forged).encode(), "t", 1, CiOptions(webhook_secrets=(secret,))).reason == (
         "bad-webhook-signature")
+
+
+def test_accept_changed_for_a_line_file_and_a_whole_file(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    first_line = (EVENTS / "job-events.jsonl").read_bytes().splitlines()[0]
+    lines = [first_line.replace(b'"31415926535"', f'"5{n:010d}"'.encode()) + b"\n" for n in range(6)]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(lines[:3]))
+    whole = tmp_path / "run.json"
+    whole.write_bytes((EVENTS / "github-workflow_run.in_progress.payload.json").read_bytes())
+    assert summary(fedledger("--format", "json", "collect", "ci", str(events), str(whole), ledger=ledger))["read"] == 4
+    events.write_bytes(b"".join(lines[1:6]))  # the first line is gone: changed, nothing beside it
+    whole.write_bytes(whole.read_bytes().replace(b"in_progress", b"completed", 1))
+    tampered = fedledger("--format", "json", "collect", "ci", str(events), str(whole), ledger=ledger)
+    assert tampered.returncode == 1 and len(summary(tampered)["tampered"]) == 2
+    bad = fedledger("collect", "ci", str(events), "--accept-changed", str(tmp_path / "nope.jsonl"), ledger=ledger)
+    assert bad.returncode == 2 and b"nope.jsonl" in bad.stderr
+    accepted = fedledger("--format", "json", "collect", "ci", str(events), str(whole),
+                         "--accept-changed", str(events), "--accept-changed", str(whole), ledger=ledger)
+    doc = summary(accepted)
+    assert accepted.returncode == 0 and doc["tampered"] == []
+    assert sorted(a["file"] for a in doc["accepted_changed"] if a["reset"]) == sorted([str(events), str(whole)])
+    # 2 findings + 5 lines (2 of them read before) + the changed whole file
+    assert (doc["read"], doc["appended"], doc["duplicates"]) == (8, 6, 2)
+    found = [e["event"] for e in entries(ledger) if e["event"]["kind"] == "ci.file_replaced"]
+    assert sorted(f["attrs"]["file"] for f in found) == sorted([str(events), str(whole)])
+    again = summary(fedledger("--format", "json", "collect", "ci", str(events), str(whole),
+                              "--accept-changed", str(events), "--accept-changed", str(whole), ledger=ledger))
+    assert again["read"] == 0 and all(not a["reset"] for a in again["accepted_changed"])

@@ -215,3 +215,50 @@ def test_plan_with_cursors_from_before_head_hashes(tmp_path: Path) -> None:
     live.write_bytes(content + LINES[20])
     plan = plan_rotations([live], {f"id:{live}": cursor.decode()}, lambda p: f"id:{p}", load)
     assert (plan.order, plan.starts, plan.rotations) == ([live], {}, [])
+
+
+def test_accept_changed_records_a_finding_and_reads_the_file_anew(tmp_path: Path) -> None:
+    """A file reported TAMPERED stays so run after run, until the operator accepts it after looking into
+    it: then a vault.file_replaced finding (what was known of the old content, never content) is
+    recorded once and the file is read from its start."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    old = b"".join(LINES[:30])
+    live.write_bytes(old)
+    db = tmp_path / "ledger.db"
+    with new_ledger(tmp_path):
+        pass
+    assert run_cli("collect", "vault", str(live), ledger=db).returncode == 0
+    live.write_bytes(b"".join(LINES[20:50]))  # 10 lines read before, 20 new; the old head is gone
+    for _ in range(2):
+        again = run_cli("collect", "vault", str(live), ledger=db)
+        assert again.returncode == 1 and b"TAMPERED" in again.stdout
+    unknown = run_cli("collect", "vault", str(live), "--accept-changed", str(logs / "other.log"), ledger=db)
+    assert unknown.returncode == 2 and b"other.log" in unknown.stderr
+    accepted = run_cli("--format", "json", "collect", "vault", str(live), "--accept-changed", str(live), ledger=db)
+    assert accepted.returncode == 0, accepted.stderr
+    doc = orjson.loads(accepted.stdout)
+    assert doc["tampered"] == [] and doc["accepted_changed"] == [
+        {"file": str(live), "reset": True, "previous_offset": len(old)}]
+    assert doc["read"] == 30 + doc["findings"] and doc["duplicates"] == 10
+    from collector.ledger import Ledger
+
+    with Ledger.open(db) as ledger:
+        bodies = [orjson.loads(body) for _, _, body in ledger.entries()]
+    replaced = [b["event"] for b in bodies if b["event"]["kind"] == "vault.file_replaced"]
+    assert len(replaced) == 1
+    attrs = replaced[0]["attrs"]
+    assert (attrs["previous_offset"], attrs["previous_lines"], attrs["file"]) == (len(old), 30, str(live))
+    import hashlib
+
+    assert attrs["previous_prefix_sha256"] == hashlib.sha256(old).hexdigest()
+    assert replaced[0]["outcome"]["status"] == "failure"
+    size = len(bodies)
+    same = run_cli("--format", "json", "collect", "vault", str(live), "--accept-changed", str(live), ledger=db)
+    assert same.returncode == 0
+    assert orjson.loads(same.stdout)["accepted_changed"] == [{"file": str(live), "reset": False}]
+    with Ledger.open(db) as ledger:
+        assert ledger.size == size
+    human = run_cli("collect", "vault", str(live), "--accept-changed", str(live), ledger=db)
+    assert human.returncode == 0 and b"nothing to accept" in human.stderr

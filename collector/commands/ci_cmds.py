@@ -44,11 +44,12 @@ def build_options(jwks: Path | None, issuer: list[str], audience: list[str], web
 
 
 def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed: str,
-               on_progress: Callable[[int], None] | None = None) -> tuple[IngestSummary, CiTally]:
+               on_progress: Callable[[int], None] | None = None,
+               accept_changed: list[str] | None = None) -> tuple[IngestSummary, CiTally]:
     """Ingest every CI source under *paths* (one source id and cursor per file); counts add up."""
     tally = CiTally()
     total = IngestSummary(source="ci", size=ledger.size)
-    for source in ci_sources(paths, options, tally):
+    for source in list(ci_sources(paths, options, tally, accept_changed or ())):
         summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
                          observed=observed, on_progress=on_progress)
         total.add(summary)
@@ -66,6 +67,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         audience: list[str] = typer.Option([], "--audience", help="Allowed OIDC audience (repeatable); without it no token counts as verified."),
         webhook_secret_file: Optional[Path] = typer.Option(None, "--webhook-secret-file", help="Webhook secret(s), one per line; deliveries must then verify."),
         leeway: int = typer.Option(0, "--leeway", help="Clock leeway in seconds for OIDC exp/nbf/iat (default 0)."),
+        accept_changed: list[str] = typer.Option(
+            [], "--accept-changed", metavar="FILE",
+            help="A file reported TAMPERED that you have looked into: record a ci.file_replaced finding "
+                 "and read it from its start (repeatable)."),
     ) -> None:
         """Collect CI job events: GitHub/GitLab webhooks, generic ci.job.* events, OIDC ID tokens."""
         for name in paths:
@@ -76,7 +81,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         options = build_options(jwks, issuer, audience, webhook_secret_file, leeway)
         with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting CI events") as advance:
-                total, tally = collect_ci(ledger, paths, options, observed=OPTIONS.now_text(), on_progress=advance)
+                total, tally = collect_ci(ledger, paths, options, observed=OPTIONS.now_text(), on_progress=advance,
+                                          accept_changed=accept_changed)
         failed = total.quarantined > 0 or bool(tally.tampered)
         if OPTIONS.json:
             emit_json("fedledger.collect.ci", {**total.to_json(), **tally.to_json(), "balanced": total.balanced,
@@ -86,6 +92,13 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"TAMPERED: {line}")
             for line in tally.pending:
                 err(f"pending: {line}")
+            for accepted in tally.accepted:
+                if accepted["reset"]:
+                    err(f"note: {accepted['file']}: changed after {accepted['previous_offset']} bytes were read; "
+                        "accepted: a ci.file_replaced finding was recorded and the file was read from its start")
+                else:
+                    err(f"note: {accepted['file']}: --accept-changed given, but nothing to accept "
+                        "(it still holds what was read, or a rotation explains it)")
             for moved in tally.rotations:
                 err(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
                     f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")

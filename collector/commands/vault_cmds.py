@@ -81,12 +81,16 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             None, "--workers", min=0, max=1, show_default=False,
             help="1: parse in a second process while this one appends; 0: one process "
                  "(default: 1 for 8 MiB or more of files on a machine with 2+ CPUs)."),
+        accept_changed: list[str] = typer.Option(
+            [], "--accept-changed", metavar="FILE",
+            help="A file reported TAMPERED that you have looked into: record a vault.file_replaced finding "
+                 "and read it from its start (repeatable)."),
     ) -> None:
         """Collect Vault audit logs; every line becomes an entry, a duplicate or a quarantined record."""
         with open_ledger(OPTIONS.ledger) as ledger:
             source = VaultAuditLog(paths, pair_window=pair_window, max_open=max_open, final=final,
-                                   non_hmac_keys=non_hmac_key)
-            source.inputs()  # unusable paths fail here, before anything is read
+                                   non_hmac_keys=non_hmac_key, accept_changed=accept_changed)
+            source.check_accept_changed()  # unusable paths fail here, before anything is read
             with progress("vault audit log") as advance:
                 summary = run_collection(ledger, source, observed=OPTIONS.now_text(), batch_size=batch_size,
                                          on_progress=advance, workers=workers)
@@ -100,7 +104,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if OPTIONS.json:
             doc = summary.to_json()
             doc.update({"lines": source.lines, "findings": source.findings, "files": source.files,
-                        "tampered": tampered, "rotations": source.rotations, "pending": pending, "skipped": source.skipped, "quarantined_records": notes,
+                        "tampered": tampered, "rotations": source.rotations, "accepted_changed": source.accepted,
+                        "pending": pending, "skipped": source.skipped, "quarantined_records": notes,
                         "ok": not summary.quarantined and not tampered})
             emit_json("fedledger.collect.vault", doc)
         else:
@@ -108,6 +113,13 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}")
             if summary.quarantined > NOTES_SHOWN:
                 err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
+            for accepted in source.accepted:
+                if accepted["reset"]:
+                    err(f"note: {accepted['file']}: changed after {accepted['previous_offset']} bytes were read; "
+                        "accepted: a vault.file_replaced finding was recorded and the file was read from its start")
+                else:
+                    err(f"note: {accepted['file']}: --accept-changed given, but nothing to accept "
+                        "(it still holds what was read, or a rotation explains it)")
             for moved in source.rotations:
                 err(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
                     f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")

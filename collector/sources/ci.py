@@ -76,7 +76,14 @@ from collector.canonical import CanonicalizationError, canonical_bytes, parse_js
 from collector.errors import FedledgerError, MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import FileCursor, SourceTampered, file_source_id, read_lines, rotation_cursor
-from collector.rotation import RotationPlan, plan_rotations, sort_rotations_oldest_first
+from collector.rotation import (
+    CursorDoc,
+    RotationPlan,
+    holds_read_content,
+    plan_rotations,
+    replaced_file_finding,
+    sort_rotations_oldest_first,
+)
 from collector.oidc import (
     DEFAULT_ISSUERS,
     TokenVerification,
@@ -85,7 +92,7 @@ from collector.oidc import (
     token_sha256,
     verify_id_token,
 )
-from collector.timeutil import format_time, parse_time
+from collector.timeutil import format_time, parse_time, utc_now
 
 KIND = "ci"
 MAX_RECORD_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -179,6 +186,7 @@ class CiTally:
     pending: list[str] = field(default_factory=list)
     tampered: list[str] = field(default_factory=list)
     rotations: list[dict[str, object]] = field(default_factory=list)  # rotated files followed
+    accepted: list[dict[str, object]] = field(default_factory=list)  # --accept-changed: reset or not needed
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -190,6 +198,7 @@ class CiTally:
             "pending": list(self.pending),
             "tampered": list(self.tampered),
             "rotations": list(self.rotations),
+            "accepted_changed": list(self.accepted),
         }
 
 
@@ -1133,6 +1142,8 @@ class CiEvents(Source):
                     yield from self._lines(extra, file_source_id(self.kind, extra),
                                            FileCursor.loads(plan.starts[str(extra)]), moved=True)
             if plan is not None and here in plan.starts:  # a rotation moved a cursor here (or left this path new)
+                if self.rotations is not None and here in self.rotations.replaced:
+                    yield self.rotations.replaced[here]
                 yield from self._lines(self.path, self.source_id, FileCursor.loads(plan.starts[here]), moved=True)
             else:
                 yield from self._lines(self.path, self.source_id, FileCursor.loads(cursors.get(self.source_id)))
@@ -1200,7 +1211,18 @@ class CiEvents(Source):
         if cursor_text:
             previous = FileCursor.loads(cursor_text)
             if previous == mark:
+                if self.rotations is not None and self.rotations.accepts(self.path):
+                    self.tally.accepted.append({"file": str(self.path), "reset": False})
                 return
+            if self.rotations is not None and self.rotations.accepts(self.path):
+                event, statement, key = replaced_file_finding(
+                    KIND, self.path, CursorDoc(previous.offset, previous.prefix_sha256, None), lines=previous.line,
+                    now=format_time(utc_now()))
+                self.tally.accepted.append({"file": str(self.path), "reset": True, "previous_offset": previous.offset})
+                yield SourceRecord(location=str(self.path), line=None, raw=statement, event=event, dedup_key=key,
+                                   source_extra={"finding": True})
+                cursor_text = None  # read as a new file below
+        if cursor_text:
             self.tally.tampered.append(f"{self.path}: the file changed since it was read (was {previous.offset} "
                                        f"bytes, sha256 {previous.prefix_sha256[:16]}...)")
             return
@@ -1222,18 +1244,40 @@ class SharedRotations:
     files, made once from the cursors the first of them is collected with. Cursors it
     moves are carried as text, so the order the files are then collected in does not matter."""
 
-    def __init__(self, files: list[Path], tally: CiTally) -> None:
+    def __init__(self, files: list[Path], tally: CiTally, accept_changed: frozenset[str] = frozenset()) -> None:
         self.files, self.tally = files, tally
+        self.accept_changed = accept_changed  # resolved paths the operator accepts as changed
+        self.replaced: dict[str, SourceRecord] = {}  # str(path) -> its ci.file_replaced finding
         self._plan: RotationPlan | None = None
+
+    def accepts(self, path: Path) -> bool:
+        return str(path.resolve()) in self.accept_changed
 
     def plan(self, cursors: Mapping[str, str]) -> RotationPlan:
         if self._plan is None:
-            self._plan = plan_rotations(self.files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
-            self.tally.rotations.extend(rotation.to_json() for rotation in self._plan.rotations)
+            plan = plan_rotations(self.files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
+            self.tally.rotations.extend(rotation.to_json() for rotation in plan.rotations)
+            for path in self.files:
+                if self.accepts(path):
+                    self._accept(path, cursors.get(file_source_id(KIND, path)), plan.starts)
+            self._plan = plan
         return self._plan
 
+    def _accept(self, path: Path, text: str | None, starts: dict[str, str | None]) -> None:
+        cursor = FileCursor.loads(text) if text else None
+        doc = None if cursor is None else CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256)
+        if cursor is None or doc is None or cursor.offset == 0 or str(path) in starts or holds_read_content(path, doc):
+            self.tally.accepted.append({"file": str(path), "reset": False})
+            return
+        event, statement, key = replaced_file_finding(KIND, path, doc, lines=cursor.line, now=format_time(utc_now()))
+        starts[str(path)] = None
+        self.replaced[str(path)] = SourceRecord(location=str(path), line=None, raw=statement, event=event,
+                                                dedup_key=key, source_extra={"finding": True})
+        self.tally.accepted.append({"file": str(path), "reset": True, "previous_offset": cursor.offset})
 
-def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally) -> Iterator[CiEvents]:
+
+def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally,
+               accept_changed: Iterable[str] = ()) -> Iterator[CiEvents]:
     """One :class:`CiEvents` per file named or found under a folder (``-`` is stdin); line files
     follow their rotations (``events.jsonl`` moved to ``events.jsonl.1``...) together."""
     from collector.ingest import iter_files
@@ -1248,7 +1292,14 @@ def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally) -> Iter
             found.extend(sort_rotations_oldest_first_paths(list(iter_files([name], suffixes=FOLDER_SUFFIXES))))
         else:
             found.append(path)
-    rotations = SharedRotations([p for p in found if p is not None and not p.name.endswith(WHOLE_FILE_SUFFIXES)], tally)
+    accepted = frozenset(str(Path(name).resolve()) for name in accept_changed)
+    missing = sorted(accepted - {str(p.resolve()) for p in found if p is not None})
+    if missing:
+        from collector.errors import UsageError
+
+        raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
+    rotations = SharedRotations([p for p in found if p is not None and not p.name.endswith(WHOLE_FILE_SUFFIXES)],
+                                tally, accepted)
     for file in found:
         yield CiEvents(file, options, tally, rotations=rotations)
 

@@ -63,8 +63,14 @@ from collector.canonical import MAX_SAFE_INTEGER, canonical_bytes_of_text_tree, 
 from collector.errors import MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines, rotation_cursor
-from collector.rotation import plan_rotations, sort_rotations_oldest_first
-from collector.timeutil import format_time, parse_time
+from collector.rotation import (
+    CursorDoc,
+    holds_read_content,
+    plan_rotations,
+    replaced_file_finding,
+    sort_rotations_oldest_first,
+)
+from collector.timeutil import format_time, parse_time, utc_now
 
 KIND = "vault"
 HMAC_PREFIX = "hmac-sha256:"
@@ -917,8 +923,11 @@ class VaultAuditLog(Source):
         stdin: BinaryIO | None = None,
         keep_notes: int = 1000,
         workers: int | None = None,
+        accept_changed: Iterable[str] = (),
     ) -> None:
         self.paths = list(paths)
+        # files whose changed already-read part the operator accepts: cursor reset, a finding recorded
+        self.accept_changed = frozenset(str(Path(name).resolve()) for name in accept_changed)
         self.workers = workers  # 1: parse and stage in a worker process; 0: here; None: by input size
         if not self.paths:
             raise UsageError("give at least one file, folder or '-'")
@@ -935,6 +944,7 @@ class VaultAuditLog(Source):
         self.files = 0
         self.tampered: list[tuple[str, str]] = []
         self.rotations: list[dict[str, object]] = []  # rotated files followed (collector.rotation)
+        self.accepted: list[dict[str, object]] = []  # --accept-changed files: reset or found unchanged
         self.skipped: list[str] = []  # files under a folder that do not look like audit logs
         self.pending: list[tuple[str, int]] = []  # (file, bytes after the last complete line)
         self.notes: list[QuarantineNote] = []
@@ -975,6 +985,15 @@ class VaultAuditLog(Source):
             raise UsageError("no files found in " + ", ".join(self.paths))
         return found
 
+    def check_accept_changed(self) -> list[str]:
+        """:meth:`inputs`, after checking that every ``accept_changed`` file is one of them."""
+        found = self.inputs()
+        collected = {str(Path(name).resolve()) for name in found if name != STDIN_NAME}
+        missing = sorted(self.accept_changed - collected)
+        if missing:
+            raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
+        return found
+
     def staged(self, cursors: Mapping[str, str], *, store: Any, kind: str, source_id: str, observed: str,
                batch_size: int) -> Iterator[Any] | None:
         """Parsed and staged in a worker process when :func:`collector.pipeline.worth_a_worker` says so."""
@@ -997,6 +1016,7 @@ class VaultAuditLog(Source):
         self.rotations = [rotation.to_json() for rotation in plan.rotations]
         if plan.rotations:  # rotated files beside the inputs join them, oldest first
             names = [STDIN_NAME] * names.count(STDIN_NAME) + [str(path) for path in plan.order]
+        replaced = self._accept_changed(files, cursors, plan.starts)
         for name in names:
             moved = False
             if name == STDIN_NAME:
@@ -1014,6 +1034,9 @@ class VaultAuditLog(Source):
                 base = start.doc()
             self.files += 1
             try:
+                if name in replaced:
+                    self.findings += 1
+                    yield replaced[name]
                 if moved:
                     yield self._mark(source_id, base)
                 for item in items:
@@ -1036,6 +1059,34 @@ class VaultAuditLog(Source):
                 yield self._unpaired_request(request_id, opened, "end-of-input")
             if last_mark is not None:
                 yield self._mark(*last_mark)
+
+    def _accept_changed(self, files: list[Path], cursors: Mapping[str, str], starts: dict[str, str | None]
+                        ) -> dict[str, SourceRecord]:
+        """Reset the cursor of each ``accept_changed`` file whose already-read part changed (and that
+        no rotation explains): it is read from its start after a ``vault.file_replaced`` finding."""
+        if not self.accept_changed:
+            return {}
+        named = {str(path.resolve()): path for path in files}
+        missing = sorted(self.accept_changed - set(named))
+        if missing:
+            raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
+        found: dict[str, SourceRecord] = {}
+        for resolved in sorted(self.accept_changed):
+            path = named[resolved]
+            text = cursors.get(file_source_id(KIND, path))
+            cursor = FileCursor.loads(text) if text else None
+            doc = None if cursor is None else CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256)
+            if (cursor is None or doc is None or cursor.offset == 0 or str(path) in starts
+                    or holds_read_content(path, doc)):
+                self.accepted.append({"file": str(path), "reset": False})
+                continue
+            event, statement, key = replaced_file_finding(KIND, path, doc, lines=cursor.line,
+                                                          now=format_time(utc_now()))
+            starts[str(path)] = None
+            found[str(path)] = SourceRecord(location=str(path), line=None, raw=statement, event=event,
+                                            dedup_key=key, source_extra={"finding": True})
+            self.accepted.append({"file": str(path), "reset": True, "previous_offset": cursor.offset})
+        return found
 
     def _mark(self, source_id: str, base: dict[str, Any]) -> CursorMark:
         self.state.generation += 1
