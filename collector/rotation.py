@@ -156,6 +156,17 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
                 found_home.add(name)
                 plan.rotations.append(Rotation(str(by_name[name]), str(receiver), doc.offset))
                 break
+    # A content already read under its own name (e.g. a run between copytruncate's copy and its
+    # truncation read audit.log.1 as a new file): nothing to move, but the old path is new now.
+    settled = [m for m in members if m.name in own and m.name not in stale]
+    for name, doc in stale.items():
+        if name in found_home:
+            continue
+        for member in settled:
+            if member.name != name and own[member.name].offset >= doc.offset and _fits(member, doc, cheap=False):
+                found_home.add(name)
+                plan.rotations.append(Rotation(str(by_name[name]), str(member), doc.offset))
+                break
     if not found_home:
         return  # nothing moved: a stale file is reported as tampered when it is read
     order = plan.order

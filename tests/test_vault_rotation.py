@@ -262,3 +262,27 @@ def test_accept_changed_records_a_finding_and_reads_the_file_anew(tmp_path: Path
         assert ledger.size == size
     human = run_cli("collect", "vault", str(live), "--accept-changed", str(live), ledger=db)
     assert human.returncode == 0 and b"nothing to accept" in human.stderr
+
+
+def test_copytruncate_with_a_run_between_the_copy_and_the_truncation(tmp_path: Path) -> None:
+    """The rotated copy was already read as a new file of the folder (all duplicates); after the
+    truncation the live file is new content, not tampering."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    live.write_bytes(b"".join(LINES[:30]))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [logs])
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[30:40]))
+        shutil.copyfile(live, logs / "audit.log.1")  # copytruncate's copy ...
+        between, source = collect(ledger, [logs])  # ... a run here ...
+        assert source.tampered == [] and between.appended - source.findings >= 10
+        live.write_bytes(b"")  # ... then the truncation, and new lines
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[40:50]))
+        after, source = collect(ledger, [logs])
+        assert source.tampered == [] and (after.read - source.findings, after.duplicates) == (10, 0)
+        assert source.rotations == [{"file": str(live), "moved_to": str(logs / "audit.log.1"),
+                                     "offset": len(b"".join(LINES[:40]))}]
+        assert ledger.size == reference_size(tmp_path, 50)
