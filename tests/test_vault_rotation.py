@@ -18,6 +18,7 @@ import pytest
 from collector.commands.vault_cmds import run_collection
 from collector.rotation import CursorDoc, plan_rotations, rotation_base, rotation_order_key, sort_rotations_oldest_first
 from collector.sources.vault import VaultAuditLog
+from tests.pg_support import NEEDS_PG, pg_url  # noqa: F401  (pg_url: the fixture)
 from tests.vault_support import OBSERVED, SAMPLES, collect, new_ledger, run_cli
 
 STORY = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)
@@ -286,3 +287,25 @@ def test_copytruncate_with_a_run_between_the_copy_and_the_truncation(tmp_path: P
         assert source.rotations == [{"file": str(live), "moved_to": str(logs / "audit.log.1"),
                                      "offset": len(b"".join(LINES[:40]))}]
         assert ledger.size == reference_size(tmp_path, 50)
+
+
+
+@NEEDS_PG
+def test_rotation_lands_the_same_in_postgresql(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    from collector.ledger_open import create_ledger
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    live.write_bytes(b"".join(LINES[:30]))
+    with create_ledger(pg_url, "test.example/vault", created=OBSERVED, key_type="ecdsa-p256") as ledger:
+        collect(ledger, [live])
+        with open(live, "ab") as handle:
+            handle.write(b"".join(LINES[30:40]))
+        live.rename(logs / "audit.log.1")
+        live.write_bytes(b"".join(LINES[40:60]))
+        second, source = collect(ledger, [live])
+        assert source.tampered == [] and len(source.rotations) == 1 and second.duplicates == 0
+        third, source = collect(ledger, [live])
+        assert (third.read, source.rotations) == (0, [])
+        assert ledger.size == reference_size(tmp_path, 60)
