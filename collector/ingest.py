@@ -339,7 +339,7 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 def rotation_cursor(text: str) -> CursorDoc:
     """A stored file cursor as :func:`collector.rotation.plan_rotations` reads it."""
     cursor = FileCursor.loads(text)
-    return CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256)
+    return CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256, cursor.line)
 
 
 class SourceTampered(IntegrityError):

@@ -79,6 +79,7 @@ class CursorDoc:
     offset: int
     prefix_sha256: str
     head_sha256: str | None
+    line: int = 0  # lines read before the offset
 
 
 @dataclass
@@ -251,7 +252,7 @@ def holds_read_content(path: Path, doc: CursorDoc) -> bool:
     return _fits(path, doc, cheap=False)
 
 
-def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, lines: int, now: str
+def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, now: str
                           ) -> tuple[dict[str, object], bytes, str]:
     """The event, the statement stored as its raw bytes, and the dedup key of an operator's
     ``--accept-changed`` for *path*: its already-read part changed (nothing beside it holds
@@ -268,7 +269,7 @@ def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, lines
     except (OSError, EOFError, gzip.BadGzipFile):
         size, head = -1, None
     attrs: dict[str, object] = {
-        "file": str(path), "previous_offset": doc.offset, "previous_lines": lines,
+        "file": str(path), "previous_offset": doc.offset, "previous_lines": doc.line,
         "previous_prefix_sha256": doc.prefix_sha256, "current_size": size, "current_head_sha256": head,
         "accepted_by": "--accept-changed",
     }
@@ -292,3 +293,53 @@ def json_statement(doc: dict[str, object]) -> bytes:
     import orjson
 
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def accept_changed(kind_prefix: str, files: list[Path], accept: frozenset[str], cursors: Mapping[str, str],
+                   starts: dict[str, str | None], source_id: Callable[[Path], str],
+                   load: Callable[[str], CursorDoc], now: str
+                   ) -> tuple[dict[str, tuple[dict[str, object], bytes, str]], list[dict[str, object]]]:
+    """An operator's ``--accept-changed``: for each of *files* whose resolved path is in *accept*
+    and whose already-read part changed (no rotation in *starts* explains it), its finding
+    (:func:`replaced_file_finding`) by ``str(path)``, with *starts* set to read it from its start;
+    and a note per accepted file (``reset`` false when there was nothing to accept)."""
+    findings: dict[str, tuple[dict[str, object], bytes, str]] = {}
+    notes: list[dict[str, object]] = []
+    for path in files:
+        if str(path.resolve()) not in accept:
+            continue
+        text = cursors.get(source_id(path))
+        doc = load(text) if text else None
+        if doc is None or doc.offset == 0 or str(path) in starts or holds_read_content(path, doc):
+            notes.append({"file": str(path), "reset": False})
+            continue
+        findings[str(path)] = replaced_file_finding(kind_prefix, path, doc, now=now)
+        starts[str(path)] = None
+        notes.append({"file": str(path), "reset": True, "previous_offset": doc.offset})
+    return findings, notes
+
+
+def check_accepted(accept: frozenset[str], collected: list[Path]) -> None:
+    """Every ``--accept-changed`` file must be one of the files collected (exit 2 otherwise)."""
+    missing = sorted(accept - {str(path.resolve()) for path in collected})
+    if missing:
+        from collector.errors import UsageError
+
+        raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
+
+
+def rotation_notes(kind_prefix: str, rotations: list[dict[str, object]], accepted: list[dict[str, object]]
+                   ) -> list[str]:
+    """The human output's notes on followed rotations and accepted changes."""
+    notes = []
+    for item in accepted:
+        if item["reset"]:
+            notes.append(f"note: {item['file']}: changed after {item['previous_offset']} bytes were read; accepted: "
+                         f"a {kind_prefix}.file_replaced finding was recorded and the file was read from its start")
+        else:
+            notes.append(f"note: {item['file']}: --accept-changed given, but nothing to accept "
+                         "(it still holds what was read, or a rotation explains it)")
+    for moved in rotations:
+        notes.append(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
+                     f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")
+    return notes

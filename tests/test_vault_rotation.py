@@ -45,6 +45,20 @@ def reference_size(tmp_path: Path, count: int) -> int:
         return ledger.size
 
 
+def first_log(tmp_path: Path) -> tuple[Path, Path]:
+    """``logs/audit.log`` holding LINES[:30]: (the folder, the file)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "audit.log"
+    live.write_bytes(b"".join(LINES[:30]))
+    return logs, live
+
+
+def append(path: Path, lines: list[bytes]) -> None:
+    with open(path, "ab") as handle:
+        handle.write(b"".join(lines))
+
+
 def locations(ledger) -> list[str]:
     return [orjson.loads(body)["source"]["location"] for _, _, body in ledger.entries()]
 
@@ -161,14 +175,10 @@ def test_changed_content_is_still_tampering(tmp_path: Path) -> None:
 
 
 def test_rotation_in_the_staging_worker_and_the_cli(tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    live = logs / "audit.log"
-    live.write_bytes(b"".join(LINES[:30]))
+    logs, live = first_log(tmp_path)
     with new_ledger(tmp_path) as ledger:
         collect(ledger, [live])
-        with open(live, "ab") as handle:
-            handle.write(b"".join(LINES[30:40]))
+        append(live, LINES[30:40])
         live.rename(logs / "audit.log.1")
         live.write_bytes(b"".join(LINES[40:60]))
         source = VaultAuditLog([str(live)])
@@ -268,20 +278,15 @@ def test_accept_changed_records_a_finding_and_reads_the_file_anew(tmp_path: Path
 def test_copytruncate_with_a_run_between_the_copy_and_the_truncation(tmp_path: Path) -> None:
     """The rotated copy was already read as a new file of the folder (all duplicates); after the
     truncation the live file is new content, not tampering."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    live = logs / "audit.log"
-    live.write_bytes(b"".join(LINES[:30]))
+    logs, live = first_log(tmp_path)
     with new_ledger(tmp_path) as ledger:
         collect(ledger, [logs])
-        with open(live, "ab") as handle:
-            handle.write(b"".join(LINES[30:40]))
+        append(live, LINES[30:40])
         shutil.copyfile(live, logs / "audit.log.1")  # copytruncate's copy ...
         between, source = collect(ledger, [logs])  # ... a run here ...
         assert source.tampered == [] and between.appended - source.findings >= 10
         live.write_bytes(b"")  # ... then the truncation, and new lines
-        with open(live, "ab") as handle:
-            handle.write(b"".join(LINES[40:50]))
+        append(live, LINES[40:50])
         after, source = collect(ledger, [logs])
         assert source.tampered == [] and (after.read - source.findings, after.duplicates) == (10, 0)
         assert source.rotations == [{"file": str(live), "moved_to": str(logs / "audit.log.1"),
@@ -294,14 +299,10 @@ def test_copytruncate_with_a_run_between_the_copy_and_the_truncation(tmp_path: P
 def test_rotation_lands_the_same_in_postgresql(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
     from collector.ledger_open import create_ledger
 
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    live = logs / "audit.log"
-    live.write_bytes(b"".join(LINES[:30]))
+    logs, live = first_log(tmp_path)
     with create_ledger(pg_url, "test.example/vault", created=OBSERVED, key_type="ecdsa-p256") as ledger:
         collect(ledger, [live])
-        with open(live, "ab") as handle:
-            handle.write(b"".join(LINES[30:40]))
+        append(live, LINES[30:40])
         live.rename(logs / "audit.log.1")
         live.write_bytes(b"".join(LINES[40:60]))
         second, source = collect(ledger, [live])

@@ -19,6 +19,7 @@ from collector.ingest import IngestSummary, ingest
 from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
 from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
+from collector.rotation import rotation_notes
 from collector.sources.ci import CiOptions, CiTally, ci_sources, read_webhook_secrets
 
 
@@ -92,16 +93,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"TAMPERED: {line}")
             for line in tally.pending:
                 err(f"pending: {line}")
-            for accepted in tally.accepted:
-                if accepted["reset"]:
-                    err(f"note: {accepted['file']}: changed after {accepted['previous_offset']} bytes were read; "
-                        "accepted: a ci.file_replaced finding was recorded and the file was read from its start")
-                else:
-                    err(f"note: {accepted['file']}: --accept-changed given, but nothing to accept "
-                        "(it still holds what was read, or a rotation explains it)")
-            for moved in tally.rotations:
-                err(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
-                    f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")
+            for message in rotation_notes("ci", tally.rotations, tally.accepted):
+                err(message)
             out(total.line())
             out(f"oidc tokens: {tally.tokens_verified} verified, {tally.tokens_failed} NOT verified; "
                 f"webhook deliveries: {tally.webhooks_verified} signature verified, "

@@ -21,6 +21,7 @@ from collector.gc_pause import paused_gc
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source
 from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
+from collector.rotation import rotation_notes
 from collector.sources.vault import (
     DEFAULT_MAX_OPEN,
     DEFAULT_PAIR_WINDOW,
@@ -113,16 +114,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}")
             if summary.quarantined > NOTES_SHOWN:
                 err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
-            for accepted in source.accepted:
-                if accepted["reset"]:
-                    err(f"note: {accepted['file']}: changed after {accepted['previous_offset']} bytes were read; "
-                        "accepted: a vault.file_replaced finding was recorded and the file was read from its start")
-                else:
-                    err(f"note: {accepted['file']}: --accept-changed given, but nothing to accept "
-                        "(it still holds what was read, or a rotation explains it)")
-            for moved in source.rotations:
-                err(f"note: {moved['file']}: rotated; what was not read yet of it was read from {moved['moved_to']} "
-                    f"(from byte {moved['offset']}), and {moved['file']} was read from its start as a new file")
+            for message in rotation_notes("vault", source.rotations, source.accepted):
+                err(message)
             for name in source.skipped:
                 err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl)")
             for waiting in pending:

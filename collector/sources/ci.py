@@ -79,7 +79,8 @@ from collector.ingest import FileCursor, SourceTampered, file_source_id, read_li
 from collector.rotation import (
     CursorDoc,
     RotationPlan,
-    holds_read_content,
+    accept_changed,
+    check_accepted,
     plan_rotations,
     replaced_file_finding,
     sort_rotations_oldest_first,
@@ -1216,7 +1217,7 @@ class CiEvents(Source):
                 return
             if self.rotations is not None and self.rotations.accepts(self.path):
                 event, statement, key = replaced_file_finding(
-                    KIND, self.path, CursorDoc(previous.offset, previous.prefix_sha256, None), lines=previous.line,
+                    KIND, self.path, CursorDoc(previous.offset, previous.prefix_sha256, None, previous.line),
                     now=format_time(utc_now()))
                 self.tally.accepted.append({"file": str(self.path), "reset": True, "previous_offset": previous.offset})
                 yield SourceRecord(location=str(self.path), line=None, raw=statement, event=event, dedup_key=key,
@@ -1257,23 +1258,16 @@ class SharedRotations:
         if self._plan is None:
             plan = plan_rotations(self.files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
             self.tally.rotations.extend(rotation.to_json() for rotation in plan.rotations)
-            for path in self.files:
-                if self.accepts(path):
-                    self._accept(path, cursors.get(file_source_id(KIND, path)), plan.starts)
+            if self.accept_changed:
+                findings, notes = accept_changed(KIND, self.files, self.accept_changed, cursors, plan.starts,
+                                                 lambda path: file_source_id(KIND, path), rotation_cursor,
+                                                 format_time(utc_now()))
+                self.tally.accepted.extend(notes)
+                for name, (event, statement, key) in findings.items():
+                    self.replaced[name] = SourceRecord(location=name, line=None, raw=statement, event=event,
+                                                       dedup_key=key, source_extra={"finding": True})
             self._plan = plan
         return self._plan
-
-    def _accept(self, path: Path, text: str | None, starts: dict[str, str | None]) -> None:
-        cursor = FileCursor.loads(text) if text else None
-        doc = None if cursor is None else CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256)
-        if cursor is None or doc is None or cursor.offset == 0 or str(path) in starts or holds_read_content(path, doc):
-            self.tally.accepted.append({"file": str(path), "reset": False})
-            return
-        event, statement, key = replaced_file_finding(KIND, path, doc, lines=cursor.line, now=format_time(utc_now()))
-        starts[str(path)] = None
-        self.replaced[str(path)] = SourceRecord(location=str(path), line=None, raw=statement, event=event,
-                                                dedup_key=key, source_extra={"finding": True})
-        self.tally.accepted.append({"file": str(path), "reset": True, "previous_offset": cursor.offset})
 
 
 def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally,
@@ -1293,11 +1287,7 @@ def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally,
         else:
             found.append(path)
     accepted = frozenset(str(Path(name).resolve()) for name in accept_changed)
-    missing = sorted(accepted - {str(p.resolve()) for p in found if p is not None})
-    if missing:
-        from collector.errors import UsageError
-
-        raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
+    check_accepted(accepted, [p for p in found if p is not None])
     rotations = SharedRotations([p for p in found if p is not None and not p.name.endswith(WHOLE_FILE_SUFFIXES)],
                                 tally, accepted)
     for file in found:

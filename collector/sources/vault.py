@@ -63,13 +63,7 @@ from collector.canonical import MAX_SAFE_INTEGER, canonical_bytes_of_text_tree, 
 from collector.errors import MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines, rotation_cursor
-from collector.rotation import (
-    CursorDoc,
-    holds_read_content,
-    plan_rotations,
-    replaced_file_finding,
-    sort_rotations_oldest_first,
-)
+from collector.rotation import accept_changed, check_accepted, plan_rotations, sort_rotations_oldest_first
 from collector.timeutil import format_time, parse_time, utc_now
 
 KIND = "vault"
@@ -988,10 +982,7 @@ class VaultAuditLog(Source):
     def check_accept_changed(self) -> list[str]:
         """:meth:`inputs`, after checking that every ``accept_changed`` file is one of them."""
         found = self.inputs()
-        collected = {str(Path(name).resolve()) for name in found if name != STDIN_NAME}
-        missing = sorted(self.accept_changed - collected)
-        if missing:
-            raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
+        check_accepted(self.accept_changed, [Path(name) for name in found if name != STDIN_NAME])
         return found
 
     def staged(self, cursors: Mapping[str, str], *, store: Any, kind: str, source_id: str, observed: str,
@@ -1067,27 +1058,13 @@ class VaultAuditLog(Source):
         no rotation explains): it is read from its start after a ``vault.file_replaced`` finding."""
         if not self.accept_changed:
             return {}
-        named = {str(path.resolve()): path for path in files}
-        missing = sorted(self.accept_changed - set(named))
-        if missing:
-            raise UsageError("--accept-changed names a file that is not collected in this run", location=missing[0])
-        found: dict[str, SourceRecord] = {}
-        for resolved in sorted(self.accept_changed):
-            path = named[resolved]
-            text = cursors.get(file_source_id(KIND, path))
-            cursor = FileCursor.loads(text) if text else None
-            doc = None if cursor is None else CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256)
-            if (cursor is None or doc is None or cursor.offset == 0 or str(path) in starts
-                    or holds_read_content(path, doc)):
-                self.accepted.append({"file": str(path), "reset": False})
-                continue
-            event, statement, key = replaced_file_finding(KIND, path, doc, lines=cursor.line,
-                                                          now=format_time(utc_now()))
-            starts[str(path)] = None
-            found[str(path)] = SourceRecord(location=str(path), line=None, raw=statement, event=event,
-                                            dedup_key=key, source_extra={"finding": True})
-            self.accepted.append({"file": str(path), "reset": True, "previous_offset": cursor.offset})
-        return found
+        check_accepted(self.accept_changed, files)
+        findings, self.accepted = accept_changed(KIND, files, self.accept_changed, cursors, starts,
+                                                 lambda path: file_source_id(KIND, path), rotation_cursor,
+                                                 format_time(utc_now()))
+        return {name: SourceRecord(location=name, line=None, raw=statement, event=event, dedup_key=key,
+                                   source_extra={"finding": True})
+                for name, (event, statement, key) in findings.items()}
 
     def _mark(self, source_id: str, base: dict[str, Any]) -> CursorMark:
         self.state.generation += 1
