@@ -48,6 +48,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
+import itertools
 import os
 import re
 import sys
@@ -1026,11 +1027,14 @@ class VaultAuditLog(Source):
                 base = start.doc()
             self.files += 1
             try:
-                if name in replaced:
-                    self.findings += 1
-                    yield replaced[name]
-                if moved:
+                if moved:  # the moved cursor is claimed for this path only once its prefix checked out
+                    first = next(items, None)
+                    if name in replaced:
+                        self.findings += 1
+                        yield replaced[name]
                     yield self._mark(source_id, base)
+                    if first is not None:
+                        items = itertools.chain((first,), items)
                 for item in items:
                     if isinstance(item, FileCursor):
                         base = item.doc()
