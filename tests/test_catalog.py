@@ -144,4 +144,4 @@ def test_mapping_covers_every_kind_of_the_event_contract() -> None:
              for k in re.findall(r"`([a-z]+\.[a-z_]+)`", row.split("|")[1])}
     assert "vault.pki_issue" in kinds and "attestation.invalid" in kinds
     mapped = set(load_mapping()["evidence_kinds"])
-    assert kinds - mapped == {"fedledger.collection"}
+    assert kinds - mapped == set()
