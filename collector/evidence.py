@@ -67,6 +67,10 @@ class Source(ABC):
         means, e.g. worker processes; None (the default) means: use :meth:`collect`."""
         return None
 
+    def followed_rotations(self) -> list[dict[str, Any]]:
+        """Rotated files this collection followed (:mod:`collector.rotation`), for run logs."""
+        return []
+
     def worker_state(self) -> Any:
         """What :meth:`collect` left in this object (counts, notes), when it ran in a worker
         process (:mod:`collector.pipeline`); picklable."""

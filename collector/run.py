@@ -196,8 +196,9 @@ class RunLog:
 def _human_line(event: str, f: Mapping[str, Any]) -> str:
     if event == "source.done":
         c = f["counts"]
+        moved = "".join(f"; followed the rotation of {r['file']} to {r['moved_to']}" for r in f.get("rotations", ()))
         return (f"  {f['source']}: {c['read']} read, {c['appended']} appended, {c['duplicate']} duplicate, "
-                f"{c['quarantined']} quarantined ({f['duration_s']:.1f}s)")
+                f"{c['quarantined']} quarantined ({f['duration_s']:.1f}s){moved}")
     if event == "source.failed":
         return f"  {f['source']}: FAILED ({f['error']}): {f['message']}"
     if event == "run.start":
@@ -238,6 +239,7 @@ class SourceOutcome:
     error: str | None = None
     message: str | None = None
     duration_s: float = 0.0
+    rotations: list[dict[str, Any]] = field(default_factory=list)  # rotated files followed
 
     def to_json(self) -> dict[str, Any]:
         counts = self.counts
@@ -250,6 +252,7 @@ class SourceOutcome:
             "error": self.error,
             "message": self.message,
             "duration_s": round(self.duration_s, 3),
+            "rotations": self.rotations,
         }
 
 
@@ -430,7 +433,8 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 if outcome.ok:
                     log.emit("source.done", source=outcome.name, kind=outcome.kind, source_ids=outcome.source_ids,
                              counts=_counts(outcome.counts or IngestSummary(outcome.name)),
-                             duration_s=round(outcome.duration_s, 3), ledger_size=ledger.size)
+                             duration_s=round(outcome.duration_s, 3), ledger_size=ledger.size,
+                             **({"rotations": outcome.rotations} if outcome.rotations else {}))
                 else:
                     log.emit("source.failed", source=outcome.name, kind=outcome.kind, error=outcome.error,
                              message=outcome.message, duration_s=round(outcome.duration_s, 3))
@@ -477,6 +481,9 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
             summary = ingest_source(ledger, plan.source, source_id=plan.source_id, observed=context.observed,
                                     batch_size=plan.batch_size or DEFAULT_BATCH)
             total.add(summary)
+            for rotation in plan.source.followed_rotations():
+                if rotation not in outcome.rotations:  # CI files of one source share their notes
+                    outcome.rotations.append(rotation)
             if plan.finish is not None:
                 plan.finish(summary)
         outcome.ok = True

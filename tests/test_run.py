@@ -248,3 +248,43 @@ def test_finish_hook_can_fail_a_source_after_its_appends(tmp_path: Path, monkeyp
     assert result.exit_code == 3 and doc["failed_sources"] == ["v"]
     assert doc["sources"][0]["error"] == "IntegrityError" and doc["sources"][0]["counts"]["appended"] == 1
     assert ws.size() == 1
+
+
+def test_a_vault_rotation_is_followed_by_the_scheduled_run_and_logged(tmp_path: Path) -> None:
+    lines = (Path(__file__).resolve().parent.parent / "samples" / "vault" / "audit.log").read_bytes().splitlines(
+        keepends=True)
+    logs = tmp_path / "vault"
+    logs.mkdir()
+    live = logs / "audit.log"
+    live.write_bytes(b"".join(lines[:14]))
+    ws = make_workspace(tmp_path, f'[[sources]]\nname = "vault-audit"\nkind = "vault"\nlocations = ["{live}"]\n\n')
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    with open(live, "ab") as handle:
+        handle.write(b"".join(lines[14:20]))
+    live.rename(logs / "audit.log.1")
+    live.write_bytes(b"".join(lines[20:]))
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    source = doc["sources"][0]
+    assert source["ok"] and source["counts"]["duplicate"] == 0 and source["counts"]["quarantined"] == 0
+    assert source["rotations"] == [{"file": str(live), "moved_to": str(logs / "audit.log.1"),
+                                    "offset": len(b"".join(lines[:14]))}]
+    done = next(e for e in log_events_of(result.stderr) if e["event"] == "source.done")
+    assert done["rotations"] == source["rotations"]
+    assert ws.size() == 28
+
+
+def log_events_of(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_human_run_line_names_a_followed_rotation() -> None:
+    import io
+
+    stream = io.StringIO()
+    log = run_module.RunLog(stream, human=True, run_id="r1")
+    log.emit("source.done", source="vault", counts={"read": 3, "appended": 3, "duplicate": 0, "quarantined": 0},
+             duration_s=0.5, rotations=[{"file": "/l/audit.log", "moved_to": "/l/audit.log.1", "offset": 9}])
+    assert stream.getvalue() == ("  vault: 3 read, 3 appended, 0 duplicate, 0 quarantined (0.5s); followed the "
+                                 "rotation of /l/audit.log to /l/audit.log.1\n")

@@ -1126,6 +1126,9 @@ class CiEvents(Source):
         self.tally = tally if tally is not None else CiTally()
         self.source_id = file_source_id(self.kind, self.path) if self.path is not None else f"{self.kind}:stdin"
 
+    def followed_rotations(self) -> list[dict[str, Any]]:
+        return list(self.tally.rotations)
+
     @property
     def location(self) -> str:
         return str(self.path) if self.path is not None else "-"

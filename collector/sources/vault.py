@@ -980,6 +980,9 @@ class VaultAuditLog(Source):
             raise UsageError("no files found in " + ", ".join(self.paths))
         return found
 
+    def followed_rotations(self) -> list[dict[str, Any]]:
+        return list(self.rotations)
+
     def check_accept_changed(self) -> list[str]:
         """:meth:`inputs`, after checking that every ``accept_changed`` file is one of them."""
         found = self.inputs()
