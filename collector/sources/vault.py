@@ -877,6 +877,10 @@ class PairingState:
 # -- the source ---------------------------------------------------------------------------------
 
 
+_NO_EXTRA = SourceRecord._field_defaults["source_extra"]  # the shared empty source_extra
+_KEY_PREFIX = f"{KIND}:"  # dedup keys of lines: vault:<sha256 of the line>
+
+
 @dataclass(frozen=True)
 class QuarantineNote:
     location: str
@@ -1118,8 +1122,12 @@ class VaultAuditLog(Source):
             return
         epoch = parsed.epoch if parsed.epoch is not None else self._last_epoch
         if epoch is not None:
-            yield from self._expire(epoch)
-            self._last_epoch = epoch if self._last_epoch is None else max(self._last_epoch, epoch)
+            open_requests = self.state.open
+            if open_requests and next(iter(open_requests.values())).epoch < epoch - self.pair_window:
+                yield from self._expire(epoch)
+            last = self._last_epoch
+            if last is None or epoch > last:
+                self._last_epoch = epoch
         if reason is not None:
             # The record is untrusted: pair on its id only, keep nothing else from it.
             if parsed.record_type == "request":
@@ -1131,18 +1139,23 @@ class VaultAuditLog(Source):
             return
         if parsed.record_type == "request":
             event = normalize(parsed)
-            yield from self._open(parsed.request_id, OpenRequest(
-                epoch or 0, parsed.time, line.path, line.number, digest, event["attrs"]["path"],
-                event["attrs"]["operation"], event["actor"], event["correlation"] or None))
+            attrs = event["attrs"]
+            opened = OpenRequest(epoch or 0, parsed.time, line.path, line.number, digest, attrs["path"],
+                                 attrs["operation"], event["actor"], event["correlation"] or None)
+            open_requests = self.state.open
+            request_id = parsed.request_id
+            if request_id in open_requests or len(open_requests) >= self.max_open:
+                yield from self._open(request_id, opened)
+            else:
+                open_requests[request_id] = opened
         else:
             paired = self.state.open.pop(parsed.request_id, None) is not None
             event = normalize(parsed, paired)
             if not paired:
                 yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event)
         # normalize builds events from strings, booleans, None and safe integers only
-        yield SourceRecord(location=line.path, line=line.number, raw=raw, event=event,
-                           dedup_key=f"{KIND}:{digest}", raw_sha256=digest,
-                           event_bytes=canonical_bytes_of_text_tree(event))
+        yield SourceRecord(line.path, line.number, raw, event, None, _KEY_PREFIX + digest, digest, _NO_EXTRA,
+                           canonical_bytes_of_text_tree(event))
 
     def _open(self, request_id: str, opened: OpenRequest) -> Iterator[SourceRecord]:
         open_requests = self.state.open
