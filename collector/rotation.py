@@ -128,7 +128,8 @@ def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Cal
 
 
 def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs: list[Path],
-                 cursors: Mapping[str, str], source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]) -> None:
+                 cursors: Mapping[str, str], source_id: Callable[[Path], str],
+                 load: Callable[[str], CursorDoc]) -> None:
     by_name = {p.name: p for p in inputs}
     for sibling in siblings:
         by_name.setdefault(sibling.name, sibling)

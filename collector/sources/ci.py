@@ -678,12 +678,13 @@ def normalize_github_ping(doc: dict[str, Any]) -> dict[str, Any]:
     organization = _obj(doc.get("organization"))
     time = _first_time(hook.get("updated_at"), hook.get("created_at"))
     scope = _text(repo.get("full_name")) or _text(organization.get("login"))
+    active = hook.get("active")
     return _event(
         time, "ci.webhook_ping", _login(doc.get("sender")), "ping", scope,
         correlation=_correlation(repository=repo.get("full_name")),
         attrs={
             "provider": "github", "event": "ping", "hook_id": _text(doc.get("hook_id")) or _text(hook.get("id")),
-            "hook_type": _text(hook.get("type")), "active": hook.get("active") if isinstance(hook.get("active"), bool) else None,
+            "hook_type": _text(hook.get("type")), "active": active if isinstance(active, bool) else None,
             "events": _str_list(hook.get("events")) or None, "content_type": _text(config.get("content_type")),
             "insecure_ssl": _text(config.get("insecure_ssl")),
         },
