@@ -17,9 +17,15 @@ same folder, byte for byte (the whole prefix's SHA-256, not a name guess):
   before (a file whose already-read part changed, and whose old content is nowhere
   beside it, is not silently re-read).
 
+When the old content is already held, and read, under another name of the family (a run
+between ``copytruncate``'s copy and its truncation), nothing moves and the old path is new.
 Cursors of family members that no longer exist (rotated out of ``maxcount``) are left
 alone: content that aged out of the folder is not a finding.
 Compressed rotations (``.gz``) are read through gzip, offsets counting uncompressed bytes.
+
+A change no rotation explains stays tampering until an operator accepts it
+(``--accept-changed``, :func:`accept_changed`): then a ``*.file_replaced`` finding records
+what had been read, and the file is read from its start.
 """
 
 from __future__ import annotations
