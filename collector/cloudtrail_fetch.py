@@ -54,14 +54,36 @@ KEY_WINDOW_AFTER = 2 * HOUR  # AWS asks ListPublicKeys for [start, end + 2 h]
 PublicKeySource = Callable[[datetime, datetime], dict[str, PublicKey]]
 
 
-def public_keys_from_file(path: Path) -> PublicKeySource:
-    """Keys saved with ``aws cloudtrail list-public-keys > FILE`` (offline)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise SourceUnavailable(f"cannot read public keys: {exc.strerror}", location=str(path)) from None
-    keys = load_public_keys(data, location=str(path))
+def public_keys_from_file(*paths: Path) -> PublicKeySource:
+    """Keys saved with ``aws cloudtrail list-public-keys > FILE`` (offline), from one file or
+    several (e.g. one per region or per period). A key listed in more than one file counts
+    once, valid from its earliest stated start to its latest stated end; two different keys with one
+    fingerprint (an MD5 collision) are refused."""
+    keys: dict[str, PublicKey] = {}
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read public keys: {exc.strerror}", location=str(path)) from None
+        for fingerprint, key in load_public_keys(data, location=str(path)).items():
+            known = keys.get(fingerprint)
+            if known is None:
+                keys[fingerprint] = key
+            elif known.der != key.der:
+                raise MalformedInput(f"key {fingerprint} differs from the key with that fingerprint in an earlier "
+                                     "file (an MD5 collision)", location=str(path))
+            else:
+                keys[fingerprint] = PublicKey(fingerprint, key.der, _earliest(known.valid_from, key.valid_from),
+                                              _latest(known.valid_to, key.valid_to))
     return lambda start, end: keys_in_window(keys, start, end)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return None if a is None or b is None else min(a, b)  # None: no start stated, valid from always
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return None if a is None or b is None else max(a, b)  # None: still valid
 
 
 def public_keys_from_cloudtrail(*, region: str | None = None, profile: str | None = None,

@@ -251,3 +251,46 @@ def test_a_re_signed_replacement_breaks_the_link_its_successor_recorded(tmp_path
     problems = [v for v in report.verdicts if v.status == "invalid"]
     assert any(v.subject == "chain" and v.key == digests[2] and "digest replaced" in (v.reason or "") for v in problems)
     assert not report.ok
+
+
+def _key_list_file(path: Path, items: list[dict]) -> Path:
+    path.write_bytes(orjson.dumps({"PublicKeyList": items}))
+    return path
+
+
+def test_public_keys_from_several_files_merge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline key lists saved per region or per period: every file counts, a key listed twice is
+    valid over the union of its windows, and two different keys with one fingerprint are refused."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from collector import cloudtrail_digest
+    from collector.errors import MalformedInput
+
+    sample = orjson.loads((SAMPLES / "public-keys.json").read_bytes())["PublicKeyList"][0]
+    early = _key_list_file(tmp_path / "early.json", [dict(sample, ValidityEndTime="2026-11-19T00:00:00Z")])
+    late = _key_list_file(tmp_path / "late.json", [dict(sample, ValidityStartTime="2026-11-20T15:00:00Z")])
+    other_der = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
+        Encoding.DER, PublicFormat.PKCS1)
+    other = _key_list_file(tmp_path / "other.json", [{
+        "Value": base64.b64encode(other_der).decode(), "Fingerprint": cloudtrail_digest.fingerprint_of(other_der),
+        "ValidityStartTime": "2026-01-01T00:00:00Z", "ValidityEndTime": "2027-01-01T00:00:00Z"}])
+    # the early file alone says the key expired before the chain; with the later file it covers it
+    assert not validate_store(LocalFolderProvider(SAMPLES / "valid"), public_keys_from_file(early),
+                              start=START, end=END).ok
+    both = validate_store(LocalFolderProvider(SAMPLES / "valid"), public_keys_from_file(other, early, late),
+                          start=START, end=END)
+    assert both.ok and both.count("digest", "valid") == 6
+    runner = CliRunner()
+    args = ["cloudtrail", "validate", str(SAMPLES / "valid"), "--start", "2026-11-20T11:00:00Z", "--end",
+            "2026-11-20T18:00:00Z"]
+    assert runner.invoke(app, [*args, "--public-keys", str(other)]).exit_code == 1
+    assert runner.invoke(app, [*args, "--public-keys", str(other), "--public-keys", str(SAMPLES / "public-keys.json")]
+                         ).exit_code == 0
+    monkeypatch.setattr(cloudtrail_digest, "fingerprint_of", lambda der: "0" * 32)  # as if MD5 collided
+    colliding = [_key_list_file(tmp_path / f"c{i}.json", [{"Value": item["Value"], "Fingerprint": "0" * 32}])
+                 for i, item in enumerate((sample, {"Value": base64.b64encode(other_der).decode()}))]
+    with pytest.raises(MalformedInput, match="MD5 collision"):
+        public_keys_from_file(*colliding)

@@ -288,3 +288,18 @@ def test_human_run_line_names_a_followed_rotation() -> None:
              duration_s=0.5, rotations=[{"file": "/l/audit.log", "moved_to": "/l/audit.log.1", "offset": 9}])
     assert stream.getvalue() == ("  vault: 3 read, 3 appended, 0 duplicate, 0 quarantined (0.5s); followed the "
                                  "rotation of /l/audit.log to /l/audit.log.1\n")
+
+
+def test_cloudtrail_source_uses_every_public_keys_file(tmp_path: Path) -> None:
+    """Offline key lists given as several files (one per region, say): a digest signed by a key in the
+    second file validates (only the first file used to count)."""
+    samples = Path(__file__).resolve().parent.parent / "samples" / "cloudtrail"
+    empty = tmp_path / "other-region-keys.json"
+    empty.write_text('{"PublicKeyList": []}')
+    sources = (f'[[sources]]\nname = "cloudtrail"\nkind = "cloudtrail"\nlocations = ["{samples / "valid"}/"]\n'
+               f'public_keys = ["{empty}", "{samples / "public-keys.json"}"]\n\n')
+    ws = make_workspace(tmp_path, sources)
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", "2026-11-21T00:00:00Z", "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert all(source["ok"] for source in doc["sources"])

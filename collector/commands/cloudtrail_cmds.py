@@ -28,9 +28,9 @@ def _provider(src: str, endpoint_url: str | None, region: str | None, profile: s
     return open_provider(src, endpoint_url=endpoint_url, region=region, profile=profile)
 
 
-def _keys(public_keys: Path | None, region: str | None, profile: str | None) -> PublicKeySource:
-    if public_keys is not None:
-        return public_keys_from_file(public_keys)
+def _keys(public_keys: list[Path], region: str | None, profile: str | None) -> PublicKeySource:
+    if public_keys:
+        return public_keys_from_file(*public_keys)
     return public_keys_from_cloudtrail(region=region, profile=profile)
 
 
@@ -55,8 +55,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     endpoint_opt = typer.Option(None, "--endpoint-url", help="S3 endpoint (tests, VPC endpoints).")
     region_opt = typer.Option(None, "--region", help="AWS region (GovCloud: us-gov-west-1, us-gov-east-1).")
     profile_opt = typer.Option(None, "--profile", help="AWS profile (boto3's standard credential chain otherwise).")
-    keys_opt = typer.Option(None, "--public-keys",
-                            help="Saved `aws cloudtrail list-public-keys` output (offline); else ListPublicKeys.")
+    keys_opt = typer.Option([], "--public-keys",
+                            help="Saved `aws cloudtrail list-public-keys` output (offline; repeatable, e.g. one per "
+                                 "region); else ListPublicKeys.")
 
     @collect_app.command("cloudtrail")
     @run
@@ -65,7 +66,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         endpoint_url: Optional[str] = endpoint_opt,
         region: Optional[str] = region_opt,
         profile: Optional[str] = profile_opt,
-        public_keys: Optional[Path] = keys_opt,
+        public_keys: list[Path] = keys_opt,
         start: Optional[str] = typer.Option(None, "--start", help="Validate digests from (RFC 3339)."),
         end: Optional[str] = typer.Option(None, "--end", help="Validate digests until (RFC 3339)."),
         workers: Optional[int] = typer.Option(
@@ -116,7 +117,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         src: str = typer.Argument(..., help="Folder (with .sig.json sidecars) or s3://bucket/prefix."),
         start: str = typer.Option(..., "--start", help="Start of the period (RFC 3339)."),
         end: str = typer.Option(..., "--end", help="End of the period (RFC 3339)."),
-        public_keys: Optional[Path] = keys_opt,
+        public_keys: list[Path] = keys_opt,
         endpoint_url: Optional[str] = endpoint_opt,
         region: Optional[str] = region_opt,
         profile: Optional[str] = profile_opt,

@@ -748,7 +748,7 @@ def build_sources(source: Any, context: Any) -> list[Any]:
         if opts.get("skip_digests") or logs.keys is not None:
             continue
         if source.public_keys:
-            keys = public_keys_from_file(source.public_keys[0])
+            keys = public_keys_from_file(*source.public_keys)
         else:
             keys = public_keys_from_cloudtrail(region=opts.get("region"), profile=opts.get("profile"))
         validation = _DigestValidation(logs.provider, keys, observed=context.observed)
