@@ -19,8 +19,9 @@ same folder, byte for byte (the whole prefix's SHA-256, not a name guess):
 
 When the old content is already held, and read, under another name of the family (a run
 between ``copytruncate``'s copy and its truncation), nothing moves and the old path is new.
-Cursors of family members that no longer exist (rotated out of ``maxcount``) are left
-alone: content that aged out of the folder is not a finding.
+Cursors of family names that no longer exist (``audit.log.1`` after it became
+``audit.log.2``) are looked for the same way; when their content is nowhere (rotated out
+of ``maxcount``) they are left alone: content that aged out of the folder is not a finding.
 Compressed rotations (``.gz``) are read through gzip, offsets counting uncompressed bytes.
 
 A change no rotation explains stays tampering until an operator accepts it
@@ -118,7 +119,8 @@ def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Cal
 
     *files* are the inputs in reading order; *cursors* the ledger's cursors by source id;
     *source_id* names a path's cursor; *load* reads a stored cursor. Only families with a
-    cursor that no longer fits its file cost more than a stat and one small read per member.
+    cursor that no longer fits its file (or whose file is gone) cost more than a stat and
+    one small read per member.
     """
     plan = RotationPlan(order=list(files))
     families: dict[tuple[str, str], list[Path]] = {}
@@ -128,19 +130,41 @@ def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Cal
     for (folder, base), members in families.items():
         if folder not in listings:
             listings[folder] = _families_in(Path(folder))
-        siblings = [Path(folder) / name for name in listings[folder].get(base, [])]
-        _plan_family(plan, Path(folder), siblings, members, cursors, source_id, load)
+        names = listings[folder].get(base, [])
+        siblings = [Path(folder) / name for name in names]
+        # cursors of family names that no longer exist: their content may live on under another name
+        present = set(names)
+        gone = [(Path(folder) / name, text) for name in _gone_names(Path(folder), base, present, cursors, source_id)
+                if (text := cursors.get(source_id(Path(folder) / name)))]
+        _plan_family(plan, Path(folder), siblings, members, cursors, source_id, load, gone)
     return plan
+
+
+def _gone_names(folder: Path, base: str, present: set[str], cursors: Mapping[str, str],
+                source_id: Callable[[Path], str]) -> list[str]:
+    """Names of *base*'s family in *folder* that have a cursor but no file (``audit.log.1`` after
+    ``audit.log.1`` became ``audit.log.2``), found by the cursor ids a family name would have."""
+    sample = source_id(folder / base)
+    cut = sample.rfind(base)
+    prefix = sample[:cut]
+    found = []
+    for sid in cursors:
+        if sid.startswith(prefix) and "/" not in sid[cut:]:
+            name = sid[cut:]
+            if name not in present and rotation_base(name) == base:
+                found.append(name)
+    return sorted(found)
 
 
 def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs: list[Path],
                  cursors: Mapping[str, str], source_id: Callable[[Path], str],
-                 load: Callable[[str], CursorDoc]) -> None:
+                 load: Callable[[str], CursorDoc], gone: list[tuple[Path, str]]) -> None:
     by_name = {p.name: p for p in inputs}
     for sibling in siblings:
         by_name.setdefault(sibling.name, sibling)
     members = list(by_name.values())
     own: dict[str, CursorDoc] = {}
+    texts: dict[str, str] = {}
     for member in members:
         text = cursors.get(source_id(member))
         if text:
@@ -148,46 +172,79 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
                 own[member.name] = load(text)
             except (ValueError, KeyError, TypeError):
                 continue  # the reader reports an unreadable cursor itself
+            texts[member.name] = text
     stale = {name: doc for name, doc in own.items() if doc.offset > 0 and not _fits(by_name[name], doc, cheap=True)}
-    if not stale:
+    # A cursor at offset 0 claims no content: its file is as good as never read.
+    unread = {m.name for m in members if m.name not in own or own[m.name].offset == 0}
+    # Members that can take a moved cursor: unread ones, or ones whose cursor is stale.
+    receivers = [m for m in members if m.name in unread or m.name in stale]
+    homeless: list[tuple[Path, CursorDoc, str]] = [(by_name[name], doc, texts[name]) for name, doc in stale.items()]
+    if receivers:
+        for path, text in gone:
+            try:
+                doc = load(text)
+            except (ValueError, KeyError, TypeError):
+                continue
+            if doc.offset > 0:
+                homeless.append((path, doc, text))
+    if not homeless:
         return
-    # Members that can take a moved cursor: no cursor of their own, or a stale one.
-    receivers = [m for m in members if m.name not in own or m.name in stale]
-    placed: dict[str, str] = {}  # receiver name -> name whose cursor it takes
-    found_home: set[str] = set()
-    for name, doc in sorted(stale.items(), key=lambda item: -item[1].offset):
+    placed: dict[str, str] = {}  # receiver name -> the cursor text it takes
+    reach: dict[str, int] = {m.name: own[m.name].offset for m in members if m.name not in unread and m.name not in stale}
+    homes: list[Path] = []
+    found_home: set[str] = set()  # existing members whose old content lives on under another name
+    for old, doc, text in sorted(homeless, key=lambda item: -item[1].offset):
         for receiver in receivers:
-            if receiver.name == name or receiver.name in placed:
+            if receiver.name == old.name or receiver.name in placed:
                 continue
             if _fits(receiver, doc, cheap=False):
-                placed[receiver.name] = name
-                found_home.add(name)
-                plan.rotations.append(Rotation(str(by_name[name]), str(receiver), doc.offset))
+                placed[receiver.name] = text
+                reach[receiver.name] = doc.offset
+                homes.append(receiver)
+                if old.name in by_name:
+                    found_home.add(old.name)
+                plan.rotations.append(Rotation(str(old), str(receiver), doc.offset))
                 break
-    # A content already read under its own name (e.g. a run between copytruncate's copy and its
-    # truncation read audit.log.1 as a new file): nothing to move, but the old path is new now.
-    settled = [m for m in members if m.name in own and m.name not in stale]
+    # A content already read, and held, under another name (e.g. a run between copytruncate's copy
+    # and its truncation read audit.log.1 as a new file; or an older cursor of the same content that
+    # just moved): nothing more to move, but what the old path holds now is new.
     for name, doc in stale.items():
         if name in found_home:
             continue
-        for member in settled:
-            if member.name != name and own[member.name].offset >= doc.offset and _fits(member, doc, cheap=False):
+        for member in members:
+            held = reach.get(member.name)
+            if member.name != name and held is not None and held >= doc.offset and _fits(member, doc, cheap=False):
                 found_home.add(name)
-                plan.rotations.append(Rotation(str(by_name[name]), str(member), doc.offset))
+                homes.append(member)
+                if member.name not in placed:
+                    plan.rotations.append(Rotation(str(by_name[name]), str(member), doc.offset))
                 break
-    if not found_home:
+    if not homes:
         return  # nothing moved: a stale file is reported as tampered when it is read
     order = plan.order
     extras: list[Path] = []
-    for receiver_name, origin in placed.items():
+    for receiver_name, text in placed.items():
         receiver = by_name[receiver_name]
-        plan.starts[str(receiver)] = cursors[source_id(by_name[origin])]
+        plan.starts[str(receiver)] = text
         if receiver not in order:  # a rotated file beside the inputs (e.g. audit.log.1.gz): read its tail
             order.insert(_first_index(order, inputs), receiver)
             extras.append(receiver)
     for name in found_home:
         if name not in placed:  # its old content lives on elsewhere: what is here now is new
-            plan.starts[str(by_name[name])] = None
+            member = by_name[name]
+            plan.starts[str(member)] = None
+            if member not in order:  # e.g. audit.log.1 beside a named audit.log, holding a newer generation
+                order.insert(_first_index(order, inputs), member)
+                extras.append(member)
+    # Generations rotated out after the old content and never read (two or more rotations between
+    # runs): read from their start, so nothing between the old tail and the new file is skipped.
+    oldest_home = min(rotation_order_key(home.name) for home in homes)
+    for member in members:
+        if member.name in unread and member.name not in placed and rotation_order_key(member.name) > oldest_home:
+            plan.starts[str(member)] = None
+            if member not in order:
+                order.insert(_first_index(order, inputs), member)
+                extras.append(member)
     # Oldest first within the family, so the tail of the old file comes before the new file.
     positions = sorted(i for i, p in enumerate(order) if p.name in by_name and p.parent == folder)
     family_sorted = sorted((order[i] for i in positions), key=lambda p: rotation_order_key(p.name))

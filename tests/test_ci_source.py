@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from collector.ingest import ingest
 from collector.ledger import Ledger
@@ -17,6 +19,7 @@ from collector.sources import ci as ci_source
 from collector.sources.ci import CiEvents, CiOptions, CiTally, record_for, verify_github_signature
 from samples.make import story
 from tests.conftest import shared_data
+from tests.rotation_support import STEPS, run_steps
 from tests.fedledger_process import (
     SAMPLES_CI,
     collect_in_process,
@@ -472,3 +475,27 @@ def test_accept_changed_for_a_line_file_and_a_whole_file(tmp_path: Path) -> None
     again = summary(fedledger("--format", "json", "collect", "ci", str(events), str(whole),
                               "--accept-changed", str(events), "--accept-changed", str(whole), ledger=ledger))
     assert again["read"] == 0 and all(not a["reset"] for a in again["accepted_changed"])
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS, as_folder=st.booleans())
+def test_ci_line_files_through_any_rotations_lose_nothing(tmp_path_factory: pytest.TempPathFactory, steps: list[str],
+                                                          as_folder: bool) -> None:
+    """CI line files follow rotations like Vault's: every event written lands once, never as tampering
+    (a folder's rotated events.jsonl.N are not inputs: they are found beside the live file)."""
+    from collector.commands.ci_cmds import collect_ci
+
+    root = tmp_path_factory.mktemp("ci-rot")
+    first_line = (EVENTS / "job-events.jsonl").read_bytes().splitlines()[0]
+    pool = (first_line.replace(b'"31415926535"', f'"7{n:010d}"'.encode()) + b"\n" for n in range(10_000))
+    with Ledger.create(root / "l.db", "test.example/ci", created="2026-11-25T00:00:00Z",
+                       key_type="ecdsa-p256") as ledger:
+
+        def run(inputs: list[str]) -> tuple[int, list[object]]:
+            total, tally = collect_ci(ledger, inputs, CiOptions(), observed="2026-11-25T00:00:00Z")
+            return total.duplicates, list(tally.tampered)
+
+        def stored() -> set[bytes]:  # a CI record's raw bytes are its line without the newline
+            return {ledger.raw_bytes(seq) + b"\n" for seq in range(ledger.size) if ledger.raw_location(seq) is not None}
+
+        run_steps(root, "events.jsonl", steps, as_folder, pool, run, stored)

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from collector.commands.vault_cmds import run_collection
 from collector.rotation import CursorDoc, plan_rotations, rotation_base, rotation_order_key, sort_rotations_oldest_first
 from collector.sources.vault import VaultAuditLog
 from tests.pg_support import NEEDS_PG, pg_url  # noqa: F401  (pg_url: the fixture)
+from tests.rotation_support import STEPS, run_steps
 from tests.vault_support import OBSERVED, SAMPLES, collect, new_ledger, run_cli
 
 STORY = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)
@@ -310,3 +313,34 @@ def test_rotation_lands_the_same_in_postgresql(tmp_path: Path, pg_url: str) -> N
         third, source = collect(ledger, [live])
         assert (third.read, source.rotations) == (0, [])
         assert ledger.size == reference_size(tmp_path, 60)
+
+
+def _run_steps(root: Path, steps: list[str], as_folder: bool) -> None:
+    pool = iter(story_lines(5))
+    with new_ledger(root) as ledger:
+
+        def run(inputs: list[str]) -> tuple[int, list[object]]:
+            summary, source = collect(ledger, inputs)
+            assert summary.quarantined == 0
+            return summary.duplicates, list(source.tampered)
+
+        def stored() -> set[bytes]:
+            return {ledger.raw_bytes(seq) for seq in range(ledger.size) if ledger.raw_location(seq) is not None}
+
+        run_steps(root, "audit.log", steps, as_folder, pool, run, stored)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS, as_folder=st.booleans())
+def test_any_writes_rotations_and_runs_lose_nothing_and_read_nothing_twice(
+        tmp_path_factory: pytest.TempPathFactory, steps: list[str], as_folder: bool) -> None:
+    """Any mix of writes, logrotate rotations (create, compress at once, copytruncate) and runs, with
+    the file named or its folder given: every line written lands exactly once, never as tampering."""
+    _run_steps(tmp_path_factory.mktemp("rot"), steps, as_folder)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=STEPS, as_folder=st.booleans())
+def test_rotation_sequences_long_run(tmp_path_factory: pytest.TempPathFactory, steps: list[str], as_folder: bool) -> None:
+    _run_steps(tmp_path_factory.mktemp("rot"), steps, as_folder)
