@@ -219,10 +219,17 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
                 if member.name not in placed:
                     plan.rotations.append(Rotation(str(by_name[name]), str(member), doc.offset))
                 break
-    if not homes:
-        return  # nothing moved: a stale file is reported as tampered when it is read
     order = plan.order
     extras: list[Path] = []
+    for name in stale:  # changed, and its old content nowhere: read it, so it is reported as tampered
+        member = by_name[name]
+        if name not in found_home and name not in placed and member not in order:
+            order.insert(_first_index(order, inputs), member)
+            extras.append(member)
+    if not homes:
+        if extras:
+            plan.extra_before.setdefault(str(inputs[0]), []).extend(extras)
+        return
     for receiver_name, text in placed.items():
         receiver = by_name[receiver_name]
         plan.starts[str(receiver)] = text

@@ -1144,8 +1144,11 @@ class CiEvents(Source):
             here = str(self.path)
             if plan is not None:
                 for extra in plan.extra_before.get(here, []):  # a rotated file beside the inputs: its tail first
-                    yield from self._lines(extra, file_source_id(self.kind, extra),
-                                           FileCursor.loads(plan.starts[str(extra)]), moved=True)
+                    extra_id = file_source_id(self.kind, extra)
+                    if str(extra) in plan.starts:
+                        yield from self._lines(extra, extra_id, FileCursor.loads(plan.starts[str(extra)]), moved=True)
+                    else:  # read with its own cursor: a changed one is reported as tampered
+                        yield from self._lines(extra, extra_id, FileCursor.loads(cursors.get(extra_id)))
             if plan is not None and here in plan.starts:  # a rotation moved a cursor here (or left this path new)
                 if self.rotations is not None and here in self.rotations.replaced:
                     yield self.rotations.replaced[here]

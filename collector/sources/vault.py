@@ -1013,7 +1013,7 @@ class VaultAuditLog(Source):
         files = [Path(name) for name in names if name != STDIN_NAME]
         plan = plan_rotations(files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
         self.rotations = [rotation.to_json() for rotation in plan.rotations]
-        if plan.rotations:  # rotated files beside the inputs join them, oldest first; stdin keeps its place
+        if plan.order != files:  # rotated files beside the inputs join them, oldest first; stdin keeps its place
             reordered = iter([str(path) for path in plan.order])
             names = [STDIN_NAME if name == STDIN_NAME else next(reordered) for name in names] + list(reordered)
         replaced = self._accept_changed(files, cursors, plan.starts)
