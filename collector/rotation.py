@@ -193,6 +193,7 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
     reach: dict[str, int] = {m.name: own[m.name].offset for m in members if m.name not in unread and m.name not in stale}
     homes: list[Path] = []
     found_home: set[str] = set()  # existing members whose old content lives on under another name
+    aged_out = False  # a file read before is gone and its content is nowhere: the family was rotated since
     for old, doc, text in sorted(homeless, key=lambda item: -item[1].offset):
         for receiver in receivers:
             if receiver.name == old.name or receiver.name in placed:
@@ -205,6 +206,8 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
                     found_home.add(old.name)
                 plan.rotations.append(Rotation(str(old), str(receiver), doc.offset))
                 break
+        else:
+            aged_out = aged_out or old.name not in by_name
     # A content already read, and held, under another name (e.g. a run between copytruncate's copy
     # and its truncation read audit.log.1 as a new file; or an older cursor of the same content that
     # just moved): nothing more to move, but what the old path holds now is new.
@@ -221,37 +224,34 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
                 break
     order = plan.order
     extras: list[Path] = []
-    for name in stale:  # changed, and its old content nowhere: read it, so it is reported as tampered
-        member = by_name[name]
-        if name not in found_home and name not in placed and member not in order:
+
+    def read_too(member: Path) -> None:  # a file beside the inputs joins them
+        if member not in order:
             order.insert(_first_index(order, inputs), member)
             extras.append(member)
-    if not homes:
-        if extras:
-            plan.extra_before.setdefault(str(inputs[0]), []).extend(extras)
-        return
+
+    oldest_home = min((rotation_order_key(home.name) for home in homes), default=None)
     for receiver_name, text in placed.items():
         receiver = by_name[receiver_name]
         plan.starts[str(receiver)] = text
-        if receiver not in order:  # a rotated file beside the inputs (e.g. audit.log.1.gz): read its tail
-            order.insert(_first_index(order, inputs), receiver)
-            extras.append(receiver)
+        read_too(receiver)  # e.g. audit.log.1.gz beside a named audit.log: its tail
     for name in found_home:
         if name not in placed:  # its old content lives on elsewhere: what is here now is new
-            member = by_name[name]
-            plan.starts[str(member)] = None
-            if member not in order:  # e.g. audit.log.1 beside a named audit.log, holding a newer generation
-                order.insert(_first_index(order, inputs), member)
-                extras.append(member)
-    # Generations rotated out after the old content and never read (two or more rotations between
-    # runs): read from their start, so nothing between the old tail and the new file is skipped.
-    oldest_home = min(rotation_order_key(home.name) for home in homes)
+            plan.starts[str(by_name[name])] = None
+            read_too(by_name[name])
     for member in members:
-        if member.name in unread and member.name not in placed and rotation_order_key(member.name) > oldest_home:
+        if member.name in placed or member.name in found_home:
+            continue
+        newer = oldest_home is not None and rotation_order_key(member.name) > oldest_home
+        if (newer and (member.name in unread or member.name in stale)) or (aged_out and member.name in unread):
+            # A generation rotated out after the old content (two or more rotations between runs),
+            # never read, or sitting where content that has since aged out was read: new, from its start.
             plan.starts[str(member)] = None
-            if member not in order:
-                order.insert(_first_index(order, inputs), member)
-                extras.append(member)
+            read_too(member)
+        elif member.name in stale:
+            read_too(member)  # changed, and its old content nowhere: read it, so it is reported as tampered
+    if not extras and not placed and not found_home and not any(str(m) in plan.starts for m in members):
+        return  # nothing moved in this family: named files keep the order given
     # Oldest first within the family, so the tail of the old file comes before the new file.
     positions = sorted(i for i, p in enumerate(order) if p.name in by_name and p.parent == folder)
     family_sorted = sorted((order[i] for i in positions), key=lambda p: rotation_order_key(p.name))
@@ -388,6 +388,31 @@ def accept_changed(kind_prefix: str, files: list[Path], accept: frozenset[str], 
         starts[str(path)] = None
         notes.append({"file": str(path), "reset": True, "previous_offset": doc.offset})
     return findings, notes
+
+
+def read_unread_family(plan: RotationPlan, accepted: list[Path], cursors: Mapping[str, str],
+                       source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]) -> None:
+    """After an accepted change, also read every file of the accepted files' rotation families
+    that was never read (from its start): whatever rotated past since the last run is then not
+    skipped; lines already in the ledger count as duplicates."""
+    for path in accepted:
+        folder = path.parent
+        names = _families_in(folder).get(rotation_base(path.name), [])
+        for name in names:
+            member = folder / name
+            text = cursors.get(source_id(member))
+            try:
+                unread = not text or load(text).offset == 0
+            except (ValueError, KeyError, TypeError):
+                unread = False
+            if not unread or member in plan.order:
+                continue
+            plan.starts[str(member)] = None
+            where = min((plan.order.index(p) for p in plan.order if p.parent == folder
+                         and rotation_order_key(p.name) > rotation_order_key(name)), default=len(plan.order))
+            plan.order.insert(where, member)
+            following = plan.order[where + 1] if where + 1 < len(plan.order) else path
+            plan.extra_before.setdefault(str(following), []).append(member)
 
 
 def check_accepted(accept: frozenset[str], collected: list[Path]) -> None:

@@ -19,7 +19,7 @@ from collector.sources import ci as ci_source
 from collector.sources.ci import CiEvents, CiOptions, CiTally, record_for, verify_github_signature
 from samples.make import story
 from tests.conftest import shared_data
-from tests.rotation_support import STEPS, run_steps
+from tests.rotation_support import KEEP, STEPS, run_steps
 from tests.fedledger_process import (
     SAMPLES_CI,
     collect_in_process,
@@ -478,9 +478,9 @@ def test_accept_changed_for_a_line_file_and_a_whole_file(tmp_path: Path) -> None
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=STEPS, as_folder=st.booleans())
+@given(steps=STEPS, as_folder=st.booleans(), keep=KEEP)
 def test_ci_line_files_through_any_rotations_lose_nothing(tmp_path_factory: pytest.TempPathFactory, steps: list[str],
-                                                          as_folder: bool) -> None:
+                                                          as_folder: bool, keep: int | None) -> None:
     """CI line files follow rotations like Vault's: every event written lands once, never as tampering
     (a folder's rotated events.jsonl.N are not inputs: they are found beside the live file)."""
     from collector.commands.ci_cmds import collect_ci
@@ -491,11 +491,22 @@ def test_ci_line_files_through_any_rotations_lose_nothing(tmp_path_factory: pyte
     with Ledger.create(root / "l.db", "test.example/ci", created="2026-11-25T00:00:00Z",
                        key_type="ecdsa-p256") as ledger:
 
-        def run(inputs: list[str]) -> tuple[int, list[object]]:
-            total, tally = collect_ci(ledger, inputs, CiOptions(), observed="2026-11-25T00:00:00Z")
-            return total.duplicates, list(tally.tampered)
+        def run(inputs: list[str], accept: list[str]) -> tuple[int, list[str]]:
+            total, tally = collect_ci(ledger, inputs, CiOptions(), observed="2026-11-25T00:00:00Z",
+                                      accept_changed=accept)
+            return total.duplicates, [line.split(": the first ", 1)[0] for line in tally.tampered]
 
         def stored() -> set[bytes]:  # a CI record's raw bytes are its line without the newline
             return {ledger.raw_bytes(seq) + b"\n" for seq in range(ledger.size) if ledger.raw_location(seq) is not None}
 
-        run_steps(root, "events.jsonl", steps, as_folder, pool, run, stored)
+        run_steps(root, "events.jsonl", steps, as_folder, pool, run, stored, keep)
+
+
+def test_a_ci_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    ledger = new_ledger(tmp_path)
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    (folder / "events.jsonl").write_bytes((EVENTS / "job-events.jsonl").read_bytes())
+    doc = summary(fedledger("--format", "json", "collect", "ci", str(folder), str(folder / "events.jsonl"),
+                            str(folder / "events.jsonl"), ledger=ledger))
+    assert (doc["read"], doc["duplicates"]) == (6, 0)

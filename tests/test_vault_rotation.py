@@ -21,7 +21,7 @@ from collector.commands.vault_cmds import run_collection
 from collector.rotation import CursorDoc, plan_rotations, rotation_base, rotation_order_key, sort_rotations_oldest_first
 from collector.sources.vault import VaultAuditLog
 from tests.pg_support import NEEDS_PG, pg_url  # noqa: F401  (pg_url: the fixture)
-from tests.rotation_support import STEPS, run_steps
+from tests.rotation_support import KEEP, STEPS, run_steps
 from tests.vault_support import OBSERVED, SAMPLES, collect, new_ledger, run_cli
 
 STORY = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)
@@ -315,35 +315,36 @@ def test_rotation_lands_the_same_in_postgresql(tmp_path: Path, pg_url: str) -> N
         assert ledger.size == reference_size(tmp_path, 60)
 
 
-def _run_steps(root: Path, steps: list[str], as_folder: bool) -> None:
+def _run_steps(root: Path, steps: list[str], as_folder: bool, keep: int | None) -> None:
     pool = iter(story_lines(5))
     with new_ledger(root) as ledger:
 
-        def run(inputs: list[str]) -> tuple[int, list[object]]:
-            summary, source = collect(ledger, inputs)
+        def run(inputs: list[str], accept: list[str]) -> tuple[int, list[str]]:
+            summary, source = collect(ledger, inputs, accept_changed=accept)
             assert summary.quarantined == 0
-            return summary.duplicates, list(source.tampered)
+            return summary.duplicates, [name for name, _ in source.tampered]
 
         def stored() -> set[bytes]:
             return {ledger.raw_bytes(seq) for seq in range(ledger.size) if ledger.raw_location(seq) is not None}
 
-        run_steps(root, "audit.log", steps, as_folder, pool, run, stored)
+        run_steps(root, "audit.log", steps, as_folder, pool, run, stored, keep)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=STEPS, as_folder=st.booleans())
+@given(steps=STEPS, as_folder=st.booleans(), keep=KEEP)
 def test_any_writes_rotations_and_runs_lose_nothing_and_read_nothing_twice(
-        tmp_path_factory: pytest.TempPathFactory, steps: list[str], as_folder: bool) -> None:
+        tmp_path_factory: pytest.TempPathFactory, steps: list[str], as_folder: bool, keep: int | None) -> None:
     """Any mix of writes, logrotate rotations (create, compress at once, copytruncate) and runs, with
     the file named or its folder given: every line written lands exactly once, never as tampering."""
-    _run_steps(tmp_path_factory.mktemp("rot"), steps, as_folder)
+    _run_steps(tmp_path_factory.mktemp("rot"), steps, as_folder, keep)
 
 
 @pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=STEPS, as_folder=st.booleans())
-def test_rotation_sequences_long_run(tmp_path_factory: pytest.TempPathFactory, steps: list[str], as_folder: bool) -> None:
-    _run_steps(tmp_path_factory.mktemp("rot"), steps, as_folder)
+@given(steps=STEPS, as_folder=st.booleans(), keep=KEEP)
+def test_rotation_sequences_long_run(tmp_path_factory: pytest.TempPathFactory, steps: list[str], as_folder: bool,
+                                    keep: int | None) -> None:
+    _run_steps(tmp_path_factory.mktemp("rot"), steps, as_folder, keep)
 
 
 @pytest.mark.parametrize("as_folder", [False, True])
@@ -367,3 +368,32 @@ def test_a_changed_rotated_file_is_reported_even_when_only_the_live_file_is_name
         rotated.write_bytes(data[:-300] + data[-300:].replace(b"2026", b"2025", 1))  # near its end
         summary, source = collect(ledger, inputs)
         assert [name for name, _ in source.tampered] == ([str(rotated)] if as_folder else [])
+
+
+def test_aged_out_content_under_a_rotated_name_is_not_tampering(tmp_path: Path) -> None:
+    """logrotate keeping 2: two rotations between runs drop what audit.log.1 held; the newer generation
+    now at audit.log.1 is read as new (not reported as tampered, not skipped)."""
+    logs, live = first_log(tmp_path)
+    one, two = logs / "audit.log.1", logs / "audit.log.2"
+
+    def rotate_keep_two() -> None:
+        if two.exists():
+            two.unlink()
+        if one.exists():
+            one.rename(two)
+        live.rename(one)
+
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [live])
+        rotate_keep_two()
+        append(live, LINES[30:40])
+        collect(ledger, [live])  # audit.log.1 now has a cursor of its own (LINES[:30])
+        append(live, LINES[40:50])
+        rotate_keep_two()  # LINES[:30] -> .2, LINES[30:50] -> .1
+        append(live, LINES[50:60])
+        rotate_keep_two()  # LINES[:30] dropped, LINES[30:50] -> .2, LINES[50:60] -> .1
+        append(live, LINES[60:70])
+        summary, source = collect(ledger, [live])
+        assert source.tampered == [] and summary.duplicates == 0
+        assert summary.read - source.findings == 30  # LINES[40:70]
+        assert ledger.size == reference_size(tmp_path, 70)

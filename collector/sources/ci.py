@@ -82,6 +82,7 @@ from collector.rotation import (
     accept_changed,
     check_accepted,
     plan_rotations,
+    read_unread_family,
     replaced_file_finding,
     sort_rotations_oldest_first,
 )
@@ -1270,6 +1271,8 @@ class SharedRotations:
                                                  lambda path: file_source_id(KIND, path), rotation_cursor,
                                                  format_time(utc_now()))
                 self.tally.accepted.extend(notes)
+                read_unread_family(plan, [Path(name) for name in findings], cursors,
+                                   lambda path: file_source_id(KIND, path), rotation_cursor)
                 for name, (event, statement, key) in findings.items():
                     self.replaced[name] = SourceRecord(location=name, line=None, raw=statement, event=event,
                                                        dedup_key=key, source_extra={"finding": True})
@@ -1293,6 +1296,14 @@ def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally,
             found.extend(sort_rotations_oldest_first_paths(list(iter_files([name], suffixes=FOLDER_SUFFIXES))))
         else:
             found.append(path)
+    seen: set[str] = set()
+    unique: list[Path | None] = []
+    for file in found:  # a file named twice (or also found under a named folder) is read once
+        key = "-" if file is None else str(file.resolve())
+        if key not in seen or file is None:
+            seen.add(key)
+            unique.append(file)
+    found = unique
     accepted = frozenset(str(Path(name).resolve()) for name in accept_changed)
     check_accepted(accepted, [p for p in found if p is not None])
     rotations = SharedRotations([p for p in found if p is not None and not p.name.endswith(WHOLE_FILE_SUFFIXES)],

@@ -64,7 +64,14 @@ from collector.canonical import MAX_SAFE_INTEGER, canonical_bytes_of_text_tree, 
 from collector.errors import MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines, rotation_cursor
-from collector.rotation import accept_changed, check_accepted, plan_rotations, sort_rotations_oldest_first
+from collector.rotation import (
+    RotationPlan,
+    accept_changed,
+    check_accepted,
+    plan_rotations,
+    read_unread_family,
+    sort_rotations_oldest_first,
+)
 from collector.timeutil import format_time, parse_time, utc_now
 
 KIND = "vault"
@@ -1013,10 +1020,10 @@ class VaultAuditLog(Source):
         files = [Path(name) for name in names if name != STDIN_NAME]
         plan = plan_rotations(files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
         self.rotations = [rotation.to_json() for rotation in plan.rotations]
+        replaced = self._accept_changed(files, cursors, plan)
         if plan.order != files:  # rotated files beside the inputs join them, oldest first; stdin keeps its place
             reordered = iter([str(path) for path in plan.order])
             names = [STDIN_NAME if name == STDIN_NAME else next(reordered) for name in names] + list(reordered)
-        replaced = self._accept_changed(files, cursors, plan.starts)
         for name in names:
             moved = False
             if name == STDIN_NAME:
@@ -1063,16 +1070,19 @@ class VaultAuditLog(Source):
             if last_mark is not None:
                 yield self._mark(*last_mark)
 
-    def _accept_changed(self, files: list[Path], cursors: Mapping[str, str], starts: dict[str, str | None]
+    def _accept_changed(self, files: list[Path], cursors: Mapping[str, str], plan: RotationPlan
                         ) -> dict[str, SourceRecord]:
         """Reset the cursor of each ``accept_changed`` file whose already-read part changed (and that
-        no rotation explains): it is read from its start after a ``vault.file_replaced`` finding."""
+        no rotation explains): it is read from its start after a ``vault.file_replaced`` finding,
+        and so is every file of its rotation family never read yet."""
         if not self.accept_changed:
             return {}
         check_accepted(self.accept_changed, files)
-        findings, self.accepted = accept_changed(KIND, files, self.accept_changed, cursors, starts,
+        findings, self.accepted = accept_changed(KIND, files, self.accept_changed, cursors, plan.starts,
                                                  lambda path: file_source_id(KIND, path), rotation_cursor,
                                                  format_time(utc_now()))
+        read_unread_family(plan, [Path(name) for name in findings], cursors, lambda path: file_source_id(KIND, path),
+                           rotation_cursor)
         return {name: SourceRecord(location=name, line=None, raw=statement, event=event, dedup_key=key,
                                    source_extra={"finding": True})
                 for name, (event, statement, key) in findings.items()}
