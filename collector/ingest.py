@@ -9,6 +9,7 @@ marks, so a killed run resumes exactly where the last committed batch ended.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -313,11 +314,14 @@ class FileCursor:
     line: int
     prefix_sha256: str
     head_sha256: str | None = None
+    read_at: int | None = None  # Unix time of the read (collector.rotation: what was rotated in since)
 
     def doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"offset": self.offset, "line": self.line, "prefix_sha256": self.prefix_sha256}
         if self.head_sha256 is not None:
             doc["head_sha256"] = self.head_sha256
+        if self.read_at is not None:
+            doc["read_at"] = self.read_at
         return doc
 
     def dumps(self) -> str:
@@ -328,9 +332,9 @@ class FileCursor:
         if not text:
             return FileCursor(0, 0, _EMPTY_SHA256, _EMPTY_SHA256)
         doc = orjson.loads(text)
-        head = doc.get("head_sha256")
+        head, read_at = doc.get("head_sha256"), doc.get("read_at")
         return FileCursor(int(doc["offset"]), int(doc["line"]), str(doc["prefix_sha256"]),
-                          None if head is None else str(head))
+                          None if head is None else str(head), None if read_at is None else int(read_at))
 
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -339,7 +343,7 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 def rotation_cursor(text: str) -> CursorDoc:
     """A stored file cursor as :func:`collector.rotation.plan_rotations` reads it."""
     cursor = FileCursor.loads(text)
-    return CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256, cursor.line)
+    return CursorDoc(cursor.offset, cursor.prefix_sha256, cursor.head_sha256, cursor.line, cursor.read_at)
 
 
 class SourceTampered(IntegrityError):
@@ -363,6 +367,7 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Itera
     except OSError as exc:
         raise SourceUnavailable(f"cannot read: {exc.strerror}", location=str(path)) from None
     with handle:
+        read_at = int(time.time())  # before reading: a file rotated in later has a later ctime
         prefix = hashlib.sha256()
         head = bytearray()
         remaining = cursor.offset
@@ -406,7 +411,8 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Itera
                 if len(head) >= HEAD_BYTES:
                     head_sha256 = hashlib.sha256(head).hexdigest()
             offset += consumed
-            yield FileCursor(offset, number, prefix.hexdigest(), head_sha256 or hashlib.sha256(head).hexdigest())
+            yield FileCursor(offset, number, prefix.hexdigest(), head_sha256 or hashlib.sha256(head).hexdigest(),
+                             read_at)
 
 
 def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Iterator[Path]:

@@ -87,6 +87,7 @@ class CursorDoc:
     prefix_sha256: str
     head_sha256: str | None
     line: int = 0  # lines read before the offset
+    read_at: int | None = None  # Unix time of the read that made the cursor (None: from before it existed)
 
 
 @dataclass
@@ -111,6 +112,9 @@ class RotationPlan:
     rotations: list[Rotation] = field(default_factory=list)
     # str(input) -> rotated files beside the inputs (not inputs themselves) to read just before it
     extra_before: dict[str, list[Path]] = field(default_factory=dict)
+    # names that no longer exist whose cursors are done with (moved on, or content aged out): the
+    # source resets them, so a later file of that name is not judged by what another file held
+    forget: list[Path] = field(default_factory=list)
 
 
 def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Callable[[Path], str],
@@ -179,21 +183,37 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
     # Members that can take a moved cursor: unread ones, or ones whose cursor is stale.
     receivers = [m for m in members if m.name in unread or m.name in stale]
     homeless: list[tuple[Path, CursorDoc, str]] = [(by_name[name], doc, texts[name]) for name, doc in stale.items()]
-    if receivers:
-        for path, text in gone:
-            try:
-                doc = load(text)
-            except (ValueError, KeyError, TypeError):
-                continue
-            if doc.offset > 0:
+    looked: list[int] = [doc.read_at for doc in own.values() if doc.read_at is not None]
+    for path, text in gone:
+        try:
+            doc = load(text)
+        except (ValueError, KeyError, TypeError):
+            continue
+        if doc.offset > 0:
+            plan.forget.append(path)
+            if receivers:
                 homeless.append((path, doc, text))
-    if not homeless:
+        if doc.read_at is not None:
+            looked.append(doc.read_at)
+    # Files never read that were renamed or made after the family was last read (their inode change
+    # time): generations rotated in since, e.g. lines written to a file seen empty, then rotated.
+    new_generations: set[str] = set()
+    if looked:
+        last_look = max(looked)
+        for member in members:
+            if member.name in unread:
+                try:
+                    if member.stat().st_ctime >= last_look:
+                        new_generations.add(member.name)
+                except OSError:
+                    continue
+    if not homeless and not new_generations:
         return
+    aged_out = False  # a file read before is gone and its content is nowhere: the family was rotated since
     placed: dict[str, str] = {}  # receiver name -> the cursor text it takes
     reach: dict[str, int] = {m.name: own[m.name].offset for m in members if m.name not in unread and m.name not in stale}
     homes: list[Path] = []
     found_home: set[str] = set()  # existing members whose old content lives on under another name
-    aged_out = False  # a file read before is gone and its content is nowhere: the family was rotated since
     for old, doc, text in sorted(homeless, key=lambda item: -item[1].offset):
         for receiver in receivers:
             if receiver.name == old.name or receiver.name in placed:
@@ -208,6 +228,9 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
                 break
         else:
             aged_out = aged_out or old.name not in by_name
+    # A file read before that is gone with its content counts as aged out only when the family was
+    # really rotated since (a generation rotated in, or content moved): a file merely deleted is not.
+    aged_out = aged_out and bool(new_generations or homes)
     # A content already read, and held, under another name (e.g. a run between copytruncate's copy
     # and its truncation read audit.log.1 as a new file; or an older cursor of the same content that
     # just moved): nothing more to move, but what the old path holds now is new.
@@ -243,9 +266,10 @@ def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs:
         if member.name in placed or member.name in found_home:
             continue
         newer = oldest_home is not None and rotation_order_key(member.name) > oldest_home
-        if (newer and (member.name in unread or member.name in stale)) or (aged_out and member.name in unread):
-            # A generation rotated out after the old content (two or more rotations between runs),
-            # never read, or sitting where content that has since aged out was read: new, from its start.
+        if ((newer or aged_out) and (member.name in unread or member.name in stale)) or member.name in new_generations:
+            # A generation rotated out after the old content (two or more rotations between runs), or
+            # after content that has since aged out: never read, or sitting where content that has since
+            # aged out was read: new, from its start.
             plan.starts[str(member)] = None
             read_too(member)
         elif member.name in stale:
@@ -393,26 +417,27 @@ def accept_changed(kind_prefix: str, files: list[Path], accept: frozenset[str], 
 def read_unread_family(plan: RotationPlan, accepted: list[Path], cursors: Mapping[str, str],
                        source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]) -> None:
     """After an accepted change, also read every file of the accepted files' rotation families
-    that was never read (from its start): whatever rotated past since the last run is then not
-    skipped; lines already in the ledger count as duplicates."""
+    that was never read (from its start, oldest first, just before the accepted file): whatever
+    rotated past since the last run is then not skipped; lines already in the ledger count as
+    duplicates."""
     for path in accepted:
         folder = path.parent
-        names = _families_in(folder).get(rotation_base(path.name), [])
-        for name in names:
+        added = []
+        for name in _families_in(folder).get(rotation_base(path.name), []):
             member = folder / name
             text = cursors.get(source_id(member))
             try:
                 unread = not text or load(text).offset == 0
             except (ValueError, KeyError, TypeError):
                 unread = False
-            if not unread or member in plan.order:
-                continue
-            plan.starts[str(member)] = None
-            where = min((plan.order.index(p) for p in plan.order if p.parent == folder
-                         and rotation_order_key(p.name) > rotation_order_key(name)), default=len(plan.order))
-            plan.order.insert(where, member)
-            following = plan.order[where + 1] if where + 1 < len(plan.order) else path
-            plan.extra_before.setdefault(str(following), []).append(member)
+            if unread and member not in plan.order:
+                plan.starts[str(member)] = None
+                added.append(member)
+        added.sort(key=lambda member: rotation_order_key(member.name))
+        where = plan.order.index(path) if path in plan.order else len(plan.order)
+        plan.order[where:where] = added
+        if added:
+            plan.extra_before.setdefault(str(path), []).extend(added)
 
 
 def check_accepted(accept: frozenset[str], collected: list[Path]) -> None:

@@ -57,12 +57,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import hashlib
 import hmac
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -1143,6 +1145,10 @@ class CiEvents(Source):
         else:
             plan = self.rotations.plan(cursors) if self.rotations is not None else None
             here = str(self.path)
+            if plan is not None and self.rotations is not None and not self.rotations.forgotten:
+                self.rotations.forgotten = True  # cursors of names that no longer exist: done with
+                for gone in plan.forget:
+                    yield CursorMark(file_source_id(self.kind, gone), FileCursor.loads(None).dumps())
             if plan is not None:
                 for extra in plan.extra_before.get(here, []):  # a rotated file beside the inputs: its tail first
                     extra_id = file_source_id(self.kind, extra)
@@ -1179,18 +1185,23 @@ class CiEvents(Source):
             return
         except StopIteration:
             first = None
+        marked = False
         if moved:  # the cursor now belongs to this path
-            yield CursorMark(source_id, cursor.dumps())
+            yield CursorMark(source_id, dataclasses.replace(cursor, read_at=int(time.time())).dumps())
+            marked = True
         items = [first] if first is not None else []
         for item in _chain(items, lines):
             if isinstance(item, FileCursor):
                 end = item.offset
                 yield CursorMark(source_id, item.dumps())
+                marked = True
                 continue
             if not item.data.strip():
                 continue
             data = item.data[:-1] if item.data.endswith(b"\r") else item.data
             yield record_for(data, item.path, item.number, self.options, self.tally)
+        if not marked and cursor.offset == 0 and cursor.read_at is None:  # first seen empty: when (collector.rotation)
+            yield CursorMark(source_id, dataclasses.replace(cursor, read_at=int(time.time())).dumps())
         try:
             size = end if path.name.endswith(".gz") else os.path.getsize(path)
         except OSError:
@@ -1257,6 +1268,7 @@ class SharedRotations:
         self.files, self.tally = files, tally
         self.accept_changed = accept_changed  # resolved paths the operator accepts as changed
         self.replaced: dict[str, SourceRecord] = {}  # str(path) -> its ci.file_replaced finding
+        self.forgotten = False  # whether the plan's forgotten cursors were reset (by the first file read)
         self._plan: RotationPlan | None = None
 
     def accepts(self, path: Path) -> bool:

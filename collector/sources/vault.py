@@ -1021,6 +1021,8 @@ class VaultAuditLog(Source):
         plan = plan_rotations(files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
         self.rotations = [rotation.to_json() for rotation in plan.rotations]
         replaced = self._accept_changed(files, cursors, plan)
+        for gone in plan.forget:  # cursors of names that no longer exist: done with (collector.rotation)
+            yield self._mark(file_source_id(KIND, gone), FileCursor.loads(None).doc())
         if plan.order != files:  # rotated files beside the inputs join them, oldest first; stdin keeps its place
             reordered = iter([str(path) for path in plan.order])
             names = [STDIN_NAME if name == STDIN_NAME else next(reordered) for name in names] + list(reordered)
@@ -1040,21 +1042,28 @@ class VaultAuditLog(Source):
                 items = read_lines(path, start, chunk=self.chunk_size)
                 base = start.doc()
             self.files += 1
+            marked = False
             try:
                 if moved:  # the moved cursor is claimed for this path only once its prefix checked out
                     first = next(items, None)
                     if name in replaced:
                         self.findings += 1
                         yield replaced[name]
+                    base["read_at"] = int(time.time())
                     yield self._mark(source_id, base)
+                    marked = True
                     if first is not None:
                         items = itertools.chain((first,), items)
                 for item in items:
                     if isinstance(item, FileCursor):
                         base = item.doc()
                         yield self._mark(source_id, base)
+                        marked = True
                         continue
                     yield from self._line(item)
+                if not marked and name != STDIN_NAME and base.get("offset") == 0 and base.get("read_at") is None:
+                    base["read_at"] = int(time.time())  # first seen empty: when (collector.rotation)
+                    yield self._mark(source_id, base)
             except SourceTampered as exc:
                 self.tampered.append((name, str(exc)))
                 continue
