@@ -24,9 +24,16 @@ Cursors of family names that no longer exist (``audit.log.1`` after it became
 of ``maxcount``) they are left alone: content that aged out of the folder is not a finding.
 Compressed rotations (``.gz``) are read through gzip, offsets counting uncompressed bytes.
 
+Files of the family never read that were made or renamed after the family was last read
+(their inode change time against the cursors' ``read_at``) are generations rotated in since,
+e.g. lines written to a file seen empty and then rotated: they are read from their start.
+Content dropped by logrotate's keep count while the family was rotated is not a finding; a
+file merely deleted, with no rotation since, is.
+
 A change no rotation explains stays tampering until an operator accepts it
 (``--accept-changed``, :func:`accept_changed`): then a ``*.file_replaced`` finding records
-what had been read, and the file is read from its start.
+what had been read, and the file is read from its start, with every never-read file of its
+family (:func:`read_unread_family`).
 """
 
 from __future__ import annotations
