@@ -138,33 +138,33 @@ def plan_rotations(files: list[Path], cursors: Mapping[str, str], source_id: Cal
     for path in files:
         families.setdefault((str(path.parent), rotation_base(path.name)), []).append(path)
     listings: dict[str, dict[str, list[str]]] = {}  # folder -> base -> names (one listing per folder)
+    by_family: dict[tuple[str, str], list[str]] | None = None  # cursor ids' (folder part, base) -> names
     for (folder, base), members in families.items():
         if folder not in listings:
             listings[folder] = _families_in(Path(folder))
         names = listings[folder].get(base, [])
         siblings = [Path(folder) / name for name in names]
         # cursors of family names that no longer exist: their content may live on under another name
+        if by_family is None:
+            by_family = _cursor_names(cursors)
+        sample = source_id(Path(folder) / base)  # the id a family name has: "<kind>:<folder>/<name>"
         present = set(names)
-        gone = [(Path(folder) / name, text) for name in _gone_names(Path(folder), base, present, cursors, source_id)
-                if (text := cursors.get(source_id(Path(folder) / name)))]
+        gone = [(Path(folder) / name, cursors[source_id(Path(folder) / name)])
+                for name in by_family.get((sample[: sample.rfind("/") + 1], base), [])
+                if name not in present and source_id(Path(folder) / name) in cursors]
         _plan_family(plan, Path(folder), siblings, members, cursors, source_id, load, gone)
     return plan
 
 
-def _gone_names(folder: Path, base: str, present: set[str], cursors: Mapping[str, str],
-                source_id: Callable[[Path], str]) -> list[str]:
-    """Names of *base*'s family in *folder* that have a cursor but no file (``audit.log.1`` after
-    ``audit.log.1`` became ``audit.log.2``), found by the cursor ids a family name would have."""
-    sample = source_id(folder / base)
-    cut = sample.rfind(base)
-    prefix = sample[:cut]
-    found = []
+def _cursor_names(cursors: Mapping[str, str]) -> dict[tuple[str, str], list[str]]:
+    """Cursor ids by (everything up to the last ``/``, the rotation base of the rest): one pass over
+    all cursors, so finding the names gone from a family costs a lookup, not a scan per family."""
+    found: dict[tuple[str, str], list[str]] = {}
     for sid in cursors:
-        if sid.startswith(prefix) and "/" not in sid[cut:]:
-            name = sid[cut:]
-            if name not in present and rotation_base(name) == base:
-                found.append(name)
-    return sorted(found)
+        head, slash, name = sid.rpartition("/")
+        if slash:
+            found.setdefault((head + slash, rotation_base(name)), []).append(name)
+    return found
 
 
 def _plan_family(plan: RotationPlan, folder: Path, siblings: list[Path], inputs: list[Path],
