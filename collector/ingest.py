@@ -8,6 +8,7 @@ marks, so a killed run resumes exactly where the last committed batch ended.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -354,13 +355,19 @@ def file_source_id(kind: str, path: Path) -> str:
     return f"{kind}:{Path(path).resolve()}"
 
 
-def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Iterator[Line | FileCursor]:
+def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: bool = False
+               ) -> Iterator[Line | FileCursor]:
     """Complete lines after *cursor*, then a :class:`FileCursor` at the end of each chunk.
 
     The part before the cursor is hashed again and must match, else
     :class:`SourceTampered`. A last line with no newline is left unread (the file
     may still be written); it is read once its newline arrives. A ``.gz`` file (a
     compressed rotation) is read through gzip; offsets count uncompressed bytes.
+
+    With *claim* (a cursor that a rotation moved to this path, :mod:`collector.rotation`),
+    *cursor* itself comes first, once its prefix checked out, so it is stored under this
+    path even when nothing new follows. A file seen empty for the first time also gets a
+    cursor (with its ``read_at``), so later runs know when the family was last looked at.
     """
     try:
         handle = open_log(path)
@@ -389,6 +396,9 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Itera
             )
         offset, number, carry = cursor.offset, cursor.line, b""
         head_sha256 = hashlib.sha256(head).hexdigest() if len(head) >= HEAD_BYTES else None
+        marked = claim
+        if claim:
+            yield dataclasses.replace(cursor, read_at=read_at)
         while True:
             try:
                 block = handle.read(chunk)
@@ -413,6 +423,9 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20) -> Itera
             offset += consumed
             yield FileCursor(offset, number, prefix.hexdigest(), head_sha256 or hashlib.sha256(head).hexdigest(),
                              read_at)
+            marked = True
+        if not marked and cursor.offset == 0 and cursor.read_at is None:
+            yield dataclasses.replace(cursor, read_at=read_at)
 
 
 def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Iterator[Path]:

@@ -57,14 +57,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import functools
 import hashlib
 import hmac
 import os
 import re
 import sys
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -1177,7 +1175,7 @@ class CiEvents(Source):
 
     def _lines(self, path: Path, source_id: str, cursor: FileCursor, moved: bool = False) -> Iterator[SourceItem]:
         end = cursor.offset
-        lines = read_lines(path, cursor)
+        lines = read_lines(path, cursor, claim=moved)
         try:
             first = next(lines)
         except SourceTampered as exc:
@@ -1185,23 +1183,16 @@ class CiEvents(Source):
             return
         except StopIteration:
             first = None
-        marked = False
-        if moved:  # the cursor now belongs to this path
-            yield CursorMark(source_id, dataclasses.replace(cursor, read_at=int(time.time())).dumps())
-            marked = True
         items = [first] if first is not None else []
         for item in _chain(items, lines):
             if isinstance(item, FileCursor):
                 end = item.offset
                 yield CursorMark(source_id, item.dumps())
-                marked = True
                 continue
             if not item.data.strip():
                 continue
             data = item.data[:-1] if item.data.endswith(b"\r") else item.data
             yield record_for(data, item.path, item.number, self.options, self.tally)
-        if not marked and cursor.offset == 0 and cursor.read_at is None:  # first seen empty: when (collector.rotation)
-            yield CursorMark(source_id, dataclasses.replace(cursor, read_at=int(time.time())).dumps())
         try:
             size = end if path.name.endswith(".gz") else os.path.getsize(path)
         except OSError:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
-import itertools
 import os
 import re
 import sys
@@ -1039,31 +1038,19 @@ class VaultAuditLog(Source):
                     start, moved = FileCursor.loads(plan.starts[name]), True
                 else:
                     start = FileCursor.loads(cursors.get(source_id))
-                items = read_lines(path, start, chunk=self.chunk_size)
+                items = read_lines(path, start, chunk=self.chunk_size, claim=moved)
                 base = start.doc()
             self.files += 1
-            marked = False
             try:
-                if moved:  # the moved cursor is claimed for this path only once its prefix checked out
-                    first = next(items, None)
-                    if name in replaced:
-                        self.findings += 1
-                        yield replaced[name]
-                    base["read_at"] = int(time.time())
-                    yield self._mark(source_id, base)
-                    marked = True
-                    if first is not None:
-                        items = itertools.chain((first,), items)
+                if name in replaced:  # accepted: read from its start, after the finding that says so
+                    self.findings += 1
+                    yield replaced[name]
                 for item in items:
                     if isinstance(item, FileCursor):
                         base = item.doc()
                         yield self._mark(source_id, base)
-                        marked = True
                         continue
                     yield from self._line(item)
-                if not marked and name != STDIN_NAME and base.get("offset") == 0 and base.get("read_at") is None:
-                    base["read_at"] = int(time.time())  # first seen empty: when (collector.rotation)
-                    yield self._mark(source_id, base)
             except SourceTampered as exc:
                 self.tampered.append((name, str(exc)))
                 continue
