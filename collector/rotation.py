@@ -47,6 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import orjson
+
+from collector.evidence import SourceRecord
+
 # name = base + rotation suffix: ".1", ".12", "-20261125", "-20261125-1700", "-2026-11-25T17:00"
 # (then optionally ".gz"), or just ".gz"
 _ROTATION = re.compile(r"^(?P<base>.+?)(?P<rot>\.\d{1,4}|-\d{4}-?\d\d-?\d\d(?:[T_-]?[\d:.-]*)?)?(?P<gz>\.gz)?$")
@@ -354,16 +358,17 @@ def holds_read_content(path: Path, doc: CursorDoc) -> bool:
     return _fits(path, doc, cheap=False)
 
 
-def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, now: str
-                          ) -> tuple[dict[str, object], bytes, str]:
-    """The event, the statement stored as its raw bytes, and the dedup key of an operator's
-    ``--accept-changed`` for *path*: its already-read part changed (nothing beside it holds
-    it), and its cursor is reset so what it holds now is read from its start.
+def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc) -> SourceRecord:
+    """The ``<kind>.file_replaced`` finding of an operator's ``--accept-changed`` for *path*: its
+    already-read part changed (nothing beside it holds it), and its cursor is reset so what it
+    holds now is read from its start.
 
     The finding keeps what the ledger knew of the old content (its length, line count and
     SHA-256) and the new file's size and first-bytes SHA-256; never content. One per old
     content: accepting the same change again adds nothing.
     """
+    from collector.timeutil import format_time, utc_now
+
     try:
         size = path.stat().st_size
         with open_log(path) as handle:
@@ -377,7 +382,7 @@ def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, now: 
     }
     kind = f"{kind_prefix}.file_replaced"
     event: dict[str, object] = {
-        "time": now,
+        "time": format_time(utc_now()),
         "kind": kind,
         "actor": None,
         "action": "accept changed file",
@@ -387,37 +392,33 @@ def replaced_file_finding(kind_prefix: str, path: Path, doc: CursorDoc, *, now: 
         "correlation": {},
         "attrs": attrs,
     }
-    statement = json_statement({"finding": kind, **attrs})
-    return event, statement, f"{kind}:{path}:{doc.offset}:{doc.prefix_sha256}"
-
-
-def json_statement(doc: dict[str, object]) -> bytes:
-    import orjson
-
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"\n"
+    statement = orjson.dumps({"finding": kind, **attrs}, option=orjson.OPT_SORT_KEYS) + b"\n"
+    return SourceRecord(location=str(path), line=None, raw=statement, event=event,
+                        dedup_key=f"{kind}:{path}:{doc.offset}:{doc.prefix_sha256}", source_extra={"finding": True})
 
 
 def accept_changed(kind_prefix: str, files: list[Path], accept: frozenset[str], cursors: Mapping[str, str],
-                   starts: dict[str, str | None], source_id: Callable[[Path], str],
-                   load: Callable[[str], CursorDoc], now: str
-                   ) -> tuple[dict[str, tuple[dict[str, object], bytes, str]], list[dict[str, object]]]:
+                   plan: RotationPlan, source_id: Callable[[Path], str], load: Callable[[str], CursorDoc]
+                   ) -> tuple[dict[str, SourceRecord], list[dict[str, object]]]:
     """An operator's ``--accept-changed``: for each of *files* whose resolved path is in *accept*
-    and whose already-read part changed (no rotation in *starts* explains it), its finding
-    (:func:`replaced_file_finding`) by ``str(path)``, with *starts* set to read it from its start;
-    and a note per accepted file (``reset`` false when there was nothing to accept)."""
-    findings: dict[str, tuple[dict[str, object], bytes, str]] = {}
+    and whose already-read part changed (no rotation in *plan* explains it), its finding
+    (:func:`replaced_file_finding`) by ``str(path)``, with *plan* set to read it from its start
+    and every never-read file of its family too (:func:`read_unread_family`); and a note per
+    accepted file (``reset`` false when there was nothing to accept)."""
+    findings: dict[str, SourceRecord] = {}
     notes: list[dict[str, object]] = []
     for path in files:
         if str(path.resolve()) not in accept:
             continue
         text = cursors.get(source_id(path))
         doc = load(text) if text else None
-        if doc is None or doc.offset == 0 or str(path) in starts or holds_read_content(path, doc):
+        if doc is None or doc.offset == 0 or str(path) in plan.starts or holds_read_content(path, doc):
             notes.append({"file": str(path), "reset": False})
             continue
-        findings[str(path)] = replaced_file_finding(kind_prefix, path, doc, now=now)
-        starts[str(path)] = None
+        findings[str(path)] = replaced_file_finding(kind_prefix, path, doc)
+        plan.starts[str(path)] = None
         notes.append({"file": str(path), "reset": True, "previous_offset": doc.offset})
+    read_unread_family(plan, [Path(name) for name in findings], cursors, source_id, load)
     return findings, notes
 
 

@@ -82,7 +82,6 @@ from collector.rotation import (
     accept_changed,
     check_accepted,
     plan_rotations,
-    read_unread_family,
     replaced_file_finding,
     sort_rotations_oldest_first,
 )
@@ -94,7 +93,7 @@ from collector.oidc import (
     token_sha256,
     verify_id_token,
 )
-from collector.timeutil import format_time, parse_time, utc_now
+from collector.timeutil import format_time, parse_time
 
 KIND = "ci"
 MAX_RECORD_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
@@ -1226,12 +1225,9 @@ class CiEvents(Source):
                     self.tally.accepted.append({"file": str(self.path), "reset": False})
                 return
             if self.rotations is not None and self.rotations.accepts(self.path):
-                event, statement, key = replaced_file_finding(
-                    KIND, self.path, CursorDoc(previous.offset, previous.prefix_sha256, None, previous.line),
-                    now=format_time(utc_now()))
                 self.tally.accepted.append({"file": str(self.path), "reset": True, "previous_offset": previous.offset})
-                yield SourceRecord(location=str(self.path), line=None, raw=statement, event=event, dedup_key=key,
-                                   source_extra={"finding": True})
+                yield replaced_file_finding(
+                    KIND, self.path, CursorDoc(previous.offset, previous.prefix_sha256, None, previous.line))
                 cursor_text = None  # read as a new file below
         if cursor_text:
             self.tally.tampered.append(f"{self.path}: the file changed since it was read (was {previous.offset} "
@@ -1270,15 +1266,9 @@ class SharedRotations:
             plan = plan_rotations(self.files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
             self.tally.rotations.extend(rotation.to_json() for rotation in plan.rotations)
             if self.accept_changed:
-                findings, notes = accept_changed(KIND, self.files, self.accept_changed, cursors, plan.starts,
-                                                 lambda path: file_source_id(KIND, path), rotation_cursor,
-                                                 format_time(utc_now()))
+                self.replaced, notes = accept_changed(KIND, self.files, self.accept_changed, cursors, plan,
+                                                      lambda path: file_source_id(KIND, path), rotation_cursor)
                 self.tally.accepted.extend(notes)
-                read_unread_family(plan, [Path(name) for name in findings], cursors,
-                                   lambda path: file_source_id(KIND, path), rotation_cursor)
-                for name, (event, statement, key) in findings.items():
-                    self.replaced[name] = SourceRecord(location=name, line=None, raw=statement, event=event,
-                                                       dedup_key=key, source_extra={"finding": True})
             self._plan = plan
         return self._plan
 

@@ -68,10 +68,9 @@ from collector.rotation import (
     accept_changed,
     check_accepted,
     plan_rotations,
-    read_unread_family,
     sort_rotations_oldest_first,
 )
-from collector.timeutil import format_time, parse_time, utc_now
+from collector.timeutil import format_time, parse_time
 
 KIND = "vault"
 HMAC_PREFIX = "hmac-sha256:"
@@ -1074,14 +1073,9 @@ class VaultAuditLog(Source):
         if not self.accept_changed:
             return {}
         check_accepted(self.accept_changed, files)
-        findings, self.accepted = accept_changed(KIND, files, self.accept_changed, cursors, plan.starts,
-                                                 lambda path: file_source_id(KIND, path), rotation_cursor,
-                                                 format_time(utc_now()))
-        read_unread_family(plan, [Path(name) for name in findings], cursors, lambda path: file_source_id(KIND, path),
-                           rotation_cursor)
-        return {name: SourceRecord(location=name, line=None, raw=statement, event=event, dedup_key=key,
-                                   source_extra={"finding": True})
-                for name, (event, statement, key) in findings.items()}
+        findings, self.accepted = accept_changed(KIND, files, self.accept_changed, cursors, plan,
+                                                 lambda path: file_source_id(KIND, path), rotation_cursor)
+        return findings
 
     def _mark(self, source_id: str, base: dict[str, Any]) -> CursorMark:
         self.state.generation += 1
