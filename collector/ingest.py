@@ -25,6 +25,7 @@ from collector.ledger import EntryPartsMaker, Ledger, NewEntry, PreparedEntry, Q
 from collector.store import EvidenceStore
 
 DEFAULT_BATCH = 5000
+NOTES_KEPT = 50  # quarantined records an IngestSummary keeps for the command to show (all are in the ledger)
 _NO_EVENT: dict[str, object] = {}  # NewEntry.event when the source handed over event_bytes only
 
 
@@ -40,9 +41,11 @@ class IngestSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     first_seq: int | None = None
     size: int = 0
+    notes: list[QuarantineRow] = field(default_factory=list)  # the first NOTES_KEPT quarantined records
 
     def add(self, other: IngestSummary) -> None:
         self.read += other.read
+        self.notes += other.notes[: max(0, NOTES_KEPT - len(self.notes))]
         self.appended += other.appended
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
@@ -285,6 +288,7 @@ def commit(ledger: Ledger, staged: StagedBatch, *, summary: IngestSummary, obser
                            raw_index=staged.raw_index, quarantine=staged.quarantine, updated=observed)
     summary.read += staged.read
     summary.quarantined += staged.quarantined
+    summary.notes += staged.quarantine[: max(0, NOTES_KEPT - len(summary.notes))]
     for reason, count in staged.reasons.items():
         summary.reasons[reason] = summary.reasons.get(reason, 0) + count
     summary.appended += result.appended

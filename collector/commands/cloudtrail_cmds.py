@@ -1,4 +1,9 @@
-"""CloudTrail commands: ``collect cloudtrail``, ``cloudtrail validate``, ``cloudtrail download``."""
+"""CloudTrail commands: ``collect cloudtrail``, ``cloudtrail validate``, ``cloudtrail download``.
+
+Exit codes of ``collect cloudtrail``: 0 every record became an entry or a duplicate and the
+digest chain validated (or was skipped); 1 some records were quarantined or the chain has an
+INVALID verdict (everything is recorded first); 2 unusable input; 3 a source is unavailable.
+"""
 
 from __future__ import annotations
 
@@ -95,20 +100,30 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                                     requested=requested)
                 summary.add(ingest(ledger, verdicts.collect({}), kind=verdicts.kind, source_id=verdicts.source_id,
                                    observed=observed))
+        notes = [{"location": n.location, "line": n.line, "reason": n.reason} for n in summary.notes]
+        ok = not summary.quarantined and (report is None or report.ok)
         if OPTIONS.json:
             doc = summary.to_json()
             doc["files_skipped"] = source.files_skipped
+            doc["quarantined_records"] = notes
+            doc["ok"] = ok
             if report is not None:
                 doc["digests"] = {"ok": report.ok, "tally": report.tally()}
             emit_json("fedledger.collect-cloudtrail", doc)
         else:
+            for note in notes:
+                where = note["location"] if note["line"] is None else f"{note['location']}#{note['line']}"
+                err(f"quarantined: {where}: {note['reason']}")
+            if summary.quarantined > len(notes):
+                err(f"quarantined: ... {summary.quarantined - len(notes)} more (fedledger keeps them in its "
+                    "quarantine table)")
             out(summary.line())
             if report is not None:
                 for verdict in report.verdicts:
                     if verdict.status != "valid":
                         out(verdict.line())
                 out("digests: " + report.tally())
-        if report is not None and not report.ok:
+        if not ok:  # quarantined records or an invalid chain: the good records are still committed
             raise typer.Exit(1)
 
     @cloudtrail_app.command("validate")

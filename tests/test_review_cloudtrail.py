@@ -1,0 +1,52 @@
+"""Defects found by an adversarial review of `collect cloudtrail` and `cloudtrail validate`."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from collector.cli import app
+from samples.make import cloudtrail as mk
+from tests.conftest import REPO
+
+SAMPLES = REPO / "samples" / "cloudtrail"
+KEYS = SAMPLES / "public-keys.json"
+OBSERVED = "2026-11-25T00:00:00Z"
+
+
+def _init(tmp_path: Path) -> tuple[CliRunner, Path]:
+    runner = CliRunner()
+    tmp_path.mkdir(exist_ok=True)
+    db = tmp_path / "l.db"
+    assert runner.invoke(app, ["--ledger", str(db), "init", "--origin", "t.gov/ct"]).exit_code == 0
+    return runner, db
+
+
+def test_quarantined_records_fail_the_run_and_name_their_file(tmp_path: Path) -> None:
+    """README: exit 1 when anything was quarantined; the user must be told which file and why."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    body = mk.log_body(mk.background(mk.CHAIN_START, 2))
+    (folder / "good.json.gz").write_bytes(gzip.compress(body, mtime=0))
+    whole = gzip.compress(mk.log_body(mk.background(mk.CHAIN_START + mk.HOUR, 2)), mtime=0)
+    (folder / "cut.json.gz").write_bytes(whole[: len(whole) // 2])
+    runner, db = _init(tmp_path)
+    got = runner.invoke(app, ["--ledger", str(db), "--as-of", OBSERVED, "collect", "cloudtrail", str(folder),
+                              "--skip-digests"])
+    assert got.exit_code == 1, got.output
+    assert "2 appended" in got.stdout and "1 quarantined" in got.stdout
+    assert f"{folder / 'cut.json.gz'}" in got.stderr and "truncated gzip file" in got.stderr
+    again = runner.invoke(app, ["--ledger", str(db), "--as-of", OBSERVED, "collect", "cloudtrail", str(folder),
+                                "--skip-digests"])
+    assert again.exit_code == 0 and "0 read" in again.stdout  # recorded once; nothing new to read
+    runner, db = _init(tmp_path / "json")
+    js = runner.invoke(app, ["--ledger", str(db), "--as-of", OBSERVED, "--format", "json", "collect", "cloudtrail",
+                             str(folder), "--skip-digests"])
+    doc = orjson.loads(js.stdout)
+    assert js.exit_code == 1 and doc["quarantined"] == 1 and doc["ok"] is False
+    assert doc["quarantined_records"] == [{"location": str(folder / "cut.json.gz"), "line": None,
+                                           "reason": "truncated gzip file"}]
