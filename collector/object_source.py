@@ -96,7 +96,9 @@ class LocalFolderProvider(ObjectProvider):
     SIDECAR = ".meta.json"
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        # Absolute (not symlink-resolved, like the attestation source ids): locations, cursor ids and
+        # dedup keys must not depend on the working directory or on how the folder was spelled.
+        self.root = Path(os.path.abspath(root))
         if not self.root.is_dir():
             raise SourceUnavailable("no such folder", location=str(self.root))
 

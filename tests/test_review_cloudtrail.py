@@ -50,3 +50,24 @@ def test_quarantined_records_fail_the_run_and_name_their_file(tmp_path: Path) ->
     assert js.exit_code == 1 and doc["quarantined"] == 1 and doc["ok"] is False
     assert doc["quarantined_records"] == [{"location": str(folder / "cut.json.gz"), "line": None,
                                            "reason": "truncated gzip file"}]
+
+
+def test_a_folder_named_relative_or_absolute_is_the_same_source(tmp_path: Path, monkeypatch) -> None:
+    """Cursors, dedup keys of verdicts and entry locations must not depend on how SRC is spelled (or the cwd)."""
+    import shutil
+
+    shutil.copytree(SAMPLES / "valid", tmp_path / "trail")
+    runner, db = _init(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ["--ledger", str(db), "--as-of", OBSERVED, "--format", "json", "collect", "cloudtrail"]
+    first = orjson.loads(runner.invoke(app, args + ["trail", "--public-keys", str(KEYS)]).stdout)
+    assert first["appended"] == 34 + 6 and first["source"] == f"cloudtrail:{tmp_path / 'trail'}"
+    for spelling in (str(tmp_path / "trail"), str(tmp_path / "trail") + "/", "./trail/../trail"):
+        again = runner.invoke(app, args + [spelling, "--public-keys", str(KEYS)])
+        doc = orjson.loads(again.stdout)
+        assert again.exit_code == 0 and (doc["read"], doc["appended"], doc["duplicates"]) == (6, 0, 6), spelling
+    from collector.ledger import Ledger
+
+    with Ledger.open(db) as ledger:
+        locations = {orjson.loads(body)["source"]["location"] for _, _, body in ledger.entries()}
+    assert all(os.path.isabs(loc) for loc in locations)
