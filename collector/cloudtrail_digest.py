@@ -279,6 +279,7 @@ class FetchedDigest:
     bucket: str | None  # None: a local copy whose bucket is unknown (only the key is checked)
     signature: str | None
     algorithm: str | None
+    metadata_error: str | None = None  # why the signature metadata could not be read (e.g. a broken sidecar)
 
 
 @dataclass(frozen=True)
@@ -353,6 +354,8 @@ def verify_digest(fetched: FetchedDigest, public_keys: Mapping[str, PublicKey]) 
         return bad("invalid format")
     if not isinstance(doc, dict) or any(name not in doc for name in REQUIRED_FIELDS):
         return bad("invalid format")
+    if fetched.metadata_error is not None:
+        return bad(f"signature verification failed ({fetched.metadata_error})")
     if fetched.signature is None or fetched.algorithm is None:
         return bad("signature verification failed (no signature metadata)")
     doc_bucket, doc_key = str(doc["digestS3Bucket"]), str(doc["digestS3Object"])

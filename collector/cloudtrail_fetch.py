@@ -133,20 +133,26 @@ class DigestStore:
         return [k for k in self.objects if LOG_KEY.match(k)]
 
     def _fetch_digest(self, key: str) -> FetchedDigest:
+        # A broken sidecar makes this one digest unverifiable (an INVALID verdict), not the whole run.
         sidecar = key + SIDECAR
+        problem = None
         if self.bucket is None and sidecar in self.objects:
             blob = self.provider.get(key)
             try:
                 meta = orjson.loads(self.provider.get(sidecar))
             except orjson.JSONDecodeError:
-                raise MalformedInput("signature sidecar is not JSON", location=self.provider.uri(sidecar)) from None
+                meta, problem = {}, "signature sidecar is not JSON"
             meta = meta if isinstance(meta, dict) else {}
         else:
-            blob, meta = self.provider.get_with_metadata(key)
+            try:
+                blob, meta = self.provider.get_with_metadata(key)
+            except MalformedInput as exc:  # a local copy's .meta.json that is not a JSON object
+                blob, meta = self.provider.get(key), {}
+                problem = str(exc).removeprefix(f"{exc.location}: ").splitlines()[0][:200]
         signature, algorithm = meta.get("signature"), meta.get("signature-algorithm")
         return FetchedDigest(key, self.provider.uri(key), blob, self.bucket,
                              str(signature) if signature is not None else None,
-                             str(algorithm) if algorithm is not None else None)
+                             str(algorithm) if algorithm is not None else None, metadata_error=problem)
 
     def fetch_digests(self, keys: list[str]) -> list[FetchedDigest]:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:

@@ -71,3 +71,48 @@ def test_a_folder_named_relative_or_absolute_is_the_same_source(tmp_path: Path, 
     with Ledger.open(db) as ledger:
         locations = {orjson.loads(body)["source"]["location"] for _, _, body in ledger.entries()}
     assert all(os.path.isabs(loc) for loc in locations)
+
+
+def _digest_keys(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*_CloudTrail-Digest_*.json.gz"))
+
+
+def test_a_bad_signature_sidecar_is_one_invalid_digest_not_the_end_of_validation(tmp_path: Path) -> None:
+    import shutil
+
+    trail = tmp_path / "trail"
+    shutil.copytree(SAMPLES / "valid", trail)
+    digests = _digest_keys(trail)
+    digests[2].with_name(digests[2].name + ".sig.json").write_text("not json")
+    digests[3].with_name(digests[3].name + ".sig.json").write_text("[1, 2]")
+    runner = CliRunner()
+    got = runner.invoke(app, ["cloudtrail", "validate", str(trail), "--start", "2026-11-20T12:00:00Z", "--end",
+                              "2026-11-20T18:00:00Z", "--public-keys", str(KEYS)])
+    assert got.exit_code == 1, got.output
+    assert f"{digests[2]}\tINVALID: signature verification failed (signature sidecar is not JSON)" in got.stdout
+    assert f"{digests[3]}\tINVALID: signature verification failed (no signature metadata)" in got.stdout
+    assert "4/6 digest files valid, 2 INVALID" in got.stdout
+
+
+def test_a_bad_provider_metadata_sidecar_is_one_invalid_digest(tmp_path: Path) -> None:
+    import shutil
+
+    trail = tmp_path / "trail"
+    shutil.copytree(SAMPLES / "valid", trail)
+    digest = _digest_keys(trail)[1]
+    sig = orjson.loads(digest.with_name(digest.name + ".sig.json").read_bytes())
+    for path in _digest_keys(trail):  # the provider's form: <digest>.meta.json
+        side = path.with_name(path.name + ".sig.json")
+        meta = orjson.loads(side.read_bytes())
+        side.unlink()
+        path.with_name(path.name + ".meta.json").write_bytes(orjson.dumps({"metadata": {
+            "signature": meta["signature"], "signature-algorithm": meta["signature-algorithm"]}}))
+    assert sig["signature"]
+    digest.with_name(digest.name + ".meta.json").write_text("[]")
+    runner = CliRunner()
+    got = runner.invoke(app, ["cloudtrail", "validate", str(trail), "--start", "2026-11-20T12:00:00Z", "--end",
+                              "2026-11-20T18:00:00Z", "--public-keys", str(KEYS)])
+    assert got.exit_code == 1, got.output
+    assert "5/6 digest files valid, 1 INVALID" in got.stdout
+    assert f"{digest}\tINVALID: signature verification failed (" in got.stdout
+    assert "metadata sidecar is not a JSON object" in got.stdout
