@@ -490,7 +490,9 @@ def verify_chain(
             stamp = key_stamp(previous)
             floor = max((t for t in (key_stamp(k) for k in by_time) if t is not None and stamp is not None
                          and t < stamp), default=None)
-            report.verdicts.extend(_missing_run(chain, info, previous, floor, loc, reported_missing))
+            # no older digest present: the run of deleted digests reaches back to the requested start
+            report.verdicts.extend(_missing_run(chain, info, previous, floor if floor is not None else start, loc,
+                                                reported_missing))
             continue
         before = parsed.get(previous)
         if before is not None:

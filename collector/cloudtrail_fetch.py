@@ -229,6 +229,10 @@ def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: da
         refs.extend((ref, store.store_key(ref, prefix)) for ref in part.logs_to_check)
         spans = [(parse_utc(v.start), parse_utc(v.end)) for v in part.verdicts
                  if v.subject == "digest" and v.status == "valid" and v.start and v.end]
+        if spans:  # the hours of deleted digests (found from a link or the cadence) belong to the stretch too
+            spans += [(parse_utc(v.end) - HOUR, parse_utc(v.end)) for v in part.verdicts
+                      if v.subject == "digest" and v.status == "invalid" and v.end
+                      and (v.reason or "").startswith("not found")]
         if spans and not cid.backfill:  # the whole stretch the chain covers, holes included
             windows.setdefault((cid.prefix, cid.account, cid.region), []).append(
                 (min(s for s, _ in spans), max(e for _, e in spans)))

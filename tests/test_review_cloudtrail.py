@@ -116,3 +116,25 @@ def test_a_bad_provider_metadata_sidecar_is_one_invalid_digest(tmp_path: Path) -
     assert "5/6 digest files valid, 1 INVALID" in got.stdout
     assert f"{digest}\tINVALID: signature verification failed (" in got.stdout
     assert "metadata sidecar is not a JSON object" in got.stdout
+
+
+def test_the_oldest_digests_deleted_are_each_named_with_their_log_files(tmp_path: Path) -> None:
+    """Deleting the first digests of the period: each is named (from the cadence, back to --start), and the
+    log files of their hours are listed in no digest. AWS's tool names only the newest of them."""
+    import shutil
+
+    trail = tmp_path / "trail"
+    shutil.copytree(SAMPLES / "valid", trail)
+    for digest in _digest_keys(trail)[:2]:  # 13:00 and 14:00 (the hours 12-13 and 13-14)
+        digest.unlink()
+        digest.with_name(digest.name + ".sig.json").unlink()
+    runner = CliRunner()
+    got = runner.invoke(app, ["cloudtrail", "validate", str(trail), "--start", "2026-11-20T12:00:00Z", "--end",
+                              "2026-11-20T18:00:00Z", "--public-keys", str(KEYS)])
+    assert got.exit_code == 1, got.output
+    missing = [line for line in got.stdout.splitlines() if line.startswith("Digest file") and "INVALID" in line]
+    assert len(missing) == 2 and "T140000Z.json.gz\tINVALID: not found" in missing[0]
+    assert "T130000Z.json.gz\tINVALID: not found (deleted: inferred from the hourly digest cadence)" in missing[1]
+    unlisted = [line for line in got.stdout.splitlines() if "listed in no digest" in line]
+    stamps = [line.split("\t")[1].rsplit("/", 1)[-1].split("_")[3] for line in unlisted]
+    assert stamps == ["20261120T1220Z", "20261120T1250Z", "20261120T1320Z", "20261120T1350Z"]
