@@ -196,4 +196,7 @@ def _reject_duplicate_keys(data: bytes | str, location: str | None) -> None:
             seen.add(key)
         return dict(items)
 
-    json.loads(data, object_pairs_hook=pairs)
+    try:
+        json.loads(data, object_pairs_hook=pairs)
+    except RecursionError:  # orjson allows 1024 levels, the stdlib parser fewer
+        raise MalformedInput("JSON nested too deeply to check for duplicate keys", location=location) from None

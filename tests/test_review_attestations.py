@@ -1,0 +1,41 @@
+"""Defects found by an adversarial review of `collect attestations`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from collector.canonical import parse_json
+from collector.cli import app
+from collector.errors import MalformedInput
+from tests.attest_support import SAMPLE_KEYS
+
+DEEP_WITH_DUPLICATE = '{"a":' * 1000 + '{"a":1,"a":2,"signer":"x"}' + "}" * 1000
+
+
+def test_deep_json_that_may_hold_duplicate_keys_is_malformed_input_not_a_crash() -> None:
+    with pytest.raises(MalformedInput, match="nested too deeply"):
+        parse_json(DEEP_WITH_DUPLICATE.encode())
+    # a deep text with '":' inside a string (the cheap duplicate test over-counts) but no duplicate key
+    deep_string = '{"a":' * 1000 + '{"b":"x\\":"}' + "}" * 1000
+    with pytest.raises(MalformedInput, match="nested too deeply"):
+        parse_json(deep_string.encode())
+
+
+def test_a_deeply_nested_object_is_quarantined_and_the_others_recorded(tmp_path: Path) -> None:
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    (folder / "deep.json").write_text(DEEP_WITH_DUPLICATE)
+    (folder / "plain.json").write_text(json.dumps({"git": "a" * 40, "build": 1, "signer": "me"}))
+    runner = CliRunner()
+    db = tmp_path / "l.db"
+    assert runner.invoke(app, ["--ledger", str(db), "init", "--origin", "t/a", "--no-key"]).exit_code == 0
+    got = runner.invoke(app, ["--ledger", str(db), "--as-of", "2026-11-25T00:00:00Z", "--format", "json", "collect",
+                              "attestations", str(folder), "--trusted-keys", str(SAMPLE_KEYS)])
+    assert got.exit_code == 1, got.output  # the unsigned one and the quarantined one: findings, not a crash
+    doc = json.loads(got.stdout)
+    assert (doc["read"], doc["appended"], doc["quarantined"]) == (2, 1, 1)
+    assert any("nested too deeply" in reason for reason in doc["reasons"])
