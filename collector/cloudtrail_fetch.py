@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from collector.cloudtrail_digest import (
     load_public_keys,
     public_keys_from_list,
     select_in_range,
+    show_time,
     unlisted_log_files,
     verify_chain,
     verify_log_file,
@@ -250,7 +251,30 @@ def validate_store(provider: ObjectProvider, keys: PublicKeySource, *, start: da
         for key in unlisted_log_files(logs, listed, spans):
             report.verdicts.append(Verdict("log", provider.uri(key), "invalid",
                                            "listed in no digest (not covered by the signed chain)", key=key))
+    report.verdicts.extend(_logs_without_chain(store, chains, start, end, no_digests))
     return report
+
+
+def _logs_without_chain(store: DigestStore, chains: dict[ChainId, list[str]], start: datetime, end: datetime,
+                        status: str) -> Iterator[Verdict]:
+    """One verdict per account and region whose log files in [start, end] have no digest chain at all
+    (nothing verifies them), with the same status as a store with no digest files."""
+    covered = {(cid.prefix, cid.account, cid.region) for cid in chains}
+    orphans: dict[tuple[str, str, str], list[datetime]] = {}
+    for key in store.log_keys():
+        m = LOG_KEY.match(key)
+        if m is None or (m.group("prefix"), m.group("account"), m.group("region")) in covered:
+            continue
+        stamp = datetime.strptime(m.group("stamp"), "%Y%m%dT%H%MZ").replace(tzinfo=timezone.utc)
+        if start <= stamp <= end:
+            org = f"{m.group('org')}/" if m.group("org") else ""
+            where = f"{m.group('prefix')}AWSLogs/{org}{m.group('account')}/CloudTrail/{m.group('region')}/"
+            orphans.setdefault((m.group("prefix"), m.group("account"), where), []).append(stamp)
+    for (_, _, where), stamps in sorted(orphans.items()):
+        yield Verdict("chain", store.provider.uri(where), status,
+                      f"{len(stamps)} log file(s) between {show_time(min(stamps))} and {show_time(max(stamps))} "
+                      "and no digest chain for this account and region: the log files are not verified",
+                      key=where, start=show_time(min(stamps)), end=show_time(max(stamps)))
 
 
 def download(provider: ObjectProvider, dest: Path, *, workers: int = FETCH_WORKERS) -> int:

@@ -138,3 +138,33 @@ def test_the_oldest_digests_deleted_are_each_named_with_their_log_files(tmp_path
     unlisted = [line for line in got.stdout.splitlines() if "listed in no digest" in line]
     stamps = [line.split("\t")[1].rsplit("/", 1)[-1].split("_")[3] for line in unlisted]
     assert stamps == ["20261120T1220Z", "20261120T1250Z", "20261120T1320Z", "20261120T1350Z"]
+
+
+def test_log_files_of_an_account_or_region_without_any_digest_are_not_passed_over(tmp_path: Path) -> None:
+    """A log file in a region (or account) that has no digest chain at all is not verified by anything: say so,
+    as for a folder with no digest at all (INVALID for validate, GAP when collecting)."""
+    import shutil
+
+    trail = tmp_path / "trail"
+    shutil.copytree(SAMPLES / "valid", trail)
+    log = sorted(trail.rglob("*_CloudTrail_us-gov-west-1_*.json.gz"))[3]
+    for old, new in (("us-gov-west-1", "us-gov-east-1"), ("123456789012", "210987654321")):
+        copy = Path(str(log).replace(old, new))
+        copy.parent.mkdir(parents=True)
+        shutil.copy(log, copy)
+    runner = CliRunner()
+    args = ["--start", "2026-11-20T12:00:00Z", "--end", "2026-11-20T18:00:00Z", "--public-keys", str(KEYS)]
+    got = runner.invoke(app, ["cloudtrail", "validate", str(trail), *args])
+    assert got.exit_code == 1, got.output
+    problems = [line for line in got.stdout.splitlines() if line.startswith("Digest chain")]
+    assert problems == [
+        f"Digest chain\t{trail}/AWSLogs/{account}/CloudTrail/{region}\tINVALID: 1 log file(s) between "
+        "2026-11-20T13:50:00Z and 2026-11-20T13:50:00Z and no digest chain for this account and region: the log "
+        "files are not verified" for account, region in (("123456789012", "us-gov-east-1"),
+                                                          ("210987654321", "us-gov-west-1"))]
+    assert "6/6 digest files valid; 12/12 log files valid; 2 chain problem(s) INVALID" in got.stdout
+    runner, db = _init(tmp_path)
+    collected = runner.invoke(app, ["--ledger", str(db), "--as-of", OBSERVED, "collect", "cloudtrail", str(trail),
+                                    *args])
+    assert collected.exit_code == 0, collected.output
+    assert collected.stdout.count("GAP: 1 log file(s)") == 2
