@@ -69,6 +69,11 @@ class ObjectProvider(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    def get_version(self, key: str, version_id: str | None) -> bytes:
+        """The bytes of one version of an object (the current one when *version_id* is None, or
+        for stores without versions), so that bytes and a version id read apart belong together."""
+        return self.get(key)
+
     def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
         """The bytes and the user metadata (lower-case keys) of one object.
 
@@ -179,6 +184,14 @@ class S3Provider(ObjectProvider):
     def get(self, key: str) -> bytes:
         try:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except Exception as exc:
+            raise self._fail(exc, key) from None
+
+    def get_version(self, key: str, version_id: str | None) -> bytes:
+        if version_id is None or version_id == "null":  # "null": written while versioning was off
+            return self.get(key)
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"].read())
         except Exception as exc:
             raise self._fail(exc, key) from None
 

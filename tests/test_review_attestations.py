@@ -39,3 +39,36 @@ def test_a_deeply_nested_object_is_quarantined_and_the_others_recorded(tmp_path:
     doc = json.loads(got.stdout)
     assert (doc["read"], doc["appended"], doc["quarantined"]) == (2, 1, 1)
     assert any("nested too deeply" in reason for reason in doc["reasons"])
+
+
+def test_the_bytes_recorded_are_those_of_the_version_recorded(moto_endpoint: str, tmp_path: Path) -> None:
+    """An object overwritten while it is read: the entry must not pair one version's id with another's bytes."""
+    import hashlib
+
+    import boto3
+
+    from collector.object_source import ObjectHead, S3Provider, s3_client
+    from tests.attest_support import SAMPLE_BUCKET, collect, new_ledger
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-gov-west-1")
+    client.create_bucket(Bucket="att-race", ObjectLockEnabledForBucket=True,
+                         CreateBucketConfiguration={"LocationConstraint": "us-gov-west-1"})
+    first = (SAMPLE_BUCKET / "attestations" / "31415926535.provenance.dsse.json").read_bytes()
+    second = (SAMPLE_BUCKET / "attestations" / "attestation.bad-sig.dsse.json").read_bytes()
+    client.put_object(Bucket="att-race", Key="a/prov.dsse.json", Body=first)
+
+    class OverwrittenWhileRead(S3Provider):
+        def head(self, key: str) -> ObjectHead:
+            head = super().head(key)
+            client.put_object(Bucket="att-race", Key=key, Body=second)  # a writer, between head and get
+            return head
+
+    provider = OverwrittenWhileRead("att-race", "a/", s3_client(endpoint_url=moto_endpoint, region="us-gov-west-1"))
+    run = collect(new_ledger(tmp_path / "l.db"), provider, "s3://att-race/a/")
+    attrs = run.events["a/prov.dsse.json"]["attrs"]
+    versions = client.list_object_versions(Bucket="att-race", Prefix="a/")["Versions"]
+    oldest = min(versions, key=lambda v: v["LastModified"])
+    assert len(versions) == 2 and attrs["version_id"] == oldest["VersionId"]
+    body = client.get_object(Bucket="att-race", Key="a/prov.dsse.json", VersionId=attrs["version_id"])["Body"].read()
+    assert attrs["sha256"] == hashlib.sha256(body).hexdigest()
+    assert run.events["a/prov.dsse.json"]["kind"] == "attestation.signed"

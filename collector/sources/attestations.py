@@ -249,7 +249,7 @@ class AttestationObjects(Source):
             put_time = parse_time(put_time_text, field="last_modified") if put_time_text else None
         except MalformedInput as exc:
             return self._quarantine(info, f"bad object metadata: {safe_reason(exc)}", raw=None)
-        content = self.provider.get(key)
+        content = self.provider.get_version(key, head.version_id)  # the bytes of the version recorded
         signature = self.provider.get(key + SIGNATURE_SUFFIX) if key + SIGNATURE_SUFFIX in names else None
         artifact = None
         for suffix in BUNDLE_SUFFIXES:
