@@ -168,3 +168,16 @@ def test_log_files_of_an_account_or_region_without_any_digest_are_not_passed_ove
                                     *args])
     assert collected.exit_code == 0, collected.output
     assert collected.stdout.count("GAP: 1 log file(s)") == 2
+
+
+def test_collect_json_names_what_is_invalid(tmp_path: Path) -> None:
+    """The human output lists every non-valid verdict; the JSON output must too, not only a tally."""
+    runner, db = _init(tmp_path)
+    got = runner.invoke(app, ["--ledger", str(db), "--as-of", OBSERVED, "--format", "json", "collect", "cloudtrail",
+                              str(SAMPLES / "log-file-modified"), "--public-keys", str(KEYS)])
+    assert got.exit_code == 1, got.output
+    doc = orjson.loads(got.stdout)
+    problems = doc["digests"]["problems"]
+    assert doc["ok"] is False and doc["digests"]["ok"] is False and len(problems) == 1
+    assert problems[0]["status"] == "invalid" and problems[0]["reason"] == "hash value doesn't match"
+    assert problems[0]["location"].startswith(str(SAMPLES / "log-file-modified" / "AWSLogs"))

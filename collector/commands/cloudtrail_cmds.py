@@ -108,7 +108,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             doc["quarantined_records"] = notes
             doc["ok"] = ok
             if report is not None:
-                doc["digests"] = {"ok": report.ok, "tally": report.tally()}
+                doc["digests"] = {"ok": report.ok, "tally": report.tally(),
+                                  "problems": [v.to_json() for v in report.verdicts if v.status != "valid"]}
             emit_json("fedledger.collect-cloudtrail", doc)
         else:
             for note in notes:
