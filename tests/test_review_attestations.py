@@ -72,3 +72,26 @@ def test_the_bytes_recorded_are_those_of_the_version_recorded(moto_endpoint: str
     body = client.get_object(Bucket="att-race", Key="a/prov.dsse.json", VersionId=attrs["version_id"])["Body"].read()
     assert attrs["sha256"] == hashlib.sha256(body).hexdigest()
     assert run.events["a/prov.dsse.json"]["kind"] == "attestation.signed"
+
+
+def test_collect_json_names_each_failing_object(tmp_path: Path) -> None:
+    """Human output has one line per record (signed / INVALID / UNSIGNED / QUARANTINED); JSON must say the same."""
+    from tests.attest_support import SAMPLE_BUCKET
+
+    runner = CliRunner()
+    db = tmp_path / "l.db"
+    assert runner.invoke(app, ["--ledger", str(db), "init", "--origin", "t/a", "--no-key"]).exit_code == 0
+    folder = SAMPLE_BUCKET / "attestations"
+    got = runner.invoke(app, ["--ledger", str(db), "--as-of", "2026-11-25T00:00:00Z", "--format", "json", "collect",
+                              "attestations", str(folder), "--trusted-keys", str(SAMPLE_KEYS)])
+    assert got.exit_code == 1, got.output
+    doc = json.loads(got.stdout)
+    results = {r["location"].rsplit("/", 1)[-1]: r for r in doc["results"]}
+    assert len(results) == doc["read"] == 13
+    assert results["attestation.bad-sig.dsse.json"]["status"] == "invalid"
+    assert "bad signature" in results["attestation.bad-sig.dsse.json"]["reason"]
+    assert results["attestation.unsigned.json"]["status"] == "unsigned"
+    assert results["attestation.truncated.dsse.json"]["status"] == "quarantined"
+    assert results["31415926535.provenance.dsse.json"] == {
+        "location": str(folder / "31415926535.provenance.dsse.json"), "status": "signed", "reason": None,
+        "retention_ok": True, "retention_reason": None}

@@ -75,7 +75,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         failed = tally.unsigned + tally.invalid + tally.retention_findings + summary.quarantined
         if OPTIONS.json:
             emit_json("fedledger.collect.attestations", {**summary.to_json(), "objects": tally.to_json(),
-                                                         "balanced": balanced, "ok": failed == 0})
+                                                         "balanced": balanced, "ok": failed == 0,
+                                                         "results": source.outcomes})
         else:
             for line in source.results:
                 out(line)

@@ -187,6 +187,7 @@ class AttestationObjects(Source):
         self.source_id = f"{self.kind}:{where}"
         self.tally = AttestationTally()
         self.results: list[str] = []  # one grep-friendly line per record, in listing order
+        self.outcomes: list[dict[str, Any]] = []  # the same, as objects (for --format json)
 
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         infos = list(self.provider.list())
@@ -219,8 +220,14 @@ class AttestationObjects(Source):
         if record.event is not None:
             self._count(record.event)
             self.results.append(_result_line(record.event))
+            attrs = record.event["attrs"]
+            self.outcomes.append({"location": record.location, "status": str(record.event["kind"]).rsplit(".", 1)[-1],
+                                  "reason": attrs.get("verification_error"), "retention_ok": attrs.get("retention_ok"),
+                                  "retention_reason": attrs.get("retention_reason")})
         else:
             self.results.append(f"QUARANTINED {record.location}: {record.reason}")
+            self.outcomes.append({"location": record.location, "status": "quarantined", "reason": record.reason,
+                                  "retention_ok": None, "retention_reason": None})
         yield record
         yield CursorMark(self.source_id, orjson.dumps({"objects": count, "last_key": info.key}).decode())
 
