@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -458,3 +459,19 @@ def test_normalized_events_hold_no_float_so_their_fast_canonical_bytes_are_exact
             canonical_bytes_of_text_tree(event)
         return
     assert canonical_bytes_of_text_tree(event) == expected
+
+
+def test_hmac_command_takes_any_bytes_and_one_line_ending(tmp_path: Path) -> None:
+    """A value that is not UTF-8 is hashed as its bytes (it was an internal error, exit 4), and a
+    value piped from a file with CRLF line endings loses its whole line ending, as the salt file does."""
+    salt = tmp_path / "salt.txt"
+    salt.write_bytes(b"foo\r\n")
+    crlf = run_cli("vault", "hmac", "--salt-file", str(salt), "-", stdin=b"canary-hmac-input\r\n")
+    assert crlf.returncode == 0, crlf.stderr
+    assert crlf.stdout.decode() == audit_hmac(b"foo", "canary-hmac-input") + "\n"
+    piped = run_cli("vault", "hmac", "--salt-file", str(salt), "-", stdin=b"canary-\xff\n")
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.decode() == audit_hmac(b"foo", b"canary-\xff") + "\n"
+    argument = run_cli("vault", "hmac", "--salt-file", str(salt), os.fsdecode(b"canary-\xff"))
+    assert argument.returncode == 0, argument.stderr
+    assert argument.stdout.decode() == audit_hmac(b"foo", b"canary-\xff") + "\n"

@@ -8,6 +8,7 @@ records are still committed); 2 unusable input (no such path, no file found);
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -134,9 +135,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         """Print hmac-sha256:<hex> of VALUE as Vault's audit-hash endpoint computes it (offline)."""
         salt = read_salt(salt_file)
         if value == "-":
-            value = sys.stdin.read()
-            value = value[:-1] if value.endswith("\n") else value
-        digest = audit_hmac(salt, value)
+            data = sys.stdin.buffer.read()
+            data = data[:-1] if data.endswith(b"\n") else data
+            data = data[:-1] if data.endswith(b"\r") else data  # a CRLF line ending, as in read_salt
+        else:
+            data = os.fsencode(value)  # the argument's own bytes, even when they are not UTF-8
+        digest = audit_hmac(salt, data)
         if OPTIONS.json:
             emit_json("fedledger.vault.hmac", {"hmac": digest})
         else:
