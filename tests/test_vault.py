@@ -475,3 +475,35 @@ def test_hmac_command_takes_any_bytes_and_one_line_ending(tmp_path: Path) -> Non
     argument = run_cli("vault", "hmac", "--salt-file", str(salt), os.fsdecode(b"canary-\xff"))
     assert argument.returncode == 0, argument.stderr
     assert argument.stdout.decode() == audit_hmac(b"foo", b"canary-\xff") + "\n"
+
+
+def test_numbers_under_credential_keys_are_unhashed_secrets(tmp_path: Path) -> None:
+    """Vault HMACs strings only: a numeric password or token is logged as it was sent and must be
+    quarantined like a plaintext string (it was appended and its raw line kept in the evidence store)."""
+    scanner = SecretScanner()
+    for record in (
+        {"auth": {"client_token": 31415926}},
+        {"request": {"data": {"password": 31415926}}},
+        {"request": {"data": {"db": {"password": 3.14159}}}},
+        {"response": {"wrap_info": {"token": 31415926}}},
+        {"request": {"headers": {"x-vault-token": [31415926]}}},
+        {"request": {"client_token": {"value": 31415926}}},
+    ):
+        raw = orjson.dumps(record)
+        with pytest.raises(UnhashedSecret):
+            scanner.check(record, raw)
+        with pytest.raises(UnhashedSecret):
+            scanner.compact_scan(record, raw)
+    fine = {"request": {"data": {"ttl": 3600, "max_versions": 5}}, "auth": {"token_ttl": 60, "num_uses": 0}}
+    scanner.check(fine, orjson.dumps(fine))
+    line = (b'{"time":"2026-11-20T14:00:00Z","type":"request","auth":{},"request":{"id":'
+            b'"a0000000-0000-0000-0000-000000000011","operation":"update","path":"auth/userpass/login/u",'
+            b'"data":{"password":31415926}},"error":""}\n')
+    log = tmp_path / "audit.log"
+    log.write_bytes(line)
+    with new_ledger(tmp_path) as ledger:
+        summary, _ = collect(ledger, [log])
+        assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "unhashed-secret")]
+    assert summary.appended == 0
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p != log)
+    assert b"31415926" not in stored

@@ -10,7 +10,8 @@ What is verified at ingest, per line:
   SHA-256 is kept; the bytes never reach the ledger, the evidence store, a log line
   or an error) when it holds a Vault token shape anywhere (``hvs.``/``hvb.``/``hvr.``,
   legacy ``s.``/``b.``), a credential field (client token, accessor, wrapping token,
-  password, private key, ...) that is not ``hmac-sha256:...``, or a plaintext string
+  password, private key, ...) that is not ``hmac-sha256:...`` (a number included: Vault
+  HMACs strings only, so a numeric secret is logged as sent), or a plaintext string
   inside ``request.data``/``response.data`` under a key that is not known to be
   configured non-HMAC (``audit_non_hmac_request_keys``/``..._response_keys``, e.g.
   ``common_name``, ``ttl``, ``serial_number``; extend with ``non_hmac_keys``).
@@ -286,6 +287,8 @@ class SecretScanner:
             if kind is str:
                 if item and not item.startswith(HMAC_PREFIX):
                     raise UnhashedSecret
+            elif kind is int or kind is float:  # Vault HMACs strings only: a number is logged as sent
+                raise UnhashedSecret
             elif kind is dict:
                 self._dict(item, _SENSITIVE, depth + 1)
             elif kind is list:
@@ -337,6 +340,8 @@ class SecretScanner:
                     count += self._list(item, _SENSITIVE if _SENSITIVE_CACHE[key] else _PLAIN, 1)
                 elif kind is str and item and _SENSITIVE_CACHE[key] and not item.startswith(HMAC_PREFIX):
                     raise UnhashedSecret
+                elif (kind is int or kind is float) and _SENSITIVE_CACHE[key]:
+                    raise UnhashedSecret
             return count
         if type(record) is list:
             return self._list(record, _PLAIN, 0)
@@ -354,6 +359,9 @@ class SecretScanner:
             kind = type(item)
             if kind is str:
                 if item and sensitive[key] and not item.startswith(HMAC_PREFIX):
+                    raise UnhashedSecret
+            elif kind is int or kind is float:
+                if sensitive[key]:
                     raise UnhashedSecret
             elif kind is dict:
                 if sensitive[key]:
@@ -403,6 +411,9 @@ class SecretScanner:
                         raise UnhashedSecret
                 if shapes and TOKEN_SHAPE_TEXT.search(item):
                     raise UnhashedSecret
+            elif kind is int or kind is float:
+                if child == _SENSITIVE:
+                    raise UnhashedSecret
             elif kind is dict:
                 count += self._dict(item, child, depth + 1)
             elif kind is list:
@@ -423,6 +434,9 @@ class SecretScanner:
                     if mode == _SENSITIVE or not _TIMESTAMP.match(item):
                         raise UnhashedSecret
                 if shapes and TOKEN_SHAPE_TEXT.search(item):
+                    raise UnhashedSecret
+            elif kind is int or kind is float:
+                if mode == _SENSITIVE:
                     raise UnhashedSecret
             elif kind is dict:
                 count += self._dict(item, mode, depth + 1)
