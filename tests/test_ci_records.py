@@ -137,3 +137,22 @@ def test_stdin_stream_commits_in_batches() -> None:
     marks = [i for i, item in enumerate(items) if isinstance(item, CursorMark)]
     assert len(items) - len(marks) == 2500
     assert len(marks) == 3 and marks[-1] == len(items) - 1
+
+
+def test_lists_objects_and_numbers_under_credential_keys_are_hashed() -> None:
+    """Only strings under a credential key were hashed: ``"password": {"value": ...}``,
+    ``"token": [...]`` and ``"password": 27182818`` reached the event and the stored raw bytes."""
+    rec = record({**EVENT, "password": {"value": "canary-obj"}, "token": ["canary-list"], "pin_password": 27182818,
+                  "credentials": {"user": "u", "pass": "canary-cred"}, "token_ttl": 1800, "empty_secret": [],
+                  "api_key": {"sha256": "ab" * 32, "size": 3}})
+    assert rec.event is not None and rec.reason is None
+    attrs = rec.event["attrs"]
+    for key, value in (("password", {"value": "canary-obj"}), ("token", ["canary-list"]),
+                       ("pin_password", 27182818), ("credentials", {"user": "u", "pass": "canary-cred"})):
+        data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        assert attrs[key] == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "redacted": "secret"}
+    assert attrs["token_ttl"] == 1800 and attrs["empty_secret"] == []
+    assert attrs["api_key"] == {"sha256": "ab" * 32, "size": 3}
+    assert rec.source_extra["raw_form"] == "redacted"
+    for canary in (b"canary", b"27182818"):
+        assert canary not in rec.raw and canary not in canonical_bytes(rec.event)

@@ -38,9 +38,10 @@ Secrets hygiene (applied before anything is stored, the evidence store included)
   replaced by ``{"sha256": ..., "size": ...}`` at any depth. The one exception is
   the object ``input`` of a ``ci.job.policy_decision`` (the policy's input facts),
   which is kept and walked.
-* GitLab pipeline variable values, and string values under keys named like a
-  credential (``token``, ``secret``, ``password``, ``api_key``, ``Authorization``...,
-  but not ``token_ttl``/``token_type``/``*_sha256``), are replaced the same way.
+* GitLab pipeline variable values, and values under keys named like a credential
+  (``token``, ``secret``, ``password``, ``api_key``, ``Authorization``..., but not
+  ``token_ttl``/``token_type``/``*_sha256``): strings, numbers, and whole non-empty
+  lists and objects, are replaced the same way.
 * A string shaped like a token (JWT, Vault ``hvs.``/``hvb.``/``hvr.``, GitHub
   ``ghp_``/``ghs_``/``github_pat_``..., GitLab ``glpat-``) is replaced by its hash; an
   OIDC token is verified, then only its SHA-256 and claims are kept.
@@ -294,6 +295,18 @@ def _holds_raw_content(value: Any) -> bool:
     return not _is_redacted_form(value)
 
 
+def _holds_secret(value: Any) -> bool:
+    """Whether a credential key's value must be hashed: a string that is not a hash, a number,
+    or a non-empty list or object (its strings are credentials too) that is not a redacted form."""
+    if value is None or isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if isinstance(value, (list, dict)) and not value:
+        return False
+    return _holds_raw_content(value)
+
+
 @dataclass(frozen=True)
 class RecordScreen:
     """A cheap look at a record's bytes that says which string-by-string checks can be skipped.
@@ -359,8 +372,8 @@ class Redactor:
                     self._check_all(item)
                     self.paths.append(child)
                     result[key] = {**_digest_of(item), "redacted": "ai-payload"}
-                elif is_secret_key(key) and isinstance(item, str) and _holds_raw_content(item):
-                    self.check_text(item)
+                elif is_secret_key(key) and _holds_secret(item):
+                    self._check_all(item)
                     self.paths.append(child)
                     result[key] = {**_digest_of(item), "redacted": "secret"}
                 elif key == "variables" and isinstance(item, list):
