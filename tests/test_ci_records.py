@@ -156,3 +156,13 @@ def test_lists_objects_and_numbers_under_credential_keys_are_hashed() -> None:
     assert rec.source_extra["raw_form"] == "redacted"
     for canary in (b"canary", b"27182818"):
         assert canary not in rec.raw and canary not in canonical_bytes(rec.event)
+
+
+def test_a_generic_event_cannot_claim_an_oidc_subject_as_correlation() -> None:
+    """``oidc_subject`` correlates only from a verified token (docs/collect-ci.md); a generic event's
+    own ``oidc_subject`` field is kept as an attr, not put among the correlation keys."""
+    rec = record({**EVENT, "oidc_subject": "repo:someone-else/repo:ref:refs/heads/main"})
+    assert rec.event is not None
+    assert "oidc_subject" not in rec.event["correlation"]
+    assert rec.event["attrs"]["oidc_subject"] == "repo:someone-else/repo:ref:refs/heads/main"
+    assert rec.event["correlation"]["job_id"] == EVENT["job_id"]

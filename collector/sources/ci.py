@@ -799,9 +799,11 @@ def normalize_gitlab_pipeline(doc: dict[str, Any]) -> dict[str, Any]:
 
 # -- generic ci.job.* events ----------------------------------------------------------------
 
+# Fields a generic event maps to common fields and correlation keys (not kept in attrs). Not
+# oidc_subject: it correlates only from a verified token, so an event's own claim stays an attr.
 GENERIC_COMMON = {
     "event_type", "time", "timestamp", "occurred_at", "user", "actor", "job_id", "run_id", "repository",
-    "git_sha", "sha", "head_sha", "oidc_subject", "role_session", "role_arn", "access_key_id",
+    "git_sha", "sha", "head_sha", "role_session", "role_arn", "access_key_id",
     "artifact_hash", "artifact_digest", "vault_entity_id", "runner", "outcome", "error",
 }
 FAILURE_WORDS = {"failure", "failed", "error", "denied", "deny", "rejected", "cancelled", "canceled"}
@@ -849,7 +851,7 @@ def normalize_generic(doc: dict[str, Any]) -> dict[str, Any]:
         time, kind, actor, str(doc["event_type"]), resource, ok=ok, error=error if not ok else None,
         correlation=_correlation(
             job_id=doc.get("job_id"), run_id=doc.get("run_id"), repository=doc.get("repository"),
-            git_sha=doc.get("git_sha") or doc.get("sha") or doc.get("head_sha"), oidc_subject=doc.get("oidc_subject"),
+            git_sha=doc.get("git_sha") or doc.get("sha") or doc.get("head_sha"),
             role_session=doc.get("role_session"), role_arn=doc.get("role_arn"), access_key_id=doc.get("access_key_id"),
             cert_serial=cert, artifact_digest=artifact, vault_entity_id=doc.get("vault_entity_id"),
             runner=doc.get("runner"),
