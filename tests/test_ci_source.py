@@ -510,3 +510,29 @@ def test_a_ci_file_named_twice_is_read_once(tmp_path: Path) -> None:
     doc = summary(fedledger("--format", "json", "collect", "ci", str(folder), str(folder / "events.jsonl"),
                             str(folder / "events.jsonl"), ledger=ledger))
     assert (doc["read"], doc["duplicates"]) == (6, 0)
+
+
+def test_quarantined_records_are_named_with_file_line_and_reason(tmp_path: Path) -> None:
+    """``collect ci`` said only how many records were quarantined, never which: each one is named
+    (file, line, reason; never content) on stderr, and listed in the JSON output, as ``collect vault`` does."""
+    events = tmp_path / "events.jsonl"
+    good = json.dumps({"event_type": "ci.job.started", "timestamp": "2026-11-20T14:00:20Z", "job_id": "1"})
+    events.write_bytes(good.encode() + b'\n{"canary-not-json\n' + b'{"event_type": "deploy.started"}\n')
+    too_big = tmp_path / "big.json"
+    too_big.write_bytes(b" " * (ci_source.MAX_RECORD_BYTES + 1))
+    ledger = new_ledger(tmp_path)
+    human = fedledger("collect", "ci", str(events), str(too_big), ledger=ledger)
+    assert human.returncode == 1
+    assert human.stderr.decode().splitlines() == [
+        f"quarantined: {events}:2: invalid-json",
+        f"quarantined: {events}:3: unsupported-event",
+        f"quarantined: {too_big}: too-large",
+    ]
+    assert b"canary" not in human.stdout + human.stderr
+    again = tmp_path / "again.jsonl"
+    again.write_bytes(events.read_bytes())
+    doc = summary(fedledger("--format", "json", "collect", "ci", str(again), ledger=ledger))
+    assert doc["quarantined_records"] == [
+        {"location": str(again), "line": 2, "reason": "invalid-json"},
+        {"location": str(again), "line": 3, "reason": "unsupported-event"},
+    ]

@@ -22,6 +22,8 @@ from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
 from collector.rotation import rotation_notes
 from collector.sources.ci import CiOptions, CiTally, ci_sources, read_webhook_secrets
 
+NOTES_SHOWN = 50  # quarantined records named on stderr (JSON lists up to 1000, the table keeps all)
+
 
 def _read_input_file(path: Path, what: str) -> bytes:
     try:
@@ -89,6 +91,11 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             emit_json("fedledger.collect.ci", {**total.to_json(), **tally.to_json(), "balanced": total.balanced,
                                                "ok": not failed})
         else:
+            for note in tally.quarantined[:NOTES_SHOWN]:
+                where = note["location"] if note["line"] is None else f"{note['location']}:{note['line']}"
+                err(f"quarantined: {where}: {note['reason']}")
+            if total.quarantined > NOTES_SHOWN:
+                err(f"quarantined: ... {total.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
             for line in tally.tampered:
                 err(f"TAMPERED: {line}")
             for line in tally.pending:

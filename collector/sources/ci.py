@@ -100,6 +100,7 @@ KIND = "ci"
 MAX_RECORD_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
 MAX_DEPTH = 48
 STREAM_MARK_EVERY = 1000
+QUARANTINE_NOTES_KEPT = 1000  # quarantined records named in a run's output (all are in the quarantine table)
 WHOLE_FILE_SUFFIXES = (".json", ".jwt")
 FOLDER_SUFFIXES = (".json", ".jsonl", ".ndjson", ".log", ".jwt")
 
@@ -189,6 +190,11 @@ class CiTally:
     tampered: list[str] = field(default_factory=list)
     rotations: list[dict[str, object]] = field(default_factory=list)  # rotated files followed
     accepted: list[dict[str, object]] = field(default_factory=list)  # --accept-changed: reset or not needed
+    quarantined: list[dict[str, object]] = field(default_factory=list)  # location, line, reason; never content
+
+    def note_quarantine(self, location: str, line: int | None, reason: str) -> None:
+        if len(self.quarantined) < QUARANTINE_NOTES_KEPT:
+            self.quarantined.append({"location": location, "line": line, "reason": reason})
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -201,6 +207,7 @@ class CiTally:
             "tampered": list(self.tampered),
             "rotations": list(self.rotations),
             "accepted_changed": list(self.accepted),
+            "quarantined_records": list(self.quarantined),
         }
 
 
@@ -1106,15 +1113,19 @@ def record_for(data: bytes, location: str, line: int | None, options: CiOptions,
     try:
         normalized = normalize_record(data, options, tally)
     except Quarantine as q:
-        return SourceRecord(location=location, line=line, raw=b"", reason=q.reason,
-                            raw_sha256=hashlib.sha256(data).hexdigest())
+        return _quarantined(data, location, line, q.reason, tally)
     except (FedledgerError, RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
-        return SourceRecord(location=location, line=line, raw=b"", reason=R_BAD_FIELD,
-                            raw_sha256=hashlib.sha256(data).hexdigest())
+        return _quarantined(data, location, line, R_BAD_FIELD, tally)
     if normalized.source_extra and tally is not None:
         tally.redacted_records += 1
     return SourceRecord(location=location, line=line, raw=normalized.raw, event=normalized.event,
                         source_extra=normalized.source_extra)
+
+
+def _quarantined(data: bytes, location: str, line: int | None, reason: str, tally: CiTally | None) -> SourceRecord:
+    if tally is not None:
+        tally.note_quarantine(location, line, reason)
+    return SourceRecord(location=location, line=line, raw=b"", reason=reason, raw_sha256=hashlib.sha256(data).hexdigest())
 
 
 # -- the source -----------------------------------------------------------------------------
@@ -1249,6 +1260,7 @@ class CiEvents(Source):
                                        f"bytes, sha256 {previous.prefix_sha256[:16]}...)")
             return
         if data is None:
+            self.tally.note_quarantine(str(self.path), None, R_TOO_LARGE)
             yield SourceRecord(location=str(self.path), line=None, raw=b"", reason=R_TOO_LARGE,
                                raw_sha256=mark.prefix_sha256)
         elif data.strip():
