@@ -507,3 +507,14 @@ def test_numbers_under_credential_keys_are_unhashed_secrets(tmp_path: Path) -> N
     assert summary.appended == 0
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p != log)
     assert b"31415926" not in stored
+
+
+def test_a_byte_order_mark_is_invalid_json_not_bad_utf8(tmp_path: Path) -> None:
+    """A BOM is valid UTF-8: a line starting with one was quarantined as ``not-utf8``, which sends
+    the operator looking for an encoding problem that is not there."""
+    line = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)[0]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"\xef\xbb\xbf" + line)
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log])
+        assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "invalid-json")]

@@ -456,7 +456,7 @@ def classify_parse_error(message: str) -> str:
     """Reason code for a :func:`parse_json` failure message (the message itself is not kept)."""
     if "duplicate key" in message:
         return DUPLICATE_KEYS
-    if "UTF-8" in message:
+    if "UTF-8" in message and "byte order mark" not in message:  # a BOM is valid UTF-8, not valid JSON
         return NOT_UTF8
     if "surrogate" in message:
         return LONE_SURROGATE
