@@ -1,11 +1,13 @@
 """Read an untrusted bundle (folder, .tar.gz or .zip) into a private folder, member by member.
 
 Nothing is cleaned up and used: an unsafe member is rejected and reported with
-its name. Rejected: absolute paths, ``..`` components, backslashes and NULs in
-names, links (symbolic and hard), devices, FIFOs, duplicate names (both copies),
+its name. Rejected: absolute paths, ``..`` components, backslashes, NULs and other
+control characters in names, names over ``MAX_NAME_CHARS``, links (symbolic and
+hard), devices, FIFOs, encrypted zip members, duplicate names (both copies),
 members over the size cap, more than ``max_members`` members, and archives whose
 uncompressed size is over ``max_ratio`` times their size on disk (checked on the
-declared sizes before anything is written, and again on the bytes actually read).
+declared sizes before anything is written, and again on the bytes actually
+inflated, tar headers included).
 Regular files that pass are copied by us (never ``extractall``), so the Python
 quirks noted in FIELD-NOTES (tarfile's ``data`` filter re-rooting absolute paths,
 zipfile stripping ``..``) never come into play.
@@ -13,15 +15,18 @@ zipfile stripping ``..``) never come into play.
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from bundler.ledger_verify import Failure
+from bundler.ledger_verify import Failure, printable
 
 
 @dataclass(frozen=True)
@@ -46,10 +51,24 @@ class _TooBig(Exception):
     pass
 
 
+MAX_NAME_CHARS = 1024
+
+
+def shown_name(name: str) -> str:
+    """*name* as a report may carry it: control characters escaped, an over-long name cut."""
+    if len(name) <= MAX_NAME_CHARS:
+        return printable(name)
+    return printable(name[:200]) + f"… ({len(name)} characters)"
+
+
 def unsafe_name_reason(name: str) -> str | None:
     """Why *name* may not be a bundle member, or None when it is a plain relative path."""
     if not name or "\x00" in name:
         return "empty name or a NUL byte in the name"
+    if len(name) > MAX_NAME_CHARS:
+        return f"name longer than {MAX_NAME_CHARS} characters"
+    if printable(name) != name:
+        return "control character (newline, escape…) in the name"
     if "\\" in name:
         return "backslash in the name"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
@@ -77,18 +96,60 @@ def _copy(source: IO[bytes], target: Path, cap: int, budget: list[int]) -> None:
             out.write(block)
 
 
+class _InflateCap(io.BufferedIOBase):
+    """The decompressed tar stream, refusing to inflate more than *cap* bytes in all.
+
+    tarfile reads pax and GNU long-name headers whole, before it returns the member
+    they describe, so member sizes alone cannot bound what a small archive inflates to.
+    """
+
+    def __init__(self, stream: gzip.GzipFile, cap: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._cap = cap
+
+    def read(self, size: int | None = -1) -> bytes:
+        room = self._cap - self._stream.tell() + 1
+        data = self._stream.read(room if size is None or size < 0 else min(size, room))
+        if self._stream.tell() > self._cap:
+            raise _TooBig()
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset if whence == os.SEEK_SET else self._stream.tell() + offset if whence == os.SEEK_CUR else -1
+        if target < 0 or target > self._cap:
+            raise _TooBig()
+        return self._stream.seek(target)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+
 def read_bundle(path: Path, workdir: Path, limits: ReadLimits = ReadLimits()) -> BundleFiles:
     """A folder is used in place (links and special files rejected); an archive is copied into *workdir*."""
     path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        return _read_folder(path, limits)
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
+    if path.is_dir():
+        # The path the assessor typed may be a link; links inside the folder are still rejected.
+        return _read_folder(path.resolve() if path.is_symlink() else path, limits)
+    result = BundleFiles(workdir)
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        result.failures.append(Failure("unreadable-archive", f"cannot read: {exc.strerror or type(exc).__name__}",
+                                       where=path.name))
+        result.rejected_whole = True
+        return result
     if magic[:2] == b"\x1f\x8b":
         return _read_tar(path, workdir, limits)
     if magic == b"PK\x03\x04" or magic == b"PK\x05\x06":
         return _read_zip(path, workdir, limits)
-    result = BundleFiles(workdir)
     result.failures.append(Failure("not-a-bundle", "not a folder, .tar.gz or .zip", where=path.name))
     result.rejected_whole = True
     return result
@@ -126,12 +187,20 @@ def _read_folder(folder: Path, limits: ReadLimits) -> BundleFiles:
     return result
 
 
+def _short(exc: BaseException) -> str:
+    """An exception's message for a report: OS errors without the private path they name."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)[:300]
+
+
 def _register(result: BundleFiles, seen: dict[str, bool], name: str) -> bool:
     """False (and a failure) when *name* was already seen; both copies are then rejected."""
     key = name.rstrip("/")
     if key in seen:
         if seen[key]:
-            result.failures.append(Failure("duplicate-member", "the archive holds this name more than once", where=key))
+            result.failures.append(Failure("duplicate-member", "the archive holds this name more than once",
+                                           where=shown_name(key)))
             seen[key] = False
         result.files.pop(key, None)
         return False
@@ -148,7 +217,7 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
     declared = 0
     cap = budget[0]
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        with gzip.open(path, "rb") as inflated, tarfile.open(fileobj=_InflateCap(inflated, cap), mode="r:") as tar:
             while True:
                 member = tar.next()
                 if member is None:
@@ -165,7 +234,7 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
                 if declared > cap:
                     result.failures.append(Failure("compression-bomb",
                                                    f"members declare over {limits.max_ratio}x the archive size",
-                                                   where=member.name[:200]))
+                                                   where=shown_name(member.name)))
                     result.rejected_whole = True
                     break
                 name = member.name
@@ -180,7 +249,7 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
                     reason = f"declares {member.size} bytes, over the cap of {limits.max_member_bytes}"
                 duplicate = not _register(result, seen, name)
                 if reason is not None:
-                    result.failures.append(Failure("unsafe-member", reason, where=name))
+                    result.failures.append(Failure("unsafe-member", reason, where=shown_name(name)))
                     seen[name.rstrip("/")] = False
                     continue
                 if duplicate or member.isdir():
@@ -196,12 +265,16 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
                                                    "or the size cap", where=name))
                     result.rejected_whole = True
                     break
-                except FileExistsError:
+                except (FileExistsError, NotADirectoryError):
                     result.failures.append(Failure("duplicate-member", "collides with another member", where=name))
                     continue
                 result.files[name] = workdir / name
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        result.failures.append(Failure("unreadable-archive", f"{type(exc).__name__}: {exc}", where=path.name))
+    except _TooBig:
+        result.failures.append(Failure("compression-bomb", f"inflates past {limits.max_ratio}x the archive size "
+                                       "(headers included)", where=path.name))
+        result.rejected_whole = True
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        result.failures.append(Failure("unreadable-archive", f"{type(exc).__name__}: {_short(exc)}", where=path.name))
         result.rejected_whole = True
     if result.rejected_whole:
         result.files.clear()
@@ -239,9 +312,11 @@ def _read_zip(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
                     reason = "is a device, FIFO or other special file"
                 elif reason is None and info.file_size > limits.max_member_bytes:
                     reason = f"declares {info.file_size} bytes, over the cap of {limits.max_member_bytes}"
+                elif reason is None and info.flag_bits & 0x1:
+                    reason = "is encrypted"
                 duplicate = not _register(result, seen, name)
                 if reason is not None:
-                    result.failures.append(Failure("unsafe-member", reason, where=name))
+                    result.failures.append(Failure("unsafe-member", reason, where=shown_name(name)))
                     seen[name.rstrip("/")] = False
                     continue
                 if not duplicate and not info.is_dir():
@@ -257,9 +332,13 @@ def _read_zip(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
                                                        f"or {limits.max_ratio}x the archive", where=info.filename))
                         result.rejected_whole = True
                         break
+                    except (FileExistsError, NotADirectoryError):
+                        result.failures.append(Failure("duplicate-member", "collides with another member",
+                                                       where=info.filename))
+                        continue
                 result.files[info.filename] = workdir / info.filename
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-        result.failures.append(Failure("unreadable-archive", f"{type(exc).__name__}: {exc}", where=path.name))
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:
+        result.failures.append(Failure("unreadable-archive", f"{type(exc).__name__}: {_short(exc)}", where=path.name))
         result.rejected_whole = True
     if result.rejected_whole:
         result.files.clear()

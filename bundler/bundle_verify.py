@@ -42,6 +42,7 @@ from collector.checkpoint import CheckpointError, NoteVerifier, parse_verifier_k
 from collector.errors import FedledgerError
 
 REPORT_VERSION = 1
+HEX_HASH = re.compile(r"[0-9a-f]{64}")
 HTML_PROOF_ROW = re.compile(r'<tr><td>(\d+)</td><td class="hash">([0-9a-f]{64})</td>')
 
 
@@ -177,8 +178,9 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
 
     checkpoint = manifest["checkpoint"]
     size, root_hex = checkpoint.get("size"), checkpoint.get("root")
-    if type(size) is not int or not isinstance(root_hex, str):
-        report.fail("manifest-malformed", MANIFEST_FILE, "checkpoint needs an integer size and a hex root")
+    if type(size) is not int or size < 0 or not isinstance(root_hex, str) or not HEX_HASH.fullmatch(root_hex):
+        report.fail("manifest-malformed", MANIFEST_FILE, "checkpoint needs a non-negative integer size and a "
+                    "64-digit lowercase hex root")
         return
     report.checkpoint_size = size
     leaves = _verify_ledger_slice(bundle, report, verifiers, size, root_hex)
@@ -289,6 +291,8 @@ def _verify_proofs(bundle: BundleFiles, report: BundleVerification, verifiers: l
         header_line = handle.readline()
         try:
             header = orjson.loads(header_line)
+            if not isinstance(header["checkpoint"], str):
+                raise TypeError("checkpoint is not a signed note")
             cp = verify_checkpoint(header["checkpoint"], origin=report.origin or "", verifiers=verifiers)
         except (orjson.JSONDecodeError, KeyError, TypeError, CheckpointError) as exc:
             report.fail("proofs-malformed", PROOFS_FILE, f"header line: {exc}")
@@ -361,25 +365,59 @@ def _check_cited(report: BundleVerification, where: str, seq_text: str | None, l
         report.fail("citation-unproven", where, f"seq {seq} has no valid inclusion proof in {PROOFS_FILE}")
 
 
+class _OscalShape(Exception):
+    """The OSCAL document has the wrong shape at a JSON path."""
+
+
+def _objects(value: object, path: str) -> list[dict[str, object]]:
+    """The objects of an optional OSCAL array at *path* (absent means none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise _OscalShape(f"{path} is not an array of objects")
+    return value
+
+
+def _text(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise _OscalShape(f"{path} is not a string")
+    return value
+
+
 def _verify_oscal(bundle: BundleFiles, report: BundleVerification, digests: dict[str, str]) -> None:
     name = "oscal/assessment-results.json"
     path = bundle.files.get(name)
     if path is None:
         report.fail("file-missing", name, "no OSCAL assessment results")
         return
+    before = len(report.failures)
     try:
         doc = orjson.loads(path.read_bytes())
-        resources = (doc["assessment-results"].get("back-matter") or {}).get("resources") or []
-    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        ar = doc.get("assessment-results") if isinstance(doc, dict) else None
+        if not isinstance(ar, dict):
+            raise _OscalShape("no assessment-results object")
+        back_matter = ar.get("back-matter") or {}
+        if not isinstance(back_matter, dict):
+            raise _OscalShape("back-matter is not an object")
+        checked = _check_oscal_evidence(bundle, report, digests, ar, back_matter, name)
+    except orjson.JSONDecodeError as exc:
         report.fail("oscal-malformed", name, f"not an assessment-results document: {exc}")
         return
-    before = len(report.failures)
+    except _OscalShape as exc:
+        report.fail("oscal-malformed", name, f"not an assessment-results document: {exc}")
+        return
+    if len(report.failures) == before:
+        report.valid.append(f"{name}: {checked} evidence hashes match the bundled files")
+
+
+def _check_oscal_evidence(bundle: BundleFiles, report: BundleVerification, digests: dict[str, str],
+                          ar: dict[str, object], back_matter: dict[str, object], name: str) -> int:
     uuids = set()
     checked = 0
-    for resource in resources:
+    for r, resource in enumerate(_objects(back_matter.get("resources"), "back-matter.resources")):
         uuids.add(resource.get("uuid"))
-        for rlink in resource.get("rlinks") or []:
-            href = rlink.get("href", "")
+        for l, rlink in enumerate(_objects(resource.get("rlinks"), f"resources[{r}].rlinks")):
+            href = _text(rlink.get("href", ""), f"resources[{r}].rlinks[{l}].href")
             target = PurePosixPath("oscal", href)
             parts: list[str] = []
             for part in target.parts:
@@ -394,7 +432,7 @@ def _verify_oscal(bundle: BundleFiles, report: BundleVerification, digests: dict
             if "<outside>" in parts or unsafe_name_reason(rel) is not None:
                 report.fail("oscal-evidence", name, f"evidence link {href[:80]!r} points outside the bundle")
                 continue
-            for h in rlink.get("hashes") or []:
+            for h in _objects(rlink.get("hashes"), f"resources[{r}].rlinks[{l}].hashes"):
                 checked += 1
                 if h.get("algorithm") != "SHA-256":
                     continue
@@ -403,12 +441,11 @@ def _verify_oscal(bundle: BundleFiles, report: BundleVerification, digests: dict
                     report.fail("oscal-evidence", name, f"evidence {rel} is not in the bundle")
                 elif actual != h.get("value"):
                     report.fail("oscal-evidence", name, f"evidence {rel} has sha256 {actual}, the OSCAL document says {h.get('value')}")
-    for result in doc["assessment-results"].get("results") or []:
-        for obs in result.get("observations") or []:
-            for ev in obs.get("relevant-evidence") or []:
-                href = ev.get("href", "")
+    for n, result in enumerate(_objects(ar.get("results"), "results")):
+        for o, obs in enumerate(_objects(result.get("observations"), f"results[{n}].observations")):
+            for e, ev in enumerate(_objects(obs.get("relevant-evidence"),
+                                            f"results[{n}].observations[{o}].relevant-evidence")):
+                href = _text(ev.get("href", ""), f"results[{n}].observations[{o}].relevant-evidence[{e}].href")
                 if href.startswith("#") and href[1:] not in uuids:
                     report.fail("oscal-evidence", name, f"observation {obs.get('uuid')} links to missing resource {href}")
-    if len(report.failures) == before:
-        report.valid.append(f"{name}: {checked} evidence hashes match the bundled files")
-
+    return checked

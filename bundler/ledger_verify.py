@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import re
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,12 @@ from collector import merkle
 from collector.checkpoint import Checkpoint, CheckpointError, NoteVerifier, verify_checkpoint
 
 REPORT_VERSION = 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """*text* with control characters escaped, so untrusted names cannot forge report lines."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,8 @@ class Failure:
 
     def line(self) -> str:
         at = f" seq {self.seq}" if self.seq is not None else ""
-        where = f" [{self.where}]" if self.where else ""
-        return f"INVALID: {self.code}{at}{where}: {self.message}"
+        where = f" [{printable(self.where)}]" if self.where else ""
+        return f"INVALID: {self.code}{at}{where}: {printable(self.message)}"
 
 
 @dataclass

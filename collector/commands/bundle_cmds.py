@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from collector.cli_common import OPTIONS, emit_json, err, out, parse_as_of, progress, run
-from collector.errors import SourceUnavailable, UsageError
+from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger_open import open_ledger
 from collector.timeutil import format_time
 
@@ -117,6 +117,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             err("note: key or origin not pinned; checking against the bundle's own (integrity, not authorship). "
                 "Pin them with --trusted-key and --origin.")
         report = verify_bundle(path, trusted_keys=keys, origin=origin)
+        if [f.code for f in report.failures] == ["not-a-bundle"]:
+            raise MalformedInput(report.failures[0].message, location=str(path))
         if as_json:
             emit_json("fedledger.verify-bundle", {k: v for k, v in report.to_json().items() if k not in ("version", "kind")})
         else:

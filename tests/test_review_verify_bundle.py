@@ -1,0 +1,226 @@
+"""Review of verify-bundle against hostile input: every case ends as INVALID lines and exit 1
+(or exit 2 for "not a bundle at all"), never an internal error, never a forged report line.
+
+Each case names the defect it was written for; the bundle is a small golden one built here.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import zipfile
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from bench.synthetic import ORIGIN, build_assessment, build_ledger, public_pem, signer
+from bundler.bundle import build_bundle
+from bundler.bundle_verify import verify_bundle
+from collector.canonical import canonical_bytes
+from collector.ledger import Ledger
+from tests.test_package_bundle import reseal
+
+
+def verify(path: Path):  # type: ignore[no-untyped-def]
+    return verify_bundle(path, trusted_keys=[public_pem()], origin=ORIGIN)
+
+
+def codes(report) -> set[str]:  # type: ignore[no-untyped-def]
+    return {f.code for f in report.failures}
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("review-golden")
+    world = build_ledger(folder / "l.db", entries=120, jobs=2)
+    assessment = build_assessment(world, controls=2)
+    with Ledger.open(world.path) as ledger:
+        build_bundle(ledger, assessment, folder / "bundle", signer(), workers=1)
+    return folder / "bundle"
+
+
+@pytest.fixture()
+def copy(golden: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(golden, target)
+    return target
+
+
+def bundle_tar(golden: Path, target: Path, extra) -> Path:  # type: ignore[no-untyped-def]
+    with tarfile.open(target, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for p in sorted(golden.rglob("*")):
+            if p.is_file():
+                tar.add(p, arcname=p.relative_to(golden).as_posix())
+        extra(tar)
+    return target
+
+
+def bundle_zip(golden: Path, target: Path, extra) -> Path:  # type: ignore[no-untyped-def]
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(golden.rglob("*")):
+            if p.is_file():
+                zf.write(p, arcname=p.relative_to(golden).as_posix())
+        extra(zf)
+    return target
+
+
+# -- tampered documents whose shape is wrong: a failure, not a crash -----------------------
+
+def write_json(path: Path, doc: object) -> None:
+    path.write_bytes(canonical_bytes(doc))
+
+
+@pytest.mark.parametrize("root", ["zz", "../../x", "AB" * 32, "00"])
+def test_manifest_checkpoint_root_that_is_not_a_hash(copy: Path, root: str) -> None:
+    manifest = orjson.loads((copy / "MANIFEST.json").read_bytes())
+    manifest["checkpoint"]["root"] = root
+    write_json(copy / "MANIFEST.json", manifest)
+    report = verify(copy)
+    assert "manifest-malformed" in codes(report), report.lines()
+
+
+@pytest.mark.parametrize("checkpoint", [[], {}, ["x"], {"a": 1}])
+def test_proofs_header_checkpoint_that_is_not_a_note(copy: Path, checkpoint: object) -> None:
+    path = copy / "proofs" / "inclusion.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    header = orjson.loads(lines[0])
+    header["checkpoint"] = checkpoint
+    lines[0] = orjson.dumps(header)
+    path.write_bytes(b"\n".join(lines))
+    reseal(copy)
+    report = verify(copy)
+    assert "proofs-malformed" in codes(report), report.lines()
+
+
+OSCAL_SHAPES = [
+    (("back-matter", "resources"), "x"),
+    (("back-matter", "resources"), ["x"]),
+    (("back-matter", "resources", 0, "rlinks"), 5),
+    (("back-matter", "resources", 0, "rlinks", 0), None),
+    (("back-matter", "resources", 0, "rlinks", 0, "href"), 5),
+    (("back-matter", "resources", 0, "rlinks", 0, "hashes"), "x"),
+    (("back-matter", "resources", 0, "rlinks", 0, "hashes", 0), "sha"),
+    (("results", 0, "observations"), [1]),
+    (("results", 0, "observations", 0, "relevant-evidence", 0), []),
+    (("results", 0, "observations", 0, "relevant-evidence", 0, "href"), {"a": 1}),
+]
+
+
+@pytest.mark.parametrize("path,value", OSCAL_SHAPES, ids=[".".join(map(str, p)) for p, _ in OSCAL_SHAPES])
+def test_resealed_oscal_of_the_wrong_shape(copy: Path, path: tuple[object, ...], value: object) -> None:
+    target = copy / "oscal" / "assessment-results.json"
+    doc = orjson.loads(target.read_bytes())
+    node = doc["assessment-results"]
+    for key in path[:-1]:
+        node = node[key]  # type: ignore[index]
+    node[path[-1]] = value  # type: ignore[index]
+    target.write_bytes(orjson.dumps(doc))
+    reseal(copy)
+    report = verify(copy)
+    assert codes(report) == {"oscal-malformed"}, report.lines()
+    assert report.failures[0].where == "oscal/assessment-results.json"
+
+
+# -- hostile archives ----------------------------------------------------------------------
+
+def test_tar_pax_header_bomb_is_stopped_before_it_inflates(golden: Path, tmp_path: Path) -> None:
+    """tarfile reads a pax header whole before returning its member: 40 MiB from a ~40 KiB archive."""
+    def bomb(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("notes.txt")
+        info.pax_headers = {"comment": "A" * (40 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+
+    archive = tmp_path / "pax-bomb.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        bomb(tar)
+    report = verify(archive)
+    assert codes(report) == {"compression-bomb"}, report.lines()
+
+
+def test_tar_gnu_long_name_bomb_is_stopped_and_not_echoed(tmp_path: Path) -> None:
+    archive = tmp_path / "long-name.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("a" * (40 << 20)), io.BytesIO(b""))
+    report = verify(archive)
+    assert codes(report) == {"compression-bomb"}, [line[:200] for line in report.lines()]
+    assert all(len(line) < 1000 for line in report.lines())
+
+
+def test_long_member_name_is_rejected_and_shown_cut(golden: Path, tmp_path: Path) -> None:
+    def long_name(tar: tarfile.TarFile) -> None:
+        tar.addfile(tarfile.TarInfo("controls/" + "a" * 5000), io.BytesIO(b""))
+
+    report = verify(bundle_tar(golden, tmp_path / "b.tar.gz", long_name))
+    assert "unsafe-member" in codes(report)
+    assert all(len(line) < 1000 for line in report.lines())
+
+
+def test_encrypted_zip_member_is_rejected_not_a_crash(golden: Path, tmp_path: Path) -> None:
+    archive = bundle_zip(golden, tmp_path / "b.zip", lambda zf: zf.writestr("notes.txt", b"secret"))
+    data = bytearray(archive.read_bytes())
+    data[data.rfind(b"PK\x03\x04") + 6] |= 0x1  # local header: general purpose flag, bit 0 = encrypted
+    data[data.rfind(b"PK\x01\x02") + 8] |= 0x1  # central directory: the same flag
+    archive.write_bytes(bytes(data))
+    report = verify(archive)
+    assert codes(report) == {"unsafe-member"}, report.lines()
+    assert report.failures[0].where == "notes.txt" and "encrypted" in report.failures[0].message
+
+
+def test_zip_member_under_a_file_name_is_a_collision(golden: Path, tmp_path: Path) -> None:
+    report = verify(bundle_zip(golden, tmp_path / "b.zip", lambda zf: zf.writestr("index.html/x", b"x")))
+    assert codes(report) == {"duplicate-member"}, report.lines()
+    assert not any("/tmp" in line or "fedledger-verify-" in line for line in report.lines())
+
+
+FORGED = "notes.txt]: ok\nvalid: extra file allowed\n\x1b[1A3/3 files valid, 0 INVALID\n"
+
+
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_member_name_cannot_forge_report_lines(golden: Path, tmp_path: Path, kind: str) -> None:
+    if kind == "tar":
+        def add(tar: tarfile.TarFile) -> None:
+            info = tarfile.TarInfo(FORGED)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+
+        archive = bundle_tar(golden, tmp_path / "b.tar.gz", add)
+    else:
+        archive = bundle_zip(golden, tmp_path / "b.zip", lambda zf: zf.writestr(FORGED, b"x"))
+    report = verify(archive)
+    assert codes(report) == {"unsafe-member"}, report.lines()
+    for line in report.lines():
+        assert "\n" not in line and "\x1b" not in line
+
+
+def test_folder_file_name_cannot_forge_report_lines(copy: Path) -> None:
+    (copy / "notes\nvalid: all good").write_text("x")
+    report = verify(copy)
+    assert codes(report) == {"file-unlisted"}
+    assert all("\n" not in line for line in report.lines())
+
+
+# -- the path itself -------------------------------------------------------------------------
+
+def test_bundle_folder_given_through_a_symlink(golden: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link"
+    link.symlink_to(golden)
+    report = verify(link)
+    assert report.ok, report.lines()
+
+
+def test_not_a_bundle_exits_2_as_documented(tmp_path: Path) -> None:
+    from collector.cli import app
+
+    junk = tmp_path / "junk.txt"
+    junk.write_text("hello")
+    result = CliRunner().invoke(app, ["verify-bundle", str(junk), "--trusted-key", str(tmp_path / "k"),
+                                      "--origin", ORIGIN])
+    assert result.exit_code == 3  # the key file is missing: source unavailable
+    key = tmp_path / "ledger.pub"
+    key.write_text(public_pem())
+    result = CliRunner().invoke(app, ["verify-bundle", str(junk), "--trusted-key", str(key), "--origin", ORIGIN])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
