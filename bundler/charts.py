@@ -13,6 +13,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
+from bundler.display_text import reveal_invisible
 from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, ControlResult, DailyVolume, SourceFreshness
 
 STATUS_COLOURS = {SATISFIED: "#2e7d32", NOT_SATISFIED: "#c62828", NOT_ASSESSED: "#9e9e9e"}
@@ -22,13 +23,13 @@ FONT = 'font-family="DejaVu Sans, sans-serif"'
 
 def _text(x: float, y: float, value: object, *, size: int = 10, anchor: str = "start", fill: str = "#222") -> str:
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{fill}" {FONT}>'
-            f"{escape(str(value))}</text>")
+            f"{escape(reveal_invisible(str(value)))}</text>")
 
 
 def _svg(width: int, height: int, body: list[str], title: str) -> Markup:
     return Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(reveal_invisible(title))}">'
         + "".join(body) + "</svg>"
     )
 

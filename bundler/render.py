@@ -5,7 +5,9 @@ verification transcript and the inclusion proofs; templates only lay them out.
 The environment autoescapes every template, whatever its name (``.html.j2``
 included: ``select_autoescape()`` would miss it), and uses ``StrictUndefined`` so
 a missing field is an error, not an empty string. Evidence text is data: it is
-escaped in HTML and never placed in a URL attribute.
+escaped in HTML, never placed in a URL attribute, and its invisible characters
+(bidirectional overrides, zero-width and other format characters) are shown as
+``[U+XXXX]`` (:mod:`bundler.display_text`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from markupsafe import Markup
 
 from bundler import charts
 from bundler.assets import asset_bytes, templates_folder
+from bundler.display_text import reveal_invisible
 from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, ControlResult, CustodyStory
 
 PROOFS_SHOWN = 20  # inclusion proofs printed per control report; all of them are in proofs/
@@ -114,12 +117,20 @@ def _autoescape_everything(_name: str | None) -> bool:
     return True
 
 
+def _finalize(value: Any) -> Any:
+    """Every ``{{ }}`` value: plain text has its invisible characters shown; markup we built passes."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return reveal_invisible(value)
+    return value
+
+
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_folder())),
         autoescape=_autoescape_everything,
         undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
         trim_blocks=True,
         lstrip_blocks=True,
     )
