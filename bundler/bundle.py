@@ -84,6 +84,10 @@ def csv_cell(value: object) -> str:
     return text
 
 
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 class _CitedEntries:
     """The cited entries of the export, read by line offset and parsed once each, however many
     controls cite them; :meth:`write_control` writes one control's CSV and returns its summary rows."""
@@ -108,14 +112,15 @@ class _CitedEntries:
         self._handle.seek(offsets[seq])
         body = self._handle.read(offsets[seq + 1] - offsets[seq]).rstrip(b"\n")
         doc = orjson.loads(body)
-        event = doc.get("event") or {}
-        source = doc.get("source") or {}
-        kind = event.get("kind") or "?"
-        outcome = (event.get("outcome") or {}).get("status") or ""
-        when = event.get("time") or ""
+        # The stored entry is shown as it is, whatever shape `fedledger append` let through.
+        event, source = _object(doc.get("event")), _object(doc.get("source"))
+        kind = str(event.get("kind") or "?")
+        outcome_field = event.get("outcome")
+        outcome = str((outcome_field.get("status") if isinstance(outcome_field, dict) else outcome_field) or "")
+        when = str(event.get("time") or "")
         row: list[object] = [seq, leaves[32 * seq : 32 * seq + 32].hex()] + [csv_cell(v) for v in (
             when, kind, source.get("kind"), source.get("id"), source.get("location"), event.get("actor"),
-            event.get("action"), event.get("resource"), outcome, (event.get("correlation") or {}).get("job_id"))]
+            event.get("action"), event.get("resource"), outcome, _object(event.get("correlation")).get("job_id"))]
         found = self._rows[seq] = (row, (kind, str(source.get("kind") or ""), outcome), when)
         return found
 

@@ -182,7 +182,7 @@ def _links(start: int, seqs: list[Any], prevs: list[Any]) -> tuple[bytes, list[i
 def chain_breaks(prevs: bytes, leaves: bytes, known: list[int]) -> list[int]:
     """*known* breaks plus every entry whose prev link is not the leaf hash of the entry before
     it (zeros for the first). One comparison of whole buffers when the chain is intact."""
-    expected = ZERO + leaves[:-32]
+    expected = ZERO + leaves[:-32] if leaves else b""  # an empty ledger has no links to check
     if len(prevs) != len(expected):
         raise ValueError("prev links and leaf hashes are not the same number of entries")
     if prevs == expected:

@@ -2,7 +2,9 @@
 
 The generic path for evidence no collector covers (manual evidence, exports of
 other tools). Each line needs ``time`` (RFC 3339 with a zone) and ``kind`` (a
-dotted name); other normalized fields are kept as given. Unlike the collectors,
+dotted name); the other common fields (``actor``, ``action``, ``resource``,
+``outcome``, ``correlation``, ``attrs``) may be absent but, when present, must have
+the types of docs/events.md; fields beyond them are kept as given. Unlike the collectors,
 this path is all-or-nothing: any bad line fails the whole file.
 """
 
@@ -34,6 +36,9 @@ def normalize_manual_event(data: bytes, location: str) -> dict[str, Any]:
     kind = doc.get("kind")
     if not isinstance(kind, str) or not KIND_PATTERN.match(kind):
         raise MalformedInput("'kind' must be a dotted lower-case name such as manual.review", location=location)
+    shape = _shape_problem(doc)
+    if shape is not None:
+        raise MalformedInput(f"{shape} (docs/events.md)", location=location)
     event = dict(doc)
     event["time"] = normalize_time(doc.get("time"), location=location)  # type: ignore[arg-type]
     try:
@@ -41,6 +46,31 @@ def normalize_manual_event(data: bytes, location: str) -> dict[str, Any]:
     except CanonicalizationError as exc:
         raise MalformedInput(str(exc), location=location) from None
     return event
+
+
+def _shape_problem(doc: dict[str, Any]) -> str | None:
+    """What makes a common field of *doc* another shape than the normalized event contract, if anything.
+
+    Absent fields are allowed; a present one must have the contract's type, since the
+    ledger keeps it for good and the bundler reads it.
+    """
+    for name in ("actor", "resource"):
+        if doc.get(name) is not None and not isinstance(doc[name], str):
+            return f"'{name}' must be a string or null"
+    if "action" in doc and not isinstance(doc["action"], str):
+        return "'action' must be a string"
+    if "outcome" in doc:
+        outcome = doc["outcome"]
+        if (not isinstance(outcome, dict) or outcome.get("status") not in ("success", "failure")
+                or not isinstance(outcome.get("error"), (str, type(None)))):
+            return "'outcome' must be {\"status\": \"success\" or \"failure\", \"error\": string or null}"
+    if "correlation" in doc:
+        correlation = doc["correlation"]
+        if not isinstance(correlation, dict) or not all(isinstance(v, str) for v in correlation.values()):
+            return "'correlation' must be an object of strings"
+    if "attrs" in doc and not isinstance(doc["attrs"], dict):
+        return "'attrs' must be an object"
+    return None
 
 
 class ManualEvents(Source):
