@@ -977,6 +977,10 @@ def evaluate_reading(
         notes.append(f"{table.excluded_future} entr(y/ies) dated after as-of were left out")
     if table.excluded_period:
         notes.append(f"{table.excluded_period} entr(y/ies) outside the period were left out")
+    for policy in policies:
+        if not set(getattr(policy, "controls", ())) & set(selected):
+            notes.append(f"policy {policy.name} speaks to {', '.join(map(control_label, policy.controls))}, none of which is assessed "
+                         "here: it changed no control's result")
     unassigned = int(correlation.job.isna().sum())
     notes.append(f"{len(jobs)} CI job(s); {unassigned} of {len(table.frame)} entries are not linked to a job")
     return Assessment(

@@ -138,3 +138,14 @@ def test_policy_results_are_deterministic() -> None:
     entries = as_entries(complete_story(2))
     assert evaluate(entries, as_of=AS_OF, origin="t", policies=policies) == \
         evaluate(entries, as_of=AS_OF, origin="t", policies=policies)
+
+
+def test_policy_that_speaks_to_no_assessed_control_says_so(tmp_path: Path) -> None:
+    """Review: a policy whose controls are all outside the assessment (a typo such as CM-99,
+    or --controls leaving them out) changed no result and the report did not say so."""
+    write(tmp_path, "typo.rego", "# controls: CM-99\npackage pipeline\nallow { false }\n")
+    write(tmp_path, "kept.rego", "# controls: AU-2\npackage pipeline\nallow { true }\n")
+    assessment = evaluate(as_entries(complete_story(1)), as_of=AS_OF, origin="t", policies=load_policies(tmp_path),
+                          controls=["AU-2", "AU-9"])
+    notes = [n for n in assessment.notes if "policy" in n]
+    assert len(notes) == 1 and "typo" in notes[0] and "CM-99" in notes[0], assessment.notes
