@@ -380,6 +380,27 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert entries(ledger) == []
 
 
+def test_a_folder_without_ci_files_is_unusable_input(tmp_path: Path) -> None:
+    """``collect ci`` on a folder holding no CI event file read nothing and exited 0, while
+    ``collect vault`` exits 2 with "no files found": an operator who typed the wrong folder
+    must be told (a scheduled ``fedledger run`` keeps accepting an empty inbox, see test_run)."""
+    ledger = new_ledger(tmp_path)
+    empty = tmp_path / "inbox"
+    empty.mkdir()
+    result = fedledger("collect", "ci", str(empty), ledger=ledger)
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "no CI event files found in" in lines[0] and str(empty) in lines[0], lines
+    (empty / "README.txt").write_text("not an event file")
+    (empty / ".hidden.jsonl").write_text("{}\n")
+    result = fedledger("--format", "json", "collect", "ci", str(empty), ledger=ledger)
+    assert result.returncode == 2 and b"no CI event files found" in result.stderr and result.stdout == b""
+    assert entries(ledger) == []
+    (empty / "events.jsonl").write_bytes(b"")  # a CI file, still empty: nothing to read, nothing wrong
+    doc = summary(fedledger("--format", "json", "collect", "ci", str(empty), ledger=ledger))
+    assert doc["read"] == 0 and doc["ok"] is True
+
+
 def test_human_output_ends_with_counts(tmp_path: Path) -> None:
     ledger = new_ledger(tmp_path)
     result = fedledger("collect", "ci", str(HOSTILE), *story_options(), ledger=ledger)

@@ -303,3 +303,19 @@ def test_cloudtrail_source_uses_every_public_keys_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert all(source["ok"] for source in doc["sources"])
+
+
+def test_a_scheduled_ci_source_with_an_empty_inbox_is_fine(tmp_path: Path) -> None:
+    """A CI inbox folder with nothing new on a schedule is normal, unlike ``collect ci`` by hand
+    (exit 2, "no CI event files found"): the run succeeds and logs the source with 0 read. A CI
+    location that does not exist still fails the source."""
+    (tmp_path / "inbox").mkdir()
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "c"\nkind = "ci"\nlocation = "inbox/"\n')
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    (source,) = doc["sources"]
+    assert source["ok"] is True and source["counts"]["read"] == 0
+    (tmp_path / "inbox").rmdir()
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    assert result.exit_code == 3

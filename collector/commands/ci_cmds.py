@@ -2,7 +2,7 @@
 
 Exit codes: 0 everything ingested (appended or already there) · 1 something was
 quarantined or a file was tampered with (the good records are still committed) ·
-2 unusable input (missing path, unreadable JWKS or secret file) · 3 ledger unavailable.
+2 unusable input (missing path, no CI event file found, unreadable JWKS or secret file) · 3 ledger unavailable.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
 from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
 from collector.rotation import rotation_notes
-from collector.sources.ci import CiOptions, CiTally, ci_sources, read_webhook_secrets
+from collector.sources.ci import FOLDER_SUFFIXES, CiOptions, CiTally, ci_sources, read_webhook_secrets
 
 NOTES_SHOWN = 50  # quarantined records named on stderr (JSON lists up to 1000, the table keeps all)
 
@@ -49,10 +49,19 @@ def build_options(jwks: Path | None, issuer: list[str], audience: list[str], web
 def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed: str,
                on_progress: Callable[[int], None] | None = None,
                accept_changed: list[str] | None = None) -> tuple[IngestSummary, CiTally]:
-    """Ingest every CI source under *paths* (one source id and cursor per file); counts add up."""
+    """Ingest every CI source under *paths* (one source id and cursor per file); counts add up.
+
+    Raises :class:`UsageError` when *paths* name no CI event file at all (folders holding none):
+    run by hand, that is a wrong path. ``fedledger run`` does not go through here and accepts an
+    empty inbox folder (docs/scheduling.md).
+    """
     tally = CiTally()
     total = IngestSummary(source="ci", size=ledger.size)
-    for source in list(ci_sources(paths, options, tally, accept_changed or ())):
+    sources = list(ci_sources(paths, options, tally, accept_changed or ()))
+    if not sources:
+        raise UsageError("no CI event files found in " + ", ".join(paths)
+                         + " (looked for " + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + ")")
+    for source in sources:
         summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
                          observed=observed, on_progress=on_progress)
         total.add(summary)
