@@ -222,6 +222,30 @@ def test_deliveries_without_a_secret_are_ingested_as_not_checked(tmp_path: Path)
     assert summary(result)["webhooks_unchecked"] == 1
 
 
+def test_verification_counts_are_of_ingested_records_only(tmp_path: Path) -> None:
+    """A delivery whose signature checked out but which was then quarantined (an unsupported
+    ``push`` event) was counted in ``webhooks_verified``: the verification counts now describe the
+    records that became entries (appended or already there), so a quarantined record is counted
+    once, under its reason, and ``webhooks_verified + webhooks_unchecked`` deliveries were ingested."""
+    body = json.dumps({"ref": "refs/heads/main", "after": "0" * 40, "repository": {"full_name": "agency/app"}})
+    push = {"headers": {"X-GitHub-Event": "push", "X-Hub-Signature-256": ci_source.github_signature(SECRET, body.encode())},
+            "body": body}
+    job = json.loads((EVENTS / "github-deliveries.jsonl").read_bytes().splitlines()[1])
+    events = tmp_path / "deliveries.jsonl"
+    events.write_bytes(json.dumps(push).encode() + b"\n" + json.dumps(job).encode() + b"\n")
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_bytes(SECRET + b"\n")
+    ledger = new_ledger(tmp_path)
+    signed = fedledger("--format", "json", "collect", "ci", str(events), "--webhook-secret-file", str(secret_file),
+                       ledger=ledger)
+    assert signed.returncode == 1
+    doc = summary(signed)
+    assert (doc["appended"], doc["quarantined"], doc["reasons"]) == (1, 1, {"unsupported-event": 1})
+    assert (doc["webhooks_verified"], doc["webhooks_unchecked"]) == (1, 0)
+    again = fedledger("collect", "ci", str(events), ledger=new_ledger(tmp_path / "unchecked"))
+    assert "webhook deliveries: 0 signature verified, 1 not checked" in again.stdout.decode()
+
+
 def test_tokens_without_audience_are_not_verified(tmp_path: Path) -> None:
     options = CiOptions(jwks=story_ci_options().jwks)
     ledger, _, _ = collect_in_process(tmp_path, [str(EVENTS / "job-events.jsonl")], options)

@@ -179,7 +179,9 @@ class CiOptions:
 
 @dataclass
 class CiTally:
-    """Verification outcomes seen in one run (re-read duplicates included)."""
+    """Verification outcomes of the records that became entries in one run (re-read duplicates
+    included; a quarantined record is counted under its reason only, even when its signature or
+    token checked out before something else in it was refused)."""
 
     tokens_verified: int = 0
     tokens_failed: int = 0
@@ -191,6 +193,22 @@ class CiTally:
     rotations: list[dict[str, object]] = field(default_factory=list)  # rotated files followed
     accepted: list[dict[str, object]] = field(default_factory=list)  # --accept-changed: reset or not needed
     quarantined: list[dict[str, object]] = field(default_factory=list)  # location, line, reason; never content
+
+    def count(self, record: NormalizedRecord) -> None:
+        """Add a record that becomes an entry: its OIDC verification, webhook signature, redaction."""
+        attrs = record.event["attrs"]
+        if record.event["kind"] == "ci.oidc_token":
+            if attrs.get("verified") is True:
+                self.tokens_verified += 1
+            else:
+                self.tokens_failed += 1
+        signature = attrs.get("webhook_signature")
+        if signature == "verified":
+            self.webhooks_verified += 1
+        elif signature == "not-checked":
+            self.webhooks_unchecked += 1
+        if record.source_extra:
+            self.redacted_records += 1
 
     def note_quarantine(self, location: str, line: int | None, reason: str) -> None:
         if len(self.quarantined) < QUARANTINE_NOTES_KEPT:
@@ -870,8 +888,8 @@ def normalize_generic(doc: dict[str, Any]) -> dict[str, Any]:
 # -- OIDC tokens ----------------------------------------------------------------------------
 
 
-def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, Any], options: CiOptions,
-                         tally: CiTally | None = None) -> dict[str, Any]:
+def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, Any],
+                         options: CiOptions) -> dict[str, Any]:
     """A ``ci.oidc_token`` event for *token* used at *when* (or its ``iat`` when None)."""
     if not isinstance(token, str) or not token.strip():
         raise Quarantine(R_BAD_FIELD)
@@ -890,11 +908,6 @@ def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, An
         token, options.jwks, at=parse_time(when), issuers=options.issuers, audiences=options.audiences,
         leeway_seconds=options.leeway_seconds,
     )
-    if tally is not None:
-        if result.verified:
-            tally.tokens_verified += 1
-        else:
-            tally.tokens_failed += 1
     claims = result.claims
     correlation = _correlation(
         job_id=envelope.get("job_id") or claims.get("job_id"), run_id=envelope.get("run_id") or claims.get("run_id")
@@ -945,10 +958,10 @@ def _payload_event(doc: dict[str, Any], event_name: str | None) -> dict[str, Any
     raise Quarantine(R_UNSUPPORTED)
 
 
-def normalize_record(data: bytes, options: CiOptions, tally: CiTally | None = None) -> NormalizedRecord:
+def normalize_record(data: bytes, options: CiOptions) -> NormalizedRecord:
     """One input record's event and the raw bytes to store for it, or raise :class:`Quarantine`."""
     screen = RecordScreen.of(data, options.webhook_secrets)
-    record = _normalize_record(data, options, tally, screen)
+    record = _normalize_record(data, options, screen)
     if record.event.get("kind") != "ci.oidc_token" and not (screen.scan_tokens or screen.scan_secrets):
         return record  # every string of the event came from the record, which holds neither
     scrubbed = Redactor(options.webhook_secrets).scrub(record.event)
@@ -957,15 +970,14 @@ def normalize_record(data: bytes, options: CiOptions, tally: CiTally | None = No
     return NormalizedRecord(scrubbed, record.raw, {**record.source_extra, "event_scrubbed": True})
 
 
-def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None,
-                      screen: RecordScreen) -> NormalizedRecord:
+def _normalize_record(data: bytes, options: CiOptions, screen: RecordScreen) -> NormalizedRecord:
     token_line = _token_line(data)
     if token_line is not None:
         when_text, token = token_line
         when = ci_time(when_text) if when_text else None
         redactor = Redactor(options.webhook_secrets)
         redactor.check_text(token)
-        event = normalize_oidc_token(token, when, {}, options, tally)
+        event = normalize_oidc_token(token, when, {}, options)
         raw = {"event_type": "ci.oidc_token", "time": when_text,
                "token": {**_digest_of(token.strip()), "redacted": "token"}}
         return _finish(event, raw, ["$.token"])
@@ -973,7 +985,7 @@ def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None,
     if not isinstance(doc, dict):
         raise Quarantine(R_NOT_OBJECT)
     if isinstance(doc.get("headers"), dict) and ("body" in doc or "body_base64" in doc):
-        return _delivery(doc, options, tally)
+        return _delivery(doc, options)
     redactor = Redactor(options.webhook_secrets, screen=screen)
     if doc.get("event_type") == "ci.oidc_token":
         given = doc.get("token")
@@ -983,7 +995,7 @@ def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None,
         rest = {k: v for k, v in doc.items() if k != "token"}
         rest = redactor.redact(rest)
         when = _first_time(doc.get("time"), doc.get("timestamp")) if (doc.get("time") or doc.get("timestamp")) else None
-        event = normalize_oidc_token(given, when, rest, options, tally)
+        event = normalize_oidc_token(given, when, rest, options)
         raw = {**rest, "token": {**_digest_of(given.strip()), "redacted": "token"}}
         return _finish(event, raw, ["$.token", *redactor.paths])
     keep = frozenset({"input"}) if doc.get("event_type") == "ci.job.policy_decision" else frozenset()
@@ -998,7 +1010,7 @@ def _normalize_record(data: bytes, options: CiOptions, tally: CiTally | None,
     return _finish(event, None, [], exact=data)
 
 
-def _delivery(doc: dict[str, Any], options: CiOptions, tally: CiTally | None) -> NormalizedRecord:
+def _delivery(doc: dict[str, Any], options: CiOptions) -> NormalizedRecord:
     headers: dict[str, Any] = doc["headers"]
     if "body_base64" in doc:
         if not isinstance(doc["body_base64"], str):
@@ -1025,12 +1037,8 @@ def _delivery(doc: dict[str, Any], options: CiOptions, tally: CiTally | None) ->
         if not ok:
             raise Quarantine(R_BAD_SIGNATURE)
         state = "verified"
-        if tally is not None:
-            tally.webhooks_verified += 1
     else:
         state = "not-checked"
-        if tally is not None:
-            tally.webhooks_unchecked += 1
     kept_headers = {k: v for k, v in headers.items() if k.lower() in KEPT_HEADERS and isinstance(v, str)}
     redactor = Redactor(options.webhook_secrets)
     kept_headers = redactor.redact(kept_headers, "$.headers")
@@ -1111,13 +1119,13 @@ def record_for(data: bytes, location: str, line: int | None, options: CiOptions,
                tally: CiTally | None = None) -> SourceRecord:
     """A :class:`SourceRecord` for one input record: an entry, or a quarantine by reason."""
     try:
-        normalized = normalize_record(data, options, tally)
+        normalized = normalize_record(data, options)
     except Quarantine as q:
         return _quarantined(data, location, line, q.reason, tally)
     except (FedledgerError, RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
         return _quarantined(data, location, line, R_BAD_FIELD, tally)
-    if normalized.source_extra and tally is not None:
-        tally.redacted_records += 1
+    if tally is not None:
+        tally.count(normalized)
     return SourceRecord(location=location, line=line, raw=normalized.raw, event=normalized.event,
                         source_extra=normalized.source_extra)
 
