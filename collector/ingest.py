@@ -300,6 +300,12 @@ def commit(ledger: Ledger, staged: StagedBatch, *, summary: IngestSummary, obser
 
 # -- line-oriented files, shared by every JSON-lines source -----------------------------
 
+#: The longest line (one record) any line reader hands over whole: GitHub caps webhook payloads at
+#: 25 MB, and a Vault audit record that size is already far out of the ordinary. Longer lines are
+#: read through in blocks, hashed as they pass, and handed over as a :class:`LongLine`.
+MAX_LINE_BYTES = 25 * 1024 * 1024
+LINE_TOO_LONG = "line-too-long"  # the quarantine reason every source gives a LongLine
+
 
 class Line(NamedTuple):  # one per input line: a NamedTuple costs a fraction of a frozen dataclass
     path: str
@@ -307,6 +313,122 @@ class Line(NamedTuple):  # one per input line: a NamedTuple costs a fraction of 
     start: int  # byte offset of the line
     end: int  # byte offset after its newline
     data: bytes  # without the newline
+
+
+class LongLine(NamedTuple):
+    """A line longer than the cap: its place, size and SHA-256, never its bytes.
+
+    ``sha256`` and ``size`` are of the line as it is in the file, its newline included
+    (``sed -n 'Np' FILE | sha256sum``); at the end of a stream without a newline, of what there was.
+    """
+
+    path: str
+    number: int
+    start: int
+    end: int
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class LineSplitter:
+    """Cuts blocks of bytes into :class:`Line` items; a line over *max_line* bytes becomes a
+    :class:`LongLine`, hashed while its blocks stream past, so memory stays under
+    *max_line* plus two blocks however long a line grows.
+
+    *consume* is given every byte of the lines handed over, in order, once each (a file's
+    prefix hash). The bytes of a long line are given to it from the block after the one
+    where it went over the cap on, so a cursor taken after :meth:`feed` (when :attr:`whole`)
+    covers exactly the lines handed over.
+    """
+
+    def __init__(self, path: str, *, offset: int, number: int, max_line: int,
+                 consume: Callable[[bytes], None] | None = None) -> None:
+        self.path, self.offset, self.number, self.max_line = path, offset, number, max_line
+        self.consume = consume
+        self.carry = b""
+        self._long: Any = None  # the SHA-256 of the long line read so far
+        self._long_size = 0
+        self._long_due = False  # the carry went over the cap: read through from the next block on
+
+    @property
+    def whole(self) -> bool:
+        """Whether :attr:`offset` ends the last line handed over (no long line under way)."""
+        return self._long is None
+
+    def feed(self, block: bytes) -> list[Line | LongLine]:
+        items: list[Line | LongLine] = []
+        if self._long_due:
+            self._long_due = False
+            self._long, self._long_size = hashlib.sha256(), 0
+            carry, self.carry = self.carry, b""
+            self._long_part(carry)
+        if self._long is not None:
+            cut = block.find(b"\n")
+            if cut < 0:
+                self._long_part(block)
+                return items
+            self._long_part(block[: cut + 1])
+            items.append(self._end_long())
+            block = block[cut + 1:]
+        block = self.carry + block if self.carry else block
+        lines = block.split(b"\n")
+        self.carry = lines.pop()
+        offset, path, number, consumed, add = self.offset, self.path, self.number, 0, items.append
+        if len(block) <= self.max_line:  # no line can be over the cap: the common case
+            for data in lines:
+                number += 1
+                start = offset + consumed
+                consumed += len(data) + 1
+                add(Line(path, number, start, start + len(data) + 1, data))
+        else:
+            for data in lines:
+                number += 1
+                start = offset + consumed
+                consumed += len(data) + 1
+                if len(data) > self.max_line:
+                    digest = hashlib.sha256(data)
+                    digest.update(b"\n")
+                    add(LongLine(path, number, start, start + len(data) + 1, digest.hexdigest()))
+                else:
+                    add(Line(path, number, start, start + len(data) + 1, data))
+        self.number = number
+        if consumed and self.consume is not None:
+            self.consume(block[:consumed])
+        self.offset += consumed
+        self._long_due = len(self.carry) > self.max_line
+        return items
+
+    def finish(self) -> Line | LongLine | None:
+        """The last line of a stream that ended without a newline (a file's is left unread instead)."""
+        if self._long is None and not self._long_due:
+            if not self.carry:
+                return None
+            data, self.carry = self.carry, b""
+            self.number += 1
+            self.offset += len(data)
+            return Line(self.path, self.number, self.offset - len(data), self.offset, data)
+        if self._long is None:
+            self._long, self._long_size = hashlib.sha256(), 0
+        carry, self.carry = self.carry, b""
+        self._long_part(carry)
+        self._long_due = False
+        return self._end_long()
+
+    def _long_part(self, data: bytes) -> None:
+        self._long.update(data)
+        self._long_size += len(data)
+        if self.consume is not None:
+            self.consume(data)
+
+    def _end_long(self) -> LongLine:
+        self.number += 1
+        start, self.offset = self.offset, self.offset + self._long_size
+        line = LongLine(self.path, self.number, start, self.offset, self._long.hexdigest())
+        self._long = None
+        return line
 
 
 @dataclass(frozen=True)
@@ -359,14 +481,18 @@ def file_source_id(kind: str, path: Path) -> str:
     return f"{kind}:{Path(path).resolve()}"
 
 
-def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: bool = False
-               ) -> Iterator[Line | FileCursor]:
+def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: bool = False,
+               max_line: int | None = None) -> Iterator[Line | LongLine | FileCursor]:
     """Complete lines after *cursor*, then a :class:`FileCursor` at the end of each chunk.
 
     The part before the cursor is hashed again and must match, else
     :class:`SourceTampered`. A last line with no newline is left unread (the file
     may still be written); it is read once its newline arrives. A ``.gz`` file (a
     compressed rotation) is read through gzip; offsets count uncompressed bytes.
+
+    A line longer than *max_line* (default :data:`MAX_LINE_BYTES`) comes as a
+    :class:`LongLine` (see :class:`LineSplitter`): memory stays flat in the line's
+    length, and no cursor is yielded while one streams past, so every cursor is exact.
 
     With *claim* (a cursor that a rotation moved to this path, :mod:`collector.rotation`),
     *cursor* itself comes first, once its prefix checked out, so it is stored under this
@@ -398,8 +524,14 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: b
                 f"the first {cursor.offset} bytes changed since they were read (or the file shrank)",
                 location=str(path),
             )
-        offset, number, carry = cursor.offset, cursor.line, b""
-        head_sha256 = hashlib.sha256(head).hexdigest() if len(head) >= HEAD_BYTES else None
+
+        def consume(data: bytes) -> None:
+            prefix.update(data)
+            if len(head) < HEAD_BYTES:
+                head.extend(data[: HEAD_BYTES - len(head)])
+
+        splitter = LineSplitter(str(path), offset=cursor.offset, number=cursor.line,
+                                max_line=MAX_LINE_BYTES if max_line is None else max_line, consume=consume)
         marked = claim
         if claim:
             yield dataclasses.replace(cursor, read_at=read_at)
@@ -410,26 +542,32 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: b
                 raise SourceUnavailable(f"cannot read: {exc}", location=str(path)) from None
             if not block:
                 break
-            block = carry + block
-            lines = block.split(b"\n")
-            carry = lines.pop()
-            consumed = 0
-            for data in lines:
-                number += 1
-                start = offset + consumed
-                consumed += len(data) + 1
-                yield Line(str(path), number, start, start + len(data) + 1, data)
-            prefix.update(block[:consumed])
-            if head_sha256 is None:
-                head += block[: min(consumed, HEAD_BYTES - len(head))]
-                if len(head) >= HEAD_BYTES:
-                    head_sha256 = hashlib.sha256(head).hexdigest()
-            offset += consumed
-            yield FileCursor(offset, number, prefix.hexdigest(), head_sha256 or hashlib.sha256(head).hexdigest(),
-                             read_at)
-            marked = True
+            yield from splitter.feed(block)
+            if splitter.whole:
+                yield FileCursor(splitter.offset, splitter.number, prefix.hexdigest(), hashlib.sha256(head).hexdigest(),
+                                 read_at)
+                marked = True
         if not marked and cursor.offset == 0 and cursor.read_at is None:
             yield dataclasses.replace(cursor, read_at=read_at)
+
+
+def read_stream_lines(stream: Any, name: str, *, chunk: int = 1 << 20, max_line: int | None = None
+                      ) -> Iterator[Line | LongLine | FileCursor]:
+    """Lines of a binary stream (stdin), capped as :func:`read_lines` caps them, with a
+    :class:`FileCursor` (offset and line count only: a stream is not resumable) after each
+    chunk. A last line without a newline is a line when the stream ends."""
+    splitter = LineSplitter(name, offset=0, number=0, max_line=MAX_LINE_BYTES if max_line is None else max_line)
+    while True:
+        block = stream.read(chunk)
+        if not block:
+            break
+        yield from splitter.feed(block)
+        if splitter.whole:
+            yield FileCursor(splitter.offset, splitter.number, "")
+    last = splitter.finish()
+    if last is not None:
+        yield last
+        yield FileCursor(splitter.offset, splitter.number, "")
 
 
 def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Iterator[Path]:

@@ -102,7 +102,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         else:
             for note in tally.quarantined[:NOTES_SHOWN]:
                 where = note["location"] if note["line"] is None else f"{note['location']}:{note['line']}"
-                err(f"quarantined: {where}: {note['reason']}")
+                size = f" ({note['size']} bytes)" if "size" in note else ""
+                err(f"quarantined: {where}: {note['reason']}{size}")
             if total.quarantined > NOTES_SHOWN:
                 err(f"quarantined: ... {total.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
             for line in tally.tampered:

@@ -98,7 +98,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                          on_progress=advance, workers=workers)
         if not summary.balanced or summary.read != source.lines + source.findings:
             raise InternalError("vault collection counts do not add up")
-        notes = [{"location": n.location, "line": n.line, "reason": n.reason} for n in source.notes]
+        notes = [{"location": n.location, "line": n.line, "reason": n.reason, **({"size": n.size} if n.size else {})}
+                 for n in source.notes]
         tampered = [{"file": name, "error": message} for name, message in source.tampered]
         pending = [{"file": name, "bytes": size} for name, size in source.pending]
         for item in tampered:  # diagnostics go to stderr in both output formats
@@ -112,7 +113,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             emit_json("fedledger.collect.vault", doc)
         else:
             for note in notes[:NOTES_SHOWN]:
-                err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}")
+                size = f" ({note['size']} bytes)" if "size" in note else ""
+                err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}{size}")
             if summary.quarantined > NOTES_SHOWN:
                 err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
             for message in rotation_notes("vault", source.rotations, source.accepted):

@@ -8,7 +8,8 @@ Input formats (files, folders of them, or ``-`` for JSON lines on stdin)
     envelope (below). Read whole (at most :data:`MAX_RECORD_BYTES`).
 ``*.jsonl``, ``*.ndjson``, ``*.log`` and any other named file
     JSON lines, one record per line, in any of the shapes below, read
-    incrementally with a tamper-checked cursor. A line may also be a bare OIDC
+    incrementally with a tamper-checked cursor. A line over :data:`MAX_RECORD_BYTES` is
+    read through without being held and quarantined as ``line-too-long``. A line may also be a bare OIDC
     token, optionally preceded by its time: ``2026-11-20T14:00:27Z eyJ...``.
 ``*.jwt``
     One OIDC ID token per file, optionally preceded by the time it was used
@@ -76,7 +77,18 @@ import orjson
 from collector.canonical import CanonicalizationError, canonical_bytes, parse_json
 from collector.errors import FedledgerError, MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ingest import FileCursor, SourceTampered, file_source_id, read_lines, rotation_cursor
+from collector.ingest import (
+    LINE_TOO_LONG,
+    MAX_LINE_BYTES,
+    FileCursor,
+    Line,
+    LongLine,
+    SourceTampered,
+    file_source_id,
+    read_lines,
+    read_stream_lines,
+    rotation_cursor,
+)
 from collector.rotation import (
     CursorDoc,
     RotationPlan,
@@ -97,7 +109,7 @@ from collector.oidc import (
 from collector.timeutil import format_time, parse_time
 
 KIND = "ci"
-MAX_RECORD_BYTES = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB
+MAX_RECORD_BYTES = MAX_LINE_BYTES  # one cap for a line and a whole document (GitHub caps webhook payloads at 25 MB)
 MAX_DEPTH = 48
 STREAM_MARK_EVERY = 1000
 QUARANTINE_NOTES_KEPT = 1000  # quarantined records named in a run's output (all are in the quarantine table)
@@ -110,7 +122,8 @@ R_INVALID_JSON = "invalid-json"
 R_DUPLICATE_KEY = "duplicate-key"
 R_LONE_SURROGATE = "lone-surrogate"
 R_TOO_DEEP = "too-deep"
-R_TOO_LARGE = "too-large"
+R_TOO_LARGE = "too-large"  # a whole .json/.jwt document over the cap
+R_LINE_TOO_LONG = LINE_TOO_LONG  # a line over the cap (read through, never held whole)
 R_NOT_OBJECT = "not-an-object"
 R_UNSUPPORTED = "unsupported-event"
 R_MISSING_TIME = "missing-time"
@@ -210,9 +223,12 @@ class CiTally:
         if record.source_extra:
             self.redacted_records += 1
 
-    def note_quarantine(self, location: str, line: int | None, reason: str) -> None:
+    def note_quarantine(self, location: str, line: int | None, reason: str, size: int | None = None) -> None:
         if len(self.quarantined) < QUARANTINE_NOTES_KEPT:
-            self.quarantined.append({"location": location, "line": line, "reason": reason})
+            note: dict[str, object] = {"location": location, "line": line, "reason": reason}
+            if size is not None:
+                note["size"] = size
+            self.quarantined.append(note)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -1198,13 +1214,26 @@ class CiEvents(Source):
         """Lines from a stream. Not resumable (dedup makes a replay harmless); the marks only
         let the driver commit in batches so memory stays flat."""
         number = 0
-        for data in stream:
-            number += 1
-            if data.strip():
-                yield record_for(data.rstrip(b"\r\n"), "-", number, self.options, self.tally)
+        for item in read_stream_lines(stream, "-"):
+            if isinstance(item, FileCursor):
+                continue
+            yield from self._line_record(item)
+            number = item.number
             if number % STREAM_MARK_EVERY == 0:
                 yield CursorMark(self.source_id, orjson.dumps({"stream_lines": number}).decode())
         yield CursorMark(self.source_id, orjson.dumps({"stream_lines": number}).decode())
+
+    def _line_record(self, item: Line | LongLine) -> Iterator[SourceRecord]:
+        """The record of one line (none for a blank one); a line over the cap is quarantined by its hash."""
+        if isinstance(item, LongLine):
+            self.tally.note_quarantine(item.path, item.number, R_LINE_TOO_LONG, item.size)
+            yield SourceRecord(location=item.path, line=item.number, raw=b"", reason=R_LINE_TOO_LONG,
+                               raw_sha256=item.sha256)
+            return
+        if not item.data.strip():
+            return
+        data = item.data[:-1] if item.data.endswith(b"\r") else item.data
+        yield record_for(data, item.path, item.number, self.options, self.tally)
 
     def _lines(self, path: Path, source_id: str, cursor: FileCursor, moved: bool = False) -> Iterator[SourceItem]:
         end = cursor.offset
@@ -1222,10 +1251,7 @@ class CiEvents(Source):
                 end = item.offset
                 yield CursorMark(source_id, item.dumps())
                 continue
-            if not item.data.strip():
-                continue
-            data = item.data[:-1] if item.data.endswith(b"\r") else item.data
-            yield record_for(data, item.path, item.number, self.options, self.tally)
+            yield from self._line_record(item)
         try:
             size = end if path.name.endswith(".gz") else os.path.getsize(path)
         except OSError:

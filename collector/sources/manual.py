@@ -15,10 +15,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from collector import ingest
 from collector.canonical import CanonicalizationError, canonical_bytes, parse_json
 from collector.errors import MalformedInput
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ingest import FileCursor, Line, file_source_id, read_lines
+from collector.ingest import FileCursor, Line, LongLine, file_source_id, read_lines
 from collector.timeutil import normalize_time
 
 KIND_PATTERN = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
@@ -85,12 +86,14 @@ class ManualEvents(Source):
             if isinstance(item, FileCursor):
                 yield CursorMark(self.source_id, item.dumps())
                 continue
-            if not item.data.strip():
+            if isinstance(item, Line) and not item.data.strip():
                 continue
             yield self._record(item)
 
-    def _record(self, line: Line) -> SourceRecord:
+    def _record(self, line: Line | LongLine) -> SourceRecord:
         location = f"{line.path}:{line.number}"
+        if isinstance(line, LongLine):
+            raise MalformedInput(_too_long(line), location=location)
         event = normalize_manual_event(line.data, location)
         return SourceRecord(location=line.path, line=line.number, raw=line.data + b"\n", event=event)
 
@@ -98,9 +101,15 @@ class ManualEvents(Source):
         """Every bad line's one-line error, without appending anything."""
         problems: list[str] = []
         for item in read_lines(self.path, FileCursor.loads(cursors.get(self.source_id))):
-            if isinstance(item, Line) and item.data.strip():
+            if isinstance(item, LongLine):
+                problems.append(str(MalformedInput(_too_long(item), location=f"{item.path}:{item.number}")))
+            elif isinstance(item, Line) and item.data.strip():
                 try:
                     normalize_manual_event(item.data, f"{item.path}:{item.number}")
                 except MalformedInput as exc:
                     problems.append(str(exc))
         return problems
+
+
+def _too_long(line: LongLine) -> str:
+    return f"line of {line.size} bytes is longer than the {ingest.MAX_LINE_BYTES}-byte limit (sha256 {line.sha256})"

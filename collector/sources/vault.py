@@ -16,6 +16,8 @@ What is verified at ingest, per line:
   configured non-HMAC (``audit_non_hmac_request_keys``/``..._response_keys``, e.g.
   ``common_name``, ``ttl``, ``serial_number``; extend with ``non_hmac_keys``).
   Timestamps inside data are allowed in plaintext: Vault never HMACs time values.
+* A line longer than :data:`collector.ingest.MAX_LINE_BYTES` is never held in memory:
+  it is read through, hashed as it passes, and quarantined as ``line-too-long``.
 
 What is *not* verified: that an HMAC was made with the device's salt (only the
 salt holder can check that, with ``fedledger vault hmac``), and the audit log's own
@@ -63,7 +65,19 @@ import orjson
 from collector.canonical import MAX_SAFE_INTEGER, canonical_bytes_of_text_tree, parse_json
 from collector.errors import MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
-from collector.ingest import FileCursor, Line, SourceTampered, file_source_id, iter_files, read_lines, rotation_cursor
+from collector.ingest import (
+    LINE_TOO_LONG,
+    MAX_LINE_BYTES,
+    FileCursor,
+    Line,
+    LongLine,
+    SourceTampered,
+    file_source_id,
+    iter_files,
+    read_lines,
+    read_stream_lines,
+    rotation_cursor,
+)
 from collector.rotation import (
     RotationPlan,
     accept_changed,
@@ -92,7 +106,7 @@ DUPLICATE_KEYS = "duplicate-keys"
 NOT_A_VAULT_RECORD = "not-a-vault-record"
 BAD_TIME = "bad-time"
 REASONS = (UNHASHED_SECRET, NOT_UTF8, INVALID_JSON, TRUNCATED_LINE, DEEP_NESTING, LONE_SURROGATE,
-           DUPLICATE_KEYS, NOT_A_VAULT_RECORD, BAD_TIME)
+           DUPLICATE_KEYS, NOT_A_VAULT_RECORD, BAD_TIME, LINE_TOO_LONG)
 
 # Vault token shapes: current service/batch/recovery tokens, legacy service (s. + 24) and batch tokens.
 _TOKEN_SHAPE = (
@@ -905,6 +919,7 @@ class QuarantineNote:
     location: str
     line: int | None
     reason: str
+    size: int | None = None  # bytes of a line over the cap (line-too-long)
 
 
 LOG_NAME = re.compile(r"(\.log|\.json|\.jsonl)(\.\d+|-[\w.-]+)?$")
@@ -942,8 +957,10 @@ class VaultAuditLog(Source):
         keep_notes: int = 1000,
         workers: int | None = None,
         accept_changed: Iterable[str] = (),
+        max_line: int = MAX_LINE_BYTES,
     ) -> None:
         self.paths = list(paths)
+        self.max_line = max_line  # a longer line is quarantined as line-too-long, never held whole
         # files whose changed already-read part the operator accepts: cursor reset, a finding recorded
         self.accept_changed = frozenset(str(Path(name).resolve()) for name in accept_changed)
         self.workers = workers  # 1: parse and stage in a worker process; 0: here; None: by input size
@@ -957,7 +974,7 @@ class VaultAuditLog(Source):
         self.stdin = stdin
         self.keep_notes = keep_notes
         # Filled while collecting.
-        self.lines = 0
+        self.lines = 0  # records read (a line over the cap included)
         self.findings = 0
         self.files = 0
         self.tampered: list[tuple[str, str]] = []
@@ -1042,7 +1059,7 @@ class VaultAuditLog(Source):
             moved = False
             if name == STDIN_NAME:
                 source_id = f"{KIND}:{STDIN_NAME}"
-                items: Iterator[Line | FileCursor] = self._stdin_lines()
+                items: Iterator[Line | LongLine | FileCursor] = self._stdin_lines()
                 base: dict[str, Any] = {}
             else:
                 path = Path(name)
@@ -1051,7 +1068,7 @@ class VaultAuditLog(Source):
                     start, moved = FileCursor.loads(plan.starts[name]), True
                 else:
                     start = FileCursor.loads(cursors.get(source_id))
-                items = read_lines(path, start, chunk=self.chunk_size, claim=moved)
+                items = read_lines(path, start, chunk=self.chunk_size, claim=moved, max_line=self.max_line)
                 base = start.doc()
             self.files += 1
             try:
@@ -1059,11 +1076,15 @@ class VaultAuditLog(Source):
                     self.findings += 1
                     yield replaced[name]
                 for item in items:
-                    if isinstance(item, FileCursor):
+                    if type(item) is Line:
+                        yield from self._line(item)
+                    elif isinstance(item, FileCursor):
                         base = item.doc()
                         yield self._mark(source_id, base)
-                        continue
-                    yield from self._line(item)
+                    else:  # a LongLine: its bytes were never held; only its size and SHA-256 are known
+                        assert isinstance(item, LongLine)
+                        self.lines += 1
+                        yield self._quarantine(item, LINE_TOO_LONG, item.sha256, item.size)
             except SourceTampered as exc:
                 self.tampered.append((name, str(exc)))
                 continue
@@ -1097,28 +1118,13 @@ class VaultAuditLog(Source):
         doc.update(self.state.to_json())
         return CursorMark(source_id, orjson.dumps(doc).decode())
 
-    def _stdin_lines(self) -> Iterator[Line | FileCursor]:
+    def _stdin_lines(self) -> Iterator[Line | LongLine | FileCursor]:
         stream = self.stdin if self.stdin is not None else sys.stdin.buffer
-        number, offset, carry = 0, 0, b""
-        while True:
-            block = stream.read(self.chunk_size)
-            if not block:
-                break
-            parts = (carry + block).split(b"\n")
-            carry = parts.pop()
-            for data in parts:
-                number += 1
-                yield Line(STDIN_NAME, number, offset, offset + len(data) + 1, data)
-                offset += len(data) + 1
-            yield FileCursor(offset, number, "")
-        if carry:  # the stream ended: a last line without newline is still a record
-            number += 1
-            yield Line(STDIN_NAME, number, offset, offset + len(carry), carry)
-            yield FileCursor(offset + len(carry), number, "")
+        return read_stream_lines(stream, STDIN_NAME, chunk=self.chunk_size, max_line=self.max_line)
 
-    def _quarantine(self, line: Line, reason: str, digest: str) -> SourceRecord:
+    def _quarantine(self, line: Line | LongLine, reason: str, digest: str, size: int | None = None) -> SourceRecord:
         if len(self.notes) < self.keep_notes:
-            self.notes.append(QuarantineNote(line.path, line.number, reason))
+            self.notes.append(QuarantineNote(line.path, line.number, reason, size))
         return SourceRecord(location=line.path, line=line.number, raw=b"", reason=reason, raw_sha256=digest)
 
     def _line(self, line: Line) -> Iterator[SourceRecord]:
