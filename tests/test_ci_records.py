@@ -166,3 +166,86 @@ def test_a_generic_event_cannot_claim_an_oidc_subject_as_correlation() -> None:
     assert "oidc_subject" not in rec.event["correlation"]
     assert rec.event["attrs"]["oidc_subject"] == "repo:someone-else/repo:ref:refs/heads/main"
     assert rec.event["correlation"]["job_id"] == EVENT["job_id"]
+
+
+def test_password_keys_the_credential_words_missed_are_hashed() -> None:
+    """``DB_PASS``-style keys (``*_pass``, ``pwd``, ``*_pwd``) reached the event and the evidence store;
+    ordinary keys that merely contain those letters stay as they are."""
+    secrets = {"DB_PASS": "canary-1", "smtpPass": "canary-2", "pass": "canary-3", "pwd": "canary-4",
+               "db_pwd": "canary-5", "passwd": "canary-6", "passphrase": "canary-7", "ldap_passwd": "canary-8"}
+    ordinary = {"passed": True, "password_policy_name": "strong", "compass": "north", "pass_rate": "0.97",
+                "bypass": "none", "passes": 3, "password_present": True}
+    rec = record({**EVENT, **secrets, **ordinary})
+    assert rec.event is not None and rec.reason is None
+    attrs = rec.event["attrs"]
+    for key, value in secrets.items():
+        assert attrs[key] == {"sha256": hashlib.sha256(value.encode()).hexdigest(), "size": len(value),
+                              "redacted": "secret"}, key
+    for key, value in ordinary.items():
+        assert attrs[key] == value, key
+    assert b"canary" not in rec.raw and b"canary" not in canonical_bytes(rec.event)
+
+
+def test_passwords_in_urls_are_replaced_by_their_hash_in_any_string_field() -> None:
+    """``https://user:pass@host/...`` in any string field reached the ledger and the evidence store."""
+    marker = "redacted-sha256-" + hashlib.sha256(b"canary-pw").hexdigest()
+    rec = record({**EVENT, "repo_url": "https://gitlab-ci-token:canary-pw@gitlab.example/group/app.git",
+                  "notes": ["cloned from https://ci:canary-pw@git.example:8443/app?x=1 at 14:00"],
+                  "registry": {"mirror": "postgresql://app:canary-pw@db.internal:5432/app"},
+                  "homepage": "https://gitlab.example/group/app", "ssh": "ssh://git@github.com/agency/app.git",
+                  "template": "postgresql://{{username}}:{{password}}@db:5432/app"})
+    assert rec.event is not None and rec.reason is None
+    attrs = rec.event["attrs"]
+    assert attrs["repo_url"] == f"https://gitlab-ci-token:{marker}@gitlab.example/group/app.git"
+    assert attrs["notes"] == [f"cloned from https://ci:{marker}@git.example:8443/app?x=1 at 14:00"]
+    assert attrs["registry"]["mirror"] == f"postgresql://app:{marker}@db.internal:5432/app"
+    assert attrs["homepage"] == "https://gitlab.example/group/app"
+    assert attrs["ssh"] == "ssh://git@github.com/agency/app.git"
+    assert attrs["template"] == "postgresql://{{username}}:{{password}}@db:5432/app"
+    assert rec.source_extra["raw_form"] == "redacted" and "$.repo_url" in rec.source_extra["redacted"]
+    assert b"canary" not in rec.raw and b"canary" not in canonical_bytes(rec.event)
+    again = record(rec.raw)  # the stored form is stable: the marker is not hashed again
+    assert again.event is not None and again.event["attrs"]["repo_url"] == attrs["repo_url"]
+
+
+def test_a_url_password_in_a_signed_delivery_body_is_redacted() -> None:
+    secret = b"hook-secret"
+    payload = json.loads(json.dumps(GITHUB_JOB))
+    payload["workflow_job"]["html_url"] = "https://ci:canary-pw@github.example/agency/app/actions/runs/1"
+    body = json.dumps(payload)
+    delivery = {"headers": {"X-GitHub-Event": "workflow_job", "X-Hub-Signature-256": github_signature(secret, body.encode())},
+                "body": body}
+    rec = record(delivery, CiOptions(webhook_secrets=(secret,)))
+    assert rec.event is not None and rec.reason is None
+    assert b"canary" not in rec.raw and b"canary" not in canonical_bytes(rec.event)
+    assert rec.event["attrs"]["html_url"].startswith("https://ci:redacted-sha256-")
+
+
+def test_github_secret_scanning_settings_are_not_taken_for_credentials() -> None:
+    """GitHub's ``repository.security_and_analysis.secret_scanning*`` objects (``{"status": "enabled"}``)
+    were hashed as credential-like objects, so a webhook body carrying no secret was not stored exact."""
+    payload = json.loads(json.dumps(GITHUB_JOB))
+    payload["repository"]["security_and_analysis"] = {
+        "advanced_security": {"status": "enabled"}, "secret_scanning": {"status": "enabled"},
+        "secret_scanning_push_protection": {"status": "disabled"},
+        "secret_scanning_non_provider_patterns": {"status": "disabled"},
+        "secret_scanning_validity_checks": {"status": "enabled"},
+    }
+    data = json.dumps(payload).encode()
+    rec = record(data)
+    assert rec.event is not None and rec.reason is None
+    assert rec.raw == data and not rec.source_extra  # exact bytes, nothing redacted
+    still = record({**EVENT, "secret_scanning": {"status": "enabled", "token": "canary"}, "client_secret": {"status": "x"}})
+    assert still.event is not None and b"canary" not in still.raw
+    assert still.event["attrs"]["client_secret"]["redacted"] == "secret"
+
+
+GITHUB_JOB = {
+    "action": "completed",
+    "workflow_job": {"id": 1, "run_id": 2, "head_sha": "a" * 40, "status": "completed", "conclusion": "success",
+                     "name": "build", "created_at": "2026-11-20T14:00:00Z", "started_at": "2026-11-20T14:00:05Z",
+                     "completed_at": "2026-11-20T14:03:00Z", "labels": ["self-hosted"], "runner_name": "r1",
+                     "html_url": "https://github.example/agency/app/actions/runs/2/job/1"},
+    "repository": {"full_name": "agency/app"},
+    "sender": {"login": "octocat"},
+}

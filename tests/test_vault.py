@@ -518,3 +518,36 @@ def test_a_byte_order_mark_is_invalid_json_not_bad_utf8(tmp_path: Path) -> None:
     with new_ledger(tmp_path) as ledger:
         collect(ledger, [log])
         assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "invalid-json")]
+
+
+def test_a_password_in_a_url_in_a_plaintext_field_is_an_unhashed_secret(tmp_path: Path) -> None:
+    """Vault HMACs data values, but metadata, errors and non-HMAC data keys are logged as given: a URL
+    carrying a raw password there (``postgresql://app:pw@db``) was appended and its raw line stored."""
+    scanner = SecretScanner(non_hmac_keys=["connection_url"])
+    for record in (
+        {"auth": {"metadata": {"repo": "https://ci:canary-pw@git.example/app.git"}}},
+        {"error": "dial postgresql://app:canary-pw@db.internal:5432/app: refused"},
+        {"request": {"data": {"connection_url": "postgresql://app:canary-pw@db:5432/app"}}},
+    ):
+        raw = orjson.dumps(record)
+        with pytest.raises(UnhashedSecret):
+            scanner.check(record, raw)
+        with pytest.raises(UnhashedSecret):
+            scanner.compact_scan(record, raw)
+    escaped = b'{"error":"postgresql:\\/\\/app:canary-pw@db\\u002einternal\\/app"}'
+    with pytest.raises(UnhashedSecret):
+        scanner.check(orjson.loads(escaped), escaped)
+    fine = {"request": {"data": {"connection_url": "postgresql://{{username}}:{{password}}@db:5432/app"}},
+            "auth": {"metadata": {"repo": "https://git.example/app.git", "ssh": "ssh://git@github.com/a/b"}}}
+    scanner.check(fine, orjson.dumps(fine))
+    assert scanner.compact_scan(fine, orjson.dumps(fine))
+    line = (b'{"time":"2026-11-20T14:00:00Z","type":"request","auth":{},"request":{"id":'
+            b'"a0000000-0000-0000-0000-000000000012","operation":"update","path":"sys/mounts/db"},'
+            b'"error":"dial postgresql://app:canary-pw@db:5432/app"}\n')
+    log = tmp_path / "audit.log"
+    log.write_bytes(line)
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log])
+        assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "unhashed-secret")]
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p != log)
+    assert b"canary" not in stored

@@ -40,9 +40,12 @@ Secrets hygiene (applied before anything is stored, the evidence store included)
   the object ``input`` of a ``ci.job.policy_decision`` (the policy's input facts),
   which is kept and walked.
 * GitLab pipeline variable values, and values under keys named like a credential
-  (``token``, ``secret``, ``password``, ``api_key``, ``Authorization``..., but not
-  ``token_ttl``/``token_type``/``*_sha256``): strings, numbers, and whole non-empty
-  lists and objects, are replaced the same way.
+  (``token``, ``secret``, ``password``, ``api_key``, ``Authorization``..., ``*_pass`` and
+  ``*_pwd``, but not ``token_ttl``/``token_type``/``*_sha256``): strings, numbers, and whole
+  non-empty lists and objects (not a ``{"status": "enabled"}`` feature switch), are
+  replaced the same way.
+* The password of a URL in any string (``https://user:pw@host``) is replaced by
+  ``redacted-sha256-<hex>`` (:mod:`collector.url_credentials`).
 * A string shaped like a token (JWT, Vault ``hvs.``/``hvb.``/``hvr.``, GitHub
   ``ghp_``/``ghs_``/``github_pat_``..., GitLab ``glpat-``) is replaced by its hash; an
   OIDC token is verified, then only its SHA-256 and claims are kept.
@@ -107,6 +110,7 @@ from collector.oidc import (
     verify_id_token,
 )
 from collector.timeutil import format_time, parse_time
+from collector.url_credentials import URL_PASSWORD_BYTES, has_url_password, redact_url_passwords
 
 KIND = "ci"
 MAX_RECORD_BYTES = MAX_LINE_BYTES  # one cap for a line and a whole document (GitHub caps webhook payloads at 25 MB)
@@ -163,6 +167,10 @@ SECRET_WORDS = frozenset(
     {"token", "secret", "password", "passwd", "passphrase", "apikey", "authorization", "credential",
      "credentials", "cookie", "privatekey", "pat"}
 )
+# Credential words only as a key's last word: ``DB_PASS``, ``smtpPass``, ``pwd``, ``db_pwd`` (not ``pass_rate``).
+SECRET_LAST_WORDS = frozenset({"pass", "pwd"})
+# A feature switch, not a credential: GitHub's security_and_analysis.secret_scanning* objects.
+FEATURE_STATUSES = frozenset({"enabled", "disabled"})
 SECRET_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key"), ("client", "secret")})
 NOT_SECRET_SUFFIX = NOT_CONTENT_SUFFIX | {"ttl", "path", "name", "policy", "policies", "expires", "expiry", "kind",
                                           "source", "issuer", "audience", "ref", "mount", "class", "format",
@@ -323,7 +331,7 @@ def is_secret_key(key: str) -> bool:
     words = _key_words(key)
     if not words or words[-1] in NOT_SECRET_SUFFIX:
         return False
-    if any(w in SECRET_WORDS for w in words):
+    if words[-1] in SECRET_LAST_WORDS or any(w in SECRET_WORDS for w in words):
         return True
     return any(pair in SECRET_PAIRS for pair in zip(words, words[1:]))
 
@@ -338,12 +346,15 @@ def _holds_raw_content(value: Any) -> bool:
 
 def _holds_secret(value: Any) -> bool:
     """Whether a credential key's value must be hashed: a string that is not a hash, a number,
-    or a non-empty list or object (its strings are credentials too) that is not a redacted form."""
+    or a non-empty list or object (its strings are credentials too) that is not a redacted form
+    nor a feature switch (``{"status": "enabled"}``, as GitHub's ``secret_scanning`` settings)."""
     if value is None or isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
         return True
     if isinstance(value, (list, dict)) and not value:
+        return False
+    if isinstance(value, dict) and len(value) == 1 and value.get("status") in FEATURE_STATUSES:
         return False
     return _holds_raw_content(value)
 
@@ -358,6 +369,7 @@ class RecordScreen:
 
     scan_tokens: bool
     scan_secrets: bool
+    scan_urls: bool = True  # passwords in URLs (collector.url_credentials)
 
     @staticmethod
     def of(data: bytes, secrets: tuple[bytes, ...]) -> RecordScreen:
@@ -365,6 +377,7 @@ class RecordScreen:
         return RecordScreen(
             scan_tokens=escaped or (any(p in data for p in TOKEN_PREFIXES) and TOKEN_SHAPE_BYTES.search(data) is not None),
             scan_secrets=bool(secrets) and (escaped or any(s in data for s in secrets)),
+            scan_urls=escaped or (b"://" in data and URL_PASSWORD_BYTES.search(data) is not None),
         )
 
 
@@ -385,6 +398,7 @@ class Redactor:
         self._secret_texts = tuple(s.decode("utf-8", "replace") for s in self.secrets if len(s) >= 4) \
             if scan_secrets else ()
         self._scan_tokens = self.screen is None or self.screen.scan_tokens
+        self._scan_urls = self.screen is None or self.screen.scan_urls
 
     def check_text(self, text: str) -> None:
         for secret in self._secret_texts:
@@ -394,8 +408,12 @@ class Redactor:
     def redact(self, value: Any, path: str = "$", *, keep_object_keys: frozenset[str] = frozenset()) -> Any:
         if isinstance(value, str):
             self.check_text(value)
-            if self._scan_tokens and TOKEN_SHAPE.search(value):
+            if self._scan_urls and has_url_password(value):
                 self.paths.append(path)
+                value = redact_url_passwords(value)
+            if self._scan_tokens and TOKEN_SHAPE.search(value):
+                if not self.paths or self.paths[-1] != path:
+                    self.paths.append(path)
                 return {**_digest_of(value), "redacted": "token"}
             return value
         if isinstance(value, list):
@@ -404,7 +422,7 @@ class Redactor:
             result: dict[str, Any] = {}
             for key, item in value.items():
                 self.check_text(key)
-                if self._scan_tokens and TOKEN_SHAPE.search(key):
+                if (self._scan_tokens and TOKEN_SHAPE.search(key)) or (self._scan_urls and has_url_password(key)):
                     raise Quarantine(R_TOKEN_IN_KEY)
                 child = f"{path}.{key}"
                 if key in keep_object_keys and isinstance(item, dict):
@@ -432,13 +450,14 @@ class Redactor:
         """
         if isinstance(value, str):
             self.check_text(value)
+            value = redact_url_passwords(value)
             return {**_digest_of(value), "redacted": "token"} if TOKEN_SHAPE.search(value) else value
         if isinstance(value, list):
             return [self.scrub(item) for item in value]
         if isinstance(value, dict):
             for key in value:
                 self.check_text(key)
-                if TOKEN_SHAPE.search(key):
+                if TOKEN_SHAPE.search(key) or has_url_password(key):
                     raise Quarantine(R_TOKEN_IN_KEY)
             return {key: self.scrub(item) for key, item in value.items()}
         return value
@@ -978,7 +997,7 @@ def normalize_record(data: bytes, options: CiOptions) -> NormalizedRecord:
     """One input record's event and the raw bytes to store for it, or raise :class:`Quarantine`."""
     screen = RecordScreen.of(data, options.webhook_secrets)
     record = _normalize_record(data, options, screen)
-    if record.event.get("kind") != "ci.oidc_token" and not (screen.scan_tokens or screen.scan_secrets):
+    if record.event.get("kind") != "ci.oidc_token" and not (screen.scan_tokens or screen.scan_secrets or screen.scan_urls):
         return record  # every string of the event came from the record, which holds neither
     scrubbed = Redactor(options.webhook_secrets).scrub(record.event)
     if scrubbed == record.event:

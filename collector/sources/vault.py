@@ -11,7 +11,9 @@ What is verified at ingest, per line:
   or an error) when it holds a Vault token shape anywhere (``hvs.``/``hvb.``/``hvr.``,
   legacy ``s.``/``b.``), a credential field (client token, accessor, wrapping token,
   password, private key, ...) that is not ``hmac-sha256:...`` (a number included: Vault
-  HMACs strings only, so a numeric secret is logged as sent), or a plaintext string
+  HMACs strings only, so a numeric secret is logged as sent), a URL with a password in
+  it anywhere (``postgresql://app:pw@db``: metadata, errors and non-HMAC keys are logged
+  as given), or a plaintext string
   inside ``request.data``/``response.data`` under a key that is not known to be
   configured non-HMAC (``audit_non_hmac_request_keys``/``..._response_keys``, e.g.
   ``common_name``, ``ttl``, ``serial_number``; extend with ``non_hmac_keys``).
@@ -86,6 +88,7 @@ from collector.rotation import (
     sort_rotations_oldest_first,
 )
 from collector.timeutil import format_time, parse_time
+from collector.url_credentials import URL_PASSWORD_BYTES, has_url_password
 
 KIND = "vault"
 HMAC_PREFIX = "hmac-sha256:"
@@ -232,6 +235,16 @@ def spells_token_shape(raw: bytes) -> bool:
     return b"\\" in raw and TOKEN_SHAPE_BYTES.search(_JSON_ESCAPE.sub(b"  ", raw)) is not None
 
 
+def spells_url_password(raw: bytes) -> bool:
+    """Whether JSON text *raw* holds a URL with a password in it (``postgresql://app:pw@db``):
+    Vault logs metadata, errors and non-HMAC data keys as given (:mod:`collector.url_credentials`)."""
+    return b"://" in raw and URL_PASSWORD_BYTES.search(raw) is not None
+
+
+def _spells_secret(text: str) -> bool:
+    return TOKEN_SHAPE_TEXT.search(text) is not None or has_url_password(text)
+
+
 class SecretScanner:
     """Finds raw secrets in a parsed record. Pure; raises :class:`UnhashedSecret` on the first one.
 
@@ -267,7 +280,7 @@ class SecretScanner:
                 return False
         except TypeError:
             return False
-        if spells_token_shape(raw):
+        if spells_token_shape(raw) or spells_url_password(raw):
             raise UnhashedSecret
         self._shapes = False
         self._compact_dict(record, 0)
@@ -335,10 +348,11 @@ class SecretScanner:
         """
         folded = raw.translate(_TOKEN_DOT_TABLE)
         self.spaced = b'" ' in folded
-        if spells_token_shape(raw):
+        if spells_token_shape(raw) or spells_url_password(raw):
             raise UnhashedSecret
-        # JSON \\u escapes can spell a token the byte scan cannot see: then look at every decoded string.
-        self._shapes = b"\\u" in raw
+        # JSON \\u escapes (and \\/ for a URL's slashes) can spell a token or a URL password the byte
+        # scans cannot see: then look at every decoded string.
+        self._shapes = b"\\u" in raw or b"\\/" in raw
         if type(record) is dict:
             if self._shapes:
                 return self._dict(record, _RECORD, 0)
@@ -359,7 +373,7 @@ class SecretScanner:
             return count
         if type(record) is list:
             return self._list(record, _PLAIN, 0)
-        if self._shapes and type(record) is str and TOKEN_SHAPE_TEXT.search(record):
+        if self._shapes and type(record) is str and _spells_secret(record):
             raise UnhashedSecret
         return 0
 
@@ -406,7 +420,7 @@ class SecretScanner:
         shapes = self._shapes
         sensitive_cache = _SENSITIVE_CACHE
         for key, item in value.items():
-            if shapes and TOKEN_SHAPE_TEXT.search(key):
+            if shapes and _spells_secret(key):
                 raise UnhashedSecret
             if mode == _SENSITIVE or sensitive_cache[key]:
                 child = _SENSITIVE
@@ -423,7 +437,7 @@ class SecretScanner:
                 if (child == _DATA or child == _SENSITIVE) and item and not item.startswith(HMAC_PREFIX):
                     if child == _SENSITIVE or not _TIMESTAMP.match(item):
                         raise UnhashedSecret
-                if shapes and TOKEN_SHAPE_TEXT.search(item):
+                if shapes and _spells_secret(item):
                     raise UnhashedSecret
             elif kind is int or kind is float:
                 if child == _SENSITIVE:
@@ -447,7 +461,7 @@ class SecretScanner:
                 if mode and item and not item.startswith(HMAC_PREFIX):
                     if mode == _SENSITIVE or not _TIMESTAMP.match(item):
                         raise UnhashedSecret
-                if shapes and TOKEN_SHAPE_TEXT.search(item):
+                if shapes and _spells_secret(item):
                     raise UnhashedSecret
             elif kind is int or kind is float:
                 if mode == _SENSITIVE:
