@@ -581,3 +581,24 @@ def test_quarantined_records_are_named_with_file_line_and_reason(tmp_path: Path)
         {"location": str(again), "line": 2, "reason": "invalid-json"},
         {"location": str(again), "line": 3, "reason": "unsupported-event"},
     ]
+
+
+def test_a_byte_order_mark_at_the_start_of_a_file_is_accepted_and_kept(tmp_path: Path) -> None:
+    """RFC 8259 lets a parser ignore a BOM: a ``.json`` or ``.jsonl`` file saved with one (Windows
+    editors, PowerShell) was quarantined as ``invalid-json``. Only the start of a file (or of stdin)
+    may carry one; the evidence store keeps the exact bytes, BOM included."""
+    bom = b"\xef\xbb\xbf"
+    one = json.dumps({"event_type": "ci.job.started", "timestamp": "2026-11-20T14:00:20Z", "job_id": "1"}).encode()
+    two = one.replace(b'"1"', b'"2"')
+    doc = tmp_path / "event.json"
+    doc.write_bytes(bom + one)
+    lines = tmp_path / "events.jsonl"
+    lines.write_bytes(bom + one.replace(b'"1"', b'"3"') + b"\n" + bom + two + b"\n")
+    ledger, total, tally = collect_in_process(tmp_path, [str(doc), str(lines)])
+    assert (total.appended, total.quarantined) == (2, 1)
+    assert tally.quarantined == [{"location": str(lines), "line": 2, "reason": "invalid-json"}]  # not a file's start
+    with Ledger.open(ledger) as opened:
+        raws = {opened.raw_bytes(seq) for seq in range(opened.size)}
+    assert raws == {bom + one, bom + one.replace(b'"1"', b'"3"')}
+    stdin = CiEvents(None, CiOptions(), stream=__import__("io").BytesIO(bom + one + b"\n" + bom + two + b"\n"))
+    assert [i.reason for i in stdin.collect({}) if hasattr(i, "reason")] == [None, "invalid-json"]

@@ -113,6 +113,7 @@ from collector.timeutil import format_time, parse_time
 from collector.url_credentials import URL_PASSWORD_BYTES, has_url_password, redact_url_passwords
 
 KIND = "ci"
+UTF8_BOM = b"\xef\xbb\xbf"  # skipped at the start of a file or of stdin only (RFC 8259 section 8.1)
 MAX_RECORD_BYTES = MAX_LINE_BYTES  # one cap for a line and a whole document (GitHub caps webhook payloads at 25 MB)
 MAX_DEPTH = 48
 STREAM_MARK_EVERY = 1000
@@ -993,10 +994,17 @@ def _payload_event(doc: dict[str, Any], event_name: str | None) -> dict[str, Any
     raise Quarantine(R_UNSUPPORTED)
 
 
-def normalize_record(data: bytes, options: CiOptions) -> NormalizedRecord:
-    """One input record's event and the raw bytes to store for it, or raise :class:`Quarantine`."""
-    screen = RecordScreen.of(data, options.webhook_secrets)
-    record = _normalize_record(data, options, screen)
+def normalize_record(data: bytes, options: CiOptions, *, starts_input: bool = False) -> NormalizedRecord:
+    """One input record's event and the raw bytes to store for it, or raise :class:`Quarantine`.
+
+    With *starts_input* (the record begins a file or stdin) a UTF-8 byte order mark is
+    skipped, as RFC 8259 allows; the raw bytes stored stay exact, BOM included.
+    """
+    body = data[len(UTF8_BOM):] if starts_input and data.startswith(UTF8_BOM) else data
+    screen = RecordScreen.of(body, options.webhook_secrets)
+    record = _normalize_record(body, options, screen)
+    if body is not data and "raw_form" not in record.source_extra:
+        record = NormalizedRecord(record.event, data, record.source_extra)
     if record.event.get("kind") != "ci.oidc_token" and not (screen.scan_tokens or screen.scan_secrets or screen.scan_urls):
         return record  # every string of the event came from the record, which holds neither
     scrubbed = Redactor(options.webhook_secrets).scrub(record.event)
@@ -1151,10 +1159,11 @@ def _finish(event: dict[str, Any], redacted_raw: Any, paths: list[str], *, exact
 
 
 def record_for(data: bytes, location: str, line: int | None, options: CiOptions,
-               tally: CiTally | None = None) -> SourceRecord:
-    """A :class:`SourceRecord` for one input record: an entry, or a quarantine by reason."""
+               tally: CiTally | None = None, *, starts_input: bool = False) -> SourceRecord:
+    """A :class:`SourceRecord` for one input record: an entry, or a quarantine by reason.
+    *starts_input*: the record begins a file or stdin, where a byte order mark may come first."""
     try:
-        normalized = normalize_record(data, options)
+        normalized = normalize_record(data, options, starts_input=starts_input)
     except Quarantine as q:
         return _quarantined(data, location, line, q.reason, tally)
     except (FedledgerError, RecursionError, ValueError, TypeError, KeyError, AttributeError, IndexError):
@@ -1252,7 +1261,7 @@ class CiEvents(Source):
         if not item.data.strip():
             return
         data = item.data[:-1] if item.data.endswith(b"\r") else item.data
-        yield record_for(data, item.path, item.number, self.options, self.tally)
+        yield record_for(data, item.path, item.number, self.options, self.tally, starts_input=item.start == 0)
 
     def _lines(self, path: Path, source_id: str, cursor: FileCursor, moved: bool = False) -> Iterator[SourceItem]:
         end = cursor.offset
@@ -1317,7 +1326,7 @@ class CiEvents(Source):
             yield SourceRecord(location=str(self.path), line=None, raw=b"", reason=R_TOO_LARGE,
                                raw_sha256=mark.prefix_sha256)
         elif data.strip():
-            yield record_for(data, str(self.path), None, self.options, self.tally)
+            yield record_for(data, str(self.path), None, self.options, self.tally, starts_input=True)
         yield CursorMark(self.source_id, mark.dumps())
 
 
