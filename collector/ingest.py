@@ -557,8 +557,11 @@ def read_stream_lines(stream: Any, name: str, *, chunk: int = 1 << 20, max_line:
     :class:`FileCursor` (offset and line count only: a stream is not resumable) after each
     chunk. A last line without a newline is a line when the stream ends."""
     splitter = LineSplitter(name, offset=0, number=0, max_line=MAX_LINE_BYTES if max_line is None else max_line)
+    # read1: what the pipe holds now (up to *chunk*), so a line from a live pipe is handed over as
+    # soon as it arrives instead of waiting for a whole chunk to fill.
+    read = getattr(stream, "read1", stream.read)
     while True:
-        block = stream.read(chunk)
+        block = read(chunk)
         if not block:
             break
         yield from splitter.feed(block)

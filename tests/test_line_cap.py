@@ -123,6 +123,30 @@ def test_stream_lines_cap_long_lines_and_keep_a_last_line_without_newline() -> N
     assert isinstance(items[-1], FileCursor) and items[-1].offset == 2 + 201 + 2 + 100
 
 
+class _LivePipe(io.RawIOBase):
+    """A pipe whose writer sent one line and is still open: a second read would block (here: fail)."""
+
+    def __init__(self) -> None:
+        self.sent = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        if self.sent:
+            raise AssertionError("read past what the pipe holds: a live pipe would block here")
+        self.sent = True
+        data = b'{"event_type": "ci.job.started"}\n'
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def test_stream_lines_hand_over_a_line_of_a_live_pipe_without_waiting_for_a_full_chunk() -> None:
+    items = read_stream_lines(io.BufferedReader(_LivePipe()), "-")
+    first = next(items)
+    assert isinstance(first, Line) and first.data == b'{"event_type": "ci.job.started"}'
+
+
 def test_vault_quarantines_a_line_over_the_cap_by_size_and_hash(tmp_path: Path) -> None:
     story = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)
     huge = b'{"type": "request", "canary": "' + b"s" * (MAX_LINE_BYTES + 10) + b'"}\n'
