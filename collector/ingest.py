@@ -21,7 +21,8 @@ import orjson
 from collector.errors import IntegrityError, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.rotation import HEAD_BYTES, CursorDoc, open_log
-from collector.ledger import EntryPartsMaker, Ledger, NewEntry, PreparedEntry, QuarantineRow, dedup_id, prepared_entry
+from collector.ledger import (CONFLICT_REASON, EntryPartsMaker, Ledger, NewEntry, PreparedEntry, QuarantineRow, dedup_id,
+                              prepared_entry)
 from collector.store import EvidenceStore
 
 DEFAULT_BATCH = 5000
@@ -291,6 +292,10 @@ def commit(ledger: Ledger, staged: StagedBatch, *, summary: IngestSummary, obser
     summary.notes += staged.quarantine[: max(0, NOTES_KEPT - len(summary.notes))]
     for reason, count in staged.reasons.items():
         summary.reasons[reason] = summary.reasons.get(reason, 0) + count
+    if result.conflicts:  # quarantined by the ledger: same dedup key as an entry, other raw bytes
+        summary.quarantined += len(result.conflicts)
+        summary.notes += list(result.conflicts[: max(0, NOTES_KEPT - len(summary.notes))])
+        summary.reasons[CONFLICT_REASON] = summary.reasons.get(CONFLICT_REASON, 0) + len(result.conflicts)
     summary.appended += result.appended
     summary.duplicates += result.duplicates
     summary.size = result.size

@@ -101,11 +101,15 @@ class QuarantineRow(NamedTuple):
 
 @dataclass(frozen=True)
 class AppendResult:
+    """What one append did. ``conflicts`` are the records quarantined as conflicting duplicates
+    (their dedup key is held by an entry whose raw bytes differ); they are in the quarantine table."""
+
     first_seq: int
     appended: int
     duplicates: int
     size: int
     seqs: tuple[int, ...] = field(default=())
+    conflicts: tuple[QuarantineRow, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,14 @@ def default_store_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".objects")
 
 
+CONFLICT_REASON = "conflicting-duplicate"
+
+
+def conflict_reason(seq: int) -> str:
+    """The quarantine reason of a record whose dedup key entry *seq* holds with other raw bytes."""
+    return f"{CONFLICT_REASON}: entry {seq} has this dedup key with other raw bytes"
+
+
 @dataclass
 class PreparedBatch:
     """The rows one append writes: entries, stored Merkle nodes and dedup keys."""
@@ -282,15 +294,20 @@ class PreparedBatch:
     seqs: list[int]
     duplicates: int
     next_seq: int
+    conflicts: list[tuple[int, int]] = field(default_factory=list)  # (index in the batch, seq holding its key)
 
 
-def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known: set[str], edge: list[bytes]
-                  ) -> PreparedBatch:
+def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known: Mapping[str, tuple[int, str]],
+                  edge: list[bytes]) -> PreparedBatch:
     """Chain and hash *batch* after a tree of *size* whose right edge is *edge* (changed in place).
 
-    Entries whose ``dedup_key`` is in *known* (or repeated in the batch) are counted as
-    duplicates and skipped. Shared by the SQLite and PostgreSQL backends: this loop is
-    the append hot path, so the compact-range update is inlined.
+    *known* maps the batch's dedup keys that the ledger holds already to (seq, raw SHA-256)
+    of the entry holding each. An entry whose key is known (or came earlier in the batch)
+    is skipped: a duplicate when its raw SHA-256 is that entry's, else a conflict
+    (``conflicts``: its index in *batch* and the seq of the entry holding the key), which the
+    caller quarantines. Shared by the SQLite and PostgreSQL backends: this loop is the append
+    hot path, so the compact-range update is inlined and a new key costs what it did before
+    conflicts were looked for (the first copies in the batch are indexed only once a key repeats).
     """
     push, pop = edge.append, edge.pop
     sha256 = hashlib.sha256
@@ -299,6 +316,9 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
     nodes: list[tuple[int, int, bytes]] = []
     dedup_rows: list[tuple[str, int]] = []
     seqs: list[int] = []
+    conflicts: list[tuple[int, int]] = []
+    seen = set(known)
+    in_batch: dict[str, int] = {}  # key -> seq of its first copy in this batch, filled on the duplicate path only
     duplicates = 0
     seq = size
     prev_hex = prev.encode()
@@ -306,10 +326,19 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
         raise CanonicalizationError("the ledger would pass 2**53 - 1 entries")
     for key, _key_id, head, middle, tail, raw in batch:
         if key is not None:
-            if key in known:
-                duplicates += 1
+            if key in seen:
+                holder = known.get(key)
+                if holder is None:  # its first copy is in this batch
+                    for k, at in dedup_rows[len(in_batch):]:
+                        in_batch[k] = at
+                    at = in_batch[key]
+                    holder = (at, raws[at - size])
+                if holder[1] == raw:
+                    duplicates += 1
+                else:  # this item's index: every earlier item is a row, a duplicate or a conflict
+                    conflicts.append((seq - size + duplicates + len(conflicts), holder[0]))
                 continue
-            known.add(key)
+            seen.add(key)
             dedup_rows.append((key, seq))
         body = b"".join((head, prev_hex, middle, b"%d" % seq, tail))
         leaf = sha256(b"\x00" + body).digest()
@@ -330,7 +359,46 @@ def prepare_batch(batch: Sequence[PreparedEntry], *, size: int, prev: str, known
             if level >= NODE_MIN_LEVEL:
                 nodes.append((level, index, merged))
         seq += 1
-    return PreparedBatch(rows, raws, nodes, dedup_rows, seqs, duplicates, seq)
+    return PreparedBatch(rows, raws, nodes, dedup_rows, seqs, duplicates, seq, conflicts)
+
+
+_SOURCE_START = b',"source":'
+_ENTRY_END = b',"v":%d}' % ENTRY_VERSION
+_OBSERVED_START = b',"observed":'
+_PREV_START = b',"prev":"'
+
+
+def conflict_rows(batch: Sequence[PreparedEntry], conflicts: Sequence[tuple[int, int]]) -> tuple[QuarantineRow, ...]:
+    """The quarantine rows of *conflicts* (see :func:`prepare_batch`): each record's source id,
+    location and line, read from the ``source`` of the entry it would have been, its raw
+    SHA-256, the entry it conflicts with, never its content."""
+    rows = []
+    for index, holder in conflicts:
+        _key, _key_id, head, _middle, tail, raw = batch[index]
+        # tail is ',"source":{...},"v":1}'; head ends with ',"observed":"...","prev":"' (see entry_parts)
+        source = orjson.loads(tail[len(_SOURCE_START):-len(_ENTRY_END)])
+        observed = orjson.loads(head[head.rindex(_OBSERVED_START) + len(_OBSERVED_START):-len(_PREV_START)])
+        line = source.get("line")
+        rows.append(QuarantineRow(str(source.get("id")), str(source.get("location")),
+                                  line if type(line) is int else None, conflict_reason(holder), raw, str(observed)))
+    return tuple(rows)
+
+
+_RAW_START = b'","raw":{"sha256":"'
+
+
+def stored_raw_sha256(body: bytes) -> str:
+    """``raw.sha256`` of a stored entry's canonical bytes, found by its place instead of a parse.
+
+    The top-level ``raw`` is the last object with a ``sha256`` key: only ``seq``, ``source``
+    (scalars and lists of scalars, see :func:`entry_document`) and ``v`` come after it, and a
+    JSON string cannot hold an unescaped quote. Anything unexpected falls back to a parse.
+    """
+    at = body.rfind(_RAW_START)
+    start = at + len(_RAW_START)
+    if at < 0 or body[start + 64:start + 65] != b'"':
+        return str(orjson.loads(body)["raw"]["sha256"])
+    return body[start:start + 64].decode("ascii")
 
 
 class LedgerReads:
@@ -594,6 +662,7 @@ class Ledger(LedgerReads):
             batch_rows = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
             rows, nodes, dedup_rows, seqs = batch_rows.rows, batch_rows.nodes, batch_rows.dedup_rows, batch_rows.seqs
             duplicates, seq = batch_rows.duplicates, batch_rows.next_seq
+            conflicts = conflict_rows(items, batch_rows.conflicts)
             where = self._raw_objects(raw_index)
             conn.executemany(
                 "INSERT INTO entries(seq, leaf, body, raw_object, raw_offset, raw_size) VALUES (?, ?, ?, ?, ?, ?)",
@@ -606,7 +675,7 @@ class Ledger(LedgerReads):
                                  sorted([(ids[key], at) for key, at in dedup_rows]))
             conn.executemany(
                 "INSERT OR IGNORE INTO quarantine(source, location, line, reason, sha256, observed) VALUES (?, ?, ?, ?, ?, ?)",
-                list(quarantine))
+                [*quarantine, *conflicts])
             for source, value in (cursors or {}).items():
                 conn.execute(
                     "INSERT INTO cursors(source, cursor, updated) VALUES (?, ?, ?) "
@@ -617,7 +686,7 @@ class Ledger(LedgerReads):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
+        return AppendResult(size, len(rows), duplicates, seq, tuple(seqs), conflicts)
 
     def _raw_objects(self, raw_index: Iterable[tuple[str, int, str, int]]) -> dict[str, tuple[int, int, int]]:
         """raw SHA-256 -> (evidence object row id, offset, size), adding the objects' rows (in the open transaction)."""
@@ -633,15 +702,22 @@ class Ledger(LedgerReads):
             where.setdefault(digest, (object_id, offset, size))
         return where
 
-    def _known_keys(self, ids: Mapping[str, bytes]) -> set[str]:
-        """Which of the keys (key -> stored id) the ledger holds already."""
+    def _known_keys(self, ids: Mapping[str, bytes]) -> dict[str, tuple[int, str]]:
+        """The keys (key -> stored id) the ledger holds already, each with the seq and raw
+        SHA-256 of the entry holding it. Entry bodies are read for these keys only: a new key
+        costs one dedup index probe, as before."""
         keys = {stored: key for key, stored in ids.items()}
         wanted = sorted(keys)  # in key order: the B-tree pages are visited once each
-        known: set[str] = set()
+        known: dict[str, tuple[int, str]] = {}
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(keys[bytes(r[0])] for r in self._conn.execute(f"SELECT key FROM dedup WHERE key IN ({marks})", chunk))
+            for key, seq, body in self._conn.execute(
+                    f"SELECT d.key, d.seq, e.body FROM dedup d LEFT JOIN entries e ON e.seq = d.seq "
+                    f"WHERE d.key IN ({marks})", chunk):
+                if body is None:
+                    raise MalformedInput(f"a dedup key points at entry {seq}, which is missing", location=str(self.path))
+                known[keys[bytes(key)]] = (int(seq), stored_raw_sha256(bytes(body)))
         return known
 
     def signers(self) -> list[tuple[str, str, str]]:

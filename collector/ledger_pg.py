@@ -49,8 +49,10 @@ from collector.ledger import (
     QuarantineRow,
     RawIndexRow,
     StoredCheckpoint,
+    conflict_rows,
     prepare_batch,
     prepared_items,
+    stored_raw_sha256,
 )
 from collector.store import EvidenceStore
 
@@ -306,6 +308,7 @@ class PostgresLedger(LedgerReads):
             chained = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
             rows, nodes, dedup_rows, seqs = chained.rows, chained.nodes, chained.dedup_rows, chained.seqs
             duplicates, seq = chained.duplicates, chained.next_seq
+            conflicts = conflict_rows(items, chained.conflicts)
             if rows:
                 with cur.copy(f"COPY {s}.entries (seq, leaf, body) FROM STDIN") as copy:
                     for row in rows:
@@ -320,7 +323,8 @@ class PostgresLedger(LedgerReads):
             if index_rows:
                 cur.executemany(f'INSERT INTO {s}.raw_index(sha256, size, object, "offset") VALUES (%s, %s, %s, %s) '
                                 "ON CONFLICT DO NOTHING", index_rows)
-            quarantine_rows = [(q.source, q.location, q.line, q.reason, q.sha256, q.observed) for q in quarantine]
+            quarantine_rows = [(q.source, q.location, q.line, q.reason, q.sha256, q.observed)
+                               for q in (*quarantine, *conflicts)]
             if quarantine_rows:
                 cur.executemany(
                     f"INSERT INTO {s}.quarantine(source, location, line, reason, sha256, observed) "
@@ -331,13 +335,25 @@ class PostgresLedger(LedgerReads):
                     "ON CONFLICT (source) DO UPDATE SET cursor=excluded.cursor, updated=excluded.updated",
                     (source, value, updated),
                 )
-        return AppendResult(size, len(rows), duplicates, seq, tuple(seqs))
+        return AppendResult(size, len(rows), duplicates, seq, tuple(seqs), conflicts)
 
-    def _known_keys(self, keys: Sequence[str]) -> set[str]:
-        known: set[str] = set()
+    def _known_keys(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """The *keys* the ledger holds already, each with the seq and raw SHA-256 of the entry
+        holding it. Entry bodies are read for those keys only (a second, seq-indexed query),
+        so a batch of new keys costs one dedup probe per key, as before."""
+        holders: dict[int, str] = {}
         for i in range(0, len(keys), 5000):
             chunk = list(keys[i : i + 5000])
-            known.update(str(r[0]) for r in self._q("SELECT key FROM ~.dedup WHERE key = ANY(%s)", (chunk,)))
+            holders.update((int(r[1]), str(r[0]))
+                           for r in self._q("SELECT key, seq FROM ~.dedup WHERE key = ANY(%s)", (chunk,)))
+        known: dict[str, tuple[int, str]] = {}
+        seqs = sorted(holders)
+        for i in range(0, len(seqs), 5000):
+            for seq, body in self._q("SELECT seq, body FROM ~.entries WHERE seq = ANY(%s)", (seqs[i : i + 5000],)):
+                known[holders.pop(int(seq))] = (int(seq), stored_raw_sha256(bytes(body)))
+        if holders:
+            seq = min(holders)
+            raise MalformedInput(f"a dedup key points at entry {seq}, which is missing", location=self.path)
         return known
 
     def add_checkpoint(

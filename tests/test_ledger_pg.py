@@ -84,8 +84,10 @@ def test_dedup_raw_index_quarantine_and_reopen(tmp_path: Path, pg_url: str) -> N
     index = [RawIndexRow(raw, 13, raw, 0)]
     bad = QuarantineRow("manual:test", "reviews.jsonl", None, "not-json", "ab" * 32, OBSERVED)
     with lite, pg:
-        batch = [_entry(i, dedup=f"k{i % 5}") for i in range(8)]  # 3 duplicates inside the batch
+        batch = [_entry(i, dedup=f"k{i % 5}") for i in range(8)]
         batch[0] = batch[0]._replace(raw_sha256=raw, raw_size=13)
+        for i in range(5, 8):  # 3 duplicates inside the batch: same key and same raw bytes as an earlier entry
+            batch[i] = batch[i]._replace(raw_sha256=batch[i - 5].raw_sha256, raw_size=batch[i - 5].raw_size)
         _append_both(lite, pg, batch, raw_index=index, quarantine=[bad, bad], updated=OBSERVED)
         again = pg.append(batch, raw_index=index, quarantine=[bad])
         assert (again.appended, again.duplicates, again.size) == (0, 8, 5)
