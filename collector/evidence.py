@@ -24,7 +24,8 @@ class SourceRecord(NamedTuple):
     store only when the record becomes an entry. A record with ``reason`` set is
     quarantined: only the SHA-256 of ``raw`` is kept, with ``location``/``line``.
     Sources must set ``raw`` to ``b""`` (and pass ``raw_sha256``) when even holding
-    the bytes in memory longer than needed is unwanted. ``event_bytes`` is
+    the bytes in memory longer than needed is unwanted; ``raw_sha256=""`` says the
+    bytes were not read at all (their hash is unknown), never a hash of anything else. ``event_bytes`` is
     ``canonical_bytes(event)`` when the source already made it (e.g. in a worker
     process); the record is then an event even with ``event`` left ``None``, and the
     ledger builds the entry around these bytes (see :func:`collector.ledger.entry_bytes`).

@@ -248,7 +248,8 @@ def stage(
     reasons: dict[str, int] = {}
     for rec in records:
         raw = rec.raw
-        digest = rec.raw_sha256 or sha256(raw).hexdigest()
+        # a given raw_sha256 wins, "" too: a quarantined record whose bytes were not read (hash unknown)
+        digest = sha256(raw).hexdigest() if rec.raw_sha256 is None else rec.raw_sha256
         event = rec.event
         if rec.reason is not None or (event is None and rec.event_bytes is None):
             reason = rec.reason or "no-event"

@@ -89,7 +89,12 @@ class RawIndexRow(NamedTuple):
 
 
 class QuarantineRow(NamedTuple):
-    """A record that did not become an entry. Never holds the record's content."""
+    """A record that did not become an entry. Never holds the record's content.
+
+    ``sha256`` is the hex SHA-256 of the record's bytes as the source read them (a line, a
+    CloudTrail record, an object, a whole file), or ``""`` when they were not read, so
+    their hash is unknown (e.g. an attestation object over the size limit).
+    """
 
     source: str
     location: str

@@ -95,3 +95,37 @@ def test_collect_json_names_each_failing_object(tmp_path: Path) -> None:
     assert results["31415926535.provenance.dsse.json"] == {
         "location": str(folder / "31415926535.provenance.dsse.json"), "status": "signed", "reason": None,
         "retention_ok": True, "retention_reason": None}
+
+
+def test_an_object_over_the_size_limit_records_no_made_up_content_hash(tmp_path: Path) -> None:
+    """It was quarantined with the SHA-256 of its key name in the hash field, which reads as the hash of
+    its content. Its bytes are not read: the hash field is empty (unknown) and the reason gives its size."""
+    import hashlib
+
+    from collector.ledger import Ledger
+    from collector.sources.attestations import MAX_OBJECT_BYTES
+
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    with open(folder / "huge.dsse.json", "wb") as handle:
+        handle.truncate(MAX_OBJECT_BYTES + 1)  # sparse: no 16 MiB written
+    (folder / "plain.json").write_text(json.dumps({"git": "a" * 40, "build": 1, "signer": "me"}))
+    runner = CliRunner()
+    db = tmp_path / "l.db"
+    assert runner.invoke(app, ["--ledger", str(db), "init", "--origin", "t/a", "--no-key"]).exit_code == 0
+    args = ["--ledger", str(db), "--as-of", "2026-11-25T00:00:00Z", "--format", "json", "collect", "attestations",
+            str(folder), "--trusted-keys", str(SAMPLE_KEYS)]
+    got = runner.invoke(app, args)
+    assert got.exit_code == 1, got.output
+    doc = json.loads(got.stdout)
+    assert (doc["read"], doc["appended"], doc["quarantined"]) == (2, 1, 1)
+    reason = f"object too large: {MAX_OBJECT_BYTES + 1} bytes, over the 16 MiB limit (not read, SHA-256 unknown)"
+    results = {r["location"].rsplit("/", 1)[-1]: r for r in doc["results"]}
+    assert results["huge.dsse.json"]["reason"] == reason
+    with Ledger.open(db) as ledger:
+        (row,) = ledger.quarantined()
+    assert (row.reason, row.sha256) == (reason, "")
+    assert row.sha256 != hashlib.sha256(b"huge.dsse.json").hexdigest()
+    assert runner.invoke(app, args).exit_code == 1  # a re-run quarantines it again but keeps one row
+    with Ledger.open(db) as ledger:
+        assert len(ledger.quarantined()) == 1

@@ -236,19 +236,22 @@ class AttestationObjects(Source):
         return uri if uri.startswith("s3://") else os.path.abspath(uri)
 
     def _quarantine(self, info: ObjectInfo, reason: str, raw: bytes | None) -> SourceRecord:
-        digest = hashlib.sha256(raw).hexdigest() if raw is not None else None
-        if digest is None:
+        """A quarantined object with the SHA-256 of its bytes, or an empty hash (unknown) when they
+        were not read: over the size limit, or unreadable. Never a hash of something else (such as
+        its name), which would read as the hash of its content."""
+        digest = hashlib.sha256(raw).hexdigest() if raw is not None else ""
+        if raw is None and info.size <= MAX_OBJECT_BYTES:
             try:
-                digest = hashlib.sha256(self.provider.get(info.key)).hexdigest() if info.size <= MAX_OBJECT_BYTES else None
+                digest = hashlib.sha256(self.provider.get(info.key)).hexdigest()
             except SourceUnavailable:
-                digest = None
-        return SourceRecord(location=self._location(info.key), line=None, raw=b"", reason=reason,
-                            raw_sha256=digest or hashlib.sha256(info.key.encode()).hexdigest())
+                pass
+        return SourceRecord(location=self._location(info.key), line=None, raw=b"", reason=reason, raw_sha256=digest)
 
     def _record(self, info: ObjectInfo, names: set[str]) -> SourceRecord:
         key = info.key
         if info.size > MAX_OBJECT_BYTES:
-            return self._quarantine(info, f"object larger than {MAX_OBJECT_BYTES >> 20} MiB", raw=None)
+            return self._quarantine(info, f"object too large: {info.size} bytes, over the {MAX_OBJECT_BYTES >> 20} "
+                                          "MiB limit (not read, SHA-256 unknown)", raw=None)
         try:
             head = self.provider.head(key)
             _check_head(head)
