@@ -148,6 +148,20 @@ def test_records_without_what_an_entry_needs_are_quarantined(record: dict, reaso
     assert rec.event is None and rec.reason is not None and rec.reason.startswith(reason)
 
 
+@pytest.mark.parametrize("text,what", [
+    (b'{"Records": null}', "null"),
+    (b'{"Records": {"eventTime": "2026-01-01T00:00:00Z"}}', "an object"),
+    (b'{"Records": "x", "other": 1}', "a string"),
+    (b'{"x": 1, "Records": 5}', "a number"),
+    (b'{"Records": true}', "a boolean"),
+])
+def test_records_that_is_not_a_list_is_named_as_such(text: bytes, what: str) -> None:
+    """A file whose Records is null or an object was quarantined as "missing eventTime" (read as one record)."""
+    (rec,) = parse_log_bytes(text, location="f.json")
+    assert rec.event is None and rec.raw == text
+    assert rec.reason == f"Records is not a list (it is {what})"
+
+
 def test_gzip_trailing_data_is_quarantined_not_dropped() -> None:
     body = gzip.compress(mk.log_body(mk.background(mk.CHAIN_START, 2)), mtime=0) + b"junk"
     recs = list(parse_log_bytes(body, location="f.json.gz"))

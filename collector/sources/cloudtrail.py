@@ -72,6 +72,18 @@ class ScanError(ValueError):
         self.offset = offset
 
 
+class RecordsNotAList(ScanError):
+    """The top-level ``Records`` holds something other than an array."""
+
+    def __init__(self, what: str, offset: int) -> None:
+        ValueError.__init__(self, f"Records is not a list (it is {what})")
+        self.offset = offset
+
+
+_JSON_TYPES = {ord("{"): "an object", ord('"'): "a string", ord("n"): "null", ord("t"): "a boolean",
+               ord("f"): "a boolean"}
+
+
 @dataclass(frozen=True)
 class RecordSlice:
     index: int  # 0-based position in the Records array
@@ -145,8 +157,10 @@ def _find_records_array(data: bytes) -> int | None:
         if not m:
             raise ScanError("expected a member name", pos)
         pos = m.end()
-        if m.group(1) == b"Records" and pos < len(data) and data[pos] == ord("["):
-            return pos + 1
+        if m.group(1) == b"Records" and pos < len(data):
+            if data[pos] == ord("["):
+                return pos + 1
+            raise RecordsNotAList(_JSON_TYPES.get(data[pos], "a number"), pos)
         pos = _skip_ws(data, _skip_value(data, pos))
         if pos < len(data) and data[pos] == ord(","):
             pos = _skip_ws(data, pos + 1)
@@ -160,12 +174,16 @@ def scan_records(data: bytes) -> Iterator[RecordSlice | BadSlice]:
 
     A document with a top-level ``Records`` array yields one slice per element; a
     document that is one JSON object without ``Records`` (a single record, as AWS
-    documentation prints them) yields one slice for the whole object. Where the
+    documentation prints them) yields one slice for the whole object; a ``Records``
+    that is not an array is one :class:`BadSlice` for the whole document. Where the
     structure breaks, the rest of the document is yielded as one :class:`BadSlice`.
     Whether each slice is valid JSON is left to the caller (orjson).
     """
     try:
         pos = _find_records_array(data)
+    except RecordsNotAList as exc:  # e.g. {"Records": null}: not one record missing its eventTime
+        yield BadSlice(0, 0, len(data), str(exc))
+        return
     except ScanError as exc:
         yield BadSlice(0, 0, len(data), f"malformed JSON document: {exc}")
         return
