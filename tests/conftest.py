@@ -9,14 +9,17 @@ import pytest
 from tests.moto_server import moto_server
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+# The public test data: ../shared/data beside the checkout, or where FEDLEDGER_SHARED_DATA says
+# (a checkout elsewhere, e.g. a git worktree).
+SHARED_DATA = Path(os.environ.get("FEDLEDGER_SHARED_DATA") or REPO.parent / "shared" / "data")
 
 
 def shared_data(*parts: str) -> Path:
-    """A path under ../shared/data, or skip the test with the reason."""
+    """A path under the public test data (:data:`SHARED_DATA`), or skip the test with the reason."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"public test data not present: {path} (../shared is not beside this checkout)")
+        pytest.skip(f"public test data not present: {path} (../shared is not beside this checkout; "
+                    f"FEDLEDGER_SHARED_DATA names another place)")
     return path
 
 
