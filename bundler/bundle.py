@@ -21,7 +21,10 @@ cites them.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
+import shutil
+import stat
 import tarfile
 import time
 import zipfile
@@ -55,10 +58,12 @@ from collector.errors import IntegrityError, UsageError
 from collector.gc_pause import paused_gc
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.signing import NoteSigner
+from collector.timeutil import parse_time
 
 CSV_COLUMNS = ["seq", "leaf_hash", "time", "kind", "source", "source_id", "location", "actor", "action",
                "resource", "outcome", "job_id"]
 ARCHIVE_KINDS = ("tar.gz", "zip")
+ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip member can carry
 
 
 @dataclass
@@ -349,6 +354,9 @@ class BundleBuilder:
             raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {self.ledger.origin!r}")
         out, checkpoint, ledger, scan = self.out, self.checkpoint, self.ledger, self.scan
         assert scan is not None
+        # The as-of stands in for the clock wherever a tool would write one (fonts in the PDFs,
+        # archive members), so the same ledger and as-of give the same bytes.
+        as_of_epoch = int(parse_time(assessment.as_of, field="as_of").timestamp())
         timings: dict[str, float] = dict(self.timings)
         clock = time.perf_counter()
 
@@ -389,7 +397,7 @@ class BundleBuilder:
                                    checkpoint_results=self.checkpoint_results),
         )
         (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
-        self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf"))
+        self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf", as_of_epoch))
         pages = 1
         lap("html")
 
@@ -405,7 +413,8 @@ class BundleBuilder:
                 stem = file_stem(control.control_id)
                 html = render.render_control(assessment, control, replace(facts, evidence=evidence))
                 (out / "controls" / f"{stem}.html").write_text(html, encoding="utf-8")
-                self.pdf_workers.submit(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf"))
+                self.pdf_workers.submit(PdfJob(out / "controls" / f"{stem}.html", out / "controls" / f"{stem}.pdf",
+                                               as_of_epoch))
                 pages += 1
         finally:
             cited_entries.close()
@@ -457,28 +466,41 @@ class BundleBuilder:
         archive_path = None
         if archive is not None:
             stage("archive")
-            archive_path = write_archive(out, archive)
+            archive_path = write_archive(out, archive, mtime=as_of_epoch)
             lap("archive")
         return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, pages,
                             len(cited), refused, timings, self.pdf_workers.peak_rss_mb, scan.child_peak_rss_mb)
 
 
-def write_archive(folder: Path, kind: str) -> Path:
-    """One archive of *folder* beside it; members are relative paths, regular files only, sorted."""
+def write_archive(folder: Path, kind: str, *, mtime: int = ZIP_EPOCH) -> Path:
+    """One archive of *folder* beside it; members are relative paths, regular files only, sorted.
+
+    The archive's bytes depend only on the files' names and contents and *mtime* (seconds
+    since 1970, the time every member and the gzip header carry): owners, permissions
+    (0644) and the files' own times are not copied."""
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     target = folder.with_name(folder.name + (".tar.gz" if kind == "tar.gz" else ".zip"))
+    mtime = max(int(mtime), ZIP_EPOCH)
     if kind == "tar.gz":
-        with tarfile.open(target, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        with open(target, "wb") as raw, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=mtime) as gz, \
+                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name in names:
-                info = tar.gettarinfo(str(folder / name), arcname=name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mode = 0o644
+                tar_info = tarfile.TarInfo(name)
+                tar_info.size = (folder / name).stat().st_size
+                tar_info.mtime = mtime
+                tar_info.mode = 0o644
                 with open(folder / name, "rb") as handle:
-                    tar.addfile(info, handle)
+                    tar.addfile(tar_info, handle)
     else:
+        date_time = time.gmtime(mtime)[:6]
         with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name in names:
-                zf.write(folder / name, arcname=name)
+                zip_info = zipfile.ZipInfo(name, date_time)
+                zip_info.compress_type = zipfile.ZIP_DEFLATED
+                zip_info.create_system = 3  # Unix, whatever this platform is: the mode below is a Unix mode
+                zip_info.external_attr = (stat.S_IFREG | 0o644) << 16
+                zip_info.file_size = (folder / name).stat().st_size  # lets a large member get its zip64 header
+                with open(folder / name, "rb") as handle, zf.open(zip_info, "w") as member:
+                    shutil.copyfileobj(handle, member, 1 << 20)
     return target
-

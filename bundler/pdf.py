@@ -8,18 +8,26 @@ files shipped in :mod:`bundler.templates` with an allowed suffix, and refuses
 every other URL (it opens no connection and no file, so there is nothing to
 redirect). Refusals are recorded so tests and callers can see what was asked.
 
+The same HTML gives the same PDF bytes: the document ``/ID`` is derived from the
+HTML, WeasyPrint writes no dates unless the page names them, and the one clock
+reading left (fontTools stamps each subset font's ``head.modified`` with the time,
+or ``SOURCE_DATE_EPOCH`` when set) is pinned to a time the caller passes (the
+bundle passes its as-of).
+
 :class:`PdfWorkers` / :func:`render_pdfs` render many pages in parallel fresh processes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +67,36 @@ class PackageAssetFetcher(URLFetcher):
         raise RefusedURL(f"refused to fetch {url[:80]!r}: reports load only the package's own assets")
 
 
-def html_to_pdf(html: str, target: Path) -> list[str]:
-    """Render *html* to *target*; return the URLs that were refused (for diagnostics)."""
+@contextmanager
+def _source_date_epoch(epoch: int | None) -> Iterator[None]:
+    """``SOURCE_DATE_EPOCH`` set to *epoch* for the block (the reproducible-builds convention
+    fontTools reads in place of the clock), then restored; *None* leaves it as it is."""
+    if epoch is None:
+        yield
+        return
+    before = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = str(int(epoch))
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = before
+
+
+def html_to_pdf(html: str, target: Path, *, source_date_epoch: int | None = None) -> list[str]:
+    """Render *html* to *target*; return the URLs that were refused (for diagnostics).
+
+    With *source_date_epoch* (seconds since 1970) the PDF's bytes depend only on *html*:
+    that time stands in for the clock in the embedded fonts, whatever the environment
+    says. The PDF ``/ID`` is a hash of *html* either way."""
     fetcher = PackageAssetFetcher()
-    HTML(string=html, base_url=BASE_URL, url_fetcher=fetcher).write_pdf(
-        str(target), pdf_identifier=b"fedledger", uncompressed_pdf=False
-    )
+    identifier = hashlib.sha256(html.encode("utf-8")).hexdigest()[:32].encode("ascii")
+    with _source_date_epoch(source_date_epoch):
+        HTML(string=html, base_url=BASE_URL, url_fetcher=fetcher).write_pdf(
+            str(target), pdf_identifier=identifier, uncompressed_pdf=False
+        )
     return fetcher.refused
 
 
@@ -72,11 +104,12 @@ def html_to_pdf(html: str, target: Path) -> list[str]:
 class PdfJob:
     html_path: Path
     pdf_path: Path
+    source_date_epoch: int | None = None  # see html_to_pdf
 
 
 def _render_job(job: PdfJob) -> tuple[str, int]:
     html = job.html_path.read_text(encoding="utf-8")
-    refused = html_to_pdf(html, job.pdf_path)
+    refused = html_to_pdf(html, job.pdf_path, source_date_epoch=job.source_date_epoch)
     return str(job.pdf_path), len(refused)
 
 
@@ -172,7 +205,8 @@ class PdfWorkers:
     @staticmethod
     def _send(proc: subprocess.Popen[bytes], job: PdfJob) -> None:
         assert proc.stdin is not None
-        proc.stdin.write(orjson.dumps({"html": str(job.html_path), "pdf": str(job.pdf_path)}) + b"\n")
+        proc.stdin.write(orjson.dumps({"html": str(job.html_path), "pdf": str(job.pdf_path),
+                                       "source_date_epoch": job.source_date_epoch}) + b"\n")
         proc.stdin.flush()
 
     def close(self) -> None:
@@ -240,7 +274,7 @@ def _worker_main(argv: list[str]) -> None:
     for line in sys.stdin.buffer:
         job = orjson.loads(line)
         try:
-            _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"])))
+            _path, refused = _render_job(PdfJob(Path(job["html"]), Path(job["pdf"]), job.get("source_date_epoch")))
             answer = {"ok": True, "pdf": job["pdf"], "refused": refused, "peak_rss_mb": peak_rss_mb()}
         except Exception as exc:  # reported to the parent, which fails the bundle
             answer = {"ok": False, "pdf": job["pdf"], "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
