@@ -54,9 +54,14 @@ class BundleVerification:
     checkpoint_size: int | None = None
     failures: list[Failure] = field(default_factory=list)
     valid: list[str] = field(default_factory=list)
+    signature_valid: bool = False  # MANIFEST.sig verified under a trusted key
     files_checked: int = 0
+    files_failed: int = 0  # missing, modified, unlisted or unusably named: against the manifest only
+    ledger_verified: bool = False  # the slice verified against a trusted checkpoint that is the bundle's
     proofs_checked: int = 0
     entries_checked: int = 0
+    citations_checked: int = 0  # CSV rows and HTML proof rows that cite a ledger entry
+    citations_failed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -69,9 +74,17 @@ class BundleVerification:
         return [f"valid: {line}" for line in self.valid] + [f.line() for f in self.failures]
 
     def tally(self) -> str:
-        bad_files = len({f.where for f in self.failures if f.where})
-        return (f"{self.files_checked - min(bad_files, self.files_checked)}/{self.files_checked} files valid, "
-                f"{self.proofs_checked} inclusion proofs checked, {self.entries_checked} ledger entries verified, "
+        """One line: the signature, files against the manifest, the ledger, proofs, citations, then
+        the number of INVALID lines. Each count is of its own kind: an unproven citation
+        (``controls/AU-2.csv:2``) is not a bad file."""
+        signature = "valid" if self.signature_valid else "INVALID"
+        if self.signature_valid and not self.pinned:
+            signature += " (NOT pinned)"
+        ledger = "verified" if self.ledger_verified else "NOT verified"
+        return (f"signature {signature}, "
+                f"{self.files_checked - self.files_failed}/{self.files_checked} files match the manifest, "
+                f"{self.entries_checked} ledger entries {ledger}, {self.proofs_checked} inclusion proofs checked, "
+                f"{self.citations_checked - self.citations_failed}/{self.citations_checked} citations proven, "
                 f"{len(self.failures)} INVALID")
 
     def to_json(self) -> dict[str, object]:
@@ -83,9 +96,14 @@ class BundleVerification:
             "origin": self.origin,
             "pinned": self.pinned,
             "checkpoint_size": self.checkpoint_size,
+            "signature_valid": self.signature_valid,
             "files_checked": self.files_checked,
+            "files_valid": self.files_checked - self.files_failed,
+            "ledger_verified": self.ledger_verified,
             "proofs_checked": self.proofs_checked,
             "entries_checked": self.entries_checked,
+            "citations_checked": self.citations_checked,
+            "citations_proven": self.citations_checked - self.citations_failed,
             "valid": self.valid,
             "failures": [{"code": f.code, "where": f.where, "seq": f.seq, "message": f.message} for f in self.failures],
         }
@@ -161,17 +179,21 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
         report.files_checked += 1
         reason = unsafe_name_reason(name) if isinstance(name, str) else "not a string"
         if reason is not None or name in (MANIFEST_FILE, SIGNATURE_FILE):
+            report.files_failed += 1
             report.fail("manifest-malformed", str(name)[:120], f"manifest names an unusable path: {reason or 'reserved'}")
             continue
         if name not in files:
+            report.files_failed += 1
             report.fail("file-missing", name, "listed in the manifest but not in the bundle")
             continue
         got = sha256_file(files[name])
         digests[name] = got
         if got != want:
+            report.files_failed += 1
             report.fail("file-modified", name, f"sha256 {got}, manifest says {want}")
     for name in sorted(set(files) - set(listed) - {MANIFEST_FILE, SIGNATURE_FILE}):
         report.files_checked += 1
+        report.files_failed += 1
         report.fail("file-unlisted", name, "present in the bundle but not in the manifest")
     if not any(f.code in ("file-modified", "file-missing", "file-unlisted") for f in report.failures):
         report.valid.append(f"{len(listed)} files match the manifest")
@@ -237,6 +259,7 @@ def _check_signature(bundle: BundleFiles, report: BundleVerification, verifiers:
     if trusted == 0:
         report.fail("unknown-signer", SIGNATURE_FILE, "no signature by a trusted key")
         return
+    report.signature_valid = True
     report.valid.append(f"{SIGNATURE_FILE}: manifest signed by a {'pinned' if report.pinned else 'bundled (NOT pinned)'} key")
 
 
@@ -271,6 +294,7 @@ def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifi
         report.fail("checkpoint-not-found", "ledger/checkpoints",
                     f"no trusted checkpoint in the ledger slice signs size {size} with root {root_hex}")
     elif ledger_report.ok and not contents.failures:
+        report.ledger_verified = True
         report.valid.append(f"ledger: {ledger_report.size} entries, chain and root verified against the signed "
                             f"checkpoint of size {size}")
     if len(leaves) // 32 < size:
@@ -339,23 +363,27 @@ def _verify_citations(bundle: BundleFiles, report: BundleVerification, leaves: b
                 with open(path, encoding="utf-8", newline="") as handle:
                     for number, row in enumerate(csv.DictReader(handle), start=2):
                         cited += 1
-                        _check_cited(report, f"{name}:{number}", row.get("seq"), row.get("leaf_hash"), leaves, size,
-                                     proven)
+                        if not _check_cited(report, f"{name}:{number}", row.get("seq"), row.get("leaf_hash"), leaves,
+                                            size, proven):
+                            report.citations_failed += 1
             except (UnicodeDecodeError, csv.Error) as exc:
                 report.fail("citation-malformed", name, f"not a readable UTF-8 CSV: {type(exc).__name__}")
         elif name.endswith(".html"):
             for match in HTML_PROOF_ROW.finditer(path.read_text(encoding="utf-8", errors="replace")):
                 cited += 1
-                _check_cited(report, name, match.group(1), match.group(2), leaves, size, proven)
+                if not _check_cited(report, name, match.group(1), match.group(2), leaves, size, proven):
+                    report.citations_failed += 1
+    report.citations_checked = cited
     if len(report.failures) == before:
         report.valid.append(f"controls: {cited} citations each match a ledger entry with a valid inclusion proof")
 
 
 def _check_cited(report: BundleVerification, where: str, seq_text: str | None, leaf_hex: str | None,
-                 leaves: bytearray, size: int, proven: set[int]) -> None:
+                 leaves: bytearray, size: int, proven: set[int]) -> bool:
+    """Whether one citation names a ledger entry with its leaf hash and a valid proof (else one failure)."""
     if not seq_text or not seq_text.isdigit() or not leaf_hex:
         report.fail("citation-malformed", where, "row has no seq or leaf hash")
-        return
+        return False
     seq = int(seq_text)
     if seq >= size:
         report.fail("citation-invalid", where, f"cites seq {seq}, beyond the ledger of {size}")
@@ -363,6 +391,9 @@ def _check_cited(report: BundleVerification, where: str, seq_text: str | None, l
         report.fail("citation-invalid", where, f"leaf hash of seq {seq} is not the ledger entry's")
     elif seq not in proven:
         report.fail("citation-unproven", where, f"seq {seq} has no valid inclusion proof in {PROOFS_FILE}")
+    else:
+        return True
+    return False
 
 
 class _OscalShape(Exception):

@@ -224,3 +224,54 @@ def test_not_a_bundle_exits_2_as_documented(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["verify-bundle", str(junk), "--trusted-key", str(key), "--origin", ORIGIN])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+# -- the tally counts files, citations and the signature each as what they are ---------------
+
+def cli_verify(path: Path, key_pem: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from collector.cli import app
+
+    key = tmp_path / "pinned.pub"
+    key.write_text(key_pem)
+    return CliRunner().invoke(app, ["verify-bundle", str(path), "--trusted-key", str(key), "--origin", ORIGIN])
+
+
+def test_tally_with_a_wrong_key_does_not_count_citations_as_bad_files(golden: Path, tmp_path: Path) -> None:
+    """Every file matches the manifest; only the key is wrong. The tally used to read
+    `0/N files valid … M INVALID`, counting each unproven citation (`controls/AU-2.csv:2`) as a file."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    files = len(orjson.loads((golden / "MANIFEST.json").read_bytes())["files"])
+    citations = verify(golden).citations_checked  # every CSV row and every proof row of the HTML reports
+    assert citations > sum(len(p.read_text().splitlines()) - 1 for p in (golden / "controls").glob("*.csv"))
+    other = ec.derive_private_key(12345, ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    result = cli_verify(golden, other, tmp_path)
+    assert result.exit_code == 1
+    tally = result.stdout.strip().splitlines()[-1]
+    assert tally.startswith("signature INVALID, ")
+    assert f"{files}/{files} files match the manifest" in tally
+    assert "ledger entries NOT verified" in tally
+    assert f"0/{citations}" in tally and "citations proven" in tally
+    report = verify_bundle(golden, trusted_keys=[other], origin=ORIGIN)
+    assert tally.endswith(f", {len(report.failures)} INVALID")
+    doc = report.to_json()
+    assert (doc["signature_valid"], doc["files_valid"], doc["ledger_verified"]) == (False, files, False)
+    assert (doc["citations_checked"], doc["citations_proven"]) == (citations, 0)
+
+
+def test_tally_of_a_good_bundle_and_of_one_changed_file(golden: Path, copy: Path, tmp_path: Path) -> None:
+    files = len(orjson.loads((golden / "MANIFEST.json").read_bytes())["files"])
+    result = cli_verify(golden, public_pem(), tmp_path)
+    assert result.exit_code == 0
+    tally = result.stdout.strip().splitlines()[-1]
+    assert tally.startswith(f"signature valid, {files}/{files} files match the manifest, ")
+    assert " ledger entries verified, " in tally and tally.endswith(", 0 INVALID")
+    cited = verify(golden).citations_checked
+    assert cited > 0 and f"{cited}/{cited} citations proven" in tally
+    html = copy / "controls" / "AU-2.html"
+    html.write_text(html.read_text() + " ")
+    result = cli_verify(copy, public_pem(), tmp_path)
+    assert result.exit_code == 1
+    assert f"signature valid, {files - 1}/{files} files match the manifest, " in result.stdout.splitlines()[-1]
