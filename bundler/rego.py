@@ -27,7 +27,10 @@ Input documents (``input``):
   retain_until}]}, "jobs": [job ids that built or used it]}``.
 
 A policy that fails to compile raises :class:`collector.errors.UsageError` (exit 2),
-never a pass. An evaluation error on one input is a finding on that input (fail
+never a pass; so does one that calls a builtin whose answer is not a function of the
+input (:data:`REFUSED_BUILTINS`, and the network builtins such as ``http.send``, which
+regopy evaluates as undefined): evaluation runs offline and an assessor's rerun must give
+the same findings. An evaluation error on one input is a finding on that input (fail
 closed). Each policy yields one :class:`~bundler.model.CheckResult` of kind
 ``policy`` (id ``policy:<file stem>``).
 """
@@ -62,6 +65,15 @@ _INPUTS_COMMENT = re.compile(r"^\s*#\s*inputs\s*:\s*(.+?)\s*$", re.MULTILINE | r
 _DECISION_RULE = re.compile(r"^\s*(default\s+)?(allow|deny)\b", re.MULTILINE)
 _CONTROL_TOKEN = re.compile(r"^[A-Za-z]{2}-\d+(\(\d+\)|\.\d+)?$")
 INPUT_KINDS = ("job", "artifact")
+# Builtins regopy implements whose result is not a function of the input document.
+REFUSED_BUILTINS = {
+    "time.now_ns": "it reads the clock",
+    "rand.intn": "it is random",
+    "uuid.rfc4122": "it is random",
+    "opa.runtime": "it reads the host's environment",
+}
+# Network builtins (http.send, net.lookup_ip_addr): regopy declares them and evaluates them as undefined.
+_NETWORK_BUILTINS = ("http.", "net.lookup")
 
 
 @dataclass(frozen=True)
@@ -151,6 +163,7 @@ def load_policy(path: Path | str) -> Policy:
             failure = " ".join(str(exc).split())[:300] or type(exc).__name__
     if failure is not None:
         raise _compile_error(path, _readable("".join(native)) or failure)
+    _refuse_builtins(path, text)
     controls = _declared_controls(path, text, rego, package)
     inputs_match = _INPUTS_COMMENT.search(text)
     inputs: tuple[str, ...] = ("job",)
@@ -161,6 +174,33 @@ def load_policy(path: Path | str) -> Policy:
             raise UsageError(f"'# inputs:' must list job and/or artifact, not {', '.join(unknown) or 'nothing'}",
                              location=str(path))
     return Policy(path.stem, str(path), package, controls, inputs, text)
+
+
+_CALL = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)+)\s*\(")
+_LEXEME = re.compile(r'#[^\n]*|"(?:\\.|[^"\\\n])*"|`[^`]*`', re.DOTALL)
+
+
+def _code_only(text: str) -> str:
+    """*text* with comments and string contents blanked (newlines kept, so lines still count)."""
+    return _LEXEME.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
+def _refuse_builtins(path: Path, text: str) -> None:
+    """A usage error naming the first call (by line) of a builtin whose answer is not a function
+    of the input: one in :data:`REFUSED_BUILTINS`, or a network builtin, which regopy declares
+    but evaluates as undefined (so a ``deny`` built on it would quietly never fire)."""
+    code = _code_only(text)
+    for match in _CALL.finditer(code):
+        name = re.sub(r"\s+", "", match.group(1))
+        if name in REFUSED_BUILTINS:
+            reason = REFUSED_BUILTINS[name]
+        elif name.startswith(_NETWORK_BUILTINS):
+            reason = "it reaches the network (regopy evaluates it as undefined)"
+        else:
+            continue
+        line = code.count("\n", 0, match.start()) + 1
+        raise UsageError(f"{name} is not allowed: {reason}; policies are evaluated offline and must give the same "
+                         "result on every run (docs/evaluation.md)", location=f"{path}:{line}")
 
 
 def _declared_controls(path: Path, text: str, rego: Interpreter, package: str) -> tuple[str, ...]:

@@ -149,3 +149,35 @@ def test_policy_that_speaks_to_no_assessed_control_says_so(tmp_path: Path) -> No
                           controls=["AU-2", "AU-9"])
     notes = [n for n in assessment.notes if "policy" in n]
     assert len(notes) == 1 and "typo" in notes[0] and "CM-99" in notes[0], assessment.notes
+
+
+@pytest.mark.parametrize("call, name, reason", [
+    ('http.send({"method": "get", "url": "http://127.0.0.1:9/"})', "http.send", "network"),
+    ('net.lookup_ip_addr("example.com")', "net.lookup_ip_addr", "network"),
+    ("time.now_ns()", "time.now_ns", "clock"),
+    ('rand.intn("x", 10)', "rand.intn", "random"),
+    ('uuid.rfc4122("x")', "uuid.rfc4122", "random"),
+    ("opa.runtime()", "opa.runtime", "environment"),
+])
+def test_policy_calling_a_network_or_non_deterministic_builtin_is_refused(
+        tmp_path: Path, call: str, name: str, reason: str) -> None:
+    """regopy compiles these: http.send and net.lookup_ip_addr quietly evaluate to undefined (a deny
+    rule built on them never fires), the others answer with the clock, chance or the host's environment."""
+    path = write(tmp_path, "p.rego", "# controls: CM-3\npackage p\n\n"
+                                     f"# {name}( in a comment is text\n"
+                                     "allow {\n"
+                                     f"  x := {call}\n"
+                                     "  x != null\n"
+                                     "}\n")
+    with pytest.raises(UsageError) as caught:
+        load_policies(tmp_path)
+    message = str(caught.value)
+    assert caught.value.exit_code == 2 and "\n" not in message
+    assert message.startswith(f"{path}:6: {name} is not allowed"), message
+    assert reason in message
+
+
+def test_builtin_names_in_strings_and_comments_are_allowed(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.rego", '# controls: CM-3\npackage p\n\n# http.send(x) would be refused\n'
+                                     'deny[msg] {\n  input.kind == "never"\n  msg := "time.now_ns() and http.send(x)"\n}\n')
+    assert load_policy(path).package == "p"
