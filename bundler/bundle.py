@@ -4,7 +4,7 @@ Layout of DIR::
 
     index.html, index.pdf           cover, control summary, charts, verification transcript
     controls/<ID>.html, .pdf, .csv  per control report and every supporting entry
-    oscal/assessment-results.json   OSCAL 1.1.2, evidence linked by SHA-256
+    oscal/assessment-results.json   OSCAL 1.1.3, evidence linked by SHA-256
     proofs/inclusion.jsonl          an inclusion proof for every cited entry
     ledger/                         the ledger export (entries, checkpoints, public keys)
     MANIFEST.json                   SHA-256 of every file above (canonical JSON)

@@ -1,4 +1,4 @@
-"""OSCAL 1.1.2 assessment-results from an Assessment (pure: data in, a JSON document out).
+"""OSCAL 1.1.3 assessment-results from an Assessment (pure: data in, a JSON document out).
 
 Evidence is linked, not copied: every file the observations rely on (a control's
 CSV of supporting entries, the ledger slice, the inclusion proofs, the signed
@@ -21,7 +21,7 @@ from typing import Any
 from bundler.model import NOT_ASSESSED, Assessment
 from bundler.render import display_id, file_stem
 
-OSCAL_VERSION = "1.1.2"
+OSCAL_VERSION = "1.1.3"
 NAMESPACE = uuid.UUID("6f1e0a52-8c1d-5b0e-9a7e-1f3c2b4d5e6f")
 PROP_NS = "https://fedledger.dev/ns/oscal"
 ASSESSMENT_PLAN_HREF = "../index.html"

@@ -11,6 +11,10 @@ from bench.synthetic import build_assessment, build_ledger
 from bundler.oscal_ar import OSCAL_VERSION, build_assessment_results
 from tests.conftest import shared_data
 
+# The OSCAL release whose schema the documents are validated against (../shared/data/oscal/schemas
+# holds v1.1.3 and v1.2.1); the documents must declare it, and the docs name it.
+SCHEMA_VERSION = "1.1.3"
+
 
 def oscal_validator():  # type: ignore[no-untyped-def]
     """A Draft-07 validator whose ``pattern`` keyword uses the ``regex`` package (``\\p{L}``)."""
@@ -22,8 +26,9 @@ def oscal_validator():  # type: ignore[no-untyped-def]
         if isinstance(instance, str) and not regex.search(expected, instance):
             yield jsonschema.ValidationError(f"{instance!r} does not match {expected!r}")
 
-    path = shared_data("oscal", "schemas", "v1.1.3", "oscal_assessment-results_schema.json")
+    path = shared_data("oscal", "schemas", f"v{SCHEMA_VERSION}", "oscal_assessment-results_schema.json")
     schema = json.loads(path.read_text(encoding="utf-8"))
+    assert f"/oscal/{SCHEMA_VERSION}/" in schema["$id"]
     base = validators.validator_for(schema)
     extended = validators.extend(base, {"pattern": pattern})
     return extended(schema, format_checker=base.FORMAT_CHECKER)
@@ -49,7 +54,18 @@ def test_document_is_valid_against_the_oscal_schema(assessment) -> None:
     doc = build(assessment)
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:10])
-    assert doc["assessment-results"]["metadata"]["oscal-version"] == OSCAL_VERSION == "1.1.2"
+    assert doc["assessment-results"]["metadata"]["oscal-version"] == OSCAL_VERSION
+
+
+def test_docs_name_the_oscal_version_the_document_declares() -> None:
+    """The document and the docs said 1.1.2 while the document was validated against the v1.1.3 schema."""
+    import re
+
+    assert OSCAL_VERSION == SCHEMA_VERSION
+    repo = Path(__file__).resolve().parent.parent
+    for name in ("README.md", "docs/bundle.md", "bundler/bundle.py", "bundler/oscal_ar.py"):
+        named = set(re.findall(r"OSCAL (\d+\.\d+\.\d+)", (repo / name).read_text(encoding="utf-8")))
+        assert named == {OSCAL_VERSION}, f"{name} names OSCAL {', '.join(sorted(named))}"
 
 
 def test_validator_catches_a_broken_document(assessment) -> None:
