@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -53,7 +54,18 @@ class FileSigner(NoteSigner):
     def sign_bytes(self, message: bytes) -> bytes:
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
             return self._key.sign(message)
-        return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+        try:
+            return self._key.sign(message, _ecdsa_sha256())
+        except UnsupportedAlgorithm:  # cryptography built against an OpenSSL before 3.2 (its wheels ship 3.2+)
+            return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def _ecdsa_sha256() -> ec.ECDSA:
+    """ECDSA with SHA-256, deterministic (RFC 6979): the same key and message give the same
+    signature, so a rebuilt bundle's MANIFEST.sig is byte-identical too, and no signature depends on
+    the machine's random numbers. Both kinds verify alike; see :meth:`FileSigner.sign_bytes` for an
+    OpenSSL without it."""
+    return ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
 
 
 class KmsSigner(NoteSigner):

@@ -133,6 +133,20 @@ def test_ecdsa_p256_signature_type_and_key_id() -> None:
     assert parse_verifier_key(signer.verifier.vkey(), default_name="x").key_id == blob[:4]
 
 
+def test_ecdsa_key_file_signs_deterministically_per_rfc_6979() -> None:
+    """The same key and message give the same signature (a rebuilt bundle's MANIFEST.sig is identical);
+    a randomized ECDSA signature of the same message verifies alike."""
+    key = fixed_p256()
+    signer = FileSigner(ORIGIN, key)
+    checkpoint = Checkpoint(ORIGIN, 3, bytes(32))
+    assert signer.sign_checkpoint(checkpoint) == signer.sign_checkpoint(checkpoint)
+    assert signer.sign_bytes(b"a") != signer.sign_bytes(b"b")
+    randomized = key.sign(checkpoint.body().encode(), ec.ECDSA(hashes.SHA256()))
+    key.public_key().verify(randomized, checkpoint.body().encode(), ec.ECDSA(hashes.SHA256()))
+    key.public_key().verify(signer.sign_bytes(checkpoint.body().encode()), checkpoint.body().encode(),
+                            ec.ECDSA(hashes.SHA256()))
+
+
 def test_verifier_never_imports_boto3() -> None:
     import subprocess
     import sys

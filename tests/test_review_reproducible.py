@@ -1,9 +1,9 @@
 """Reproducible bundles: the same ledger and ``--as-of`` give the same bytes.
 
 An assessor rebuilds the bundle and compares it with the one delivered (docs/bundle.md,
-"Reproducing a bundle"). Everything is byte for byte the same except ``MANIFEST.sig`` when
-the ledger key is ECDSA (a fresh random nonce per signature); with an Ed25519 key the folder
-and the archive are identical too. The two builds below run with different
+"Reproducing a bundle"). With a key file (Ed25519, or ECDSA P-256 signed deterministically per
+RFC 6979) the folder and the archive are identical byte for byte; only a KMS key's signature
+differs between runs (KMS randomizes ECDSA), which the signer stand-in below shows. The two builds below run with different
 ``SOURCE_DATE_EPOCH`` values and worker counts, standing for two machines at two times.
 """
 
@@ -16,13 +16,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from bench.synthetic import ORIGIN, build_assessment, build_ledger, signer
 from bundler.bundle import build_bundle, write_archive
 from bundler.bundle_verify import verify_bundle
-from collector.checkpoint import split_note
+from collector.checkpoint import NoteVerifier, split_note
 from collector.ledger import Ledger
 from collector.signing import FileSigner, NoteSigner
 
@@ -51,16 +51,40 @@ def bundle_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sign: NoteSign
     return out[0], out[1]
 
 
-def test_ecdsa_bundles_of_the_same_ledger_and_as_of_differ_only_in_the_signature(
+class RandomizedEcdsaSigner(NoteSigner):
+    """Signs as AWS KMS does: ECDSA P-256 with a fresh random nonce each time."""
+
+    def __init__(self, inner: FileSigner) -> None:
+        key = inner._key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.name, self._key, self._verifier = inner.name, key, inner.verifier
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        return self._verifier
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
+
+
+def test_ecdsa_key_file_bundles_and_their_archives_are_byte_identical(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     one, two = bundle_twice(tmp_path, monkeypatch, signer(), "zip")
+    assert contents(one) == contents(two)  # RFC 6979: the same key and manifest, the same signature
+    assert one.with_name("bundle.zip").read_bytes() == two.with_name("bundle.zip").read_bytes()
+    assert verify_bundle(one, trusted_keys=[pem(signer())], origin=ORIGIN).ok
+
+
+def test_randomized_ecdsa_bundles_differ_only_in_the_signature(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sign = RandomizedEcdsaSigner(signer())
+    one, two = bundle_twice(tmp_path, monkeypatch, sign, "zip")
     a, b = contents(one), contents(two)
     assert a.keys() == b.keys()
     differ = sorted(name for name in a if a[name] != b[name])
-    assert differ == ["MANIFEST.sig"]  # ECDSA signatures are randomized; what they sign is not
+    assert differ == ["MANIFEST.sig"]  # the signatures are randomized; what they sign is not
     assert split_note(a["MANIFEST.sig"].decode())[0] == split_note(b["MANIFEST.sig"].decode())[0]
     for folder in (one, two):
-        assert verify_bundle(folder, trusted_keys=[pem(signer())], origin=ORIGIN).ok
+        assert verify_bundle(folder, trusted_keys=[pem(sign)], origin=ORIGIN).ok
 
 
 def test_ed25519_bundles_and_their_archives_are_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
