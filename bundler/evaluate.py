@@ -447,6 +447,13 @@ def check_workload_identity(ctx: Context) -> CheckResult:
             findings.append(_finding(ctx, check, f"oidc-unverified:{seq}", f"OIDC token at seq {seq} did not verify",
                                      f"The job's OIDC ID token did not verify: {error}.", [seq], job_id=job,
                                      severity="high"))
+        elif ctx.attr(seq, "time_source") == "iat":
+            job = ctx.correlation.job.get(tokens.index[tokens["seq"] == seq][0])
+            findings.append(_finding(
+                ctx, check, f"oidc-time-unknown:{seq}", f"OIDC token at seq {seq} has no recorded time of use",
+                "The token was collected without the time it was used, so its expiry and not-before were "
+                "evaluated at its own issue time (iat): the evidence does not show it was valid when used. "
+                "Collect tokens with their time of use (docs/collect-ci.md).", [seq], job_id=job, severity="low"))
     for index, seq, kind, status in zip(logins.index, logins["seq"], logins["kind"], logins["status"]):
         policies = ctx.attr(seq, "policies")
         if isinstance(policies, list) and "root" in policies and status == "success":

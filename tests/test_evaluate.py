@@ -266,6 +266,18 @@ def test_unverified_oidc_token_fails_account_controls() -> None:
     assert any(f.seqs == (seq_of(entries, token),) for f in assessment.control("ac-2").findings)
 
 
+def test_verified_token_without_its_time_of_use_is_a_low_finding() -> None:
+    """A token collected bare (no time of use) was checked at its own iat: its validity when used is not shown."""
+    events = complete_story(1)
+    assert not failing(run(events)[0]) & {"ac-2", "ia-2"}
+    token = find(events, "ci.oidc_token")
+    token["attrs"]["time_source"] = "iat"
+    assessment, entries = run(events)
+    assert {"ac-2", "ia-2"} <= failing(assessment)
+    (finding,) = [f for f in assessment.control("ia-2").findings if f.id.startswith("workload-identity:oidc-time-unknown")]
+    assert finding.severity == "low" and finding.seqs == (seq_of(entries, token),)
+
+
 def test_root_policy_login_fails() -> None:
     events = complete_story(1)
     find(events, "vault.login")["attrs"]["policies"] = ["root"]
