@@ -48,10 +48,10 @@ from typing import IO, Any
 import orjson
 
 from collector.config import FedledgerConfig, SourceConfig
-from collector.errors import FedledgerError, SourceUnavailable, UsageError
+from collector.errors import FedledgerError, IntegrityError, SourceUnavailable, UsageError
 from collector.evidence import Source, SourceItem
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
-from collector.ledger import Ledger, StoredCheckpoint
+from collector.ledger import CONFLICT_REASON, Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
 from collector.timeutil import format_time, utc_now
 
@@ -475,6 +475,7 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
     outcome = SourceOutcome(source.name, source.kind, ok=False)
     started = time.monotonic()
     total = IngestSummary(source=source.name, size=ledger.size)
+    conflicts: list[str] = []
     try:
         for plan in plan_source(source, context):
             outcome.source_ids.append(plan.source_id)
@@ -486,6 +487,11 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
                     outcome.rotations.append(rotation)
             if plan.finish is not None:
                 plan.finish(summary)
+            if summary.reasons.get(CONFLICT_REASON):  # the later plans still run (digests may say which file changed)
+                conflicts.append(f"{summary.reasons[CONFLICT_REASON]} record(s) of {plan.label}")
+        if conflicts:
+            raise IntegrityError(f"records hold the dedup key of an entry with other bytes (changed after they were "
+                                 f"read; quarantined as {CONFLICT_REASON}): {', '.join(conflicts)}")
         outcome.ok = True
     except FedledgerError as exc:
         outcome.error, outcome.message = type(exc).__name__, str(exc)
