@@ -24,6 +24,19 @@ from collector.timeutil import format_time
 
 FETCH_WORKERS = 16
 
+#: S3 error codes that concern one object and persist until someone acts (it was deleted after the
+#: listing, archived, or this object or its KMS key denies us), as opposed to throttling, server and
+#: connection errors, which a later run retries. See :class:`ObjectUnreadable`.
+OBJECT_ERROR_CODES = frozenset({
+    "NoSuchKey", "NoSuchVersion", "404", "InvalidObjectState", "AccessDenied", "403",
+    "KMS.AccessDeniedException", "KMS.DisabledException", "KMS.KMSInvalidStateException", "KMS.NotFoundException",
+})
+
+
+class ObjectUnreadable(SourceUnavailable):
+    """One listed object cannot be read for a reason of its own (:data:`OBJECT_ERROR_CODES`, or a
+    local file gone or unreadable): a collector may record it and go on with the other objects."""
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -127,10 +140,20 @@ class LocalFolderProvider(ObjectProvider):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            raise ObjectUnreadable(f"cannot read: {exc.strerror}", location=str(self.root / key)) from None
         except OSError as exc:
             raise SourceUnavailable(f"cannot read: {exc.strerror}", location=str(self.root / key)) from None
 
     def head(self, key: str) -> ObjectHead:
+        try:
+            return self._head(key)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise ObjectUnreadable(f"cannot read: {exc.strerror}", location=str(self.root / key)) from None
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read: {exc.strerror}", location=str(self.root / key)) from None
+
+    def _head(self, key: str) -> ObjectHead:
         path = self._path(key)
         sidecar = path.with_name(path.name + self.SIDECAR)
         extra: dict[str, Any] = {}
@@ -168,7 +191,8 @@ class S3Provider(ObjectProvider):
 
     def _fail(self, exc: Exception, key: str = "") -> SourceUnavailable:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-        return SourceUnavailable(f"S3 request failed: {code}", location=f"s3://{self.bucket}/{key}")
+        kind = ObjectUnreadable if key and str(code) in OBJECT_ERROR_CODES else SourceUnavailable
+        return kind(f"S3 request failed: {code}", location=f"s3://{self.bucket}/{key}")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from typer.testing import CliRunner
 
 from collector.canonical import parse_json
 from collector.cli import app
-from collector.errors import MalformedInput
+from collector.errors import MalformedInput, SourceUnavailable
+from collector.ledger import Ledger
 from tests.attest_support import SAMPLE_KEYS
 
 DEEP_WITH_DUPLICATE = '{"a":' * 1000 + '{"a":1,"a":2,"signer":"x"}' + "}" * 1000
@@ -67,7 +69,7 @@ def test_the_bytes_recorded_are_those_of_the_version_recorded(moto_endpoint: str
     run = collect(new_ledger(tmp_path / "l.db"), provider, "s3://att-race/a/")
     attrs = run.events["a/prov.dsse.json"]["attrs"]
     versions = client.list_object_versions(Bucket="att-race", Prefix="a/")["Versions"]
-    oldest = min(versions, key=lambda v: v["LastModified"])
+    (oldest,) = [v for v in versions if not v["IsLatest"]]  # LastModified has whole seconds: both may share one
     assert len(versions) == 2 and attrs["version_id"] == oldest["VersionId"]
     body = client.get_object(Bucket="att-race", Key="a/prov.dsse.json", VersionId=attrs["version_id"])["Body"].read()
     assert attrs["sha256"] == hashlib.sha256(body).hexdigest()
@@ -129,3 +131,54 @@ def test_an_object_over_the_size_limit_records_no_made_up_content_hash(tmp_path:
     assert runner.invoke(app, args).exit_code == 1  # a re-run quarantines it again but keeps one row
     with Ledger.open(db) as ledger:
         assert len(ledger.quarantined()) == 1
+
+
+def test_an_object_deleted_after_the_listing_is_quarantined_and_the_others_recorded(moto_endpoint: str,
+                                                                                   tmp_path: Path) -> None:
+    """An object gone between the listing and its read (a lifecycle rule, an operator) concerns that object only:
+    it is quarantined with the S3 error code and the objects after it are still read; before, the run stopped
+    (exit 3) at it, and a persistent per-object error (access denied, archived) stopped every later run there."""
+    import boto3
+
+    from collector.object_source import ObjectInfo, S3Provider, s3_client
+    from tests.attest_support import SAMPLE_BUCKET, collect, new_ledger
+
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-gov-west-1")
+    client.create_bucket(Bucket="att-gone", CreateBucketConfiguration={"LocationConstraint": "us-gov-west-1"})
+    body = (SAMPLE_BUCKET / "attestations" / "31415926535.provenance.dsse.json").read_bytes()
+    for name in ("a", "b", "c"):
+        client.put_object(Bucket="att-gone", Key=f"p/{name}.dsse.json", Body=body)
+
+    class DeletedAfterListing(S3Provider):
+        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+            infos = list(super().list(prefix))
+            client.delete_object(Bucket="att-gone", Key="p/b.dsse.json")  # gone before it is read
+            return iter(infos)
+
+    provider = DeletedAfterListing("att-gone", "p/", s3_client(endpoint_url=moto_endpoint, region="us-gov-west-1"))
+    ledger = new_ledger(tmp_path / "l.db")
+    run = collect(ledger, provider, "s3://att-gone/p/")
+    assert run.summary.read == 3 and run.summary.appended == 2 and run.summary.quarantined == 1, run.summary
+    assert set(run.events) == {"p/a.dsse.json", "p/c.dsse.json"}
+    with Ledger.open(ledger) as opened:
+        (row,) = opened.quarantined()
+    assert row.location == "s3://att-gone/p/b.dsse.json" and row.sha256 == ""
+    assert row.reason.startswith("unreadable: s3://att-gone/p/b.dsse.json: S3 request failed: "), row.reason
+    assert row.reason.rsplit(" ", 1)[-1] in {"404", "NoSuchKey"}, row.reason
+
+
+def test_a_throttled_or_failing_service_still_stops_the_run() -> None:
+    """Only errors of one object are recorded as such; throttling, server and connection errors stop the run
+    (exit 3) so that the next run retries them."""
+    from collector.object_source import ObjectUnreadable, S3Provider
+
+    class Throttled(Exception):
+        response = {"Error": {"Code": "SlowDown"}}
+
+    class Gone(Exception):
+        response = {"Error": {"Code": "NoSuchKey"}}
+
+    provider = S3Provider("b", "p/", client=None)
+    assert type(provider._fail(Throttled(), "p/x")) is SourceUnavailable
+    assert type(provider._fail(Gone(), "p/x")) is ObjectUnreadable
+    assert type(provider._fail(Gone(), "")) is SourceUnavailable  # not about one object: the listing itself

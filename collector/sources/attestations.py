@@ -57,7 +57,7 @@ from collector.attestation_verify import (
 from collector.errors import MalformedInput, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import safe_reason
-from collector.object_source import FETCH_WORKERS, ObjectHead, ObjectInfo, ObjectProvider
+from collector.object_source import FETCH_WORKERS, ObjectHead, ObjectInfo, ObjectProvider, ObjectUnreadable
 from collector.timeutil import format_time, parse_time
 
 SIGNATURE_SUFFIX = ".sig"
@@ -248,6 +248,12 @@ class AttestationObjects(Source):
         return SourceRecord(location=self._location(info.key), line=None, raw=b"", reason=reason, raw_sha256=digest)
 
     def _record(self, info: ObjectInfo, names: set[str]) -> SourceRecord:
+        try:
+            return self._read_record(info, names)
+        except ObjectUnreadable as exc:  # this object only: record it and go on (a later run tries it again)
+            return self._quarantine(info, f"unreadable: {exc}", raw=None)
+
+    def _read_record(self, info: ObjectInfo, names: set[str]) -> SourceRecord:
         key = info.key
         if info.size > MAX_OBJECT_BYTES:
             return self._quarantine(info, f"object too large: {info.size} bytes, over the {MAX_OBJECT_BYTES >> 20} "
