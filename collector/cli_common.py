@@ -81,6 +81,20 @@ def out(message: str) -> None:
     typer.echo(message)
 
 
+NOTES_SHOWN = 50  # quarantined records named on stderr (JSON output lists more; the quarantine table keeps all)
+
+
+def report_quarantined(notes: list[dict[str, Any]], total: int, *, mark: str = ":") -> None:
+    """Name the first quarantined records on stderr, one line each: ``quarantined: FILE:LINE: reason``
+    (*mark* ``#`` for a record index within a file), with the size when the note has one."""
+    for note in notes[:NOTES_SHOWN]:
+        where = note["location"] if note["line"] is None else f"{note['location']}{mark}{note['line']}"
+        size = f" ({note['size']} bytes)" if "size" in note else ""
+        err(f"quarantined: {where}: {note['reason']}{size}")
+    if total > NOTES_SHOWN:
+        err(f"quarantined: ... {total - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
+
+
 def emit_json(kind: str, doc: dict[str, Any]) -> None:
     """One versioned JSON object on stdout."""
     body = {"version": OUTPUT_VERSION, "kind": kind, **doc}

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
 from collector.errors import UsageError
 from collector.ingest import IngestSummary, ingest
 from collector.ledger import Ledger
@@ -21,8 +21,6 @@ from collector.ledger_open import open_ledger
 from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
 from collector.rotation import rotation_notes
 from collector.sources.ci import FOLDER_SUFFIXES, CiOptions, CiTally, ci_sources, read_webhook_secrets
-
-NOTES_SHOWN = 50  # quarantined records named on stderr (JSON lists up to 1000, the table keeps all)
 
 
 def _read_input_file(path: Path, what: str) -> bytes:
@@ -100,12 +98,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             emit_json("fedledger.collect.ci", {**total.to_json(), **tally.to_json(), "balanced": total.balanced,
                                                "ok": not failed})
         else:
-            for note in tally.quarantined[:NOTES_SHOWN]:
-                where = note["location"] if note["line"] is None else f"{note['location']}:{note['line']}"
-                size = f" ({note['size']} bytes)" if "size" in note else ""
-                err(f"quarantined: {where}: {note['reason']}{size}")
-            if total.quarantined > NOTES_SHOWN:
-                err(f"quarantined: ... {total.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
+            report_quarantined(tally.quarantined, total.quarantined)
             for line in tally.tampered:
                 err(f"TAMPERED: {line}")
             for line in tally.pending:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
 from collector.cloudtrail_digest import ValidationReport, show_time
 from collector.cloudtrail_fetch import (
     PublicKeySource,
@@ -112,12 +112,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                   "problems": [v.to_json() for v in report.verdicts if v.status != "valid"]}
             emit_json("fedledger.collect-cloudtrail", doc)
         else:
-            for note in notes:
-                where = note["location"] if note["line"] is None else f"{note['location']}#{note['line']}"
-                err(f"quarantined: {where}: {note['reason']}")
-            if summary.quarantined > len(notes):
-                err(f"quarantined: ... {summary.quarantined - len(notes)} more (fedledger keeps them in its "
-                    "quarantine table)")
+            report_quarantined(notes, summary.quarantined, mark="#")
             out(summary.line())
             if report is not None:
                 for verdict in report.verdicts:

@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
 from collector.errors import InternalError, SourceUnavailable, UsageError
 from collector.gc_pause import paused_gc
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source
@@ -30,8 +30,6 @@ from collector.sources.vault import (
     VaultAuditLog,
     audit_hmac,
 )
-
-NOTES_SHOWN = 50
 
 
 def run_collection(ledger: Ledger, source: VaultAuditLog, *, observed: str, batch_size: int = DEFAULT_BATCH,
@@ -112,11 +110,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                         "ok": not summary.quarantined and not tampered})
             emit_json("fedledger.collect.vault", doc)
         else:
-            for note in notes[:NOTES_SHOWN]:
-                size = f" ({note['size']} bytes)" if "size" in note else ""
-                err(f"quarantined: {note['location']}:{note['line']}: {note['reason']}{size}")
-            if summary.quarantined > NOTES_SHOWN:
-                err(f"quarantined: ... {summary.quarantined - NOTES_SHOWN} more (fedledger keeps them in its quarantine table)")
+            report_quarantined(notes, summary.quarantined)
             for message in rotation_notes("vault", source.rotations, source.accepted):
                 err(message)
             for name in source.skipped:
