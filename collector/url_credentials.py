@@ -20,7 +20,13 @@ _PATTERN = (
 )
 URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)"
                           r"(?!" + MARKER_PREFIX + r"[0-9a-f]{64}@|\{\{[^}@]*\}\}@)([^/?#@\s]+)@")
-URL_PASSWORD_BYTES = re.compile(_PATTERN.encode())  # in JSON text: stops at a quote or a backslash
+_URL_PASSWORD_BYTES = re.compile(_PATTERN.encode())  # in JSON text: stops at a quote or a backslash
+
+
+def json_has_url_password(raw: bytes) -> bool:
+    """Whether JSON text *raw* holds a URL with a password as written (``\\/``-escaped slashes and
+    ``\\u`` escapes are not seen: a caller checks the decoded strings of such text)."""
+    return b"://" in raw and _URL_PASSWORD_BYTES.search(raw) is not None
 
 
 def has_url_password(text: str) -> bool:

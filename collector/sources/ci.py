@@ -110,7 +110,7 @@ from collector.oidc import (
     verify_id_token,
 )
 from collector.timeutil import format_time, parse_time
-from collector.url_credentials import URL_PASSWORD_BYTES, has_url_password, redact_url_passwords
+from collector.url_credentials import has_url_password, json_has_url_password, redact_url_passwords
 
 KIND = "ci"
 UTF8_BOM = b"\xef\xbb\xbf"  # skipped at the start of a file or of stdin only (RFC 8259 section 8.1)
@@ -378,7 +378,7 @@ class RecordScreen:
         return RecordScreen(
             scan_tokens=escaped or (any(p in data for p in TOKEN_PREFIXES) and TOKEN_SHAPE_BYTES.search(data) is not None),
             scan_secrets=bool(secrets) and (escaped or any(s in data for s in secrets)),
-            scan_urls=escaped or (b"://" in data and URL_PASSWORD_BYTES.search(data) is not None),
+            scan_urls=escaped or json_has_url_password(data),
         )
 
 

@@ -88,7 +88,7 @@ from collector.rotation import (
     sort_rotations_oldest_first,
 )
 from collector.timeutil import format_time, parse_time
-from collector.url_credentials import URL_PASSWORD_BYTES, has_url_password
+from collector.url_credentials import has_url_password, json_has_url_password
 
 KIND = "vault"
 HMAC_PREFIX = "hmac-sha256:"
@@ -235,12 +235,6 @@ def spells_token_shape(raw: bytes) -> bool:
     return b"\\" in raw and TOKEN_SHAPE_BYTES.search(_JSON_ESCAPE.sub(b"  ", raw)) is not None
 
 
-def spells_url_password(raw: bytes) -> bool:
-    """Whether JSON text *raw* holds a URL with a password in it (``postgresql://app:pw@db``):
-    Vault logs metadata, errors and non-HMAC data keys as given (:mod:`collector.url_credentials`)."""
-    return b"://" in raw and URL_PASSWORD_BYTES.search(raw) is not None
-
-
 def _spells_secret(text: str) -> bool:
     return TOKEN_SHAPE_TEXT.search(text) is not None or has_url_password(text)
 
@@ -280,7 +274,7 @@ class SecretScanner:
                 return False
         except TypeError:
             return False
-        if spells_token_shape(raw) or spells_url_password(raw):
+        if spells_token_shape(raw) or json_has_url_password(raw):
             raise UnhashedSecret
         self._shapes = False
         self._compact_dict(record, 0)
@@ -348,7 +342,7 @@ class SecretScanner:
         """
         folded = raw.translate(_TOKEN_DOT_TABLE)
         self.spaced = b'" ' in folded
-        if spells_token_shape(raw) or spells_url_password(raw):
+        if spells_token_shape(raw) or json_has_url_password(raw):
             raise UnhashedSecret
         # JSON \\u escapes (and \\/ for a URL's slashes) can spell a token or a URL password the byte
         # scans cannot see: then look at every decoded string.
