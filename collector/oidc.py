@@ -11,9 +11,12 @@ What is verified: the JWS signature with a key from the JWKS chosen by ``kid``
 (asymmetric algorithms only: ``none`` and HMAC algorithms are refused, so a public
 key can never be used as an HMAC secret), ``iss`` in the allowed issuers, ``aud``
 in the allowed audiences, ``exp`` > event time and ``nbf`` / ``iat`` <= event time
-(with an explicit leeway, default 0). What is not verified: that the JWKS itself
-is the issuer's current key set (the caller pins it by giving the file), and any
-claim beyond the standard ones (``sub`` patterns are policy, evaluated later).
+(with an explicit leeway, default 0). The time claims are RFC 7519 NumericDates: an
+integer or a finite fractional number of seconds, compared exactly with the event
+time (to its microsecond); booleans, strings, NaN and infinities are refused. What
+is not verified: that the JWKS itself is the issuer's current key set (the caller
+pins it by giving the file), and any claim beyond the standard ones (``sub``
+patterns are policy, evaluated later).
 
 The token itself is never returned, logged or put in an error: only its SHA-256
 (:func:`token_sha256`) and the claims that identify the job. This module does no
@@ -23,9 +26,11 @@ I/O and never reads the clock.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 from typing import Any
 
 import jwt
@@ -33,6 +38,7 @@ from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWKSetError
 
 from collector.canonical import parse_json
 from collector.errors import MalformedInput
+from collector.timeutil import format_time
 
 #: Asymmetric JWS algorithms a CI issuer uses. HS*/none are never accepted.
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -93,6 +99,10 @@ class TokenVerification:
     ``unverified_claims`` holds the same selection read from a token that did not
     verify (attacker-controlled when the signature failed; authentic but unusable
     when only the time checks failed, which ``signature_valid`` tells apart).
+
+    ``issued_at``, ``not_before`` and ``expires`` are the claims in whole seconds, a
+    fractional NumericDate rounded *up* (:func:`numeric_date_seconds`); the verdict
+    was reached on the exact value.
     """
 
     verified: bool
@@ -150,7 +160,7 @@ def verify_id_token(
     def failed(error: str, signature_valid: bool = False) -> TokenVerification:
         return TokenVerification(
             False, error, digest, signature_valid, iss, aud, kid, alg, {}, selected,
-            _int_or_none(times["iat"]), _int_or_none(times["nbf"]), _int_or_none(times["exp"]),
+            numeric_date_seconds(times["iat"]), numeric_date_seconds(times["nbf"]), numeric_date_seconds(times["exp"]),
         )
 
     if alg not in ALLOWED_ALGORITHMS:
@@ -198,20 +208,25 @@ def verify_id_token(
         return failed(signature_error)
     if not audiences:
         return failed("no audience allowed: the audience was not checked (give --audience)", True)
-    moment = int(at.timestamp())
-    exp, nbf, iat = (_int_or_none(payload.get(n)) for n in ("exp", "nbf", "iat"))
-    if exp is None:
-        return failed("exp is not an integer", True)
-    for name in ("nbf", "iat"):
-        if payload.get(name) is not None and _int_or_none(payload.get(name)) is None:
-            return failed(f"{name} is not an integer", True)
+    # Exact arithmetic: a float claim converts to Fraction without loss, and the event time
+    # counts in whole microseconds. For integer claims this decides as the former whole-second
+    # comparison did (t >= n holds exactly when floor(t) >= n, for an integer n).
+    moment = Fraction((at - EPOCH) // timedelta(microseconds=1), 1_000_000)
+    exact = {name: _numeric_date(payload.get(name)) for name in ("exp", "nbf", "iat")}
+    for name in ("exp", "nbf", "iat"):
+        if (name == "exp" or payload.get(name) is not None) and exact[name] is None:
+            return failed(f"{name} is not a NumericDate (a finite JSON number)", True)
+    exp, nbf, iat = exact["exp"], exact["nbf"], exact["iat"]
+    assert exp is not None
+    used = _instant(moment)
     if moment >= exp + leeway_seconds:
-        return failed(f"expired at {_rfc3339(exp)}, used at {_rfc3339(moment)}", True)
+        return failed(f"expired at {_instant(exp)}, used at {used}", True)
     if nbf is not None and moment + leeway_seconds < nbf:
-        return failed(f"not valid before {_rfc3339(nbf)}, used at {_rfc3339(moment)}", True)
+        return failed(f"not valid before {_instant(nbf)}, used at {used}", True)
     if iat is not None and moment + leeway_seconds < iat:
-        return failed(f"issued at {_rfc3339(iat)}, after its use at {_rfc3339(moment)}", True)
-    return TokenVerification(True, None, digest, True, iss, aud, kid, alg, selected, {}, iat, nbf, exp)
+        return failed(f"issued at {_instant(iat)}, after its use at {used}", True)
+    iat_s, nbf_s, exp_s = (None if v is None else math.ceil(v) for v in (iat, nbf, exp))
+    return TokenVerification(True, None, digest, True, iss, aud, kid, alg, selected, {}, iat_s, nbf_s, exp_s)
 
 
 def select_claims(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,14 +251,41 @@ def _audience_list(value: Any) -> list[str]:
     return []
 
 
-def _int_or_none(value: Any) -> int | None:
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _numeric_date(value: Any) -> Fraction | None:
+    """An RFC 7519 NumericDate claim as an exact number: an integer or a finite float
+    (fractional seconds allowed); None for anything else (booleans, strings, NaN, infinities,
+    which Python's JSON reader lets through as floats)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return Fraction(value)
     return None
+
+
+def numeric_date_seconds(value: Any) -> int | None:
+    """A NumericDate claim as whole seconds, or None when it is not one.
+
+    A fractional value is rounded *up*, to the first whole second at or after it. Records
+    and the ledger hold times in whole seconds (the canonical form holds no floats), and
+    rounding up keeps the stored value telling the verdict for a whole-second event time t:
+    ``t < ceil(exp)`` exactly when ``t < exp`` (exp = T+0.5 is valid at T, expired at T+1),
+    and likewise ``t >= ceil(nbf)`` exactly when ``t >= nbf``.
+    """
+    exact = _numeric_date(value)
+    return None if exact is None else math.ceil(exact)
+
+
+def _instant(epoch: Fraction) -> str:
+    """RFC 3339 UTC text of an exact time, for messages: fractions of a second when it has one."""
+    if epoch.denominator == 1:
+        return _rfc3339(int(epoch))
+    try:
+        return format_time(EPOCH + timedelta(microseconds=round(epoch * 1_000_000)))
+    except OverflowError:
+        return str(float(epoch))
 
 
 def _rfc3339(epoch: int) -> str:

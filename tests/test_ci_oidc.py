@@ -195,3 +195,70 @@ def test_verifier_imports_no_boto3() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False"
+
+
+# -- RFC 7519 NumericDate: fractional seconds are allowed -------------------------------------------
+
+
+def at_epoch(seconds: float) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds)
+
+
+def test_fractional_exp_is_compared_exactly_and_recorded_as_the_next_whole_second(jwks: TrustedJwks) -> None:
+    tok = token(exp=IAT + 300.5)
+    valid = verify(tok, jwks, at=at_epoch(IAT + 300))  # still valid during the second it expires in
+    assert valid.verified and valid.error is None
+    assert valid.expires == IAT + 301 and type(valid.expires) is int
+    assert verify(tok, jwks, at=at_epoch(IAT + 300.4)).verified
+    for late in (IAT + 300.5, IAT + 300.6, IAT + 301):
+        result = verify(tok, jwks, at=at_epoch(late))
+        assert not result.verified and (result.error or "").startswith("expired at 2026-11-20T14:05:25.500000Z")
+    assert verify(tok, jwks, at=at_epoch(IAT + 301), leeway_seconds=1).verified  # leeway as for integers
+    assert not verify(tok, jwks, at=at_epoch(IAT + 301.5), leeway_seconds=1).verified
+
+
+def test_fractional_nbf_and_iat_are_compared_exactly(jwks: TrustedJwks) -> None:
+    tok = token(nbf=IAT + 0.5, iat=IAT + 0.25)
+    early = verify(tok, jwks, at=at_epoch(IAT))
+    assert not early.verified and (early.error or "").startswith("not valid before 2026-11-20T14:00:25.500000Z")
+    assert early.not_before == IAT + 1 and early.issued_at == IAT + 1
+    assert verify(tok, jwks, at=at_epoch(IAT), leeway_seconds=1).verified
+    assert verify(tok, jwks, at=at_epoch(IAT + 0.5)).verified
+    issued_late = verify(token(nbf=None, iat=IAT + 0.75), jwks, at=at_epoch(IAT + 0.5))
+    assert not issued_late.verified and "issued at 2026-11-20T14:00:25.750000Z" in (issued_late.error or "")
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [True, "1795183525", "1795183525.5", float("nan"), float("inf"), float("-inf"),
+                                   [1795183525], {"t": 1795183525}])
+def test_a_time_claim_that_is_not_a_finite_number_is_refused(jwks: TrustedJwks, name: str, value: Any) -> None:
+    result = verify(token(**{name: value}), jwks)  # NaN / Infinity: PyJWT writes and reads them as JSON
+    assert not result.verified and result.signature_valid
+    assert result.error == f"{name} is not a NumericDate (a finite JSON number)"
+    assert result.expires is None if name == "exp" else result.expires == IAT + 300
+
+
+def test_negative_fractional_exp_is_expired(jwks: TrustedJwks) -> None:
+    result = verify(token(exp=-0.5, nbf=None, iat=None), jwks)
+    assert not result.verified and (result.error or "").startswith("expired at 1969-12-31T23:59:59.500000Z")
+    assert result.expires == 0
+
+
+def test_fractional_times_reach_the_event_as_text_never_as_floats(jwks: TrustedJwks) -> None:
+    from collector.canonical import canonical_bytes
+    from collector.sources.ci import CiOptions, record_for
+
+    options = CiOptions(jwks=jwks, audiences=(AUDIENCE,), issuers=(ISSUER,))
+    tok = token(iat=IAT + 0.5, nbf=IAT + 0.5, exp=IAT + 300.5)
+    line = json.dumps({"event_type": "ci.oidc_token", "token": tok, "time": "2026-11-20T14:00:27Z"}).encode()
+    event = record_for(line, "t.jsonl", 1, options).event
+    assert event is not None and event["attrs"]["verified"] is True
+    assert event["attrs"]["issued_at"] == "2026-11-20T14:00:26Z" and event["attrs"]["expires"] == "2026-11-20T14:05:26Z"
+    canonical_bytes(event)
+    # A bare token has no time of use: it is evaluated at its own iat, rounded up to the whole second
+    # (the recorded issued_at), where it verifies; before, a fractional iat quarantined it as missing-time.
+    bare = record_for(tok.encode(), "t.jwt", None, options)
+    assert bare.reason is None and bare.event is not None
+    assert bare.event["time"] == "2026-11-20T14:00:26Z" == bare.event["attrs"]["issued_at"]
+    assert bare.event["attrs"]["time_source"] == "iat" and bare.event["attrs"]["verified"] is True
+    canonical_bytes(bare.event)

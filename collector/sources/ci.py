@@ -106,6 +106,7 @@ from collector.oidc import (
     TokenVerification,
     TrustedJwks,
     epoch_to_rfc3339,
+    numeric_date_seconds,
     token_sha256,
     verify_id_token,
 )
@@ -935,7 +936,10 @@ def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, An
             iat = jwt.decode(token.strip(), options={"verify_signature": False}).get("iat")
         except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError):
             iat = None
-        if not isinstance(iat, int) or isinstance(iat, bool):
+        # A fractional iat counts from the next whole second, which is also the issued_at
+        # recorded (collector.oidc.numeric_date_seconds): the event's time never precedes it.
+        iat = numeric_date_seconds(iat)
+        if iat is None:
             raise Quarantine(R_MISSING_TIME)
         when = ci_time(iat)
         time_source = "iat"
