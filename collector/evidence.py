@@ -29,6 +29,9 @@ class SourceRecord(NamedTuple):
     ``canonical_bytes(event)`` when the source already made it (e.g. in a worker
     process); the record is then an event even with ``event`` left ``None``, and the
     ledger builds the entry around these bytes (see :func:`collector.ledger.entry_bytes`).
+    ``reason_detail`` (e.g. ``"26214443 bytes"``) is stored after the reason in the
+    quarantine row (``line-too-long: 26214443 bytes``) while counts stay under ``reason``;
+    like the rest of the row it never holds the record's content.
     """
 
     location: str
@@ -40,6 +43,7 @@ class SourceRecord(NamedTuple):
     raw_sha256: str | None = None
     source_extra: Mapping[str, Any] = MappingProxyType({})
     event_bytes: bytes | None = None
+    reason_detail: str | None = None
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,9 @@ def stage(
         if rec.reason is not None or (event is None and rec.event_bytes is None):
             reason = rec.reason or "no-event"
             reasons[reason] = reasons.get(reason, 0) + 1
-            quarantine.append(QuarantineRow(source_id, rec.location, rec.line, reason, digest, observed))
+            # counted under the bare reason; the row keeps the detail too, as conflict_reason() does
+            stored = reason if rec.reason_detail is None else f"{reason}: {rec.reason_detail}"
+            quarantine.append(QuarantineRow(source_id, rec.location, rec.line, stored, digest, observed))
             continue
         if raw and digest not in seen_raw:
             seen_raw[digest] = (len(segment), len(raw))
@@ -337,6 +339,13 @@ class LongLine(NamedTuple):
     @property
     def size(self) -> int:
         return self.end - self.start
+
+
+def line_too_long_detail(line: LongLine) -> str:
+    """The ``reason_detail`` of a quarantined LongLine: its size, kept in the quarantine row
+    (``line-too-long: N bytes``) so the ledger tells it after the command's output is gone."""
+    return f"{line.size} bytes"
+
 
 
 class LineSplitter:

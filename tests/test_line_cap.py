@@ -168,7 +168,8 @@ def test_vault_quarantines_a_line_over_the_cap_by_size_and_hash(tmp_path: Path) 
 
     with sqlite3.connect(ledger) as conn:
         rows = conn.execute("SELECT line, reason, sha256 FROM quarantine").fetchall()
-    assert rows == [(3, LINE_TOO_LONG, hashlib.sha256(huge).hexdigest())]
+    # the ledger keeps the size too (an assessor reads the table long after the command's output is gone)
+    assert rows == [(3, f"{LINE_TOO_LONG}: {len(huge)} bytes", hashlib.sha256(huge).hexdigest())]
 
 
 def test_vault_small_cap_in_process_resumes_exactly(tmp_path: Path) -> None:
@@ -188,6 +189,22 @@ def test_vault_small_cap_in_process_resumes_exactly(tmp_path: Path) -> None:
         summary = ingest(ledger, source.collect(ledger.cursors()), kind="vault", source_id="vault",
                          observed="2026-11-25T12:00:00Z")
         assert summary.reasons == {LINE_TOO_LONG: 1} and summary.balanced
+        assert [q.reason for q in ledger.quarantined()] == [f"{LINE_TOO_LONG}: 5003 bytes"]
+
+
+def test_long_lines_of_other_sizes_are_counted_under_one_reason_and_stored_with_their_sizes(tmp_path: Path) -> None:
+    story = (SAMPLES / "audit.log").read_bytes().splitlines(keepends=True)
+    path = tmp_path / "audit.log"
+    path.write_bytes(story[0] + b"{" + b" " * 5000 + b"}\n" + story[1] + b"{" + b" " * 6000 + b"}\n" + b"".join(story[2:]))
+    with new_ledger(tmp_path) as ledger:
+        summary, source = collect(ledger, [path], chunk_size=256, max_line=4096)
+        assert summary.reasons == {LINE_TOO_LONG: 2}  # grouped by reason, whatever the sizes
+        assert [n.reason for n in summary.notes] == [f"{LINE_TOO_LONG}: 5003 bytes", f"{LINE_TOO_LONG}: 6003 bytes"]
+        assert [(n.reason, n.size) for n in source.notes] == [(LINE_TOO_LONG, 5003), (LINE_TOO_LONG, 6003)]
+        assert [(q.line, q.reason) for q in ledger.quarantined()] == [
+            (2, f"{LINE_TOO_LONG}: 5003 bytes"), (4, f"{LINE_TOO_LONG}: 6003 bytes")]
+        again, _ = collect(ledger, [path], chunk_size=256, max_line=4096)
+        assert again.read == 0 and len(ledger.quarantined()) == 2
 
 
 def test_ci_line_files_and_stdin_quarantine_a_line_over_the_cap(tmp_path: Path) -> None:
@@ -202,11 +219,17 @@ def test_ci_line_files_and_stdin_quarantine_a_line_over_the_cap(tmp_path: Path) 
     assert (doc["appended"], doc["quarantined"], doc["reasons"]) == (2, 1, {LINE_TOO_LONG: 1})
     assert doc["quarantined_records"] == [
         {"location": str(events), "line": 2, "reason": LINE_TOO_LONG, "size": len(huge)}]
+    import sqlite3
+
+    with sqlite3.connect(ledger) as conn:
+        rows = conn.execute("SELECT line, reason, sha256 FROM quarantine").fetchall()
+    assert rows == [(2, f"{LINE_TOO_LONG}: {len(huge)} bytes", hashlib.sha256(huge).hexdigest())]
     tally = CiTally()
     stream = CiEvents(None, CiOptions(), tally, stream=io.BytesIO(events.read_bytes()))
     items = [i for i in stream.collect({}) if hasattr(i, "reason")]
     assert [i.reason for i in items] == [None, LINE_TOO_LONG, None]
     assert items[1].raw == b"" and items[1].raw_sha256 == hashlib.sha256(huge).hexdigest()
+    assert items[1].reason_detail == f"{len(huge)} bytes"
     assert ci_source.MAX_RECORD_BYTES == MAX_LINE_BYTES  # one cap for lines and whole documents
 
 

@@ -88,6 +88,7 @@ from collector.ingest import (
     LongLine,
     SourceTampered,
     file_source_id,
+    line_too_long_detail,
     read_lines,
     read_stream_lines,
     rotation_cursor,
@@ -1260,7 +1261,7 @@ class CiEvents(Source):
         if isinstance(item, LongLine):
             self.tally.note_quarantine(item.path, item.number, R_LINE_TOO_LONG, item.size)
             yield SourceRecord(location=item.path, line=item.number, raw=b"", reason=R_LINE_TOO_LONG,
-                               raw_sha256=item.sha256)
+                               raw_sha256=item.sha256, reason_detail=line_too_long_detail(item))
             return
         if not item.data.strip():
             return

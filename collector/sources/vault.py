@@ -19,7 +19,8 @@ What is verified at ingest, per line:
   ``common_name``, ``ttl``, ``serial_number``; extend with ``non_hmac_keys``).
   Timestamps inside data are allowed in plaintext: Vault never HMACs time values.
 * A line longer than :data:`collector.ingest.MAX_LINE_BYTES` is never held in memory:
-  it is read through, hashed as it passes, and quarantined as ``line-too-long``.
+  it is read through, hashed as it passes, and quarantined as ``line-too-long`` (the
+  quarantine row's reason reads ``line-too-long: N bytes``; counts stay under ``line-too-long``).
 
 What is *not* verified: that an HMAC was made with the device's salt (only the
 salt holder can check that, with ``fedledger vault hmac``), and the audit log's own
@@ -76,6 +77,7 @@ from collector.ingest import (
     SourceTampered,
     file_source_id,
     iter_files,
+    line_too_long_detail,
     read_lines,
     read_stream_lines,
     rotation_cursor,
@@ -1092,7 +1094,8 @@ class VaultAuditLog(Source):
                     else:  # a LongLine: its bytes were never held; only its size and SHA-256 are known
                         assert isinstance(item, LongLine)
                         self.lines += 1
-                        yield self._quarantine(item, LINE_TOO_LONG, item.sha256, item.size)
+                        yield self._quarantine(item, LINE_TOO_LONG, item.sha256, item.size,
+                                               line_too_long_detail(item))
             except SourceTampered as exc:
                 self.tampered.append((name, str(exc)))
                 continue
@@ -1130,10 +1133,12 @@ class VaultAuditLog(Source):
         stream = self.stdin if self.stdin is not None else sys.stdin.buffer
         return read_stream_lines(stream, STDIN_NAME, chunk=self.chunk_size, max_line=self.max_line)
 
-    def _quarantine(self, line: Line | LongLine, reason: str, digest: str, size: int | None = None) -> SourceRecord:
+    def _quarantine(self, line: Line | LongLine, reason: str, digest: str, size: int | None = None,
+                    detail: str | None = None) -> SourceRecord:
         if len(self.notes) < self.keep_notes:
             self.notes.append(QuarantineNote(line.path, line.number, reason, size))
-        return SourceRecord(location=line.path, line=line.number, raw=b"", reason=reason, raw_sha256=digest)
+        return SourceRecord(location=line.path, line=line.number, raw=b"", reason=reason, raw_sha256=digest,
+                            reason_detail=detail)
 
     def _line(self, line: Line) -> Iterator[SourceRecord]:
         data = line.data
