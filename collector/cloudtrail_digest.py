@@ -263,10 +263,18 @@ class Verdict:
 
 @dataclass(frozen=True)
 class LogRef:
+    """A log file as a digest lists it (``s3Bucket``, ``s3Object``, ``hashValue``).
+
+    ``digest_bucket`` is the bucket the listing digest names for itself (its signed
+    ``digestS3Bucket``): for a local copy, whose folder carries no bucket name, the only
+    bucket a listed log file can be compared with.
+    """
+
     bucket: str
     key: str
     sha256: str
     listed_by: str
+    digest_bucket: str | None = None
 
 
 @dataclass(frozen=True)
@@ -382,7 +390,8 @@ def verify_digest(fetched: FetchedDigest, public_keys: Mapping[str, PublicKey]) 
         return bad("signature verification failed")
     try:
         start, end = parse_utc(str(doc["digestStartTime"])), parse_utc(str(doc["digestEndTime"]))
-        logs = tuple(LogRef(str(item["s3Bucket"]), str(item["s3Object"]), str(item["hashValue"]).lower(), fetched.key)
+        logs = tuple(LogRef(str(item["s3Bucket"]), str(item["s3Object"]), str(item["hashValue"]).lower(), fetched.key,
+                            doc_bucket)
                      for item in doc.get("logFiles") or [])
     except (MalformedInput, KeyError, TypeError):
         return bad("invalid format")

@@ -171,9 +171,13 @@ class DigestStore:
         return s3_key[: -len(digest.key)] if s3_key.endswith(digest.key) else ""
 
     def store_key(self, ref: LogRef, prefix: str) -> str | None:
-        """The key of a listed log file in this store; None when it lives in another bucket."""
+        """The key of a listed log file in this store; None when it lives in another bucket: over S3,
+        another than the one read; in a local copy (no bucket name), another than the one its digest
+        names for itself, as CloudTrail delivers a trail's digests and log files to one bucket."""
         if self.bucket is not None:
             return ref.key if ref.bucket == self.bucket else None
+        if ref.digest_bucket is not None and ref.bucket != ref.digest_bucket:
+            return None
         return ref.key[len(prefix):] if prefix and ref.key.startswith(prefix) else ref.key
 
     def check_logs(self, refs: list[tuple[LogRef, str | None]]) -> Iterator[Verdict]:
@@ -181,8 +185,9 @@ class DigestStore:
         present = [(ref, key) for ref, key in refs if key is not None and key in self.objects]
         for ref, key in refs:
             if key is None:
-                yield Verdict("log", f"s3://{ref.bucket}/{ref.key}", "invalid",
-                              "in another bucket than the one validated (not checked)", key=ref.key)
+                reason = ("in another bucket than the one validated (not checked)" if self.bucket is not None else
+                          f"in another bucket than its digest's ({ref.digest_bucket}): not checked in this copy")
+                yield Verdict("log", f"s3://{ref.bucket}/{ref.key}", "invalid", reason, key=ref.key)
             elif key not in self.objects:
                 yield verify_log_file(ref, None, self.provider.uri(key))
         by_key = {key: ref for ref, key in present}

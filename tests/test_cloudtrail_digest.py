@@ -294,3 +294,57 @@ def test_public_keys_from_several_files_merge(tmp_path: Path, monkeypatch: pytes
                  for i, item in enumerate((sample, {"Value": base64.b64encode(other_der).decode()}))]
     with pytest.raises(MalformedInput, match="MD5 collision"):
         public_keys_from_file(*colliding)
+
+
+def _chain_listing_a_log_in_another_bucket(bucket: str) -> tuple[dict[str, mk.TrailObject], str]:
+    """A 2-hour chain whose newest digest (validly re-signed, no successor to break) lists its
+    first log file under another bucket; the file with that key is in the copy, unchanged."""
+    key = mk.load_or_create_key("digest-signing")
+    objects = mk.build_chain(mk.TrailLayout(bucket=bucket), key, hours=2)
+    newest = sorted(k for k in objects if "/CloudTrail-Digest/" in k)[-1]
+    doc = orjson.loads(inflate_one_member(objects[newest].body))
+    doc["logFiles"][0]["s3Bucket"] = "another-agency-bucket"
+    body, meta = mk.sign_digest(doc, key)
+    objects[newest] = mk.TrailObject(newest, body, meta)
+    return objects, doc["logFiles"][0]["s3Object"]
+
+
+def _bucket_problems(report) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(v.location, v.reason or "") for v in report.verdicts
+            if v.subject == "log" and v.status == "invalid" and "another bucket" in (v.reason or "")]
+
+
+def test_a_local_copy_reports_a_log_its_digest_lists_in_another_bucket(tmp_path: Path) -> None:
+    """A local folder carries no bucket name, but each digest signs its own (digestS3Bucket): a log file
+    it lists in another bucket is not the file of that key in this copy. Before, the copy's file was
+    hashed and reported valid; over S3 the same digest was already INVALID (see the next test)."""
+    objects, moved_log = _chain_listing_a_log_in_another_bucket(mk.story.CLOUDTRAIL_BUCKET)
+    mk.write_folder(tmp_path / "copy", objects)
+    keys = public_keys_from_file(SAMPLES / "public-keys.json")
+    report = validate_store(LocalFolderProvider(tmp_path / "copy"), keys, start=mk.CHAIN_START,
+                            end=mk.CHAIN_START.replace(hour=14))
+    assert report.count("digest", "valid") == 2 and not report.ok
+    assert _bucket_problems(report) == [(
+        f"s3://another-agency-bucket/{moved_log}",
+        f"in another bucket than its digest's ({mk.story.CLOUDTRAIL_BUCKET}): not checked in this copy")]
+    assert report.count("log", "valid") == 3
+
+
+def test_over_s3_a_log_listed_in_another_bucket_is_reported_as_before(moto_endpoint: str) -> None:
+    import boto3
+
+    from collector.object_source import S3Provider
+
+    bucket = "agency-cloudtrail-other-bucket"
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-gov-west-1")
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-gov-west-1"})
+    objects, moved_log = _chain_listing_a_log_in_another_bucket(bucket)
+    for obj in objects.values():
+        s3.put_object(Bucket=bucket, Key=obj.key, Body=obj.body, Metadata=obj.metadata)
+    keys = public_keys_from_file(SAMPLES / "public-keys.json")
+    report = validate_store(S3Provider(bucket, "", s3), keys, start=mk.CHAIN_START,
+                            end=mk.CHAIN_START.replace(hour=14))
+    assert report.count("digest", "valid") == 2 and not report.ok
+    assert _bucket_problems(report) == [(
+        f"s3://another-agency-bucket/{moved_log}", "in another bucket than the one validated (not checked)")]
+    assert report.count("log", "valid") == 3
