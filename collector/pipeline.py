@@ -16,7 +16,6 @@ the worker dies, reading here fails and the run stops with an error.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import pickle
@@ -166,8 +165,9 @@ def _stage_worker(source: Source, cursors: dict[str, str], store_root: str, kind
 
 
 class _WriteBehindStore(EvidenceStore):
-    """An evidence store whose writes (and fsyncs) run in a thread while the worker parses
-    on: ``put`` names the object at once; ``last`` is the write to wait for."""
+    """An evidence store whose hashing, writes and fsyncs run in a thread while the worker
+    parses on (hashlib and file writes release the GIL): ``put`` returns :data:`UNNAMED`
+    at once; ``last`` is the write to wait for, whose result is the object's name."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -176,15 +176,23 @@ class _WriteBehindStore(EvidenceStore):
 
     def put(self, data: bytes) -> str:
         self.last = self._thread.submit(EvidenceStore.put, self, data)
-        return hashlib.sha256(data).hexdigest()
+        return UNNAMED
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
 
 
+#: The object name a :class:`_WriteBehindStore` gives before its thread has hashed the bytes;
+#: :func:`_send_batch` puts the real name in the batch's raw-object index before it leaves.
+UNNAMED = ""
+
+
 def _send_batch(writer: Any, staged: StagedBatch, written: Future[str] | None) -> None:
     if written is not None:
-        written.result()  # raises the store's own error when the write failed
+        name = written.result()  # raises the store's own error when the write failed
+        staged.raw_index = [(digest, size, name, offset) for digest, size, _unnamed, offset in staged.raw_index]
+    elif staged.raw_index:  # a segment put() that was not handed over with its batch: a bug
+        raise InternalError("a staged batch lost the write of its evidence segment")
     writer.send_bytes(pickle.dumps(("batch", staged), protocol=pickle.HIGHEST_PROTOCOL))
 
 

@@ -58,6 +58,7 @@ def test_worker_gives_the_same_ledger_counts_and_source_state(tmp_path: Path) ->
         assert source_there.findings > 0  # unpaired requests crossed back as findings
         for seq in (0, one.size // 2, one.size - 1):
             assert one.entry(seq) == two.entry(seq)
+            assert one.raw_bytes(seq) == two.raw_bytes(seq)  # the worker names its segments after writing them
 
 
 def test_worker_resumes_dedups_and_reports_tampering(tmp_path: Path) -> None:
