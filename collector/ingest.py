@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from pathlib import Path
@@ -540,8 +542,10 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: b
                 location=str(path),
             )
 
+        hasher = _PrefixHasher(prefix)
+
         def consume(data: bytes) -> None:
-            prefix.update(data)
+            hasher.update(data)
             if len(head) < HEAD_BYTES:
                 head.extend(data[: HEAD_BYTES - len(head)])
 
@@ -559,11 +563,50 @@ def read_lines(path: Path, cursor: FileCursor, *, chunk: int = 1 << 20, claim: b
                 break
             yield from splitter.feed(block)
             if splitter.whole:
-                yield FileCursor(splitter.offset, splitter.number, prefix.hexdigest(), hashlib.sha256(head).hexdigest(),
+                yield FileCursor(splitter.offset, splitter.number, hasher.hexdigest(), hashlib.sha256(head).hexdigest(),
                                  read_at)
                 marked = True
         if not marked and cursor.offset == 0 and cursor.read_at is None:
             yield dataclasses.replace(cursor, read_at=read_at)
+
+
+class _PrefixHasher:
+    """A file's prefix SHA-256, fed in order; blocks of 64 KiB or more are hashed in a
+    background thread (hashlib releases the GIL for them) while the lines they hold are
+    parsed. :meth:`hexdigest` waits for what is still being hashed."""
+
+    THREADED_MIN = 64 * 1024
+
+    def __init__(self, prefix: Any) -> None:
+        self.prefix = prefix
+        self.pending: Future[None] | None = None
+
+    def update(self, data: bytes) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+        if len(data) >= self.THREADED_MIN:
+            self.pending = _hash_thread().submit(self.prefix.update, data)
+        else:
+            self.prefix.update(data)
+
+    def hexdigest(self) -> str:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+        return str(self.prefix.hexdigest())
+
+
+_HASH_THREAD: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child makes its own (threads do not fork)
+
+
+def _hash_thread() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    executor = _HASH_THREAD.get(pid)
+    if executor is None:
+        _HASH_THREAD.clear()
+        executor = _HASH_THREAD[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedledger-hash")
+    return executor
 
 
 def read_stream_lines(stream: Any, name: str, *, chunk: int = 1 << 20, max_line: int | None = None

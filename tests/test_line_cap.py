@@ -243,3 +243,26 @@ def test_manual_events_refuse_a_line_over_the_cap(tmp_path: Path, monkeypatch: p
     assert len(problems) == 1 and f"{path}:1: line of 103 bytes is longer than" in problems[0]
     with pytest.raises(MalformedInput):
         list(ManualEvents(path).collect({}))
+
+
+def test_cursors_stay_exact_when_big_blocks_are_hashed_in_the_background(tmp_path: Path) -> None:
+    # Blocks of 64 KiB and more are hashed in a thread while their lines are handed over;
+    # small pieces (a long line's carry, short blocks) are hashed inline, in the same order.
+    pieces = []
+    for n in range(400):
+        pieces.append(b"x" * (n * 977 % 9000) + b"\n")
+        if n % 97 == 0:
+            pieces.append(b"L" * 150_000 + b"\n")  # over the cap: read through in parts
+    data = b"".join(pieces)
+    path = tmp_path / "log"
+    path.write_bytes(data)
+    for chunk in (70_000, 1 << 20):
+        items = lines_and_cursors(path, FileCursor.loads(None), chunk=chunk, max_line=100_000)
+        cursors = [item for item in items if isinstance(item, FileCursor)]
+        assert len(cursors) > 1 or chunk > len(data)
+        for item in cursors:
+            assert item.prefix_sha256 == hashlib.sha256(data[: item.offset]).hexdigest()
+        assert cursors[-1].offset == len(data)
+        middle = cursors[len(cursors) // 2]
+        resumed = lines_and_cursors(path, FileCursor.loads(middle.dumps()), chunk=chunk, max_line=100_000)
+        assert [i for i in resumed if isinstance(i, FileCursor)][-1].prefix_sha256 == hashlib.sha256(data).hexdigest()
