@@ -401,7 +401,9 @@ class _Context:
 def _scan_inline_secrets(doc: Any, path: KeyPath, ctx: _Context) -> None:
     if isinstance(doc, dict):
         for key, value in doc.items():
-            if _is_inline_secret(key) and not isinstance(value, (dict, list)):
+            # Whatever the TOML type: an array or inline table under a secret's name holds
+            # the secret just the same (and no reader would use the key, so it would be ignored).
+            if _is_inline_secret(key):
                 ctx.problem(path + (key,), f"{dotted(path + (key,))} looks like a secret written in the config; "
                             f"secrets are referenced, never inline: use {key}_file (a path) or {key}_env "
                             "(an environment variable name)")

@@ -277,3 +277,14 @@ def test_config_check_warns_about_a_secret_file_others_can_read(tmp_path: Path) 
     secret.chmod(0o600)
     result = ws.cli("config", "check", "--config", str(ws.config), "--format", "json")
     assert not any("readable" in w for w in json.loads(result.stdout)["warnings"])
+
+
+@pytest.mark.parametrize("value", ['["s3cr3t-VALUE"]', '{value = "s3cr3t-VALUE"}', "[\n  \"s3cr3t-VALUE\",\n]"])
+def test_inline_secret_in_an_array_or_table_is_rejected_too(value: str) -> None:
+    # A secret under a secret-named key is refused whatever its TOML type; before, an array or
+    # inline table slipped past both the secret scan and the unknown-key check and was ignored.
+    text = BASE + f'[[sources]]\nname = "c"\nkind = "ci"\nlocation = "ci/"\nwebhook_secret = {value}\n'
+    problems = problems_of(text)
+    assert len(problems) == 1, problems
+    assert f":{line_number(text, 'webhook_secret')}: sources[0].webhook_secret looks like a secret" in problems[0]
+    assert "s3cr3t" not in "\n".join(problems)
