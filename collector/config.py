@@ -547,9 +547,20 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     else:
         ledger_text = ledger_t.text("path", required=True)
         if ledger_text is not None:
-            from collector.ledger_pg import is_postgres_url
+            from collector.ledger_pg import PostgresLocation, is_postgres_url
 
-            ledger_path = ledger_text if is_postgres_url(ledger_text) else ledger_t.ctx.resolve(ledger_text)
+            if is_postgres_url(ledger_text):
+                try:
+                    PostgresLocation(ledger_text)  # its rules (no password, store=, schema name), checked here
+                    ledger_path = ledger_text
+                except UsageError as exc:
+                    # The reason only: the URL itself may hold the very password being refused.
+                    reason = str(exc)
+                    if exc.location and reason.startswith(exc.location + ": "):
+                        reason = reason[len(exc.location) + 2:]
+                    ctx.problem(("ledger", "path"), f"ledger.path: {reason}")
+            else:
+                ledger_path = ledger_t.ctx.resolve(ledger_text)
         origin = ledger_t.text("origin", required=True)
         if origin is not None and (any(c.isspace() for c in origin) or "+" in origin):
             ctx.problem(("ledger", "origin"), "ledger.origin must be a name without spaces or '+', e.g. example.gov/fedledger")

@@ -94,10 +94,11 @@ class PostgresLocation:
         if not is_postgres_url(url):
             raise UsageError("a PostgreSQL ledger URL starts with postgresql://", location=url)
         parts = urlsplit(url)
-        if parts.password is not None:
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        # libpq reads a password from the query string (``?password=``) as well as from user:password@.
+        if parts.password is not None or any(k == "password" for k, _ in params):
             raise UsageError("do not put a password in the ledger URL (it would show in logs and process lists): "
                              "use PGPASSWORD or ~/.pgpass")
-        params = parse_qsl(parts.query, keep_blank_values=True)
         rest = [(k, v) for k, v in params if k not in ("ledger", "store")]
         found = dict(params)
         self.url = url

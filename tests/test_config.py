@@ -288,3 +288,27 @@ def test_inline_secret_in_an_array_or_table_is_rejected_too(value: str) -> None:
     assert len(problems) == 1, problems
     assert f":{line_number(text, 'webhook_secret')}: sources[0].webhook_secret looks like a secret" in problems[0]
     assert "s3cr3t" not in "\n".join(problems)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://fedledger:s3cr3t-VALUE@db.internal/evidence?ledger=ci&store=/var/lib/fedledger/objects",
+    "postgresql://fedledger@db.internal/evidence?ledger=ci&store=/var/lib/fedledger/objects&password=s3cr3t-VALUE",
+])
+def test_a_password_in_the_ledger_url_is_a_config_error_that_does_not_echo_it(url: str, tmp_path: Path) -> None:
+    # docs/postgresql.md: "A password in the URL is refused". `config check` printed the URL,
+    # password included, as "valid"; a `password=` query parameter went on to every log line.
+    text = f'[ledger]\npath = "{url}"\norigin = "example.gov/x"\n'
+    problems = problems_of(text)
+    assert len(problems) == 1 and problems[0].startswith("/etc/fedledger/fedledger.toml:2: ledger.path")
+    assert "PGPASSWORD" in problems[0] and "s3cr3t" not in problems[0]
+    config = tmp_path / "fedledger.toml"
+    config.write_text(text)
+    result = make_workspace(tmp_path / "ws", "", init=False).cli("config", "check", "--config", str(config))
+    assert result.exit_code == 2 and "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_a_ledger_url_without_store_is_a_config_error_with_its_line() -> None:
+    text = '[ledger]\npath = "postgresql://fedledger@db.internal/evidence?ledger=ci"\norigin = "example.gov/x"\n'
+    problems = problems_of(text)
+    assert len(problems) == 1 and problems[0].startswith("/etc/fedledger/fedledger.toml:2: ledger.path")
+    assert "store=" in problems[0]

@@ -150,6 +150,10 @@ def test_location_rules_and_clear_errors(tmp_path: Path, pg_url: str) -> None:
         PostgresLocation(f"{SERVER}?ledger=x")
     with pytest.raises(UsageError, match="PGPASSWORD"):
         PostgresLocation(f"postgresql://postgres:hunter2@127.0.0.1/test?store={tmp_path}")
+    # libpq takes a password from the query string too: refused the same way, never echoed
+    with pytest.raises(UsageError, match="PGPASSWORD") as query_password:
+        PostgresLocation(f"postgresql://postgres@127.0.0.1/test?store={tmp_path}&password=hunter2")
+    assert "hunter2" not in str(query_password.value)
     with pytest.raises(UsageError, match="ledger="):
         PostgresLocation(f"{SERVER}?ledger=Bad-Name&store={tmp_path}")
     with pytest.raises(SourceUnavailable, match="no ledger here"):
