@@ -400,6 +400,10 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
             f"no ledger here: create it with `fedledger --ledger {ledger_path} init --origin {config.ledger.origin}`",
             location=str(ledger_path),
         )
+    if not config.signer.kms_key_id and config.signer.key_file is None:
+        from collector.cli_common import key_paths
+
+        key_paths(ledger_path)  # a PostgreSQL ledger has no key beside it: a config error, before anything is read
     selected = [s for s in config.sources if s.enabled and (not request.only or s.name in request.only)]
     unknown = set(request.only) - {s.name for s in config.sources}
     if unknown:
@@ -438,12 +442,20 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 else:
                     log.emit("source.failed", source=outcome.name, kind=outcome.kind, error=outcome.error,
                              message=outcome.message, duration_s=round(outcome.duration_s, 3))
-            result.checkpoint, result.checkpoint_new = _sign_checkpoint(ledger, config, ledger_path, observed)
-            cp = result.checkpoint
-            log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
-            origin = ledger.origin
+            # Signing is a step like publishing: a missing key file or an unreachable KMS fails the
+            # run (exit 3) after what was collected is committed, and the run still ends logged.
+            try:
+                result.checkpoint, result.checkpoint_new = _sign_checkpoint(ledger, config, ledger_path, observed)
+                cp = result.checkpoint
+                log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
+            except FedledgerError as exc:
+                result.checkpoint, result.checkpoint_new = ledger.latest_checkpoint(), False
+                result.failed_steps.append(("checkpoint", str(exc)))
+                log.emit("step.failed", step="checkpoint", error=type(exc).__name__, message=str(exc),
+                         ledger_size=ledger.size)
+            origin, final_size = ledger.origin, ledger.size
         publish_url = request.publish_url or config.publish.checkpoint
-        if publish_url:
+        if publish_url and result.checkpoint is not None:
             days = request.publish_retention_days or config.publish_retention_days
             try:
                 result.published = _publish(publish_url, result.checkpoint, origin, days, config)
@@ -465,7 +477,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
         append_journal(ledger_path, result)
         log.emit("run.end", exit_code=result.exit_code, failed_sources=result.failed_sources,
                  failed_steps=[s for s, _ in result.failed_steps], duration_s=round(result.duration_s, 3),
-                 ledger_size=result.checkpoint.size if result.checkpoint else None)
+                 ledger_size=final_size)
     finally:
         lock.release()
     return result

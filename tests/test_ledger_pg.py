@@ -336,6 +336,25 @@ def test_run_with_a_config_whose_ledger_is_a_url(tmp_path: Path, pg_url: str,
     assert "other-run" in json.loads(after.stdout)["took_over_stale_lock"]
 
 
+def test_run_without_a_signer_for_a_url_ledger_exits_2_before_collecting(tmp_path: Path, pg_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/postgresql.md: without [signer] key_file (or kms_key_id) `fedledger run` exits 2 saying so.
+    # Before, it collected first, exited 2 only on a day with something new to sign, and logged no run.end.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN, "--key-dir", "keys"]).exit_code == 0
+    write_events(tmp_path / "ev" / "a.jsonl", 5)
+    config = tmp_path / "fedledger.toml"
+    config.write_text(f'[ledger]\npath = "{pg_url}"\norigin = "{ORIGIN}"\n\n' + manual_source("reviews", "ev/"),
+                      encoding="utf-8")
+    result = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF])
+    assert result.exit_code == 2, result.output
+    assert "[signer] key_file" in result.stderr
+    with open_ledger(pg_url) as ledger:
+        assert ledger.size == 0
+
+
 @pytest.mark.slow
 def test_bundle_from_a_postgresql_ledger_verifies(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

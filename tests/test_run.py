@@ -319,3 +319,22 @@ def test_a_scheduled_ci_source_with_an_empty_inbox_is_fine(tmp_path: Path) -> No
     (tmp_path / "inbox").rmdir()
     result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
     assert result.exit_code == 3
+
+
+def test_an_unusable_signer_fails_the_checkpoint_step_and_the_run_still_ends_logged(tmp_path: Path) -> None:
+    # The signer is one step of the run: before, a missing key file escaped the run after the
+    # sources committed, with no run.end line, no journal line and no per-source summary.
+    write_events(tmp_path / "a.jsonl", 3)
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl"), extra_toml='[signer]\nkey_file = "gone.key"\n')
+    log = tmp_path / "run.log"
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--log-file", str(log))
+    assert result.exit_code == 3, result.output
+    assert "a: 3 read, 3 appended" in result.stdout
+    assert "checkpoint failed" in result.stderr
+    assert ws.size() == 3  # the evidence is kept; the next run with a key signs it
+    events = log_events(log)
+    assert [e["event"] for e in events][-2:] == ["step.failed", "run.end"]
+    assert events[-2]["step"] == "checkpoint" and "gone.key" in events[-2]["message"]
+    assert events[-1]["exit_code"] == 3 and events[-1]["failed_steps"] == ["checkpoint"]
+    journal = [json.loads(line) for line in (ws.ledger.parent / "fedledger.db.runs.jsonl").read_text().splitlines()]
+    assert journal[-1]["exit_code"] == 3 and journal[-1]["sources"]["a"]["ok"] is True
