@@ -137,6 +137,45 @@ def _save_cache(path: Path, conn: sqlite3.Connection, size: int, aggregates: Agg
         tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class LocationStats:
+    """What the ledger holds of one ``source.id`` from one ``source.location`` (a file or object)."""
+
+    location: str
+    entries: int
+    newest_event_time: str | None
+    quarantined: int
+
+
+_BY_LOCATION = """
+    SELECT json_extract(b, '$.source.location'), count(*), max(json_extract(b, '$.event.time'))
+    FROM (SELECT CAST(body AS TEXT) AS b FROM entries)
+    WHERE json_extract(b, '$.source.id') = ?
+    GROUP BY 1
+"""
+
+
+def merge_locations(entry_rows: list[tuple[Any, ...]], quarantine_rows: list[tuple[Any, ...]]) -> list[LocationStats]:
+    """(location, count, newest) and (location, count) rows as one :class:`LocationStats` per location."""
+    quarantined = {str(loc): int(n) for loc, n in quarantine_rows}
+    found = {str(loc): (int(n), newest) for loc, n, newest in entry_rows}
+    return [LocationStats(loc, found.get(loc, (0, None))[0], found.get(loc, (0, None))[1], quarantined.get(loc, 0))
+            for loc in sorted(set(found) | set(quarantined))]
+
+
+def location_stats(path: Path, source_id: str) -> list[LocationStats]:
+    """Per-location counts of one source id (a full scan of that id's entries; no cache).
+
+    For a source id several configured sources share (every Vault entry is ``vault``),
+    where an entry was read from is what tells the sources apart.
+    """
+    with _read_only(path) as conn:
+        entry_rows = conn.execute(_BY_LOCATION, (source_id,)).fetchall()
+        quarantine_rows = conn.execute("SELECT location, count(*) FROM quarantine WHERE source = ? GROUP BY 1",
+                                       (source_id,)).fetchall()
+    return merge_locations(entry_rows, quarantine_rows)
+
+
 def ledger_stats(path: Path, *, use_cache: bool = True) -> LedgerStats:
     """Per-source counts and times, ledger size and newest checkpoint, read-only.
 

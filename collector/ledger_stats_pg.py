@@ -9,7 +9,7 @@ says; ``fedledger verify`` checks that it was not altered.
 from __future__ import annotations
 
 from collector.ledger_pg import PostgresLocation, connect
-from collector.ledger_stats import CheckpointStats, LedgerStats, SourceStats
+from collector.ledger_stats import CheckpointStats, LedgerStats, LocationStats, SourceStats, merge_locations
 
 # Times are normalized RFC 3339 UTC strings: byte order ("C" collation) is time order,
 # as with SQLite's max() over text.
@@ -60,3 +60,25 @@ def ledger_stats_pg(url: str) -> LedgerStats:
         checkpoints=cp_count,
         quarantined=sum(quarantine.values()),
     )
+
+
+_BY_LOCATION = """
+    SELECT d->'source'->>'location', count(*), max(d->'event'->>'time' COLLATE "C")
+    FROM (SELECT convert_from(body, 'UTF8')::jsonb AS d FROM {s}.entries) AS e
+    WHERE d->'source'->>'id' = %s
+    GROUP BY 1
+"""
+
+
+def location_stats_pg(url: str, source_id: str) -> list[LocationStats]:
+    """:func:`collector.ledger_stats.location_stats` for a PostgreSQL ledger."""
+    location = PostgresLocation(url)
+    s = location.schema
+    conn = connect(location)
+    try:
+        entry_rows = conn.execute(_BY_LOCATION.format(s=s), (source_id,)).fetchall()
+        quarantine_rows = conn.execute(f"SELECT location, count(*) FROM {s}.quarantine WHERE source = %s GROUP BY 1",
+                                       (source_id,)).fetchall()
+    finally:
+        conn.close()
+    return merge_locations(entry_rows, quarantine_rows)

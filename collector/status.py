@@ -4,7 +4,9 @@ A source is stale when its newest evidence (``event.time``) is older than
 ``as_of - cadence``, or when it has no evidence at all. ``as_of`` is an input.
 Entries are attributed to a configured source by the source ids its collector
 plans (``source.id`` in entries); when its collector is not available in this
-build, by kind (ids of that kind not claimed by another configured source).
+build, by kind (ids of that kind not claimed by another configured source). An id that
+several configured sources share (every Vault entry's is ``vault``, whichever server or
+file it came from) is split by where each entry was read from (``source.location``).
 Freshness here is operational: the numbers come from the database as it is, and
 ``fedledger verify`` is what checks the database was not altered.
 """
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import FedledgerError
-from collector.ledger_stats import LedgerStats, SourceStats, ledger_stats
+from collector.ledger_stats import LedgerStats, LocationStats, SourceStats, ledger_stats, location_stats
 from collector.timeutil import format_time, parse_time
 
 
@@ -103,6 +105,33 @@ def _planned_ids(source: SourceConfig, cfg: FedledgerConfig, ledger_path: Path |
         return None
 
 
+def _location_stats(ledger_path: Path | str, source_id: str) -> list[LocationStats]:
+    from collector.ledger_pg import is_postgres_url
+
+    if is_postgres_url(ledger_path):
+        from collector.ledger_stats_pg import location_stats_pg
+
+        return location_stats_pg(str(ledger_path), source_id)
+    return location_stats(Path(ledger_path), source_id)
+
+
+def _covers(locations: tuple[str, ...], location: str) -> bool:
+    """Whether an entry read from *location* came from one of a source's configured *locations*:
+    the file itself, anything under a folder or prefix, or a rotated generation beside a named
+    file (``audit.log.1``, ``audit.log-20261125``, ``audit.log.1.gz`` for ``audit.log``)."""
+    from collector.rotation import rotation_base
+
+    for configured in locations:
+        base = configured.rstrip("/")
+        if location == base or location.startswith(base + "/"):
+            return True
+        if "://" not in configured:
+            here, there = PurePath(location), PurePath(base)
+            if here.parent == there.parent and rotation_base(here.name) == there.name:
+                return True
+    return False
+
+
 def _max(values: list[str | None]) -> str | None:
     present = [v for v in values if v]
     return max(present) if present else None
@@ -135,6 +164,7 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
             if name in planned and isinstance(doc, dict):
                 claimed.update(str(i) for i in doc.get("source_ids") or [])
     by_kind_taken: set[str] = set()
+    matched: dict[str, tuple[tuple[str, ...], str]] = {}
     for source in cfg.sources:
         ids = planned[source.name]
         matched_by = "plan"
@@ -146,8 +176,26 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
                         if s.kind == source.kind and (s.source_id not in claimed or s.source_id in history_ids)
                         and s.source_id not in by_kind_taken)
             by_kind_taken.update(ids)
-        all_ids = tuple(sorted(set(ids) | history_ids))
-        mine = [s for s in stats.sources if s.source_id in all_ids]
+        matched[source.name] = (tuple(sorted(set(ids) | history_ids)), matched_by)
+    # A source id several configured sources write (every Vault entry is "vault", whichever
+    # server it came from): each source gets only the entries read from its own locations.
+    owners: dict[str, int] = {}
+    for ids, _ in matched.values():
+        for sid in ids:
+            owners[sid] = owners.get(sid, 0) + 1
+    by_location = {sid: _location_stats(ledger_path, sid) for sid, n in owners.items()
+                   if n > 1 and stats.source(sid) is not None}
+    for source in cfg.sources:
+        all_ids, matched_by = matched[source.name]
+        mine = [s for s in stats.sources if s.source_id in all_ids and s.source_id not in by_location]
+        for sid in all_ids:
+            if sid in by_location:
+                shared = stats.source(sid)
+                assert shared is not None
+                covered = [loc for loc in by_location[sid] if _covers(source.locations, loc.location)]
+                mine.append(SourceStats(sid, shared.kind, sum(loc.entries for loc in covered),
+                                        _max([loc.newest_event_time for loc in covered]), None, None,
+                                        sum(loc.quarantined for loc in covered), shared.last_cursor_update))
         newest = _max([s.newest_event_time for s in mine])
         last_ok, last_error, last_collection = None, None, _max([s.last_cursor_update for s in mine])
         for run_doc in reversed(journal):

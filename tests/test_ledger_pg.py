@@ -109,8 +109,9 @@ def test_status_statistics_match_sqlite(tmp_path: Path, pg_url: str) -> None:
 
     lite = Ledger.create(tmp_path / "l.db", ORIGIN, created=OBSERVED, key_type="ed25519")
     pg = create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519")
-    other = [_entry(i)._replace(source={"kind": "ci", "id": "ci:jobs"}) for i in range(100, 104)]
-    bad = QuarantineRow("vault:x", "audit.log", 3, "not-json", "ab" * 32, OBSERVED)
+    other = [_entry(i)._replace(source={"kind": "ci", "id": "ci:jobs", "location": f"/spool/{i % 2}.jsonl"})
+             for i in range(100, 104)]
+    bad = QuarantineRow("ci:jobs", "/spool/2.jsonl", 3, "not-json", "ab" * 32, OBSERVED)
     with lite, pg:
         _append_both(lite, pg, [_entry(i) for i in range(70)] + other, cursors={"manual:test": "c", "idle:x": "c"},
                      quarantine=[bad], updated="2026-11-20T16:00:00Z")
@@ -118,6 +119,14 @@ def test_status_statistics_match_sqlite(tmp_path: Path, pg_url: str) -> None:
         lite.add_checkpoint(lambda size, root: "note", OBSERVED)
     expected = ledger_stats(tmp_path / "l.db", use_cache=False)
     assert replace(ledger_stats_pg(pg_url), path=expected.path) == expected
+    # per-location counts, for a source id that several configured sources share
+    from collector.ledger_stats import location_stats
+    from collector.ledger_stats_pg import location_stats_pg
+
+    by_location = location_stats(tmp_path / "l.db", "ci:jobs")
+    assert [(x.location, x.entries, x.quarantined) for x in by_location] == [
+        ("/spool/0.jsonl", 2, 0), ("/spool/1.jsonl", 2, 0), ("/spool/2.jsonl", 0, 1)]
+    assert location_stats_pg(pg_url, "ci:jobs") == by_location
 
 
 def test_failed_batch_commits_nothing(pg_url: str) -> None:

@@ -131,3 +131,44 @@ def test_stats_cache_counts_only_new_entries_and_survives_rollback(tmp_path: Pat
     shutil.copytree(tmp_path / "old", ws.ledger.parent)
     stats_cache_path(ws.ledger).write_bytes(cache)
     assert ledger_stats(ws.ledger).sources == first.sources
+
+
+def _vault_log(path: Path, day: int, tag: str) -> None:
+    """The sample Vault audit log with every time moved to 2026-01-<day> and request ids made unique by *tag*."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "samples" / "vault" / "audit.log").read_text()
+    text = re.sub(r'"time":"\d{4}-\d\d-\d\dT', f'"time":"2026-01-{day:02d}T', text)
+    text = re.sub(r'"id":"([0-9a-f]{8})-', lambda m: f'"id":"{tag}{m.group(1)[len(tag):]}-', text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_two_sources_of_one_kind_sharing_a_source_id_are_told_apart_by_location(tmp_path: Path) -> None:
+    # Every Vault entry has source.id "vault": with two Vault servers configured, each source was
+    # credited with both servers' entries, so one that stopped logging never showed as stale.
+    _vault_log(tmp_path / "prod" / "audit.log", 20, "aa")
+    _vault_log(tmp_path / "dr" / "audit.log", 10, "bb")
+    vault = '[[sources]]\nname = "{}"\nkind = "vault"\nlocations = ["{}"]\ncadence = "ksi-3d"\n\n'
+    ws = make_workspace(tmp_path, vault.format("vault-prod", "prod/audit.log") + vault.format("vault-dr", "dr/"))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    result = ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    doc = json.loads(result.stdout)
+    by_name = {s["name"]: s for s in doc["sources"]}
+    assert by_name["vault-prod"]["entries"] == 28 and by_name["vault-dr"]["entries"] == 28
+    assert by_name["vault-prod"]["newest_evidence"].startswith("2026-01-20T")
+    assert by_name["vault-dr"]["newest_evidence"].startswith("2026-01-10T")
+    assert doc["stale"] == ["vault-dr"] and result.exit_code == 1
+
+
+def test_what_a_configured_location_covers() -> None:
+    from collector.status import _covers
+
+    named = ("/var/log/vault/audit.log",)
+    for seen in ("/var/log/vault/audit.log", "/var/log/vault/audit.log.1", "/var/log/vault/audit.log-20261125",
+                 "/var/log/vault/audit.log.1.gz"):
+        assert _covers(named, seen), seen
+    for other in ("/var/log/vault/audit.log2", "/var/log/vault-dr/audit.log", "/var/log/vault/other.log"):
+        assert not _covers(named, other), other
+    assert _covers(("/var/log/vault-dr/",), "/var/log/vault-dr/sub/audit.log")
+    assert not _covers(("/var/log/vault-dr",), "/var/log/vault-dr2/audit.log")
