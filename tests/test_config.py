@@ -312,3 +312,18 @@ def test_a_ledger_url_without_store_is_a_config_error_with_its_line() -> None:
     problems = problems_of(text)
     assert len(problems) == 1 and problems[0].startswith("/etc/fedledger/fedledger.toml:2: ledger.path")
     assert "store=" in problems[0]
+
+
+def test_config_check_prints_the_ledger_warnings_it_counts(tmp_path: Path) -> None:
+    # The human report counted ledger warnings (wrong origin, no ledger yet, cannot connect)
+    # in its "N warning(s)" tally but printed only the per-source ones.
+    ws = make_workspace(tmp_path, manual_source("reviews", "ev/"), init=False)
+    (tmp_path / "ev").mkdir()
+    assert ws.cli("--ledger", str(ws.ledger), "init", "--origin", "example.gov/other").exit_code == 0
+    result = ws.cli("config", "check", "--config", str(ws.config))
+    assert result.exit_code == 0, result.output
+    assert "  WARNING: ledger origin is 'example.gov/other', config says 'example.gov/ops-test'" in result.stdout
+    assert result.stdout.splitlines()[-1].endswith(", 1 warning(s)")
+    missing = make_workspace(tmp_path / "new", manual_source("reviews", "../ev/"), init=False)
+    result = missing.cli("config", "check", "--config", str(missing.config))
+    assert "  WARNING: no ledger yet at" in result.stdout

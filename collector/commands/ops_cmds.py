@@ -181,17 +181,21 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
     from collector.ledger_open import is_postgres, open_ledger
 
     exists = is_postgres(ledger_path) or Path(ledger_path).is_file()
-    ledger_doc: dict[str, Any] = {"path": str(ledger_path), "origin": cfg.ledger.origin, "exists": exists}
+    ledger_problems: list[str] = []
+    ledger_doc: dict[str, Any] = {"path": str(ledger_path), "origin": cfg.ledger.origin, "exists": exists,
+                                  "problems": ledger_problems}
     if exists:
         try:
             with open_ledger(ledger_path) as ledger:
                 ledger_doc["size"] = ledger.size
                 if ledger.origin != cfg.ledger.origin:
-                    warnings.append(f"ledger origin is {ledger.origin!r}, config says {cfg.ledger.origin!r}")
+                    ledger_problems.append(f"ledger origin is {ledger.origin!r}, config says {cfg.ledger.origin!r}")
         except FedledgerError as exc:
-            warnings.append(f"ledger: {exc}")
+            ledger_problems.append(f"ledger: {exc}")
     else:
-        warnings.append(f"no ledger yet at {ledger_path}: `fedledger --ledger {ledger_path} init --origin {cfg.ledger.origin}`")
+        ledger_problems.append(f"no ledger yet at {ledger_path}: "
+                               f"`fedledger --ledger {ledger_path} init --origin {cfg.ledger.origin}`")
+    warnings.extend(ledger_problems)
     signer = cfg.signer
     signer_doc: dict[str, Any] = {"describe": signer.describe()}
     if not signer.kms_key_id:
@@ -199,6 +203,7 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
             key_file = signer.key_file or key_paths(ledger_path)[0]
         except UsageError as exc:
             warnings.append(f"signer: {exc}")
+            signer_doc["problem"] = str(exc)
             key_file = Path("fedledger.key")
         signer_doc["key_file"] = str(key_file)
         signer_doc["present"] = key_file.is_file()
@@ -277,11 +282,18 @@ def _referenced_files(source: Any) -> list[tuple[str, Path]]:
 def render_config_report(report: dict[str, Any]) -> list[str]:
     lines = [f"config {report['config']}: valid"]
     ledger = report["ledger"]
-    state = f"{ledger['size']} entries" if ledger.get("exists") and "size" in ledger else "not created yet"
+    state = (f"{ledger['size']} entries" if "size" in ledger else "cannot be read" if ledger.get("exists")
+             else "not created yet")
     lines.append(f"ledger: {ledger['path']} (origin {ledger['origin']}; {state})")
+    for problem in ledger.get("problems", ()):
+        lines.append(f"  WARNING: {problem}")
     signer = report["signer"]
-    lines.append(f"signer: {signer['describe']}" + (
-        f" ({signer['key_file']}: {'present' if signer['present'] else 'MISSING'})" if "key_file" in signer else ""))
+    if "problem" in signer:
+        lines.append(f"signer: {signer['describe']}")
+        lines.append(f"  WARNING: {signer['problem']}")
+    else:
+        lines.append(f"signer: {signer['describe']}" + (
+            f" ({signer['key_file']}: {'present' if signer['present'] else 'MISSING'})" if "key_file" in signer else ""))
     lines.append(f"sources ({len(report['sources'])}):")
     for s in report["sources"]:
         cadence = f", stale after {s['cadence']['name']}" if s["cadence"] else ", no cadence"
