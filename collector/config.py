@@ -533,7 +533,12 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigInvalid([f"{config_path}: not valid TOML: {exc}"]) from None
+        # tomllib ends its message with "(at line L, column C)": say it as file:line like every other problem
+        where = re.match(r"^(?P<msg>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$", str(exc))
+        if where is None:
+            raise ConfigInvalid([f"{config_path}: not valid TOML: {exc}"]) from None
+        raise ConfigInvalid([f"{config_path}:{where['line']}: not valid TOML: {where['msg']} "
+                             f"(column {where['col']})"]) from None
     ctx = _Context(config_path, text)
     _scan_inline_secrets(doc, (), ctx)
     top = _Reader(doc, (), ctx)

@@ -150,6 +150,13 @@ def test_invalid_toml_is_one_clear_problem() -> None:
     assert len(problems) == 1 and "not valid TOML" in problems[0]
 
 
+def test_invalid_toml_names_file_and_line_like_every_other_problem() -> None:
+    # "file:line: reason", as for every other config problem (it was "file: ... (at line 7, column 24)")
+    text = BASE + '[[sources]]\nname = "c"\nwebhook_secret_file = hunter2-SUPERSECRET\n'
+    (problem,) = problems_of(text)
+    assert problem == "/etc/fedledger/fedledger.toml:7: not valid TOML: Invalid value (column 23)"
+
+
 @pytest.mark.parametrize(
     ("text", "days"),
     [("ksi-3d", 3), ("ksi-7d", 7), ("vdr-tfr-mvx-class-b", 7), ("vdr-tfr-psd-class-d", 1), ("24h", 1), ("2w", 14)],
