@@ -432,7 +432,8 @@ class PostgresRunLock:
         self.took_over: Any = None
         self._conn: Any = None
 
-    def acquire(self, wait_seconds: float = 0.0, *, poll_seconds: float = 0.2) -> PostgresRunLock:
+    def acquire(self, wait_seconds: float = 0.0, *, poll_seconds: float = 0.2,
+                on_wait: Callable[[Any], None] | None = None) -> PostgresRunLock:
         import os
         import socket
         import time
@@ -447,6 +448,9 @@ class PostgresRunLock:
         try:
             while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.location.run_lock_key,)).fetchone()[0]:
                 waited = time.monotonic() - start
+                if on_wait is not None and waited < wait_seconds:
+                    on_wait(LockHolder.parse(self._record(conn).encode()))
+                    on_wait = None
                 if waited >= wait_seconds:
                     raise LedgerLocked(LockHolder.parse(self._record(conn).encode()), waited)
                 time.sleep(min(poll_seconds, max(wait_seconds - waited, 0.0)))

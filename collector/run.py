@@ -205,6 +205,8 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
         return f"run {f['run_id']}: {len(f['sources'])} source(s) into {f['ledger']}"
     if event == "lock.refused":
         return f"  {f['message']}"
+    if event == "lock.waiting":
+        return f"  another run holds the ledger lock ({f['holder']}): waiting up to {f['wait_s']:g}s"
     if event == "lock.taken_over":
         return f"  note: took over a stale ledger lock ({f['previous']})"
     if event == "checkpoint":
@@ -415,7 +417,9 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
             lock = PostgresRunLock(str(ledger_path), run_id, started=format_time(utc_now()))
         else:
             lock = RunLock(local_anchor(ledger_path), run_id, started=format_time(utc_now()))
-        lock.acquire(request.wait_seconds)
+        lock.acquire(request.wait_seconds, on_wait=lambda holder: log.emit(
+            "lock.waiting", ledger=str(ledger_path), wait_s=request.wait_seconds,
+            holder=holder.describe() if holder is not None else "pid unknown, since unknown"))
     except LedgerLocked as exc:
         log.emit("lock.refused", ledger=str(ledger_path), message=str(exc),
                  holder_pid=exc.holder.pid if exc.holder else None)

@@ -100,8 +100,13 @@ class RunLock:
         poll_seconds: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        on_wait: Callable[[LockHolder | None], None] | None = None,
     ) -> RunLock:
-        """Take the lock, waiting up to *wait_seconds*; raise :class:`LedgerLocked` if it stays held."""
+        """Take the lock, waiting up to *wait_seconds*; raise :class:`LedgerLocked` if it stays held.
+
+        *on_wait* is called once, with the holder's record, when the lock is held and the
+        run is going to wait for it (so a waiting run can say whom it waits for).
+        """
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -117,6 +122,9 @@ class RunLock:
                     if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                         raise SourceUnavailable(f"cannot lock: {exc.strerror}", location=str(self.path)) from None
                 waited = clock() - start
+                if on_wait is not None and waited < wait_seconds:
+                    on_wait(LockHolder.parse(_read_all(fd)))
+                    on_wait = None
                 if waited >= wait_seconds:
                     # The holder writes its record just after it takes the lock; give a
                     # holder that is between the two a moment, so the message can name it.

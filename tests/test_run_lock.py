@@ -109,6 +109,21 @@ def test_run_waits_for_the_lock_when_asked(tmp_path: Path) -> None:
     assert ws.size() == 10
 
 
+def test_a_waiting_run_says_whom_it_waits_for(tmp_path: Path) -> None:
+    # Before, a run given --wait was silent until it got the lock (up to --wait seconds).
+    write_events(tmp_path / "a.jsonl", 3)
+    ws = make_workspace(tmp_path, manual_source("reviews", "a.jsonl"))
+    lock = RunLock(ws.ledger, "other-run", started="2026-01-20T02:00:00Z").acquire()
+    proc = ws.popen("run", "--config", str(ws.config), "--as-of", AS_OF, "--wait", "120")
+    threading.Timer(1.0, lock.release).start()
+    _out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in err.splitlines()]
+    assert [e["event"] for e in events][:2] == ["lock.waiting", "run.start"]
+    assert events[0]["wait_s"] == 120 and "run other-run" in events[0]["holder"]
+    assert f"pid {os.getpid()}" in events[0]["holder"]
+
+
 def test_run_after_a_killed_run_takes_over_its_lock(tmp_path: Path) -> None:
     write_events(tmp_path / "a.jsonl", 10)
     ws = make_workspace(tmp_path, manual_source("reviews", "a.jsonl"))
