@@ -260,12 +260,12 @@ def render_status(report: StatusReport) -> list[str]:
         lines.append(f"last checkpoint: size {cp.size}, created {cp.created} ({_age_text(report.checkpoint_age_s)} ago)"
                      + (f", {unsigned} entries not yet checkpointed" if unsigned else ""))
     for s in report.sources:
-        mark = "STALE" if s.stale else ("ok" if s.cadence else "-")
+        mark = "STALE" if s.stale else ("ok" if s.cadence and s.enabled else "-")
         last = f"last collection {s.last_collection or 'never'}" + ("" if s.last_run_ok in (None, True) else
                                                                     f" (last run FAILED: {s.last_error})")
         lines.append(f"  {mark:5} {s.name} [{s.kind}] {s.entries} entries, {s.quarantined} quarantined, newest evidence "
                      f"{s.newest_evidence or 'none'} (age {_age_text(s.newest_evidence_age_s)}, cadence "
-                     f"{s.cadence or 'none'}), {last}" + (f": {s.reason}" if s.stale else ""))
+                     f"{s.cadence or 'none'}), {last}" + (f": {s.reason}" if s.stale or not s.enabled else ""))
     for u in report.unconfigured:
         lines.append(f"  -     {u.source_id} [{u.kind}] (not in the config) {u.entries} entries, newest evidence "
                      f"{u.newest_event_time or 'none'}")

@@ -172,3 +172,14 @@ def test_what_a_configured_location_covers() -> None:
         assert not _covers(named, other), other
     assert _covers(("/var/log/vault-dr/",), "/var/log/vault-dr/sub/audit.log")
     assert not _covers(("/var/log/vault-dr",), "/var/log/vault-dr2/audit.log")
+
+
+def test_a_disabled_source_is_not_marked_ok(tmp_path: Path) -> None:
+    # It was marked "ok" while the tally counted it as "not checked".
+    write_events(tmp_path / "a.jsonl", 2)
+    off = manual_source("off", "gone/", "ksi-3d").replace("cadence", "enabled = false\ncadence")
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl") + off)
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    lines = ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF).stdout.splitlines()
+    assert any(line.startswith("  -     off [manual] 0 entries") and "disabled" in line for line in lines), lines
+    assert lines[-1] == "2 source(s): 1 fresh, 0 STALE, 1 not checked"
