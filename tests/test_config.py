@@ -334,3 +334,21 @@ def test_config_check_prints_the_ledger_warnings_it_counts(tmp_path: Path) -> No
     missing = make_workspace(tmp_path / "new", manual_source("reviews", "../ev/"), init=False)
     result = missing.cli("config", "check", "--config", str(missing.config))
     assert "  WARNING: no ledger yet at" in result.stdout
+
+
+def test_config_check_warnings_name_the_file_and_line_of_the_source(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # An unset environment variable or a missing file is only known when checked (the scheduler's
+    # environment may differ), so it is a warning, not a parse error; it still says where.
+    monkeypatch.delenv("FEDLEDGER_TEST_UNSET", raising=False)
+    (tmp_path / "ci").mkdir()
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "c"\nkind = "ci"\nlocation = "ci/"\n'
+                                  'webhook_secret_env = "FEDLEDGER_TEST_UNSET"\njwks = "gone.json"\n')
+    line = line_number(ws.config.read_text(), "[[sources]]")
+    result = ws.cli("config", "check", "--config", str(ws.config), "--format", "json")
+    warnings = json.loads(result.stdout)["warnings"]
+    assert f"{ws.config}:{line}: source c: webhook secret not available (environment variable " \
+           "FEDLEDGER_TEST_UNSET)" in warnings, warnings
+    assert any(w.startswith(f"{ws.config}:{line}: source c: jwks not found") for w in warnings), warnings
+    strict = ws.cli("config", "check", "--config", str(ws.config), "--strict")
+    assert strict.exit_code == 3

@@ -237,7 +237,8 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
             except FedledgerError as exc:
                 doc["problems"].append(str(exc))
         for problem in doc["problems"]:
-            warnings.append(f"source {source.name}: {problem}")
+            where = f"{cfg.path}:{source.line}: " if source.line else f"{cfg.path}: "
+            warnings.append(f"{where}source {source.name}: {problem}")
         sources.append(doc)
     return {
         "config": str(cfg.path),
