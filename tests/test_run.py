@@ -338,3 +338,13 @@ def test_an_unusable_signer_fails_the_checkpoint_step_and_the_run_still_ends_log
     assert events[-1]["exit_code"] == 3 and events[-1]["failed_steps"] == ["checkpoint"]
     journal = [json.loads(line) for line in (ws.ledger.parent / "fedledger.db.runs.jsonl").read_text().splitlines()]
     assert journal[-1]["exit_code"] == 3 and journal[-1]["sources"]["a"]["ok"] is True
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_usage_error_not_a_bug(tmp_path: Path) -> None:
+    # e.g. the cron example's /var/log/fedledger/ not created yet: it was "internal error: FileNotFoundError", exit 4
+    write_events(tmp_path / "a.jsonl", 1)
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl"))
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--log-file", str(tmp_path / "no" / "run.jsonl"))
+    assert result.exit_code == 2, result.output
+    assert f"error: {tmp_path / 'no' / 'run.jsonl'}: cannot open the log file: No such file or directory" in result.stderr
+    assert ws.size() == 0

@@ -119,7 +119,11 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             build_bundle=cfg.bundle.after_run if bundle is None else bundle,
         )
         if log_file is not None:
-            with open(log_file, "a", encoding="utf-8") as stream:
+            try:
+                stream = open(log_file, "a", encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot open the log file: {exc.strerror}", location=str(log_file)) from None
+            with stream:
                 result = execute_run(request, stream, human=False,
                                      also_human=sys.stderr if sys.stderr.isatty() else None)
         else:
