@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from collector.errors import EXIT_CODES, FedledgerError, InternalError
+from collector.errors import EXIT_CODES, FedledgerError, InternalError, SourceUnavailable
 from collector.evidence import Source
 from collector.ingest import DEFAULT_BATCH, StagedBatch, staged_batches
 from collector.store import EvidenceStore
@@ -35,13 +35,34 @@ from collector.store import EvidenceStore
 WORKER_MIN_BYTES = 8 << 20
 
 
+def _temp_dir_usable() -> bool:
+    """Whether a worker can be started: multiprocessing's forkserver puts its socket in a
+    temporary folder, and a container with a read-only root file system may have none."""
+    import tempfile
+
+    try:
+        tempfile.gettempdir()
+    except OSError:
+        return False
+    return True
+
+
+def require_worker_temp_dir() -> None:
+    if not _temp_dir_usable():
+        raise SourceUnavailable("worker processes need a writable temporary folder (TMPDIR, /tmp) and there is none: "
+                                "mount one (e.g. an emptyDir at /tmp) or use --workers 0")
+
+
 def worth_a_worker(paths: list[str], *, workers: int | None) -> bool:
     """Whether to stage in a worker: *workers* 0/1 forces it off/on; ``None`` decides by
-    the machine (two or more CPUs) and the input size (files only: stdin stays here)."""
+    the machine (two or more CPUs, a writable temporary folder) and the input size (files
+    only: stdin stays here). Asked for a worker where none can start: SourceUnavailable."""
     if workers is not None:
+        if workers > 0:
+            require_worker_temp_dir()
         return workers > 0
-    if (os.cpu_count() or 1) < 2:
-        return False
+    if (os.cpu_count() or 1) < 2 or not _temp_dir_usable():
+        return False  # the same entries either way: a worker only saves time
     total = 0
     for name in paths:
         if name == "-":
@@ -54,8 +75,9 @@ def worth_a_worker(paths: list[str], *, workers: int | None) -> bool:
 
 
 def auto_workers(total_bytes: int) -> int:
-    """Worker processes for inputs of *total_bytes*: 2 on a machine with 2+ CPUs for 8 MiB or more, else 0."""
-    return 2 if (os.cpu_count() or 1) >= 2 and total_bytes >= WORKER_MIN_BYTES else 0
+    """Worker processes for inputs of *total_bytes*: 2 on a machine with 2+ CPUs (and a writable
+    temporary folder) for 8 MiB or more, else 0."""
+    return 2 if (os.cpu_count() or 1) >= 2 and total_bytes >= WORKER_MIN_BYTES and _temp_dir_usable() else 0
 
 
 def _folder_bytes(name: str) -> int:

@@ -267,3 +267,25 @@ def test_merged_batches_staged_before_a_failure_still_land(tmp_path: Path) -> No
         with pytest.raises(UsageError, match="third file"):
             ingest_staged(ledger, batches(), source_id="test", observed=OBSERVED, batch_size=100)  # type: ignore[arg-type]
         assert ledger.size == 2 and ledger.cursors() == {"test": "2"}
+
+
+def test_no_worker_when_no_temporary_folder_is_writable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker process is started through multiprocessing's forkserver, which needs a writable
+    # temporary folder (its socket). Without one (a container with readOnlyRootFilesystem and no
+    # /tmp volume) a Vault source of 8 MiB or more failed: "FileNotFoundError in the vault collector".
+    import tempfile
+
+    from collector.pipeline import auto_workers
+
+    big = tmp_path / "big.log"
+    with open(big, "wb") as handle:
+        handle.truncate(WORKER_MIN_BYTES)
+
+    def no_temp_dir() -> str:
+        raise FileNotFoundError(2, "No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "gettempdir", no_temp_dir)
+    assert not worth_a_worker([str(big)], workers=None)
+    assert auto_workers(WORKER_MIN_BYTES) == 0
+    with pytest.raises(SourceUnavailable, match="writable temporary folder"):
+        worth_a_worker([str(big)], workers=1)

@@ -637,12 +637,13 @@ class CloudTrailLogs(Source):
                batch_size: int) -> Iterator[Any] | None:
         """With workers: each file parsed and staged in a worker process (results in file
         order, a bounded window of files in flight); else None (use :meth:`collect`)."""
-        from collector.pipeline import auto_workers
+        from collector.pipeline import auto_workers, require_worker_temp_dir
 
         plan = list(self._plan(cursors))
         workers = self.workers if self.workers is not None else auto_workers(sum(i.size or 0 for i, _ in plan))
         if workers <= 0:
             return None
+        require_worker_temp_dir()  # asked for workers (auto_workers already checked this)
         return self._staged_parallel(plan, workers, str(store.root), kind, source_id, observed, batch_size)
 
     def _staged_parallel(self, plan: list[tuple[ObjectInfo, int]], workers: int, store_root: str, kind: str,
