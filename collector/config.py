@@ -347,8 +347,11 @@ class _Reader:
         env = self.text(stem + "_env")
         if file is not None and env is not None:
             self.ctx.problem(self.path + (stem + "_env",), f"give {stem}_file or {stem}_env, not both")
-        if env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", env):
-            self.ctx.problem(self.path + (stem + "_env",), f"{dotted(self.path + (stem + '_env',))} must be an environment variable NAME")
+        # Capitals only: a hex webhook secret or a GitHub token pasted here has the shape of a
+        # lower- or mixed-case name, and would be printed back as "environment variable ... is not set".
+        if env is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", env):
+            self.ctx.problem(self.path + (stem + "_env",), f"{dotted(self.path + (stem + '_env',))} must be an environment "
+                             "variable NAME in capitals, digits and _ (e.g. FEDLEDGER_CI_WEBHOOK_SECRET), not the secret")
             return None
         if file is None and env is None:
             return None

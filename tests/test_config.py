@@ -352,3 +352,14 @@ def test_config_check_warnings_name_the_file_and_line_of_the_source(tmp_path: Pa
     assert any(w.startswith(f"{ws.config}:{line}: source c: jwks not found") for w in warnings), warnings
     strict = ws.cli("config", "check", "--config", str(ws.config), "--strict")
     assert strict.exit_code == 3
+
+
+@pytest.mark.parametrize("value", ["a3f9c04e1b7d22e8f0c6a9b1d3e5f70812ab34cd56ef7890a1b2c3d4e5f60718",
+                                   "ghp_16C7e42F292c6912E7710c838347Ae178B4a"])
+def test_a_secret_pasted_into_an_env_key_is_refused_without_echoing_it(value: str) -> None:
+    # A hex webhook secret or a GitHub token has the shape of a variable name; accepted, it was
+    # then printed as "environment variable <secret> is not set" by config check and in run logs.
+    text = BASE + f'[[sources]]\nname = "c"\nkind = "ci"\nlocation = "ci/"\nwebhook_secret_env = "{value}"\n'
+    (problem,) = problems_of(text)
+    assert f":{line_number(text, 'webhook_secret_env')}: sources[0].webhook_secret_env must be " in problem
+    assert value not in problem and value[:8] not in problem
