@@ -197,7 +197,11 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
                                         _max([loc.newest_event_time for loc in covered]), None, None,
                                         sum(loc.quarantined for loc in covered), shared.last_cursor_update))
         newest = _max([s.newest_event_time for s in mine])
-        last_ok, last_error, last_collection = None, None, _max([s.last_cursor_update for s in mine])
+        # Per-file cursors under "<kind>:<path>" (Vault's entries all say "vault") also date a collection.
+        file_cursors = [s.last_cursor_update for s in stats.sources
+                        if s.source_id.startswith(source.kind + ":") and s.source_id not in all_ids
+                        and _covers(source.locations, s.source_id.split(":", 1)[1])]
+        last_ok, last_error, last_collection = None, None, _max([s.last_cursor_update for s in mine] + file_cursors)
         for run_doc in reversed(journal):
             doc = (run_doc.get("sources") or {}).get(source.name)
             if not isinstance(doc, dict):

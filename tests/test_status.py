@@ -183,3 +183,15 @@ def test_a_disabled_source_is_not_marked_ok(tmp_path: Path) -> None:
     lines = ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF).stdout.splitlines()
     assert any(line.startswith("  -     off [manual] 0 entries") and "disabled" in line for line in lines), lines
     assert lines[-1] == "2 source(s): 1 fresh, 0 STALE, 1 not checked"
+
+
+def test_last_collection_of_a_vault_source_without_a_journal_line(tmp_path: Path) -> None:
+    # A run killed after committing batches writes no journal line; Vault keeps its cursors per
+    # file ("vault:<file>") while its entries say "vault", so status said "last collection never".
+    _vault_log(tmp_path / "v" / "audit.log", 20, "cc")
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "vault"\nkind = "vault"\nlocations = ["v/audit.log"]\n'
+                                  'cadence = "ksi-3d"\n')
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    (ws.ledger.parent / "fedledger.db.runs.jsonl").unlink()  # as if the run had been killed before its end
+    doc = json.loads(ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json").stdout)
+    assert doc["sources"][0]["entries"] == 28 and doc["sources"][0]["last_collection"] == AS_OF
