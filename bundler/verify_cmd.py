@@ -75,8 +75,10 @@ def verify_target(
             err(f"note: no --trusted-key given, trusting {public}")
             trusted_keys = [public]
         verifiers = _verifiers(trusted_keys, origin)
-        notes = [NoteInput(f"checkpoint #{cp.id}", cp.note) for cp in ledger.checkpoints()]
+        notes, unreadable = _stored_notes(ledger.path)
         report = _verify_database(ledger.path, origin=origin, verifiers=verifiers, notes=notes + _saved_notes(saved))
+        report.checkpoints_checked += len(unreadable)
+        report.failures[:0] = unreadable
         check = ledger.integrity_check()
         if check != "ok":
             report.failures.insert(0, Failure("database-corrupt", f"PRAGMA integrity_check: {check[:200]}"))
@@ -111,7 +113,30 @@ def _verify_postgres(url: str, *, trusted_keys: list[Path], origin: str | None, 
     return report
 
 
+def _stored_notes(path: Path) -> tuple[list[NoteInput], list[Failure]]:
+    """The checkpoint notes of a ledger file, read as bytes: a note that is not UTF-8 (SQLite
+    stores whatever bytes it is given) is a ``malformed-checkpoint``, not a decoding crash."""
+    notes: list[NoteInput] = []
+    unreadable: list[Failure] = []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for cp_id, raw in conn.execute("SELECT id, CAST(note AS BLOB) FROM checkpoints ORDER BY id"):
+            where = f"checkpoint #{cp_id}"
+            try:
+                notes.append(NoteInput(where, bytes(raw or b"").decode("utf-8")))
+            except UnicodeDecodeError:
+                unreadable.append(Failure("malformed-checkpoint", "stored note is not UTF-8", where=where))
+    finally:
+        conn.close()
+    return notes, unreadable
+
+
 CHUNK = 1 << 16  # entries per worker task; a power of two so chunk subtrees are perfect
+# SQLite keeps any type in any column: whoever edits the file can write a body or leaf as TEXT (or a
+# number). Read them as the bytes they hold, so such a row is hashed and reported like any other edit
+# instead of stopping the scan with a TypeError (which hid every other finding behind exit 4).
+_BODY = "ifnull(CAST(body AS BLOB), X'')"
+_LEAF = "CAST(leaf AS BLOB)"
 
 
 def _scan_db_range(path: str, start: int, end: int, wanted: set[int]) -> ChunkScan:
@@ -120,9 +145,9 @@ def _scan_db_range(path: str, start: int, end: int, wanted: set[int]) -> ChunkSc
     try:
         prev_hex = b"0" * 64
         if start:
-            row = conn.execute("SELECT body FROM entries WHERE seq = ?", (start - 1,)).fetchone()
+            row = conn.execute(f"SELECT {_BODY} FROM entries WHERE seq = ?", (start - 1,)).fetchone()
             prev_hex = binascii.hexlify(hashlib.sha256(b"\x00" + row[0]).digest())
-        rows = conn.execute("SELECT body, leaf FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))
+        rows = conn.execute(f"SELECT {_BODY}, {_LEAF} FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))
         return scan_chunk(rows, start=start, prev_hex=prev_hex, wanted_sizes=wanted)
     finally:
         conn.close()
@@ -139,7 +164,7 @@ def _verify_database(path: Path, *, origin: str, verifiers: list[NoteVerifier], 
         count, top = conn.execute("SELECT count(*), max(seq) FROM entries").fetchone()
         workers = min(os.cpu_count() or 1, 8)
         if count < 2 * chunk or workers < 2 or top != count - 1:
-            rows = conn.execute("SELECT body, leaf FROM entries ORDER BY seq")
+            rows = conn.execute(f"SELECT {_BODY}, {_LEAF} FROM entries ORDER BY seq")
             return finish(report, parsed, [scan_chunk(rows, start=0, prev_hex=b"0" * 64, wanted_sizes=wanted)])
     finally:
         conn.close()

@@ -258,8 +258,12 @@ def _db_codes(golden: Golden, db: Path) -> set[str]:
         ("DELETE FROM entries WHERE seq = 7", "entry-deleted"),
         ("UPDATE entries SET body = (SELECT body FROM entries WHERE seq = 12), leaf = (SELECT leaf FROM entries WHERE seq = 12) WHERE seq = 13", "entry-duplicated"),
         ("DELETE FROM entries WHERE seq >= 15", "truncated"),
+        # SQLite keeps whatever type is written: the same edits with TEXT values must be reported, not crash verify
+        ("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS TEXT) WHERE seq = 4", "entry-modified"),
+        ("UPDATE entries SET leaf = hex(leaf) WHERE seq = 4", "entry-modified"),
+        ("UPDATE checkpoints SET note = CAST(X'ff0a' AS TEXT) WHERE id = 2", "malformed-checkpoint"),
     ],
-    ids=["flip", "delete", "duplicate", "truncate"],
+    ids=["flip", "delete", "duplicate", "truncate", "flip-as-text", "leaf-as-text", "note-not-utf8"],
 )
 def test_database_mutation_is_caught(golden: Golden, tmp_path: Path, sql: str, expected: str) -> None:
     import sqlite3
@@ -332,3 +336,9 @@ def test_parallel_database_scan_matches_serial(golden: Golden, tmp_path: Path, c
     bad = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
     assert {"entry-modified", "root-mismatch"} <= {f.code for f in bad.failures}
     assert {f.seq for f in bad.failures if f.code == "entry-modified"} == {10}
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE entries SET body = CAST(body AS TEXT), leaf = hex(leaf) WHERE seq = 13")
+    conn.commit()
+    conn.close()
+    typed = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
+    assert {f.seq for f in typed.failures if f.code == "entry-modified"} == {10, 13}
