@@ -73,12 +73,7 @@ def read_export(folder: Path) -> ExportContents:
             contents.failures.append(Failure("export-modified", f"sha256 {got}, manifest says {want}", where=name))
     for name in sorted(files):
         if name.startswith("checkpoints/") and name in present:
-            try:
-                text = (folder / name).read_bytes().decode("utf-8")
-            except UnicodeDecodeError:
-                contents.failures.append(Failure("malformed-checkpoint", "not UTF-8", where=name))
-                continue
-            contents.notes.append(NoteInput(name, text))
+            contents.notes.append(NoteInput.from_bytes(name, (folder / name).read_bytes()))
         elif name.startswith("keys/") and name.endswith(".pem") and name in present:
             contents.key_pems.append((name, (folder / name).read_text(encoding="ascii", errors="replace")))
     return contents

@@ -100,6 +100,16 @@ class NoteInput:
     where: str
     text: str
     saved: bool = False  # given by the verifier's user, not read from the ledger
+    unreadable: str | None = None  # why the note's bytes could not be read as text (then *text* is empty)
+
+    @classmethod
+    def from_bytes(cls, where: str, data: bytes, *, saved: bool = False) -> NoteInput:
+        """A note from its exact bytes: strict UTF-8 and no newline translation, so a CRLF or a
+        non-UTF-8 note is reported as malformed rather than silently repaired or crashing."""
+        try:
+            return cls(where, data.decode("utf-8"), saved)
+        except UnicodeDecodeError:
+            return cls(where, "", saved, unreadable="checkpoint note is not UTF-8")
 
 
 def check_notes(
@@ -110,6 +120,9 @@ def check_notes(
     parsed: list[tuple[NoteInput, Checkpoint]] = []
     for note in notes:
         report.checkpoints_checked += 1
+        if note.unreadable is not None:
+            report.failures.append(Failure("malformed-checkpoint", note.unreadable, where=note.where))
+            continue
         try:
             parsed.append((note, verify_checkpoint(note.text, origin=origin, verifiers=verifiers)))
         except CheckpointError as exc:

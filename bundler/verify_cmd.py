@@ -39,7 +39,14 @@ def _verifiers(paths: list[Path], origin: str) -> list[NoteVerifier]:
 
 
 def _saved_notes(paths: list[Path]) -> list[NoteInput]:
-    return [NoteInput(str(p), _read_text(p, "saved checkpoint"), saved=True) for p in paths]
+    notes = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read saved checkpoint: {exc}", location=str(path)) from None
+        notes.append(NoteInput.from_bytes(str(path), data, saved=True))
+    return notes
 
 
 def verify_target(
@@ -75,10 +82,8 @@ def verify_target(
             err(f"note: no --trusted-key given, trusting {public}")
             trusted_keys = [public]
         verifiers = _verifiers(trusted_keys, origin)
-        notes, unreadable = _stored_notes(ledger.path)
+        notes = _stored_notes(ledger.path)
         report = _verify_database(ledger.path, origin=origin, verifiers=verifiers, notes=notes + _saved_notes(saved))
-        report.checkpoints_checked += len(unreadable)
-        report.failures[:0] = unreadable
         check = ledger.integrity_check()
         if check != "ok":
             report.failures.insert(0, Failure("database-corrupt", f"PRAGMA integrity_check: {check[:200]}"))
@@ -113,22 +118,15 @@ def _verify_postgres(url: str, *, trusted_keys: list[Path], origin: str | None, 
     return report
 
 
-def _stored_notes(path: Path) -> tuple[list[NoteInput], list[Failure]]:
+def _stored_notes(path: Path) -> list[NoteInput]:
     """The checkpoint notes of a ledger file, read as bytes: a note that is not UTF-8 (SQLite
     stores whatever bytes it is given) is a ``malformed-checkpoint``, not a decoding crash."""
-    notes: list[NoteInput] = []
-    unreadable: list[Failure] = []
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        for cp_id, raw in conn.execute("SELECT id, CAST(note AS BLOB) FROM checkpoints ORDER BY id"):
-            where = f"checkpoint #{cp_id}"
-            try:
-                notes.append(NoteInput(where, bytes(raw or b"").decode("utf-8")))
-            except UnicodeDecodeError:
-                unreadable.append(Failure("malformed-checkpoint", "stored note is not UTF-8", where=where))
+        return [NoteInput.from_bytes(f"checkpoint #{cp_id}", bytes(raw or b""))
+                for cp_id, raw in conn.execute("SELECT id, CAST(note AS BLOB) FROM checkpoints ORDER BY id")]
     finally:
         conn.close()
-    return notes, unreadable
 
 
 CHUNK = 1 << 16  # entries per worker task; a power of two so chunk subtrees are perfect

@@ -231,6 +231,26 @@ def test_fork_same_size_different_root(golden: Golden, tmp_path: Path) -> None:
     assert "fork" in _codes(golden, golden.export, saved=[saved])
 
 
+@pytest.mark.parametrize(
+    "mangle, reason",
+    [
+        (lambda note: note.replace(b"\n", b"\r\n"), "signed note holds a control character"),
+        (lambda note: note.replace(b"\n", b"\r"), "signed note holds a control character"),
+        (lambda note: b"\xff" + note, "not UTF-8"),
+    ],
+    ids=["crlf", "cr", "not-utf8"],
+)
+def test_saved_checkpoint_is_read_as_its_exact_bytes(golden: Golden, tmp_path: Path, mangle: Callable[[bytes], bytes],
+                                                     reason: str) -> None:
+    """A saved checkpoint is checked as the bytes in the file: no newline translation (a CRLF
+    note is not a C2SP signed note), and bytes that are not UTF-8 are a malformed checkpoint."""
+    saved = tmp_path / "saved.checkpoint"
+    saved.write_bytes(mangle(sorted((golden.export / "checkpoints").iterdir())[-1].read_bytes()))
+    report = verify_target(golden.export, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[saved])
+    assert [(f.code, f.where) for f in report.failures] == [("malformed-checkpoint", str(saved))]
+    assert reason in report.failures[0].message
+
+
 def test_saved_checkpoint_consistent_with_newer_ledger(golden: Golden, tmp_path: Path) -> None:
     saved = tmp_path / "saved.checkpoint"
     saved.write_text(sorted((golden.export / "checkpoints").iterdir())[0].read_text())
