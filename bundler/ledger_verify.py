@@ -12,7 +12,8 @@ Classes: ``entry-modified`` (bytes of an entry changed), ``entry-deleted``,
 ``truncated`` (the ledger is shorter than one of its own checkpoints),
 ``rolled-back`` (shorter than a saved checkpoint), ``fork`` (two signed roots for
 one size), ``unknown-signer``, ``wrong-origin``, ``malformed-checkpoint``,
-``bad-signature``, ``no-trusted-checkpoint``.
+``bad-signature``, ``no-trusted-checkpoint``; and, from :mod:`bundler.raw_verify` when a ledger
+file or PostgreSQL ledger is verified with its evidence store, ``raw-modified`` and ``raw-missing``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class LedgerVerification:
 
     @property
     def invalid_entries(self) -> set[int]:
-        return {f.seq for f in self.failures if f.seq is not None and f.code.startswith("entr")}
+        return {f.seq for f in self.failures if f.seq is not None and f.code.startswith(("entr", "raw-"))}
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -8,10 +8,13 @@ import hashlib
 import multiprocessing
 import os
 import sqlite3
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from bundler.export_reader import iter_export_entries, read_export
+from bundler.raw_verify import RawEvidenceCheck, raw_field, store_absent
 from bundler.ledger_verify import (
     ChunkScan,
     Failure,
@@ -25,6 +28,9 @@ from bundler.ledger_verify import (
 from collector.checkpoint import NoteVerifier, parse_verifier_key
 from collector.cli_common import err, key_paths
 from collector.errors import SourceUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from collector.ledger_pg import PostgresLedger
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -83,7 +89,8 @@ def verify_target(
             trusted_keys = [public]
         verifiers = _verifiers(trusted_keys, origin)
         notes = _stored_notes(ledger.path)
-        report = _verify_database(ledger.path, origin=origin, verifiers=verifiers, notes=notes + _saved_notes(saved))
+        report = _verify_database(ledger.path, origin=origin, verifiers=verifiers, notes=notes + _saved_notes(saved),
+                                  store=ledger.store.root)
         check = ledger.integrity_check()
         if check != "ok":
             report.failures.insert(0, Failure("database-corrupt", f"PRAGMA integrity_check: {check[:200]}"))
@@ -108,14 +115,59 @@ def _verify_postgres(url: str, *, trusted_keys: list[Path], origin: str | None, 
             err(f"note: origin not pinned, using the ledger's own ({origin}); pin it with --origin")
         verifiers = _verifiers(trusted_keys, origin)
         notes = [NoteInput(f"checkpoint #{cp.id}", cp.note) for cp in ledger.checkpoints()]
-        report = verify_ledger(((body, leaf) for _seq, leaf, body in ledger.entries()), origin=origin,
-                               verifiers=verifiers, notes=notes + _saved_notes(saved))
+        raw = _raw_check(ledger.store.root)
+        report = verify_ledger(_postgres_records(cast("PostgresLedger", ledger), raw), origin=origin, verifiers=verifiers,
+                               notes=notes + _saved_notes(saved))
+        _add_raw_failures(report, raw.failures, raw.unchecked, ledger.store.root)
         check = ledger.integrity_check()
         if check != "ok":
             report.failures.insert(0, Failure("database-corrupt", f"ledger shape check: {check[:200]}"))
         if ledger.origin != origin:
             report.failures.append(Failure("wrong-origin", f"ledger metadata names origin {ledger.origin!r}"))
     return report
+
+
+def _raw_check(root: Path) -> RawEvidenceCheck:
+    """A check of entries' raw bytes against the evidence store folder *root* (see bundler.raw_verify)."""
+    def read_object(name: str) -> bytes | None:
+        path = root / name[:2] / name
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read evidence object: {exc.strerror}", location=str(path)) from None
+
+    return RawEvidenceCheck(read_object, where=lambda name: str(root / name[:2] / name), store_present=root.is_dir())
+
+
+def _add_raw_failures(report: LedgerVerification, failures: list[Failure], unchecked: int, root: Path) -> None:
+    """Raw-evidence failures into *report*: an object reported by two chunks once, and one
+    failure for a whole store folder that is absent (e.g. a ledger file copied without it)."""
+    report.failures += list(dict.fromkeys(failures))
+    if unchecked:
+        report.failures.append(store_absent(str(root), unchecked))
+
+
+def _postgres_records(ledger: PostgresLedger, raw: RawEvidenceCheck, page: int = 5000) -> Iterator[tuple[bytes, bytes]]:
+    """(body, leaf) of every entry in seq order, checking their raw bytes on the way: the raw-bytes
+    index of a PostgreSQL ledger is keyed by the raw SHA-256, looked up a page at a time."""
+    batch: list[tuple[int, bytes]] = []
+
+    def flush() -> None:
+        where = ledger.raw_index_rows([held[0] for _seq, body in batch if (held := raw_field(body)) is not None])
+        for seq, body in batch:
+            held = raw_field(body)
+            row = where.get(held[0]) if held is not None else None
+            raw.check(seq, body, row.object if row else None, row.offset if row else 0, row.size if row else 0)
+        batch.clear()
+
+    for seq, leaf, body in ledger.entries():
+        batch.append((seq, body))
+        yield body, leaf
+        if len(batch) >= page:
+            flush()
+    flush()
 
 
 def _stored_notes(path: Path) -> list[NoteInput]:
@@ -137,7 +189,33 @@ _BODY = "ifnull(CAST(body AS BLOB), X'')"
 _LEAF = "CAST(leaf AS BLOB)"
 
 
-def _scan_db_range(path: str, start: int, end: int, wanted: set[int]) -> ChunkScan:
+_COLUMNS = f"seq, {_BODY}, {_LEAF}, raw_object, CAST(raw_offset AS INTEGER), CAST(raw_size AS INTEGER)"
+
+
+def _scan_rows(conn: sqlite3.Connection, rows: Iterable[tuple], *, start: int, prev_hex: bytes, wanted: set[int],
+               store: Path | None) -> tuple[ChunkScan, list[Failure], int]:
+    """Scan *rows* (``_COLUMNS`` in seq order); with *store*, check their raw bytes in the same
+    pass, so each body is read once. Returns the scan, the raw-evidence failures and how many
+    entries' raw bytes went unchecked because the store folder is absent."""
+    if store is None:
+        return scan_chunk(((body, leaf) for _s, body, leaf, *_raw in rows), start=start, prev_hex=prev_hex,
+                          wanted_sizes=wanted), [], 0
+    objects = {oid: bytes(sha).hex() for oid, sha in conn.execute("SELECT id, CAST(sha256 AS BLOB) FROM raw_objects")
+               if sha is not None and len(sha) == 32}
+    raw = _raw_check(store)
+    check = raw.check
+
+    def records() -> Iterator[tuple[bytes, bytes]]:
+        for seq, body, leaf, obj, offset, size in rows:
+            check(seq, body, None if obj is None else objects.get(obj), offset or 0, size or 0)
+            yield body, leaf
+
+    scan = scan_chunk(records(), start=start, prev_hex=prev_hex, wanted_sizes=wanted)
+    return scan, raw.failures, raw.unchecked
+
+
+def _scan_db_range(path: str, start: int, end: int, wanted: set[int],
+                   store: Path | None) -> tuple[ChunkScan, list[Failure], int]:
     """Worker: scan entries with seq in [start, end) of a ledger file, read-only."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -145,16 +223,17 @@ def _scan_db_range(path: str, start: int, end: int, wanted: set[int]) -> ChunkSc
         if start:
             row = conn.execute(f"SELECT {_BODY} FROM entries WHERE seq = ?", (start - 1,)).fetchone()
             prev_hex = binascii.hexlify(hashlib.sha256(b"\x00" + row[0]).digest())
-        rows = conn.execute(f"SELECT {_BODY}, {_LEAF} FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))
-        return scan_chunk(rows, start=start, prev_hex=prev_hex, wanted_sizes=wanted)
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))
+        return _scan_rows(conn, rows, start=start, prev_hex=prev_hex, wanted=wanted, store=store)
     finally:
         conn.close()
 
 
 def _verify_database(path: Path, *, origin: str, verifiers: list[NoteVerifier], notes: list[NoteInput],
-                     chunk: int = CHUNK) -> LedgerVerification:
+                     chunk: int = CHUNK, store: Path | None = None) -> LedgerVerification:
     """Scan the ledger in parallel chunks when it is large and its seq column has no gaps;
-    otherwise (small, or rows missing) in one pass, which classifies every anomaly."""
+    otherwise (small, or rows missing) in one pass, which classifies every anomaly. With *store*
+    (the evidence store folder), every entry's raw bytes are checked in the same pass."""
     report, parsed = check_notes(notes, origin=origin, verifiers=verifiers)
     wanted = {cp.size for _, cp in parsed}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -162,12 +241,18 @@ def _verify_database(path: Path, *, origin: str, verifiers: list[NoteVerifier], 
         count, top = conn.execute("SELECT count(*), max(seq) FROM entries").fetchone()
         workers = min(os.cpu_count() or 1, 8)
         if count < 2 * chunk or workers < 2 or top != count - 1:
-            rows = conn.execute(f"SELECT {_BODY}, {_LEAF} FROM entries ORDER BY seq")
-            return finish(report, parsed, [scan_chunk(rows, start=0, prev_hex=b"0" * 64, wanted_sizes=wanted)])
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM entries ORDER BY seq")
+            scans = [_scan_rows(conn, rows, start=0, prev_hex=b"0" * 64, wanted=wanted, store=store)]
+        else:
+            scans = []
     finally:
         conn.close()
-    ranges = [(start, min(count, start + chunk)) for start in range(0, count, chunk)]
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        chunks = list(pool.map(_scan_db_range, [str(path)] * len(ranges), [a for a, _ in ranges],
-                               [b for _, b in ranges], [wanted] * len(ranges)))
-    return finish(report, parsed, chunks)
+    if not scans:
+        ranges = [(start, min(count, start + chunk)) for start in range(0, count, chunk)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            scans = list(pool.map(_scan_db_range, [str(path)] * len(ranges), [a for a, _ in ranges],
+                                  [b for _, b in ranges], [wanted] * len(ranges), [store] * len(ranges)))
+    report = finish(report, parsed, [scan for scan, _raw, _unchecked in scans])
+    if store is not None:
+        _add_raw_failures(report, [f for _scan, raw, _n in scans for f in raw], sum(n for *_, n in scans), store)
+    return report

@@ -267,6 +267,15 @@ class PostgresLedger(LedgerReads):
         row = self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index WHERE sha256=%s', (sha256,)).fetchone()
         return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
 
+    def raw_index_rows(self, digests: Sequence[str]) -> dict[str, RawIndexRow]:
+        """Where the raw bytes with each of *digests* (raw SHA-256 hex) live, for those the index holds."""
+        found: dict[str, RawIndexRow] = {}
+        for i in range(0, len(digests), 5000):
+            for sha, size, obj, offset in self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index '
+                                                  "WHERE sha256 = ANY(%s)", (list(digests[i : i + 5000]),)):
+                found[str(sha)] = RawIndexRow(str(sha), int(size), str(obj), int(offset))
+        return found
+
     def quarantined(self) -> list[QuarantineRow]:
         return [
             QuarantineRow(str(r[0]), str(r[1]), None if r[2] is None else int(r[2]), str(r[3]), str(r[4]), str(r[5]))

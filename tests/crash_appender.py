@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from collector.ledger import Ledger
-from tests.ledger_fixtures import manual_entry
+from tests.ledger_fixtures import manual_entry, manual_raw, raw_index_for
 
 
 def main() -> None:
@@ -21,7 +21,8 @@ def main() -> None:
                 e = manual_entry(i)
                 event = dict(e.event, resource=f"{tag}-{b}-{i}")
                 entries.append(type(e)(e.source, e.observed, event, e.raw_sha256, e.raw_size, f"{tag}:{b}:{i}"))
-            result = ledger.append(entries, cursors={tag: str(b)})
+            raws = [manual_raw(i) for i in range(batch_size)]
+            result = ledger.append(entries, cursors={tag: str(b)}, raw_index=raw_index_for(ledger, entries, raws))
             sys.stdout.write(f"ack {tag} {b} {result.size}\n")
             sys.stdout.flush()
 

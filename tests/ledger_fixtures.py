@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from collector.checkpoint import Checkpoint
 from collector.export import export_ledger
-from collector.ledger import Ledger, NewEntry
+from collector.ledger import Ledger, LedgerReads, NewEntry
 from collector.signing import FileSigner, write_public_key
 
 ORIGIN = "example.gov/fedledger-test"
@@ -34,6 +34,29 @@ def fixed_p256(label: str = "golden-p256") -> ec.EllipticCurvePrivateKey:
     return ec.derive_private_key(scalar, ec.SECP256R1())
 
 
+def manual_raw(i: int) -> bytes:
+    """The raw bytes :func:`manual_entry` *i* says it was parsed from."""
+    return f"raw record {i}\n".encode()
+
+
+def raw_index_for(ledger: LedgerReads, entries: list[NewEntry], raws: list[bytes]) -> list[tuple[str, int, str, int]]:
+    """Put *raws* in the ledger's evidence store as one segment object, as a collector's batch
+    does, and return the raw-object index rows that go with ``append(entries, raw_index=...)``."""
+    obj = ledger.store.put(b"".join(raws))
+    index, offset = [], 0
+    for entry, raw in zip(entries, raws):
+        index.append((entry.raw_sha256, len(raw), obj, offset))
+        offset += len(raw)
+    return index
+
+
+def append_with_raw(ledger: LedgerReads, seqs: range, *, updated: str = OBSERVED) -> None:
+    """Append ``manual_entry(i)`` for *seqs* with their raw bytes kept in the evidence store."""
+    entries = [manual_entry(i) for i in seqs]
+    ledger.append(entries, raw_index=raw_index_for(ledger, entries, [manual_raw(i) for i in seqs]),  # type: ignore[attr-defined]
+                  updated=updated)
+
+
 def manual_entry(i: int) -> NewEntry:
     event = {
         "time": f"2026-11-20T14:{i // 60:02d}:{i % 60:02d}Z",
@@ -45,7 +68,7 @@ def manual_entry(i: int) -> NewEntry:
         "correlation": {"job_id": str(1000 + i // 4)},
         "attrs": {"note": f"entry {i} — ünïcode ✓", "n": i},
     }
-    raw = f"raw record {i}\n".encode()
+    raw = manual_raw(i)
     return NewEntry(
         source={"kind": "manual", "id": "manual:test", "location": "reviews.jsonl", "line": i + 1},
         observed=OBSERVED,
@@ -87,9 +110,9 @@ def make_golden(folder: Path, *, size: int = GOLDEN_SIZE, key: str = "golden") -
     public = folder / "golden.pub"
     write_public_key(public, private.public_key())
     with Ledger.create(db, ORIGIN, created=OBSERVED, key_type="ed25519") as ledger:
-        ledger.append([manual_entry(i) for i in range(8)], updated=OBSERVED)
+        append_with_raw(ledger, range(8))
         sign_checkpoint(ledger, signer)
-        ledger.append([manual_entry(i) for i in range(8, size)], updated=OBSERVED)
+        append_with_raw(ledger, range(8, size))
         sign_checkpoint(ledger, signer)
         export_ledger(ledger, folder / "export")
     return Golden(db, folder / "export", public, signer)

@@ -25,7 +25,7 @@ from collector.ledger import Ledger, NewEntry, QuarantineRow, RawIndexRow
 from collector.ledger_open import create_ledger, local_anchor, open_ledger
 from collector.ledger_pg import PostgresLocation, PostgresRunLock, drop_ledger
 from collector.signing import FileSigner, write_public_key
-from tests.ledger_fixtures import OBSERVED, fixed_ed25519, manual_entry, sign_checkpoint
+from tests.ledger_fixtures import OBSERVED, append_with_raw, fixed_ed25519, manual_entry, sign_checkpoint
 from tests.ops_workspace import AS_OF, manual_source, write_events
 from tests.pg_support import NEEDS_PG, SERVER, pg_url  # noqa: F401 - pg_url is a fixture
 
@@ -256,6 +256,34 @@ EVENTS = (
     '{"time":"2026-11-20T14:00:00Z","kind":"manual.review","actor":"alice","attrs":{"ticket":"CHG-1"}}\n'
     '{"time":"2026-11-20T14:05:00+00:00","kind":"manual.approval","actor":"bob"}\n'
 )
+
+
+def test_verify_checks_every_entrys_raw_evidence(tmp_path: Path, pg_url: str) -> None:
+    """Raw evidence objects edited, unlinked or deleted are reported per entry, as for SQLite."""
+    from bundler.verify_cmd import verify_target
+    from collector.ledger_pg import PostgresLedger
+
+    signer = FileSigner(ORIGIN, fixed_ed25519("pg-raw"))
+    public = tmp_path / "k.pub"
+    write_public_key(public, signer.verifier.public_key)  # type: ignore[arg-type]
+    with create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519") as pg:
+        append_with_raw(pg, range(6))
+        append_with_raw(pg, range(6, 10))
+        sign_checkpoint(pg, signer)  # type: ignore[arg-type]
+        objects = [pg.store.path_for(pg.raw_location(seq).object) for seq in (0, 6)]  # type: ignore[union-attr]
+
+    def failures() -> list[tuple[str, int | None]]:
+        report = verify_target(pg_url, trusted_keys=[public], origin=ORIGIN, saved=[])
+        return [(f.code, f.seq) for f in report.failures if f.seq is not None or not f.code.startswith("raw-")]
+
+    assert failures() == []
+    objects[0].write_bytes(objects[0].read_bytes().replace(b"raw record 2\n", b"raw record X\n"))
+    assert failures() == [("raw-modified", 2)]
+    with PostgresLedger.open(pg_url) as unlinked:
+        unlinked._q("DELETE FROM ~.raw_index WHERE sha256 = %s", (manual_entry(4).raw_sha256,))
+    assert failures() == [("raw-modified", 2), ("raw-missing", 4)]
+    objects[1].unlink()
+    assert failures() == [("raw-modified", 2), ("raw-missing", 4), *[("raw-missing", s) for s in range(6, 10)]]
 
 
 def test_cli_init_append_checkpoint_prove_export_verify(tmp_path: Path, pg_url: str,

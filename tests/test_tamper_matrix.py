@@ -362,3 +362,71 @@ def test_parallel_database_scan_matches_serial(golden: Golden, tmp_path: Path, c
     conn.close()
     typed = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
     assert {f.seq for f in typed.failures if f.code == "entry-modified"} == {10, 13}
+
+
+# -- the raw evidence store: every entry's raw bytes, per entry -----------------------------
+
+
+def _raw_failures(golden: Golden, db: Path) -> list[tuple[str, int | None]]:
+    report = verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
+    return [(f.code, f.seq) for f in report.failures]
+
+
+def _objects(db: Path) -> list[Path]:
+    """The golden ledger's evidence objects: one per batch, entries 0..7 then 8..19."""
+    with Ledger.open(db) as ledger:
+        return [ledger.store.path_for(ledger.raw_location(seq).object) for seq in (0, 8)]  # type: ignore[union-attr]
+
+
+def _db_with_store(golden: Golden, tmp_path: Path) -> Path:
+    db = _db_copy(golden, tmp_path)
+    shutil.copytree(golden.db.with_name(golden.db.name + ".objects"), db.with_name(db.name + ".objects"))
+    return db
+
+
+def test_golden_ledger_file_with_its_raw_evidence_verifies(golden: Golden, tmp_path: Path) -> None:
+    assert _raw_failures(golden, _db_with_store(golden, tmp_path)) == []
+
+
+def test_raw_object_with_one_record_changed_fails_that_entry(golden: Golden, tmp_path: Path) -> None:
+    db = _db_with_store(golden, tmp_path)
+    second = _objects(db)[1]
+    second.write_bytes(second.read_bytes().replace(b"raw record 12\n", b"raw record 99\n"))
+    failures = _raw_failures(golden, db)
+    assert ("raw-modified", 12) in failures
+    assert {seq for code, seq in failures if code == "raw-modified" and seq is not None} == {12}
+    report = verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
+    assert any(f.code == "raw-modified" and f.seq is None and second.name in (f.where or "") for f in report.failures)
+    assert report.tally().startswith("19/20 entries valid")
+
+
+def test_raw_object_replaced_fails_every_entry_it_holds(golden: Golden, tmp_path: Path) -> None:
+    db = _db_with_store(golden, tmp_path)
+    first = _objects(db)[0]
+    first.write_bytes(b"something else entirely\n")
+    assert {seq for code, seq in _raw_failures(golden, db) if code == "raw-modified" and seq is not None} == set(range(8))
+
+
+def test_raw_object_deleted_is_missing_per_entry(golden: Golden, tmp_path: Path) -> None:
+    db = _db_with_store(golden, tmp_path)
+    _objects(db)[1].unlink()
+    failures = _raw_failures(golden, db)
+    assert [seq for code, seq in failures if code == "raw-missing"] == list(range(8, 20))
+    assert {code for code, _ in failures} == {"raw-missing"}
+
+
+def test_raw_location_unlinked_is_missing(golden: Golden, tmp_path: Path) -> None:
+    import sqlite3
+
+    db = _db_with_store(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE entries SET raw_object = NULL WHERE seq = 3")
+    conn.execute("UPDATE entries SET raw_offset = raw_offset + 1 WHERE seq = 5")
+    conn.commit()
+    conn.close()
+    assert _raw_failures(golden, db) == [("raw-missing", 3), ("raw-modified", 5)]
+
+
+def test_raw_store_absent_is_one_failure(golden: Golden, tmp_path: Path) -> None:
+    failures = _raw_failures(golden, _db_copy(golden, tmp_path))
+    assert failures == [("raw-missing", None)]
