@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bundler.model import Assessment
-from collector.checkpoint import Checkpoint
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
-from collector.signing import NoteSigner
+from collector.signing import NoteSigner, sign_tree_head
 
 
 @dataclass(frozen=True)
@@ -83,12 +81,7 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
 
     newest = ledger.latest_checkpoint()
     if newest is None or newest.size != ledger.size:
-        pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-        newest = ledger.add_checkpoint(
-            lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
-            request.as_of,
-            signer=(signer.name, signer.verifier.key_id.hex(), pem),
-        )
+        newest = sign_tree_head(ledger, signer, request.as_of)
         on_note(f"signed a fresh checkpoint at size {newest.size}")
     wanted = list(request.controls) if request.controls else None
     baseline = request.baseline or (None if (request.catalog or wanted) else "moderate")

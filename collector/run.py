@@ -519,11 +519,8 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
 
 
 def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str) -> tuple[StoredCheckpoint, bool]:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    from collector.checkpoint import Checkpoint
     from collector.cli_common import key_paths
-    from collector.signing import NoteSigner, kms_signer, load_file_signer
+    from collector.signing import NoteSigner, kms_signer, load_file_signer, sign_tree_head
 
     newest = ledger.latest_checkpoint()
     if newest is not None and newest.size == ledger.size:
@@ -535,13 +532,7 @@ def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path 
                             region=signer_config.region)
     else:
         signer = load_file_signer(signer_config.key_file or key_paths(ledger_path)[0], ledger.origin)
-    pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-    stored = ledger.add_checkpoint(
-        lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
-        created,
-        signer=(signer.name, signer.verifier.key_id.hex(), pem),
-    )
-    return stored, True
+    return sign_tree_head(ledger, signer, created), True
 
 
 def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: int,

@@ -9,14 +9,25 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from collector.checkpoint import Checkpoint, NoteVerifier, add_signature_line, make_verifier
-from collector.errors import MalformedInput, SourceUnavailable, UsageError
+from collector.checkpoint import (
+    BadSignature,
+    Checkpoint,
+    CheckpointError,
+    NoteVerifier,
+    add_signature_line,
+    make_verifier,
+    verify_checkpoint,
+)
+from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
+
+if TYPE_CHECKING:
+    from collector.ledger import Ledger, StoredCheckpoint
 
 KEY_TYPES = ("ecdsa-p256", "ed25519")
 
@@ -97,6 +108,56 @@ class KmsSigner(NoteSigner):
         except Exception as exc:
             raise SourceUnavailable(f"KMS sign with {self._key_id} failed: {type(exc).__name__}") from None
         return bytes(answer["Signature"])
+
+
+def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpoint, Checkpoint] | None:
+    """The largest checkpoint kept in *ledger* that *verifier*'s key signed for the ledger's origin.
+
+    Notes are tried from the largest size down; one that carries this key's name and ID but
+    whose signature fails is an edited checkpoint and raises :class:`IntegrityError` (otherwise
+    spoiling the newest note would make an older one the reference). Notes by other keys, and
+    malformed ones, are skipped: ``fedledger verify`` reports them."""
+    for stored in sorted(ledger.checkpoints(), key=lambda cp: (cp.size, cp.id), reverse=True):
+        try:
+            return stored, verify_checkpoint(stored.note, origin=ledger.origin, verifiers=[verifier])
+        except BadSignature:
+            raise IntegrityError(f"refusing to sign: checkpoint #{stored.id} carries a signature by this key that does "
+                                 "not verify (the ledger's checkpoints were edited); run `fedledger verify`") from None
+        except CheckpointError:
+            continue
+    return None
+
+
+def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str) -> StoredCheckpoint:
+    """Sign the ledger's tree head and keep the note, if it extends what this key signed before.
+
+    C2SP tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with any it signed. The
+    ledger is not trusted for that: whoever can write to it (without the key) could rewrite or cut
+    entries, re-hash the chain, leaves and nodes, and have the next scheduled checkpoint vouch for
+    the result. So, inside the write lock, the newest checkpoint this key signed for the ledger
+    (:func:`newest_signed`) must still hold: the tree is at least that large, and its first entries
+    still hash to the root that was signed; otherwise :class:`IntegrityError` (exit 1) and nothing
+    is signed. Not covered: checkpoints deleted from the ledger, and entries after the newest one;
+    an anchored checkpoint (``verify --checkpoint``) catches those.
+    """
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def make_note(size: int, root: bytes) -> str:
+        found = newest_signed(ledger, signer.verifier)
+        if found is not None:
+            stored, signed = found
+            if size < signed.size:
+                raise IntegrityError(f"refusing to sign size {size}: this key signed size {signed.size} "
+                                     f"(checkpoint #{stored.id}), so entries were removed; run `fedledger verify`")
+            now = ledger.root(signed.size)
+            if now != signed.root:
+                raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but this "
+                                     f"key signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they were "
+                                     "rewritten; run `fedledger verify`")
+        return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
+
+    pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    return ledger.add_checkpoint(make_note, created, signer=(signer.name, signer.verifier.key_id.hex(), pem))
 
 
 def generate_private_key(key_type: str) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:

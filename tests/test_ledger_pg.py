@@ -286,6 +286,37 @@ def test_verify_checks_every_entrys_raw_evidence(tmp_path: Path, pg_url: str) ->
     assert failures() == [("raw-modified", 2), ("raw-missing", 4), *[("raw-missing", s) for s in range(6, 10)]]
 
 
+def test_signer_refuses_a_history_rewritten_in_the_database(pg_url: str) -> None:
+    """C2SP tlog-checkpoint: never sign a tree inconsistent with a checkpoint signed before. An
+    entry rewritten in PostgreSQL, with chain and leaves re-hashed, is not signed over."""
+    import orjson
+
+    from collector.canonical import canonical_bytes
+    from collector.errors import IntegrityError
+    from collector.ledger_pg import PostgresLedger
+    from collector.signing import sign_tree_head
+
+    signer = FileSigner(ORIGIN, fixed_ed25519("pg-signer"))
+    with create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519") as pg:
+        append_with_raw(pg, range(10))
+        sign_tree_head(pg, signer, OBSERVED)
+    with PostgresLedger.open(pg_url) as attacker:
+        bodies = [body for _seq, _leaf, body in attacker.entries()]
+        for seq in range(3, 10):
+            doc = orjson.loads(bodies[seq])
+            if seq == 3:
+                doc["event"]["actor"] = "mallory"
+            doc["prev"] = merkle.leaf_hash(bodies[seq - 1]).hex()
+            bodies[seq] = canonical_bytes(doc)
+            attacker._q("UPDATE ~.entries SET body = %s, leaf = %s WHERE seq = %s",
+                        (bodies[seq], merkle.leaf_hash(bodies[seq]), seq))
+    with open_ledger(pg_url) as pg:
+        append_with_raw(pg, range(10, 12))
+        with pytest.raises(IntegrityError, match="refusing to sign: entries 0..9 now hash to"):
+            sign_tree_head(pg, signer, OBSERVED)
+        assert [cp.size for cp in pg.checkpoints()] == [10]
+
+
 def test_cli_init_append_checkpoint_prove_export_verify(tmp_path: Path, pg_url: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

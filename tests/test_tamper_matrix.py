@@ -24,7 +24,15 @@ from collector.errors import MalformedInput
 from collector.export import export_ledger
 from collector.ledger import Ledger
 from collector.signing import FileSigner
-from tests.ledger_fixtures import ORIGIN, Golden, fixed_ed25519, make_golden, manual_entry, sign_checkpoint
+from tests.ledger_fixtures import (
+    ORIGIN,
+    Golden,
+    append_with_raw,
+    fixed_ed25519,
+    make_golden,
+    manual_entry,
+    sign_checkpoint,
+)
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +438,105 @@ def test_raw_location_unlinked_is_missing(golden: Golden, tmp_path: Path) -> Non
 def test_raw_store_absent_is_one_failure(golden: Golden, tmp_path: Path) -> None:
     failures = _raw_failures(golden, _db_copy(golden, tmp_path))
     assert failures == [("raw-missing", None)]
+
+
+# -- the signer never signs a history that contradicts a checkpoint it signed before ---------
+
+
+def _rewrite_db(db: Path, change: Callable[[list[bytes]], list[bytes]]) -> None:
+    """What an attacker without the key does to a ledger file: rewrite entries, then re-hash the
+    chain, the stored leaves and the stored Merkle nodes so the file is consistent again."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    bodies = change([bytes(b) for (b,) in conn.execute("SELECT body FROM entries ORDER BY seq")])
+    conn.execute("DELETE FROM entries")
+    conn.execute("DELETE FROM nodes")
+    def keep_node(level: int, idx: int, node: bytes) -> None:
+        if level >= 6:  # NODE_MIN_LEVEL: the ledger keeps subtrees of 64 entries and more
+            conn.execute("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", (level, idx, node))
+
+    compact = merkle.CompactRange(on_node=keep_node)
+    for seq, body in enumerate(bodies):
+        conn.execute("INSERT INTO entries(seq, leaf, body) VALUES (?, ?, ?)", (seq, merkle.leaf_hash(body), body))
+        compact.append(merkle.leaf_hash(body))
+    conn.commit()
+    conn.close()
+
+
+def _signing_ledger(golden: Golden, tmp_path: Path) -> tuple[Path, Path]:
+    from collector.signing import write_private_key
+
+    db = _db_with_store(golden, tmp_path)
+    key = tmp_path / "golden.key"
+    write_private_key(key, fixed_ed25519("golden"))
+    return db, key
+
+
+def _cli_checkpoint(db: Path, key: Path):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+
+    return CliRunner().invoke(app, ["--ledger", str(db), "--as-of", "2026-11-21T00:00:00Z", "checkpoint", "--key", str(key)])
+
+
+def _checkpoint_count(db: Path) -> int:
+    with Ledger.open(db) as ledger:
+        return len(ledger.checkpoints())
+
+
+def test_checkpoint_refuses_to_sign_a_rewritten_history(golden: Golden, tmp_path: Path) -> None:
+    """C2SP tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with one it signed.
+    Entry 5 is rewritten and everything re-hashed; the next scheduled checkpoint must not vouch
+    for it (it did: the signer was the attacker's oracle for a signed fork)."""
+    db, key = _signing_ledger(golden, tmp_path)
+
+    def rewrite(bodies: list[bytes]) -> list[bytes]:
+        bodies[5] = _edit_entry(bodies[5], lambda d: d["event"].update(actor="mallory"))
+        return _rehash_from(bodies, 6)
+
+    _rewrite_db(db, rewrite)
+    with Ledger.open(db) as ledger:
+        append_with_raw(ledger, range(20, 23))
+    result = _cli_checkpoint(db, key)
+    assert result.exit_code == 1, result.output
+    assert "refusing to sign" in result.stderr and "checkpoint #2" in result.stderr
+    assert _checkpoint_count(db) == 2
+
+
+def test_checkpoint_refuses_to_sign_a_truncated_ledger(golden: Golden, tmp_path: Path) -> None:
+    import sqlite3
+
+    db, key = _signing_ledger(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM entries WHERE seq >= 15")
+    conn.commit()
+    conn.close()
+    result = _cli_checkpoint(db, key)
+    assert result.exit_code == 1 and "size 20" in result.stderr, result.output
+    assert _checkpoint_count(db) == 2
+
+
+def test_checkpoint_refuses_when_a_note_of_its_key_was_edited(golden: Golden, tmp_path: Path) -> None:
+    """Spoiling the newest checkpoint's signature must not make the signer fall back to an older one."""
+    import sqlite3
+
+    db, key = _signing_ledger(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE checkpoints SET note = replace(note, '\n20\n', '\n21\n') WHERE id = 2")
+    conn.commit()
+    conn.close()
+    result = _cli_checkpoint(db, key)
+    assert result.exit_code == 1 and "checkpoint #2" in result.stderr, result.output
+
+
+def test_checkpoint_signs_a_ledger_that_extends_its_checkpoints(golden: Golden, tmp_path: Path) -> None:
+    db, key = _signing_ledger(golden, tmp_path)
+    with Ledger.open(db) as ledger:
+        append_with_raw(ledger, range(20, 23))
+    result = _cli_checkpoint(db, key)
+    assert result.exit_code == 0, result.output
+    assert _checkpoint_count(db) == 3
+    report = verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
+    assert report.ok and report.newest_signed_size == 23, [f.line() for f in report.failures]

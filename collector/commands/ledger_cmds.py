@@ -7,7 +7,6 @@ from typing import Optional
 
 import orjson
 import typer
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from collector import merkle
 from collector.checkpoint import (
@@ -29,6 +28,7 @@ from collector.signing import (
     generate_private_key,
     kms_signer,
     load_file_signer,
+    sign_tree_head,
     write_private_key,
     write_public_key,
 )
@@ -125,12 +125,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         """Sign the current tree head as a C2SP checkpoint and keep it in the ledger."""
         with open_ledger(OPTIONS.ledger) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
-            pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-            stored = ledger.add_checkpoint(
-                lambda size, root: signer.sign_checkpoint(Checkpoint(ledger.origin, size, root)),
-                OPTIONS.now_text(),
-                signer=(signer.name, signer.verifier.key_id.hex(), pem),
-            )
+            stored = sign_tree_head(ledger, signer, OPTIONS.now_text())
         if out_file is not None:
             out_file.write_text(stored.note, encoding="utf-8")
         if OPTIONS.json:
