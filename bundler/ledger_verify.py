@@ -12,7 +12,8 @@ Classes: ``entry-modified`` (bytes of an entry changed), ``entry-deleted``,
 ``truncated`` (the ledger is shorter than one of its own checkpoints),
 ``rolled-back`` (shorter than a saved checkpoint), ``fork`` (two signed roots for
 one size), ``unknown-signer``, ``wrong-origin``, ``malformed-checkpoint``,
-``bad-signature``, ``no-trusted-checkpoint``; and, from :mod:`bundler.raw_verify` when a ledger
+``bad-signature``, ``no-trusted-checkpoint``, ``not-checkpointed`` (entries after the newest
+valid checkpoint: nothing vouches for them); and, from :mod:`bundler.raw_verify` when a ledger
 file or PostgreSQL ledger is verified with its evidence store, ``raw-modified`` and ``raw-missing``.
 """
 
@@ -383,3 +384,13 @@ def _check_checkpoints(
         report.newest_signed_size = max(report.newest_signed_size, cp.size)
     if not report.checkpoints_valid and not any(f.code in ("fork", "root-mismatch", "truncated", "rolled-back") for f in report.failures):
         report.failures.append(Failure("no-trusted-checkpoint", "no checkpoint signed by a trusted key vouches for these entries"))
+        return
+    # Fail closed: entries after every checkpoint a trusted key signed are vouched for by nothing
+    # (anyone who can write to the ledger may have appended, altered or forged them). A tail that a
+    # signed checkpoint covers but does not match is already root-mismatch, truncated or fork.
+    signed = max(cp.size for _, cp in parsed) if parsed else 0
+    if parsed and signed < report.size:
+        report.failures.append(Failure(
+            "not-checkpointed",
+            f"entries {signed}..{report.size - 1} are not covered by any checkpoint signed by a trusted key: "
+            "nothing vouches for them; sign one with `fedledger checkpoint`"))

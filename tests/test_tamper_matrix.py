@@ -540,3 +540,32 @@ def test_checkpoint_signs_a_ledger_that_extends_its_checkpoints(golden: Golden, 
     assert _checkpoint_count(db) == 3
     report = verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[])
     assert report.ok and report.newest_signed_size == 23, [f.line() for f in report.failures]
+
+
+# -- entries after the newest signed checkpoint are vouched for by nothing ------------------
+
+
+def _forge_tail(lines: list[bytes]) -> list[bytes]:
+    """A forged entry appended with a correct chain, and no checkpoint over it."""
+    forged = _edit_entry(lines[-1], lambda d: d.update(seq=len(lines), event=dict(d["event"], actor="forged")))
+    return _rehash_from([*lines, forged], len(lines))
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["alone", "with-saved-checkpoint"])
+def test_forged_tail_is_reported_as_not_checkpointed(golden: Golden, tmp_path: Path, saved: bool) -> None:
+    export = _copy(golden, tmp_path)
+    _write_lines(export, _forge_tail(_lines(export)))
+    _reseal_manifest(export, size=21)
+    note = tmp_path / "saved.checkpoint"
+    note.write_bytes(sorted((golden.export / "checkpoints").iterdir())[-1].read_bytes())
+    report = verify_target(export, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[note] if saved else [])
+    assert [f.code for f in report.failures] == ["not-checkpointed"]
+    assert "entries 20..20" in report.failures[0].message
+    assert not report.ok
+
+
+def test_database_forged_tail_is_not_checkpointed(golden: Golden, tmp_path: Path) -> None:
+    db = _db_with_store(golden, tmp_path)
+    _rewrite_db(db, _forge_tail)
+    codes = [f.code for f in verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[]).failures]
+    assert "not-checkpointed" in codes
