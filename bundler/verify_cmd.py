@@ -27,7 +27,7 @@ from bundler.ledger_verify import (
 )
 from collector.checkpoint import NoteVerifier, parse_verifier_key
 from collector.cli_common import err, key_paths
-from collector.errors import SourceUnavailable, UsageError
+from collector.errors import MalformedInput, SourceUnavailable, UsageError
 
 if TYPE_CHECKING:
     from collector.ledger_pg import PostgresLedger
@@ -75,6 +75,17 @@ def verify_target(
             report.failures.append(Failure("wrong-origin", f"export manifest names origin {contents.origin!r}", where="MANIFEST.json"))
         report.failures[:0] = contents.failures
         return report
+    try:
+        return _verify_file(target, trusted_keys=trusted_keys, origin=origin, saved=saved)
+    except sqlite3.DatabaseError as exc:
+        # A dropped table or undecodable metadata: the file is not a usable ledger (exit 2). Without
+        # this it surfaced as "internal error" (exit 4), which reads as a fedledger bug.
+        raise MalformedInput(f"not a readable fedledger ledger: {exc}", location=str(target)) from None
+
+
+def _verify_file(target: Path, *, trusted_keys: list[Path], origin: str | None, saved: list[Path]) -> LedgerVerification:
+    """A SQLite ledger file: the scan (parallel when large), its notes read as bytes, and its raw
+    evidence in the store beside it."""
     from collector.ledger import Ledger
 
     with Ledger.open(target) as ledger:

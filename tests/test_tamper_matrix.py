@@ -569,3 +569,29 @@ def test_database_forged_tail_is_not_checkpointed(golden: Golden, tmp_path: Path
     _rewrite_db(db, _forge_tail)
     codes = [f.code for f in verify_target(db, trusted_keys=[golden.public_key], origin=ORIGIN, saved=[]).failures]
     assert "not-checkpointed" in codes
+
+
+@pytest.mark.parametrize("sql", [
+    "DROP TABLE checkpoints",
+    "DROP TABLE raw_objects",
+    "DROP TABLE entries",
+    "UPDATE meta SET value = CAST(X'ff' AS TEXT) WHERE key = 'origin'",
+], ids=["no-checkpoints-table", "no-raw-objects-table", "no-entries-table", "origin-not-utf8"])
+def test_ledger_file_with_a_broken_schema_is_malformed_not_a_crash(golden: Golden, tmp_path: Path, sql: str) -> None:
+    """A dropped table or undecodable metadata is unusable input (exit 2) named as such, never
+    'internal error' (exit 4), which reads as a bug in fedledger rather than a tampered file."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from collector.cli import app
+
+    db = _db_with_store(golden, tmp_path)
+    conn = sqlite3.connect(db)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    result = CliRunner().invoke(app, ["--ledger", str(db), "verify", "--trusted-key", str(golden.public_key),
+                                      "--origin", ORIGIN])
+    assert result.exit_code == 2, result.output
+    assert "not a readable fedledger ledger" in result.stderr
