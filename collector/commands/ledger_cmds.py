@@ -222,8 +222,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     def verify(
         target: Optional[str] = typer.Argument(
             None, help="Ledger file, postgresql:// URL or export folder (default: --ledger)."),
-        trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
-        origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+        trusted_key: list[Path] = typer.Option(
+            [], "--trusted-key",
+            help="Trusted public key (PEM or vkey); repeatable. Without it a ledger file is checked against the .pub "
+                 "beside it, which whoever can write the ledger's folder can replace: pin the key you got out of band."),
+        origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin (default for a ledger file: "
+                                             "its own, which proves nothing)."),
         checkpoint: list[str] = typer.Option(
             [], "--checkpoint",
             help="A saved signed checkpoint (catches rollback): a file, or an s3://bucket/key (or prefix: newest) "
