@@ -180,8 +180,10 @@ def split_note(text: str) -> tuple[str, list[NoteSignature]]:
     """The note text and its signature lines, checked for shape only."""
     if any(ord(c) < 0x20 and c != "\n" for c in text):
         raise MalformedCheckpoint("signed note holds a control character")
+    if not text.endswith("\n"):
+        raise MalformedCheckpoint("signed note does not end with a newline")
     sep = text.rfind("\n\n")
-    if sep < 0 or not text.endswith("\n"):
+    if sep < 0:
         raise MalformedCheckpoint("signed note has no blank line before its signatures")
     body, sig_block = text[: sep + 1], text[sep + 2 :]
     sigs: list[NoteSignature] = []

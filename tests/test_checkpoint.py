@@ -119,6 +119,24 @@ def test_malformed_checkpoints(note: str) -> None:
         verify_checkpoint(note, origin="example.gov/x", verifiers=[_verifier()])
 
 
+_GOOD_BODY = "example.gov/x\n8\nv/qyRIdz6t6zYCMMTaRpsJWODqBTbAsiN37eCG8hdTM=\n"
+
+
+@pytest.mark.parametrize(
+    "note, reason",
+    [
+        (_GOOD_BODY + "\n— example.gov/x AAAAAAAA", "signed note does not end with a newline"),
+        (_GOOD_BODY, "signed note has no blank line before its signatures"),
+        (_GOOD_BODY.replace("\n", "\r\n") + "\r\n— example.gov/x AAAAAAAA\r\n", "signed note holds a control character"),
+        (_GOOD_BODY + "\n— example.gov/x AAAAAAAA\n\n", "signature line does not start with an em dash and a space"),
+    ],
+    ids=["no-final-newline", "no-blank-line", "crlf", "trailing-blank-line"],
+)
+def test_malformed_checkpoint_reasons_name_the_defect(note: str, reason: str) -> None:
+    with pytest.raises(MalformedCheckpoint, match=reason):
+        verify_checkpoint(note, origin="example.gov/x", verifiers=[_verifier()])
+
+
 def test_ecdsa_p256_signature_type_and_key_id() -> None:
     key = fixed_p256()
     signer = FileSigner(ORIGIN, key)
