@@ -15,8 +15,11 @@ file it concerns:
    report cites has such a proof with the same leaf hash;
 6. every evidence hash in the OSCAL document matches the file it names.
 
-Without ``--trusted-key``/``--origin`` the bundle's own key and origin are used
-and the report says so (``pinned: false``): that proves integrity, not authorship.
+A key read from the bundle proves nothing about who made it: whoever forged the
+bundle ships their own. Without both a trusted key and an origin the bundle does
+not verify (``not-pinned``), unless the caller asks for an integrity-only check
+with ``unpinned=True``: then the bundle's own key and origin fill in what is
+missing and the report says so (``pinned: false``).
 """
 
 from __future__ import annotations
@@ -114,9 +117,13 @@ def verify_bundle(
     *,
     trusted_keys: Sequence[str] = (),
     origin: str | None = None,
+    unpinned: bool = False,
     limits: ReadLimits = ReadLimits(),
 ) -> BundleVerification:
-    """Verify a bundle; *trusted_keys* are PEM or vkey texts (read by the caller)."""
+    """Verify a bundle; *trusted_keys* are PEM or vkey texts (read by the caller).
+
+    Fails closed without *trusted_keys* and *origin* (``not-pinned``); *unpinned* accepts the
+    bundle's own key and origin instead, which shows the bundle is intact, not who made it."""
     path = Path(path)
     report = BundleVerification(str(path))
     with tempfile.TemporaryDirectory(prefix="fedledger-verify-") as work:
@@ -124,7 +131,7 @@ def verify_bundle(
         report.failures.extend(bundle.failures)
         if bundle.rejected_whole:
             return report
-        _verify_contents(_strip_top_folder(bundle), report, trusted_keys, origin)
+        _verify_contents(_strip_top_folder(bundle), report, trusted_keys, origin, unpinned)
     return report
 
 
@@ -144,7 +151,7 @@ def _strip_top_folder(bundle: BundleFiles) -> BundleFiles:
 
 
 def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_keys: Sequence[str],
-                     origin: str | None) -> None:
+                     origin: str | None, unpinned: bool) -> None:
     files = bundle.files
     manifest_path = files.get(MANIFEST_FILE)
     if manifest_path is None:
@@ -166,6 +173,9 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
         report.fail("manifest-malformed", MANIFEST_FILE, "not in canonical form")
     report.origin = origin or manifest["origin"]
     report.pinned = bool(trusted_keys) and origin is not None
+    if not report.pinned and not unpinned:
+        report.fail("not-pinned", SIGNATURE_FILE, "no trusted key and origin given: a key or origin read from the "
+                    "bundle proves nothing about who made it; pin the provider's, obtained out of band")
     if origin is not None and manifest["origin"] != origin:
         report.fail("wrong-origin", MANIFEST_FILE, f"manifest names origin {manifest['origin']!r}, pinned {origin!r}")
 

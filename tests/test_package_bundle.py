@@ -105,7 +105,8 @@ def test_golden_bundle_verifies_as_folder_tar_and_zip(golden: Path) -> None:
 
 
 def test_unpinned_verification_says_so(golden: Path) -> None:
-    report = verify_bundle(golden)
+    assert "not-pinned" in codes(verify_bundle(golden))  # fails closed unless asked for
+    report = verify_bundle(golden, unpinned=True)
     assert report.ok and not report.pinned
     assert any("NOT pinned" in line for line in report.valid)
 

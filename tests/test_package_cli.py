@@ -67,7 +67,7 @@ def test_verify_bundle_json_and_failure_exit_code(ledger_dir: Path, bundled: Pat
     doc = json.loads(result.stdout)
     assert doc["kind"] == "fedledger.verify-bundle" and doc["ok"] is False and doc["pinned"] is True
     assert any(f["where"] == "index.html" and f["code"] == "file-modified" for f in doc["failures"])
-    human = cli(ledger_dir, "verify-bundle", str(copy))
+    human = cli(ledger_dir, "verify-bundle", str(copy), "--unpinned")
     assert human.exit_code == 1 and "INVALID: file-modified [index.html]" in human.stdout
     assert "not pinned" in human.stderr
 

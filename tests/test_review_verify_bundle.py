@@ -275,3 +275,51 @@ def test_tally_of_a_good_bundle_and_of_one_changed_file(golden: Path, copy: Path
     result = cli_verify(copy, public_pem(), tmp_path)
     assert result.exit_code == 1
     assert f"signature valid, {files - 1}/{files} files match the manifest, " in result.stdout.splitlines()[-1]
+
+
+# -- a bundle forged end to end under the attacker's own key ------------------------------------
+
+@pytest.fixture(scope="module")
+def forged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What a forger ships: a self-consistent bundle (ledger, checkpoints, proofs, OSCAL, manifest)
+    signed by their own key under the provider's origin, with their public key in ``ledger/keys/``."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from collector.signing import FileSigner
+
+    attacker = FileSigner(ORIGIN, ec.derive_private_key(0xBAD5EED, ec.SECP256R1()))
+    folder = tmp_path_factory.mktemp("forged")
+    world = build_ledger(folder / "l.db", entries=120, jobs=2, sign_with=attacker)
+    assessment = build_assessment(world, controls=2)
+    with Ledger.open(world.path) as ledger:
+        build_bundle(ledger, assessment, folder / "bundle", attacker, archive="tar.gz", workers=1)
+    return folder / "bundle.tar.gz"
+
+
+def test_a_forged_bundle_never_passes_without_a_pinned_key(forged: Path, tmp_path: Path) -> None:
+    """verify-bundle with no --trusted-key fell back to the key shipped inside the bundle and
+    exited 0 on a bundle the forger signed with their own key (only a stderr note and
+    "(NOT pinned)" in the tally said so). A key read from the bundle proves nothing about who made
+    it: without a pinned key and origin the check now refuses to run (exit 2) unless the assessor
+    asks for an integrity-only check with --unpinned, and the library fails closed the same way."""
+    from collector.cli import app
+
+    key = tmp_path / "provider.pub"
+    key.write_text(public_pem())
+    runner = CliRunner()
+    for pins in ([], ["--origin", ORIGIN], ["--trusted-key", str(key)]):
+        result = runner.invoke(app, ["verify-bundle", str(forged), *pins])
+        assert result.exit_code == 2, (pins, result.stdout)
+        assert "--trusted-key" in result.stderr and "--origin" in result.stderr and "--unpinned" in result.stderr
+        assert "0 INVALID" not in result.stdout
+    pinned = runner.invoke(app, ["verify-bundle", str(forged), "--trusted-key", str(key), "--origin", ORIGIN])
+    assert pinned.exit_code == 1 and "INVALID: unknown-signer [MANIFEST.sig]" in pinned.stdout
+    # asked for explicitly: integrity only, and the output says whose key it was
+    unpinned = runner.invoke(app, ["verify-bundle", str(forged), "--unpinned"])
+    assert unpinned.exit_code == 0, unpinned.stdout
+    assert unpinned.stdout.splitlines()[-1].startswith("signature valid (NOT pinned), ")
+    assert "not pinned" in unpinned.stderr
+    # the library: no pinned key is a failure unless unpinned is asked for
+    report = verify_bundle(forged)
+    assert not report.ok and "not-pinned" in codes(report) and not report.pinned
+    assert verify_bundle(forged, unpinned=True).ok

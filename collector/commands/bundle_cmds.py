@@ -97,9 +97,13 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         path: Path = typer.Argument(..., help="Bundle folder, .tar.gz or .zip."),
         trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+        unpinned: bool = typer.Option(False, "--unpinned", help="Without --trusted-key/--origin, check against the "
+                                      "bundle's own key and origin: shows the bundle is intact, not who made it."),
         format: Optional[str] = typer.Option(None, "--format", help="human or json (default: the global --format)."),
     ) -> None:
-        """Check a bundle offline: signature, every hash, the ledger slice, every proof, OSCAL evidence hashes."""
+        """Check a bundle offline: signature, every hash, the ledger slice, every proof, OSCAL evidence hashes.
+
+        Needs the provider's public key and origin, obtained out of band (--trusted-key, --origin)."""
         from bundler.bundle_verify import verify_bundle
 
         if format not in (None, "human", "json"):
@@ -114,9 +118,13 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             except (OSError, UnicodeDecodeError) as exc:
                 raise SourceUnavailable(f"cannot read trusted key: {exc}", location=str(key_path)) from None
         if not keys or not origin:
+            if not unpinned:
+                raise UsageError("verify-bundle needs --trusted-key and --origin: the provider's public key and origin, "
+                                 "obtained out of band (a key read from the bundle proves nothing about who made "
+                                 "it); --unpinned checks against the bundle's own (integrity, not authorship)")
             err("note: key or origin not pinned; checking against the bundle's own (integrity, not authorship). "
                 "Pin them with --trusted-key and --origin.")
-        report = verify_bundle(path, trusted_keys=keys, origin=origin)
+        report = verify_bundle(path, trusted_keys=keys, origin=origin, unpinned=unpinned)
         if [f.code for f in report.failures] == ["not-a-bundle"]:
             raise MalformedInput(report.failures[0].message, location=str(path))
         if as_json:
