@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -15,11 +19,18 @@ def _demo(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
                           cwd=out.parent, capture_output=True, text=True)
 
 
-def test_demo_runs_the_whole_pipeline_and_verifies_offline(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One `fedledger demo --format json` run, shared by the tests that look at its bundle."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
     done = _demo(out, "--format", "json")
     assert done.returncode == 0, done.stderr[-3000:]
-    doc = json.loads(done.stdout)
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def test_demo_runs_the_whole_pipeline_and_verifies_offline(demo: dict[str, Any]) -> None:
+    doc = demo
     assert doc["kind"] == "fedledger.demo" and doc["verified"] is True and doc["sources_failed"] == []
     assert Path(doc["index_pdf"]).read_bytes().startswith(b"%PDF")
     assert Path(doc["archive"]).name == "bundle.tar.gz"
@@ -36,6 +47,25 @@ def test_demo_runs_the_whole_pipeline_and_verifies_offline(tmp_path: Path) -> No
     ledger = subprocess.run([sys.executable, "-m", "collector.cli", "verify", doc["ledger"], "--trusted-key",
                              doc["public_key"], "--origin", doc["origin"]], capture_output=True, text=True)
     assert ledger.returncode == 0, ledger.stdout + ledger.stderr
+
+
+def test_demo_bundle_oscal_is_schema_valid_and_its_references_resolve(demo: dict[str, Any]) -> None:
+    """The OSCAL checks ran only on synthetic assessments; this is the document a user gets from the
+    shipped samples, read from the archive an assessor receives."""
+    from tests.test_package_oscal import oscal_reference_problems, oscal_validator
+
+    with tarfile.open(demo["archive"]) as archive:
+        member = archive.extractfile("oscal/assessment-results.json")
+        assert member is not None
+        doc = json.loads(member.read())
+    errors = sorted(oscal_validator().iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:10])
+    assert oscal_reference_problems(doc) == []
+    result = doc["assessment-results"]["results"][0]
+    reviewed = {c["control-id"] for c in result["reviewed-controls"]["control-selections"][0]["include-controls"]}
+    assert len(reviewed) == sum(demo["controls"].values())
+    assert {f["target"]["target-id"] for f in result["findings"]} <= {f"{c}_smt" for c in reviewed}
+    assert result["observations"] and all(o.get("relevant-evidence") for o in result["observations"])
 
 
 def test_demo_replaces_an_earlier_demo_but_not_other_folders(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +36,69 @@ def oscal_validator():  # type: ignore[no-untyped-def]
     return extended(schema, format_checker=base.FORMAT_CHECKER)
 
 
+UUID_V4_V5 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[45][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+REV5_CONTROL_ID = re.compile(r"[a-z]{2}-\d{1,2}(\.\d{1,2})?")  # ac-2, ac-2.1 (the Rev5 catalog's ids)
+REV5_STATEMENT_ID = re.compile(REV5_CONTROL_ID.pattern + r"_smt(\.[a-z0-9]+)*")
+TIMESTAMP_KEYS = {"last-modified", "published", "start", "end", "collected", "expires", "date-time-stamp"}
+
+
+def oscal_reference_problems(doc: dict[str, Any]) -> list[str]:
+    """What the schema does not check: UUIDs are v4/v5 and unique, every timestamp has a zone,
+    every reference (related observations and risks, subjects, evidence links) names an object
+    of the document, and control ids have the Rev5 catalog's form."""
+    problems: list[str] = []
+    ids: dict[str, str] = {}
+
+    def walk(value: object, path: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}"
+                if (key == "uuid" or key.endswith("-uuid")) and not (isinstance(item, str) and UUID_V4_V5.fullmatch(item)):
+                    problems.append(f"{where}: {item!r} is not a v4/v5 UUID")
+                if key == "uuid" and isinstance(item, str):
+                    if item in ids:
+                        problems.append(f"{where}: {item} is also {ids[item]}")
+                    ids[item] = where
+                if key in TIMESTAMP_KEYS and not (isinstance(item, str)
+                                                  and re.search(r"T\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", item)):
+                    problems.append(f"{where}: {item!r} has no time zone")
+                walk(item, where)
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                walk(item, f"{path}[{n}]")
+
+    walk(doc, "")
+    ar = doc["assessment-results"]
+    resources = {r["uuid"] for r in ar.get("back-matter", {}).get("resources", [])}
+    for n, result in enumerate(ar["results"]):
+        observations = {o["uuid"] for o in result.get("observations", [])}
+        risks = {r["uuid"] for r in result.get("risks", [])}
+        local = result.get("local-definitions", {})
+        subjects = {c["uuid"] for key in ("components", "inventory-items", "users") for c in local.get(key, [])}
+        for selection in result["reviewed-controls"]["control-selections"]:
+            for control in selection.get("include-controls", []):
+                if not REV5_CONTROL_ID.fullmatch(control["control-id"]):
+                    problems.append(f"results[{n}] reviews control {control['control-id']!r}")
+        for finding in result.get("findings", []):
+            target = finding["target"]
+            if target["type"] == "statement-id" and not REV5_STATEMENT_ID.fullmatch(target["target-id"]):
+                problems.append(f"finding {finding['uuid']} targets {target['target-id']!r}")
+            for rel in finding.get("related-observations", []):
+                if rel["observation-uuid"] not in observations:
+                    problems.append(f"finding {finding['uuid']} names missing observation {rel['observation-uuid']}")
+            for rel in finding.get("related-risks", []):
+                if rel["risk-uuid"] not in risks:
+                    problems.append(f"finding {finding['uuid']} names missing risk {rel['risk-uuid']}")
+        for obs in result.get("observations", []):
+            for subject in obs.get("subjects", []):
+                if subject["subject-uuid"] not in subjects | resources:
+                    problems.append(f"observation {obs['uuid']} names missing subject {subject['subject-uuid']}")
+            for evidence in obs.get("relevant-evidence", []):
+                if evidence["href"].startswith("#") and evidence["href"][1:] not in resources:
+                    problems.append(f"observation {obs['uuid']} links missing resource {evidence['href']}")
+    return problems
+
+
 @pytest.fixture(scope="module")
 def assessment(tmp_path_factory: pytest.TempPathFactory):
     world = build_ledger(tmp_path_factory.mktemp("oscal") / "l.db", entries=300, jobs=3,
@@ -55,6 +120,20 @@ def test_document_is_valid_against_the_oscal_schema(assessment) -> None:
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message[:200]}" for e in errors[:10])
     assert doc["assessment-results"]["metadata"]["oscal-version"] == OSCAL_VERSION
+    assert oscal_reference_problems(doc) == []
+
+
+def test_reference_check_catches_dangling_and_malformed_references(assessment) -> None:
+    doc = build(assessment)
+    result = doc["assessment-results"]["results"][0]
+    result["findings"][0]["related-observations"] = [{"observation-uuid": "0" * 8 + "-0000-4000-8000-" + "0" * 12}]
+    result["observations"][0]["collected"] = "2026-11-21T00:00:00"
+    result["observations"][0]["subjects"] = [{"subject-uuid": result["uuid"], "type": "component"}]
+    result["reviewed-controls"]["control-selections"][0]["include-controls"] = [{"control-id": "AC-2(1)"}]
+    doc["assessment-results"]["uuid"] = "6f1e0a52-8c1d-1b0e-9a7e-1f3c2b4d5e6f"  # version 1
+    problems = "\n".join(oscal_reference_problems(doc))
+    for expected in ("missing observation", "no time zone", "missing subject", "'AC-2(1)'", "not a v4/v5 UUID"):
+        assert expected in problems, problems
 
 
 def test_docs_name_the_oscal_version_the_document_declares() -> None:
