@@ -9,7 +9,10 @@ file it concerns:
    signed by a trusted key under the pinned origin;
 3. every file hashes as the manifest says; none is missing, none is extra;
 4. the ledger slice verifies (:func:`bundler.ledger_verify.verify_ledger`) and
-   one of its trusted checkpoints is the bundle's checkpoint;
+   one of its trusted checkpoints is the bundle's checkpoint; checkpoints the
+   assessor kept (an earlier assessment's, an anchor) are checked against it too,
+   catching a ledger rolled back (``rolled-back``) or rewritten (``fork``,
+   ``root-mismatch``);
 5. every inclusion proof in ``proofs/inclusion.jsonl`` leads from the ledger's
    own leaf hash to the checkpoint root, and every entry a control's CSV or
    report cites has such a proof with the same leaf hash;
@@ -37,7 +40,7 @@ import orjson
 from bundler.archive_reader import BundleFiles, ReadLimits, read_bundle, unsafe_name_reason
 from bundler.bundle_format import BUNDLE_FORMAT, MANIFEST_FILE, PROOFS_FILE, SIGNATURE_FILE, manifest_note_body
 from bundler.export_reader import iter_export_entries, read_export
-from bundler.ledger_verify import Failure, verify_ledger
+from bundler.ledger_verify import Failure, NoteInput, verify_ledger
 from collector import merkle
 from collector.store import sha256_file
 from collector.canonical import CanonicalizationError, canonical_bytes
@@ -118,12 +121,14 @@ def verify_bundle(
     trusted_keys: Sequence[str] = (),
     origin: str | None = None,
     unpinned: bool = False,
+    saved_checkpoints: Sequence[tuple[str, str]] = (),
     limits: ReadLimits = ReadLimits(),
 ) -> BundleVerification:
     """Verify a bundle; *trusted_keys* are PEM or vkey texts (read by the caller).
 
     Fails closed without *trusted_keys* and *origin* (``not-pinned``); *unpinned* accepts the
-    bundle's own key and origin instead, which shows the bundle is intact, not who made it."""
+    bundle's own key and origin instead, which shows the bundle is intact, not who made it.
+    *saved_checkpoints* are ``(where, signed note text)`` pairs the caller kept outside the bundle."""
     path = Path(path)
     report = BundleVerification(str(path))
     with tempfile.TemporaryDirectory(prefix="fedledger-verify-") as work:
@@ -131,7 +136,8 @@ def verify_bundle(
         report.failures.extend(bundle.failures)
         if bundle.rejected_whole:
             return report
-        _verify_contents(_strip_top_folder(bundle), report, trusted_keys, origin, unpinned)
+        saved = [NoteInput(where, text, saved=True) for where, text in saved_checkpoints]
+        _verify_contents(_strip_top_folder(bundle), report, trusted_keys, origin, unpinned, saved)
     return report
 
 
@@ -151,7 +157,7 @@ def _strip_top_folder(bundle: BundleFiles) -> BundleFiles:
 
 
 def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_keys: Sequence[str],
-                     origin: str | None, unpinned: bool) -> None:
+                     origin: str | None, unpinned: bool, saved: list[NoteInput]) -> None:
     files = bundle.files
     manifest_path = files.get(MANIFEST_FILE)
     if manifest_path is None:
@@ -215,7 +221,7 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
                     "64-digit lowercase hex root")
         return
     report.checkpoint_size = size
-    leaves = _verify_ledger_slice(bundle, report, verifiers, size, root_hex)
+    leaves = _verify_ledger_slice(bundle, report, verifiers, size, root_hex, saved)
     if leaves is None:
         return
     root = bytes.fromhex(root_hex)
@@ -274,7 +280,7 @@ def _check_signature(bundle: BundleFiles, report: BundleVerification, verifiers:
 
 
 def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifiers: list[NoteVerifier],
-                         size: int, root_hex: str) -> bytearray | None:
+                         size: int, root_hex: str, saved: list[NoteInput]) -> bytearray | None:
     if "ledger/MANIFEST.json" not in bundle.files:
         report.fail("file-missing", "ledger/MANIFEST.json", "the bundle has no ledger export")
         return None
@@ -292,9 +298,14 @@ def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifi
             leaves.extend(merkle.leaf_hash(body))
             yield body, stored
 
-    ledger_report = verify_ledger(capture(), origin=report.origin or "", verifiers=verifiers, notes=contents.notes)
+    ledger_report = verify_ledger(capture(), origin=report.origin or "", verifiers=verifiers,
+                                  notes=contents.notes + saved)
+    kept = {note.where for note in saved}
     for failure in contents.failures + ledger_report.failures:
-        where = f"ledger/{failure.where}" if failure.where and failure.where != "body" else "ledger/entries.jsonl"
+        if failure.where in kept:
+            where = failure.where
+        else:
+            where = f"ledger/{failure.where}" if failure.where and failure.where != "body" else "ledger/entries.jsonl"
         report.failures.append(Failure(failure.code, failure.message, seq=failure.seq, where=where))
     report.entries_checked = ledger_report.size
     if contents.origin != report.origin:
@@ -307,6 +318,8 @@ def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifi
         report.ledger_verified = True
         report.valid.append(f"ledger: {ledger_report.size} entries, chain and root verified against the signed "
                             f"checkpoint of size {size}")
+        for note in saved:
+            report.valid.append(f"{note.where}: anchored checkpoint agrees with the ledger slice")
     if len(leaves) // 32 < size:
         report.fail("truncated", "ledger/entries.jsonl", f"{len(leaves) // 32} entries, the checkpoint covers {size}")
         return None

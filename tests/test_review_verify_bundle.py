@@ -323,3 +323,59 @@ def test_a_forged_bundle_never_passes_without_a_pinned_key(forged: Path, tmp_pat
     report = verify_bundle(forged)
     assert not report.ok and "not-pinned" in codes(report) and not report.pinned
     assert verify_bundle(forged, unpinned=True).ok
+
+
+# -- an anchored checkpoint the assessor kept catches a rolled-back or rewritten ledger ---------
+
+@pytest.fixture(scope="module")
+def anchors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A bundle of a ledger at size 120, and checkpoints an assessor may hold for it: the ledger
+    grew to 130 later (the bundle is a rolled-back copy), a rewritten history signed at 120 by
+    the same key (a fork), and the bundle's own checkpoint (a consistent anchor)."""
+    from bench.synthetic import AS_OF
+    from collector.checkpoint import Checkpoint
+    from collector.ledger import NewEntry
+
+    folder = tmp_path_factory.mktemp("anchors")
+    world = build_ledger(folder / "l.db", entries=120, jobs=2)
+    assessment = build_assessment(world, controls=2)
+    with Ledger.open(world.path) as ledger:
+        build_bundle(ledger, assessment, folder / "bundle", signer(), archive="tar.gz", workers=1)
+        (folder / "same.note").write_text(ledger.checkpoints()[-1].note, encoding="utf-8")
+        ledger.append([NewEntry({"kind": "ci", "id": "x", "location": f"x:{n}"}, AS_OF,
+                                {"time": AS_OF, "kind": "ci.job_started"}, "0" * 64, 1) for n in range(10)])
+        later = ledger.add_checkpoint(lambda size, root: signer().sign_checkpoint(Checkpoint(ORIGIN, size, root)), AS_OF)
+        (folder / "later.note").write_text(later.note, encoding="utf-8")
+    other = build_ledger(folder / "other.db", entries=120, jobs=2, evidence_text="another history")
+    with Ledger.open(other.path) as ledger:
+        (folder / "fork.note").write_text(ledger.checkpoints()[-1].note, encoding="utf-8")
+    return {"bundle": folder / "bundle.tar.gz", **{name: folder / f"{name}.note" for name in ("same", "later", "fork")}}
+
+
+def test_verify_bundle_checks_the_assessors_anchored_checkpoint(anchors: dict[str, Path], tmp_path: Path) -> None:
+    """The guide tells the assessor to keep the newest checkpoint of each assessment and use it to
+    catch a ledger rolled back or rewritten, but verify-bundle took no --checkpoint: the only way
+    to use it was to extract the archive by hand (which verify-bundle exists to avoid) and run
+    `fedledger verify` on its ledger/ folder. A bundle of a rolled-back ledger passed, exit 0."""
+    from collector.cli import app
+
+    key = tmp_path / "ledger.pub"
+    key.write_text(public_pem())
+    pins = ["--trusted-key", str(key), "--origin", ORIGIN]
+
+    def run(anchor: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["verify-bundle", str(anchors["bundle"]), *pins,
+                                          "--checkpoint", str(anchors[anchor])])
+        return result.exit_code, result.stdout
+
+    code, out = run("same")
+    assert code == 0 and out.splitlines()[-1].endswith(", 0 INVALID"), out
+    assert "anchored checkpoint" in out
+    code, out = run("later")
+    assert code == 1 and f"INVALID: rolled-back [{anchors['later']}]" in out, out
+    code, out = run("fork")
+    assert code == 1 and f"INVALID: fork [{anchors['fork']}]" in out, out
+    # the library takes the note text
+    report = verify_bundle(anchors["bundle"], trusted_keys=[public_pem()], origin=ORIGIN,
+                           saved_checkpoints=[("later.note", anchors["later"].read_text())])
+    assert "rolled-back" in codes(report) and not report.ok

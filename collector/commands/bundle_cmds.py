@@ -99,12 +99,20 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
         unpinned: bool = typer.Option(False, "--unpinned", help="Without --trusted-key/--origin, check against the "
                                       "bundle's own key and origin: shows the bundle is intact, not who made it."),
+        checkpoint: list[str] = typer.Option(
+            [], "--checkpoint",
+            help="A signed checkpoint kept outside the bundle (an earlier assessment's, or an anchor: a file, or "
+                 "s3://bucket/key or prefix) the ledger slice must agree with; catches a rolled-back or rewritten "
+                 "ledger. Repeatable."),
         format: Optional[str] = typer.Option(None, "--format", help="human or json (default: the global --format)."),
     ) -> None:
         """Check a bundle offline: signature, every hash, the ledger slice, every proof, OSCAL evidence hashes.
 
         Needs the provider's public key and origin, obtained out of band (--trusted-key, --origin)."""
+        import tempfile
+
         from bundler.bundle_verify import verify_bundle
+        from collector.checkpoint_fetch import materialize_checkpoints
 
         if format not in (None, "human", "json"):
             raise UsageError("--format must be human or json")
@@ -124,7 +132,14 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                  "it); --unpinned checks against the bundle's own (integrity, not authorship)")
             err("note: key or origin not pinned; checking against the bundle's own (integrity, not authorship). "
                 "Pin them with --trusted-key and --origin.")
-        report = verify_bundle(path, trusted_keys=keys, origin=origin, unpinned=unpinned)
+        saved = []
+        with tempfile.TemporaryDirectory(prefix="fedledger-checkpoints-") as fetched:
+            for note_path in materialize_checkpoints(checkpoint, Path(fetched)):
+                try:
+                    saved.append((str(note_path), note_path.read_text(encoding="utf-8")))
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise SourceUnavailable(f"cannot read saved checkpoint: {exc}", location=str(note_path)) from None
+        report = verify_bundle(path, trusted_keys=keys, origin=origin, unpinned=unpinned, saved_checkpoints=saved)
         if [f.code for f in report.failures] == ["not-a-bundle"]:
             raise MalformedInput(report.failures[0].message, location=str(path))
         if as_json:
