@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -120,3 +124,71 @@ def test_stale_sources_fail_status_and_the_controls_they_support(tmp_path: Path)
         if control.control_id in was_satisfied:
             assert control.status == "not-satisfied"
             assert any(check.kind == "freshness" and check.status == "not-satisfied" for check in control.checks)
+
+
+# -- the assessor guide, as written ------------------------------------------------------------
+
+GUIDE = REPO / "docs" / "assessor-guide.md"
+SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
+
+
+def _guide_commands() -> list[str]:
+    """Every shell command of the assessor guide, continuation lines joined."""
+    text = GUIDE.read_text(encoding="utf-8")
+    commands: list[str] = []
+    for block in SH_BLOCK.findall(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                commands.append(" ".join(line.split()))
+    return commands
+
+
+def _tally_pattern(sample: str) -> re.Pattern[str]:
+    """The guide's sample line with every number a placeholder (the demo's counts differ)."""
+    return re.compile(re.sub(r"\d+", r"\\d+", re.escape(sample)).replace(r"\d+\ INVALID", r"0\ INVALID"))
+
+
+def test_every_command_of_the_assessor_guide_runs_offline_as_written(demo: dict[str, Any], tmp_path: Path) -> None:
+    """An assessor's workspace with the guide's own file names: the provider's bundle, its public
+    key and origin (out of band), the bundle's ledger/ folder, a checkpoint kept from an earlier
+    assessment and a proof the provider made with `fedledger prove`. Every `fedledger` command of
+    the guide runs there and prints what the guide says; `pip` lines install offline."""
+    work = tmp_path / "assessor"
+    work.mkdir()
+    (work / "bundle-2026-01.tar.gz").write_bytes(Path(demo["archive"]).read_bytes())
+    (work / "ledger.pub").write_bytes(Path(demo["public_key"]).read_bytes())
+    bundle = Path(demo["bundle"])  # the folder the archive was made from
+    shutil.copytree(bundle / "ledger", work / "ledger-export")
+    notes = sorted((bundle / "ledger" / "checkpoints").glob("*.note"))
+    (work / "checkpoint-from-last-assessment.txt").write_bytes(notes[-1].read_bytes())
+    proof = subprocess.run([sys.executable, "-m", "collector.cli", "--ledger", demo["ledger"], "prove", "42"],
+                           capture_output=True, text=True)
+    assert proof.returncode == 0, proof.stderr
+    (work / "proof-entry-1234.json").write_text(proof.stdout, encoding="utf-8")
+
+    text = GUIDE.read_text(encoding="utf-8")
+    bundle_tally = _tally_pattern(re.search(r"^```text\n(signature valid, .*)\n```", text, re.M).group(1))  # type: ignore[union-attr]
+    ledger_tally = re.compile(r"\d+/\d+ entries valid, \d+/\d+ checkpoints valid, 0 INVALID")
+    commands = _guide_commands()
+    ran = set()
+    for command in commands:
+        words = shlex.split(command)
+        if words[:2] == ["pip", "install"]:  # runs on the offline machine
+            assert "--no-index" in words and "--find-links" in words, f"needs the network: {command}"
+            continue
+        if words[0] != "fedledger" or any(w.startswith("s3://") for w in words):
+            continue  # s3:// anchors need the network; the guide says so
+        done = subprocess.run([sys.executable, "-m", "collector.cli", *words[1:]], cwd=work, capture_output=True,
+                              text=True, env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
+        assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        last = done.stdout.strip().splitlines()[-1]
+        if words[1] == "verify-bundle":
+            assert bundle_tally.fullmatch(last), f"{command}: {last!r} is not like the guide's tally"
+        elif words[1] == "verify":
+            assert ledger_tally.fullmatch(last), f"{command}: {last!r}"
+        elif words[1] == "verify-proof":
+            assert re.fullmatch(rf"valid: entry 42 is in {re.escape(demo['origin'])} at size \d+", last), last
+        ran.add(words[1])
+    assert ran == {"verify-bundle", "verify", "verify-proof"}
+    assert any(c.startswith("pip install ") for c in commands), "the guide says how to install fedledger offline"
