@@ -221,6 +221,7 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
             while True:
                 member = tar.next()
                 if member is None:
+                    _check_tar_end(tar, path, result)
                     break
                 count += 1
                 if count > limits.max_members:
@@ -279,6 +280,28 @@ def _read_tar(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
     if result.rejected_whole:
         result.files.clear()
     return result
+
+
+def _check_tar_end(tar: tarfile.TarFile, path: Path, result: BundleFiles) -> None:
+    """Only zero blocks may follow the end-of-archive marker, to the end of the gzip stream.
+
+    tarfile stops at the first zero block; another archive appended after it (one more gzip
+    member, or more tar data in the same stream) would never be read here, while a reader that
+    goes on past zero blocks (``tar -i``) extracts it, over the files verified. Reading on to
+    the end also makes gzip check whatever follows its stream. The inflate cap still applies.
+    """
+    stream = tar.fileobj
+    assert stream is not None
+    while True:
+        block = stream.read(1 << 20)
+        if not block:
+            return
+        if block.strip(b"\0"):
+            result.failures.append(Failure("trailing-data", "data after the tar end-of-archive marker: another "
+                                           "archive appended, which this check would not have read",
+                                           where=path.name))
+            result.rejected_whole = True
+            return
 
 
 def _read_zip(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:

@@ -6,6 +6,7 @@ Each case names the defect it was written for; the bundle is a small golden one 
 
 from __future__ import annotations
 
+import gzip
 import io
 import shutil
 import tarfile
@@ -379,3 +380,40 @@ def test_verify_bundle_checks_the_assessors_anchored_checkpoint(anchors: dict[st
     report = verify_bundle(anchors["bundle"], trusted_keys=[public_pem()], origin=ORIGIN,
                            saved_checkpoints=[("later.note", anchors["later"].read_text())])
     assert "rolled-back" in codes(report) and not report.ok
+
+
+# -- bytes the verifier did not read are not part of a verified archive --------------------------
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_tar_data_after_the_end_of_archive_is_rejected(golden: Path, tmp_path: Path) -> None:
+    """tarfile stops at the first end-of-archive block, so a second archive appended to a good one
+    (`cat bundle.tar.gz extra.tar.gz`, one more gzip member) was never read: verify-bundle said
+    `0 INVALID`, exit 0, while `tar -xzif` (and any reader that goes past zero blocks) extracts
+    the appended index.html over the verified one. Only zero padding may follow the end."""
+    good = bundle_tar(golden, tmp_path / "good.tar.gz", lambda tar: None)
+    forged = b"<h1>Every control satisfied</h1>"
+    cases = {
+        "appended-gzip-member": good.read_bytes() + _tar_gz({"index.html": forged}),
+        "appended-inside-the-stream": gzip.compress(gzip.decompress(good.read_bytes())
+                                                    + gzip.decompress(_tar_gz({"index.html": forged}))),
+        "garbage-after-the-stream": good.read_bytes() + b"not gzip at all",
+    }
+    assert verify(good).ok
+    for name, data in cases.items():
+        target = tmp_path / f"{name}.tar.gz"
+        target.write_bytes(data)
+        report = verify(target)
+        assert not report.ok, name
+        assert codes(report) & {"trailing-data", "unreadable-archive"}, (name, report.lines())
+    padded = tmp_path / "padded.tar.gz"  # zero blocks after the end are what tar writers add
+    padded.write_bytes(gzip.compress(gzip.decompress(good.read_bytes()) + b"\0" * 20480))
+    assert verify(padded).ok
