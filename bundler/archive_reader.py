@@ -19,6 +19,7 @@ import gzip
 import io
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -304,6 +305,63 @@ def _check_tar_end(tar: tarfile.TarFile, path: Path, result: BundleFiles) -> Non
             return
 
 
+ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then the name and extra field lengths
+ZIP_LOCAL_SIGNATURE = b"PK\x03\x04"
+ZIP_END_SIGNATURE = b"PK\x05\x06"
+ZIP_END_RECORD = 22  # the end of central directory record, without a comment
+
+
+def _zip_layout_problem(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> str | None:
+    """Why the zip holds bytes no member accounts for, or None.
+
+    zipfile reads the central directory at the end and skips whatever it does not point at:
+    local entries in front of the first member or between members (a reader that streams local
+    headers, such as Java's ZipInputStream or libarchive on a pipe, extracts those), bytes after
+    the end record, an archive comment (``unzip`` prints it). None of it would be verified, so
+    the members must follow each other from the first byte to the central directory, and the
+    end record, with no comment, must end the file.
+    """
+    at = 0
+    with open(path, "rb") as handle:
+        for info in sorted(infos, key=lambda i: i.header_offset):
+            if info.header_offset != at:
+                gap = "bytes no member accounts for" if info.header_offset > at else "members that overlap"
+                return f"{gap} before {shown_name(info.filename)} (offset {at}, member at {info.header_offset})"
+            handle.seek(at)
+            header = handle.read(ZIP_LOCAL_HEADER.size)
+            if len(header) != ZIP_LOCAL_HEADER.size:
+                return f"no local header for {shown_name(info.filename)}"
+            signature, name_length, extra_length = ZIP_LOCAL_HEADER.unpack(header)
+            if signature != ZIP_LOCAL_SIGNATURE:
+                return f"no local header for {shown_name(info.filename)}"
+            extra = handle.read(name_length + extra_length)[name_length:]
+            at += ZIP_LOCAL_HEADER.size + name_length + extra_length + info.compress_size
+            if info.flag_bits & 0x08:  # a data descriptor follows: optional signature, CRC, two sizes
+                handle.seek(at)
+                at += 4 if handle.read(4) == b"PK\x07\x08" else 0
+                at += 4 + (16 if _zip64_extra(extra) else 8)
+        if at != zf.start_dir:
+            return f"{zf.start_dir - at} bytes no member accounts for before the central directory"
+        if zf.comment:
+            return "an archive comment (zip tools show it; the manifest does not cover it)"
+        size = path.stat().st_size
+        handle.seek(max(size - ZIP_END_RECORD, 0))
+        tail = handle.read(ZIP_END_RECORD)
+    if len(tail) != ZIP_END_RECORD or tail[:4] != ZIP_END_SIGNATURE or tail[20:22] != b"\0\0":
+        return "data after the end of the archive"
+    return None
+
+
+def _zip64_extra(extra: bytes) -> bool:
+    """Whether a local header's extra field holds a zip64 record (its data descriptor has 8-byte sizes)."""
+    while len(extra) >= 4:
+        kind, length = struct.unpack("<HH", extra[:4])
+        if kind == 0x0001:
+            return True
+        extra = extra[4 + length:]
+    return False
+
+
 def _read_zip(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
     result = BundleFiles(workdir)
     archive_size = max(path.stat().st_size, 1)
@@ -313,6 +371,11 @@ def _read_zip(path: Path, workdir: Path, limits: ReadLimits) -> BundleFiles:
             if len(infos) > limits.max_members:
                 result.failures.append(Failure("too-many-members", f"{len(infos)} members, over {limits.max_members}",
                                                where=path.name))
+                result.rejected_whole = True
+                return result
+            layout = _zip_layout_problem(path, zf, infos)
+            if layout is not None:
+                result.failures.append(Failure("trailing-data", layout, where=path.name))
                 result.rejected_whole = True
                 return result
             declared = sum(i.file_size for i in infos)

@@ -417,3 +417,65 @@ def test_tar_data_after_the_end_of_archive_is_rejected(golden: Path, tmp_path: P
     padded = tmp_path / "padded.tar.gz"  # zero blocks after the end are what tar writers add
     padded.write_bytes(gzip.compress(gzip.decompress(good.read_bytes()) + b"\0" * 20480))
     assert verify(padded).ok
+
+
+def test_zip_bytes_outside_the_members_are_rejected(golden: Path, tmp_path: Path) -> None:
+    """zipfile reads the central directory at the end and skips anything it does not point at.
+    Local entries put in front of a good zip (a forged index.html) verified with `0 INVALID`,
+    exit 0, while a reader that streams local headers (Java's ZipInputStream, stream-unzip,
+    libarchive reading a pipe) extracts the forged file first; `unzip` only warns. Bytes after
+    the end record and an archive comment (which `unzip` prints) were not looked at either."""
+    good = bundle_zip(golden, tmp_path / "good.zip", lambda zf: None).read_bytes()
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as zf:
+        zf.writestr("index.html", "<h1>Every control satisfied</h1>")
+    local_only = forged.getvalue()[:forged.getvalue().rfind(b"PK\x01\x02")]
+    end = good.rfind(b"PK\x05\x06")
+    comment = b"AO waiver on file"
+    cases = {
+        "prepended-local-entry": local_only + good,
+        "bytes-after-the-end-record": good + b"\0" * 100 + local_only,
+        "archive-comment": good[:end + 20] + len(comment).to_bytes(2, "little") + comment,
+    }
+    assert verify_bundle_bytes(good, tmp_path / "good-copy.zip").ok
+    for name, data in cases.items():
+        report = verify_bundle_bytes(data, tmp_path / f"{name}.zip")
+        assert not report.ok, name
+        assert codes(report) & {"trailing-data", "unreadable-archive"}, (name, report.lines())
+    # a zip of the bundle folder written by another tool, with data descriptors (as macOS does), still reads
+    described = tmp_path / "described.zip"
+    with open(described, "wb") as raw:
+        stream = _Unseekable(raw)
+        with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
+            for p in sorted(golden.rglob("*")):
+                if p.is_file():
+                    zf.writestr(p.relative_to(golden).as_posix(), p.read_bytes())
+    assert zipfile.ZipFile(described).infolist()[0].flag_bits & 0x08
+    assert verify(described).ok, verify(described).lines()
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only file zipfile cannot seek back in, so it writes data descriptors."""
+
+    def __init__(self, raw: io.BufferedWriter) -> None:
+        self._raw = raw
+        self._pos = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        self._raw.write(data)
+        self._pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+
+def verify_bundle_bytes(data: bytes, target: Path):  # type: ignore[no-untyped-def]
+    target.write_bytes(data)
+    return verify(target)
