@@ -24,6 +24,7 @@ from collector.errors import EXIT_INTERNAL, FedledgerError, UsageError, exit_cod
 from collector.timeutil import format_time, parse_time, utc_now
 
 OUTPUT_VERSION = 1
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 DEFAULT_LEDGER = "fedledger.db"
 
 
@@ -64,6 +65,13 @@ def run(func: F) -> F:
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # The reader of stdout stopped early (`| head`, `| grep -q`): not a bug. Point stdout
+            # at /dev/null so the flush at exit does not fail again, and exit as SIGPIPE would.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:  # a bug: say so, without values that might be secret
             err(f"internal error: {type(exc).__name__} (please report with the command that caused it)")
             if os.environ.get("FEDLEDGER_DEBUG"):

@@ -184,3 +184,22 @@ def test_env_ledger_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "env.db").exists()
+
+
+def test_a_reader_that_stops_early_is_not_an_internal_error() -> None:
+    """`fedledger verify-bundle B ... | head -1` (or `| grep -q INVALID`) printed "internal error:
+    BrokenPipeError (please report ...)" and exited 4, the code for a fedledger bug. A closed
+    stdout is the reader's choice: exit quietly with 141 (128 + SIGPIPE, as a shell reports a
+    process killed by it), like the 130 an interrupt gives."""
+    import subprocess
+    import sys
+
+    samples = Path(__file__).resolve().parent.parent / "samples" / "package"
+    command = [sys.executable, "-m", "collector.cli", "verify-bundle", str(samples / "bundle.valid.zip"),
+               "--trusted-key", str(samples / "ledger.pub"), "--origin", "example.gov/fedledger-bench"]
+    done = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert done.stdout is not None and done.stderr is not None
+    done.stdout.close()  # the reader is gone before the first line is written
+    stderr = done.stderr.read().decode()
+    assert done.wait() == 141, stderr
+    assert stderr == "", stderr
