@@ -31,6 +31,7 @@ import csv
 import hashlib
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -378,6 +379,9 @@ def _verify_citations(bundle: BundleFiles, report: BundleVerification, leaves: b
     size = len(leaves) // 32
     before = len(report.failures)
     cited = 0
+    # No proof could be checked at all (wrong key, proofs against another checkpoint): every
+    # citation is unproven for that one reason, said once per report instead of once per row.
+    unproven: Counter[str] | None = Counter() if report.proofs_checked == 0 else None
     for name, path in sorted(bundle.files.items()):
         if not name.startswith("controls/"):
             continue
@@ -387,23 +391,27 @@ def _verify_citations(bundle: BundleFiles, report: BundleVerification, leaves: b
                     for number, row in enumerate(csv.DictReader(handle), start=2):
                         cited += 1
                         if not _check_cited(report, f"{name}:{number}", row.get("seq"), row.get("leaf_hash"), leaves,
-                                            size, proven):
+                                            size, proven, unproven, name):
                             report.citations_failed += 1
             except (UnicodeDecodeError, csv.Error) as exc:
                 report.fail("citation-malformed", name, f"not a readable UTF-8 CSV: {type(exc).__name__}")
         elif name.endswith(".html"):
             for match in HTML_PROOF_ROW.finditer(path.read_text(encoding="utf-8", errors="replace")):
                 cited += 1
-                if not _check_cited(report, name, match.group(1), match.group(2), leaves, size, proven):
+                if not _check_cited(report, name, match.group(1), match.group(2), leaves, size, proven, unproven, name):
                     report.citations_failed += 1
+    for name, count in sorted((unproven or {}).items()):
+        report.fail("citation-unproven", name, f"{count} citation(s) have no valid inclusion proof: no proof in "
+                    f"{PROOFS_FILE} could be checked")
     report.citations_checked = cited
     if len(report.failures) == before:
         report.valid.append(f"controls: {cited} citations each match a ledger entry with a valid inclusion proof")
 
 
 def _check_cited(report: BundleVerification, where: str, seq_text: str | None, leaf_hex: str | None,
-                 leaves: bytearray, size: int, proven: set[int]) -> bool:
-    """Whether one citation names a ledger entry with its leaf hash and a valid proof (else one failure)."""
+                 leaves: bytearray, size: int, proven: set[int], unproven: Counter[str] | None, name: str) -> bool:
+    """Whether one citation names a ledger entry with its leaf hash and a valid proof (else one
+    failure; an unproven one is counted in *unproven* under the report's *name* when given)."""
     if not seq_text or not seq_text.isdigit() or not leaf_hex:
         report.fail("citation-malformed", where, "row has no seq or leaf hash")
         return False
@@ -413,7 +421,10 @@ def _check_cited(report: BundleVerification, where: str, seq_text: str | None, l
     elif bytes(leaves[32 * seq : 32 * seq + 32]).hex() != leaf_hex:
         report.fail("citation-invalid", where, f"leaf hash of seq {seq} is not the ledger entry's")
     elif seq not in proven:
-        report.fail("citation-unproven", where, f"seq {seq} has no valid inclusion proof in {PROOFS_FILE}")
+        if unproven is not None:
+            unproven[name] += 1
+        else:
+            report.fail("citation-unproven", where, f"seq {seq} has no valid inclusion proof in {PROOFS_FILE}")
     else:
         return True
     return False

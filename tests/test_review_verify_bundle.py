@@ -479,3 +479,34 @@ class _Unseekable(io.RawIOBase):
 def verify_bundle_bytes(data: bytes, target: Path):  # type: ignore[no-untyped-def]
     target.write_bytes(data)
     return verify(target)
+
+
+def test_unusable_proofs_give_one_line_per_report_not_one_per_citation(golden: Path, tmp_path: Path) -> None:
+    """With the wrong key (or a proofs file against another checkpoint) no proof can be checked,
+    and every citation was its own `citation-unproven` line: 874 INVALID lines for the demo
+    bundle, the few that name the cause buried under them. Each report now gets one line
+    saying how many of its citations are unproven and why; the tally still counts every one."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = ec.derive_private_key(12345, ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    citations = verify(golden).citations_checked
+    report = verify_bundle(golden, trusted_keys=[other], origin=ORIGIN)
+    unproven = [f for f in report.failures if f.code == "citation-unproven"]
+    reports = {p.relative_to(golden).as_posix() for p in (golden / "controls").glob("*") if p.suffix in (".csv", ".html")}
+    assert {f.where for f in unproven} <= reports and len(unproven) == len({f.where for f in unproven})
+    assert all("proofs/inclusion.jsonl" in f.message for f in unproven)
+    assert report.citations_checked == citations and report.citations_failed == citations
+    assert len(report.failures) < 20, [f.line() for f in report.failures]
+    # one proof line broken, the header good: that citation is still named by its row
+    broken = tmp_path / "bundle"
+    shutil.copytree(golden, broken)
+    lines = (broken / "proofs" / "inclusion.jsonl").read_bytes().splitlines(keepends=True)
+    doc = orjson.loads(lines[1])
+    doc["path"] = doc["path"][:-1]
+    lines[1] = orjson.dumps(doc) + b"\n"
+    (broken / "proofs" / "inclusion.jsonl").write_bytes(b"".join(lines))
+    reseal(broken)
+    rows = [f for f in verify(broken).failures if f.code == "citation-unproven"]
+    assert rows and all(f.message.startswith(f"seq {doc['seq']} ") for f in rows), [f.line() for f in rows]
