@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -192,3 +193,71 @@ def test_every_command_of_the_assessor_guide_runs_offline_as_written(demo: dict[
         ran.add(words[1])
     assert ran == {"verify-bundle", "verify", "verify-proof"}
     assert any(c.startswith("pip install ") for c in commands), "the guide says how to install fedledger offline"
+
+
+# -- no secret from the samples reaches the bundle -------------------------------------------------
+
+def _planted_secrets() -> dict[str, str]:
+    """Every secret value the samples the demo collects hold or were made from: the stand-in
+    Vault secrets behind the audit log's HMACs (passwords, tokens, accessors, the JWT a login
+    sent, certificate and key bodies), the audit salt, the webhook secret, each OIDC token and
+    its signature, and the body of every private key under samples/ and the demo's own."""
+    import samples.make.vault as vault
+
+    planted: dict[str, str] = {}
+    real = vault.fake_secret
+
+    def spy(label: str, length: int = 32) -> str:
+        value = real(label, length)
+        if label != "lease":  # a lease id is an identifier Vault logs in the clear, not a credential
+            planted[f"vault {label}"] = value
+        return value
+
+    vault.fake_secret = spy  # type: ignore[assignment]
+    try:
+        vault.story_records()
+    finally:
+        vault.fake_secret = real  # type: ignore[assignment]
+    samples = REPO / "samples"
+    planted["vault audit salt"] = (samples / "vault" / "audit-salt.txt").read_text().strip()
+    planted["webhook secret"] = (samples / "ci" / "webhook-secret.txt").read_text().strip()
+    for path in sorted((samples / "ci" / "events").iterdir()):
+        for token in re.findall(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+", path.read_text(encoding="utf-8")):
+            planted[f"OIDC token in {path.name}"] = token
+            planted[f"OIDC token signature in {path.name}"] = token.rsplit(".", 1)[1]
+    for path in sorted(samples.rglob("*.pem")):
+        text = path.read_text(encoding="utf-8")
+        if "PRIVATE KEY" in text:
+            planted[f"private key {path.name}"] = "".join(text.splitlines()[1:-1])[16:64]
+    return planted
+
+
+def test_no_sample_secret_reaches_the_bundle_or_its_pdf_text(demo: dict[str, Any]) -> None:
+    """Every member of the demo archive, raw bytes and the text of every PDF, holds none of the
+    secrets the samples plant, as is, JSON-escaped or base64'd."""
+    import base64
+
+    from pypdf import PdfReader
+
+    planted = _planted_secrets()
+    key = Path(demo["public_key"]).with_suffix(".key").read_text(encoding="utf-8")
+    planted["the demo ledger's private key"] = "".join(key.splitlines()[1:-1])[16:64]
+    assert len(planted) > 20
+    blobs: dict[str, bytes] = {}
+    with tarfile.open(demo["archive"]) as archive:
+        for member in archive.getmembers():
+            handle = archive.extractfile(member)
+            if handle is None:
+                continue
+            data = handle.read()
+            blobs[member.name] = data
+            if member.name.endswith(".pdf"):
+                text = "\n".join(page.extract_text() or "" for page in PdfReader(io.BytesIO(data)).pages)
+                assert text.strip(), member.name
+                blobs[f"{member.name} (text)"] = text.encode()
+    assert "oscal/assessment-results.json" in blobs and "index.pdf (text)" in blobs
+    leaks = [f"{what} in {name}"
+             for what, value in planted.items()
+             for form in {value.encode(), json.dumps(value).encode()[1:-1], base64.b64encode(value.encode())}
+             for name, data in blobs.items() if form in data]
+    assert not leaks, leaks
