@@ -203,3 +203,62 @@ def test_a_reader_that_stops_early_is_not_an_internal_error() -> None:
     stderr = done.stderr.read().decode()
     assert done.wait() == 141, stderr
     assert stderr == "", stderr
+
+
+def _proof_without(ready: Path, field: str, value: object = None) -> Path:
+    """The proof of entry 1 with *field* removed (or, given *value*, replaced)."""
+    doc = json.loads(fl(ready, "prove", "1").stdout)
+    if value is None:
+        del doc[field]
+    else:
+        doc[field] = value
+    path = ready / f"proof.no-{field}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_verify_proof_without_the_entry_does_not_say_the_entry_is_proven(ready: Path) -> None:
+    """Without `entry` only the leaf hash can be checked: that proves some leaf is in the tree, not
+    which entry it is. The assessor guide's workflow checks the entry's bytes, so a plain "valid"
+    would read as "this entry is proven": the output says what was proven and exits 1."""
+    proof = _proof_without(ready, "entry")
+    leaf = json.loads(proof.read_text())["leaf_hash"]
+    args = ["verify-proof", str(proof), "--trusted-key", str(ready / "l.pub"), "--origin", ORIGIN]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"valid: leaf hash {leaf} is at index 1 in {ORIGIN} at size 2"
+    assert lines[-1].startswith("INVALID: entry-missing seq 1: the proof carries no entry"), lines
+    assert not any(line.startswith("valid: entry") for line in lines)
+
+    as_json = runner.invoke(app, ["--format", "json", *args])
+    assert as_json.exit_code == 1
+    doc = json.loads(as_json.stdout)
+    assert (doc["ok"], doc["entry_checked"], doc["leaf_hash"]) == (False, False, leaf)
+    assert [f["code"] for f in doc["failures"]] == ["entry-missing"]
+
+    # Asked for explicitly, the leaf hash alone is accepted, and the line says that is all it is.
+    only = runner.invoke(app, [*args, "--leaf-hash-only"])
+    assert only.exit_code == 0, only.output
+    assert only.stdout.strip() == (f"valid: leaf hash {leaf} is at index 1 in {ORIGIN} at size 2 "
+                                   "(the proof carries no entry: no entry's bytes were checked)")
+    doc = json.loads(runner.invoke(app, ["--format", "json", *args, "--leaf-hash-only"]).stdout)
+    assert (doc["ok"], doc["entry_checked"]) == (True, False)
+
+
+def test_verify_proof_with_the_entry_says_the_entry_is_proven(ready: Path) -> None:
+    proof = ready / "p.json"
+    proof.write_text(fl(ready, "prove", "1").stdout)
+    for extra in ([], ["--leaf-hash-only"]):  # the flag only permits a missing entry; a given one is checked
+        result = runner.invoke(app, ["--format", "json", "verify-proof", str(proof), "--trusted-key",
+                                     str(ready / "l.pub"), "--origin", ORIGIN, *extra])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert (doc["ok"], doc["entry_checked"], doc["failures"]) == (True, True, [])
+        assert doc["message"] == f"valid: entry 1 is in {ORIGIN} at size 2"
+
+
+def test_verify_proof_with_an_entry_that_is_not_text_is_malformed(ready: Path) -> None:
+    proof = _proof_without(ready, "entry", 5)
+    result = runner.invoke(app, ["verify-proof", str(proof), "--trusted-key", str(ready / "l.pub"), "--origin", ORIGIN])
+    assert result.exit_code == 2 and "entry" in result.stderr, result.output

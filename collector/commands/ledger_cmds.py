@@ -172,8 +172,17 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         proof_file: Path = typer.Argument(..., help="Proof JSON from `fedledger prove`."),
         trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey)."),
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+        leaf_hash_only: bool = typer.Option(
+            False, "--leaf-hash-only",
+            help="Accept an inclusion proof that carries no entry: it then proves only that its leaf hash is in "
+                 "the tree, not which entry that is (without this flag such a proof exits 1)."),
     ) -> None:
-        """Verify a proof offline against a signed checkpoint; no database needed."""
+        """Verify a proof offline against a signed checkpoint; no database needed.
+
+        An inclusion proof from `fedledger prove` carries the entry: its bytes must hash to the
+        leaf, the audit path must lead from that leaf to the signed root. A proof without the
+        entry proves only that its leaf hash is in the tree; that is reported as such, and
+        exits 1 unless --leaf-hash-only is given."""
         from collector.canonical import parse_json
 
         doc = parse_json(proof_file.read_bytes(), location=str(proof_file))
@@ -182,26 +191,52 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if not trusted_key or not origin:
             raise UsageError("--trusted-key and --origin are required: a proof is only as good as the root it leads to")
         verifiers = load_verifiers(trusted_key, origin)
+        lines: list[str] = []
+        failures: list[dict[str, object]] = []
+        result: dict[str, object] = {}
         try:
             proof = [bytes.fromhex(p) for p in doc["proof"]]
             if doc["kind"] == "fedledger.inclusion-proof":
                 cp = _signed(doc.get("checkpoint"), origin, verifiers, doc["tree_size"])
                 leaf = bytes.fromhex(doc["leaf_hash"])
-                if doc.get("entry") is not None and merkle.leaf_hash(doc["entry"].encode()) != leaf:
+                entry = doc.get("entry")
+                if entry is not None and not isinstance(entry, str):
+                    raise MalformedInput("the proof's entry is not a string (the entry's stored bytes as text)",
+                                         location=str(proof_file))
+                if entry is not None and merkle.leaf_hash(entry.encode()) != leaf:
                     raise IntegrityError("the entry in the proof does not hash to its leaf_hash")
-                merkle.verify_inclusion(doc["leaf_index"], doc["tree_size"], leaf, proof, cp.root)
-                message = f"valid: entry {doc['leaf_index']} is in {origin} at size {doc['tree_size']}"
+                index, size = doc["leaf_index"], doc["tree_size"]
+                merkle.verify_inclusion(index, size, leaf, proof, cp.root)
+                result = {"entry_checked": entry is not None, "leaf_hash": leaf.hex()}
+                if entry is not None:
+                    lines.append(f"valid: entry {index} is in {origin} at size {size}")
+                elif leaf_hash_only:
+                    lines.append(f"valid: leaf hash {leaf.hex()} is at index {index} in {origin} at size {size} "
+                                 "(the proof carries no entry: no entry's bytes were checked)")
+                else:
+                    # Proven: some leaf with this hash is at that index. Not proven: which entry it is,
+                    # which is what the assessor guide's workflow relies on.
+                    lines.append(f"valid: leaf hash {leaf.hex()} is at index {index} in {origin} at size {size}")
+                    reason = ("the proof carries no entry, so no entry's bytes were checked against that leaf hash: "
+                              "it does not show which entry is in the tree (ask for the proof `fedledger prove` "
+                              "writes, or give --leaf-hash-only to accept the leaf hash alone)")
+                    failures.append({"code": "entry-missing", "seq": index, "message": reason})
+                    lines.append(f"INVALID: entry-missing seq {index}: {reason}")
             else:
                 cp1 = _signed(doc.get("checkpoint1"), origin, verifiers, doc["size1"])
                 cp2 = _signed(doc.get("checkpoint2"), origin, verifiers, doc["size2"])
                 merkle.verify_consistency(cp1.size, cp2.size, proof, cp1.root, cp2.root)
-                message = f"valid: {origin} at size {cp2.size} extends size {cp1.size}"
+                lines.append(f"valid: {origin} at size {cp2.size} extends size {cp1.size}")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedInput(f"proof is missing or has a bad field: {exc}", location=str(proof_file)) from None
         if OPTIONS.json:
-            emit_json("fedledger.verify-proof", {"ok": True, "message": message})
+            emit_json("fedledger.verify-proof", {"ok": not failures, "message": lines[0], "failures": failures,
+                                                 **result})
         else:
-            out(message)
+            for line in lines:
+                out(line)
+        if failures:
+            raise typer.Exit(1)
 
     @app.command()
     @run
