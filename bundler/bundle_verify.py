@@ -138,11 +138,11 @@ def verify_bundle(
         if bundle.rejected_whole:
             return report
         saved = [NoteInput(where, text, saved=True) for where, text in saved_checkpoints]
-        _verify_contents(_strip_top_folder(bundle), report, trusted_keys, origin, unpinned, saved)
+        _verify_contents(strip_top_folder(bundle), report, trusted_keys, origin, unpinned, saved)
     return report
 
 
-def _strip_top_folder(bundle: BundleFiles) -> BundleFiles:
+def strip_top_folder(bundle: BundleFiles) -> BundleFiles:
     """An archive made by zipping the bundle folder itself (``out/MANIFEST.json``…) is read from that folder."""
     if MANIFEST_FILE in bundle.files or not bundle.files:
         return bundle

@@ -63,9 +63,16 @@ def verify_target(
     if is_postgres_url(target):
         return _verify_postgres(str(target), trusted_keys=trusted_keys, origin=origin, saved=saved)
     target = Path(target)
-    if target.is_dir():
+    if target.is_dir() or _is_archive(target):
         if not trusted_keys or not origin:
             raise UsageError("verifying an export needs --trusted-key and --origin: pin them, do not trust the export's own")
+        if target.is_file():
+            return _verify_bundle_archive(target, trusted_keys=trusted_keys, origin=origin, saved=saved)
+        if (target / "ledger" / "MANIFEST.json").is_file() and (
+                not (target / "MANIFEST.json").is_file() or _is_bundle_manifest(target / "MANIFEST.json")):
+            raise MalformedInput(f"a bundle folder, not a ledger export: verify its ledger slice with "
+                                 f"`fedledger verify {target / 'ledger'}`, or the whole bundle with "
+                                 "`fedledger verify-bundle`", location=str(target))
         contents = read_export(target)
         verifiers = _verifiers(trusted_keys, origin)
         report = verify_ledger(
@@ -81,6 +88,75 @@ def verify_target(
         # A dropped table or undecodable metadata: the file is not a usable ledger (exit 2). Without
         # this it surfaced as "internal error" (exit 4), which reads as a fedledger bug.
         raise MalformedInput(f"not a readable fedledger ledger: {exc}", location=str(target)) from None
+
+
+ARCHIVE_MAGIC = (b"\x1f\x8b", b"PK\x03\x04", b"PK\x05\x06")  # gzip (.tar.gz), zip; what read_bundle reads
+
+
+def _is_archive(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(4).startswith(ARCHIVE_MAGIC)
+    except OSError:
+        return False
+
+
+def _is_bundle_manifest(path: Path) -> bool:
+    try:
+        return b'"format":"fedledger-bundle/' in path.read_bytes()[:4096]
+    except OSError:
+        return False
+
+
+def _verify_bundle_archive(archive: Path, *, trusted_keys: list[Path], origin: str,
+                           saved: list[Path]) -> LedgerVerification:
+    """The ledger slice (``ledger/``) of a bundle archive, read with verify-bundle's reader.
+
+    Members are copied one by one by :func:`bundler.archive_reader.read_bundle`, never extracted
+    by a tool: unsafe members (absolute paths, ``..``, links, devices, duplicates, bombs, data
+    after the archive's end) are reported as failures and never written. Only the ``ledger/``
+    members it accepted are then moved into a folder of their own and verified as an export, so
+    nothing the reader rejected (such as the first copy of a duplicate name) is read. The
+    bundle's signed manifest and reports are not checked here: that is ``verify-bundle``."""
+    import tempfile
+
+    from bundler.archive_reader import read_bundle
+    from bundler.bundle_verify import strip_top_folder
+
+    with tempfile.TemporaryDirectory(prefix="fedledger-verify-") as work:
+        bundle = strip_top_folder(read_bundle(archive, Path(work) / "bundle"))
+        shown = list(bundle.failures)
+        if bundle.rejected_whole:
+            report = LedgerVerification(origin)
+            report.failures = shown
+            return report
+        export = Path(work) / "ledger"
+        export.mkdir()
+        for name, path in bundle.files.items():
+            if name.startswith("ledger/"):
+                (export / name[len("ledger/"):]).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, export / name[len("ledger/"):])
+        if not (export / "MANIFEST.json").is_file():
+            if shown:  # e.g. ledger/MANIFEST.json itself was an unsafe member: report what was found
+                report = LedgerVerification(origin)
+                report.failures = shown + [Failure("export-modified", "the bundle's ledger slice has no manifest",
+                                                   where="ledger/MANIFEST.json")]
+                return report
+            raise MalformedInput("no ledger/MANIFEST.json in the archive: not a fedledger bundle", location=str(archive))
+        try:
+            contents = read_export(export)
+        except MalformedInput as exc:
+            raise MalformedInput(str(exc).replace(str(export), "ledger"), location=str(archive)) from None
+        report = verify_ledger(iter_export_entries(contents), origin=origin, verifiers=_verifiers(trusted_keys, origin),
+                               notes=contents.notes + _saved_notes(saved))
+    kept = {str(path) for path in saved}
+    found = contents.failures + report.failures
+    if contents.origin != origin:
+        found.append(Failure("wrong-origin", f"export manifest names origin {contents.origin!r}", where="MANIFEST.json"))
+    report.failures = shown + [
+        Failure(f.code, f.message, seq=f.seq,
+                where=f.where if f.where is None or f.where in kept else f"ledger/{f.where}") for f in found]
+    return report
 
 
 def _verify_file(target: Path, *, trusted_keys: list[Path], origin: str | None, saved: list[Path]) -> LedgerVerification:

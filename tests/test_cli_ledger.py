@@ -262,3 +262,90 @@ def test_verify_proof_with_an_entry_that_is_not_text_is_malformed(ready: Path) -
     proof = _proof_without(ready, "entry", 5)
     result = runner.invoke(app, ["verify-proof", str(proof), "--trusted-key", str(ready / "l.pub"), "--origin", ORIGIN])
     assert result.exit_code == 2 and "entry" in result.stderr, result.output
+
+
+# -- `fedledger verify` of a bundle archive: the ledger slice, read with verify-bundle's safety checks --
+
+def _bundle_archive(ready: Path, kind: str, *, top: str = "", edit: bool = False) -> Path:
+    """An archive shaped like a bundle (its ledger/ folder is a `fedledger export`), written by the
+    bundle's own archive writer; *top* nests it in one folder, *edit* changes an exported entry."""
+    from bundler.bundle import write_archive
+
+    folder = ready / "bundle-2026-01"
+    root = folder / top if top else folder
+    assert fl(ready, "export", "--out", str(root / "ledger")).exit_code == 0
+    (root / "index.html").write_text("<p>report</p>")
+    (root / "MANIFEST.json").write_text('{"format":"fedledger-bundle/1"}')  # not checked by verify
+    if edit:
+        entries = root / "ledger" / "entries.jsonl"
+        entries.write_bytes(entries.read_bytes().replace(b"alice", b"mallo"))
+    return write_archive(folder, kind)
+
+
+def _verify(ready: Path, target: Path, *extra: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["verify", str(target), "--trusted-key", str(ready / "l.pub"), "--origin", ORIGIN,
+                               *extra])
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_verify_takes_a_bundle_archive_and_checks_its_ledger_slice(ready: Path, kind: str) -> None:
+    archive = _bundle_archive(ready, kind)
+    result = _verify(ready, archive)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == "2/2 entries valid, 1/1 checkpoints valid, 0 INVALID"
+    assert fl(ready, "checkpoint", "--out", str(ready / "saved.note")).exit_code == 0
+    assert _verify(ready, archive, "--checkpoint", str(ready / "saved.note")).exit_code == 0
+
+
+def test_verify_of_a_bundle_archive_nested_in_one_folder(ready: Path) -> None:
+    assert _verify(ready, _bundle_archive(ready, "zip", top="bundle-2026-01")).exit_code == 0
+
+
+def test_verify_of_a_bundle_archive_reports_an_edited_entry_by_its_member_name(ready: Path) -> None:
+    result = _verify(ready, _bundle_archive(ready, "tar.gz", edit=True))
+    assert result.exit_code == 1
+    assert "INVALID: export-modified [ledger/entries.jsonl]" in result.stdout
+    assert "fedledger-verify-" not in result.output  # no private temporary path
+
+
+def test_verify_of_a_bundle_archive_rejects_unsafe_members_and_writes_nothing_outside(ready: Path) -> None:
+    import io
+    import tarfile
+
+    archive = _bundle_archive(ready, "tar.gz")
+    with tarfile.open(archive) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]  # type: ignore[union-attr]
+    evil = ready / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data))
+        escape = tarfile.TarInfo("ledger/../../escaped.txt")
+        escape.size = 3
+        tar.addfile(escape, io.BytesIO(b"pwn"))
+        link = tarfile.TarInfo("ledger/keys/link.pem")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    result = _verify(ready, evil)
+    assert result.exit_code == 1, result.output
+    assert "INVALID: unsafe-member [ledger/../../escaped.txt]" in result.stdout
+    assert "INVALID: unsafe-member [ledger/keys/link.pem]" in result.stdout
+    assert not (ready.parent / "escaped.txt").exists() and not (ready / "escaped.txt").exists()
+
+
+def test_verify_of_an_archive_without_a_ledger_folder_is_not_a_bundle(ready: Path) -> None:
+    from bundler.bundle import write_archive
+
+    folder = ready / "not-a-bundle"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello")
+    result = _verify(ready, write_archive(folder, "tar.gz"))
+    assert result.exit_code == 2 and "no ledger/MANIFEST.json" in result.stderr, result.output
+
+
+def test_verify_of_a_bundle_folder_names_its_ledger_folder(ready: Path) -> None:
+    folder = ready / "bundle-folder"
+    assert fl(ready, "export", "--out", str(folder / "ledger")).exit_code == 0
+    (folder / "MANIFEST.json").write_text('{"format":"fedledger-bundle/1"}')
+    result = _verify(ready, folder)
+    assert result.exit_code == 2 and f"{folder / 'ledger'}" in result.stderr, result.output
+    assert _verify(ready, folder / "ledger").exit_code == 0

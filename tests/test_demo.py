@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -151,16 +150,20 @@ def _tally_pattern(sample: str) -> re.Pattern[str]:
 
 
 def test_every_command_of_the_assessor_guide_runs_offline_as_written(demo: dict[str, Any], tmp_path: Path) -> None:
-    """An assessor's workspace with the guide's own file names: the provider's bundle, its public
-    key and origin (out of band), the bundle's ledger/ folder, a checkpoint kept from an earlier
-    assessment and a proof the provider made with `fedledger prove`. Every `fedledger` command of
-    the guide runs there and prints what the guide says; `pip` lines install offline."""
+    """An assessor's workspace with the guide's own file names: the provider's bundle archive, its
+    public key and origin (out of band), a full export the provider made with `fedledger export`, a
+    checkpoint kept from an earlier assessment and a proof the provider made with `fedledger prove`.
+    Every `fedledger` command of the guide runs there and prints what the guide says (the bundle's
+    ledger slice is verified from the archive itself: nothing is extracted by hand); `pip` lines
+    install offline."""
     work = tmp_path / "assessor"
     work.mkdir()
     (work / "bundle-2026-01.tar.gz").write_bytes(Path(demo["archive"]).read_bytes())
     (work / "ledger.pub").write_bytes(Path(demo["public_key"]).read_bytes())
     bundle = Path(demo["bundle"])  # the folder the archive was made from
-    shutil.copytree(bundle / "ledger", work / "ledger-export")
+    export = subprocess.run([sys.executable, "-m", "collector.cli", "--ledger", demo["ledger"], "export", "--out",
+                             str(work / "ledger-export")], capture_output=True, text=True)
+    assert export.returncode == 0, export.stderr
     notes = sorted((bundle / "ledger" / "checkpoints").glob("*.note"))
     (work / "checkpoint-from-last-assessment.txt").write_bytes(notes[-1].read_bytes())
     proof = subprocess.run([sys.executable, "-m", "collector.cli", "--ledger", demo["ledger"], "prove", "42"],
@@ -173,6 +176,7 @@ def test_every_command_of_the_assessor_guide_runs_offline_as_written(demo: dict[
     ledger_tally = re.compile(r"\d+/\d+ entries valid, \d+/\d+ checkpoints valid, 0 INVALID")
     commands = _guide_commands()
     ran = set()
+    verified = set()
     for command in commands:
         words = shlex.split(command)
         if words[:2] == ["pip", "install"]:  # runs on the offline machine
@@ -188,10 +192,12 @@ def test_every_command_of_the_assessor_guide_runs_offline_as_written(demo: dict[
             assert bundle_tally.fullmatch(last), f"{command}: {last!r} is not like the guide's tally"
         elif words[1] == "verify":
             assert ledger_tally.fullmatch(last), f"{command}: {last!r}"
+            verified.add(words[2])
         elif words[1] == "verify-proof":
             assert re.fullmatch(rf"valid: entry 42 is in {re.escape(demo['origin'])} at size \d+", last), last
         ran.add(words[1])
     assert ran == {"verify-bundle", "verify", "verify-proof"}
+    assert verified == {"bundle-2026-01.tar.gz", "ledger-export/"}, verified
     assert any(c.startswith("pip install ") for c in commands), "the guide says how to install fedledger offline"
 
 

@@ -256,7 +256,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     @run
     def verify(
         target: Optional[str] = typer.Argument(
-            None, help="Ledger file, postgresql:// URL or export folder (default: --ledger)."),
+            None, help="Ledger file, postgresql:// URL, export folder, or a bundle archive (.tar.gz/.zip: its "
+                       "ledger/ slice, read with verify-bundle's safety checks) (default: --ledger)."),
         trusted_key: list[Path] = typer.Option(
             [], "--trusted-key",
             help="Trusted public key (PEM or vkey); repeatable. Without it a ledger file is checked against the .pub "
