@@ -19,7 +19,7 @@ import orjson
 from bundler.model import Assessment
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
-from collector.signing import NoteSigner, sign_tree_head
+from collector.signing import CheckpointAnchor, NoteSigner, sign_tree_head
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,14 @@ def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], d
 
 
 def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
+                anchor: CheckpointAnchor | None = None,
                 on_note: Callable[[str], None] = lambda _m: None,
                 on_stage: Callable[[str], None] = lambda _s: None,
                 timings: dict[str, float] | None = None) -> tuple[Any, Assessment]:
     """Sign a checkpoint if the newest does not cover the ledger, evaluate, and write the bundle.
+
+    With *anchor* (the publish target), that checkpoint must extend the newest one anchored there
+    (:func:`collector.signing.sign_tree_head`).
 
     *timings*, if given, receives evaluation's phases (the bundle's own are in the result)."""
     from bundler.bundle import BundleBuilder
@@ -81,7 +85,7 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
 
     newest = ledger.latest_checkpoint()
     if newest is None or newest.size != ledger.size:
-        newest = sign_tree_head(ledger, signer, request.as_of)
+        newest = sign_tree_head(ledger, signer, request.as_of, anchor=anchor)
         on_note(f"signed a fresh checkpoint at size {newest.size}")
     wanted = list(request.controls) if request.controls else None
     baseline = request.baseline or (None if (request.catalog or wanted) else "moderate")
@@ -126,8 +130,10 @@ def status_tally(assessment: Assessment) -> dict[str, int]:
     return {s: sum(1 for c in assessment.controls if c.status == s) for s in ("satisfied", "not-satisfied", "not-assessed")}
 
 
-def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id: str) -> Path:
-    """``fedledger run --bundle``: a bundle per run under ``[bundle] out_dir`` (default beside the ledger)."""
+def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id: str,
+                     anchor: CheckpointAnchor | None = None) -> Path:
+    """``fedledger run --bundle``: a bundle per run under ``[bundle] out_dir`` (default beside the ledger);
+    a checkpoint it signs must extend the run's publish target (*anchor*)."""
     from collector.commands.ledger_cmds import open_signer
     from collector.timeutil import format_time
 
@@ -145,5 +151,5 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
             catalog=b.catalog, policies=b.policies_dir, archive=b.archive,
             settings=evaluation_settings_from_config(config),
         )
-        result, _assessment = make_bundle(ledger, signer, request)
+        result, _assessment = make_bundle(ledger, signer, request, anchor=anchor)
     return Path(result.archive or result.out)

@@ -53,6 +53,7 @@ from collector.evidence import Source, SourceItem
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
 from collector.ledger import CONFLICT_REASON, Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
+from collector.signing import CheckpointAnchor
 from collector.timeutil import format_time, utc_now
 
 RUN_LOG_VERSION = 1
@@ -136,7 +137,8 @@ SOURCE_FACTORIES: dict[str, SourceFactory | str] = {
     "attestations": "collector.sources.attestations:build_sources",
 }
 
-# Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id) -> path of the bundle.
+# Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id, anchor) -> path of the bundle;
+# *anchor* is the publish target (or None), which the bundle's own signing must also extend.
 BUNDLE_HOOK = "bundler.make_bundle:bundle_after_run"
 
 
@@ -431,6 +433,8 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
         if lock.took_over is not None:
             log.emit("lock.taken_over", previous=lock.took_over.describe())
         context = RunContext(config, ledger_path, as_of, observed, run_id)
+        publish_url = request.publish_url or config.publish.checkpoint
+        anchor = _anchor(publish_url, config) if publish_url else None
         with open_ledger(ledger_path) as ledger:
             if ledger.origin != config.ledger.origin:
                 raise UsageError(f"the ledger's origin is {ledger.origin!r} but the config says "
@@ -449,7 +453,8 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
             # Signing is a step like publishing: a missing key file or an unreachable KMS fails the
             # run (exit 3) after what was collected is committed, and the run still ends logged.
             try:
-                result.checkpoint, result.checkpoint_new = _sign_checkpoint(ledger, config, ledger_path, observed)
+                result.checkpoint, result.checkpoint_new = _sign_checkpoint(ledger, config, ledger_path, observed,
+                                                                            anchor=anchor)
                 cp = result.checkpoint
                 log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
             except FedledgerError as exc:
@@ -458,7 +463,6 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 log.emit("step.failed", step="checkpoint", error=type(exc).__name__, message=str(exc),
                          ledger_size=ledger.size)
             origin, final_size = ledger.origin, ledger.size
-        publish_url = request.publish_url or config.publish.checkpoint
         if publish_url and result.checkpoint is not None:
             days = request.publish_retention_days or config.publish_retention_days
             try:
@@ -471,7 +475,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
         if request.build_bundle:
             try:
                 hook = _import_target(BUNDLE_HOOK, "the bundle step")
-                path = hook(config, ledger_path, as_of=as_of, run_id=run_id)
+                path = hook(config, ledger_path, as_of=as_of, run_id=run_id, anchor=anchor)
                 result.bundle = str(path)
                 log.emit("bundle", path=str(path))
             except FedledgerError as exc:
@@ -518,7 +522,15 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
     return outcome
 
 
-def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str) -> tuple[StoredCheckpoint, bool]:
+def _anchor(url: str, config: FedledgerConfig) -> CheckpointAnchor:
+    """The publish target, read back before signing (see :func:`collector.signing.sign_tree_head`)."""
+    from collector.checkpoint_fetch import S3CheckpointAnchor
+
+    return S3CheckpointAnchor(url, region=config.publish.region, endpoint_url=config.publish.endpoint_url)
+
+
+def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str, *,
+                     anchor: CheckpointAnchor | None = None) -> tuple[StoredCheckpoint, bool]:
     from collector.cli_common import key_paths
     from collector.signing import NoteSigner, kms_signer, load_file_signer, sign_tree_head
 
@@ -532,7 +544,7 @@ def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path 
                             region=signer_config.region)
     else:
         signer = load_file_signer(signer_config.key_file or key_paths(ledger_path)[0], ledger.origin)
-    return sign_tree_head(ledger, signer, created), True
+    return sign_tree_head(ledger, signer, created, anchor=anchor), True
 
 
 def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: int,

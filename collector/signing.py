@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from collector.checkpoint import (
     make_verifier,
     verify_checkpoint,
 )
+from collector import merkle
 from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
 
 if TYPE_CHECKING:
@@ -110,6 +112,30 @@ class KmsSigner(NoteSigner):
         return bytes(answer["Signature"])
 
 
+@dataclass(frozen=True)
+class AnchoredCheckpoint:
+    """A checkpoint read back from an anchor outside the ledger, verified under the signer's key."""
+
+    where: str  # e.g. the s3:// URL of the object
+    checkpoint: Checkpoint
+
+
+class CheckpointAnchor(ABC):
+    """Where signed checkpoints are anchored outside the ledger (``run --publish-checkpoint``).
+
+    Implementations do the I/O (:class:`collector.checkpoint_fetch.S3CheckpointAnchor`);
+    :func:`sign_tree_head` only compares the answer with the tree it is about to sign."""
+
+    where: str
+
+    @abstractmethod
+    def newest_signed(self, origin: str, verifier: NoteVerifier) -> AnchoredCheckpoint | None:
+        """The largest anchored checkpoint that *verifier*'s key signed for *origin*; None when
+        nothing this key signed is anchored. Raises :class:`SourceUnavailable` when the anchor
+        cannot be read, :class:`IntegrityError` when an anchored note carries this key's name and
+        ID with a signature that does not verify."""
+
+
 def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpoint, Checkpoint] | None:
     """The largest checkpoint kept in *ledger* that *verifier*'s key signed for the ledger's origin.
 
@@ -128,7 +154,8 @@ def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpo
     return None
 
 
-def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str) -> StoredCheckpoint:
+def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
+                   anchor: CheckpointAnchor | None = None) -> StoredCheckpoint:
     """Sign the ledger's tree head and keep the note, if it extends what this key signed before.
 
     C2SP tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with any it signed. The
@@ -137,10 +164,19 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str) -> StoredCh
     the result. So, inside the write lock, the newest checkpoint this key signed for the ledger
     (:func:`newest_signed`) must still hold: the tree is at least that large, and its first entries
     still hash to the root that was signed; otherwise :class:`IntegrityError` (exit 1) and nothing
-    is signed. Not covered: checkpoints deleted from the ledger, and entries after the newest one;
-    an anchored checkpoint (``verify --checkpoint``) catches those.
+    is signed.
+
+    Whoever can write the ledger can also delete its checkpoint rows. With an *anchor* (the publish
+    target), the newest checkpoint this key anchored there must hold too: the tree is at least
+    that large and a consistency proof from it to the root about to be signed verifies; otherwise
+    :class:`IntegrityError` and nothing is signed. The anchor is read before the write lock is
+    taken; when it cannot be read, :class:`SourceUnavailable` and nothing is signed. Not covered:
+    entries after the newest checkpoint signed (anchored or not), and, without an anchor,
+    checkpoint rows deleted from the ledger; ``verify --checkpoint`` catches the latter.
     """
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    anchored = anchor.newest_signed(ledger.origin, signer.verifier) if anchor is not None else None
 
     def make_note(size: int, root: bytes) -> str:
         found = newest_signed(ledger, signer.verifier)
@@ -154,10 +190,34 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str) -> StoredCh
                 raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but this "
                                      f"key signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they were "
                                      "rewritten; run `fedledger verify`")
+        if anchored is not None:
+            require_extends_anchor(ledger, size, root, anchored)
         return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
 
     pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     return ledger.add_checkpoint(make_note, created, signer=(signer.name, signer.verifier.key_id.hex(), pem))
+
+
+def require_extends_anchor(ledger: Ledger, size: int, root: bytes, anchored: AnchoredCheckpoint) -> None:
+    """Raise :class:`IntegrityError` unless the tree (*size*, *root*) extends *anchored*.
+
+    A consistency proof from the anchored size to *size* is made from the ledger and checked
+    against the anchored root and *root*, the root about to be signed: however the ledger's
+    stored leaves and nodes were edited, a proof that verifies means the signed tree's first
+    entries are the ones the anchored checkpoint covered."""
+    old = anchored.checkpoint
+    verify_hint = f"run `fedledger verify --checkpoint {anchored.where}`"
+    if size < old.size:
+        raise IntegrityError(f"refusing to sign size {size}: this key signed size {old.size} in the checkpoint anchored "
+                             f"at {anchored.where}, so entries were removed or the ledger was rolled back; {verify_hint}")
+    if old.size == 0:
+        return
+    try:
+        merkle.verify_consistency(old.size, size, ledger.consistency_proof(old.size, size), old.root, root)
+    except merkle.ProofError:
+        raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint this key anchored at "
+                             f"{anchored.where} (size {old.size}, root {old.root.hex()}), so entries "
+                             f"0..{old.size - 1} were rewritten; {verify_hint}") from None
 
 
 def generate_private_key(key_type: str) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:

@@ -50,6 +50,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         reference = parse_as_of(as_of) or OPTIONS.now()
         wanted = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else None
         settings_obj = EvaluationConfig.from_file(settings) if settings else None
+        anchor = None
         if config is not None:
             from collector.config import load_config
 
@@ -61,6 +62,11 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             catalog = catalog or b.catalog
             policies = policies or b.policies_dir
             archive = archive or b.archive
+            if loaded_config.publish.checkpoint:  # a checkpoint this bundle signs must extend the anchor
+                from collector.checkpoint_fetch import S3CheckpointAnchor
+
+                anchor = S3CheckpointAnchor(loaded_config.publish.checkpoint, region=loaded_config.publish.region,
+                                            endpoint_url=loaded_config.publish.endpoint_url)
         request = BundleRequest(
             out_dir=out_dir, as_of=format_time(reference), baseline=baseline.lower() if baseline else None,
             controls=wanted, catalog=catalog, policies=policies,
@@ -70,7 +76,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         with open_ledger(OPTIONS.ledger) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
             with progress("bundling") as advance:
-                result, assessment = make_bundle(ledger, signer, request, on_note=err,
+                result, assessment = make_bundle(ledger, signer, request, anchor=anchor, on_note=err,
                                                  on_stage=lambda _s: advance(1))
         tally = {s: sum(1 for c in assessment.controls if c.status == s)
                  for s in ("satisfied", "not-satisfied", "not-assessed")}

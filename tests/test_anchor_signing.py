@@ -1,0 +1,261 @@
+"""With a publish target, the signer checks the anchor too (moto's S3 server over HTTP).
+
+`fedledger checkpoint`/`run` refuse to sign a tree that does not extend the newest checkpoint the
+key signed in the ledger; whoever can write the ledger can delete those rows. So when checkpoints
+are anchored in S3, `run` (and the bundle it builds, and `fedledger bundle --config` with a
+`[publish]` target) also require the new tree to extend the newest checkpoint this key anchored
+there, by a consistency proof; an anchor that cannot be read fails the step (exit 3) and nothing
+is signed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import boto3
+import orjson
+import pytest
+
+from collector import merkle
+from collector.canonical import canonical_bytes
+from collector.checkpoint import Checkpoint
+from collector.checkpoint_fetch import S3CheckpointAnchor
+from collector.checkpoint_publish import publish_checkpoint
+from collector.errors import IntegrityError, SourceUnavailable
+from collector.signing import FileSigner, load_file_signer
+from tests.ledger_fixtures import fixed_ed25519
+from tests.moto_server import _free_port
+from tests.ops_workspace import AS_OF, ORIGIN, Workspace, make_workspace, manual_source, write_events
+
+REGION = "us-east-1"
+
+
+@pytest.fixture()
+def s3(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+
+
+def _bucket(s3, name: str) -> str:  # type: ignore[no-untyped-def]
+    s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return name
+
+
+def _workspace(tmp_path: Path, endpoint: str, bucket: str, count: int = 50) -> tuple[Workspace, Path]:
+    events = write_events(tmp_path / "a.jsonl", count)
+    publish = (f'[publish]\ncheckpoint = "s3://{bucket}/ci-evidence/"\nretention_days = 1\n'
+               f'region = "{REGION}"\nendpoint_url = "{endpoint}"\n')
+    return make_workspace(tmp_path / "ws", manual_source("reviews", str(events)), extra_toml=publish), events
+
+
+def _run(ws: Workspace, *extra: str):  # type: ignore[no-untyped-def]
+    return ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json", *extra)
+
+
+def _anchored(s3, bucket: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def _checkpoint_rows(ws: Workspace) -> int:
+    conn = sqlite3.connect(ws.ledger)
+    try:
+        return int(conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _attack(ws: Workspace, *, rewrite: int | None = None, keep: int | None = None) -> None:
+    """What someone who can write the ledger file but holds no key does: rewrite entry *rewrite*
+    and/or cut the ledger to *keep* entries, re-hash the chain, the stored leaves and the stored
+    Merkle nodes so the file is consistent again, and delete every checkpoint row, so the
+    signer's own check (the newest checkpoint it signed in the ledger) finds nothing to hold to."""
+    conn = sqlite3.connect(ws.ledger)
+    bodies = [bytes(b) for (b,) in conn.execute("SELECT body FROM entries ORDER BY seq")]
+    if keep is not None:
+        bodies = bodies[:keep]
+    if rewrite is not None:
+        doc = orjson.loads(bodies[rewrite])
+        doc["event"]["actor"] = "mallory@example.gov"
+        bodies[rewrite] = canonical_bytes(doc)
+        for i in range(rewrite + 1, len(bodies)):
+            doc = orjson.loads(bodies[i])
+            doc["prev"] = merkle.leaf_hash(bodies[i - 1]).hex()
+            bodies[i] = canonical_bytes(doc)
+    rows = {seq: row for seq, *row in conn.execute("SELECT seq, raw_object, raw_offset, raw_size FROM entries")}
+    conn.execute("DELETE FROM entries")
+    conn.execute("DELETE FROM nodes")
+    conn.execute("DELETE FROM checkpoints")
+
+    def keep_node(level: int, idx: int, node: bytes) -> None:
+        if level >= 6:  # NODE_MIN_LEVEL
+            conn.execute("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", (level, idx, node))
+
+    compact = merkle.CompactRange(on_node=keep_node)
+    for seq, body in enumerate(bodies):
+        conn.execute("INSERT INTO entries(seq, leaf, body, raw_object, raw_offset, raw_size) VALUES (?, ?, ?, ?, ?, ?)",
+                     (seq, merkle.leaf_hash(body), body, *rows[seq]))
+        compact.append(merkle.leaf_hash(body))
+    conn.commit()
+    conn.close()
+
+
+def _more_events(events: Path, count: int) -> None:
+    with open(events, "a", encoding="utf-8") as handle:
+        for i in range(count):
+            handle.write(f'{{"time":"2026-01-20T23:00:{i:02d}Z","kind":"manual.review","n":"more-{i}"}}\n')
+
+
+def _failed_steps(result) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {step["step"]: step["message"] for step in json.loads(result.stdout)["failed_steps"]}
+
+
+def test_run_refuses_to_sign_a_rewritten_history_that_the_anchor_contradicts(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    bucket = _bucket(s3, "anchor-rewrite")
+    ws, events = _workspace(tmp_path, moto_endpoint, bucket)
+    first = _run(ws)
+    assert first.exit_code == 0, first.stderr
+    anchored = _anchored(s3, bucket)
+    assert len(anchored) == 1 and ".000000000050." in anchored[0]
+
+    _attack(ws, rewrite=5)
+    _more_events(events, 10)
+    second = _run(ws)
+    assert second.exit_code == 3, second.stdout + second.stderr
+    message = _failed_steps(second)["checkpoint"]
+    assert message.startswith("refusing to sign size 60: it does not extend the checkpoint this key anchored at "
+                              f"s3://{bucket}/{anchored[0]} (size 50, root "), message
+    assert "\n" not in message
+    assert _checkpoint_rows(ws) == 0 and ws.size() == 60  # collected, but nothing signed
+    assert _anchored(s3, bucket) == anchored  # and nothing new anchored
+
+
+def test_run_refuses_a_rewritten_history_of_the_anchored_size(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    bucket = _bucket(s3, "anchor-same-size")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    _attack(ws, rewrite=49)
+    second = _run(ws)
+    assert second.exit_code == 3
+    assert "refusing to sign size 50: it does not extend the checkpoint this key anchored" in _failed_steps(second)["checkpoint"]
+    assert _checkpoint_rows(ws) == 0
+
+
+def test_run_refuses_to_sign_a_ledger_cut_below_the_anchor(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    bucket = _bucket(s3, "anchor-cut")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    _attack(ws, keep=30)
+    second = _run(ws)
+    assert second.exit_code == 3
+    message = _failed_steps(second)["checkpoint"]
+    assert message.startswith(f"refusing to sign size 30: this key signed size 50 in the checkpoint anchored at s3://{bucket}/"), message
+    assert _checkpoint_rows(ws) == 0
+
+
+def test_run_with_a_bundle_does_not_sign_through_the_bundle_step(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """The bundle step signs a fresh checkpoint when the newest does not cover the ledger: after the
+    checkpoint step refused, it must refuse too, not sign the rewritten history itself."""
+    bucket = _bucket(s3, "anchor-bundle")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    _attack(ws, rewrite=5)
+    second = _run(ws, "--bundle")
+    assert second.exit_code == 3
+    steps = _failed_steps(second)
+    assert "refusing to sign" in steps["checkpoint"] and "refusing to sign" in steps["bundle"], steps
+    assert _checkpoint_rows(ws) == 0
+
+
+def test_bundle_with_a_publish_target_refuses_like_checkpoint_does(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    bucket = _bucket(s3, "anchor-bundle-cmd")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    _attack(ws, rewrite=5)
+    result = ws.cli("--ledger", str(ws.ledger), "--as-of", AS_OF, "bundle", "--out", str(tmp_path / "b"),
+                    "--config", str(ws.config))
+    assert result.exit_code == 1, result.output  # as `fedledger checkpoint` refusing to sign
+    assert "refusing to sign size 50" in result.stderr and f"s3://{bucket}/" in result.stderr
+    assert _checkpoint_rows(ws) == 0
+
+
+def test_run_signs_and_anchors_a_ledger_that_extends_the_anchor(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    bucket = _bucket(s3, "anchor-honest")
+    ws, events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    _more_events(events, 10)
+    second = _run(ws)
+    assert second.exit_code == 0, second.stderr
+    assert json.loads(second.stdout)["published"]["size"] == 60 and len(_anchored(s3, bucket)) == 2
+
+
+def test_an_unreadable_anchor_fails_the_checkpoint_step_and_nothing_is_signed(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    missing = "anchor-bucket-that-does-not-exist"
+    ws, _events = _workspace(tmp_path, moto_endpoint, missing)
+    result = _run(ws)
+    assert result.exit_code == 3
+    steps = _failed_steps(result)
+    assert steps["checkpoint"].startswith(f"cannot read the checkpoints anchored at s3://{missing}/ci-evidence/"), steps
+    assert "nothing signed" in steps["checkpoint"] and "\n" not in steps["checkpoint"]
+    assert _checkpoint_rows(ws) == 0 and ws.size() == 50
+
+
+def test_an_unreachable_anchor_endpoint_fails_the_checkpoint_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    ws, _events = _workspace(tmp_path, f"http://127.0.0.1:{_free_port()}", "anchors")
+    result = _run(ws)
+    assert result.exit_code == 3
+    assert _failed_steps(result)["checkpoint"].startswith("cannot read the checkpoints anchored at s3://anchors/")
+    assert _checkpoint_rows(ws) == 0
+
+
+# -- which anchored checkpoint counts ------------------------------------------------------------
+
+def _note(signer: FileSigner, size: int, root: bytes, origin: str = ORIGIN) -> str:
+    return signer.sign_checkpoint(Checkpoint(origin, size, root))
+
+
+def test_the_newest_checkpoint_this_key_signed_is_the_anchor_others_are_skipped(tmp_path: Path, s3) -> None:  # type: ignore[no-untyped-def]
+    """Objects that anyone with write access to the bucket could add and that this key did not
+    sign for this origin (another key, another origin, not a note at all) are skipped: they
+    cannot hide a genuine anchor, which Object Lock keeps."""
+    bucket = _bucket(s3, "anchor-pick")
+    until = datetime.now(timezone.utc) + timedelta(days=1)
+    mine = FileSigner(ORIGIN, fixed_ed25519("mine"))
+    other = FileSigner(ORIGIN, fixed_ed25519("other"))
+    url = f"s3://{bucket}/p/"
+    for note, size in ((_note(mine, 7, b"\x07" * 32), 7), (_note(mine, 9, b"\x09" * 32), 9),
+                       (_note(other, 90, b"\x5a" * 32), 90), (_note(mine, 95, b"\x5f" * 32, "elsewhere.gov/x"), 95),
+                       ("not a note\n", 99)):
+        publish_checkpoint(s3, url, note, size=size, retain_until=until)
+    anchor = S3CheckpointAnchor(url, client=s3)
+    found = anchor.newest_signed(ORIGIN, mine.verifier)
+    assert found is not None and (found.checkpoint.size, found.checkpoint.root) == (9, b"\x09" * 32)
+    assert found.where.startswith(f"s3://{bucket}/p/checkpoint.000000000009.")
+    assert anchor.newest_signed(ORIGIN, FileSigner(ORIGIN, fixed_ed25519("third")).verifier) is None
+    assert S3CheckpointAnchor(f"s3://{bucket}/empty", client=s3).newest_signed(ORIGIN, mine.verifier) is None
+
+    # A note carrying this key's name and ID whose signature fails is a forged or edited anchor: refuse.
+    forged = _note(mine, 100, b"\x64" * 32).replace("\n100\n", "\n101\n")
+    publish_checkpoint(s3, url, forged, size=101, retain_until=until)
+    with pytest.raises(IntegrityError, match="does not verify"):
+        anchor.newest_signed(ORIGIN, mine.verifier)
+
+
+def test_the_run_key_finds_its_own_anchor(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """The anchor check is made with the signer's own verifier: the run's key file finds its anchor."""
+    bucket = _bucket(s3, "anchor-key")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    signer = load_file_signer(ws.ledger.with_suffix(".key"), ORIGIN)
+    found = S3CheckpointAnchor(f"s3://{bucket}/ci-evidence/", client=s3).newest_signed(ORIGIN, signer.verifier)
+    assert found is not None and found.checkpoint.size == 50
+
+
+def test_an_anchor_that_cannot_be_listed_is_unavailable(s3) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SourceUnavailable, match="nothing signed"):
+        S3CheckpointAnchor("s3://no-such-anchor-bucket/p/", client=s3).newest_signed(
+            ORIGIN, FileSigner(ORIGIN, fixed_ed25519("mine")).verifier)
