@@ -162,9 +162,10 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
     ledger is not trusted for that: whoever can write to it (without the key) could rewrite or cut
     entries, re-hash the chain, leaves and nodes, and have the next scheduled checkpoint vouch for
     the result. So, inside the write lock, the newest checkpoint this key signed for the ledger
-    (:func:`newest_signed`) must still hold: the tree is at least that large, and its first entries
-    still hash to the root that was signed; otherwise :class:`IntegrityError` (exit 1) and nothing
-    is signed.
+    (:func:`newest_signed`) must still hold: the tree is at least that large, its first entries
+    still hash to the root that was signed, and a consistency proof from that checkpoint to the
+    root about to be signed verifies; otherwise :class:`IntegrityError` (exit 1) and nothing is
+    signed.
 
     Whoever can write the ledger can also delete its checkpoint rows. With an *anchor* (the publish
     target), the newest checkpoint this key anchored there must hold too: the tree is at least
@@ -190,6 +191,10 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
                 raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but this "
                                      f"key signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they were "
                                      "rewritten; run `fedledger verify`")
+            if not _extends(ledger, signed.size, signed.root, size, root):
+                raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint this key signed "
+                                     f"at size {signed.size} (checkpoint #{stored.id}): the ledger's stored tree was "
+                                     "edited; run `fedledger verify`")
         if anchored is not None:
             require_extends_anchor(ledger, size, root, anchored)
         return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
@@ -210,14 +215,23 @@ def require_extends_anchor(ledger: Ledger, size: int, root: bytes, anchored: Anc
     if size < old.size:
         raise IntegrityError(f"refusing to sign size {size}: this key signed size {old.size} in the checkpoint anchored "
                              f"at {anchored.where}, so entries were removed or the ledger was rolled back; {verify_hint}")
-    if old.size == 0:
-        return
-    try:
-        merkle.verify_consistency(old.size, size, ledger.consistency_proof(old.size, size), old.root, root)
-    except merkle.ProofError:
+    if not _extends(ledger, old.size, old.root, size, root):
         raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint this key anchored at "
                              f"{anchored.where} (size {old.size}, root {old.root.hex()}), so entries "
-                             f"0..{old.size - 1} were rewritten; {verify_hint}") from None
+                             f"0..{old.size - 1} were rewritten; {verify_hint}")
+
+
+def _extends(ledger: Ledger, old_size: int, old_root: bytes, size: int, root: bytes) -> bool:
+    """Whether the tree (*size*, *root*) extends (*old_size*, *old_root*), by a consistency proof the
+    ledger makes and that is checked against both roots: the signed root is read from stored nodes,
+    so comparing the ledger's own root at *old_size* alone can agree while *root* commits to an edit."""
+    if old_size == 0:
+        return True
+    try:
+        merkle.verify_consistency(old_size, size, ledger.consistency_proof(old_size, size), old_root, root)
+    except merkle.ProofError:
+        return False
+    return True
 
 
 def generate_private_key(key_type: str) -> ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey:

@@ -531,6 +531,36 @@ def test_checkpoint_refuses_when_a_note_of_its_key_was_edited(golden: Golden, tm
     assert result.exit_code == 1 and "checkpoint #2" in result.stderr, result.output
 
 
+def test_checkpoint_refuses_a_tree_whose_stored_nodes_hide_a_rewrite(golden: Golden, tmp_path: Path) -> None:
+    """The signed root is read from stored Merkle nodes. Entry 10 is edited (chain left broken, so
+    later leaves stay as they were) and the node over entries 0..127 recomputed, while the node
+    over 0..63 is left stale: the tree of the newest checkpoint (size 96) still hashes to its
+    signed root, but the tree of size 128 commits to the edit. Only a consistency proof from 96 to
+    the root about to be signed shows the two disagree; without it this signed a fork."""
+    import sqlite3
+
+    db, key = _signing_ledger(golden, tmp_path)
+    with Ledger.open(db) as ledger:
+        append_with_raw(ledger, range(20, 96))
+    assert _cli_checkpoint(db, key).exit_code == 0
+    with Ledger.open(db) as ledger:
+        append_with_raw(ledger, range(96, 128))
+    conn = sqlite3.connect(db)
+    body = _edit_entry(bytes(conn.execute("SELECT body FROM entries WHERE seq = 10").fetchone()[0]),
+                       lambda d: d["event"].update(actor="mallory"))
+    conn.execute("UPDATE entries SET body = ?, leaf = ? WHERE seq = 10", (body, merkle.leaf_hash(body)))
+    leaves = [bytes(leaf) for (leaf,) in conn.execute("SELECT leaf FROM entries ORDER BY seq")]
+    right = bytes(conn.execute("SELECT hash FROM nodes WHERE level = 6 AND idx = 1").fetchone()[0])
+    conn.execute("UPDATE nodes SET hash = ? WHERE level = 7 AND idx = 0",
+                 (merkle.node_hash(merkle.root_from_leaf_hashes(leaves[:64]), right),))
+    conn.commit()
+    conn.close()
+    result = _cli_checkpoint(db, key)
+    assert result.exit_code == 1, result.output
+    assert "refusing to sign size 128: it does not extend" in result.stderr and "checkpoint #3" in result.stderr
+    assert _checkpoint_count(db) == 3
+
+
 def test_checkpoint_signs_a_ledger_that_extends_its_checkpoints(golden: Golden, tmp_path: Path) -> None:
     db, key = _signing_ledger(golden, tmp_path)
     with Ledger.open(db) as ledger:
