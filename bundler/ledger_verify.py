@@ -62,6 +62,7 @@ class LedgerVerification:
     checkpoints_valid: list[Checkpoint] = field(default_factory=list)
     checkpoints_checked: int = 0
     newest_signed_size: int = 0
+    raw_checked: bool | None = None  # entries' raw bytes read from the evidence store: False with --no-raw
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ class LedgerVerification:
             "checkpoints_checked": self.checkpoints_checked,
             "checkpoints_valid": len(self.checkpoints_valid),
             "newest_signed_size": self.newest_signed_size,
+            "raw_checked": self.raw_checked,
             "failures": [
                 {"code": f.code, "seq": f.seq, "where": f.where, "message": f.message} for f in self.failures
             ],
@@ -90,6 +92,8 @@ class LedgerVerification:
     def tally(self) -> str:
         bad = len(self.invalid_entries)
         cps = f"{len(self.checkpoints_valid)}/{self.checkpoints_checked} checkpoints valid"
+        if self.raw_checked is False:
+            cps += ", raw evidence NOT checked (--no-raw)"
         if self.ok:
             return f"{self.size}/{self.size} entries valid, {cps}, 0 INVALID"
         return f"{self.size - bad}/{self.size} entries valid, {cps}, {len(self.failures)} INVALID"

@@ -284,6 +284,9 @@ def test_verify_checks_every_entrys_raw_evidence(tmp_path: Path, pg_url: str) ->
     assert failures() == [("raw-modified", 2), ("raw-missing", 4)]
     objects[1].unlink()
     assert failures() == [("raw-modified", 2), ("raw-missing", 4), *[("raw-missing", s) for s in range(6, 10)]]
+    chain_only = verify_target(pg_url, trusted_keys=[public], origin=ORIGIN, saved=[], raw=False)  # --no-raw
+    assert chain_only.ok and chain_only.raw_checked is False and chain_only.size == 10
+    assert "raw evidence NOT checked" in chain_only.tally()
 
 
 def test_signer_refuses_a_history_rewritten_in_the_database(pg_url: str) -> None:

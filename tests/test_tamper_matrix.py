@@ -415,6 +415,35 @@ def test_raw_object_replaced_fails_every_entry_it_holds(golden: Golden, tmp_path
     assert {seq for code, seq in _raw_failures(golden, db) if code == "raw-modified" and seq is not None} == set(range(8))
 
 
+def test_no_raw_checks_the_chain_alone_and_says_so(golden: Golden, tmp_path: Path) -> None:
+    """``verify --no-raw``: the store is not read (a tampered object goes unseen) and the tally and
+    JSON say the raw evidence was not checked; the chain is still checked in full."""
+    import orjson as _orjson
+
+    from tests.fedledger_process import fedledger
+
+    db = _db_with_store(golden, tmp_path)
+    _objects(db)[1].unlink()
+    key = ["--trusted-key", str(golden.public_key), "--origin", ORIGIN]
+    full = fedledger("verify", *key, ledger=db)
+    assert full.returncode == 1 and b"raw-missing" in full.stdout
+    chain_only = fedledger("verify", *key, "--no-raw", ledger=db)
+    assert chain_only.returncode == 0, chain_only.stdout + chain_only.stderr
+    assert b"raw evidence NOT checked (--no-raw)" in chain_only.stdout.splitlines()[-1]
+    doc = _orjson.loads(fedledger("--format", "json", "verify", *key, "--no-raw", ledger=db).stdout)
+    assert doc["ok"] is True and doc["raw_checked"] is False
+    assert _orjson.loads(fedledger("--format", "json", "verify", *key, ledger=db).stdout)["raw_checked"] is True
+    import sqlite3
+
+    conn = sqlite3.connect(db)  # an edited entry is still caught without the store
+    conn.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) "
+                 "WHERE seq = 4")
+    conn.commit()
+    conn.close()
+    edited = fedledger("verify", *key, "--no-raw", ledger=db)
+    assert edited.returncode == 1 and b"entry-modified" in edited.stdout
+
+
 def test_raw_object_deleted_is_missing_per_entry(golden: Golden, tmp_path: Path) -> None:
     db = _db_with_store(golden, tmp_path)
     _objects(db)[1].unlink()

@@ -269,6 +269,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             help="A saved signed checkpoint (catches rollback): a file, or an s3://bucket/key (or prefix: newest) "
                  "anchored by `fedledger run --publish-checkpoint`.",
         ),
+        no_raw: bool = typer.Option(
+            False, "--no-raw",
+            help="Do not read the evidence store: check the chain, tree and checkpoints only (e.g. a ledger file "
+                 "copied without its .objects folder). The tally says the raw evidence was not checked."),
     ) -> None:
         """Recompute everything from stored bytes; report every failure; exit 1 on any."""
         import tempfile
@@ -278,7 +282,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
 
         with tempfile.TemporaryDirectory(prefix="fedledger-checkpoints-") as fetched:
             saved = materialize_checkpoints(checkpoint, Path(fetched))
-            report = verify_target(ledger_location(target) if target else OPTIONS.ledger, trusted_keys=trusted_key, origin=origin, saved=saved)
+            report = verify_target(ledger_location(target) if target else OPTIONS.ledger, trusted_keys=trusted_key,
+                                   origin=origin, saved=saved, raw=not no_raw)
         if OPTIONS.json:
             emit_json("fedledger.verify", report.to_json())
         else:
