@@ -385,6 +385,10 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
                 error = ctx.attr(seq, "verification_error") or "signature did not verify"
                 findings.append(_finding(ctx, check, f"invalid:{seq}", f"Attestation at seq {seq} does not verify",
                                          f"An attestation failed verification: {error}.", [seq], severity="high"))
+            else:  # attestation.unsigned (or any other kind): nothing vouches for what it says
+                findings.append(_finding(ctx, check, f"unsigned:{seq}", f"Attestation at seq {seq} is not signed",
+                                         "An attestation was stored without a signature that could be checked, so "
+                                         "it is not evidence of provenance or integrity.", [seq]))
     unattested: dict[str, tuple[list[int], set[str]]] = {}
     for index, seq, digest in zip(used.index, used["seq"], used["artifact_digest"]):
         if digest in ctx.attestations_by_digest:

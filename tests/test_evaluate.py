@@ -422,3 +422,20 @@ def test_custody_steps_can_be_made_optional() -> None:
     relaxed_steps = tuple(s for s in EvaluationConfig().required_custody_steps if s != "inference_call")
     relaxed, _ = run(events, config=EvaluationConfig(required_custody_steps=relaxed_steps))
     assert relaxed.control("au-10").status == SATISFIED
+
+
+def test_unsigned_attestation_is_not_provenance() -> None:
+    """An attestation whose signature is absent proves nothing about an artifact: with no other evidence it
+    must not satisfy SI-7, CM-14 or SR-4, and it is a finding beside signed ones."""
+    unsigned = find(complete_story(1), "attestation.signed")
+    unsigned["kind"] = "attestation.unsigned"
+    unsigned["attrs"]["key_id"] = None
+    assessment, entries = run([unsigned])
+    assert {"si-7", "cm-14", "sr-4"} <= failing(assessment)
+    finding = next(f for f in assessment.control("sr-4").findings if f.check == "signed-attestation")
+    assert finding.id == f"signed-attestation:unsigned:{seq_of(entries, unsigned)}"
+    assert finding.seqs == (seq_of(entries, unsigned),)
+    # beside a complete, signed story the unsigned copy is still reported
+    assessment, entries = run(complete_story(1) + [unsigned])
+    assert "si-7" in failing(assessment)
+    assert [f.id for f in assessment.control("si-7").findings] == [f"signed-attestation:unsigned:{seq_of(entries, unsigned)}"]
