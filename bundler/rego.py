@@ -26,6 +26,10 @@ Input documents (``input``):
   attestations: [{seq, kind, signer, predicate_type, object_lock_mode,
   retain_until}]}, "jobs": [job ids that built or used it]}``.
 
+``signed`` and ``attested`` (job and artifact inputs alike) are true only when an
+``attestation.signed`` (a verified signature) names the digest; unsigned and invalid
+attestations are listed with their ``kind`` but never make them true.
+
 A policy that fails to compile raises :class:`collector.errors.UsageError` (exit 2),
 never a pass; so does one that calls a builtin whose answer is not a function of the
 input (:data:`REFUSED_BUILTINS`, and the network builtins such as ``http.send``, which
@@ -318,10 +322,12 @@ def artifact_inputs(ctx: Context) -> list[tuple[str, dict[str, Any], tuple[int, 
 
     for digest in sorted(set(users) | set(attestations)):
         found = attestations.get(digest, [])
+        # Only a verified attestation attests: unsigned and invalid ones stay listed (with their kind)
+        # but never make an artifact attested, as in the job input.
         signed = any(a["kind"] == "attestation.signed" for a in found)
         document = {
             "kind": "artifact",
-            "artifact": {"digest": digest, "signed": signed, "attested": bool(found), "attestations": found},
+            "artifact": {"digest": digest, "signed": signed, "attested": signed, "attestations": found},
             "jobs": sorted(users.get(digest, set()), key=job_sort_key),
         }
         seqs = tuple(sorted({*used_seqs.get(digest, []), *(a["seq"] for a in found)}))

@@ -181,3 +181,19 @@ def test_builtin_names_in_strings_and_comments_are_allowed(tmp_path: Path) -> No
     path = write(tmp_path, "p.rego", '# controls: CM-3\npackage p\n\n# http.send(x) would be refused\n'
                                      'deny[msg] {\n  input.kind == "never"\n  msg := "time.now_ns() and http.send(x)"\n}\n')
     assert load_policy(path).package == "p"
+
+
+@pytest.mark.parametrize("kind", ["attestation.invalid", "attestation.unsigned"])
+def test_artifact_with_only_a_bad_attestation_is_not_attested(tmp_path: Path, kind: str) -> None:
+    """A policy gating on 'the attestation exists' (PIPELINE-PATTERNS pattern 5) must not pass an artifact
+    whose only attestation failed verification or carries no signature."""
+    write(tmp_path, "exists.rego", "# controls: SR-4\n# inputs: artifact\npackage exists\n\n"
+                                   "default allow := false\nallow { input.artifact.attested == true }\n")
+    policies = load_policies(tmp_path)
+    events = complete_story(1)
+    assert policy_check(evaluate(as_entries(events), as_of=AS_OF, origin="t", policies=policies),
+                        "exists").status == SATISFIED
+    find(events, "attestation.signed")["kind"] = kind
+    check = policy_check(evaluate(as_entries(events), as_of=AS_OF, origin="t", policies=policies), "exists")
+    assert check.status == NOT_SATISFIED
+    assert [f.id for f in check.findings] == [f"policy:exists:artifact-{story.ARTIFACT_DIGEST}"]
