@@ -91,6 +91,7 @@ class EvaluationConfig:
     required_custody_steps: tuple[str, ...] = STEP_NAMES
     kms_sse_values: tuple[str, ...] = ("aws:kms", "aws:kms:dsse")
     cite_limit: int = 5000
+    require_approval: bool = True  # a job that called an AI endpoint needs a granted ci.approval before it
 
     def freshness_seconds(self, source: str) -> int:
         return 86400 * dict(self.freshness_days_per_source).get(source, self.freshness_days)
@@ -136,7 +137,7 @@ class EvaluationConfig:
             elif isinstance(value, list):
                 value = tuple(value)
             default = getattr(cls(), key)
-            if isinstance(default, bool) or type(value) is not type(default):
+            if type(value) is not type(default):  # bool is not int, int is not bool
                 raise UsageError(f"evaluation setting {key} must be {type(default).__name__}, "
                                  f"not {type(value).__name__}")
             converted[key] = value
@@ -748,9 +749,11 @@ def check_policy_gate(ctx: Context) -> CheckResult:
     rows = ctx.rows("ci.policy_decision", "ci.inference_call", "ci.approval")
     jobs = ctx.correlation.job[rows.index]
     per_job: dict[str, dict[str, list[tuple[int, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for job_id, seq, kind, ts in zip(jobs, rows["seq"], rows["kind"], rows["ts"]):
+    status_of: dict[int, Any] = {}
+    for job_id, seq, kind, ts, status in zip(jobs, rows["seq"], rows["kind"], rows["ts"], rows["status"]):
         if job_id is not None:
             per_job[str(job_id)][kind].append((int(seq), ts))
+            status_of[int(seq)] = status
     findings = []
     for job_id in sorted(per_job, key=job_sort_key):
         calls = per_job[job_id].get("ci.inference_call", [])
@@ -777,8 +780,38 @@ def check_policy_gate(ctx: Context) -> CheckResult:
                                      f"Job {job_id}'s policy decision came after its inference call",
                                      "The allow decision was recorded after the first inference call.",
                                      [*(seq for seq, _ in decisions), *call_seqs], job_id=job_id))
+        findings.extend(_approval_findings(ctx, check, job_id, per_job[job_id].get("ci.approval", []), status_of,
+                                           call_seqs, call_times))
     return _result(ctx, check, evidence=rows.loc[jobs.notna(), "seq"], findings=findings,
                    what=f"{len(per_job)} job(s) with gate decisions or inference calls")
+
+
+def _approval_findings(ctx: Context, check: str, job_id: str, approvals: list[tuple[int, Any]],
+                       status_of: Mapping[int, Any], call_seqs: list[int], call_times: list[Any]) -> list[Finding]:
+    """A job that called an AI endpoint must record who approved it, before the first call; a refused
+    approval (outcome failure) is never an approval, whatever came after it."""
+    refused = [seq for seq, _ in approvals if status_of.get(seq) != "success"]
+    granted = [(seq, ts) for seq, ts in approvals if status_of.get(seq) == "success"]
+    if refused:
+        who = sorted({str(ctx.attr(seq, "approver") or ctx.event(seq).get("actor") or "unknown") for seq in refused})
+        return [_finding(ctx, check, f"approval-refused:job-{job_id}",
+                         f"Job {job_id} called the AI endpoint although its approval was refused",
+                         f"Approval of job {job_id} was refused (by {', '.join(who)}), yet it went on to make "
+                         f"{len(call_seqs)} inference call(s).", [*refused, *call_seqs], job_id=job_id,
+                         severity="high")]
+    if not granted:
+        if not ctx.config.require_approval:
+            return []
+        return [_finding(ctx, check, f"no-approval:job-{job_id}", f"Job {job_id} deployed without a recorded approval",
+                         f"Job {job_id} made {len(call_seqs)} inference call(s), and no granted approval (ci.approval) "
+                         "is linked to it: nothing shows who approved the change.", call_seqs, job_id=job_id)]
+    granted_times = [ts for _, ts in granted if pd.notna(ts)]
+    if call_times and (not granted_times or min(granted_times) > min(call_times)):
+        return [_finding(ctx, check, f"approval-after-call:job-{job_id}",
+                         f"Job {job_id} was approved only after its inference call",
+                         "The first granted approval was recorded after the first inference call.",
+                         [*(seq for seq, _ in granted), *call_seqs], job_id=job_id)]
+    return []
 
 
 def check_timestamps(ctx: Context) -> CheckResult:

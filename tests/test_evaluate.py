@@ -439,3 +439,31 @@ def test_unsigned_attestation_is_not_provenance() -> None:
     assessment, entries = run(complete_story(1) + [unsigned])
     assert "si-7" in failing(assessment)
     assert [f.id for f in assessment.control("si-7").findings] == [f"signed-attestation:unsigned:{seq_of(entries, unsigned)}"]
+
+
+@pytest.mark.parametrize("change", ["missing", "refused", "after-call"])
+def test_deploy_without_a_granted_approval_fails_change_control(change: str) -> None:
+    """A job that called the AI endpoint must show who approved it, before the call (PIPELINE-PATTERNS:
+    'every job records who approved it'); a refused approval is not one."""
+    events = complete_story(1)
+    approval = find(events, "ci.approval")
+    call = find(events, "ci.inference_call")
+    if change == "missing":
+        events.remove(approval)
+    elif change == "refused":
+        approval["outcome"] = {"status": "failure", "error": "not approved"}
+    else:
+        approval["time"] = "2026-11-20T14:10:30Z"
+    assessment, entries = run(events)
+    assert {"cm-3", "cm-5"} <= failing(assessment)
+    key = {"missing": "no-approval", "refused": "approval-refused", "after-call": "approval-after-call"}[change]
+    (finding,) = [f for f in assessment.control("cm-3").findings if f.check == "policy-gate"]
+    assert finding.id == f"policy-gate:{key}:job-{story.JOB_ID}" and finding.job_id == str(story.JOB_ID)
+    assert seq_of(entries, call) in finding.seqs
+    if change != "missing":
+        assert seq_of(entries, approval) in finding.seqs
+    if change == "refused":
+        assert finding.severity == "high"
+    if change == "missing":  # an explained choice: approvals not required
+        relaxed, _ = run(events, config=EvaluationConfig.from_mapping({"require_approval": False}))
+        assert relaxed.control("cm-3").status == SATISFIED
