@@ -763,7 +763,9 @@ def check_policy_gate(ctx: Context) -> CheckResult:
         call_seqs = [seq for seq, _ in calls]
         call_times = [ts for _, ts in calls if pd.notna(ts)]
         verdicts = [(seq, ts, str(ctx.attr(seq, "decision") or "").lower()) for seq, ts in decisions]
-        allows = [ts for _, ts, verdict in verdicts if verdict == "allow" and pd.notna(ts)]
+        # An allow whose outcome is a failure (the gate errored) let nothing through, as in the custody story.
+        allows = [ts for seq, ts, verdict in verdicts if verdict == "allow" and pd.notna(ts)
+                  and status_of.get(seq) == "success"]
         denies = [seq for seq, _, verdict in verdicts if verdict == "deny"]
         if denies:
             findings.append(_finding(ctx, check, f"denied-but-ran:job-{job_id}",

@@ -467,3 +467,14 @@ def test_deploy_without_a_granted_approval_fails_change_control(change: str) -> 
     if change == "missing":  # an explained choice: approvals not required
         relaxed, _ = run(events, config=EvaluationConfig.from_mapping({"require_approval": False}))
         assert relaxed.control("cm-3").status == SATISFIED
+
+
+def test_allow_decision_whose_gate_failed_is_not_an_allow() -> None:
+    """A gate that reported 'allow' with outcome failure (it errored) did not let the job through."""
+    events = complete_story(1)
+    decision = find(events, "ci.policy_decision")
+    decision["outcome"] = {"status": "failure", "error": "policy evaluation error"}
+    assessment, entries = run(events)
+    assert "cm-3" in failing(assessment)
+    (finding,) = [f for f in assessment.control("cm-3").findings if f.check == "policy-gate"]
+    assert finding.id == f"policy-gate:no-gate:job-{story.JOB_ID}"
