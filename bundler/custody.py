@@ -9,7 +9,10 @@ Correlation (:func:`correlate`) works in two rounds over the evidence table:
    the inference call links the certificate serial to the job id, …). Every event
    whose identifiers lead to exactly one job id belongs to that job. An identifier
    that leads to two or more jobs (a certificate or session shared by jobs) is a
-   finding, and events reached only through it stay unassigned.
+   finding, and events reached only through it stay unassigned. A job id given with
+   two or more repositories (job ids that count per project or per instance) names
+   one job per repository, ``<repository>#<job id>``; an event giving such a job id
+   without a repository is placed only by its other identifiers, else it is a finding.
 2. **Identifiers shared by many jobs** — ``run_id``, ``oidc_subject``,
    ``vault_entity_id``, ``artifact_digest``, ``runner`` — assign a still unassigned
    event only when exactly one job carrying the same value has its time window
@@ -20,7 +23,8 @@ oidc_token → role_assumption → vault_login → certificate → build_sign �
 policy_decision → inference_call → attestation_stored. A step is present only when
 its event succeeded (and: the OIDC token verified, the policy allowed, the
 attestation is under Object Lock). Missing, failed and out-of-order steps are
-findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id;
+findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id (in the
+job's repository, where both are known);
 attestations by the job id or by the digests of the artifacts the job built or used.
 
 Pure: no I/O, no clock.
@@ -93,8 +97,31 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _strong_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def _job_keys(frame: pd.DataFrame) -> tuple[pd.Series, dict[str, tuple[str, ...]]]:
+    """The job each row names. A job id is taken as unique, except where rows give it with two or more
+    repositories (CI systems whose job ids count per project or per instance: GitLab instances, Jenkins
+    build numbers): there it names one job per repository, ``<repository>#<job id>``, and a row that
+    gives that job id without a repository names no job by itself (it may still be placed by its other
+    identifiers). Returns the keys and, per such job id, its repositories."""
+    ids = frame["job_id"]
+    named = frame.loc[ids.notna() & frame["repository"].notna(), ["job_id", "repository"]].drop_duplicates()
+    counts = named.groupby("job_id")["repository"].nunique()
+    shared = counts[counts > 1].index
+    if not len(shared):
+        return ids, {}
+    repositories = {str(job): tuple(sorted(named.loc[named["job_id"] == job, "repository"].astype(str)))
+                    for job in shared}
+    keys = ids.copy()
+    rows = ids.isin(list(shared))
+    qualified = rows & frame["repository"].notna()
+    keys[qualified] = frame.loc[qualified, "repository"].astype(str) + "#" + ids[qualified].astype(str)
+    keys[rows & frame["repository"].isna()] = None
+    return keys.astype(object).where(keys.notna(), None), repositories
+
+
+def _strong_frame(frame: pd.DataFrame, job_keys: pd.Series) -> pd.DataFrame:
     strong = frame[list(STRONG_KEYS)].copy()
+    strong["job_id"] = job_keys
     keys = strong["access_key_id"]
     strong.loc[keys.notna() & ~values_with_prefix(keys, "ASIA"), "access_key_id"] = None
     return strong
@@ -102,7 +129,8 @@ def _strong_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
     """Assign each row of *frame* to a CI job (see the module docstring)."""
-    strong = _strong_frame(frame)
+    job_keys, shared_job_ids = _job_keys(frame)
+    strong = _strong_frame(frame, job_keys)
     combos = strong.dropna(how="all").drop_duplicates()
     links = _UnionFind()
     for row in combos.itertuples(index=False):
@@ -135,7 +163,7 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 seqs=seqs,
                 severity="high",
             ))
-    job = _fill_strong(frame["job_id"].copy(), strong, value_job)
+    job = _fill_strong(job_keys.copy(), strong, value_job)
 
     assigned = job.notna()
     windows = _windows(frame.loc[assigned, "ts"], job[assigned], window_seconds)
@@ -162,7 +190,7 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
         # A row placed by a shared identifier brings along the per-job identifiers it carries
         # (the AssumeRoleWithWebIdentity record, placed by OIDC subject and time, brings its
         # role session and temporary key, and with them every API call of that session).
-        placed = assigned & frame["job_id"].isna()
+        placed = assigned & job_keys.isna()
         claims: dict[str, set[str]] = defaultdict(set)  # component root → jobs claiming it
         for key in STRONG_KEYS[1:]:
             rows = placed & strong[key].notna() & ~strong[key].isin(list(value_job[key]))
@@ -175,7 +203,21 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 if owners and len(owners) == 1 and value not in value_job[key]:
                     value_job[key][value] = next(iter(owners))
             job = _fill_strong(job, strong, value_job)
-    jobs = tuple(sorted(set(frame["job_id"].dropna().unique().tolist()), key=job_sort_key))
+    jobs = tuple(sorted(set(job_keys.dropna().unique().tolist()), key=job_sort_key))
+    for job_id, repositories in sorted(shared_job_ids.items()):
+        unplaced = frame["job_id"].eq(job_id) & frame["repository"].isna() & job.isna()
+        if bool(unplaced.any()):
+            findings.append(Finding(
+                id=f"custody-ambiguous-job-id:{job_id}",
+                check="chain-of-custody",
+                title=f"Job id {job_id} is used in {len(repositories)} repositories",
+                description=(f"Job id {job_id} names a job in each of {', '.join(repositories)}; "
+                             f"{int(unplaced.sum())} event(s) give that job id without a repository, and nothing "
+                             "else ties them to one of those jobs."),
+                controls=CUSTODY_CONTROLS,
+                seqs=tuple(sorted(frame.loc[unplaced, "seq"].astype(int).tolist())),
+                severity="high",
+            ))
     final_windows = _windows(frame.loc[job.notna(), "ts"], job[job.notna()], 0)
     return Correlation(job, jobs, final_windows, findings)
 
@@ -253,7 +295,7 @@ def build_stories(
     rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "run_id", "repository"]]
     rows = rows.assign(job=correlation.job[rows.index])
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    by_run: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    by_run: dict[str, list[tuple[tuple[Any, ...], Any]]] = defaultdict(list)  # run id → (record, repository)
     by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows.itertuples(index=False):
         time = table.events.get(int(row.seq), {}).get("time")
@@ -261,7 +303,7 @@ def build_stories(
         if row.job is not None:
             by_job[row.job].append(record)
         if row.kind == "ci.workflow_run" and row.run_id is not None:
-            by_run[row.run_id].append(record)
+            by_run[row.run_id].append((record, row.repository))
         if row.kind == "attestation.signed":
             for digest in attestation_digests(table.events.get(int(row.seq), {})):
                 by_digest[digest].append(record)
@@ -276,8 +318,11 @@ def build_stories(
     for job_id in correlation.jobs:
         records = {r[0]: r for r in by_job.get(job_id, [])}
         run_id = runs.get(job_id)
-        for record in by_run.get(run_id, []) if run_id else []:
-            records.setdefault(record[0], record)
+        repository = repos.get(job_id)
+        for record, run_repository in by_run.get(run_id, []) if run_id else []:
+            # a run id is unique only within its repository on some CI systems
+            if repository is None or run_repository is None or run_repository == repository:
+                records.setdefault(record[0], record)
         for digest in digests_of_job.get(job_id, []):
             for record in by_digest.get(digest, []):
                 records.setdefault(record[0], record)

@@ -9,7 +9,7 @@ from bundler.evaluate import evaluate, parse_utc
 from bundler.evidence_table import build_table
 from bundler.model import NOT_SATISFIED, SATISFIED
 from samples.make import story
-from tests.synthetic_jobs import as_entries, complete_story, find, job_events
+from tests.synthetic_jobs import BASE, as_entries, complete_story, digest_events, find, job_events
 
 AS_OF = "2026-11-21T00:00:00Z"
 
@@ -131,3 +131,64 @@ def test_run_completion_is_not_a_trigger() -> None:
     trigger = stories[0].steps[0]
     assert not trigger.present and "end" in trigger.detail
     assert f"custody-missing:trigger:job-{story.JOB_ID}" in [f.id for f in stories[0].findings]
+
+
+OTHER_REPOSITORY = "other-org/other-repo"
+
+
+def _second_repository_same_ids(i: int = 1, *, run_id: str | None = None) -> list[dict]:
+    """Job *i*, moved to another repository and given job 0's job id (and optionally a run id): CI systems
+    whose job ids count per project or per instance (GitLab instances, Jenkins build numbers) reuse them."""
+    events = job_events(i)
+    for item in events:
+        correlation = item["correlation"]
+        if "job_id" in correlation:
+            correlation["job_id"] = str(story.JOB_ID)
+        if run_id is not None and "run_id" in correlation:
+            correlation["run_id"] = run_id
+        if "repository" in correlation:
+            correlation["repository"] = OTHER_REPOSITORY
+    return events
+
+
+def test_same_job_id_in_two_repositories_is_two_jobs() -> None:
+    """One job id in two repositories names two jobs: the second repository's ungated, unapproved inference
+    call must not borrow the first job's gate, approval and attestation."""
+    other = [e for e in _second_repository_same_ids() if e["kind"] not in ("ci.policy_decision", "ci.approval")]
+    events = job_events(0) + other + digest_events(BASE, 3)
+    stories, correlation, _, _ = stories_of(events)
+    first, second = f"{story.REPOSITORY}#{story.JOB_ID}", f"{OTHER_REPOSITORY}#{story.JOB_ID}"
+    assert sorted(correlation.jobs) == sorted([first, second])
+    by_job = {s.job_id: s for s in stories}
+    assert by_job[first].complete and by_job[first].repository == story.REPOSITORY
+    assert not by_job[second].complete and by_job[second].repository == OTHER_REPOSITORY
+    assessment = evaluate(as_entries(events), as_of=AS_OF, origin="t")
+    assert assessment.control("cm-3").status == NOT_SATISFIED
+    gate = {f.id for f in assessment.control("cm-3").findings}
+    assert gate == {f"policy-gate:no-gate:job-{second}", f"policy-gate:no-approval:job-{second}"}
+    assert assessment.control("au-8").status == SATISFIED  # each job's events lie within its own run time
+
+
+def test_same_job_and_run_id_in_two_repositories_keep_their_own_triggers() -> None:
+    events = job_events(0) + _second_repository_same_ids(run_id=str(story.RUN_ID)) + digest_events(BASE, 3)
+    stories, correlation, _, entries = stories_of(events)
+    by_job = {s.job_id: s for s in stories}
+    for repository, index in ((story.REPOSITORY, 0), (OTHER_REPOSITORY, 1)):
+        trigger = {st.step: st for st in by_job[f"{repository}#{story.JOB_ID}"].steps}["trigger"]
+        own = {seq_of(entries, find(events, "ci.workflow_run", index)), seq_of(entries, find(events, "ci.job_started", index))}
+        assert set(trigger.seqs) == own
+
+
+def test_event_naming_a_shared_job_id_without_a_repository_is_not_guessed() -> None:
+    """An event that gives only the job id (no repository), where that id is used in two repositories and
+    nothing else places it, stays unlinked and is a finding."""
+    other = _second_repository_same_ids()
+    login = find(other, "vault.login")
+    login["correlation"] = {"job_id": str(story.JOB_ID)}
+    events = job_events(0) + other
+    _, correlation, table, entries = stories_of(events)
+    job_of = dict(zip(table.frame["seq"], correlation.job))
+    assert job_of[seq_of(entries, login)] is None
+    (finding,) = [f for f in correlation.findings if f.id.startswith("custody-ambiguous-job-id:")]
+    assert finding.id == f"custody-ambiguous-job-id:{story.JOB_ID}" and finding.seqs == (seq_of(entries, login),)
+    assert OTHER_REPOSITORY in finding.description and story.REPOSITORY in finding.description
