@@ -13,8 +13,12 @@ Correlation (:func:`correlate`) works in two rounds over the evidence table:
    two or more repositories (job ids that count per project or per instance) names
    one job per repository, ``<repository>#<job id>``; an event giving such a job id
    without a repository is placed only by its other identifiers, else it is a finding.
+   A role session name under which two or more temporary keys were used is not
+   per-job (``aws-actions/configure-aws-credentials`` names every session
+   ``GitHubActions`` by default): it joins the shared identifiers below.
 2. **Identifiers shared by many jobs** — ``run_id``, ``oidc_subject``,
-   ``vault_entity_id``, ``artifact_digest``, ``runner`` — assign a still unassigned
+   ``vault_entity_id``, ``artifact_digest``, ``runner`` (and a shared role session
+   name) — assign a still unassigned
    event only when exactly one job carrying the same value has its time window
    (first to last event, widened by ``window_seconds``) around the event.
 
@@ -43,7 +47,7 @@ from bundler.evidence_table import EvidenceTable, values_with_prefix
 from bundler.model import CustodyStep, CustodyStory, Finding
 
 STRONG_KEYS = ("job_id", "role_session", "cert_serial", "access_key_id")
-WEAK_KEYS = ("run_id", "oidc_subject", "vault_entity_id", "artifact_digest", "runner")
+WEAK_KEYS = ("run_id", "oidc_subject", "vault_entity_id", "artifact_digest", "runner", "role_session")
 CUSTODY_CONTROLS = ("au-2", "au-10", "sa-10")
 
 STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -123,7 +127,16 @@ def _strong_frame(frame: pd.DataFrame, job_keys: pd.Series) -> pd.DataFrame:
     strong = frame[list(STRONG_KEYS)].copy()
     strong["job_id"] = job_keys
     keys = strong["access_key_id"]
-    strong.loc[keys.notna() & ~values_with_prefix(keys, "ASIA"), "access_key_id"] = None
+    temporary = keys.notna() & values_with_prefix(keys, "ASIA")
+    strong.loc[keys.notna() & ~temporary, "access_key_id"] = None
+    # A role session name is per-job only if each name stands for one session: a name under which two
+    # or more temporary keys were used (aws-actions names every session "GitHubActions" by default) is
+    # shared, and links only as a shared identifier (by time), while its keys keep linking each session.
+    sessions = frame.loc[temporary & frame["role_session"].notna(), ["role_session", "access_key_id"]]
+    keys_per_name = sessions.drop_duplicates().groupby("role_session")["access_key_id"].nunique()
+    shared_names = keys_per_name[keys_per_name > 1].index
+    if len(shared_names):
+        strong.loc[strong["role_session"].isin(list(shared_names)), "role_session"] = None
     return strong
 
 

@@ -192,3 +192,27 @@ def test_event_naming_a_shared_job_id_without_a_repository_is_not_guessed() -> N
     (finding,) = [f for f in correlation.findings if f.id.startswith("custody-ambiguous-job-id:")]
     assert finding.id == f"custody-ambiguous-job-id:{story.JOB_ID}" and finding.seqs == (seq_of(entries, login),)
     assert OTHER_REPOSITORY in finding.description and story.REPOSITORY in finding.description
+
+
+def test_role_session_name_shared_by_jobs_links_no_job_to_another_jobs_session() -> None:
+    """aws-actions/configure-aws-credentials names every session 'GitHubActions' unless told otherwise: a
+    session name that several role assumptions (each with its own temporary key) share is no per-job
+    identifier, so one job naming it must not take the other jobs' role assumptions and API calls."""
+    events: list[dict] = []
+    for i in range(3):
+        for item in job_events(i):
+            if "role_session" in item["correlation"]:
+                item["correlation"]["role_session"] = "GitHubActions"
+            events.append(item)
+    find(events, "ci.oidc_token", 0)["correlation"]["role_session"] = "GitHubActions"
+    stories, correlation, table, entries = stories_of(events)
+    assert not correlation.findings
+    job_of = dict(zip(table.frame["seq"], correlation.job))
+    for i, st in enumerate(stories):
+        own = str(story.JOB_ID + i)
+        assert st.job_id == own
+        assume = seq_of(entries, find(events, "aws.assume_role_web_identity", i))
+        assert {s.step: s for s in st.steps}["role_assumption"].seqs == (assume,)
+        assert {job_of[seq_of(entries, find(events, "aws.api_call", 3 * i + k))] for k in range(3)} == {own}
+    assessment = evaluate(as_entries(events + digest_events(BASE, 4)), as_of=AS_OF, origin="t")
+    assert assessment.control("au-8").status == SATISFIED and assessment.control("au-10").status == SATISFIED
