@@ -77,6 +77,9 @@ class Correlation:
     jobs: tuple[str, ...]
     windows: pd.DataFrame  # index job id; columns start, end (UTC timestamps)
     findings: list[Finding] = field(default_factory=list)
+    # rows left unassigned because a shared identifier placed them in two or more jobs' windows:
+    # row index → those jobs (checks that count per job count them as possibly each one's)
+    ambiguous: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def job_sort_key(job_id: str) -> tuple[int, str]:
@@ -181,6 +184,7 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
     assigned = job.notna()
     windows = _windows(frame.loc[assigned, "ts"], job[assigned], window_seconds)
     unassigned = ~assigned
+    contested: dict[int, set[str]] = defaultdict(set)
     if bool(unassigned.any()) and not windows.empty:
         for key in WEAK_KEYS:
             candidates = unassigned & frame[key].notna() & job.isna()
@@ -198,6 +202,9 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 counts = pairs.groupby("row")["job"].nunique()
                 single = pairs[pairs["row"].isin(counts[counts == 1].index)].drop_duplicates("row")
                 job.loc[single["row"].to_numpy()] = single["job"].to_numpy()
+                several = pairs[pairs["row"].isin(counts[counts > 1].index)]
+                for row, owner in zip(several["row"].tolist(), several["job"].tolist()):
+                    contested[int(row)].add(str(owner))
             assigned = job.notna()
             unassigned = ~assigned
         # A row placed by a shared identifier brings along the per-job identifiers it carries
@@ -232,7 +239,9 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 severity="high",
             ))
     final_windows = _windows(frame.loc[job.notna(), "ts"], job[job.notna()], 0)
-    return Correlation(job, jobs, final_windows, findings)
+    ambiguous = {row: tuple(sorted(owners, key=job_sort_key)) for row, owners in sorted(contested.items())
+                 if job.at[row] is None}
+    return Correlation(job, jobs, final_windows, findings, ambiguous)
 
 
 def _fill_strong(job: pd.Series, strong: pd.DataFrame, value_job: Mapping[str, Mapping[str, str]]) -> pd.Series:

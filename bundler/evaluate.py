@@ -588,38 +588,73 @@ def _ci_job_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:
     return _grouped_seqs(rows.assign(job=ctx.correlation.job[rows.index]))
 
 
-def _vault_job_evidence(ctx: Context) -> list[int]:
+def _contested(ctx: Context, kind: str) -> dict[str, tuple[int, ...]]:
+    """job → seqs of *kind* events that may be that job's but could not be told apart from another
+    job's (a shared identifier placed them in two or more jobs' time windows)."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for row, jobs in ctx.correlation.ambiguous.items():
+        if ctx.frame.at[row, "kind"] == kind:
+            for job in jobs:
+                out[job].append(int(ctx.frame.at[row, "seq"]))
+    return {job: tuple(sorted(seqs)) for job, seqs in out.items()}
+
+
+def _vault_job_evidence(ctx: Context, *contested: Mapping[str, tuple[int, ...]]) -> list[int]:
     if not ctx.jobs or not bool((ctx.frame["source"] == "vault").any()):
         return []
-    return [s for job in ctx.jobs.values() for s in (*job.secret_read_seqs, *job.token_renew_seqs)] or \
+    return [s for job in ctx.jobs.values() for s in (*job.secret_read_seqs, *job.token_renew_seqs)] + \
+        [s for part in contested for seqs in part.values() for s in seqs] or \
         [int(ctx.frame.loc[ctx.frame["source"] == "vault", "seq"].iloc[0])]
+
+
+def _per_job_count_findings(ctx: Context, check: str, own_of: Mapping[str, tuple[int, ...]],
+                            contested: Mapping[str, tuple[int, ...]], limit: int, *, verb: str,
+                            noun: str) -> list[Finding]:
+    """A finding per job over *limit*: by its own events, or (``unattributed``) only once the events that
+    may be its own but could not be attributed are counted too (fail closed: they do not vanish)."""
+    findings = []
+    for job in ctx.jobs.values():
+        own = own_of.get(job.job_id, ())
+        maybe = contested.get(job.job_id, ())
+        if len(own) > limit:
+            findings.append(_finding(
+                ctx, check, f"job-{job.job_id}", f"Job {job.job_id} {verb} {len(own)} {noun}",
+                f"Job {job.job_id} {verb} {len(own)} {noun}; at most {limit} per job are expected.", own,
+                job_id=job.job_id))
+        elif len(own) + len(maybe) > limit:
+            others = sorted({other for row, jobs in ctx.correlation.ambiguous.items() for other in jobs
+                             if job.job_id in jobs and other != job.job_id}, key=job_sort_key)
+            findings.append(_finding(
+                ctx, check, f"unattributed:job-{job.job_id}",
+                f"Job {job.job_id} may have {verb} up to {len(own) + len(maybe)} {noun}",
+                f"Job {job.job_id} {verb} {len(own)} {noun}; {len(maybe)} more, by an identity it shares with "
+                f"overlapping job(s) {', '.join(others)}, could not be attributed to one job. Up to "
+                f"{len(own) + len(maybe)} may be its own, over the limit of {limit} per job.",
+                [*own, *maybe], job_id=job.job_id))
+    return findings
 
 
 def check_secret_read_volume(ctx: Context) -> CheckResult:
     check = "secret-read-volume"
     threshold = ctx.config.secret_read_threshold
-    findings = [
-        _finding(ctx, check, f"job-{job.job_id}", f"Job {job.job_id} read {len(job.secret_read_seqs)} secrets",
-                 f"Job {job.job_id} read secrets {len(job.secret_read_seqs)} times; the threshold is {threshold} per job.",
-                 job.secret_read_seqs, job_id=job.job_id)
-        for job in ctx.jobs.values() if len(job.secret_read_seqs) > threshold
-    ]
+    contested = _contested(ctx, "vault.secret_read")
+    findings = _per_job_count_findings(ctx, check, {j.job_id: j.secret_read_seqs for j in ctx.jobs.values()},
+                                       contested, threshold, verb="read", noun="secrets")
     reads = sum(len(job.secret_read_seqs) for job in ctx.jobs.values())
-    return _result(ctx, check, evidence=_vault_job_evidence(ctx), findings=findings,
-                   what=f"{reads} secret read(s) over {len(ctx.jobs)} job(s), threshold {threshold} per job",
+    unattributed = len({s for seqs in contested.values() for s in seqs})
+    more = f" (and {unattributed} not attributable to one job)" if unattributed else ""
+    return _result(ctx, check, evidence=_vault_job_evidence(ctx, contested), findings=findings,
+                   what=f"{reads} secret read(s){more} over {len(ctx.jobs)} job(s), threshold {threshold} per job",
                    not_assessed_reason="no CI jobs or no Vault evidence in the period")
 
 
 def check_token_renewals(ctx: Context) -> CheckResult:
     check = "token-renewals"
     limit = ctx.config.max_token_renewals
-    findings = [
-        _finding(ctx, check, f"job-{job.job_id}", f"Job {job.job_id} renewed its token {len(job.token_renew_seqs)} times",
-                 f"Job {job.job_id} renewed Vault tokens {len(job.token_renew_seqs)} times; at most {limit} expected.",
-                 job.token_renew_seqs, job_id=job.job_id)
-        for job in ctx.jobs.values() if len(job.token_renew_seqs) > limit
-    ]
-    return _result(ctx, check, evidence=_vault_job_evidence(ctx), findings=findings,
+    contested = _contested(ctx, "vault.token_renew")
+    findings = _per_job_count_findings(ctx, check, {j.job_id: j.token_renew_seqs for j in ctx.jobs.values()},
+                                       contested, limit, verb="renewed tokens", noun="times")
+    return _result(ctx, check, evidence=_vault_job_evidence(ctx, contested), findings=findings,
                    what=f"token renewals over {len(ctx.jobs)} job(s), at most {limit} per job",
                    not_assessed_reason="no CI jobs or no Vault evidence in the period")
 

@@ -478,3 +478,27 @@ def test_allow_decision_whose_gate_failed_is_not_an_allow() -> None:
     assert "cm-3" in failing(assessment)
     (finding,) = [f for f in assessment.control("cm-3").findings if f.check == "policy-gate"]
     assert finding.id == f"policy-gate:no-gate:job-{story.JOB_ID}"
+
+
+@pytest.mark.parametrize(("reads", "over"), [(25, True), (5, False)])
+def test_secret_reads_that_cannot_be_attributed_still_count_against_the_threshold(reads: int, over: bool) -> None:
+    """Vault JWT logins share one entity per role and subject: when two jobs with that entity overlap in time,
+    their secret reads cannot be split between them. They must not vanish from the per-job volume."""
+    first = job_events(0, secret_reads=reads)
+    second = job_events(1, spacing=timedelta(minutes=1), secret_reads=reads)
+    for item in second:
+        if "vault_entity_id" in item["correlation"]:
+            item["correlation"]["vault_entity_id"] = story.VAULT_ENTITY_ID
+    assessment, entries = run(first + second)
+    check = next(c for c in assessment.checks if c.check == "secret-read-volume")
+    all_reads = {s for s, e, _ in entries if e["kind"] == "vault.secret_read"}
+    assert all_reads <= set(check.seqs)  # every read was examined
+    if not over:
+        assert check.status == SATISFIED
+        return
+    assert check.status == NOT_SATISFIED and "au-6" in failing(assessment)
+    jobs = {str(story.JOB_ID), str(story.JOB_ID + 1)}
+    assert {f.job_id for f in check.findings} == jobs
+    for finding in check.findings:
+        assert finding.id == f"secret-read-volume:unattributed:job-{finding.job_id}"
+        assert set(finding.seqs) == all_reads and f"up to {2 * reads}" in finding.title
