@@ -159,6 +159,15 @@ def parse_utc(value: str | datetime) -> pd.Timestamp:
         raise UsageError(f"time {text!r} is not RFC 3339") from None
 
 
+def _last_instant(end: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The last instant a period ending at *end* includes. An end given to the second covers that whole
+    second (``…T23:59:59Z`` includes a Vault event at ``23:59:59.5``, which the next period, starting at
+    ``00:00:00Z``, does not); an end given with a fraction is taken as it is."""
+    if end is None or end.microsecond or end.nanosecond:
+        return end
+    return end + pd.Timedelta(seconds=1) - pd.Timedelta(nanoseconds=1)
+
+
 def rfc3339(ts: pd.Timestamp | None) -> str | None:
     if ts is None or pd.isna(ts):
         return None
@@ -1022,7 +1031,7 @@ def evaluate_reading(
     end = parse_utc(period[1]) if period and period[1] is not None else None
     if start is not None and end is not None and start > end:
         raise UsageError("the period starts after it ends")
-    table = assemble_table(reading, as_of=as_of_ts, period_start=start, period_end=end)
+    table = assemble_table(reading, as_of=as_of_ts, period_start=start, period_end=_last_instant(end))
     phase("read entries into the table")
     correlation = correlate(table.frame, window_seconds=config.correlation_window_seconds)
     phase("correlate events to jobs")

@@ -502,3 +502,19 @@ def test_secret_reads_that_cannot_be_attributed_still_count_against_the_threshol
     for finding in check.findings:
         assert finding.id == f"secret-read-volume:unattributed:job-{finding.job_id}"
         assert set(finding.seqs) == all_reads and f"up to {2 * reads}" in finding.title
+
+
+def test_consecutive_periods_leave_no_event_out_and_count_none_twice() -> None:
+    """Monthly periods written as docs/evaluation.md shows them (…T23:59:59Z, then …T00:00:00Z): a Vault event
+    in the last, fractional second of a month belongs to that month; one at the next midnight to the next."""
+    late = event("vault.secret_read", datetime(2026, 11, 30, 23, 59, 59), correlation={"vault_entity_id": "e"})
+    late["time"] = "2026-11-30T23:59:59.500000Z"
+    midnight = event("vault.secret_read", datetime(2026, 12, 1, 0, 0, 0), correlation={"vault_entity_id": "e"})
+    november, _ = run([late, midnight], as_of="2026-12-02T00:00:00Z",
+                      period=("2026-11-01T00:00:00Z", "2026-11-30T23:59:59Z"))
+    december, _ = run([late, midnight], as_of="2026-12-02T00:00:00Z",
+                      period=("2026-12-01T00:00:00Z", "2026-12-31T23:59:59Z"))
+    assert november.entries_considered == 1 and december.entries_considered == 1
+    # an end written with a fraction is taken exactly
+    exact, _ = run([late], as_of="2026-12-02T00:00:00Z", period=(None, "2026-11-30T23:59:59.250Z"))
+    assert exact.entries_considered == 0
