@@ -19,6 +19,8 @@ How a result is decided
   (mapping data) not satisfied; a source with no evidence leaves them not assessed.
 * **Rego policies** (:mod:`bundler.rego`) add one check each, for the controls the
   policy declares.
+* **Period**: entries outside it are left out, except the context of a CI job that
+  runs across one of its edges (judged whole, see :func:`_period_table`).
 * A **control** is ``not-satisfied`` if any check that speaks to it is, else
   ``satisfied`` if at least one is, else ``not-assessed``. A control with no check
   (e.g. one from a user's OSCAL baseline that no evidence maps to) is not assessed,
@@ -49,7 +51,8 @@ import pandas as pd
 from bundler.catalog import Catalog, CatalogControl, control_label, load_builtin_catalog, load_mapping, \
     normalize_control_id
 from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key
-from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, values_with_prefix
+from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
+    values_with_prefix
 from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
     Finding, Observation, SourceFreshness, Status,
@@ -911,7 +914,7 @@ def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> Che
 
 def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str]) -> tuple[list[SourceFreshness], list[CheckResult]]:
     """Newest evidence per source at as_of; one check per source (and per KSI cadence override)."""
-    frame = ctx.frame
+    frame = ctx.frame[~ctx.frame["context"]]  # a crossing job's context is not the period's evidence
     newest = frame.loc[frame["ts"].notna(), ["source", "ts"]].groupby("source", observed=True)["ts"].max()
     counts = frame.groupby("source", observed=True).size()
     sources = sorted(set(SOURCES) | set(str(s) for s in counts.index))
@@ -1031,7 +1034,7 @@ def evaluate_reading(
     end = parse_utc(period[1]) if period and period[1] is not None else None
     if start is not None and end is not None and start > end:
         raise UsageError("the period starts after it ends")
-    table = assemble_table(reading, as_of=as_of_ts, period_start=start, period_end=_last_instant(end))
+    table, context_jobs = _period_table(reading, as_of_ts, start, _last_instant(end), config)
     phase("read entries into the table")
     correlation = correlate(table.frame, window_seconds=config.correlation_window_seconds)
     phase("correlate events to jobs")
@@ -1058,7 +1061,7 @@ def evaluate_reading(
         checks.extend(evaluate_policies(policies, ctx, stories))
     phase("freshness and Rego policies")
     controls_out = _control_results(selected, checks, catalog, mapping)
-    volume = _daily_volume(table.frame)
+    volume = _daily_volume(table.frame[~table.frame["context"]])
     phase("control results and volume")
     notes = []
     if table.invalid:
@@ -1067,6 +1070,10 @@ def evaluate_reading(
         notes.append(f"{table.excluded_future} entr(y/ies) dated after as-of were left out")
     if table.excluded_period:
         notes.append(f"{table.excluded_period} entr(y/ies) outside the period were left out")
+    context_rows = int(table.frame["context"].sum())
+    if context_rows:
+        notes.append(f"{context_rows} entr(y/ies) just outside the period were read as the context of "
+                     f"{context_jobs} job(s) that cross its edges (each such job is judged whole)")
     for policy in policies:
         if not set(getattr(policy, "controls", ())) & set(selected):
             notes.append(f"policy {policy.name} speaks to {', '.join(map(control_label, policy.controls))}, none of which is assessed "
@@ -1107,6 +1114,48 @@ class _PhaseClock:
         now = self._counter()
         self._timings[name] = self._timings.get(name, 0.0) + now - self._last
         self._last = now
+
+
+def _period_table(reading: TableReading, as_of: pd.Timestamp, start: pd.Timestamp | None, last: pd.Timestamp | None,
+                  config: EvaluationConfig) -> tuple[EvidenceTable, int]:
+    """The evidence table for the period, and how many jobs crossing its edges brought context.
+
+    A job that runs across an edge of the period (a monthly bundle's midnight) would otherwise lose its
+    steps on the other side and show false findings in both periods: its rows within a job's length of
+    the edge, outside the period, are kept as its context (column ``context``), judged with the job and
+    left out of freshness and volume. Rows outside the period that belong to no such job stay out."""
+    if start is None and last is None:
+        table = assemble_table(reading, as_of=as_of, period_start=None, period_end=None)
+        table.frame["context"] = False
+        return table, 0
+    margin = pd.Timedelta(seconds=config.max_job_seconds + config.correlation_window_seconds
+                          + config.clock_skew_seconds)
+    wide = assemble_table(reading, as_of=as_of, period_start=None if start is None else start - margin,
+                          period_end=None if last is None else last + margin)
+    frame = wide.frame
+    ts = frame["ts"]
+    outside = pd.Series(False, index=frame.index)
+    near_edge = pd.Series(False, index=frame.index)
+    if start is not None:
+        outside |= ts < start
+        near_edge |= (ts >= start - margin) & (ts <= start + margin)
+    if last is not None:
+        outside |= ts > last
+        near_edge |= (ts >= last - margin) & (ts <= last + margin)
+    context = pd.Series(False, index=frame.index)
+    jobs = 0
+    if bool(outside.any()):
+        # Correlate only the bands around the edges: a job crossing an edge lies within them.
+        band = frame.loc[near_edge].reset_index(drop=True)
+        linked = correlate(band, window_seconds=config.correlation_window_seconds).job
+        band_outside = outside[near_edge].to_numpy()
+        crossing = set(linked[~band_outside].dropna()) & set(linked[band_outside].dropna())
+        if crossing:
+            jobs = len(crossing)
+            context_seqs = set(band.loc[band_outside & linked.isin(list(crossing)).to_numpy(), "seq"].tolist())
+            context = outside & frame["seq"].isin(list(context_seqs))
+    frame["context"] = context
+    return select_rows(wide, ~outside | context), jobs
 
 
 def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], catalog: Catalog,

@@ -262,6 +262,17 @@ def assemble_table(
     return EvidenceTable(frame, kept, reading.invalid, excluded_future, excluded_period, reading.total)
 
 
+def select_rows(table: EvidenceTable, keep: pd.Series) -> EvidenceTable:
+    """*table* with only the rows where *keep* is true (the others counted as outside the period)."""
+    if bool(keep.all()):
+        return table
+    dropped = set(table.frame.loc[~keep, "seq"].tolist())
+    frame = table.frame.loc[keep].reset_index(drop=True)
+    kept = {s: e for s, e in table.events.items() if s not in dropped}
+    return EvidenceTable(frame, kept, table.invalid, table.excluded_future,
+                         table.excluded_period + int((~keep).sum()), table.total)
+
+
 def _empty_columns() -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for name in COLUMNS:

@@ -518,3 +518,25 @@ def test_consecutive_periods_leave_no_event_out_and_count_none_twice() -> None:
     # an end written with a fraction is taken exactly
     exact, _ = run([late], as_of="2026-12-02T00:00:00Z", period=(None, "2026-11-30T23:59:59.250Z"))
     assert exact.entries_considered == 0
+
+
+@pytest.mark.parametrize("edge", ["end", "start"])
+def test_job_crossing_the_period_edge_is_judged_whole(edge: str) -> None:
+    """A compliant job that runs across a period's edge (a monthly bundle's midnight) is not missing its
+    certificate, gate and attestation in either period: its events just outside the period are read as
+    its context. Events outside the period that belong to no such job stay out."""
+    events = complete_story(1)
+    cut = "2026-11-20T14:09:30Z"  # between the approval and the inference call
+    period = (None, cut) if edge == "end" else (cut, None)
+    assessment, entries = run(events, period=period)
+    findings = {f.id for c in assessment.controls for f in c.findings}
+    assert not findings, findings
+    assert assessment.control("au-10").status == SATISFIED and assessment.control("sc-8").status == SATISFIED
+    assert any("context" in note and "1 job(s)" in note for note in assessment.notes)
+    # the digests of the following hours (15:00, 16:00) belong to no job: still outside
+    if edge == "end":
+        digests = {s for s, e, _ in entries if e["kind"] == "aws.digest_valid" and e["time"] > cut}
+        assert digests and not digests & {s for c in assessment.checks for s in c.seqs}
+    # a problem in the job's part outside the period is still the job's problem
+    find(events, "vault.pki_issue")["attrs"]["ttl"] = 7 * 3600
+    assert "sc-12" in failing(run(events, period=(cut, None))[0])
