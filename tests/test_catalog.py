@@ -145,3 +145,30 @@ def test_mapping_covers_every_kind_of_the_event_contract() -> None:
     assert "vault.pki_issue" in kinds and "attestation.invalid" in kinds
     mapped = set(load_mapping()["evidence_kinds"])
     assert kinds - mapped == set()
+
+
+def test_ksi_links_agree_with_the_fedramp_consolidated_rules() -> None:
+    """Every built-in control's KSIs are exactly the 20x indicators whose 'controls' list names it ('ksi') or
+    only an enhancement of it ('ksi_via_enhancements'), and each KSI's name and control lists match."""
+    rules = json.loads(shared_data("fedramp-rules", "fedramp-consolidated-rules.json").read_text(encoding="utf-8"))
+    direct: dict[str, set[str]] = {}
+    via: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
+    for family in rules["KSI"].values():
+        for ksi_id, indicator in family["indicators"].items():
+            names[ksi_id] = indicator["name"]
+            for control in indicator.get("controls", ()):
+                base = normalize_control_id(control).split(".")[0]
+                (direct if "." not in normalize_control_id(control) else via).setdefault(base, set()).add(ksi_id)
+    catalog = load_builtin_catalog()
+    for control in catalog.controls.values():
+        expected_direct = direct.get(control.id, set())
+        assert set(control.ksi) == expected_direct, control.id
+        assert set(control.ksi_via_enhancements) == via.get(control.id, set()) - expected_direct, control.id
+    named = {k for c in catalog.controls.values() for k in (*c.ksi, *c.ksi_via_enhancements)}
+    assert set(catalog.ksi) == named
+    for ksi in catalog.ksi.values():
+        assert ksi.name == names[ksi.id]
+        assert set(ksi.controls) == {c for c in catalog.controls if ksi.id in direct.get(c, set())}
+        assert set(ksi.controls_via_enhancements) == {
+            c for c in catalog.controls if ksi.id in via.get(c, set()) - direct.get(c, set())}
