@@ -58,6 +58,20 @@ def source_of_kind(kind: str, source_kind: str | None = None) -> str:
     return SOURCE_OF_PREFIX.get(prefix) or (source_kind or prefix or "unknown")
 
 
+def evaluated_kind(kind: str, source_kind: str | None) -> tuple[str, str]:
+    """(the kind evaluation reads, the source family) of an event of *kind* stored by a source of *source_kind*.
+
+    A collector's kinds (``vault.``, ``aws.``, ``ci.``, ``attestation.``) stand for what that collector
+    saw and verified. The same kind from another source (a ``fedledger append`` line claiming
+    ``attestation.signed`` or ``aws.digest_valid``) was verified by nobody: it is read as
+    ``<source kind>.<kind>`` (``manual.attestation.signed``), evidence of that source, never of the
+    collector's. Without a source kind the prefix decides."""
+    family = SOURCE_OF_PREFIX.get(kind.split(".", 1)[0])
+    if family is not None and source_kind and source_kind != family:
+        kind = sys.intern(f"{source_kind}.{kind}")
+    return kind, source_of_kind(kind, source_kind)
+
+
 def entry_triples(entries: Iterable[Mapping[str, Any]]) -> Iterator[tuple[int, Mapping[str, Any], Mapping[str, Any]]]:
     """``(seq, event, source)`` from stored ledger entry objects."""
     for entry in entries:
@@ -140,7 +154,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) ->
     text = _slow_text
     bulk = BULK_KINDS
     empty = _EMPTY
-    source_names: dict[tuple[str, Any], str] = {}
+    source_names: dict[tuple[str, Any], tuple[str, str]] = {}
     slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
     slot_of = slots.get
     none_linked: list[str | None] = [None] * _WIDTH
@@ -159,9 +173,10 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) ->
         else:
             kind = intern(kind)
         source_kind = source.get("kind") if source.__class__ is dict_type or isinstance(source, Mapping) else None
-        family = source_names.get((kind, source_kind))
-        if family is None:
-            family = source_names.setdefault((kind, source_kind), source_of_kind(kind, _text(source_kind)))
+        named = source_names.get((kind, source_kind))
+        if named is None:
+            named = source_names.setdefault((kind, source_kind), evaluated_kind(kind, _text(source_kind)))
+        kind, family = named
         correlation = event.get("correlation")
         attrs = event.get("attrs")
         if attrs.__class__ is not dict_type and not isinstance(attrs, Mapping):

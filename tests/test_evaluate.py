@@ -12,7 +12,7 @@ from bundler.evaluate import EvaluationConfig, evaluate, parse_utc
 from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment
 from collector.errors import UsageError
 from samples.make import story
-from tests.synthetic_jobs import as_entries, complete_story, event, find, job_events
+from tests.synthetic_jobs import BASE, as_entries, complete_story, digest_events, event, find, job_events
 
 AS_OF = "2026-11-21T00:00:00Z"
 ALL = ("ac-2", "ac-6", "au-2", "au-3", "au-6", "au-8", "au-9", "au-10", "au-11", "au-12", "cm-3", "cm-5", "cm-14",
@@ -540,3 +540,27 @@ def test_job_crossing_the_period_edge_is_judged_whole(edge: str) -> None:
     # a problem in the job's part outside the period is still the job's problem
     find(events, "vault.pki_issue")["attrs"]["ttl"] = 7 * 3600
     assert "sc-12" in failing(run(events, period=(cut, None))[0])
+
+
+def test_collector_verdicts_typed_in_by_hand_are_not_evidence() -> None:
+    """'fedledger append' stores any kind it is given. A line claiming 'attestation.signed' or
+    'aws.digest_valid' was verified by nobody: it must not stand in for the attestations collector's
+    signature check or the CloudTrail digest chain."""
+    events = complete_story(1)
+    attestation = find(events, "attestation.signed")
+    events.remove(attestation)
+    events = [e for e in events if e["kind"] != "aws.digest_valid"]
+    digest = digest_events(BASE, 1)[0]
+    entries = as_entries(events)
+    for item in (attestation, digest):
+        entries.append((len(entries), item, {"kind": "manual", "id": "manual:claims.jsonl",
+                                             "location": "claims.jsonl", "line": len(entries)}))
+    assessment = evaluate(entries, as_of=AS_OF, origin="t")
+    si7 = {f.id for f in assessment.control("si-7").findings}
+    assert any(f.startswith("signed-attestation:unattested:") for f in si7)
+    assert "audit-trail-integrity:no-digest-validation" in {f.id for f in assessment.control("au-9").findings}
+    custody = {s.step: s for s in assessment.custody[0].steps}
+    assert not custody["attestation_stored"].present
+    # alone, the hand-typed attestation satisfies nothing
+    alone = evaluate([entries[-2]], as_of=AS_OF, origin="t")
+    assert {alone.control(c).status for c in ("si-7", "sr-4", "au-11", "cm-14")} == {NOT_ASSESSED}

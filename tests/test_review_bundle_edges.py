@@ -49,7 +49,9 @@ MIS_SHAPED = [
 def test_bundle_of_a_ledger_holding_mis_shaped_events(tmp_path: Path) -> None:
     assert fl(tmp_path, "init", "--origin", ORIGIN).exit_code == 0
     with Ledger.open(tmp_path / "l.db") as ledger:
-        ledger.append([NewEntry({"kind": "manual", "id": "old-file", "location": f"old.jsonl:{i}"},
+        # CI events as an older collector stored them (a ci.* kind from another source, e.g. a manual
+        # line, is not CI evidence and would be cited by no control)
+        ledger.append([NewEntry({"kind": "ci", "id": "old-file", "location": f"old.jsonl:{i}"},
                                 "2026-11-20T10:00:00Z",
                                 {"time": f"2026-11-20T10:00:0{i}Z", "kind": "ci.job_started", **fields},
                                 "0" * 64, 1)
