@@ -691,10 +691,15 @@ def check_ai_endpoint_allowlist(ctx: Context) -> CheckResult:
 
 
 def _explained(ctx: Context) -> set[int]:
+    """Seqs explained out of band: the explained_seqs setting, and ``*.explanation`` entries from a source
+    other than the four collectors (an operator's ``fedledger append``). The audited systems themselves
+    (a CI webhook's ``ci.job.explanation``) cannot explain away a change to their own audit trail."""
     explained = set(ctx.config.explained_seqs)
-    for seq, event in ctx.table.events.items():
-        if str(event.get("kind", "")).endswith(".explanation"):
-            attrs = event.get("attrs") or {}
+    frame = ctx.frame
+    notes = frame.loc[~frame["source"].isin(SOURCES), ["seq", "kind"]]
+    for seq, kind in zip(notes["seq"], notes["kind"]):
+        if str(kind).endswith(".explanation"):
+            attrs = ctx.event(seq).get("attrs") or {}
             explained.update(int(s) for s in attrs.get("explains", ()) if isinstance(s, int))
     return explained
 

@@ -564,3 +564,18 @@ def test_collector_verdicts_typed_in_by_hand_are_not_evidence() -> None:
     # alone, the hand-typed attestation satisfies nothing
     alone = evaluate([entries[-2]], as_of=AS_OF, origin="t")
     assert {alone.control(c).status for c in ("si-7", "sr-4", "au-11", "cm-14")} == {NOT_ASSESSED}
+
+
+@pytest.mark.parametrize("kind", ["ci.explanation", "vault.explanation", "attestation.explanation"])
+def test_an_audited_system_cannot_explain_away_audit_tampering(kind: str) -> None:
+    """Only out-of-band evidence (a 'fedledger append' line, the explained_seqs setting) explains a
+    StopLogging: a generic 'ci.job.explanation' webhook event, sent from the very pipeline being audited,
+    must not."""
+    events = complete_story(1)
+    stop = event("aws.trail_change", datetime(2026, 11, 20, 15, 0), action="StopLogging",
+                 attrs={"event_name": "StopLogging", "region": "us-gov-west-1"})
+    events.append(stop)
+    stop_seq = len(events) - 1
+    events.append(event(kind, datetime(2026, 11, 20, 16, 0), attrs={"explains": [stop_seq]}))
+    assessment, _ = run(events)
+    assert f"audit-trail-integrity:tamper:{stop_seq}" in {f.id for f in assessment.control("au-9").findings}
