@@ -518,6 +518,7 @@ def check_mtls_inference(ctx: Context) -> CheckResult:
     certs = certs[(certs["status"] == "success") & certs["cert_serial"].notna()]
     issued = certs.groupby("cert_serial")["ts"].min().to_dict()
     cert_seq = certs.groupby("cert_serial")["seq"].min().to_dict()
+    ttl_of = {serial: ctx.attr(seq, "ttl") for serial, seq in cert_seq.items()}
     findings = []
     for index, seq, serial, ts in zip(calls.index, calls["seq"], calls["cert_serial"], calls["ts"]):
         job = ctx.correlation.job.get(index)
@@ -535,6 +536,14 @@ def check_mtls_inference(ctx: Context) -> CheckResult:
                                      f"Inference call at seq {seq} predates its certificate",
                                      f"Certificate {serial} was issued after the call that presented it.",
                                      [seq, cert_seq[serial]], job_id=job))
+        elif pd.notna(ts) and pd.notna(issued[serial]) and isinstance(ttl_of.get(serial), int) and \
+                ts > issued[serial] + pd.Timedelta(seconds=ttl_of[serial] + ctx.config.clock_skew_seconds):
+            findings.append(_finding(ctx, check, f"cert-expired:{seq}",
+                                     f"Inference call at seq {seq} presented an expired certificate",
+                                     f"Certificate {serial} (TTL {ttl_of[serial]}s from {rfc3339(issued[serial])}) had "
+                                     f"expired when the call at {rfc3339(ts)} presented it, and the call went through: "
+                                     "the endpoint did not enforce mutual TLS.",
+                                     [seq, cert_seq[serial]], job_id=job, severity="high"))
     return _result(ctx, check, evidence=_seq_union(calls["seq"], certs.loc[certs["cert_serial"].isin(calls["cert_serial"]), "seq"]),
                    findings=findings, what=f"{len(calls)} inference call(s)")
 

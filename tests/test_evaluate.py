@@ -579,3 +579,17 @@ def test_an_audited_system_cannot_explain_away_audit_tampering(kind: str) -> Non
     events.append(event(kind, datetime(2026, 11, 20, 16, 0), attrs={"explains": [stop_seq]}))
     assessment, _ = run(events)
     assert f"audit-trail-integrity:tamper:{stop_seq}" in {f.id for f in assessment.control("au-9").findings}
+
+
+def test_inference_call_with_an_expired_certificate_fails_transmission_protection() -> None:
+    """A call that succeeded with a client certificate past its TTL shows the endpoint did not enforce mTLS."""
+    events = complete_story(1)
+    cert = find(events, "vault.pki_issue")
+    cert["attrs"]["ttl"] = 120  # 14:00:33 + 2 minutes (+ 5 minutes of clock skew); the call is at 14:10:05
+    assessment, entries = run(events)
+    assert {"sc-8", "sc-12"} <= failing(assessment)
+    call = seq_of(entries, find(events, "ci.inference_call"))
+    (finding,) = [f for f in assessment.control("sc-8").findings if f.check == "mtls-inference"]
+    assert finding.id == f"mtls-inference:cert-expired:{call}" and finding.seqs == (seq_of(entries, cert), call)
+    cert["attrs"]["ttl"] = 1800
+    assert run(events)[0].control("sc-8").status == SATISFIED
