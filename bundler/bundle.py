@@ -134,7 +134,9 @@ class _CitedEntries:
         aggregates: dict[tuple[str, str, str], list[Any]] = {}
         count = 0
         with open(controls_dir / f"{file_stem(control.control_id)}.csv", "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
+            # RFC 4180 line ends: the csv module quotes a field only for the characters of its line
+            # terminator, so with "\n" alone a CR in evidence went out bare and split the row.
+            writer = csv.writer(handle, lineterminator="\r\n")
             writer.writerow(CSV_COLUMNS)
             for seq in sorted(set(control.seqs)):
                 row, key, when = self._row(seq)

@@ -1,0 +1,81 @@
+"""Review: evidence values an attacker chose, through `fedledger append` → `bundle` → `verify-bundle`.
+
+Anyone who can push a branch, name a job, request a Vault path or put an S3 object controls
+some evidence text. Vault logs the decoded request path (``%0D`` is a carriage return) and
+CloudTrail the object key, so a CR, a leading ``=`` or Markdown can reach any column. The
+bundle must stay exact for machines (every CSV row cites one entry, verify-bundle passes on an
+honest bundle) and inert for people (no spreadsheet formula, no markup).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from collector.cli import app
+
+ORIGIN = "example.gov/review-hostile"
+AS_OF = "2026-11-25T00:00:00Z"
+CONTROLS = "AU-8"  # the timestamps check examines, and so cites, every entry
+DDE = "=cmd|' /C calc'!A0"  # no comma or double quote: the csv module leaves such a field unquoted
+
+
+def _event(n: int, kind: str, **fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"time": f"2026-11-20T10:00:{n:02d}Z", "kind": kind, "actor": "entity-1",
+                               "action": "read", "resource": "kv/data/ci/model",
+                               "outcome": {"status": "success", "error": None},
+                               "correlation": {"job_id": str(100 + n)}, "attrs": {}}
+    base.update(fields)
+    return base
+
+
+# Each value is what the named evidence field holds, as the collector stored it.
+HOSTILE_EVENTS = [
+    _event(0, "vault.secret_read", resource="kv/data/ci/x\r" + DDE),            # CR mid-value, then a formula
+    _event(1, "vault.secret_read", resource="\r" + DDE),                         # CR first
+    _event(2, "vault.secret_read", resource="kv/data/a\nb"),                     # LF mid-value
+    _event(3, "vault.secret_read", actor="=1+1", resource="+1", action="-1"),    # formula starters
+    _event(4, "vault.secret_read", actor="@SUM(A1)", resource="\t=1"),
+    _event(5, "vault.secret_read", actor="'=1+1", resource="'plain"),            # already starts with a quote
+    _event(6, "vault.secret_read", actor="\x00=1+1"),                            # NUL first
+]
+
+
+def fl(tmp: Path, *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, ["--ledger", str(tmp / "l.db"), "--as-of", AS_OF, *args])
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("hostile")
+    assert fl(tmp, "init", "--origin", ORIGIN).exit_code == 0
+    (tmp / "e.jsonl").write_text("".join(json.dumps(e) + "\n" for e in HOSTILE_EVENTS), encoding="utf-8")
+    appended = fl(tmp, "append", str(tmp / "e.jsonl"))
+    assert appended.exit_code == 0, appended.output
+    made = fl(tmp, "bundle", "--out", str(tmp / "b"), "--workers", "1", "--controls", CONTROLS)
+    assert made.exit_code == 0, made.output
+    return tmp / "b"
+
+
+def csv_rows(path: Path) -> list[list[str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_a_carriage_return_in_evidence_does_not_split_a_csv_row(bundle: Path) -> None:
+    rows = csv_rows(bundle / "controls" / "AU-8.csv")
+    assert [row[0] for row in rows[1:]] == [str(seq) for seq in range(len(HOSTILE_EVENTS))]
+    assert all(len(row) == len(rows[0]) for row in rows)
+    resources = [row[rows[0].index("resource")] for row in rows[1:]]
+    assert resources[0] == "kv/data/ci/x\r" + DDE and resources[2] == "kv/data/a\nb"
+
+
+def test_verify_bundle_passes_on_an_honest_bundle_of_hostile_evidence(bundle: Path) -> None:
+    tmp = bundle.parent
+    checked = fl(tmp, "verify-bundle", str(bundle), "--trusted-key", str(tmp / "l.pub"), "--origin", ORIGIN)
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout.strip().splitlines()[-1].endswith(" 0 INVALID")
