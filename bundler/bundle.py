@@ -81,10 +81,16 @@ class BundleResult:
     pass_child_peak_rss_mb: int = 0  # the process that read the upper share of the entries
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection; NUL
+# from ASVS 1.2.10); one starting with a quote is quoted too, so the escape can be undone.
+CSV_QUOTED_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00", "'")
+
+
 def csv_cell(value: object) -> str:
-    """Evidence text for a spreadsheet: never a formula (OWASP CSV injection)."""
+    """Evidence text for a spreadsheet: never a formula (OWASP CSV injection), and reversible:
+    dropping one leading ``'`` from a cell that has one gives the text back exactly."""
     text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    if text.startswith(CSV_QUOTED_STARTS):
         return "'" + text
     return text
 

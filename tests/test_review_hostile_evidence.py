@@ -79,3 +79,23 @@ def test_verify_bundle_passes_on_an_honest_bundle_of_hostile_evidence(bundle: Pa
     checked = fl(tmp, "verify-bundle", str(bundle), "--trusted-key", str(tmp / "l.pub"), "--origin", ORIGIN)
     assert checked.exit_code == 0, checked.output
     assert checked.stdout.strip().splitlines()[-1].endswith(" 0 INVALID")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\x00")  # OWASP CSV injection, and ASVS 1.2.10's NUL
+
+
+def spreadsheet_text_to_evidence(cell: str) -> str:
+    """What docs/bundle.md tells a machine reader to do: drop one leading quote, if there is one."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def test_csv_cells_are_never_formulas_and_give_back_the_exact_evidence(bundle: Path) -> None:
+    rows = csv_rows(bundle / "controls" / "AU-8.csv")
+    header, body = rows[0], rows[1:]
+    stored = [json.loads(line) for line in (bundle / "ledger" / "entries.jsonl").read_bytes().split(b"\n")[:-1]]
+    for row in body:
+        event = stored[int(row[0])]["event"]
+        for name in ("actor", "action", "resource"):
+            cell = row[header.index(name)]
+            assert not cell.startswith(FORMULA_STARTS), (name, cell)
+            assert spreadsheet_text_to_evidence(cell) == event[name], (name, cell)
