@@ -14,6 +14,7 @@ finding (OSCAL has no such state); they are listed in the result's remarks.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,32 @@ OSCAL_VERSION = "1.1.3"
 NAMESPACE = uuid.UUID("6f1e0a52-8c1d-5b0e-9a7e-1f3c2b4d5e6f")
 PROP_NS = "https://fedledger.dev/ns/oscal"
 ASSESSMENT_PLAN_HREF = "../index.html"
+
+
+# Characters that make Markdown anywhere in a line (links, images, raw HTML and autolinks,
+# entities, code, emphasis, OSCAL's {{ insert: param, … }}, ~sub~ and ^sup^, tables), and the
+# ones that start a block at the beginning of a line (headings, list items, setext underlines,
+# ordered list numbers).
+_INLINE_MARKUP = re.compile(r"([\\`*_\[\]<>&{}~^|])")
+_LINE_START_MARKUP = re.compile(r"(^|[\r\n])([ \t]*)(?:([#+=-])|(\d+)([.)]))")
+
+
+def markdown_text(text: str) -> str:
+    """*text* as OSCAL markup (Markdown in JSON) that renders as exactly *text*.
+
+    OSCAL descriptions, remarks and titles are markup: a renderer turns ``[x](javascript:…)``
+    into a link and ``![](https://…)`` into an image it fetches. Evaluation text quotes
+    evidence, so every character that would make markup is backslash-escaped (CommonMark lets
+    any ASCII punctuation be escaped); undoing the escapes gives the text back."""
+    escaped = _INLINE_MARKUP.sub(r"\\\1", text)
+
+    def line_start(match: re.Match[str]) -> str:
+        head = match.group(1) + match.group(2)
+        if match.group(3):
+            return f"{head}\\{match.group(3)}"
+        return f"{head}{match.group(4)}\\{match.group(5)}"
+
+    return _LINE_START_MARKUP.sub(line_start, escaped)
 
 
 def _uuid(seed: str, kind: str, key: str) -> str:
@@ -106,8 +133,8 @@ def build_assessment_results(
                 observation_ids[control.control_id].append(oid)
                 item: dict[str, Any] = {
                     "uuid": oid,
-                    "title": o.title,
-                    "description": o.description or o.title,
+                    "title": markdown_text(o.title),
+                    "description": markdown_text(o.description or o.title),
                     "props": [_prop("check", o.check), _prop("ledger-entries", str(len(o.seqs)))],
                     "methods": [_method(o.method)],
                     "collected": assessment.as_of,
@@ -121,7 +148,8 @@ def build_assessment_results(
         if control.status == NOT_ASSESSED:
             continue
         state = "satisfied" if control.status == "satisfied" else "not-satisfied"
-        description = "; ".join(c.summary for c in control.checks) or f"{display_id(control.control_id)}: {state}"
+        summaries = markdown_text("; ".join(c.summary for c in control.checks))
+        description = summaries or f"{display_id(control.control_id)}: {state}"
         finding: dict[str, Any] = {
             "uuid": _uuid(seed, "finding", control.control_id),
             "title": f"{display_id(control.control_id)} {control.title}",
@@ -133,7 +161,7 @@ def build_assessment_results(
             },
         }
         if control.findings:
-            finding["remarks"] = "\n".join(f"{f.title}: {f.description}" for f in control.findings)
+            finding["remarks"] = markdown_text("\n".join(f"{f.title}: {f.description}" for f in control.findings))
             finding["props"] = [_prop("finding-count", str(len(control.findings)))]
         if observation_ids.get(control.control_id):
             finding["related-observations"] = [{"observation-uuid": oid} for oid in observation_ids[control.control_id]]

@@ -238,6 +238,13 @@ def _planted_secrets() -> dict[str, str]:
     return planted
 
 
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [text for item in items for text in _strings(item)]
+
+
 def test_no_sample_secret_reaches_the_bundle_or_its_pdf_text(demo: dict[str, Any]) -> None:
     """Every member of the demo archive, raw bytes and the text of every PDF, holds none of the
     secrets the samples plant, as is, JSON-escaped or base64'd."""
@@ -262,6 +269,10 @@ def test_no_sample_secret_reaches_the_bundle_or_its_pdf_text(demo: dict[str, Any
                 assert text.strip(), member.name
                 blobs[f"{member.name} (text)"] = text.encode()
     assert "oscal/assessment-results.json" in blobs and "index.pdf (text)" in blobs
+    # OSCAL markup text is Markdown-escaped (a secret "a_b" would read "a\\_b"): search it unescaped too.
+    blobs["oscal (markup unescaped)"] = "\n".join(
+        re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+        for text in _strings(json.loads(blobs["oscal/assessment-results.json"]))).encode()
     leaks = [f"{what} in {name}"
              for what, value in planted.items()
              for form in {value.encode(), json.dumps(value).encode()[1:-1], base64.b64encode(value.encode())}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,54 @@ def test_csv_cells_are_never_formulas_and_give_back_the_exact_evidence(bundle: P
             cell = row[header.index(name)]
             assert not cell.startswith(FORMULA_STARTS), (name, cell)
             assert spreadsheet_text_to_evidence(cell) == event[name], (name, cell)
+
+
+# -- OSCAL: description and remarks are markup-multiline, titles markup-line: Markdown in JSON --------
+
+MARKDOWN_ATTACK = ("[open](javascript:alert(1)) ![pixel](https://evil.example/p.png) <img src=x onerror=alert(2)> "
+                   "`code` *em* _em_ {{ insert: param, ac-2_prm_1 }} ~sub~ ^sup^ &lt;b&gt; | a | b |\n# heading\n"
+                   "- item\n1. item\n> quote")
+
+
+def commonmark_text(markdown: str) -> str:
+    """The text a CommonMark renderer shows for *markdown*, when it holds no markup: backslash
+    escapes of ASCII punctuation undone. Any other markup (a link, an image, raw HTML, an entity,
+    a parameter insertion) is left in and fails the comparison below."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)
+
+
+def test_evidence_text_in_oscal_markup_is_text_not_markdown(tmp_path: Path) -> None:
+    from bench.synthetic import build_assessment, build_ledger
+    from bundler.oscal_ar import build_assessment_results
+
+    world = build_ledger(tmp_path / "l.db", entries=60, jobs=2, sign=False)
+    assessment = build_assessment(world, evidence_text=MARKDOWN_ATTACK, controls=4)
+    doc = build_assessment_results(assessment, checkpoint_size=60, checkpoint_root="e" * 64, evidence_files={})
+    result = doc["assessment-results"]["results"][0]
+    finding = next(f for f in result["findings"] if f["target"]["target-id"] == "ia-5_smt")
+    control = assessment.control("ia-5")
+    assert commonmark_text(finding["remarks"]) == "\n".join(f"{f.title}: {f.description}" for f in control.findings)
+    assert commonmark_text(finding["description"]) == "; ".join(c.summary for c in control.checks)
+    shown = [o for o in result["observations"] if commonmark_text(o["description"]).endswith(MARKDOWN_ATTACK)]
+    assert shown
+    for value in (finding["remarks"], finding["description"], *(o["description"] for o in shown)):
+        for markup in ("[open]", "![pixel]", "<img", "{{", "&lt;", "`code`", "*em*", "\n#", "\n-", "\n1.", "\n>"):
+            assert not re.search(r"(?<!\\)" + re.escape(markup), value), (markup, value)  # only escaped
+
+
+def test_oscal_of_hostile_evidence_is_schema_valid_json(bundle: Path, tmp_path: Path) -> None:
+    from bench.synthetic import build_assessment, build_ledger
+    from bundler.oscal_ar import build_assessment_results
+    from tests.test_package_oscal import oscal_reference_problems, oscal_validator
+
+    world = build_ledger(tmp_path / "l.db", entries=60, jobs=2, sign=False)
+    text = MARKDOWN_ATTACK + " \u2028\u2029\x00\x1b\u202e \r\n" + "A" * 5000
+    made = build_assessment_results(build_assessment(world, evidence_text=text, controls=4), checkpoint_size=60,
+                                    checkpoint_root="e" * 64, evidence_files={})
+    bundled = json.loads((bundle / "oscal" / "assessment-results.json").read_bytes())
+    validator = oscal_validator()  # skips when the OSCAL 1.1.3 schema is not present
+    for doc in (made, bundled):
+        assert json.loads(json.dumps(doc, ensure_ascii=False)) == doc
+        errors = list(validator.iter_errors(doc))
+        assert not errors, errors[0].message[:300]
+        assert oscal_reference_problems(doc) == []
