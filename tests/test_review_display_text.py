@@ -49,3 +49,25 @@ def test_chart_labels_show_hidden_characters(label: str) -> None:
     svg = str(charts.freshness([SourceFreshness(label, "2026-11-20T00:00:00Z", 86400, True, 3)],
                                "2026-11-21T00:00:00Z"))
     assert not any(ch in svg for ch in HIDDEN) and "[U+" in svg
+
+
+# Default_Ignorable_Code_Point (Unicode DerivedCoreProperties) that are not format characters:
+# variation selectors, the combining grapheme joiner, Hangul fillers, Khmer inherent vowels,
+# Mongolian free variation selectors. Renderers draw nothing for them, so "job-42\ufe00" and
+# "job-42" read the same.
+IGNORABLE_NOT_FORMAT = ("\u034f", "\u115f", "\u1160", "\u17b4", "\u17b5", "\u180b", "\u180c", "\u180d", "\u180f",
+                        "\u3164", "\ufe00", "\ufe0f", "\uffa0", "\U000e0100", "\U000e01ef")
+
+
+@pytest.mark.parametrize("char", IGNORABLE_NOT_FORMAT, ids=lambda c: f"U+{ord(c):04X}")
+def test_default_ignorable_characters_are_shown(char: str) -> None:
+    assert reveal_invisible(f"job-42{char}") == f"job-42[U+{ord(char):04X}]"
+
+
+def test_a_job_id_padded_with_ignorable_characters_reads_differently_in_the_pdf(tmp_path: Path) -> None:
+    env = render.environment()
+    html = env.from_string("<style>{{ css }}</style><p>{{ a }}</p><p>{{ b }}</p>").render(
+        css=render.stylesheet(), a="job-42", b="job-42\ufe00\u3164\u034f")
+    html_to_pdf(html, tmp_path / "p.pdf")
+    lines = [line.strip() for line in pypdf.PdfReader(tmp_path / "p.pdf").pages[0].extract_text().splitlines()]
+    assert lines[:2] == ["job-42", "job-42[U+FE00][U+3164][U+034F]"]
