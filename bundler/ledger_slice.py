@@ -344,7 +344,7 @@ def _export_rest(out: Path, size: int, entries_sha256: str, origin: str, checkpo
     """Checkpoints, keys and MANIFEST.json beside ``entries.jsonl``, as :func:`collector.export.export_ledger`
     writes them (a test compares the two folders byte for byte)."""
     from collector.canonical import canonical_bytes
-    from collector.export import EXPORT_FORMAT
+    from collector.export import EXPORT_FORMAT, key_file_name
 
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "keys").mkdir(exist_ok=True)
@@ -356,7 +356,7 @@ def _export_rest(out: Path, size: int, entries_sha256: str, origin: str, checkpo
         (out / name).write_text(cp.note, encoding="utf-8")
         files[name] = hashlib.sha256(cp.note.encode()).hexdigest()
     for key_name, key_id, pem in signers:
-        name = f"keys/{key_name.replace('/', '_')}-{key_id}.pem"
+        name = key_file_name(key_name, key_id)
         (out / name).write_text(pem, encoding="ascii")
         files[name] = hashlib.sha256(pem.encode()).hexdigest()
     manifest = {"format": EXPORT_FORMAT, "origin": origin, "size": size, "files": dict(sorted(files.items()))}

@@ -4,7 +4,7 @@ Layout::
 
     entries.jsonl              the exact stored bytes of each entry, one per line
     checkpoints/NNNNNN.note    every signed checkpoint, as stored
-    keys/<name>-<keyid>.pem    public keys that signed checkpoints
+    keys/<name>-<keyid>.pem    public keys that signed checkpoints (:func:`key_file_name`)
     objects/aa/<sha256>        raw evidence objects (with ``include_raw``)
     MANIFEST.json              canonical JSON: origin, size, SHA-256 of every file
 """
@@ -12,6 +12,7 @@ Layout::
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import orjson
@@ -21,6 +22,20 @@ from collector.errors import UsageError
 from collector.ledger import Ledger
 
 EXPORT_FORMAT = "fedledger-export/1"
+KEY_NAME_KEPT = 64  # characters of a key name kept in its file name
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def key_file_name(key_name: str, key_id: str) -> str:
+    """``keys/<name>-<keyid>.pem`` for a signer, usable as a file and archive member name anywhere.
+
+    The key name is the origin, which may hold any character but space and '+' (a backslash
+    or ':' no archive reader accepts, 300 characters no file system does): characters other
+    than ASCII letters, digits, '.', '_' and '-' become '_' (so ``example.gov/ci`` gives
+    ``example.gov_ci`` as before) and the name is cut to :data:`KEY_NAME_KEPT` characters.
+    Readers identify keys by their contents, not by this name."""
+    name = _UNSAFE_IN_FILE_NAME.sub("_", key_name)[:KEY_NAME_KEPT].lstrip(".") or "key"
+    return f"keys/{name}-{_UNSAFE_IN_FILE_NAME.sub('_', key_id)[:KEY_NAME_KEPT]}.pem"
 
 
 def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: bool = False) -> dict[str, object]:
@@ -54,7 +69,7 @@ def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: boo
         (out / name).write_text(cp.note, encoding="utf-8")
         files[name] = hashlib.sha256(cp.note.encode()).hexdigest()
     for key_name, key_id, pem in ledger.signers():
-        name = f"keys/{key_name.replace('/', '_')}-{key_id}.pem"
+        name = key_file_name(key_name, key_id)
         (out / name).write_text(pem, encoding="ascii")
         files[name] = hashlib.sha256(pem.encode()).hexdigest()
     if include_raw:

@@ -186,3 +186,32 @@ def test_very_long_evidence_text_is_shortened_in_reports_and_renders_quickly(tmp
     started = time.perf_counter()
     html_to_pdf(html, tmp_path / "c.pdf")
     assert time.perf_counter() - started < 60
+
+
+# -- file names in the bundle ------------------------------------------------------------------
+
+SAFE_MEMBER = re.compile(r"[A-Za-z0-9._-]{1,200}(/[A-Za-z0-9._-]{1,200})*")
+
+
+@pytest.mark.parametrize("origin", ["example.gov\\ci", "example.gov/" + "x" * 300, "example.gov/a:b|c?*<>\"d"],
+                         ids=["backslash", "long", "windows-reserved"])
+def test_an_origin_any_name_makes_bundle_member_names_that_verify(tmp_path: Path, origin: str) -> None:
+    """The ledger key's file under ledger/keys/ is named after its key name (the origin), which
+    `init` takes with any character but space and '+'. A backslash made a member name every
+    archive reader (verify-bundle included) rejects; 300 characters made the bundle fail with
+    OSError (file name too long)."""
+    assert fl(tmp_path, "init", "--origin", origin).exit_code == 0
+    made = fl(tmp_path, "bundle", "--out", str(tmp_path / "b"), "--workers", "1", "--controls", CONTROLS,
+              "--archive", "zip")
+    assert made.exit_code == 0, made.output
+    names = [p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*") if p.is_file()]
+    assert [n for n in names if not SAFE_MEMBER.fullmatch(n)] == []
+    for target in (tmp_path / "b", tmp_path / "b.zip"):
+        checked = fl(tmp_path, "verify-bundle", str(target), "--trusted-key", str(tmp_path / "l.pub"),
+                     "--origin", origin)
+        assert checked.exit_code == 0, checked.output
+
+
+def test_key_file_names_of_ordinary_origins_are_unchanged(bundle: Path) -> None:
+    keys = sorted(p.name for p in (bundle / "ledger" / "keys").iterdir())
+    assert len(keys) == 1 and re.fullmatch(r"example\.gov_review-hostile-[0-9a-f]+\.pem", keys[0])
