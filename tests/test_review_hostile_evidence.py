@@ -34,6 +34,8 @@ def _event(n: int, kind: str, **fields: object) -> dict[str, object]:
     return base
 
 
+HOSTILE_JOB = {"job_id": '"><img src=x onerror=alert(2)>', "run_id": "data:text/html,<script>alert(3)</script>",
+               "repository": "</style><style>*{background:url(file:///etc/passwd)}</style>{{ 7*7 }}"}
 # Each value is what the named evidence field holds, as the collector stored it.
 HOSTILE_EVENTS = [
     _event(0, "vault.secret_read", resource="kv/data/ci/x\r" + DDE),            # CR mid-value, then a formula
@@ -43,6 +45,11 @@ HOSTILE_EVENTS = [
     _event(4, "vault.secret_read", actor="@SUM(A1)", resource="\t=1"),
     _event(5, "vault.secret_read", actor="'=1+1", resource="'plain"),            # already starts with a quote
     _event(6, "vault.secret_read", actor="\x00=1+1"),                            # NUL first
+    # A CI job whose id, run id and repository are markup, URLs and template syntax.
+    _event(7, "ci.job_started", actor="<script>alert(1)</script>", action="in_progress",
+           resource="javascript:alert(1)", correlation=HOSTILE_JOB),
+    _event(8, "ci.job_completed", actor="x", action="completed", resource="file:///etc/passwd",
+           correlation=HOSTILE_JOB),
 ]
 
 
@@ -215,3 +222,48 @@ def test_an_origin_any_name_makes_bundle_member_names_that_verify(tmp_path: Path
 def test_key_file_names_of_ordinary_origins_are_unchanged(bundle: Path) -> None:
     keys = sorted(p.name for p in (bundle / "ledger" / "keys").iterdir())
     assert len(keys) == 1 and re.fullmatch(r"example\.gov_review-hostile-[0-9a-f]+\.pem", keys[0])
+
+
+# -- HTML and PDF reports: evidence is text --------------------------------------------------------
+
+ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "p", "h1", "h2", "h3", "section", "dl", "dt", "dd",
+                "table", "thead", "tbody", "tr", "th", "td", "span", "b", "code", "br", "div", "ol", "ul", "li", "a",
+                "svg", "rect", "text", "line", "polyline", "circle"}
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'"
+
+
+def test_hostile_job_ids_and_repositories_stay_text_in_every_report(bundle: Path) -> None:
+    from html.parser import HTMLParser
+
+    import pypdf
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, dict[str, str | None]]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.seen.append((tag, dict(attrs)))
+
+    pages = sorted(bundle.rglob("*.html"))
+    timeline = (bundle / "controls" / "AU-8.html").read_text(encoding="utf-8")
+    assert "Job &#34;&gt;&lt;img src=x onerror=alert(2)&gt;" in timeline and "{{ 7*7 }}" in timeline
+    for page in pages:
+        parser = Tags()
+        parser.feed(page.read_text(encoding="utf-8"))
+        assert {tag for tag, _ in parser.seen} <= ALLOWED_TAGS, page
+        metas = [attrs for tag, attrs in parser.seen if tag == "meta" and attrs.get("http-equiv")]
+        assert metas == [{"http-equiv": "Content-Security-Policy", "content": CSP}], page
+        for tag, attrs in parser.seen:
+            assert "style" not in attrs or re.fullmatch(r"width:\d+%", attrs["style"] or ""), (page, attrs)
+            assert not any(name.startswith("on") for name in attrs), (page, attrs)
+            if "href" in attrs:
+                assert re.fullmatch(r"controls/[A-Z0-9.-]+\.(html|pdf|csv)", attrs["href"] or ""), (page, attrs)
+    for pdf in sorted(bundle.rglob("*.pdf")):
+        reader = pypdf.PdfReader(pdf)
+        assert reader.attachments == {}
+        for number, page in enumerate(reader.pages):
+            for annot in page.get("/Annots") or []:
+                action = annot.get_object().get("/A") or {}
+                uri = str(action.get("/URI", ""))
+                assert not uri or re.fullmatch(r"controls/[A-Z0-9.-]+\.(html|pdf|csv)", uri), (pdf, number, uri)
