@@ -10,6 +10,7 @@ honest bundle) and inert for people (no spreadsheet formula, no markup).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from collector.cli import app
+from collector.ledger import Ledger, NewEntry
 
 ORIGIN = "example.gov/review-hostile"
 AS_OF = "2026-11-25T00:00:00Z"
@@ -45,7 +47,10 @@ HOSTILE_EVENTS = [
     _event(4, "vault.secret_read", actor="@SUM(A1)", resource="\t=1"),
     _event(5, "vault.secret_read", actor="'=1+1", resource="'plain"),            # already starts with a quote
     _event(6, "vault.secret_read", actor="\x00=1+1"),                            # NUL first
-    # A CI job whose id, run id and repository are markup, URLs and template syntax.
+]
+# A CI job whose id, run id and repository are markup, URLs and template syntax, stored as the CI
+# collector stores its events (a ci.* kind appended by hand is manual evidence, not a CI job).
+HOSTILE_CI_EVENTS = [
     _event(7, "ci.job_started", actor="<script>alert(1)</script>", action="in_progress",
            resource="javascript:alert(1)", correlation=HOSTILE_JOB),
     _event(8, "ci.job_completed", actor="x", action="completed", resource="file:///etc/passwd",
@@ -64,6 +69,10 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "e.jsonl").write_text("".join(json.dumps(e) + "\n" for e in HOSTILE_EVENTS), encoding="utf-8")
     appended = fl(tmp, "append", str(tmp / "e.jsonl"))
     assert appended.exit_code == 0, appended.output
+    with Ledger.open(tmp / "l.db") as ledger:
+        ledger.append([NewEntry({"kind": "ci", "id": "ci:hostile", "location": "hostile.jsonl", "line": n + 1},
+                                AS_OF, event, hashlib.sha256(b"").hexdigest(), 0)  # no raw bytes
+                       for n, event in enumerate(HOSTILE_CI_EVENTS)])
     made = fl(tmp, "bundle", "--out", str(tmp / "b"), "--workers", "1", "--controls", CONTROLS)
     assert made.exit_code == 0, made.output
     return tmp / "b"
@@ -76,7 +85,7 @@ def csv_rows(path: Path) -> list[list[str]]:
 
 def test_a_carriage_return_in_evidence_does_not_split_a_csv_row(bundle: Path) -> None:
     rows = csv_rows(bundle / "controls" / "AU-8.csv")
-    assert [row[0] for row in rows[1:]] == [str(seq) for seq in range(len(HOSTILE_EVENTS))]
+    assert [row[0] for row in rows[1:]] == [str(seq) for seq in range(len(HOSTILE_EVENTS) + len(HOSTILE_CI_EVENTS))]
     assert all(len(row) == len(rows[0]) for row in rows)
     resources = [row[rows[0].index("resource")] for row in rows[1:]]
     assert resources[0] == "kv/data/ci/x\r" + DDE and resources[2] == "kv/data/a\nb"
