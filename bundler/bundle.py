@@ -76,6 +76,7 @@ class BundleResult:
     pages: int
     cited_entries: int
     refused_urls: int
+    refusals: tuple[tuple[str, str], ...] = ()  # (page, URL) the PDF renderer refused to fetch, sorted
     timings: dict[str, float] = field(default_factory=dict)
     pdf_worker_peak_rss_mb: int = 0
     pass_child_peak_rss_mb: int = 0  # the process that read the upper share of the entries
@@ -450,6 +451,13 @@ class BundleBuilder:
 
         stage("pdf")
         refused = self.pdf_workers.wait()
+        refusals = tuple(sorted((_bundle_name(out, pdf), url) for pdf, url in self.pdf_workers.refusals))
+        if refusals:
+            # Known only once every page is rendered: the index says so, and its PDF is rendered again.
+            facts = replace(facts, transcript=facts.transcript + (_refusals_item(refusals),))
+            (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
+            self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf", as_of_epoch))
+            self.pdf_workers.wait()
         lap("pdf")
         if self.pdf_workers.first_submitted is not None:
             timings["pdf phase (first page sent to last page done)"] = \
@@ -477,7 +485,28 @@ class BundleBuilder:
             archive_path = write_archive(out, archive, mtime=as_of_epoch)
             lap("archive")
         return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, pages,
-                            len(cited), refused, timings, self.pdf_workers.peak_rss_mb, scan.child_peak_rss_mb)
+                            len(cited), refused, refusals, timings, self.pdf_workers.peak_rss_mb,
+                            scan.child_peak_rss_mb)
+
+
+REFUSALS_SHOWN = 10  # refused URLs named in the index; the command's output lists them all
+
+
+def _bundle_name(out: Path, pdf: str) -> str:
+    try:
+        return Path(pdf).relative_to(out).as_posix()
+    except ValueError:
+        return pdf
+
+
+def _refusals_item(refusals: tuple[tuple[str, str], ...]) -> TranscriptItem:
+    """The transcript line for URLs the PDF renderer refused: nothing was fetched, but our templates
+    reference no URL outside the package's assets, so each one is a page holding markup it should not."""
+    shown = "; ".join(f"{page}: {url}" for page, url in refusals[:REFUSALS_SHOWN])
+    more = f"; and {len(refusals) - REFUSALS_SHOWN} more" if len(refusals) > REFUSALS_SHOWN else ""
+    return TranscriptItem("PDF renderer fetches", "failed",
+                          f"{len(refusals)} URL(s) refused and not fetched; the report templates reference none, so "
+                          f"evidence or a template put markup into these pages: {shown}{more}")
 
 
 def write_archive(folder: Path, kind: str, *, mtime: int = ZIP_EPOCH) -> Path:

@@ -6,7 +6,10 @@ pull local files into the PDF (as images or as attachments). Reports are rendere
 with :class:`PackageAssetFetcher`, which answers only ``fedledger-asset:NAME`` for
 files shipped in :mod:`bundler.templates` with an allowed suffix, and refuses
 every other URL (it opens no connection and no file, so there is nothing to
-redirect). Refusals are recorded so tests and callers can see what was asked.
+redirect). Refusals are recorded, and :class:`PdfWorkers` reports each one with its page
+(:attr:`PdfWorkers.refusals`): the bundle shows them in its index and ``fedledger bundle``
+exits 1, because our templates reference nothing else, so a refusal means a page holds
+markup it should not.
 
 The same HTML gives the same PDF bytes: the document ``/ID`` is derived from the
 HTML, WeasyPrint writes no dates unless the page names them, and the one clock
@@ -107,10 +110,11 @@ class PdfJob:
     source_date_epoch: int | None = None  # see html_to_pdf
 
 
-def _render_job(job: PdfJob) -> tuple[str, int]:
+def _render_job(job: PdfJob) -> tuple[str, list[str]]:
+    """Render one page; returns its PDF path and the URLs the fetcher refused for it."""
     html = job.html_path.read_text(encoding="utf-8")
     refused = html_to_pdf(html, job.pdf_path, source_date_epoch=job.source_date_epoch)
-    return str(job.pdf_path), len(refused)
+    return str(job.pdf_path), refused
 
 
 def _quiet() -> None:
@@ -137,6 +141,7 @@ class PdfWorkers:
         self._idle: list[subprocess.Popen[bytes]] = []
         self._selector: selectors.BaseSelector | None = None
         self._refused = 0
+        self.refusals: list[tuple[str, str]] = []  # (PDF path, refused URL), every page since start, in answer order
         self.first_submitted: float | None = None  # perf_counter() of the first submit (for timings)
 
     def start(self) -> PdfWorkers:
@@ -152,7 +157,10 @@ class PdfWorkers:
         """Render every job, largest pages first; returns the number of refused URLs. Raises if a worker fails."""
         if self.count <= 1 or (len(jobs) <= 1 and not self._procs):
             _quiet()
-            return sum(_render_job(job)[1] for job in jobs)
+            refused = 0
+            for job in jobs:
+                refused += self._record(*_render_job(job))
+            return refused
         for job in sorted(jobs, key=_html_size, reverse=True):
             self.submit(job)
         return self.wait()
@@ -170,7 +178,7 @@ class PdfWorkers:
         if self.count <= 1:
             _quiet()
             while self._queue:
-                self._refused += _render_job(self._queue.pop(0))[1]
+                self._refused += self._record(*_render_job(self._queue.pop(0)))
         else:
             while self._queue or len(self._idle) < len(self._procs):
                 self._pump(block=True)
@@ -196,11 +204,15 @@ class PdfWorkers:
                 answer = orjson.loads(line)
                 if not answer.get("ok"):
                     raise RuntimeError(f"PDF worker failed on {answer.get('pdf')}: {answer.get('error')}")
-                self._refused += int(answer["refused"])
+                self._refused += self._record(str(answer["pdf"]), [str(u) for u in answer["refused"]])
                 self.peak_rss_mb = max(self.peak_rss_mb, int(answer.get("peak_rss_mb", 0)))
                 self._idle.append(proc)
         while self._queue and self._idle:
             self._send(self._idle.pop(0), self._queue.pop(0))
+
+    def _record(self, pdf: str, refused: list[str]) -> int:
+        self.refusals.extend((pdf, url) for url in refused)
+        return len(refused)
 
     @staticmethod
     def _send(proc: subprocess.Popen[bytes], job: PdfJob) -> None:

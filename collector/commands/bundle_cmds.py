@@ -86,6 +86,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 "index_pdf": str(result.out / "index.pdf"), "checkpoint_size": result.checkpoint_size,
                 "checkpoint_root": result.checkpoint_root, "controls": tally, "files": result.files,
                 "pages": result.pages, "cited_entries": result.cited_entries,
+                "refused_urls": [{"page": page, "url": url} for page, url in result.refusals],
                 "timings": {k: round(v, 3) for k, v in result.timings.items()},
             })
         else:
@@ -94,6 +95,15 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             out(f"{len(assessment.controls)} controls: {tally['satisfied']} satisfied, "
                 f"{tally['not-satisfied']} not satisfied, {tally['not-assessed']} not assessed; "
                 f"checkpoint size {result.checkpoint_size}")
+        if result.refusals:
+            # Our templates reference no URL outside the package's assets: a refusal means a page
+            # held markup it should not (docs/bundle.md). Nothing was fetched; the bundle says so.
+            err(f"WARNING: the PDF renderer refused {len(result.refusals)} URL(s) and fetched nothing; the report "
+                "templates reference none, so evidence or a template put markup into these pages "
+                "(listed in the index's verification transcript):")
+            for page, url in result.refusals:
+                err(f"  refused: {page}: {ascii(url)}")
+            raise typer.Exit(1)
         if strict and tally["not-satisfied"]:
             raise typer.Exit(1)
 
