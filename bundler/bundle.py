@@ -293,7 +293,8 @@ class BundleBuilder:
         self.timings: dict[str, float] = {}
 
     @classmethod
-    def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None) -> BundleBuilder:
+    def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None,
+              location_families: frozenset[str] = frozenset()) -> BundleBuilder:
         out = Path(out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise UsageError("bundle folder exists and is not empty", location=str(out))
@@ -318,7 +319,7 @@ class BundleBuilder:
         # The pass's child starts reading its share of the entries now; the PDF workers
         # start after the pass (read_evidence), so their start-up overlaps evaluation,
         # not the pass, which already keeps both cores busy.
-        ledger_pass = LedgerPass(ledger, out / "ledger", checkpoint.size)
+        ledger_pass = LedgerPass(ledger, out / "ledger", checkpoint.size, location_families=location_families)
         return cls(ledger, out, signer, checkpoint, results, PdfWorkers(workers), ledger_pass)
 
     def read_evidence(self) -> TableReading:

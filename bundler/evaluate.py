@@ -17,6 +17,8 @@ How a result is decided
   event time at ``as_of`` must be younger than the source's cadence (default 7 days,
   per source and per KSI overridable). Stale evidence makes the source's controls
   (mapping data) not satisfied; a source with no evidence leaves them not assessed.
+  Configured sources of one kind (``config.freshness_sources``: two Vault servers) are
+  judged each on the entries read from its own locations.
 * **Rego policies** (:mod:`bundler.rego`) add one check each, for the controls the
   policy declares.
 * **Period**: entries outside it are left out, except the context of a CI job that
@@ -39,7 +41,7 @@ import re
 import time
 import tomllib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -85,6 +87,10 @@ class EvaluationConfig:
     freshness_days: int = 7
     freshness_days_per_source: tuple[tuple[str, int], ...] = ()
     freshness_days_per_ksi: tuple[tuple[str, int], ...] = ()
+    # Configured sources judged on their own: (name, kind, locations, cadence days). A kind listed
+    # here is not pooled; each source gets the entries read from its locations (source.location),
+    # as `fedledger status` splits them. Filled from fedledger.toml for kinds with two or more sources.
+    freshness_sources: tuple[tuple[str, str, tuple[str, ...], int], ...] = ()
     max_job_seconds: int = 3600  # a job's length when its events do not give timeout_seconds
     clock_skew_seconds: int = 300
     correlation_window_seconds: int = 300
@@ -95,6 +101,11 @@ class EvaluationConfig:
     kms_sse_values: tuple[str, ...] = ("aws:kms", "aws:kms:dsse")
     cite_limit: int = 5000
     require_approval: bool = True  # a job that called an AI endpoint needs a granted ci.approval before it
+
+    @property
+    def location_families(self) -> frozenset[str]:
+        """Source families whose entries' ``source.location`` evaluation reads (see ``freshness_sources``)."""
+        return frozenset(kind for _name, kind, _locations, _days in self.freshness_sources)
 
     def freshness_seconds(self, source: str) -> int:
         return 86400 * dict(self.freshness_days_per_source).get(source, self.freshness_days)
@@ -137,6 +148,8 @@ class EvaluationConfig:
         for key, value in values.items():
             if key in ("freshness_days_per_source", "freshness_days_per_ksi") and isinstance(value, Mapping):
                 value = tuple(sorted((str(k), int(v)) for k, v in value.items()))
+            elif key == "freshness_sources" and isinstance(value, list):
+                value = tuple(_configured_source(item) for item in value)
             elif isinstance(value, list):
                 value = tuple(value)
             default = getattr(cls(), key)
@@ -145,6 +158,19 @@ class EvaluationConfig:
                                  f"not {type(value).__name__}")
             converted[key] = value
         return cls(**converted)
+
+
+def _configured_source(item: Any) -> tuple[str, str, tuple[str, ...], int]:
+    """One ``freshness_sources`` item from a settings file: ``{name, kind, locations, days}``."""
+    if not isinstance(item, Mapping) or set(item) != {"name", "kind", "locations", "days"}:
+        raise UsageError("each freshness_sources item needs exactly name, kind, locations and days")
+    locations = item["locations"]
+    if not isinstance(locations, list) or not all(isinstance(loc, str) for loc in locations):
+        raise UsageError("freshness_sources locations must be a list of strings")
+    days = item["days"]
+    if type(days) is not int or days < 1:
+        raise UsageError("freshness_sources days must be a whole number of days, at least 1")
+    return str(item["name"]), str(item["kind"]), tuple(locations), days
 
 
 def parse_utc(value: str | datetime) -> pd.Timestamp:
@@ -926,55 +952,104 @@ def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> Che
                    not_assessed_reason="no CI jobs in the period")
 
 
-def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str]) -> tuple[list[SourceFreshness], list[CheckResult]]:
-    """Newest evidence per source at as_of; one check per source (and per KSI cadence override)."""
+def freshness(ctx: Context, catalog: Catalog, selected: Sequence[str],
+              notes: list[str] | None = None) -> tuple[list[SourceFreshness], list[CheckResult]]:
+    """Newest evidence per source at as_of; one check per source (and per KSI cadence override).
+
+    A source kind named in ``config.freshness_sources`` is judged per configured source, on the
+    entries read from that source's locations (so one Vault server that stopped logging is not
+    hidden by another); entries of that kind from no configured location are counted in *notes*."""
     frame = ctx.frame[~ctx.frame["context"]]  # a crossing job's context is not the period's evidence
     newest = frame.loc[frame["ts"].notna(), ["source", "ts"]].groupby("source", observed=True)["ts"].max()
     counts = frame.groupby("source", observed=True).size()
+    configured: dict[str, list[tuple[str, tuple[str, ...], int]]] = defaultdict(list)
+    for name, kind, locations, days in ctx.config.freshness_sources:
+        configured[kind].append((name, locations, days))
     sources = sorted(set(SOURCES) | set(str(s) for s in counts.index))
-    ksi_days = dict(ctx.config.freshness_days_per_ksi)
     states: list[SourceFreshness] = []
     checks: list[CheckResult] = []
     for source in sources:
-        cadence = ctx.config.freshness_seconds(source)
-        when = newest.get(source)
-        entries = int(counts.get(source, 0))
-        stale = when is None or pd.isna(when) or (ctx.as_of - when).total_seconds() > cadence
-        states.append(SourceFreshness(source, rfc3339(when), cadence, bool(stale), entries))
         spec = ctx.mapping["sources"].get(source)
-        if spec is None:
+        if source not in configured:
+            when = newest.get(source)
+
+            def newest_of_kind(when: Any = when, source: str = source) -> pd.Series:
+                if when is not None and pd.notna(when):
+                    return frame.loc[(frame["source"] == source) & (frame["ts"] == when), "seq"]
+                return frame.loc[frame["source"] == source, "seq"].iloc[:1]
+
+            _freshness_of(ctx, catalog, states, checks, spec, label=source, what=f"{source} evidence",
+                          cadence=ctx.config.freshness_seconds(source), when=when,
+                          entries=int(counts.get(source, 0)), newest_seqs=newest_of_kind)
             continue
-        groups: dict[int, list[str]] = defaultdict(list)
-        for control in spec["controls"]:
-            entry = catalog.controls.get(control)
-            overrides = [86400 * ksi_days[k] for k in (entry.ksi if entry else ()) if k in ksi_days]
-            groups[min([cadence, *overrides])].append(control)
-        for group_cadence, controls in sorted(groups.items(), reverse=True):
-            suffix = "" if group_cadence == cadence else f":{group_cadence // 86400}d"
-            check = f"freshness:{source}{suffix}"
-            title = f"{spec['title']} evidence is fresh (cadence {group_cadence // 86400} days)"
-            if entries == 0:
-                checks.append(CheckResult(check, title, tuple(controls), NOT_ASSESSED,
-                                          f"no {source} evidence in the period", kind="freshness"))
-                continue
-            age = (ctx.as_of - when).total_seconds() if when is not None and pd.notna(when) else None
-            is_stale = age is None or age > group_cadence
-            newest_seq = frame.loc[(frame["source"] == source) & (frame["ts"] == when), "seq"] if age is not None \
-                else frame.loc[frame["source"] == source, "seq"].iloc[:1]
-            findings: tuple[Finding, ...] = ()
-            if is_stale:
-                findings = (Finding(
-                    f"{check}:stale", check, f"{spec['title']} evidence is stale",
-                    f"The newest {source} evidence is from {rfc3339(when) or 'an unreadable time'}, older than the "
-                    f"cadence of {group_cadence // 86400} days at {rfc3339(ctx.as_of)}.",
-                    tuple(controls), _seqs(newest_seq)),)
-            summary = (f"newest {source} evidence {rfc3339(when)}, "
-                       f"{'older' if is_stale else 'younger'} than {group_cadence // 86400} days at {rfc3339(ctx.as_of)}")
-            observation = Observation(f"{check}:newest", check, f"Newest {source} evidence", summary, tuple(controls),
-                                      _seqs(newest_seq))
-            checks.append(CheckResult(check, title, tuple(controls), NOT_SATISFIED if is_stale else SATISFIED,
-                                      summary, findings, (observation,), _seqs(newest_seq), kind="freshness"))
+        # Split by where each entry was read from: the test runs once per distinct location.
+        from collector.rotation import covers_location
+
+        rows = frame.loc[frame["source"] == source, ["seq", "ts", "location"]]
+        places = [p for p in rows["location"].dropna().unique() if isinstance(p, str)]
+        covered = pd.Series(False, index=rows.index)
+        for name, locations, days in configured[source]:
+            mine = [p for p in places if covers_location(locations, p)]
+            mask = rows["location"].isin(mine)
+            covered |= mask
+            picked = rows.loc[mask]
+            dated = picked.loc[picked["ts"].notna(), "ts"]
+            when = dated.max() if len(dated) else None
+
+            def newest_of_source(when: Any = when, picked: pd.DataFrame = picked) -> pd.Series:
+                if when is not None and pd.notna(when):
+                    return picked.loc[picked["ts"] == when, "seq"]
+                return picked["seq"].iloc[:1]
+
+            _freshness_of(ctx, catalog, states, checks, spec, label=f"{source}/{name}",
+                          what=f"{source} evidence from source {name}", cadence=86400 * days, when=when,
+                          entries=len(picked), newest_seqs=newest_of_source, name=name)
+        stray = int((~covered).sum())
+        if stray and notes is not None:
+            notes.append(f"{stray} {source} entr(y/ies) were read from locations no configured {source} source "
+                         f"names; they count toward no source's freshness")
     return states, checks
+
+
+def _freshness_of(ctx: Context, catalog: Catalog, states: list[SourceFreshness], checks: list[CheckResult],
+                  spec: Mapping[str, Any] | None, *, label: str, what: str, cadence: int, when: Any, entries: int,
+                  newest_seqs: Callable[[], pd.Series], name: str | None = None) -> None:
+    """The freshness state and checks of one source (a kind, or one configured source of a kind)."""
+    stale = when is None or pd.isna(when) or (ctx.as_of - when).total_seconds() > cadence
+    states.append(SourceFreshness(label, rfc3339(when), cadence, bool(stale), entries))
+    if spec is None:
+        return
+    ksi_days = dict(ctx.config.freshness_days_per_ksi)
+    groups: dict[int, list[str]] = defaultdict(list)
+    for control in spec["controls"]:
+        entry = catalog.controls.get(control)
+        overrides = [86400 * ksi_days[k] for k in (entry.ksi if entry else ()) if k in ksi_days]
+        groups[min([cadence, *overrides])].append(control)
+    title_what = spec["title"] + (f" evidence from {name}" if name else " evidence")
+    for group_cadence, controls in sorted(groups.items(), reverse=True):
+        suffix = "" if group_cadence == cadence else f":{group_cadence // 86400}d"
+        check = f"freshness:{label}{suffix}"
+        title = f"{title_what} is fresh (cadence {group_cadence // 86400} days)"
+        if entries == 0:
+            checks.append(CheckResult(check, title, tuple(controls), NOT_ASSESSED,
+                                      f"no {what} in the period", kind="freshness"))
+            continue
+        age = (ctx.as_of - when).total_seconds() if when is not None and pd.notna(when) else None
+        is_stale = age is None or age > group_cadence
+        newest_seq = newest_seqs()
+        findings: tuple[Finding, ...] = ()
+        if is_stale:
+            findings = (Finding(
+                f"{check}:stale", check, f"{title_what} is stale",
+                f"The newest {what} is from {rfc3339(when) or 'an unreadable time'}, older than the "
+                f"cadence of {group_cadence // 86400} days at {rfc3339(ctx.as_of)}.",
+                tuple(controls), _seqs(newest_seq)),)
+        summary = (f"newest {what} {rfc3339(when)}, "
+                   f"{'older' if is_stale else 'younger'} than {group_cadence // 86400} days at {rfc3339(ctx.as_of)}")
+        observation = Observation(f"{check}:newest", check, f"Newest {what}", summary, tuple(controls),
+                                  _seqs(newest_seq))
+        checks.append(CheckResult(check, title, tuple(controls), NOT_SATISFIED if is_stale else SATISFIED,
+                                  summary, findings, (observation,), _seqs(newest_seq), kind="freshness"))
 
 
 BUILTIN_CHECKS = (
@@ -1015,7 +1090,7 @@ def evaluate(
     with paused_gc():
         reading = TableReading()
         started = time.perf_counter()
-        read_rows(entries, reading)
+        read_rows(entries, reading, (config or EvaluationConfig()).location_families)
         if timings is not None:  # with the table's assembly, which evaluate_reading adds to the same phase
             timings["read entries into the table"] = time.perf_counter() - started
         return evaluate_reading(reading, as_of=as_of, origin=origin, config=config, catalog=catalog,
@@ -1038,9 +1113,14 @@ def evaluate_reading(
     timings: dict[str, float] | None = None,
 ) -> Assessment:
     """:func:`evaluate` over entries already read into table rows (:func:`bundler.evidence_table.read_rows`,
-    or the bundler's one pass over the ledger, :mod:`bundler.ledger_slice`). *reading* is consumed."""
+    or the bundler's one pass over the ledger, :mod:`bundler.ledger_slice`). *reading* is consumed; it must
+    keep the locations of ``config.location_families`` (a usage error otherwise)."""
     phase = _PhaseClock(timings)
     config = config or EvaluationConfig()
+    missing = config.location_families - reading.location_families
+    if missing:
+        raise UsageError(f"freshness_sources names {', '.join(sorted(missing))} sources, but the entries were read "
+                         "without their locations (read_rows(..., location_families=config.location_families))")
     catalog = catalog or load_builtin_catalog()
     mapping = load_mapping()
     as_of_ts = parse_utc(as_of)
@@ -1067,7 +1147,8 @@ def evaluate_reading(
     phase("built-in checks")
     selected = tuple(normalize_control_id(c) for c in controls) if controls else \
         tuple(c.id for c in catalog.controls.values() if not c.withdrawn)
-    fresh_states, fresh_checks = freshness(ctx, catalog, selected)
+    notes: list[str] = []
+    fresh_states, fresh_checks = freshness(ctx, catalog, selected, notes)
     checks.extend(fresh_checks)
     if policies:
         from bundler.rego import evaluate_policies
@@ -1077,7 +1158,6 @@ def evaluate_reading(
     controls_out = _control_results(selected, checks, catalog, mapping)
     volume = _daily_volume(table.frame[~table.frame["context"]])
     phase("control results and volume")
-    notes = []
     if table.invalid:
         notes.append(f"{table.invalid} entr(y/ies) had no readable event kind and were counted as 'invalid'")
     if table.excluded_future:

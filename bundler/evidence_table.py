@@ -43,6 +43,7 @@ COLUMNS = (
     "seq", "time", "kind", "source", "action", "status",
     *CORRELATION_KEYS,
     "region", "access_key_class", "event_name",
+    "location",  # source.location, only for the families read_rows is asked to keep it for (else None)
 )
 
 
@@ -136,15 +137,25 @@ class TableReading:
     kept: dict[int, Mapping[str, Any]] = field(default_factory=dict)
     invalid: int = 0
     total: int = 0
+    # Source families whose rows carry source.location (freshness per configured source needs it;
+    # kept only where asked, as a location can be unique per entry: one CI webhook file, one object).
+    location_families: frozenset[str] = frozenset()
 
 
 def _slow_text(value: Any) -> str | None:
     return sys.intern(value) if type(value) is str else _text(value)
 
 
-def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) -> None:
+def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading,
+              location_families: frozenset[str] = frozenset()) -> None:
     """Add *entries* to *reading*. The per-entry loop: each row becomes one tuple of the table's columns (strings
-    interned so repeated values share one object). Kept lean: it runs once per entry."""
+    interned so repeated values share one object). Kept lean: it runs once per entry.
+
+    Rows of the source families in *location_families* keep their ``source.location`` (the same
+    families for every call on one reading)."""
+    if reading.total and location_families != reading.location_families:
+        raise ValueError("every part of a reading must keep locations for the same source families")
+    reading.location_families = location_families
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     chunks = reading.chunks
@@ -154,7 +165,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) ->
     text = _slow_text
     bulk = BULK_KINDS
     empty = _EMPTY
-    source_names: dict[tuple[str, Any], tuple[str, str]] = {}
+    source_names: dict[tuple[str, Any], tuple[str, str, bool]] = {}
     slots = {key: index for index, key in enumerate(CORRELATION_KEYS)}
     slot_of = slots.get
     none_linked: list[str | None] = [None] * _WIDTH
@@ -172,11 +183,17 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) ->
             kind = "invalid"
         else:
             kind = intern(kind)
-        source_kind = source.get("kind") if source.__class__ is dict_type or isinstance(source, Mapping) else None
+        if source.__class__ is dict_type or isinstance(source, Mapping):
+            source_kind = source.get("kind")
+        else:
+            source, source_kind = empty, None
         named = source_names.get((kind, source_kind))
         if named is None:
-            named = source_names.setdefault((kind, source_kind), evaluated_kind(kind, _text(source_kind)))
-        kind, family = named
+            evaluated = evaluated_kind(kind, _text(source_kind))
+            named = source_names.setdefault((kind, source_kind),
+                                           (evaluated[0], evaluated[1], evaluated[1] in location_families))
+        kind, family, keeps_location = named
+        location = source.get("location") if keeps_location else None
         correlation = event.get("correlation")
         attrs = event.get("attrs")
         if attrs.__class__ is not dict_type and not isinstance(attrs, Mapping):
@@ -205,6 +222,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading) ->
             None if key_class is None else intern(key_class) if key_class.__class__ is str_type else text(key_class),
             None if event_name is None else intern(event_name) if event_name.__class__ is str_type
             else text(event_name),
+            None if location is None else intern(location) if location.__class__ is str_type else text(location),
         ))
         if kind not in bulk and kind != "invalid":
             kept[int(seq)] = event

@@ -88,9 +88,11 @@ class SliceScan:
     child_peak_rss_mb: int = 0
 
 
-def read_part(ledger: Any, start: int, end: int, handle: IO[bytes]) -> SlicePart:
+def read_part(ledger: Any, start: int, end: int, handle: IO[bytes],
+              location_families: frozenset[str] = frozenset()) -> SlicePart:
     """Entries ``[start, end)``: write each stored body and a newline to *handle*, keep its
-    seq and prev for the chain check, count it and read it into table rows."""
+    seq and prev for the chain check, count it and read it into table rows (keeping
+    ``source.location`` for *location_families*, see :func:`bundler.evidence_table.read_rows`)."""
     clock = time.perf_counter()
     part = SlicePart(start, end)
     seqs: list[Any] = []
@@ -137,7 +139,7 @@ def read_part(ledger: Any, start: int, end: int, handle: IO[bytes]) -> SlicePart
                 oidc[0 if attrs.__class__ is dict_type and attrs.get("verified") else 1] += 1
             yield seq, event, doc.get("source") or empty
 
-    read_rows(triples(), part.reading)
+    read_rows(triples(), part.reading, location_families)
     if pending:
         flush()
     if len(seqs) != end - start:
@@ -214,8 +216,10 @@ class LedgerPass:
     stops the helper processes.
     """
 
-    def __init__(self, ledger: Any, folder: Path, size: int, *, split: int | None = None) -> None:
+    def __init__(self, ledger: Any, folder: Path, size: int, *, split: int | None = None,
+                 location_families: frozenset[str] = frozenset()) -> None:
         self.ledger = ledger
+        self.location_families = location_families
         self.folder = Path(folder)
         self.size = size
         if split is None:
@@ -228,7 +232,8 @@ class LedgerPass:
         self._rest: tuple[str, list[Any], list[Any]] | None = None
         if self.split < size:
             self._work = Path(tempfile.mkdtemp(prefix="fedledger-slice-"))
-            self._proc = _start("bundler.ledger_slice", str(ledger.path), str(self.split), str(size), str(self._work))
+            self._proc = _start("bundler.ledger_slice", str(ledger.path), str(self.split), str(size), str(self._work),
+                                ",".join(sorted(location_families)))
 
     def run(self) -> tuple[SliceScan, TableReading]:
         """Read this process's share, wait for the child's, join them, and start hashing the export."""
@@ -236,7 +241,7 @@ class LedgerPass:
         seconds: dict[str, float] = {}
         entries = self.folder / "entries.jsonl"
         with open(entries, "wb") as handle:
-            parts = [read_part(self.ledger, 0, self.split, handle)]
+            parts = [read_part(self.ledger, 0, self.split, handle, self.location_families)]
         seconds["this process's share"] = parts[0].seconds
         if self._proc is not None:
             clock = time.perf_counter()
@@ -325,7 +330,7 @@ def _join(parts: list[SlicePart]) -> tuple[SliceScan, TableReading]:
     offsets = array("q")
     offsets.frombytes(np.cumsum(lengths, dtype=np.int64).tobytes())
     kinds: Counter[str] = Counter()
-    reading = TableReading()
+    reading = TableReading(location_families=parts[0].reading.location_families)
     breaks: list[int] = []
     for part in parts:
         breaks.extend(part.chain_breaks)
@@ -365,7 +370,8 @@ def _export_rest(out: Path, size: int, entries_sha256: str, origin: str, checkpo
 
 
 def _main(argv: list[str]) -> int:
-    """Child: ``LEDGER START END WORK`` → ``WORK/entries.part`` and ``WORK/part.pickle``."""
+    """Child: ``LEDGER START END WORK FAMILIES`` → ``WORK/entries.part`` and ``WORK/part.pickle``
+    (*FAMILIES*: comma-separated source families whose rows keep ``source.location``)."""
     import gc
 
     from bundler import ledger_slice  # not __main__'s copy: the pickle must name bundler.ledger_slice.SlicePart
@@ -374,8 +380,9 @@ def _main(argv: list[str]) -> int:
     gc.disable()  # millions of small containers, no cycles (see bundler.evaluate)
     start, end = int(argv[1]), int(argv[2])
     work = Path(argv[3])
+    families = frozenset(f for f in (argv[4] if len(argv) > 4 else "").split(",") if f)
     with open_ledger(ledger_location(argv[0])) as ledger, open(work / "entries.part", "wb") as handle:
-        part = ledger_slice.read_part(ledger, start, end, handle)
+        part = ledger_slice.read_part(ledger, start, end, handle, families)
     part.peak_rss_mb = peak_rss_mb()
     with open(work / "part.pickle", "wb") as handle:
         pickle.dump(part, handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -38,7 +38,9 @@ class BundleRequest:
 
 
 def evaluation_settings_from_config(config: Any, base: Any = None) -> Any:
-    """An :class:`EvaluationConfig` from a loaded ``fedledger.toml`` (collector.config)."""
+    """An :class:`EvaluationConfig` from a loaded ``fedledger.toml`` (collector.config): thresholds,
+    regions, retention, each kind's strictest cadence, and the configured sources of a kind that
+    has several (``freshness_sources``)."""
     from bundler.evaluate import EvaluationConfig
 
     settings = base or EvaluationConfig()
@@ -56,7 +58,22 @@ def evaluation_settings_from_config(config: Any, base: Any = None) -> Any:
         changes["freshness_days_per_source"] = tuple(
             sorted((kind, max(1, math.ceil(c.seconds / 86400))) for kind, c in cadences.items())
         )
-    return replace(settings, **changes)
+    settings = replace(settings, **changes)
+    # Two or more enabled sources of one kind (two Vault servers) are judged each on its own
+    # locations, with its own cadence (the kind's when it has none), as `fedledger status` does.
+    enabled = [s for s in config.sources if s.enabled]
+    shared = {kind for kind in {s.kind for s in enabled} if sum(1 for s in enabled if s.kind == kind) > 1}
+    if shared:
+        settings = replace(settings, freshness_sources=tuple(
+            (s.name, s.kind, tuple(s.locations),
+             max(1, math.ceil(s.cadence.seconds / 86400)) if s.cadence else settings.freshness_seconds(s.kind) // 86400)
+            for s in enabled if s.kind in shared))
+    return settings
+
+
+def location_families(settings: Any) -> frozenset[str]:
+    """The source families whose entries' locations evaluation needs (``freshness_sources``)."""
+    return settings.location_families if settings is not None else frozenset()
 
 
 def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
@@ -100,7 +117,8 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
         policies = tuple(load_policies(request.policies))
     # One pass reads the entries for the export and for evaluation (split over two processes);
     # the PDF workers then start beside the evaluation.
-    builder = BundleBuilder.start(ledger, request.out_dir, signer, workers=request.workers)
+    builder = BundleBuilder.start(ledger, request.out_dir, signer, workers=request.workers,
+                                  location_families=location_families(request.settings))
     on_note(f"evaluating {newest.size} entries against {len(selected)} controls")
     try:
         on_stage("read")

@@ -42,9 +42,9 @@ import gzip
 import hashlib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import BinaryIO
 
 import orjson
@@ -68,6 +68,22 @@ def rotation_base(name: str) -> str:
     """The name a rotated file was rotated from (``audit.log.1.gz`` → ``audit.log``)."""
     match = _ROTATION.match(name)
     return match.group("base") if match else name
+
+
+def covers_location(locations: Sequence[str], location: str) -> bool:
+    """Whether an entry read from *location* came from one of a source's configured *locations*:
+    the file itself, anything under a folder or prefix, or a rotated generation beside a named
+    file (``audit.log.1``, ``audit.log-20261125``, ``audit.log.1.gz`` for ``audit.log``).
+    ``fedledger status`` and the bundle's freshness both split a kind's entries this way."""
+    for configured in locations:
+        base = configured.rstrip("/")
+        if location == base or location.startswith(base + "/"):
+            return True
+        if "://" not in configured:
+            here, there = PurePath(location), PurePath(base)
+            if here.parent == there.parent and rotation_base(here.name) == there.name:
+                return True
+    return False
 
 
 def rotation_order_key(name: str) -> tuple[str, int, str, int]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import FedledgerError
 from collector.ledger_stats import LedgerStats, LocationStats, SourceStats, ledger_stats, location_stats
+from collector.rotation import covers_location
 from collector.timeutil import format_time, parse_time
 
 
@@ -115,23 +116,6 @@ def _location_stats(ledger_path: Path | str, source_id: str) -> list[LocationSta
     return location_stats(Path(ledger_path), source_id)
 
 
-def _covers(locations: tuple[str, ...], location: str) -> bool:
-    """Whether an entry read from *location* came from one of a source's configured *locations*:
-    the file itself, anything under a folder or prefix, or a rotated generation beside a named
-    file (``audit.log.1``, ``audit.log-20261125``, ``audit.log.1.gz`` for ``audit.log``)."""
-    from collector.rotation import rotation_base
-
-    for configured in locations:
-        base = configured.rstrip("/")
-        if location == base or location.startswith(base + "/"):
-            return True
-        if "://" not in configured:
-            here, there = PurePath(location), PurePath(base)
-            if here.parent == there.parent and rotation_base(here.name) == there.name:
-                return True
-    return False
-
-
 def _max(values: list[str | None]) -> str | None:
     present = [v for v in values if v]
     return max(present) if present else None
@@ -192,7 +176,7 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
             if sid in by_location:
                 shared = stats.source(sid)
                 assert shared is not None
-                covered = [loc for loc in by_location[sid] if _covers(source.locations, loc.location)]
+                covered = [loc for loc in by_location[sid] if covers_location(source.locations, loc.location)]
                 mine.append(SourceStats(sid, shared.kind, sum(loc.entries for loc in covered),
                                         _max([loc.newest_event_time for loc in covered]), None, None,
                                         sum(loc.quarantined for loc in covered), shared.last_cursor_update))
@@ -200,7 +184,7 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
         # Per-file cursors under "<kind>:<path>" (Vault's entries all say "vault") also date a collection.
         file_cursors = [s.last_cursor_update for s in stats.sources
                         if s.source_id.startswith(source.kind + ":") and s.source_id not in all_ids
-                        and _covers(source.locations, s.source_id.split(":", 1)[1])]
+                        and covers_location(source.locations, s.source_id.split(":", 1)[1])]
         last_ok, last_error, last_collection = None, None, _max([s.last_cursor_update for s in mine] + file_cursors)
         for run_doc in reversed(journal):
             doc = (run_doc.get("sources") or {}).get(source.name)

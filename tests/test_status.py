@@ -162,7 +162,7 @@ def test_two_sources_of_one_kind_sharing_a_source_id_are_told_apart_by_location(
 
 
 def test_what_a_configured_location_covers() -> None:
-    from collector.status import _covers
+    from collector.rotation import covers_location as _covers
 
     named = ("/var/log/vault/audit.log",)
     for seen in ("/var/log/vault/audit.log", "/var/log/vault/audit.log.1", "/var/log/vault/audit.log-20261125",
