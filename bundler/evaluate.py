@@ -599,7 +599,7 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
     check = "allowed-regions"
     allowed = set(ctx.config.allowed_regions)
     with_region = ctx.frame.loc[ctx.frame["region"].notna() & ctx.frame["source"].isin(("cloudtrail", "ci")),
-                                ["seq", "region"]]
+                                ["seq", "region", "source"]]
     findings = []
     outside = with_region[~with_region["region"].isin(allowed)]
     for region, rows in outside.groupby("region", sort=True):
@@ -624,8 +624,25 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
                                      f"Job {job.job_id}'s runner is labelled for {', '.join(bad)}",
                                      f"The runner's labels name region(s) {', '.join(bad)} outside the allowed regions.",
                                      seqs, job_id=job.job_id, severity="high"))
+    # Where a CI job ran is what this check is about: a job whose CI events give no region at all
+    # (no region or runner_region, no runner label naming one) cannot be shown to have run inside.
+    # CloudTrail regions say where the job's calls went, not where its runner was.
+    placed = set(ctx.correlation.job[with_region.index[with_region["source"] == "ci"]].dropna().astype(str))
+    unplaced = [job for job in ctx.jobs.values() if job.job_id not in placed
+                and any(kind.startswith("ci.") for kind in job.kind_counts)
+                and not any(REGION_PATTERN.match(label) for label in job.runner_labels)]
+    if unplaced:
+        ci_job_seqs = ci_job_seqs if ci_job_seqs is not None else _ci_job_seqs(ctx)
+        for job in unplaced:
+            seqs = ci_job_seqs.get(job.job_id) or job.seqs  # its job events, else everything linked to it
+            findings.append(_finding(
+                ctx, check, f"region-unknown:job-{job.job_id}", f"Job {job.job_id}'s runner region is unknown",
+                f"No CI event of job {job.job_id} gives a runner region (runner_region or region) or a runner label "
+                f"naming one, so the evidence does not show it ran in an allowed region "
+                f"({', '.join(sorted(allowed))}).", seqs, job_id=job.job_id, severity="low"))
     return _result(ctx, check, evidence=_seq_union(with_region["seq"], label_seqs), findings=findings,
-                   what=f"{len(with_region)} event(s) with a region")
+                   what=f"{len(with_region)} event(s) with a region"
+                   + (f"; {len(unplaced)} CI job(s) with no runner region" if unplaced else ""))
 
 
 def _ci_job_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:

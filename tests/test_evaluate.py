@@ -148,6 +148,27 @@ def test_runner_labelled_for_another_region_fails() -> None:
     assert "allowed-regions:region:us-west-2" in ids and f"allowed-regions:runner-label:job-{story.JOB_ID}" in ids
 
 
+def test_a_job_with_no_runner_region_at_all_is_a_low_finding() -> None:
+    # It passed silently: nothing said where the job ran, so nothing was outside the allowed regions.
+    events = complete_story(2)
+    started = find(events, "ci.job_started")  # the first job's
+    del started["attrs"]["runner_region"]
+    started["attrs"]["runner_labels"] = ["self-hosted", "linux", "x64"]
+    assessment, entries = run(events)
+    assert {"sc-8", "ac-6"} <= failing(assessment)
+    findings = [f for f in assessment.control("sc-8").findings if f.check == "allowed-regions"]
+    assert [f.id for f in findings] == [f"allowed-regions:region-unknown:job-{story.JOB_ID}"]
+    job_seqs = tuple(s for s, e, _ in entries if e["kind"].startswith("ci.job_")
+                     and e["correlation"].get("job_id") == str(story.JOB_ID))
+    assert findings[0].severity == "low" and findings[0].seqs == job_seqs and findings[0].job_id == str(story.JOB_ID)
+    # either a region-named runner label or a runner region is enough to say where it ran
+    started["attrs"]["runner_labels"] = ["self-hosted", "us-gov-east-1"]
+    assert run(events)[0].control("sc-8").status == SATISFIED
+    started["attrs"]["runner_labels"] = ["self-hosted"]
+    started["attrs"]["runner_region"] = "us-gov-east-1"
+    assert run(events)[0].control("sc-8").status == SATISFIED
+
+
 def test_secret_reads_above_threshold_fail_review() -> None:
     events = job_events(0, secret_reads=25) + job_events(1, secret_reads=3)
     assessment, entries = run(events)
