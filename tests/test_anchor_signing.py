@@ -2,8 +2,8 @@
 
 `fedledger checkpoint`/`run` refuse to sign a tree that does not extend the newest checkpoint the
 key signed in the ledger; whoever can write the ledger can delete those rows. So when checkpoints
-are anchored in S3, `run` (and the bundle it builds, and `fedledger bundle --config` with a
-`[publish]` target) also require the new tree to extend the newest checkpoint this key anchored
+are anchored in S3, `run` (and the bundle it builds, `fedledger bundle --config` with a
+`[publish]` target, and `fedledger checkpoint --config`/`--anchor`) also require the new tree to extend the newest checkpoint this key anchored
 there, by a consistency proof; an anchor that cannot be read fails the step (exit 3) and nothing
 is signed.
 """
@@ -259,3 +259,43 @@ def test_an_anchor_that_cannot_be_listed_is_unavailable(s3) -> None:  # type: ig
     with pytest.raises(SourceUnavailable, match="nothing signed"):
         S3CheckpointAnchor("s3://no-such-anchor-bucket/p/", client=s3).newest_signed(
             ORIGIN, FileSigner(ORIGIN, fixed_ed25519("mine")).verifier)
+
+
+# -- `fedledger checkpoint` by hand -------------------------------------------------------------
+
+def _checkpoint_cmd(ws: Workspace, *extra: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return ws.cli("--ledger", str(ws.ledger), "--as-of", AS_OF, "checkpoint", *extra, env=env)
+
+
+def test_checkpoint_command_checks_the_anchor_from_the_config_or_given(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """An operator signing by hand gets the run's protection: with --config ([publish] checkpoint)
+    or --anchor s3://…, a rewritten history the anchor contradicts is not signed."""
+    bucket = _bucket(s3, "anchor-checkpoint-cmd")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    _attack(ws, rewrite=5)
+    by_config = _checkpoint_cmd(ws, "--config", str(ws.config))
+    assert by_config.exit_code == 1, by_config.output
+    assert "refusing to sign size 50: it does not extend the checkpoint this key anchored at " \
+           f"s3://{bucket}/ci-evidence/" in by_config.stderr
+    s3_env = {"AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_DEFAULT_REGION": REGION}
+    given = _checkpoint_cmd(ws, "--anchor", f"s3://{bucket}/ci-evidence/", env=s3_env)
+    assert given.exit_code == 1 and "anchored at s3://" in given.stderr, given.output
+    assert _checkpoint_rows(ws) == 0
+    missing = _checkpoint_cmd(ws, "--anchor", "s3://no-such-anchor-bucket/ci-evidence/", env=s3_env)
+    assert missing.exit_code == 3 and "nothing signed" in missing.stderr, missing.output
+    assert _checkpoint_rows(ws) == 0
+    # Without a publish target it checks only the ledger's own checkpoints, which the attack deleted.
+    assert _checkpoint_cmd(ws).exit_code == 0 and _checkpoint_rows(ws) == 1
+
+
+def test_checkpoint_command_signs_a_ledger_that_extends_the_anchor(tmp_path: Path, s3, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    bucket = _bucket(s3, "anchor-checkpoint-honest")
+    ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
+    assert _run(ws).exit_code == 0
+    more = write_events(tmp_path / "more.jsonl", 10, day=19)
+    assert ws.cli("--ledger", str(ws.ledger), "append", str(more)).exit_code == 0
+    result = ws.cli("--ledger", str(ws.ledger), "--as-of", AS_OF, "--format", "json", "checkpoint",
+                    "--config", str(ws.config))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["size"] == 60

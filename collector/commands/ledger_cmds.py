@@ -24,6 +24,7 @@ from collector.ledger import Ledger
 from collector.ledger_open import create_ledger, is_postgres, ledger_location, open_ledger
 from collector.signing import (
     KEY_TYPES,
+    CheckpointAnchor,
     NoteSigner,
     generate_private_key,
     kms_signer,
@@ -121,17 +122,46 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
         region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
         out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the signed checkpoint to this file."),
+        config: Optional[Path] = typer.Option(
+            None, "--config", help="fedledger.toml: its publish target (publish.checkpoint) is checked first."),
+        anchor: Optional[str] = typer.Option(
+            None, "--anchor", help="s3://bucket/prefix where checkpoints are anchored (as run --publish-checkpoint "
+                                   "writes them): sign only a tree that extends the newest one this key anchored "
+                                   "there. S3 region and endpoint from --config's publish section, else the "
+                                   "environment."),
     ) -> None:
-        """Sign the current tree head as a C2SP checkpoint and keep it in the ledger."""
+        """Sign the current tree head as a C2SP checkpoint and keep it in the ledger.
+
+        With a publish target (--anchor, or --config with publish.checkpoint) the tree must also
+        extend the newest checkpoint this key anchored there, as in `fedledger run`; an anchor that
+        cannot be read signs nothing (exit 3)."""
+        target = _anchor(config, anchor)
         with open_ledger(OPTIONS.ledger) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
-            stored = sign_tree_head(ledger, signer, OPTIONS.now_text())
+            stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target)
         if out_file is not None:
             out_file.write_text(stored.note, encoding="utf-8")
         if OPTIONS.json:
             emit_json("fedledger.checkpoint", {"size": stored.size, "root": stored.root.hex(), "note": stored.note})
         else:
             out(stored.note.rstrip("\n"))
+
+    def _anchor(config: Optional[Path], url: Optional[str]) -> CheckpointAnchor | None:
+        """The publish target to check before signing: *url*, else ``[publish] checkpoint`` of *config*."""
+        region = endpoint = None
+        if config is not None:
+            from collector.config import load_config
+
+            publish = load_config(config).publish
+            url = url or publish.checkpoint
+            region, endpoint = publish.region, publish.endpoint_url
+        if not url:
+            return None
+        if not url.startswith("s3://"):
+            raise UsageError(f"--anchor must be an s3://bucket/prefix URL, not {url!r}")
+        from collector.checkpoint_fetch import S3CheckpointAnchor
+
+        return S3CheckpointAnchor(url, region=region, endpoint_url=endpoint)
 
     @app.command()
     @run
