@@ -47,12 +47,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    ledger: str = typer.Option(
-        DEFAULT_LEDGER,
+    ledger: Optional[str] = typer.Option(
+        None,
         "--ledger",
         envvar="FEDLEDGER_LEDGER",
         help="Ledger file, or postgresql://USER@HOST/DB?ledger=NAME&store=/objects (env FEDLEDGER_LEDGER).",
-        show_default=True,
+        show_default=DEFAULT_LEDGER,
     ),
     format: str = typer.Option("human", "--format", help="Output: human or json."),
     as_of: Optional[str] = typer.Option(
@@ -63,7 +63,9 @@ def main_options(
     if format not in ("human", "json"):
         err("error: --format must be human or json")
         raise typer.Exit(2)
-    OPTIONS.ledger = ledger_location(ledger)
+    # None only when neither --ledger nor $FEDLEDGER_LEDGER was given: a --config's ledger.path then wins
+    OPTIONS.ledger_given = ledger is not None
+    OPTIONS.ledger = ledger_location(ledger if ledger is not None else DEFAULT_LEDGER)
     OPTIONS.format = format
     try:
         OPTIONS.as_of = parse_as_of(as_of)

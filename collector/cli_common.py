@@ -15,13 +15,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import typer
 
 from collector.errors import EXIT_INTERNAL, FedledgerError, UsageError, exit_code_for
 from collector.timeutil import format_time, parse_time, utc_now
+
+if TYPE_CHECKING:
+    from collector.config import FedledgerConfig
 
 OUTPUT_VERSION = 1
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
@@ -31,6 +34,7 @@ DEFAULT_LEDGER = "fedledger.db"
 @dataclass
 class GlobalOptions:
     ledger: Path | str = Path(DEFAULT_LEDGER)  # a file Path, or a postgresql:// URL kept as a string
+    ledger_given: bool = False  # --ledger or $FEDLEDGER_LEDGER named it (else a --config's ledger.path wins)
     format: str = "human"
     as_of: datetime | None = None
 
@@ -46,6 +50,14 @@ class GlobalOptions:
 
 
 OPTIONS = GlobalOptions()
+
+
+def ledger_path_for(config: FedledgerConfig) -> Path | str:
+    """The global --ledger / $FEDLEDGER_LEDGER when given (even as the default name), else the
+    config's ledger.path: every command that takes --config opens the ledger `fedledger run` does."""
+    if OPTIONS.ledger_given:
+        return OPTIONS.ledger
+    return config.ledger.path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

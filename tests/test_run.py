@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from collector.config import SourceConfig
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
 from collector.run import PlannedCollection, RunContext, resolve_factory
-from tests.ops_workspace import AS_OF, ledger_contents, make_workspace, manual_source, write_events
+from tests.ops_workspace import AS_OF, ORIGIN, ledger_contents, make_workspace, manual_source, write_events
 
 
 def log_events(path: Path) -> list[dict]:
@@ -348,3 +351,45 @@ def test_a_log_file_that_cannot_be_opened_is_a_usage_error_not_a_bug(tmp_path: P
     assert result.exit_code == 2, result.output
     assert f"error: {tmp_path / 'no' / 'run.jsonl'}: cannot open the log file: No such file or directory" in result.stderr
     assert ws.size() == 0
+
+
+# -- which ledger a command with --config opens ---------------------------------------------------
+
+def _fedledger_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FEDLEDGER_LEDGER"}
+    return subprocess.run([sys.executable, "-m", "collector.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+
+
+def test_an_explicit_ledger_option_wins_over_the_config_even_when_it_is_the_default_name(tmp_path: Path) -> None:
+    """`fedledger --ledger fedledger.db status --config C` opened C's ledger.path instead: a given
+    --ledger equal to the default name was taken for "not given"."""
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl"), init=False)
+    write_events(tmp_path / "a.jsonl", 3)
+    assert _fedledger_in(tmp_path, "--ledger", "fedledger.db", "init", "--origin", ORIGIN).returncode == 0
+    done = _fedledger_in(tmp_path, "--ledger", "fedledger.db", "--as-of", AS_OF, "run", "--config", str(ws.config))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not ws.ledger.exists()  # the config's ledger.path was not used
+    status = _fedledger_in(tmp_path, "--ledger", "./fedledger.db", "--as-of", AS_OF, "status", "--config", str(ws.config))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.startswith("ledger fedledger.db (") and "3 entries" in status.stdout
+
+
+def test_bundle_and_checkpoint_with_config_open_the_configs_ledger_like_run_does(tmp_path: Path) -> None:
+    """README's flow: `run --config C` collects into C's ledger.path; `checkpoint --config C` and
+    `bundle --config C` opened ./fedledger.db instead (no ledger here, exit 3)."""
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl"))
+    write_events(tmp_path / "a.jsonl", 3)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = _fedledger_in(elsewhere, "--as-of", AS_OF, "run", "--config", str(ws.config))
+    assert run.returncode == 0, run.stderr[-2000:]
+    write_events(tmp_path / "more.jsonl", 2, day=21)
+    assert _fedledger_in(elsewhere, "--ledger", str(ws.ledger), "append", str(tmp_path / "more.jsonl")).returncode == 0
+    checkpoint = _fedledger_in(elsewhere, "checkpoint", "--config", str(ws.config))
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    assert checkpoint.stdout.splitlines()[:2] == [ORIGIN, "5"]
+    bundle = _fedledger_in(elsewhere, "--as-of", AS_OF, "bundle", "--out", "bundle", "--config", str(ws.config))
+    assert bundle.returncode in (0, 1), bundle.stderr[-2000:]
+    assert (elsewhere / "bundle" / "MANIFEST.json").exists()
+    assert not (elsewhere / "fedledger.db").exists()

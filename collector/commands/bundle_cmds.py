@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, parse_as_of, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, ledger_path_for, out, parse_as_of, progress, run
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger_open import open_ledger
 from collector.timeutil import format_time
@@ -51,10 +51,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         wanted = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else None
         settings_obj = EvaluationConfig.from_file(settings) if settings else None
         anchor = None
+        ledger_location: Path | str = OPTIONS.ledger
         if config is not None:
             from collector.config import load_config
 
             loaded_config = load_config(config)
+            ledger_location = ledger_path_for(loaded_config)
             settings_obj = evaluation_settings_from_config(loaded_config, settings_obj)
             b = loaded_config.bundle
             baseline = baseline or b.baseline
@@ -73,7 +75,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             period=(period_from, period_to) if (period_from or period_to) else None,
             archive=archive, system=system, workers=workers, settings=settings_obj,
         )
-        with open_ledger(OPTIONS.ledger) as ledger:
+        with open_ledger(ledger_location) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
             with progress("bundling") as advance:
                 result, assessment = make_bundle(ledger, signer, request, anchor=anchor, on_note=err,

@@ -16,7 +16,7 @@ from collector.checkpoint import (
     parse_verifier_key,
     verify_checkpoint,
 )
-from collector.cli_common import OPTIONS, emit_json, err, key_paths, out, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, key_paths, ledger_path_for, out, progress, run
 from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
 from collector.export import export_ledger
 from collector.ingest import ingest
@@ -136,7 +136,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         extend the newest checkpoint this key anchored there, as in `fedledger run`; an anchor that
         cannot be read signs nothing (exit 3)."""
         target = _anchor(config, anchor)
-        with open_ledger(OPTIONS.ledger) as ledger:
+        ledger_location: Path | str = OPTIONS.ledger
+        if config is not None:
+            from collector.config import load_config
+
+            ledger_location = ledger_path_for(load_config(config))
+        with open_ledger(ledger_location) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
             stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target)
         if out_file is not None:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from collector.cli_common import DEFAULT_LEDGER, OPTIONS, emit_json, err, out, parse_as_of, run
+from collector.cli_common import OPTIONS, emit_json, err, ledger_path_for, out, parse_as_of, run
 from collector.config import ConfigInvalid, FedledgerConfig, config_path_from, load_config
 from collector.errors import EXIT_USAGE, FedledgerError, UsageError
 
@@ -36,13 +36,6 @@ def _load(config: Path | None) -> FedledgerConfig:
             err(f"error: {problem}")
         err(f"{len(exc.problems)} problem(s) in {path}")
         raise typer.Exit(EXIT_USAGE) from None
-
-
-def ledger_path_for(config: FedledgerConfig) -> Path | str:
-    """The global --ledger / $FEDLEDGER_LEDGER when given, else the config's ledger.path."""
-    if os.environ.get("FEDLEDGER_LEDGER") or OPTIONS.ledger != Path(DEFAULT_LEDGER):
-        return OPTIONS.ledger
-    return config.ledger.path
 
 
 def _duration(seconds: float) -> str:
