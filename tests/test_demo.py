@@ -278,3 +278,88 @@ def test_no_sample_secret_reaches_the_bundle_or_its_pdf_text(demo: dict[str, Any
              for form in {value.encode(), json.dumps(value).encode()[1:-1], base64.b64encode(value.encode())}
              for name, data in blobs.items() if form in data]
     assert not leaks, leaks
+
+
+# -- the README, as written --------------------------------------------------------------------
+
+README = REPO / "README.md"
+# Placeholders in README's commands and the sample each stands for (paths relative to the workspace).
+README_PLACEHOLDERS = {"/var/log/vault/audit.log": "vault/audit.log"}
+
+
+def _readme_commands() -> list[str]:
+    """Every `fedledger` line of README's sh blocks, continuation lines joined, comments cut."""
+    commands = []
+    for block in SH_BLOCK.findall(README.read_text(encoding="utf-8")):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("fedledger "):
+                commands.append(" ".join(line.split()))
+    return commands
+
+
+def test_every_command_of_the_readme_runs_offline_on_the_samples_as_written(tmp_path: Path) -> None:
+    """A new operator's folder with README's own file names standing for samples/: the sample sources
+    linked in, samples/fedledger.toml with this ledger's path and README's origin, 250 manual events
+    (so `prove 41` and `prove --consistency 100 250` have their entries). Every README `fedledger`
+    command runs there in order, as written, and exits as README says; s3:// ones need AWS and are
+    skipped (S3 collection, validation and anchoring are tested against moto in test_attest_s3.py,
+    test_cloudtrail_source.py and test_run_publish.py)."""
+    work = tmp_path / "operator"
+    work.mkdir()
+    samples = REPO / "samples"
+    for name in ("vault", "ci", "cloudtrail", "attestations", "policies"):
+        (work / name).symlink_to(samples / name)
+    (work / "events").symlink_to(samples / "ci" / "events")
+    (work / "keys").symlink_to(samples / "attestations" / "trusted-keys")
+    (work / "jwks.json").write_bytes((samples / "ci" / "keys" / "jwks.json").read_bytes())
+    (work / "salt.txt").write_bytes((samples / "vault" / "audit-salt.txt").read_bytes())
+    secret = work / "webhook-secret.txt"
+    secret.write_bytes((samples / "ci" / "webhook-secret.txt").read_bytes())
+    secret.chmod(0o600)
+    config = (samples / "fedledger.toml").read_text(encoding="utf-8")
+    config = re.sub(r'(?m)^path = ".*"$', 'path = "fedledger.db"', config, count=1)
+    config = re.sub(r'(?m)^origin = ".*"$', 'origin = "agency.gov/ci-evidence"', config, count=1)
+    (work / "fedledger.toml").write_text(config, encoding="utf-8")
+    with open(work / "manual-evidence.jsonl", "w", encoding="utf-8") as handle:
+        for i in range(250):
+            handle.write(json.dumps({"time": f"2026-11-19T{i // 60:02d}:{i % 60:02d}:00Z", "kind": "manual.review",
+                                     "actor": "isso@agency.gov", "action": "review", "resource": f"job-{i}"}) + "\n")
+
+    env = {k: v for k, v in os.environ.items() if k not in ("FEDLEDGER_LEDGER", "FEDLEDGER_CONFIG")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    ran, skipped = [], []
+    for command in _readme_commands():
+        for placeholder, sample in README_PLACEHOLDERS.items():
+            command = command.replace(placeholder, sample)
+        words = shlex.split(command)
+        if any(w.startswith("s3://") for w in words):
+            skipped.append(command)
+            continue
+        stdout_file = None
+        if ">" in words:  # `fedledger prove 41 > proof.json`
+            stdout_file = work / words[words.index(">") + 1]
+            words = words[:words.index(">")]
+        done = subprocess.run([sys.executable, "-m", "collector.cli", *words[1:]], cwd=work, capture_output=True,
+                              text=True, env=env)
+        if stdout_file is not None:
+            stdout_file.write_text(done.stdout, encoding="utf-8")
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        if words[1] == "status":  # README: exit 1 when stale (the samples' evidence ages with the clock)
+            assert done.returncode in (0, 1) and (done.returncode == 1) == ("STALE" in done.stdout), command
+        else:
+            assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        if words[1] == "export":  # README's saved checkpoint: one kept from this export
+            notes = sorted((work / "ledger-export" / "checkpoints").iterdir())
+            (work / "saved-checkpoint.note").write_bytes(notes[-1].read_bytes())
+        if words[1] == "verify":
+            assert re.fullmatch(r"\d+/\d+ entries valid, \d+/\d+ checkpoints valid, 0 INVALID", last), last
+        if words[1] == "verify-proof":
+            assert re.fullmatch(r"valid: entry 41 is in agency\.gov/ci-evidence at size 250", last), last
+        if words[1] == "verify-bundle":
+            assert last.startswith("signature valid, ") and last.endswith(" 0 INVALID"), last
+        ran.append(words[1] if words[1] not in ("collect", "config", "vault") else " ".join(words[1:3]))
+    assert ran == ["init", "append", "checkpoint", "prove", "prove", "verify-proof", "export", "verify",
+                   "collect vault", "vault hmac", "collect ci", "config check", "status", "bundle",
+                   "verify-bundle", "demo"], ran
+    assert len(skipped) == 4 and all("s3://" in c for c in skipped), skipped
