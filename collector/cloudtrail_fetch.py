@@ -283,16 +283,15 @@ def _logs_without_chain(store: DigestStore, chains: dict[ChainId, list[str]], st
 
 
 def download(provider: ObjectProvider, dest: Path, *, workers: int = FETCH_WORKERS) -> int:
-    """Copy every object under *provider* to *dest*, with a ``.sig.json`` sidecar beside each digest."""
+    """Copy every object under *provider* to *dest* at its whole key (``DEST/AWSLogs/...``, the layout
+    the validator reads, whatever prefix was given), with a ``.sig.json`` sidecar beside each digest."""
     count = 0
     infos = list(provider.list())
-    prefix = provider.prefix if isinstance(provider, S3Provider) else ""
     bucket = provider.bucket if isinstance(provider, S3Provider) else None
 
     def one(info: ObjectInfo) -> None:
         blob, meta = provider.get_with_metadata(info.key) if chain_id(info.key) else (provider.get(info.key), {})
-        rel = info.key[len(prefix):] if prefix and info.key.startswith(prefix) else info.key
-        target = (dest / rel).resolve()
+        target = (dest / info.key).resolve()
         if dest.resolve() not in target.parents:
             raise MalformedInput("object key escapes the destination folder", location=info.key)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -202,6 +202,29 @@ def test_download_writes_sidecars_that_validate(moto_endpoint: str, tmp_path: Pa
     assert report.ok and report.count("digest", "valid") == 2 and report.count("log", "valid") == 4
 
 
+@pytest.mark.parametrize("prefix", ["AWSLogs/", "AWSLogs/123456789012/"])
+def test_a_copy_downloaded_from_a_prefix_inside_awslogs_still_validates(moto_endpoint: str, tmp_path: Path,
+                                                                        prefix: str) -> None:
+    """README downloads and validates s3://bucket/AWSLogs/: the copy keeps each object's whole key
+    (the AWSLogs/ layout the validator reads), not the key less the prefix given."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-gov-west-1")
+    bucket = "agency-cloudtrail-prefixed" + str(len(prefix))
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-gov-west-1"})
+    key = mk.load_or_create_key("digest-signing")
+    for obj in mk.build_chain(mk.TrailLayout(bucket=bucket), key, hours=2).values():
+        s3.put_object(Bucket=bucket, Key=obj.key, Body=obj.body, Metadata=obj.metadata)
+    out = tmp_path / "copy"
+    got = CliRunner().invoke(app, ["cloudtrail", "download", f"s3://{bucket}/{prefix}", str(out),
+                                   "--endpoint-url", moto_endpoint, "--region", "us-gov-west-1"])
+    assert got.exit_code == 0, got.output
+    assert all(p.relative_to(out).parts[0] == "AWSLogs" for p in out.rglob("*") if p.is_file())
+    report = validate_store(LocalFolderProvider(out), public_keys_from_file(SAMPLES / "public-keys.json"),
+                            start=mk.CHAIN_START, end=mk.CHAIN_START.replace(hour=14))
+    assert report.ok and report.count("digest", "valid") == 2 and report.count("log", "valid") == 4
+
+
 def _signed_digest() -> tuple[dict, bytes, dict, dict]:
     key = mk.load_or_create_key("digest-signing")
     objects = mk.build_chain(mk.TrailLayout(), key, hours=2)
