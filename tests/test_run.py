@@ -393,3 +393,32 @@ def test_bundle_and_checkpoint_with_config_open_the_configs_ledger_like_run_does
     assert bundle.returncode in (0, 1), bundle.stderr[-2000:]
     assert (elsewhere / "bundle" / "MANIFEST.json").exists()
     assert not (elsewhere / "fedledger.db").exists()
+
+
+def test_checkpoint_with_config_signs_with_the_configs_signer(tmp_path: Path) -> None:
+    """`checkpoint --config C` signs with C's [signer] (as `run` does), not with whatever key file
+    lies beside the ledger; --key still wins when given."""
+    from collector.checkpoint import parse_verifier_key, verify_checkpoint
+
+    other = tmp_path / "other-keys"
+    made = _fedledger_in(tmp_path, "--ledger", str(tmp_path / "throwaway.db"), "init", "--origin", ORIGIN,
+                         "--key-dir", str(other))
+    assert made.returncode == 0, made.stderr
+    ws = make_workspace(tmp_path / "ws", manual_source("a", "a.jsonl"),
+                        extra_toml=f'[signer]\nkey_file = "{other / "fedledger.key"}"\n')
+    write_events(tmp_path / "ws" / "a.jsonl", 3)
+    assert _fedledger_in(tmp_path, "--ledger", str(ws.ledger), "append", str(tmp_path / "ws" / "a.jsonl")).returncode == 0
+
+    def signed_by(note: str, public: Path) -> bool:
+        verifier = parse_verifier_key(public.read_text(encoding="utf-8"), default_name=ORIGIN)
+        try:
+            verify_checkpoint(note, origin=ORIGIN, verifiers=[verifier])
+        except Exception:  # noqa: BLE001 - any refusal means: not signed by this key
+            return False
+        return True
+
+    configured = _fedledger_in(tmp_path, "checkpoint", "--config", str(ws.config))
+    assert configured.returncode == 0, configured.stderr
+    note = configured.stdout
+    assert signed_by(note, other / "fedledger.pub")
+    assert not signed_by(note, ws.ledger.with_name("fedledger.pub"))

@@ -123,7 +123,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
         out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the signed checkpoint to this file."),
         config: Optional[Path] = typer.Option(
-            None, "--config", help="fedledger.toml: its publish target (publish.checkpoint) is checked first."),
+            None, "--config", help="fedledger.toml: its ledger, its [signer] (unless --key or --kms-key-id is "
+                                   "given) and its publish target (publish.checkpoint), checked first."),
         anchor: Optional[str] = typer.Option(
             None, "--anchor", help="s3://bucket/prefix where checkpoints are anchored (as run --publish-checkpoint "
                                    "writes them): sign only a tree that extends the newest one this key anchored "
@@ -140,7 +141,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if config is not None:
             from collector.config import load_config
 
-            ledger_location = ledger_path_for(load_config(config))
+            loaded = load_config(config)
+            ledger_location = ledger_path_for(loaded)
+            if key is None and kms_key_id is None:  # the signer `run` signs with, not a key file that happens to be there
+                key, kms_key_id = loaded.signer.key_file, loaded.signer.kms_key_id
+                endpoint_url = endpoint_url or loaded.signer.endpoint_url
+                region = region or loaded.signer.region
         with open_ledger(ledger_location) as ledger:
             signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
             stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target)
