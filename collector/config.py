@@ -447,6 +447,7 @@ KIND_KEYS: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "certificate_identity": "str",
             "certificate_issuer": "str",
             "min_retention_days": "int",
+            "current_only": "bool",
             "region": "str",
             "endpoint_url": "str",
             "profile": "str",

@@ -46,6 +46,22 @@ class ObjectInfo:
     etag: str | None = None
     version_id: str | None = None
     last_modified: str | None = None
+    is_latest: bool = True  # False: an older version of the key (:meth:`ObjectProvider.list_versions`)
+
+
+@dataclass(frozen=True)
+class DeleteMarker:
+    """An S3 delete marker: the key was deleted (without a version id) at ``last_modified``.
+
+    S3 names no principal: ``owner_id`` is the canonical id of the account owning the marker,
+    when the listing gives it; who deleted is in CloudTrail data events (``DeleteObject``)."""
+
+    key: str
+    uri: str
+    version_id: str
+    last_modified: str | None = None
+    is_latest: bool = True
+    owner_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,10 +98,21 @@ class ObjectProvider(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo | DeleteMarker]:
+        """Every version and delete marker, by key then newest first (``is_latest`` on the current one).
+
+        Stores without versions (folders) list their current objects, exactly as :meth:`list`."""
+        return self.list(prefix)
+
     def get_version(self, key: str, version_id: str | None) -> bytes:
         """The bytes of one version of an object (the current one when *version_id* is None, or
         for stores without versions), so that bytes and a version id read apart belong together."""
         return self.get(key)
+
+    def head_version(self, key: str, version_id: str | None) -> ObjectHead:
+        """:meth:`head` of one version (the current one when *version_id* is None, or for stores
+        without versions)."""
+        return self.head(key)
 
     def get_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
         """The bytes and the user metadata (lower-case keys) of one object.
@@ -181,6 +208,10 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
+def _newest_first(value: Any) -> float:
+    return -value.timestamp() if isinstance(value, datetime) else float("inf")
+
+
 class S3Provider(ObjectProvider):
     """Objects in ``s3://bucket/prefix`` through a boto3 client."""
 
@@ -211,8 +242,38 @@ class S3Provider(ObjectProvider):
         except Exception as exc:
             raise self._fail(exc, key) from None
 
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo | DeleteMarker]:
+        """ListObjectVersions, every page. Needs ``s3:ListBucketVersions`` (``s3:ListBucket`` is not
+        enough). An unversioned bucket lists each object once, version id ``"null"``, as latest."""
+        paginator = self.client.get_paginator("list_object_versions")
+        listed: list[tuple[tuple[str, bool, float, int], ObjectInfo | DeleteMarker]] = []
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for obj in page.get("Versions", []):
+                    key = obj["Key"]
+                    entry: ObjectInfo | DeleteMarker = ObjectInfo(
+                        key, int(obj["Size"]), self.uri(key), etag=obj.get("ETag", "").strip('"') or None,
+                        version_id=obj.get("VersionId"), last_modified=_iso(obj.get("LastModified")),
+                        is_latest=bool(obj.get("IsLatest")))
+                    listed.append(((key, not entry.is_latest, _newest_first(obj.get("LastModified")),
+                                    len(listed)), entry))
+                for obj in page.get("DeleteMarkers", []):
+                    key = obj["Key"]
+                    entry = DeleteMarker(key, self.uri(key), str(obj.get("VersionId")),
+                                         last_modified=_iso(obj.get("LastModified")), is_latest=bool(obj.get("IsLatest")),
+                                         owner_id=(obj.get("Owner") or {}).get("ID"))
+                    listed.append(((key, not entry.is_latest, _newest_first(obj.get("LastModified")),
+                                    len(listed)), entry))
+        except Exception as exc:  # botocore errors of every kind mean "source unavailable"
+            raise self._fail(exc, self.prefix + prefix) from None
+        # Versions and markers come in two lists per page: one order for both, by key (as
+        # list_objects_v2: code points = UTF-8 bytes), the current entry first, then newest first; equal
+        # times (S3 lists whole seconds) keep S3's own order.
+        listed.sort(key=lambda pair: pair[0])
+        return iter([entry for _, entry in listed])
+
     def get_version(self, key: str, version_id: str | None) -> bytes:
-        if version_id is None or version_id == "null":  # "null": written while versioning was off
+        if version_id is None:
             return self.get(key)
         try:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"].read())
@@ -228,8 +289,12 @@ class S3Provider(ObjectProvider):
         return body, {str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()}
 
     def head(self, key: str) -> ObjectHead:
+        return self.head_version(key, None)
+
+    def head_version(self, key: str, version_id: str | None) -> ObjectHead:
+        which = {"VersionId": version_id} if version_id is not None else {}
         try:
-            answer = self.client.head_object(Bucket=self.bucket, Key=key)
+            answer = self.client.head_object(Bucket=self.bucket, Key=key, **which)
         except Exception as exc:
             raise self._fail(exc, key) from None
         mode = answer.get("ObjectLockMode")
@@ -237,14 +302,15 @@ class S3Provider(ObjectProvider):
         version = answer.get("VersionId")
         if mode is None:
             try:  # HeadObject normally carries retention; GetObjectRetention is the fallback
-                retention = self.client.get_object_retention(Bucket=self.bucket, Key=key).get("Retention", {})
+                retention = self.client.get_object_retention(Bucket=self.bucket, Key=key, **which).get("Retention", {})
                 mode, until = retention.get("Mode"), retention.get("RetainUntilDate")
             except Exception:
                 pass
         hold = answer.get("ObjectLockLegalHoldStatus")
         if hold is None:
             try:
-                hold = self.client.get_object_legal_hold(Bucket=self.bucket, Key=key).get("LegalHold", {}).get("Status")
+                hold = self.client.get_object_legal_hold(Bucket=self.bucket, Key=key,
+                                                         **which).get("LegalHold", {}).get("Status")
             except Exception:
                 hold = None
         return ObjectHead(

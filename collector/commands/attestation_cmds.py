@@ -1,8 +1,8 @@
 """``fedledger collect attestations SRC``: verify and record attestation objects.
 
 Exit codes: 0 every record is a signed attestation with sufficient retention ·
-1 any attestation unsigned or invalid, any retention finding, or any quarantined
-object (everything is still recorded first: evaluate, then gate) · 2 usage or
+1 any attestation unsigned or invalid, any retention finding, any delete marker
+(``attestation.deleted``), or any quarantined object (everything is still recorded first: evaluate, then gate) · 2 usage or
 malformed input (bad key file, bad trusted root) · 3 source unavailable.
 """
 
@@ -43,6 +43,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                                               help="Expected OIDC issuer in sigstore certificates."),
         min_retention_days: int = typer.Option(DEFAULT_MIN_RETENTION_DAYS, "--min-retention-days",
                                                help="Object Lock retention below this is a finding."),
+        current_only: bool = typer.Option(False, "--current-only",
+                                          help="S3: list only current objects (ListObjectsV2), not every version "
+                                               "and delete marker (which needs s3:ListBucketVersions)."),
     ) -> None:
         """Verify DSSE / in-toto / sigstore / detached-signature attestations and record them with
         their S3 version, encryption and Object Lock retention."""
@@ -62,6 +65,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             keys=keys,
             sigstore=SigstorePolicy(root_bytes, certificate_identity, certificate_oidc_issuer),
             min_retention_days=min_retention_days,
+            all_versions=not current_only,
         )
         provider = open_provider(src, endpoint_url=endpoint_url, region=region, profile=profile)
         source = AttestationObjects(provider, src, settings)
@@ -72,7 +76,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                  observed=OPTIONS.now_text(), on_progress=advance)
         tally = source.tally
         balanced = summary.balanced and tally.listed == tally.records + tally.companions
-        failed = tally.unsigned + tally.invalid + tally.retention_findings + summary.quarantined
+        failed = tally.unsigned + tally.invalid + tally.retention_findings + tally.deleted + summary.quarantined
         if OPTIONS.json:
             emit_json("fedledger.collect.attestations", {**summary.to_json(), "objects": tally.to_json(),
                                                          "balanced": balanced, "ok": failed == 0,
@@ -83,6 +87,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             out(summary.line())
             out(f"{tally.listed} objects listed: {tally.records} records, {tally.companions} companions "
                 f"(.sig/.crt/bundle artifacts); {tally.signed} signed, {tally.unsigned} unsigned, "
-                f"{tally.invalid} INVALID, {tally.retention_findings} retention finding(s)")
+                f"{tally.invalid} INVALID, {tally.retention_findings} retention finding(s)"
+                + (f"; {tally.older_versions} older version(s), {tally.deleted} DELETED" if tally.older_versions
+                   or tally.deleted else ""))
         if failed:
             raise typer.Exit(1)

@@ -31,6 +31,7 @@ Idempotence
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections import deque
@@ -57,7 +58,14 @@ from collector.attestation_verify import (
 from collector.errors import MalformedInput, SourceUnavailable
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import safe_reason
-from collector.object_source import FETCH_WORKERS, ObjectHead, ObjectInfo, ObjectProvider, ObjectUnreadable
+from collector.object_source import (
+    FETCH_WORKERS,
+    DeleteMarker,
+    ObjectHead,
+    ObjectInfo,
+    ObjectProvider,
+    ObjectUnreadable,
+)
 from collector.timeutil import format_time, parse_time
 
 SIGNATURE_SUFFIX = ".sig"
@@ -96,6 +104,7 @@ class AttestationSettings:
     keys: TrustedKeys = field(default_factory=TrustedKeys)
     sigstore: SigstorePolicy = field(default_factory=SigstorePolicy)
     min_retention_days: int = DEFAULT_MIN_RETENTION_DAYS
+    all_versions: bool = True  # S3: every version and delete marker (ListObjectVersions), not only the current
 
 
 @dataclass
@@ -109,6 +118,8 @@ class AttestationTally:
     unsigned: int = 0
     invalid: int = 0
     retention_findings: int = 0
+    older_versions: int = 0  # listed versions that are not the current one (records or companions)
+    deleted: int = 0  # delete markers (attestation.deleted); counted in listed and records
 
     def to_json(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -147,6 +158,50 @@ def plan_objects(infos: list[ObjectInfo]) -> _Plan:
             companions.add(key)  # the artifact a sigstore bundle signs
     records = [info for info in infos if info.key not in companions]
     return _Plan(records, orphans, companions)
+
+
+_ABSENT: Any = object()  # no such companion
+
+
+def _read_version(info: ObjectInfo) -> str | None:
+    """The version id to read *info* by: None (the current object, as read before versions were
+    listed) for the current entry of an unversioned key; else its own version id."""
+    if info.is_latest and info.version_id in (None, "null"):
+        return None
+    return info.version_id
+
+
+class _Companions:
+    """Which version(s) of a companion key go with a record: version ids to read (None: current)."""
+
+    def candidates(self, key: str) -> list[Any]:
+        raise NotImplementedError
+
+
+class _CurrentCompanions(_Companions):
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+
+    def candidates(self, key: str) -> list[Any]:
+        return [None] if key in self.names else []
+
+
+class _OlderCompanions(_Companions):
+    def __init__(self, record: ObjectInfo, versions: Mapping[str, list[ObjectInfo]]) -> None:
+        self.record = record
+        self.versions = versions
+
+    def candidates(self, key: str) -> list[Any]:
+        found = self.versions.get(key, [])
+        put = parse_time(self.record.last_modified) if self.record.last_modified else None
+
+        def distance(version: ObjectInfo) -> float:
+            if put is None or version.last_modified is None:
+                return float("inf")
+            return abs((parse_time(version.last_modified) - put).total_seconds())
+
+        ordered = sorted(range(len(found)), key=lambda i: (distance(found[i]), i))  # ties: newest first
+        return [found[i].version_id if found[i].version_id is not None else None for i in ordered]
 
 
 def _result_line(event: Mapping[str, Any]) -> str:
@@ -190,23 +245,46 @@ class AttestationObjects(Source):
         self.outcomes: list[dict[str, Any]] = []  # the same, as objects (for --format json)
 
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
-        infos = list(self.provider.list())
+        listed = list(self.provider.list_versions() if self.settings.all_versions else self.provider.list())
+        infos = [e for e in listed if isinstance(e, ObjectInfo) and e.is_latest]
         plan = plan_objects(infos)
-        self.tally.listed = len(infos)
-        self.tally.companions = len(plan.companions)
         names = {info.key for info in infos}
+        # Older versions (and keys whose current entry is a delete marker) are classified by the keys
+        # that ever held a version, so that a deleted x.sig stays the companion of x's older versions.
+        versions: dict[str, list[ObjectInfo]] = {}
+        for entry in listed:
+            if isinstance(entry, ObjectInfo):
+                versions.setdefault(entry.key, []).append(entry)  # newest first (the listing's order)
+        history = plan_objects([found[0] for found in versions.values()])
+        older_companions = sum(1 for e in listed if isinstance(e, ObjectInfo) and not e.is_latest
+                               and e.key in history.companions)
+        self.tally.listed = len(listed)
+        self.tally.companions = len(plan.companions) + older_companions
+        self.tally.older_versions = sum(1 for e in listed if isinstance(e, ObjectInfo) and not e.is_latest)
 
-        def build(info: ObjectInfo) -> SourceRecord:
-            reason = plan.orphans.get(info.key)
-            return self._quarantine(info, reason, raw=None) if reason is not None else self._record(info, names)
+        def build(entry: ObjectInfo | DeleteMarker) -> SourceRecord:
+            if isinstance(entry, DeleteMarker):
+                return self._deleted(entry, versions.get(entry.key, []))
+            if entry.is_latest:
+                reason = plan.orphans.get(entry.key)
+                return self._quarantine(entry, reason, raw=None) if reason is not None else self._record(
+                    entry, _CurrentCompanions(names))
+            reason = history.orphans.get(entry.key)
+            return self._quarantine(entry, reason, raw=None) if reason is not None else self._record(
+                entry, _OlderCompanions(entry, versions))
+
+        def is_record(entry: ObjectInfo | DeleteMarker) -> bool:
+            if isinstance(entry, DeleteMarker):
+                return True
+            return entry.key not in (plan.companions if entry.is_latest else history.companions)
 
         # Fetch and verify up to FETCH_WORKERS objects at once (S3 round trips dominate);
         # records are yielded in listing order, so cursors and entries stay deterministic.
-        pending: deque[tuple[ObjectInfo, Future[SourceRecord]]] = deque()
+        pending: deque[tuple[ObjectInfo | DeleteMarker, Future[SourceRecord]]] = deque()
         with ThreadPoolExecutor(max_workers=FETCH_WORKERS) as pool:
             count = 0
-            for info in plan.records:
-                pending.append((info, pool.submit(build, info)))
+            for entry in filter(is_record, listed):
+                pending.append((entry, pool.submit(build, entry)))
                 if len(pending) >= FETCH_WORKERS * 2:
                     count += 1
                     yield from self._emit(count, *pending.popleft())
@@ -214,10 +292,16 @@ class AttestationObjects(Source):
                 count += 1
                 yield from self._emit(count, *pending.popleft())
 
-    def _emit(self, count: int, info: ObjectInfo, future: Future[SourceRecord]) -> Iterator[SourceItem]:
+    def _emit(self, count: int, info: ObjectInfo | DeleteMarker, future: Future[SourceRecord]) -> Iterator[SourceItem]:
         record = future.result()
         self.tally.records += 1
-        if record.event is not None:
+        if isinstance(info, DeleteMarker):
+            self.tally.deleted += 1
+            self.results.append(f"DELETED {record.location}: delete marker {info.version_id} at {info.last_modified}")
+            self.outcomes.append({"location": record.location, "status": "deleted",
+                                  "reason": f"delete marker {info.version_id}", "retention_ok": None,
+                                  "retention_reason": None})
+        elif record.event is not None:
             self._count(record.event)
             self.results.append(_result_line(record.event))
             attrs = record.event["attrs"]
@@ -235,56 +319,112 @@ class AttestationObjects(Source):
         uri = self.provider.uri(key)
         return uri if uri.startswith("s3://") else os.path.abspath(uri)
 
+    def _deleted(self, marker: DeleteMarker, versions: list[ObjectInfo]) -> SourceRecord:
+        """``attestation.deleted``: a delete marker, recorded once (its version id is in the dedup key,
+        and its raw statement holds only what never changes: location, marker version id, time)."""
+        location = self._location(marker.key)
+        time = marker.last_modified or format_time(self.settings.as_of)
+        raw = orjson.dumps({"deleted": location, "delete_marker_version_id": marker.version_id, "time": time},
+                           option=orjson.OPT_SORT_KEYS)
+        # the version the marker hid: the newest version put before it (none if it was deleted for good)
+        hidden = next((v for v in versions if v.last_modified is not None and marker.last_modified is not None
+                       and parse_time(v.last_modified) <= parse_time(marker.last_modified)), None)
+        event = {
+            "time": time,
+            "kind": "attestation.deleted",
+            "actor": None,  # S3 does not name who deleted; CloudTrail data events (DeleteObject) do
+            "action": "s3:DeleteObject",
+            "resource": location,
+            "outcome": {"status": "failure", "error": "attestation deleted (delete marker)"},
+            "correlation": {},
+            "attrs": {
+                "object_key": marker.key,
+                "bucket": getattr(self.provider, "bucket", None),
+                "version_id": marker.version_id,
+                "delete_marker_version_id": marker.version_id,
+                "deleted_at": marker.last_modified,
+                "deleted_by": None,
+                "marker_owner_id": marker.owner_id,
+                "previous_version_id": hidden.version_id if hidden else None,
+            },
+        }
+        return SourceRecord(location=location, line=None, raw=raw, event=event,
+                            source_extra={"version_id": marker.version_id},
+                            dedup_key=f"attestation.deleted:{location}@{marker.version_id}")
+
     def _quarantine(self, info: ObjectInfo, reason: str, raw: bytes | None) -> SourceRecord:
         """A quarantined object with the SHA-256 of its bytes, or an empty hash (unknown) when they
         were not read: over the size limit, or unreadable. Never a hash of something else (such as
-        its name), which would read as the hash of its content."""
+        its name), which would read as the hash of its content. An older version is located as
+        ``LOCATION?versionId=V``."""
         digest = hashlib.sha256(raw).hexdigest() if raw is not None else ""
+        version = _read_version(info)
         if raw is None and info.size <= MAX_OBJECT_BYTES:
             try:
-                digest = hashlib.sha256(self.provider.get(info.key)).hexdigest()
+                digest = hashlib.sha256(self.provider.get_version(info.key, version)).hexdigest()
             except SourceUnavailable:
                 pass
-        return SourceRecord(location=self._location(info.key), line=None, raw=b"", reason=reason, raw_sha256=digest)
+        location = self._location(info.key) + (f"?versionId={version}" if not info.is_latest else "")
+        return SourceRecord(location=location, line=None, raw=b"", reason=reason, raw_sha256=digest)
 
-    def _record(self, info: ObjectInfo, names: set[str]) -> SourceRecord:
+    def _record(self, info: ObjectInfo, companions: _Companions) -> SourceRecord:
         try:
-            return self._read_record(info, names)
+            return self._read_record(info, companions)
         except ObjectUnreadable as exc:  # this object only: record it and go on (a later run tries it again)
             return self._quarantine(info, f"unreadable: {exc}", raw=None)
 
-    def _read_record(self, info: ObjectInfo, names: set[str]) -> SourceRecord:
+    def _read_record(self, info: ObjectInfo, companions: _Companions) -> SourceRecord:
         key = info.key
         if info.size > MAX_OBJECT_BYTES:
             return self._quarantine(info, f"object too large: {info.size} bytes, over the {MAX_OBJECT_BYTES >> 20} "
                                           "MiB limit (not read, SHA-256 unknown)", raw=None)
         try:
-            head = self.provider.head(key)
+            head = self.provider.head_version(key, _read_version(info))
             _check_head(head)
             put_time_text = head.last_modified or info.last_modified
             put_time = parse_time(put_time_text, field="last_modified") if put_time_text else None
         except MalformedInput as exc:
             return self._quarantine(info, f"bad object metadata: {safe_reason(exc)}", raw=None)
+        if head.version_id is None and _read_version(info) is not None:  # an older "null" version (moto omits it)
+            head = dataclasses.replace(head, version_id=_read_version(info))
         content = self.provider.get_version(key, head.version_id)  # the bytes of the version recorded
-        signature = self.provider.get(key + SIGNATURE_SUFFIX) if key + SIGNATURE_SUFFIX in names else None
-        artifact = None
-        for suffix in BUNDLE_SUFFIXES:
-            if key.endswith(suffix) and key[: -len(suffix)] in names:
-                artifact = self.provider.get(key[: -len(suffix)])
+        signature_key = key + SIGNATURE_SUFFIX
+        artifact_key = next((key[: -len(s)] for s in BUNDLE_SUFFIXES if key.endswith(s)), None)
+        # One candidate per companion for the current version (the current companion, as listed);
+        # an older version tries each version of its companions, nearest in time first, and keeps
+        # the first that verifies: which .sig version went with which version is not recorded by S3.
+        options = [(s, a) for s in companions.candidates(signature_key) or [_ABSENT]
+                   for a in (companions.candidates(artifact_key) if artifact_key else []) or [_ABSENT]]
+        outcome: Verdict | Exception | None = None
+        signature = None
+        for option_signature, option_artifact in options:
+            signature_bytes = self.provider.get_version(signature_key, option_signature) \
+                if option_signature is not _ABSENT else None
+            artifact = self.provider.get_version(artifact_key, option_artifact) \
+                if option_artifact is not _ABSENT and artifact_key else None
+            try:
+                verdict = verify_attestation(content, signature_object=signature_bytes, artifact=artifact,
+                                             keys=self.settings.keys, policy=self.settings.sigstore)
+            except (NotAnAttestation, MalformedInput) as exc:
+                outcome = exc if outcome is None else outcome
+                continue
+            if outcome is None or isinstance(outcome, Exception) or verdict.status == SIGNED:
+                outcome, signature = verdict, signature_bytes
+            if verdict.status == SIGNED:
                 break
-        certificate_key = next((key + s for s in CERTIFICATE_SUFFIXES if key + s in names), None)
-        try:
-            verdict = verify_attestation(content, signature_object=signature, artifact=artifact,
-                                         keys=self.settings.keys, policy=self.settings.sigstore)
-        except NotAnAttestation as exc:
-            return self._quarantine(info, f"not an attestation: {safe_reason(exc)}", raw=content)
-        except MalformedInput as exc:
-            return self._quarantine(info, f"malformed: {safe_reason(exc)}", raw=content)
+        if isinstance(outcome, NotAnAttestation):
+            return self._quarantine(info, f"not an attestation: {safe_reason(outcome)}", raw=content)
+        if isinstance(outcome, MalformedInput):
+            return self._quarantine(info, f"malformed: {safe_reason(outcome)}", raw=content)
+        assert isinstance(outcome, Verdict)
+        verdict = outcome
+        certificate_key = next((key + s for s in CERTIFICATE_SUFFIXES if companions.candidates(key + s)), None)
+        certificate = self.provider.get_version(certificate_key, companions.candidates(certificate_key)[0]) \
+            if certificate_key else None
         retention = assess_retention(mode=head.object_lock_mode, retain_until=head.retain_until, put_time=put_time,
                                      as_of=self.settings.as_of, minimum_days=self.settings.min_retention_days)
         sha256 = hashlib.sha256(content).hexdigest()
-        event = self._event(info, head, verdict, retention, content, sha256, signature,
-                            certificate=self.provider.get(certificate_key) if certificate_key else None)
+        event = self._event(info, head, verdict, retention, content, sha256, signature, certificate=certificate)
         location = self._location(key)
         extra = {"version_id": head.version_id} if head.version_id else {}
         return SourceRecord(location=location, line=None, raw=content, event=event, source_extra=extra,
@@ -360,6 +500,8 @@ class AttestationObjects(Source):
                 attrs["detached_signature"] = signature.decode("ascii", "replace").strip()
         if certificate is not None:
             attrs["published_certificate_sha256"] = hashlib.sha256(certificate).hexdigest()
+        if not info.is_latest:
+            attrs["is_latest"] = False  # already replaced (or deleted) when recorded
         kind = f"attestation.{verdict.status}"
         return {
             "time": time,
@@ -378,8 +520,8 @@ def build_sources(source: Any, context: Any) -> list[Any]:
 
     Options mirror ``fedledger collect attestations``: ``trusted_keys_dir``,
     ``trusted_root``, ``certificate_identity``, ``certificate_issuer``,
-    ``min_retention_days`` (default: the config's retention minimum), ``region``,
-    ``endpoint_url``, ``profile``.
+    ``min_retention_days`` (default: the config's retention minimum), ``current_only``
+    (S3: current objects only, not every version), ``region``, ``endpoint_url``, ``profile``.
     """
     from collector.attestation_verify import SigstorePolicy
     from collector.errors import SourceUnavailable
@@ -400,6 +542,7 @@ def build_sources(source: Any, context: Any) -> list[Any]:
         keys=keys,
         sigstore=SigstorePolicy(root_bytes, source.certificate_identity, source.certificate_issuer),
         min_retention_days=minimum,
+        all_versions=not opts.get("current_only", False),
     )
     plans = []
     for location in source.locations:
