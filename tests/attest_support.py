@@ -54,9 +54,10 @@ def new_ledger(path: Path) -> Path:
 
 
 def collect(ledger_path: Path, provider: ObjectProvider, src: str, *, keys: TrustedKeys | None = None,
-            policy: SigstorePolicy | None = None, min_days: int = 365) -> Run:
+            policy: SigstorePolicy | None = None, min_days: int = 365, all_versions: bool = True) -> Run:
     settings = AttestationSettings(as_of=AS_OF, keys=keys if keys is not None else read_trusted_keys(SAMPLE_KEYS),
-                                   sigstore=policy or SigstorePolicy(), min_retention_days=min_days)
+                                   sigstore=policy or SigstorePolicy(), min_retention_days=min_days,
+                                   all_versions=all_versions)
     source = AttestationObjects(provider, src, settings)
     with Ledger.open(ledger_path) as ledger:
         summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,

@@ -131,3 +131,112 @@ def test_cli_over_s3(moto_endpoint: str, sample_bucket: str, tmp_path: Path) -> 
     missing = runner.invoke(app, args[:6] + ["s3://no-such-bucket/x", "--endpoint-url", moto_endpoint,
                                              "--region", REGION])
     assert missing.exit_code == 3
+
+
+# -- every version and delete marker (ListObjectVersions) ------------------------------------------
+
+SIGNED_A = "31415926535.json"  # with a detached .sig
+SIGNED_B = "31415926535.rsa.json"  # other bytes, other .sig
+
+
+def versioned_bucket(client: Any, bucket: str) -> None:
+    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def put_signed(client: Any, bucket: str, key: str, sample: str) -> str:
+    """Put a sample and then its detached signature (as cosign users do); the sample's version id."""
+    folder = SAMPLE_BUCKET / "attestations"
+    version = client.put_object(Bucket=bucket, Key=key, Body=(folder / sample).read_bytes())["VersionId"]
+    client.put_object(Bucket=bucket, Key=key + ".sig", Body=(folder / (sample + ".sig")).read_bytes())
+    return str(version)
+
+
+def test_s3_overwritten_attestation_keeps_both_versions(moto_endpoint: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    versioned_bucket(client, "att-overwrite")
+    first = put_signed(client, "att-overwrite", "b/att.json", SIGNED_A)
+    second = put_signed(client, "att-overwrite", "b/att.json", SIGNED_B)  # overwritten before any run
+    ledger = new_ledger(tmp_path / "l.db")
+    src = "s3://att-overwrite/b/"
+    run = collect(ledger, provider(moto_endpoint, src), src)
+    assert run.summary.balanced and (run.summary.appended, run.summary.quarantined) == (2, 0)
+    assert run.tally.listed == run.tally.records + run.tally.companions == 4
+    assert (run.tally.older_versions, run.tally.companions, run.tally.deleted) == (2, 2, 0)
+    events = [e["event"] for e in run.entries]
+    assert [e["attrs"]["version_id"] for e in events] == [second, first]  # current first, then newest first
+    assert [e["kind"] for e in events] == ["attestation.signed"] * 2  # each with the .sig of its own time
+    assert "is_latest" not in events[0]["attrs"] and events[1]["attrs"]["is_latest"] is False
+    assert events[0]["attrs"]["sha256"] != events[1]["attrs"]["sha256"]
+    assert [e["source"]["version_id"] for e in run.entries] == [second, first]
+    again = collect(ledger, provider(moto_endpoint, src), src)
+    assert (again.summary.appended, again.summary.duplicates) == (0, 2)
+    # the same bucket collected current-only sees one version: the gap this closes
+    current = collect(new_ledger(tmp_path / "c.db"), provider(moto_endpoint, src), src, all_versions=False)
+    assert current.summary.appended == 1 and current.entries[0]["event"]["attrs"]["version_id"] == second
+
+
+def test_s3_overwrite_between_runs_appends_the_new_version_only(moto_endpoint: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    versioned_bucket(client, "att-between")
+    put_signed(client, "att-between", "att.json", SIGNED_A)
+    ledger = new_ledger(tmp_path / "l.db")
+    src = "s3://att-between/"
+    assert collect(ledger, provider(moto_endpoint, src), src).summary.appended == 1
+    put_signed(client, "att-between", "att.json", SIGNED_B)
+    run = collect(ledger, provider(moto_endpoint, src), src)
+    assert (run.summary.appended, run.summary.duplicates) == (1, 1)
+    assert collect(ledger, provider(moto_endpoint, src), src).summary.appended == 0
+
+
+def test_s3_deleted_attestation_is_recorded_once(moto_endpoint: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    versioned_bucket(client, "att-deleted")
+    version = put_signed(client, "att-deleted", "att.json", SIGNED_A)
+    ledger = new_ledger(tmp_path / "l.db")
+    src = "s3://att-deleted/"
+    assert collect(ledger, provider(moto_endpoint, src), src).summary.appended == 1
+    marker = client.delete_object(Bucket="att-deleted", Key="att.json")["VersionId"]
+    run = collect(ledger, provider(moto_endpoint, src), src)
+    assert run.summary.balanced and (run.summary.appended, run.summary.duplicates) == (1, 1)
+    assert run.tally.deleted == 1 and run.tally.listed == run.tally.records + run.tally.companions == 3
+    deleted = [e for e in run.entries if e["event"]["kind"] == "attestation.deleted"]
+    assert len(deleted) == 1
+    event = deleted[0]["event"]
+    assert event["resource"] == "s3://att-deleted/att.json" and event["actor"] is None
+    assert event["outcome"]["status"] == "failure" and event["time"].endswith("Z")
+    attrs = event["attrs"]
+    assert attrs["delete_marker_version_id"] == attrs["version_id"] == marker
+    assert attrs["previous_version_id"] == version and attrs["deleted_by"] is None and attrs["object_key"] == "att.json"
+    again = collect(ledger, provider(moto_endpoint, src), src)
+    assert (again.summary.appended, again.summary.duplicates) == (0, 2) and again.tally.deleted == 1
+
+
+def test_s3_attestation_deleted_before_any_run_keeps_its_version(moto_endpoint: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    versioned_bucket(client, "att-gone")
+    put_signed(client, "att-gone", "att.json", SIGNED_A)
+    client.delete_object(Bucket="att-gone", Key="att.json")
+    client.delete_object(Bucket="att-gone", Key="att.json.sig")
+    src = "s3://att-gone/"
+    run = collect(new_ledger(tmp_path / "l.db"), provider(moto_endpoint, src), src)
+    kinds = sorted(e["event"]["kind"] for e in run.entries)
+    # the older version still verifies with its (deleted) .sig; both markers are findings
+    assert kinds == ["attestation.deleted", "attestation.deleted", "attestation.signed"]
+    assert run.summary.quarantined == 0 and run.tally.companions == 1
+
+
+def test_s3_unversioned_bucket_unchanged(moto_endpoint: str, sample_bucket: str, tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    client.create_bucket(Bucket="att-plain", CreateBucketConfiguration={"LocationConstraint": REGION})
+    for path in sorted((SAMPLE_BUCKET / "attestations").iterdir()):
+        if not path.name.endswith(".meta.json"):
+            client.put_object(Bucket="att-plain", Key=path.name, Body=path.read_bytes())
+    src = "s3://att-plain/"
+    every = collect(new_ledger(tmp_path / "a.db"), provider(moto_endpoint, src), src)
+    current = collect(new_ledger(tmp_path / "c.db"), provider(moto_endpoint, src), src, all_versions=False)
+    assert [e["event"] for e in every.entries] == [e["event"] for e in current.entries]
+    assert [e["source"] for e in every.entries] == [e["source"] for e in current.entries]
+    assert every.tally == current.tally and every.tally.deleted == 0
+    assert all(e["event"]["attrs"]["version_id"] is None for e in every.entries)
+    assert [(q.location, q.reason) for q in every.quarantined] == [(q.location, q.reason) for q in current.quarantined]
