@@ -413,7 +413,7 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
 def check_signed_attestation(ctx: Context) -> CheckResult:
     check = "signed-attestation"
     used = ctx.frame[(ctx.frame["source"] == "ci") & ctx.frame["artifact_digest"].notna()]
-    attest = ctx.frame[ctx.frame["source"] == "attestations"]
+    attest = _attestation_rows(ctx)  # delete markers vouch for nothing and claim nothing: attestation-retention
     findings: list[Finding] = []
     bad_by_digest: dict[str, list[int]] = defaultdict(list)
     for seq, kind in zip(attest["seq"], attest["kind"]):
@@ -801,8 +801,13 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
                    what=f"{len(digests)} digest result(s), {len(trail)} trail change(s), {len(audit)} audit-device change(s)")
 
 
+ATTESTATION_DELETED = "attestation.deleted"
+
+
 def _attestation_rows(ctx: Context) -> pd.DataFrame:
-    return ctx.frame.loc[ctx.frame["source"] == "attestations", ["seq", "kind", "ts"]]
+    """Attestation objects (every version); delete markers (``attestation.deleted``) are not objects."""
+    frame = ctx.frame
+    return frame.loc[(frame["source"] == "attestations") & (frame["kind"] != ATTESTATION_DELETED), ["seq", "kind", "ts"]]
 
 
 def check_attestation_retention(ctx: Context) -> CheckResult:
@@ -810,6 +815,16 @@ def check_attestation_retention(ctx: Context) -> CheckResult:
     rows = _attestation_rows(ctx)
     minimum = pd.Timedelta(days=ctx.config.retention_min_days)
     findings = []
+    deleted = ctx.frame.loc[(ctx.frame["source"] == "attestations") & (ctx.frame["kind"] == ATTESTATION_DELETED), "seq"]
+    for seq in deleted:  # one finding per delete marker (the rows are the findings)
+        resource = ctx.event(seq).get("resource")
+        marker = ctx.attr(seq, "delete_marker_version_id")
+        hidden = ctx.attr(seq, "previous_version_id")
+        findings.append(_finding(ctx, check, f"deleted:{seq}", f"Attestation {resource} was deleted",
+                                 f"A delete marker ({marker}) hides the attestation from the bucket's current listing"
+                                 + (f"; its version {hidden} remains in the bucket and in the ledger" if hidden else "")
+                                 + ". S3 does not say who deleted it: see CloudTrail data events (DeleteObject).",
+                                 [seq]))
     for seq, ts in zip(rows["seq"], rows["ts"]):
         mode = ctx.attr(seq, "object_lock_mode")
         until = ctx.attr(seq, "retain_until")
@@ -832,7 +847,8 @@ def check_attestation_retention(ctx: Context) -> CheckResult:
             findings.append(_finding(ctx, check, f"short:{seq}", f"Attestation at seq {seq} is retained too briefly",
                                      f"Retained until {until!r} ({days!r} days); at least {ctx.config.retention_min_days} "
                                      "days from storage are required.", [seq]))
-    return _result(ctx, check, evidence=rows["seq"], findings=findings, what=f"{len(rows)} attestation(s)")
+    return _result(ctx, check, evidence=_seq_union(rows["seq"], deleted), findings=findings,
+                   what=f"{len(rows)} attestation(s)" + (f", {len(deleted)} deleted" if len(deleted) else ""))
 
 
 def check_attestation_encryption(ctx: Context) -> CheckResult:

@@ -614,3 +614,24 @@ def test_inference_call_with_an_expired_certificate_fails_transmission_protectio
     assert finding.id == f"mtls-inference:cert-expired:{call}" and finding.seqs == (seq_of(entries, cert), call)
     cert["attrs"]["ttl"] = 1800
     assert run(events)[0].control("sc-8").status == SATISFIED
+
+
+def test_deleted_attestation_is_a_retention_finding_only() -> None:
+    """A delete marker (attestation.deleted) is an AU-11/AU-9 finding, never an unsigned attestation
+    or one stored without Object Lock or KMS (it has no such attrs)."""
+    events = complete_story(1)
+    deleted = event("attestation.deleted", datetime(2026, 11, 20, 16, 0), action="s3:DeleteObject",
+                    resource="s3://att/prov.dsse.json", status="failure",
+                    attrs={"object_key": "prov.dsse.json", "version_id": "m1", "delete_marker_version_id": "m1",
+                           "previous_version_id": "v1", "deleted_by": None})
+    before, _ = run(events)
+    assessment, entries = run(events + [deleted])
+    findings = [f for f in assessment.control("au-11").findings if f.id.startswith("attestation-retention:deleted")]
+    assert len(findings) == 1 and findings[0].seqs == (seq_of(entries, deleted),)
+    assert "v1" in findings[0].description and "CloudTrail" in findings[0].description
+    assert any(f.id == findings[0].id for f in assessment.control("au-9").findings)
+    for control in ("si-7", "sc-28", "sc-13"):
+        assert assessment.control(control).status == before.control(control).status, control
+    for control in ("si-7", "sc-28"):
+        assert not [f for f in assessment.control(control).findings
+                    if f.id.startswith(("signed-attestation:", "attestation-encryption:"))], control
