@@ -60,8 +60,8 @@ def test_the_bytes_recorded_are_those_of_the_version_recorded(moto_endpoint: str
     client.put_object(Bucket="att-race", Key="a/prov.dsse.json", Body=first)
 
     class OverwrittenWhileRead(S3Provider):
-        def head(self, key: str) -> ObjectHead:
-            head = super().head(key)
+        def head_version(self, key: str, version_id: str | None) -> ObjectHead:  # the read path of every version
+            head = super().head_version(key, version_id)
             client.put_object(Bucket="att-race", Key=key, Body=second)  # a writer, between head and get
             return head
 
@@ -140,7 +140,7 @@ def test_an_object_deleted_after_the_listing_is_quarantined_and_the_others_recor
     (exit 3) at it, and a persistent per-object error (access denied, archived) stopped every later run there."""
     import boto3
 
-    from collector.object_source import ObjectInfo, S3Provider, s3_client
+    from collector.object_source import DeleteMarker, ObjectInfo, S3Provider, s3_client
     from tests.attest_support import SAMPLE_BUCKET, collect, new_ledger
 
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-gov-west-1")
@@ -150,8 +150,8 @@ def test_an_object_deleted_after_the_listing_is_quarantined_and_the_others_recor
         client.put_object(Bucket="att-gone", Key=f"p/{name}.dsse.json", Body=body)
 
     class DeletedAfterListing(S3Provider):
-        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-            infos = list(super().list(prefix))
+        def list_versions(self, prefix: str = "") -> Iterator[ObjectInfo | DeleteMarker]:  # the listing S3 sources use
+            infos = list(super().list_versions(prefix))
             client.delete_object(Bucket="att-gone", Key="p/b.dsse.json")  # gone before it is read
             return iter(infos)
 

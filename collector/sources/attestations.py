@@ -27,6 +27,12 @@ Idempotence
     The dedup key is location + version id + SHA-256 of the bytes, so a re-run adds
     nothing and a new version (or changed bytes under a non-versioned key) is a new
     entry. Every run lists the whole prefix; the cursor only records progress.
+
+Versions
+    For S3 every version and delete marker is listed (ListObjectVersions; ``all_versions``),
+    each version read by its own version id; a delete marker is an ``attestation.deleted``
+    entry keyed by its version id. Folders, and the current object of an unversioned key,
+    are read exactly as without versions. See docs/attestations.md.
 """
 
 from __future__ import annotations
