@@ -214,11 +214,11 @@ def test_s3_deleted_attestation_is_recorded_once(moto_endpoint: str, tmp_path: P
 
 def test_s3_attestation_deleted_before_any_run_keeps_its_version(moto_endpoint: str, tmp_path: Path) -> None:
     client = s3(moto_endpoint)
-    versioned_bucket(client, "att-gone")
-    put_signed(client, "att-gone", "att.json", SIGNED_A)
-    client.delete_object(Bucket="att-gone", Key="att.json")
-    client.delete_object(Bucket="att-gone", Key="att.json.sig")
-    src = "s3://att-gone/"
+    versioned_bucket(client, "att-deleted-before-any-run")
+    put_signed(client, "att-deleted-before-any-run", "att.json", SIGNED_A)
+    client.delete_object(Bucket="att-deleted-before-any-run", Key="att.json")
+    client.delete_object(Bucket="att-deleted-before-any-run", Key="att.json.sig")
+    src = "s3://att-deleted-before-any-run/"
     run = collect(new_ledger(tmp_path / "l.db"), provider(moto_endpoint, src), src)
     kinds = sorted(e["event"]["kind"] for e in run.entries)
     # the older version still verifies with its (deleted) .sig; both markers are findings
