@@ -240,3 +240,33 @@ def test_s3_unversioned_bucket_unchanged(moto_endpoint: str, sample_bucket: str,
     assert every.tally == current.tally and every.tally.deleted == 0
     assert all(e["event"]["attrs"]["version_id"] is None for e in every.entries)
     assert [(q.location, q.reason) for q in every.quarantined] == [(q.location, q.reason) for q in current.quarantined]
+
+
+def test_cli_reports_a_deleted_attestation_and_current_only_skips_older_versions(moto_endpoint: str,
+                                                                                  tmp_path: Path) -> None:
+    client = s3(moto_endpoint)
+    versioned_bucket(client, "att-cli-versions")
+    put_signed(client, "att-cli-versions", "a.json", SIGNED_A)
+    put_signed(client, "att-cli-versions", "a.json", SIGNED_B)  # an older version of a.json, and of a.json.sig
+    put_signed(client, "att-cli-versions", "gone.json", SIGNED_A)
+    client.delete_object(Bucket="att-cli-versions", Key="gone.json")  # a delete marker
+    runner = CliRunner()
+
+    def run(ledger: Path, *extra: str, json_out: bool = False) -> Any:
+        assert runner.invoke(app, ["--ledger", str(ledger), "init", "--origin", "t/a", "--no-key"]).exit_code in (0, 2)
+        fmt = ["--format", "json"] if json_out else []
+        return runner.invoke(app, ["--ledger", str(ledger), *fmt, "collect", "attestations", "s3://att-cli-versions/",
+                                   "--endpoint-url", moto_endpoint, "--region", REGION,
+                                   "--trusted-keys", str(SAMPLE_KEYS), *extra])
+
+    every = run(tmp_path / "all.db")
+    assert every.exit_code == 1, every.output  # a deleted attestation is a finding: exit 1, as the docs say
+    assert "DELETED" in every.output
+    current = run(tmp_path / "current.db", "--current-only", json_out=True)
+    doc = json.loads(current.stdout)
+    # current versions only: a.json's newest version, and gone.json.sig left without its object; no marker seen
+    assert doc["balanced"] and doc["appended"] == 1 and doc["objects"].get("deleted", 0) == 0
+    assert [r["location"] for r in doc["results"]] == ["s3://att-cli-versions/a.json",
+                                                      "s3://att-cli-versions/gone.json.sig"]
+    full = json.loads(run(tmp_path / "all2.db", json_out=True).stdout)
+    assert full["balanced"] and full["objects"]["deleted"] == 1 and full["appended"] > doc["appended"]
