@@ -53,7 +53,7 @@ from collector.evidence import Source, SourceItem
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
 from collector.ledger import CONFLICT_REASON, Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
-from collector.signing import CheckpointAnchor
+from collector.signing import CheckpointAnchor, NoteSigner
 from collector.timeutil import format_time, utc_now
 
 RUN_LOG_VERSION = 1
@@ -434,7 +434,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
             log.emit("lock.taken_over", previous=lock.took_over.describe())
         context = RunContext(config, ledger_path, as_of, observed, run_id)
         publish_url = request.publish_url or config.publish.checkpoint
-        anchor = _anchor(publish_url, config) if publish_url else None
+        anchor = config_anchor(config, publish_url) if publish_url else None
         with open_ledger(ledger_path) as ledger:
             if ledger.origin != config.ledger.origin:
                 raise UsageError(f"the ledger's origin is {ledger.origin!r} but the config says "
@@ -522,29 +522,42 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
     return outcome
 
 
-def _anchor(url: str, config: FedledgerConfig) -> CheckpointAnchor:
-    """The publish target, read back before signing (see :func:`collector.signing.sign_tree_head`)."""
+def config_anchor(config: FedledgerConfig | None, url: str | None = None) -> CheckpointAnchor | None:
+    """The publish target read back before signing (see :func:`collector.signing.sign_tree_head`):
+    *url*, else the config's ``[publish] checkpoint``; S3 region and endpoint from ``[publish]``
+    (else the AWS environment). None when there is neither."""
     from collector.checkpoint_fetch import S3CheckpointAnchor
 
-    return S3CheckpointAnchor(url, region=config.publish.region, endpoint_url=config.publish.endpoint_url)
+    url = url or (config.publish.checkpoint if config is not None else None)
+    if not url:
+        return None
+    if not url.startswith("s3://"):
+        raise UsageError(f"a checkpoint anchor must be an s3://bucket/prefix URL, not {url!r}")
+    publish = config.publish if config is not None else None
+    return S3CheckpointAnchor(url, region=publish.region if publish else None,
+                              endpoint_url=publish.endpoint_url if publish else None)
+
+
+def config_signer(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str) -> NoteSigner:
+    """The signer the config's ``[signer]`` names: its KMS key, its key file, else the key file beside the ledger."""
+    from collector.cli_common import key_paths
+    from collector.signing import kms_signer, load_file_signer
+
+    signer_config = config.signer
+    if signer_config.kms_key_id:
+        return kms_signer(ledger.origin, signer_config.kms_key_id, endpoint_url=signer_config.endpoint_url,
+                          region=signer_config.region)
+    return load_file_signer(signer_config.key_file or key_paths(ledger_path)[0], ledger.origin)
 
 
 def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str, *,
                      anchor: CheckpointAnchor | None = None) -> tuple[StoredCheckpoint, bool]:
-    from collector.cli_common import key_paths
-    from collector.signing import NoteSigner, kms_signer, load_file_signer, sign_tree_head
+    from collector.signing import sign_tree_head
 
     newest = ledger.latest_checkpoint()
     if newest is not None and newest.size == ledger.size:
         return newest, False
-    signer_config = config.signer
-    signer: NoteSigner
-    if signer_config.kms_key_id:
-        signer = kms_signer(ledger.origin, signer_config.kms_key_id, endpoint_url=signer_config.endpoint_url,
-                            region=signer_config.region)
-    else:
-        signer = load_file_signer(signer_config.key_file or key_paths(ledger_path)[0], ledger.origin)
-    return sign_tree_head(ledger, signer, created, anchor=anchor), True
+    return sign_tree_head(ledger, config_signer(ledger, config, ledger_path), created, anchor=anchor), True
 
 
 def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: int,

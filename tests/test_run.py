@@ -396,8 +396,8 @@ def test_bundle_and_checkpoint_with_config_open_the_configs_ledger_like_run_does
 
 
 def test_checkpoint_with_config_signs_with_the_configs_signer(tmp_path: Path) -> None:
-    """`checkpoint --config C` signs with C's [signer] (as `run` does), not with whatever key file
-    lies beside the ledger; --key still wins when given."""
+    """`checkpoint --config C` and `bundle --config C` sign with C's [signer] (as `run` does), not
+    with whatever key file lies beside the ledger."""
     from collector.checkpoint import parse_verifier_key, verify_checkpoint
 
     other = tmp_path / "other-keys"
@@ -422,3 +422,8 @@ def test_checkpoint_with_config_signs_with_the_configs_signer(tmp_path: Path) ->
     note = configured.stdout
     assert signed_by(note, other / "fedledger.pub")
     assert not signed_by(note, ws.ledger.with_name("fedledger.pub"))
+    bundled = _fedledger_in(tmp_path, "--as-of", AS_OF, "bundle", "--out", "b", "--config", str(ws.config))
+    assert bundled.returncode in (0, 1), bundled.stderr[-2000:]  # 1: controls not satisfied by 3 manual events
+    pinned = ["verify-bundle", str(tmp_path / "b"), "--origin", ORIGIN, "--trusted-key"]
+    assert _fedledger_in(tmp_path, *pinned, str(other / "fedledger.pub")).returncode == 0
+    assert _fedledger_in(tmp_path, *pinned, str(ws.ledger.with_name("fedledger.pub"))).returncode != 0

@@ -28,7 +28,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         period_to: Optional[str] = typer.Option(None, "--to", help="Period end (RFC 3339 UTC)."),
         as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (RFC 3339 UTC); default the global --as-of or now."),
         archive: Optional[str] = typer.Option(None, "--archive", help="Also write one archive: tar.gz or zip."),
-        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: beside the ledger)."),
+        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config [signer], else "
+                                           "the key beside the ledger)."),
         kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Sign with this AWS KMS key (ECC_NIST_P256)."),
         endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
         region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
@@ -42,6 +43,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         from bundler.evaluate import EvaluationConfig
         from bundler.make_bundle import BundleRequest, evaluation_settings_from_config, make_bundle
         from collector.commands.ledger_cmds import open_signer
+        from collector.run import config_anchor, config_signer
 
         if archive is not None and archive not in ("tar.gz", "zip"):
             raise UsageError("--archive must be tar.gz or zip")
@@ -51,6 +53,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         wanted = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else None
         settings_obj = EvaluationConfig.from_file(settings) if settings else None
         anchor = None
+        loaded_config = None
         ledger_location: Path | str = OPTIONS.ledger
         if config is not None:
             from collector.config import load_config
@@ -64,11 +67,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             catalog = catalog or b.catalog
             policies = policies or b.policies_dir
             archive = archive or b.archive
-            if loaded_config.publish.checkpoint:  # a checkpoint this bundle signs must extend the anchor
-                from collector.checkpoint_fetch import S3CheckpointAnchor
-
-                anchor = S3CheckpointAnchor(loaded_config.publish.checkpoint, region=loaded_config.publish.region,
-                                            endpoint_url=loaded_config.publish.endpoint_url)
+            anchor = config_anchor(loaded_config)  # a checkpoint this bundle signs must extend the anchor
         request = BundleRequest(
             out_dir=out_dir, as_of=format_time(reference), baseline=baseline.lower() if baseline else None,
             controls=wanted, catalog=catalog, policies=policies,
@@ -76,7 +75,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             archive=archive, system=system, workers=workers, settings=settings_obj,
         )
         with open_ledger(ledger_location) as ledger:
-            signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
+            # with a config and no --key/--kms-key-id: the signer `run` signs with
+            signer = (config_signer(ledger, loaded_config, ledger_location)
+                      if loaded_config is not None and key is None and kms_key_id is None
+                      else open_signer(ledger, key, kms_key_id, endpoint_url, region))
             with progress("bundling") as advance:
                 result, assessment = make_bundle(ledger, signer, request, anchor=anchor, on_note=err,
                                                  on_stage=lambda _s: advance(1))

@@ -24,7 +24,6 @@ from collector.ledger import Ledger
 from collector.ledger_open import create_ledger, is_postgres, ledger_location, open_ledger
 from collector.signing import (
     KEY_TYPES,
-    CheckpointAnchor,
     NoteSigner,
     generate_private_key,
     kms_signer,
@@ -117,7 +116,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     @app.command()
     @run
     def checkpoint(
-        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: beside the ledger)."),
+        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config [signer], else "
+                                           "the key beside the ledger)."),
         kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Sign with this AWS KMS key (ECC_NIST_P256)."),
         endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
         region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
@@ -136,19 +136,19 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         With a publish target (--anchor, or --config with publish.checkpoint) the tree must also
         extend the newest checkpoint this key anchored there, as in `fedledger run`; an anchor that
         cannot be read signs nothing (exit 3)."""
-        target = _anchor(config, anchor)
-        ledger_location: Path | str = OPTIONS.ledger
+        from collector.run import config_anchor, config_signer
+
+        loaded = None
         if config is not None:
             from collector.config import load_config
 
             loaded = load_config(config)
-            ledger_location = ledger_path_for(loaded)
-            if key is None and kms_key_id is None:  # the signer `run` signs with, not a key file that happens to be there
-                key, kms_key_id = loaded.signer.key_file, loaded.signer.kms_key_id
-                endpoint_url = endpoint_url or loaded.signer.endpoint_url
-                region = region or loaded.signer.region
-        with open_ledger(ledger_location) as ledger:
-            signer = open_signer(ledger, key, kms_key_id, endpoint_url, region)
+        target = config_anchor(loaded, anchor)
+        with open_ledger(ledger_path_for(loaded) if loaded is not None else OPTIONS.ledger) as ledger:
+            # with a config and no --key/--kms-key-id: the signer `run` signs with, not a key file that happens to be there
+            signer = (config_signer(ledger, loaded, ledger_path_for(loaded))
+                      if loaded is not None and key is None and kms_key_id is None
+                      else open_signer(ledger, key, kms_key_id, endpoint_url, region))
             stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target)
         if out_file is not None:
             out_file.write_text(stored.note, encoding="utf-8")
@@ -156,23 +156,6 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             emit_json("fedledger.checkpoint", {"size": stored.size, "root": stored.root.hex(), "note": stored.note})
         else:
             out(stored.note.rstrip("\n"))
-
-    def _anchor(config: Optional[Path], url: Optional[str]) -> CheckpointAnchor | None:
-        """The publish target to check before signing: *url*, else ``[publish] checkpoint`` of *config*."""
-        region = endpoint = None
-        if config is not None:
-            from collector.config import load_config
-
-            publish = load_config(config).publish
-            url = url or publish.checkpoint
-            region, endpoint = publish.region, publish.endpoint_url
-        if not url:
-            return None
-        if not url.startswith("s3://"):
-            raise UsageError(f"--anchor must be an s3://bucket/prefix URL, not {url!r}")
-        from collector.checkpoint_fetch import S3CheckpointAnchor
-
-        return S3CheckpointAnchor(url, region=region, endpoint_url=endpoint)
 
     @app.command()
     @run
