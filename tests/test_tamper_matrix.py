@@ -40,6 +40,16 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Golden:
     return make_golden(tmp_path_factory.mktemp("golden"))
 
 
+def _sql(db: Path, statement: str) -> None:
+    """Edit a ledger file behind fedledger's back, as an attacker with write access would."""
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
 def _lines(export: Path) -> list[bytes]:
     return (export / "entries.jsonl").read_bytes().split(b"\n")[:-1]
 
@@ -294,13 +304,8 @@ def _db_codes(golden: Golden, db: Path) -> set[str]:
     ids=["flip", "delete", "duplicate", "truncate", "flip-as-text", "leaf-as-text", "note-not-utf8"],
 )
 def test_database_mutation_is_caught(golden: Golden, tmp_path: Path, sql: str, expected: str) -> None:
-    import sqlite3
-
     db = _db_copy(golden, tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute(sql)
-    conn.commit()
-    conn.close()
+    _sql(db, sql)
     assert expected in _db_codes(golden, db)
 
 
@@ -345,8 +350,6 @@ def test_any_single_byte_change_of_an_export_is_caught(golden: Golden, tmp_path_
 
 @pytest.mark.parametrize("chunk", [4, 8])
 def test_parallel_database_scan_matches_serial(golden: Golden, tmp_path: Path, chunk: int) -> None:
-    import sqlite3
-
     from bundler.ledger_verify import NoteInput
     from bundler.verify_cmd import _verify_database
 
@@ -357,17 +360,11 @@ def test_parallel_database_scan_matches_serial(golden: Golden, tmp_path: Path, c
     report = _verify_database(golden.db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
     assert report.ok and report.root == expected_root and len(report.checkpoints_valid) == 2
     db = _db_copy(golden, tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) WHERE seq = 10")
-    conn.commit()
-    conn.close()
+    _sql(db, "UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) WHERE seq = 10")
     bad = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
     assert {"entry-modified", "root-mismatch"} <= {f.code for f in bad.failures}
     assert {f.seq for f in bad.failures if f.code == "entry-modified"} == {10}
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE entries SET body = CAST(body AS TEXT), leaf = hex(leaf) WHERE seq = 13")
-    conn.commit()
-    conn.close()
+    _sql(db, "UPDATE entries SET body = CAST(body AS TEXT), leaf = hex(leaf) WHERE seq = 13")
     typed = _verify_database(db, origin=ORIGIN, verifiers=verifiers, notes=notes, chunk=chunk)
     assert {f.seq for f in typed.failures if f.code == "entry-modified"} == {10, 13}
 
@@ -433,13 +430,8 @@ def test_no_raw_checks_the_chain_alone_and_says_so(golden: Golden, tmp_path: Pat
     doc = _orjson.loads(fedledger("--format", "json", "verify", *key, "--no-raw", ledger=db).stdout)
     assert doc["ok"] is True and doc["raw_checked"] is False
     assert _orjson.loads(fedledger("--format", "json", "verify", *key, ledger=db).stdout)["raw_checked"] is True
-    import sqlite3
-
-    conn = sqlite3.connect(db)  # an edited entry is still caught without the store
-    conn.execute("UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) "
-                 "WHERE seq = 4")
-    conn.commit()
-    conn.close()
+    _sql(db, "UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'reviewer-1', 'reviewer-9') AS BLOB) "
+                 "WHERE seq = 4")  # an edited entry is still caught without the store
     edited = fedledger("verify", *key, "--no-raw", ledger=db)
     assert edited.returncode == 1 and b"entry-modified" in edited.stdout
 
@@ -535,13 +527,8 @@ def test_checkpoint_refuses_to_sign_a_rewritten_history(golden: Golden, tmp_path
 
 
 def test_checkpoint_refuses_to_sign_a_truncated_ledger(golden: Golden, tmp_path: Path) -> None:
-    import sqlite3
-
     db, key = _signing_ledger(golden, tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute("DELETE FROM entries WHERE seq >= 15")
-    conn.commit()
-    conn.close()
+    _sql(db, "DELETE FROM entries WHERE seq >= 15")
     result = _cli_checkpoint(db, key)
     assert result.exit_code == 1 and "size 20" in result.stderr, result.output
     assert _checkpoint_count(db) == 2
@@ -549,13 +536,8 @@ def test_checkpoint_refuses_to_sign_a_truncated_ledger(golden: Golden, tmp_path:
 
 def test_checkpoint_refuses_when_a_note_of_its_key_was_edited(golden: Golden, tmp_path: Path) -> None:
     """Spoiling the newest checkpoint's signature must not make the signer fall back to an older one."""
-    import sqlite3
-
     db, key = _signing_ledger(golden, tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE checkpoints SET note = replace(note, '\n20\n', '\n21\n') WHERE id = 2")
-    conn.commit()
-    conn.close()
+    _sql(db, "UPDATE checkpoints SET note = replace(note, '\n20\n', '\n21\n') WHERE id = 2")
     result = _cli_checkpoint(db, key)
     assert result.exit_code == 1 and "checkpoint #2" in result.stderr, result.output
 
@@ -639,17 +621,12 @@ def test_database_forged_tail_is_not_checkpointed(golden: Golden, tmp_path: Path
 def test_ledger_file_with_a_broken_schema_is_malformed_not_a_crash(golden: Golden, tmp_path: Path, sql: str) -> None:
     """A dropped table or undecodable metadata is unusable input (exit 2) named as such, never
     'internal error' (exit 4), which reads as a bug in fedledger rather than a tampered file."""
-    import sqlite3
-
     from typer.testing import CliRunner
 
     from collector.cli import app
 
     db = _db_with_store(golden, tmp_path)
-    conn = sqlite3.connect(db)
-    conn.execute(sql)
-    conn.commit()
-    conn.close()
+    _sql(db, sql)
     result = CliRunner().invoke(app, ["--ledger", str(db), "verify", "--trusted-key", str(golden.public_key),
                                       "--origin", ORIGIN])
     assert result.exit_code == 2, result.output
