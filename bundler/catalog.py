@@ -9,7 +9,10 @@ It is shipped as package data; nothing here reads ``../shared`` at run time.
 :func:`load_oscal_catalog` reads an OSCAL 1.x *catalog* JSON document; a resolved
 profile (for example the FedRAMP Rev5 Moderate baseline resolved catalog) is such a
 document. Titles, statements (prose with parameter values substituted) and
-parameters then come from it; KSI links still come from the built-in table.
+parameters then come from it; KSI links still come from the built-in table, which
+holds every KSI of the FedRAMP Consolidated Rules with the exact control and
+enhancement ids it names (``ksi_control_links``), so an enhancement such as AC-2(1)
+that only a user's catalog holds shows its KSIs too (:meth:`Catalog.ksi_links`).
 Unresolved profiles (``{"profile": …}``) are refused with a usage error: resolving
 imports needs the source catalogs, which this tool does not fetch.
 
@@ -71,6 +74,26 @@ class Catalog:
     baselines: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     ksi_cadence_days: int = 7
     is_builtin: bool = True
+    # normalized control id -> KSIs whose controls list names that exact id (every KSI of the rules)
+    ksi_by_control: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def ksi_links(self, control_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(KSIs naming *control_id* itself, KSIs naming only enhancements of it), each sorted.
+
+        Any form of the id works (``AC-2(1)``, ``ac-2.1``). An enhancement has no enhancements,
+        so its second tuple is empty; a base control's second tuple holds the KSIs that name
+        one of its enhancements (``ac-2.1``) but not the control itself.
+        """
+        cid = normalize_control_id(control_id)
+        direct = tuple(sorted(self.ksi_by_control.get(cid, ())))
+        prefix = cid + "."
+        via = {k for other, ksis in self.ksi_by_control.items() if other.startswith(prefix) for k in ksis}
+        return direct, tuple(sorted(via - set(direct)))
+
+    def ksi_of(self, control_id: str) -> tuple[str, ...]:
+        """Every KSI linked to *control_id*: those naming it, then those naming only an enhancement of it."""
+        direct, via = self.ksi_links(control_id)
+        return direct + via
 
     def control(self, control_id: str) -> CatalogControl:
         """The control *control_id* (any case, ``AC-2(4)`` or ``ac-2.4``); KeyError if absent."""
@@ -147,7 +170,20 @@ def load_builtin_catalog() -> Catalog:
         for kid, k in sorted(doc["ksi"].items())
     }
     baselines = {name: tuple(ids) for name, ids in doc["baselines"].items()}
-    return Catalog(BUILTIN_NAME, "built-in", controls, ksi, baselines, int(doc.get("ksi_cadence_days", 7)), True)
+    return Catalog(BUILTIN_NAME, "built-in", controls, ksi, baselines, int(doc.get("ksi_cadence_days", 7)), True,
+                   _ksi_by_control(doc))
+
+
+def _ksi_by_control(doc: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """``ksi_control_links`` turned around: normalized control id -> the KSIs naming it."""
+    links = doc.get("ksi_control_links")
+    if not isinstance(links, dict) or not isinstance(links.get("indicators"), dict):
+        raise MalformedInput("bundler/data/controls.json has no ksi_control_links table")
+    by_control: dict[str, list[str]] = {}
+    for ksi_id, control_ids in sorted(links["indicators"].items()):
+        for cid in control_ids:
+            by_control.setdefault(normalize_control_id(cid), []).append(ksi_id)
+    return {cid: tuple(ksis) for cid, ksis in by_control.items()}
 
 
 # -- OSCAL ---------------------------------------------------------------------------------
@@ -182,11 +218,18 @@ def load_oscal_catalog(path: Path | str, *, builtin: Catalog | None = None) -> C
     title = str(catalog.get("metadata", {}).get("title") or path.name)
     controls: dict[str, CatalogControl] = {}
     for control, family in _walk_controls(catalog):
-        cid = str(control.get("id", "")).lower()
-        if not cid:
+        given = str(control.get("id", "")).strip()
+        if not given:
             continue
+        # One id form throughout (ac-2.1, whatever the file wrote: AC-2.1, ac-02.01), so lookups by
+        # AC-2(1), the built-in entries and the KSI table all find it.
+        cid = normalize_control_id(given)
+        if cid in controls:
+            raise MalformedInput(f"control {cid} ({control_label(cid)}) appears more than once in the catalog "
+                                 f"(again as id {given!r}); each control may be defined once", location=str(path))
         params = _collect_params(control)
         known = builtin.controls.get(cid)
+        ksi, ksi_via_enhancements = builtin.ksi_links(cid)
         controls[cid] = CatalogControl(
             id=cid,
             label=_label(control) or control_label(cid),
@@ -194,14 +237,15 @@ def load_oscal_catalog(path: Path | str, *, builtin: Catalog | None = None) -> C
             family=family,
             statement=_render_statement(control, params),
             parameters=tuple((pid, _param_text(pid, params)) for pid in params),
-            ksi=known.ksi if known else (),
-            ksi_via_enhancements=known.ksi_via_enhancements if known else (),
+            ksi=ksi,
+            ksi_via_enhancements=ksi_via_enhancements,
             withdrawn=_is_withdrawn(control),
         )
     if not controls:
         raise MalformedInput("OSCAL catalog holds no controls", location=str(path))
     controls = {cid: controls[cid] for cid in sorted(controls, key=control_sort_key)}
-    return Catalog(title, str(path), controls, builtin.ksi, builtin.baselines, builtin.ksi_cadence_days, False)
+    return Catalog(title, str(path), controls, builtin.ksi, builtin.baselines, builtin.ksi_cadence_days, False,
+                   builtin.ksi_by_control)
 
 
 def _walk_controls(catalog: Mapping[str, Any]) -> Iterable[tuple[Mapping[str, Any], str]]:

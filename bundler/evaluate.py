@@ -1315,7 +1315,10 @@ def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], cat
             checks=tuple(relevant),
             findings=findings,
             seqs=seqs,
-            ksi=tuple(dict.fromkeys([*(entry.ksi if entry else ()), *(entry.ksi_via_enhancements if entry else ())])),
+            # KSIs by id, for every control evaluated: an enhancement only the user's catalog holds
+            # (AC-2(1)) or an id no catalog holds gets its links from the KSI table too.
+            ksi=(tuple(dict.fromkeys([*entry.ksi, *entry.ksi_via_enhancements])) if entry
+                 else builtin.ksi_of(control_id)),
             parameters=entry.parameters if entry else (),
             evidence_kinds=tuple(kinds_of.get(control_id, ())),
         ))

@@ -172,3 +172,22 @@ def test_ksi_links_agree_with_the_fedramp_consolidated_rules() -> None:
         assert set(ksi.controls) == {c for c in catalog.controls if ksi.id in direct.get(c, set())}
         assert set(ksi.controls_via_enhancements) == {
             c for c in catalog.controls if ksi.id in via.get(c, set()) - direct.get(c, set())}
+
+
+def test_ksi_control_table_is_the_fedramp_consolidated_rules() -> None:
+    """The shipped ``ksi_control_links`` table holds every KSI of the rules with exactly the ids it names, and
+    a real resolved catalog's enhancements (FedRAMP Rev5 Moderate) get their links from it."""
+    rules = json.loads(shared_data("fedramp-rules", "fedramp-consolidated-rules.json").read_text(encoding="utf-8"))
+    table = json.loads((Path(__file__).resolve().parent.parent / "bundler" / "data" / "controls.json")
+                       .read_text(encoding="utf-8"))["ksi_control_links"]
+    assert table["rules_version"] == rules["info"]["version"]
+    expected = {ksi_id: {normalize_control_id(c) for c in indicator.get("controls", ())}
+                for family in rules["KSI"].values() for ksi_id, indicator in family["indicators"].items()}
+    assert {k: set(v) for k, v in table["indicators"].items()} == expected
+    catalog = load_oscal_catalog(shared_data(*FEDRAMP_MODERATE))
+    named = {c for ids in expected.values() for c in ids}
+    for control in catalog.controls.values():
+        direct = {k for k, ids in expected.items() if control.id in ids}
+        assert set(control.ksi) == direct, control.id
+    assert catalog.control("AC-2(1)").ksi == ("KSI-IAM-JIT", "KSI-IAM-SUS")
+    assert sum(1 for c in catalog.controls if c in named and "." in c) > 20  # enhancements really are linked
