@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +82,7 @@ _AGGREGATE = """
     SELECT json_extract(b, '$.source.id'), json_extract(b, '$.source.kind'), count(*),
            max(json_extract(b, '$.event.time')), min(json_extract(b, '$.event.time')),
            max(json_extract(b, '$.observed'))
-    FROM (SELECT CAST(body AS TEXT) AS b FROM entries WHERE seq >= ?)
+    FROM (SELECT CAST(body AS TEXT) AS b FROM entries WHERE seq >= ? AND seq < ?)
     GROUP BY 1, 2
 """
 CACHE_VERSION = 1
@@ -147,12 +147,23 @@ class LocationStats:
     quarantined: int
 
 
+# Rows of (source id, location) for the ids in {marks}; the range is a rowid range of the
+# entries table, so exactly hi - lo bodies are read.
 _BY_LOCATION = """
-    SELECT json_extract(b, '$.source.location'), count(*), max(json_extract(b, '$.event.time'))
-    FROM (SELECT CAST(body AS TEXT) AS b FROM entries)
-    WHERE json_extract(b, '$.source.id') = ?
-    GROUP BY 1
+    SELECT json_extract(b, '$.source.id'), json_extract(b, '$.source.location'), count(*),
+           max(json_extract(b, '$.event.time'))
+    FROM (SELECT CAST(body AS TEXT) AS b FROM entries WHERE seq >= ? AND seq < ?)
+    WHERE json_extract(b, '$.source.id') IN ({marks})
+    GROUP BY 1, 2
 """
+LOCATIONS_CACHE_VERSION = 1
+
+# source id -> location (None when an entry names none) -> [count, newest event time]
+LocationCounts = dict[str, dict[str | None, list[Any]]]
+
+
+def locations_cache_path(ledger_path: Path) -> Path:
+    return Path(ledger_path).with_name(Path(ledger_path).name + ".locations.json")
 
 
 def merge_locations(entry_rows: list[tuple[Any, ...]], quarantine_rows: list[tuple[Any, ...]]) -> list[LocationStats]:
@@ -163,17 +174,98 @@ def merge_locations(entry_rows: list[tuple[Any, ...]], quarantine_rows: list[tup
             for loc in sorted(set(found) | set(quarantined))]
 
 
-def location_stats(path: Path, source_id: str) -> list[LocationStats]:
-    """Per-location counts of one source id (a full scan of that id's entries; no cache).
+def _leaf_hex(conn: sqlite3.Connection, seq: int) -> str | None:
+    row = conn.execute("SELECT leaf FROM entries WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else bytes(row[0]).hex()
+
+
+def _load_locations_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, LocationCounts]:
+    """Per-location counts of entries [0, covered) from the cache, if it still describes this ledger."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+        covered = int(doc["covered"])
+        if doc.get("v") != LOCATIONS_CACHE_VERSION or not 0 < covered <= size:
+            return 0, {}
+        if _leaf_hex(conn, covered - 1) != doc["leaf"]:
+            return 0, {}  # the ledger was rolled back or rewritten: count again
+        counts: LocationCounts = {}
+        for sid, rows in doc["ids"].items():
+            counts[str(sid)] = {None if loc is None else str(loc): [int(n), None if newest is None else str(newest)]
+                                for loc, n, newest in rows}
+        return covered, counts
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return 0, {}
+
+
+def _save_locations_cache(path: Path, conn: sqlite3.Connection, size: int, counts: LocationCounts) -> None:
+    leaf = _leaf_hex(conn, size - 1)
+    if leaf is None:
+        return
+    doc = {"v": LOCATIONS_CACHE_VERSION, "covered": size, "leaf": leaf,
+           "ids": {sid: [[loc, v[0], v[1]] for loc, v in sorted(by_loc.items(), key=lambda x: str(x[0]))]
+                   for sid, by_loc in sorted(counts.items())}}
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(doc))
+        os.replace(tmp, path)
+    except OSError:  # a monitoring user may not be allowed to write here: stay read-only
+        tmp.unlink(missing_ok=True)
+
+
+def _count_locations(conn: sqlite3.Connection, counts: LocationCounts, source_ids: list[str], lo: int, hi: int) -> None:
+    """Add the per-location counts of *source_ids* over entries [lo, hi) to *counts*."""
+    if not source_ids or hi <= lo:
+        return
+    sql = _BY_LOCATION.format(marks=", ".join("?" * len(source_ids)))
+    for sid, location, count, newest in conn.execute(sql, (lo, hi, *source_ids)).fetchall():
+        by_loc = counts.setdefault(str(sid), {})
+        key = None if location is None else str(location)
+        have = by_loc.get(key)
+        if have is None:
+            by_loc[key] = [int(count), newest]
+        else:
+            have[0] += int(count)
+            have[1] = max(v for v in (have[1], newest) if v is not None) if (have[1] or newest) else None
+
+
+def location_stats(path: Path, source_ids: Iterable[str], *, use_cache: bool = True) -> dict[str, list[LocationStats]]:
+    """Per-location counts of each of *source_ids*, read-only.
 
     For a source id several configured sources share (every Vault entry is ``vault``),
-    where an entry was read from is what tells the sources apart.
+    where an entry was read from is what tells the sources apart. With *use_cache*, the
+    counts of entries already counted are kept in ``<ledger>.locations.json`` with the seq
+    they reach and the leaf hash of the last one (a rolled-back or rewritten ledger is
+    counted again), and only entries after it are read; an id asked for the first time is
+    counted from the start. Every read stops at the ledger size read first, so entries a
+    run commits meanwhile are left for the next call, never counted twice. The cache is
+    an operational shortcut, never evidence.
     """
+    wanted = sorted(set(source_ids))
     with _read_only(path) as conn:
-        entry_rows = conn.execute(_BY_LOCATION, (source_id,)).fetchall()
-        quarantine_rows = conn.execute("SELECT location, count(*) FROM quarantine WHERE source = ? GROUP BY 1",
-                                       (source_id,)).fetchall()
-    return merge_locations(entry_rows, quarantine_rows)
+        size_row = conn.execute("SELECT max(seq) FROM entries").fetchone()
+        size = 0 if size_row[0] is None else int(size_row[0]) + 1
+        cache = locations_cache_path(path)
+        covered, known = _load_locations_cache(cache, conn, size) if use_cache else (0, {})
+        counts: LocationCounts = {sid: known[sid] for sid in wanted if sid in known}
+        first_time = [sid for sid in wanted if sid not in counts]
+        for sid in first_time:
+            counts[sid] = {}
+        _count_locations(conn, counts, [sid for sid in wanted if sid not in first_time], covered, size)
+        _count_locations(conn, counts, first_time, 0, size)
+        # Keep only the ids asked for: an id not updated now would fall behind the new "covered".
+        if use_cache and size and (size > covered or first_time or set(known) != set(wanted)):
+            _save_locations_cache(cache, conn, size, counts)
+        quarantine_rows: list[tuple[Any, ...]] = []
+        if wanted:
+            marks = ", ".join("?" * len(wanted))
+            quarantine_rows = conn.execute(
+                f"SELECT source, location, count(*) FROM quarantine WHERE source IN ({marks}) GROUP BY 1, 2",
+                wanted).fetchall()
+    quarantined: dict[str, list[tuple[Any, ...]]] = {sid: [] for sid in wanted}
+    for sid, location, n in quarantine_rows:
+        quarantined[str(sid)].append((location, n))
+    return {sid: merge_locations([(loc, v[0], v[1]) for loc, v in counts[sid].items()], quarantined[sid])
+            for sid in wanted}
 
 
 def ledger_stats(path: Path, *, use_cache: bool = True) -> LedgerStats:
@@ -190,7 +282,9 @@ def ledger_stats(path: Path, *, use_cache: bool = True) -> LedgerStats:
         size = 0 if size_row[0] is None else int(size_row[0]) + 1
         cache = stats_cache_path(path)
         covered, aggregates = _load_cache(cache, conn, size) if use_cache else (0, {})
-        _merge(aggregates, conn.execute(_AGGREGATE, (covered,)).fetchall())
+        # Up to the size read above only: a run may commit more meanwhile, and the cache records
+        # "counted up to size"; counting beyond it would count those entries again next time.
+        _merge(aggregates, conn.execute(_AGGREGATE, (covered, size)).fetchall())
         if use_cache and size > covered:
             _save_cache(cache, conn, size, aggregates)
         per_source = [(sid, kind, *values) for (sid, kind), values in aggregates.items()]

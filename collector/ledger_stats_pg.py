@@ -8,6 +8,8 @@ says; ``fedledger verify`` checks that it was not altered.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from collector.ledger_pg import PostgresLocation, connect
 from collector.ledger_stats import CheckpointStats, LedgerStats, LocationStats, SourceStats, merge_locations
 
@@ -63,22 +65,34 @@ def ledger_stats_pg(url: str) -> LedgerStats:
 
 
 _BY_LOCATION = """
-    SELECT d->'source'->>'location', count(*), max(d->'event'->>'time' COLLATE "C")
+    SELECT d->'source'->>'id', d->'source'->>'location', count(*), max(d->'event'->>'time' COLLATE "C")
     FROM (SELECT convert_from(body, 'UTF8')::jsonb AS d FROM {s}.entries) AS e
-    WHERE d->'source'->>'id' = %s
-    GROUP BY 1
+    WHERE d->'source'->>'id' = ANY(%s)
+    GROUP BY 1, 2
 """
 
 
-def location_stats_pg(url: str, source_id: str) -> list[LocationStats]:
-    """:func:`collector.ledger_stats.location_stats` for a PostgreSQL ledger."""
+def location_stats_pg(url: str, source_ids: Iterable[str]) -> dict[str, list[LocationStats]]:
+    """:func:`collector.ledger_stats.location_stats` for a PostgreSQL ledger: one aggregate over the
+    stored bodies for all *source_ids* at once (no cache: the server aggregates; see
+    docs/postgresql.md)."""
+    wanted = sorted(set(source_ids))
+    if not wanted:
+        return {}
     location = PostgresLocation(url)
     s = location.schema
     conn = connect(location)
     try:
-        entry_rows = conn.execute(_BY_LOCATION.format(s=s), (source_id,)).fetchall()
-        quarantine_rows = conn.execute(f"SELECT location, count(*) FROM {s}.quarantine WHERE source = %s GROUP BY 1",
-                                       (source_id,)).fetchall()
+        entry_rows = conn.execute(_BY_LOCATION.format(s=s), (wanted,)).fetchall()
+        quarantine_rows = conn.execute(
+            f"SELECT source, location, count(*) FROM {s}.quarantine WHERE source = ANY(%s) GROUP BY 1, 2",
+            (wanted,)).fetchall()
     finally:
         conn.close()
-    return merge_locations(entry_rows, quarantine_rows)
+    entries: dict[str, list[tuple[object, ...]]] = {sid: [] for sid in wanted}
+    for sid, loc, n, newest in entry_rows:
+        entries[str(sid)].append((loc, n, newest))
+    quarantined: dict[str, list[tuple[object, ...]]] = {sid: [] for sid in wanted}
+    for sid, loc, n in quarantine_rows:
+        quarantined[str(sid)].append((loc, n))
+    return {sid: merge_locations(entries[sid], quarantined[sid]) for sid in wanted}

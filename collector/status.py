@@ -6,7 +6,10 @@ Entries are attributed to a configured source by the source ids its collector
 plans (``source.id`` in entries); when its collector is not available in this
 build, by kind (ids of that kind not claimed by another configured source). An id that
 several configured sources share (every Vault entry's is ``vault``, whichever server or
-file it came from) is split by where each entry was read from (``source.location``).
+file it came from) is split by where each entry was read from (``source.location``);
+on SQLite those per-location counts are kept in ``<ledger>.locations.json`` like the
+per-source ones in ``<ledger>.stats.json``, so a call reads only the entries appended
+since the last one (:func:`collector.ledger_stats.location_stats`).
 Freshness here is operational: the numbers come from the database as it is, and
 ``fedledger verify`` is what checks the database was not altered.
 """
@@ -106,14 +109,16 @@ def _planned_ids(source: SourceConfig, cfg: FedledgerConfig, ledger_path: Path |
         return None
 
 
-def _location_stats(ledger_path: Path | str, source_id: str) -> list[LocationStats]:
+def _location_stats(ledger_path: Path | str, source_ids: list[str]) -> dict[str, list[LocationStats]]:
+    if not source_ids:
+        return {}
     from collector.ledger_pg import is_postgres_url
 
     if is_postgres_url(ledger_path):
         from collector.ledger_stats_pg import location_stats_pg
 
-        return location_stats_pg(str(ledger_path), source_id)
-    return location_stats(Path(ledger_path), source_id)
+        return location_stats_pg(str(ledger_path), source_ids)
+    return location_stats(Path(ledger_path), source_ids)
 
 
 def _max(values: list[str | None]) -> str | None:
@@ -167,8 +172,9 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
     for ids, _ in matched.values():
         for sid in ids:
             owners[sid] = owners.get(sid, 0) + 1
-    by_location = {sid: _location_stats(ledger_path, sid) for sid, n in owners.items()
-                   if n > 1 and stats.source(sid) is not None}
+    # One read for all of them; on SQLite only the entries appended since the last status call.
+    by_location = _location_stats(ledger_path, sorted(sid for sid, n in owners.items()
+                                                      if n > 1 and stats.source(sid) is not None))
     for source in cfg.sources:
         all_ids, matched_by = matched[source.name]
         mine = [s for s in stats.sources if s.source_id in all_ids and s.source_id not in by_location]

@@ -123,10 +123,21 @@ def test_status_statistics_match_sqlite(tmp_path: Path, pg_url: str) -> None:
     from collector.ledger_stats import location_stats
     from collector.ledger_stats_pg import location_stats_pg
 
-    by_location = location_stats(tmp_path / "l.db", "ci:jobs")
-    assert [(x.location, x.entries, x.quarantined) for x in by_location] == [
+    by_location = location_stats(tmp_path / "l.db", ["ci:jobs", "manual:test"])
+    assert [(x.location, x.entries, x.quarantined) for x in by_location["ci:jobs"]] == [
         ("/spool/0.jsonl", 2, 0), ("/spool/1.jsonl", 2, 0), ("/spool/2.jsonl", 0, 1)]
-    assert location_stats_pg(pg_url, "ci:jobs") == by_location
+    assert location_stats_pg(pg_url, ["ci:jobs", "manual:test"]) == by_location
+    # after more appends: SQLite counts only the new entries (its .locations.json cache), PostgreSQL
+    # aggregates them all; both equal a full scan
+    more = [_entry(i)._replace(source={"kind": "ci", "id": "ci:jobs", "location": f"/spool/{i % 3}.jsonl"})
+            for i in range(200, 209)]
+    with Ledger.open(tmp_path / "l.db") as lite_again, open_ledger(pg_url) as pg_again:
+        _append_both(lite_again, pg_again, more, cursors={}, quarantine=[], updated="2026-11-20T17:00:00Z")
+    grown = location_stats(tmp_path / "l.db", ["ci:jobs", "manual:test"])
+    assert grown == location_stats(tmp_path / "l.db", ["ci:jobs", "manual:test"], use_cache=False)
+    assert [(x.location, x.entries) for x in grown["ci:jobs"]] == [
+        ("/spool/0.jsonl", 5), ("/spool/1.jsonl", 5), ("/spool/2.jsonl", 3)]
+    assert location_stats_pg(pg_url, ["ci:jobs", "manual:test"]) == grown
 
 
 def test_failed_batch_commits_nothing(pg_url: str) -> None:

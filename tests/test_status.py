@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,6 +163,38 @@ def test_two_sources_of_one_kind_sharing_a_source_id_are_told_apart_by_location(
     assert doc["stale"] == ["vault-dr"] and result.exit_code == 1
 
 
+def test_status_splitting_a_shared_id_reads_only_what_was_appended_since_the_last_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Through the CLI: the second status after a run reads the new entries only, and its numbers
+    # are those of a status without caches.
+    from collector.ledger_stats import locations_cache_path, stats_cache_path
+
+    _vault_log(tmp_path / "prod" / "audit.log", 20, "aa")
+    _vault_log(tmp_path / "dr" / "audit.log", 10, "bb")
+    vault = '[[sources]]\nname = "{}"\nkind = "vault"\nlocations = ["{}"]\ncadence = "ksi-3d"\n\n'
+    ws = make_workspace(tmp_path, vault.format("vault-prod", "prod/audit.log") + vault.format("vault-dr", "dr/"))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    status = ("status", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json")
+    assert ws.cli(*status).exit_code == 1
+    _vault_log(tmp_path / "dr" / "audit2.log", 19, "dd")  # the DR server logs again
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    spy = _ReadSpy()
+    spy.install(monkeypatch)
+    second = ws.cli(*status)
+    scans = spy.entry_scans()
+    assert scans and all("seq >= 56 AND seq < 84" in s for s in scans), scans
+    assert second.exit_code == 0, second.stdout
+    by_name = {s["name"]: s for s in json.loads(second.stdout)["sources"]}
+    assert by_name["vault-dr"]["entries"] == 56 and by_name["vault-prod"]["entries"] == 28
+    assert by_name["vault-dr"]["newest_evidence"].startswith("2026-01-19T")
+    stats_cache_path(ws.ledger).unlink()
+    locations_cache_path(ws.ledger).unlink()
+    spy.statements.clear()
+    uncached = ws.cli(*status)
+    assert all("seq >= 0 AND seq < 84" in s for s in spy.entry_scans())
+    assert json.loads(uncached.stdout)["sources"] == json.loads(second.stdout)["sources"]
+
+
 def test_what_a_configured_location_covers() -> None:
     from collector.rotation import covers_location as _covers
 
@@ -195,3 +229,191 @@ def test_last_collection_of_a_vault_source_without_a_journal_line(tmp_path: Path
     (ws.ledger.parent / "fedledger.db.runs.jsonl").unlink()  # as if the run had been killed before its end
     doc = json.loads(ws.cli("status", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json").stdout)
     assert doc["sources"][0]["entries"] == 28 and doc["sources"][0]["last_collection"] == AS_OF
+
+
+# -- per-location counts of a shared source id: counted once, then only what was appended ---------
+
+class _ReadSpy:
+    """Every statement the status readers run (read-only connections only), with its bound values,
+    and an optional hook run just before a statement executes (to append behind its back)."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.before: Any = None
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import sqlite3
+
+        spy = self
+        real_connect = sqlite3.connect
+
+        class Traced(sqlite3.Connection):
+            def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+                if spy.before is not None:
+                    spy.before(sql)
+                return super().execute(sql, *args)
+
+        def connect(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+            if "mode=ro" not in str(database):
+                return real_connect(database, *args, **kwargs)
+            conn = real_connect(database, *args, factory=Traced, **kwargs)
+            conn.set_trace_callback(spy.statements.append)
+            return conn
+
+        monkeypatch.setattr(sqlite3, "connect", connect)
+
+    def entry_scans(self) -> list[str]:
+        """The statements that read entry bodies (what costs time on a large ledger)."""
+        return [" ".join(s.split()) for s in self.statements if "FROM entries" in s and "body" in s]
+
+
+def _vault_entries(start: int, count: int, location: str, day: int = 20) -> list[Any]:
+    from collector.ledger import NewEntry
+
+    return [NewEntry({"kind": "vault", "id": "vault", "location": location, "line": i + 1},
+                     "2026-01-20T00:00:00Z",
+                     {"time": f"2026-01-{day:02d}T00:{i // 60 % 60:02d}:{i % 60:02d}Z", "kind": "vault.login",
+                      "actor": "a", "action": "login", "resource": "r", "outcome": {"status": "success", "error": None},
+                      "correlation": {}, "attrs": {"n": i}},
+                     hashlib.sha256(f"{location}:{i}".encode()).hexdigest(), 10)
+            for i in range(start, start + count)]
+
+
+def _shared_ledger(tmp_path: Path) -> Path:
+    from collector.ledger import Ledger
+
+    path = tmp_path / "l.db"
+    with Ledger.create(path, "example.gov/ops-test", created="2026-01-20T00:00:00Z", key_type="ed25519") as ledger:
+        ledger.append(_vault_entries(0, 30, "/var/log/vault/audit.log")
+                      + _vault_entries(0, 20, "/var/log/vault-dr/audit.log", day=10))
+    return path
+
+
+def test_second_location_count_reads_only_entries_after_the_last_counted_seq(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from collector.ledger import Ledger
+    from collector.ledger_stats import location_stats
+
+    path = _shared_ledger(tmp_path)
+    spy = _ReadSpy()
+    spy.install(monkeypatch)
+    first = location_stats(path, ["vault"])
+    assert [(x.location, x.entries) for x in first["vault"]] == [
+        ("/var/log/vault-dr/audit.log", 20), ("/var/log/vault/audit.log", 30)]
+    assert spy.entry_scans() and all("seq >= 0 AND seq < 50" in s for s in spy.entry_scans()), spy.entry_scans()
+    # Behind status's back, move an already counted entry to another location: a second call that
+    # rescanned would see it; one that reads only entries after the last counted seq cannot.
+    conn = sqlite3.connect(path)
+    body = conn.execute("SELECT body FROM entries WHERE seq = 3").fetchone()[0]
+    conn.execute("UPDATE entries SET body = ? WHERE seq = 3",
+                 (bytes(body).replace(b"/var/log/vault/audit.log", b"/var/log/elsewhere.log"),))
+    conn.commit()
+    conn.close()
+    with Ledger.open(path) as ledger:
+        ledger.append(_vault_entries(30, 5, "/var/log/vault/audit.log"))
+    spy.statements.clear()
+    second = location_stats(path, ["vault"])
+    assert [(x.location, x.entries) for x in second["vault"]] == [
+        ("/var/log/vault-dr/audit.log", 20), ("/var/log/vault/audit.log", 35)]
+    scans = spy.entry_scans()
+    assert len(scans) == 1 and "seq >= 50 AND seq < 55" in scans[0], scans
+    spy.statements.clear()
+    assert location_stats(path, ["vault"]) == second and spy.entry_scans() == []  # nothing new: nothing read
+    # the full scan does see the edited entry: the saving above came from not reading it
+    full = location_stats(path, ["vault"], use_cache=False)
+    assert ("/var/log/elsewhere.log", 1) in [(x.location, x.entries) for x in full["vault"]]
+
+
+def test_location_counts_equal_a_full_scan_after_appends_rollback_and_a_new_id(tmp_path: Path) -> None:
+    import shutil
+
+    from collector.ledger import Ledger
+    from collector.ledger_stats import location_stats, locations_cache_path
+
+    path = _shared_ledger(tmp_path)
+    assert location_stats(path, ["vault"]) == location_stats(path, ["vault"], use_cache=False)
+    assert locations_cache_path(path).exists()
+    shutil.copy(path, tmp_path / "before.db")
+    with Ledger.open(path) as ledger:
+        ledger.append(_vault_entries(30, 7, "/var/log/vault/audit.log.1"))
+        ledger.append(_vault_entries(20, 3, "/var/log/vault-dr/audit.log", day=11))
+    grown = location_stats(path, ["vault"])
+    assert grown == location_stats(path, ["vault"], use_cache=False)
+    dr = {x.location: x for x in grown["vault"]}["/var/log/vault-dr/audit.log"]
+    assert dr.entries == 23 and dr.newest_event_time == "2026-01-11T00:00:22Z"
+    # An id asked for the first time is counted from seq 0, the others only from where they stopped.
+    both = location_stats(path, ["vault", "ci:jobs"])
+    assert both == location_stats(path, ["vault", "ci:jobs"], use_cache=False) and both["ci:jobs"] == []
+    # Roll the ledger back under the newer cache, then append other entries: the cache's last counted
+    # entry is gone or different, so everything is counted again.
+    cache = locations_cache_path(path).read_bytes()
+    shutil.copy(tmp_path / "before.db", path)
+    locations_cache_path(path).write_bytes(cache)
+    assert location_stats(path, ["vault"]) == location_stats(path, ["vault"], use_cache=False)
+    with Ledger.open(path) as ledger:
+        ledger.append(_vault_entries(50, 12, "/var/log/vault/other.log"))
+    locations_cache_path(path).write_bytes(cache)
+    assert location_stats(path, ["vault"]) == location_stats(path, ["vault"], use_cache=False)
+    # A cache that is not ours (garbage, another version) is ignored, never trusted.
+    for junk in (b"{", b'{"v": 99}', b'{"v": 1, "covered": 5, "leaf": "00", "ids": {}}'):
+        locations_cache_path(path).write_bytes(junk)
+        assert location_stats(path, ["vault"]) == location_stats(path, ["vault"], use_cache=False)
+
+
+def test_entries_committed_while_status_reads_are_counted_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run committing between status's reading of the ledger size and its scans: the scans
+    # counted the new entries and the cache recorded the old size, so the next call counted
+    # them a second time.
+    from collector.ledger import Ledger
+    from collector.ledger_stats import location_stats
+
+    spy = _ReadSpy()
+    spy.install(monkeypatch)
+    for count in (lambda path: location_stats(path, ["vault"]), ledger_stats):
+        path = _shared_ledger(tmp_path / count.__name__)
+        appended: list[int] = []
+
+        def append_once(sql: str) -> None:
+            if "FROM entries" in sql and "body" in sql and not appended:
+                appended.append(1)
+                with Ledger.open(path) as ledger:
+                    ledger.append(_vault_entries(30, 4, "/var/log/vault/audit.log"))
+
+        spy.before = append_once
+        count(path)
+        spy.before = None
+        assert appended
+        assert location_stats(path, ["vault"]) == location_stats(path, ["vault"], use_cache=False)
+        assert ledger_stats(path) == ledger_stats(path, use_cache=False)
+
+
+def test_location_counts_after_a_killed_writer_equal_a_full_scan(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from collector.ledger import Ledger
+    from collector.ledger_stats import location_stats
+
+    path = _shared_ledger(tmp_path)
+    assert location_stats(path, ["vault", "manual:test"])["manual:test"] == []
+    # tests.crash_appender writes "manual:test" entries batch by batch; kill it midway, reading
+    # status while it writes.
+    proc = subprocess.Popen([sys.executable, "-m", "tests.crash_appender", str(path), "k", "400", "25"],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(3):
+        proc.stdout.readline()
+        location_stats(path, ["vault", "manual:test"])
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    with Ledger.open(path) as ledger:
+        size = ledger.size
+    assert 50 < size < 50 + 400 * 25, size
+    counted = location_stats(path, ["vault", "manual:test"])
+    assert counted == location_stats(path, ["vault", "manual:test"], use_cache=False)
+    assert sum(x.entries for x in counted["manual:test"]) == size - 50
