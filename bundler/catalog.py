@@ -23,6 +23,7 @@ with a ``catalog`` object.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -136,6 +137,16 @@ def control_sort_key(control_id: str) -> tuple[str, int, int, str]:
 def _read_package_json(name: str) -> Any:
     text = resources.files("bundler").joinpath("data", name).read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@functools.cache
+def known_ksi_ids() -> frozenset[str]:
+    """Every KSI id of the FedRAMP Consolidated Rules the built-in table was made from (upper case)."""
+    doc = _read_package_json("controls.json")
+    indicators = doc.get("ksi_control_links", {}).get("indicators")
+    if not isinstance(indicators, dict):
+        raise MalformedInput("bundler/data/controls.json has no ksi_control_links table")
+    return frozenset(str(k).upper() for k in (*indicators, *doc.get("ksi", {})))
 
 
 def load_mapping() -> dict[str, Any]:

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bundler.catalog import Catalog, CatalogControl, control_label, load_builtin_catalog, load_mapping, \
-    normalize_control_id
+from bundler.catalog import Catalog, CatalogControl, control_label, known_ksi_ids, load_builtin_catalog, \
+    load_mapping, normalize_control_id
 from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key
 from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
     values_with_prefix
@@ -147,7 +147,9 @@ class EvaluationConfig:
         converted: dict[str, Any] = {}
         for key, value in values.items():
             if key in ("freshness_days_per_source", "freshness_days_per_ksi") and isinstance(value, Mapping):
-                value = tuple(sorted((str(k), int(v)) for k, v in value.items()))
+                value = tuple(sorted(_cadences(key, value)))
+            elif key == "freshness_days":
+                _whole_days(key, value)
             elif key == "freshness_sources" and isinstance(value, list):
                 value = tuple(_configured_source(item) for item in value)
             elif isinstance(value, list):
@@ -158,6 +160,27 @@ class EvaluationConfig:
                                  f"not {type(value).__name__}")
             converted[key] = value
         return cls(**converted)
+
+
+def _whole_days(name: str, value: Any) -> int:
+    if type(value) is not int or value < 1:
+        raise UsageError(f"{name} must be a whole number of days, at least 1 (not {value!r})")
+    return value
+
+
+def _cadences(key: str, values: Mapping[Any, Any]) -> list[tuple[str, int]]:
+    """``freshness_days_per_source`` / ``_per_ksi`` items, checked: a KSI the rules do not know would name
+    no control (its cadence silently never applied), and 1.5 days must not become 1."""
+    out: list[tuple[str, int]] = []
+    for name, days in values.items():
+        name = str(name)
+        if key == "freshness_days_per_ksi":
+            name = name.upper()
+            if name not in known_ksi_ids():
+                raise UsageError(f"{key}: unknown KSI {name} (the FedRAMP Consolidated Rules name "
+                                 f"{len(known_ksi_ids())} KSIs, e.g. KSI-SVC-ASM)")
+        out.append((name, _whole_days(f"{key}: {name}", days)))
+    return out
 
 
 def _configured_source(item: Any) -> tuple[str, str, tuple[str, ...], int]:

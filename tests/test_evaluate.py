@@ -635,3 +635,23 @@ def test_deleted_attestation_is_a_retention_finding_only() -> None:
     for control in ("si-7", "sc-28"):
         assert not [f for f in assessment.control(control).findings
                     if f.id.startswith(("signed-attestation:", "attestation-encryption:"))], control
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"freshness_days_per_ksi": {"KSI-SVC-ASN": 2}}, "unknown KSI KSI-SVC-ASN"),  # a typo of KSI-SVC-ASM
+    ({"freshness_days_per_ksi": {"KSI-SVC-ASM": 0}}, "KSI-SVC-ASM must be a whole number of days, at least 1"),
+    ({"freshness_days_per_ksi": {"KSI-SVC-ASM": 1.5}}, "KSI-SVC-ASM must be a whole number of days"),
+    ({"freshness_days_per_source": {"vault": "2"}}, "vault must be a whole number of days"),
+    ({"freshness_days_per_source": {"vault": True}}, "vault must be a whole number of days"),
+    ({"freshness_days_per_source": {"vault": -1}}, "vault must be a whole number of days, at least 1"),
+    ({"freshness_days": 0}, "freshness_days must be a whole number of days, at least 1"),
+])
+def test_cadence_settings_refuse_what_would_be_ignored_or_truncated(settings, message) -> None:
+    # An unknown KSI named no control, so its cadence was silently never applied; 1.5 days became 1.
+    with pytest.raises(UsageError, match=message):
+        EvaluationConfig.from_mapping(settings)
+
+
+def test_cadence_settings_accept_every_known_ksi_in_any_case() -> None:
+    config = EvaluationConfig.from_mapping({"freshness_days_per_ksi": {"ksi-svc-asm": 2, "KSI-CED-RAT": 3}})
+    assert dict(config.freshness_days_per_ksi) == {"KSI-SVC-ASM": 2, "KSI-CED-RAT": 3}
