@@ -38,6 +38,18 @@ class ObjectUnreadable(SourceUnavailable):
     local file gone or unreadable): a collector may record it and go on with the other objects."""
 
 
+#: S3's version id of the *null version*: an object put before versioning was enabled on its bucket, or
+#: while it was suspended. ListObjectVersions names it ``"null"``; HeadObject/GetObject may name it
+#: ``"null"`` or leave the version id out (moto 5 does; so does S3 for a bucket never versioned).
+NULL_VERSION_ID = "null"
+
+
+def listed_version_id(value: Any) -> str:
+    """The version id of one ListObjectVersions entry. Every version but the null version has an id
+    of its own, so an entry without one (or with an empty one) is the null version."""
+    return str(value) if value not in (None, "") else NULL_VERSION_ID
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str  # S3 key, or path relative to the folder (POSIX separators)
@@ -253,13 +265,13 @@ class S3Provider(ObjectProvider):
                     key = obj["Key"]
                     entry: ObjectInfo | DeleteMarker = ObjectInfo(
                         key, int(obj["Size"]), self.uri(key), etag=obj.get("ETag", "").strip('"') or None,
-                        version_id=obj.get("VersionId"), last_modified=_iso(obj.get("LastModified")),
+                        version_id=listed_version_id(obj.get("VersionId")), last_modified=_iso(obj.get("LastModified")),
                         is_latest=bool(obj.get("IsLatest")))
                     listed.append(((key, not entry.is_latest, _newest_first(obj.get("LastModified")),
                                     len(listed)), entry))
                 for obj in page.get("DeleteMarkers", []):
                     key = obj["Key"]
-                    entry = DeleteMarker(key, self.uri(key), str(obj.get("VersionId")),
+                    entry = DeleteMarker(key, self.uri(key), listed_version_id(obj.get("VersionId")),
                                          last_modified=_iso(obj.get("LastModified")), is_latest=bool(obj.get("IsLatest")),
                                          owner_id=(obj.get("Owner") or {}).get("ID"))
                     listed.append(((key, not entry.is_latest, _newest_first(obj.get("LastModified")),
@@ -299,7 +311,7 @@ class S3Provider(ObjectProvider):
             raise self._fail(exc, key) from None
         mode = answer.get("ObjectLockMode")
         until = answer.get("ObjectLockRetainUntilDate")
-        version = answer.get("VersionId")
+        version = answer.get("VersionId") or None  # absent (or empty): the store did not say
         if mode is None:
             try:  # HeadObject normally carries retention; GetObjectRetention is the fallback
                 retention = self.client.get_object_retention(Bucket=self.bucket, Key=key, **which).get("Retention", {})

@@ -26,7 +26,8 @@ Retention
 Idempotence
     The dedup key is location + version id + SHA-256 of the bytes, so a re-run adds
     nothing and a new version (or changed bytes under a non-versioned key) is a new
-    entry. Every run lists the whole prefix; the cursor only records progress.
+    entry. The null version (put before versioning) has the empty version id in the
+    key however S3 names it (:func:`version_identity`). Every run lists the whole prefix; the cursor only records progress.
 
 Versions
     For S3 every version and delete marker is listed (ListObjectVersions; ``all_versions``),
@@ -66,6 +67,7 @@ from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import safe_reason
 from collector.object_source import (
     FETCH_WORKERS,
+    NULL_VERSION_ID,
     DeleteMarker,
     ObjectHead,
     ObjectInfo,
@@ -169,10 +171,19 @@ def plan_objects(infos: list[ObjectInfo]) -> _Plan:
 _ABSENT: Any = object()  # no such companion
 
 
+def version_identity(version_id: str | None) -> str:
+    """The version id as it enters a dedup key: ``""`` for the null version (an object put before
+    versioning was enabled), whether S3 reported it as ``"null"`` (ListObjectVersions, and HeadObject
+    on some stores) or not at all (HeadObject on an unversioned bucket, and on moto), so that one
+    version is one entry however it was read; every other version id as it is. The null version's key
+    is the one an unversioned bucket always had, so ledgers made before versioning keep their keys."""
+    return "" if version_id in (None, "", NULL_VERSION_ID) else str(version_id)
+
+
 def _read_version(info: ObjectInfo) -> str | None:
     """The version id to read *info* by: None (the current object, as read before versions were
     listed) for the current entry of an unversioned key; else its own version id."""
-    if info.is_latest and info.version_id in (None, "null"):
+    if info.is_latest and version_identity(info.version_id) == "":
         return None
     return info.version_id
 
@@ -434,7 +445,7 @@ class AttestationObjects(Source):
         location = self._location(key)
         extra = {"version_id": head.version_id} if head.version_id else {}
         return SourceRecord(location=location, line=None, raw=content, event=event, source_extra=extra,
-                            dedup_key=f"attestation:{location}@{head.version_id or ''}#{sha256}")
+                            dedup_key=f"attestation:{location}@{version_identity(head.version_id)}#{sha256}")
 
     def _count(self, event: Mapping[str, Any]) -> None:
         status = str(event["kind"]).rsplit(".", 1)[-1]
