@@ -28,7 +28,7 @@ import stat
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class BundleResult:
     timings: dict[str, float] = field(default_factory=dict)
     pdf_worker_peak_rss_mb: int = 0
     pass_child_peak_rss_mb: int = 0  # the process that read the upper share of the entries
+    attestations: dict[str, int] = field(default_factory=dict)  # attestation_counts() of the ledger slice
 
 
 # A cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection; NUL
@@ -177,6 +178,12 @@ def _write_proofs(path: Path, tree: MemoryTree, seqs: list[int], header: dict[st
             handle.write(orjson.dumps({"seq": seq, "leaf_hash": leaf, "path": audit}) + b"\n")
 
 
+def attestation_counts(kinds: Mapping[str, int]) -> dict[str, int]:
+    """Attestation entries in the bundle's ledger slice by outcome: objects ``signed``, ``unsigned``,
+    ``invalid``, and ``deleted`` (``attestation.deleted``: S3 delete markers, which are no objects)."""
+    return {name: int(kinds.get(f"attestation.{name}", 0)) for name in ("signed", "unsigned", "invalid", "deleted")}
+
+
 def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
     items = []
     if scan.chain_breaks:
@@ -205,16 +212,24 @@ def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results
     else:
         items.append(TranscriptItem("CloudTrail digest chain", "not-verified", "no digest validation evidence in the ledger",
                                     "cloudtrail collector"))
-    signed, unsigned, bad_att = k["attestation.signed"], k["attestation.unsigned"], k["attestation.invalid"]
+    counts = attestation_counts(k)
+    signed, unsigned, bad_att, deleted = counts["signed"], counts["unsigned"], counts["invalid"], counts["deleted"]
+    # A delete marker is no signature to verify (it leaves the state alone) but it is counted beside the
+    # signatures, so the line never reads as every attestation being there: attestation-retention judges it.
+    gone = (f"; {deleted:,} attestation{'s' if deleted != 1 else ''} deleted (S3 delete "
+            f"{'markers: each' if deleted != 1 else 'marker:'} an attestation-retention finding)") if deleted else ""
     if unsigned or bad_att:
         items.append(TranscriptItem("Attestation signatures", "failed",
-                                    f"{signed:,} verified, {unsigned:,} unsigned, {bad_att:,} invalid", "attestation collector"))
+                                    f"{signed:,} verified, {unsigned:,} unsigned, {bad_att:,} invalid{gone}",
+                                    "attestation collector"))
     elif signed:
         items.append(TranscriptItem("Attestation signatures", "verified",
-                                    f"{signed:,} attestation signatures verified against trusted keys", "attestation collector"))
-    else:
-        items.append(TranscriptItem("Attestation signatures", "not-verified", "no attestation evidence in the ledger",
+                                    f"{signed:,} attestation signatures verified against trusted keys{gone}",
                                     "attestation collector"))
+    else:
+        items.append(TranscriptItem("Attestation signatures", "not-verified",
+                                    f"no attestation object in the ledger{gone}" if deleted
+                                    else "no attestation evidence in the ledger", "attestation collector"))
     if scan.oidc_failed:
         items.append(TranscriptItem("OIDC ID tokens", "failed",
                                     f"{scan.oidc_verified:,} verified, {scan.oidc_failed:,} failed verification", "ci collector"))
@@ -487,7 +502,7 @@ class BundleBuilder:
             lap("archive")
         return BundleResult(out, archive_path, checkpoint.size, checkpoint.root.hex(), len(files) + 2, pages,
                             len(cited), refused, refusals, timings, self.pdf_workers.peak_rss_mb,
-                            scan.child_peak_rss_mb)
+                            scan.child_peak_rss_mb, attestation_counts(scan.kinds))
 
 
 REFUSALS_SHOWN = 10  # refused URLs named in the index; the command's output lists them all

@@ -471,7 +471,7 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
             f"but {reason}.", [*used_seqs, *bad], job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
     evidence = _seq_union(used["seq"], attest["seq"])
     return _result(ctx, check, evidence=evidence, findings=findings,
-                   what=f"{used['artifact_digest'].nunique()} artifact(s) used, {len(attest)} attestation(s)")
+                   what=f"{used['artifact_digest'].nunique()} artifact(s) used, {_attestations_counted(ctx, len(attest))}")
 
 
 def check_short_lived_credentials(ctx: Context) -> CheckResult:
@@ -833,12 +833,24 @@ def _attestation_rows(ctx: Context) -> pd.DataFrame:
     return frame.loc[(frame["source"] == "attestations") & (frame["kind"] != ATTESTATION_DELETED), ["seq", "kind", "ts"]]
 
 
+def _deleted_attestation_seqs(ctx: Context) -> pd.Series:
+    frame = ctx.frame
+    return frame.loc[(frame["source"] == "attestations") & (frame["kind"] == ATTESTATION_DELETED), "seq"]
+
+
+def _attestations_counted(ctx: Context, objects: int) -> str:
+    """``N attestation(s)`` and, when there are delete markers, ``, M deleted``: every check that counts
+    attestations says how many were deleted, although only attestation-retention judges the markers."""
+    deleted = len(_deleted_attestation_seqs(ctx))
+    return f"{objects} attestation(s)" + (f", {deleted} deleted" if deleted else "")
+
+
 def check_attestation_retention(ctx: Context) -> CheckResult:
     check = "attestation-retention"
     rows = _attestation_rows(ctx)
     minimum = pd.Timedelta(days=ctx.config.retention_min_days)
     findings = []
-    deleted = ctx.frame.loc[(ctx.frame["source"] == "attestations") & (ctx.frame["kind"] == ATTESTATION_DELETED), "seq"]
+    deleted = _deleted_attestation_seqs(ctx)
     for seq in deleted:  # one finding per delete marker (the rows are the findings)
         resource = ctx.event(seq).get("resource")
         marker = ctx.attr(seq, "delete_marker_version_id")
@@ -871,7 +883,7 @@ def check_attestation_retention(ctx: Context) -> CheckResult:
                                      f"Retained until {until!r} ({days!r} days); at least {ctx.config.retention_min_days} "
                                      "days from storage are required.", [seq]))
     return _result(ctx, check, evidence=_seq_union(rows["seq"], deleted), findings=findings,
-                   what=f"{len(rows)} attestation(s)" + (f", {len(deleted)} deleted" if len(deleted) else ""))
+                   what=_attestations_counted(ctx, len(rows)))
 
 
 def check_attestation_encryption(ctx: Context) -> CheckResult:
@@ -884,7 +896,7 @@ def check_attestation_encryption(ctx: Context) -> CheckResult:
             findings.append(_finding(ctx, check, f"sse:{seq}", f"Attestation at seq {seq} is not KMS-encrypted",
                                      f"Server-side encryption is {sse!r}; expected {', '.join(ctx.config.kms_sse_values)}.",
                                      [seq]))
-    return _result(ctx, check, evidence=rows["seq"], findings=findings, what=f"{len(rows)} attestation(s)")
+    return _result(ctx, check, evidence=rows["seq"], findings=findings, what=_attestations_counted(ctx, len(rows)))
 
 
 def check_policy_gate(ctx: Context) -> CheckResult:

@@ -90,6 +90,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 "index_pdf": str(result.out / "index.pdf"), "checkpoint_size": result.checkpoint_size,
                 "checkpoint_root": result.checkpoint_root, "controls": tally, "files": result.files,
                 "pages": result.pages, "cited_entries": result.cited_entries,
+                "attestations": result.attestations,
                 "refused_urls": [{"page": page, "url": url} for page, url in result.refusals],
                 "timings": {k: round(v, 3) for k, v in result.timings.items()},
             })
