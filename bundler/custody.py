@@ -28,8 +28,17 @@ policy_decision → inference_call → attestation_stored. A step is present onl
 its event succeeded (and: the OIDC token verified, the policy allowed, the
 attestation is under Object Lock). Missing, failed and out-of-order steps are
 findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id (in the
-job's repository, where both are known);
-attestations by the job id or by the digests of the artifacts the job built or used.
+job's repository, where both are known).
+
+Attestations are found by the job and by the digests of the artifacts the job built or
+used, and then sorted by the build they name (the collector reads ``job_id``, ``run_id``
+and ``repository`` from the provenance's invocation): an attestation *of this build*
+(correlated to this job, or naming this job's run and no other repository) is the step;
+one of *another build* (correlated to another job, or naming another run or repository:
+the same digest built twice) is never this job's step, and is listed in the step's
+``other_builds`` and named in its detail; one naming no build at all is used only when
+the job has no attestation of its own, and the detail says it was matched by artifact
+digest only.
 
 Pure: no I/O, no clock.
 """
@@ -284,6 +293,66 @@ def attestation_digests(event: Mapping[str, Any]) -> set[str]:
     return digests
 
 
+ATTESTATION_STEP = "attestation_stored"
+ATTESTATION_KINDS = frozenset(dict((name, kinds) for name, _, kinds in STEPS)[ATTESTATION_STEP])
+_OWN, _OTHER, _DIGEST_ONLY = "own", "other", "digest-only"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value != value else str(value)  # NaN (pandas' missing) too
+
+
+@dataclass(frozen=True)
+class _AttestedBuild:
+    """The build an attestation names: the job correlation placed it in, and the job id, run id and
+    repository it gives itself (``correlation``, which the collector reads from the provenance's
+    invocation and build parameters)."""
+
+    job: str | None
+    job_id: str | None
+    run_id: str | None
+    repository: str | None
+
+    @property
+    def name(self) -> str:
+        """The build as the attestation names it (else the job its time placed it in)."""
+        where = f" in {self.repository}" if self.repository is not None else ""
+        if self.job_id is not None:
+            return f"job {self.job}" if self.job is not None else f"job {self.job_id}{where}"
+        if self.run_id is not None:
+            return f"run {self.run_id}{where}"
+        if self.repository is not None:
+            return f"repository {self.repository}"
+        return f"job {self.job}"
+
+    @property
+    def names_build(self) -> bool:
+        return self.job_id is not None or self.run_id is not None or self.repository is not None
+
+    def linked_to(self, job: str, run_id: str | None, repository: str | None) -> str:
+        """``own`` (this build's), ``other`` (another build's) or ``digest-only`` (it names none)."""
+        # A job id places it (correlate), also where the repository is spelled otherwise; a job id that
+        # placed it nowhere (one used in two repositories, given without one) is no evidence for this job.
+        if self.job_id is not None:
+            return _OWN if self.job == job else _OTHER
+        if repository is not None and self.repository is not None and self.repository != repository:
+            return _OTHER
+        if self.run_id is not None and run_id is not None:  # run-level provenance: the run's build
+            return _OWN if self.run_id == run_id else _OTHER
+        if self.job is not None:  # placed by a shared identifier and time in one job's window
+            return _OWN if self.job == job else _OTHER
+        return _DIGEST_ONLY
+
+
+def _other_builds_text(records: Sequence[tuple[Any, ...]], builds: Mapping[Any, _AttestedBuild]) -> str:
+    """``not this job's: N attestation(s) of the same artifact digest by another build (job X: entry 40; …)``."""
+    named = []
+    for record in sorted(records, key=lambda r: int(r[0])):
+        named.append(f"{builds[record[0]].name}: entry {int(record[0])}")
+    return (f"not this job's: {len(records)} attestation(s) of the same artifact digest by another build "
+            f"({'; '.join(named)})")
+
+
 def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
     """(counts as present, reason if not) for one event of a step."""
     if step == "trigger" and event and event.get("kind") == "ci.workflow_run":
@@ -314,11 +383,12 @@ def build_stories(
     for name, _, kinds in STEPS:
         for kind in kinds:
             step_of_kind[kind].append(name)
-    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "run_id", "repository"]]
+    rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "job_id", "run_id", "repository"]]
     rows = rows.assign(job=correlation.job[rows.index])
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     by_run: dict[str, list[tuple[tuple[Any, ...], Any]]] = defaultdict(list)  # run id → (record, repository)
     by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    builds: dict[Any, _AttestedBuild] = {}  # attestation seq → the build it names
     for row in rows.itertuples(index=False):
         time = table.events.get(int(row.seq), {}).get("time")
         record = (row.seq, row.kind, time if isinstance(time, str) else None, row.ts, row.status)
@@ -326,7 +396,8 @@ def build_stories(
             by_job[row.job].append(record)
         if row.kind == "ci.workflow_run" and row.run_id is not None:
             by_run[row.run_id].append((record, row.repository))
-        if row.kind == "attestation.signed":
+        if row.kind in ATTESTATION_KINDS:
+            builds[row.seq] = _AttestedBuild(row.job, _text(row.job_id), _text(row.run_id), _text(row.repository))
             for digest in attestation_digests(table.events.get(int(row.seq), {})):
                 by_digest[digest].append(record)
     job_info = frame.loc[correlation.job.notna(), ["run_id", "repository", "artifact_digest"]].assign(
@@ -348,6 +419,18 @@ def build_stories(
         for digest in digests_of_job.get(job_id, []):
             for record in by_digest.get(digest, []):
                 records.setdefault(record[0], record)
+        # Attestations: this build's own, else ones naming no build; never another build's of the same digest
+        attested = {seq: builds[seq].linked_to(job_id, run_id, repository) for seq in records if seq in builds}
+        own = any(link == _OWN for link in attested.values())
+        other_builds: list[tuple[Any, ...]] = []
+        for seq, link in attested.items():
+            if link == _OTHER:
+                other_builds.append(records.pop(seq))
+            elif link == _DIGEST_ONLY and own:
+                del records[seq]  # nothing ties it to this build, and the build has its own
+        # the step rests only on attestations that name no build (found by digest, or placed by digest and time)
+        by_digest_only = bool(attested) and len(other_builds) < len(attested) and not any(
+            builds[seq].names_build for seq in records if seq in builds)
         steps: list[CustodyStep] = []
         findings: list[Finding] = []
         previous: tuple[str, pd.Timestamp] | None = None
@@ -370,7 +453,16 @@ def build_stories(
                 detail = "; ".join(sorted({reason for _, reason in reasons}))
             elif not present:
                 detail = "no event found for this step"
-            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail))
+            others: tuple[int, ...] = ()
+            if name == ATTESTATION_STEP:
+                notes = [detail] if detail else []
+                if by_digest_only and matching:
+                    notes.append("the attestation names no job, run or repository: matched by artifact digest only")
+                if other_builds:
+                    others = tuple(sorted(int(r[0]) for r in other_builds))
+                    notes.append(_other_builds_text(other_builds, builds))
+                detail = "; ".join(notes)
+            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others))
             if not present and name in required_steps:
                 findings.append(Finding(
                     id=f"custody-missing:{name}:job-{job_id}",

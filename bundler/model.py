@@ -85,6 +85,9 @@ class CustodyStep:
     seqs: tuple[int, ...] = ()
     time: str | None = None
     detail: str = ""
+    # attestation_stored: attestations of this job's artifact digest made by another build (another job,
+    # run or repository): not counted for this job, listed so a reader sees why (named in ``detail``)
+    other_builds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 
 from bundler.custody import STEP_NAMES, build_stories, correlate
 from bundler.evaluate import evaluate, parse_utc
 from bundler.evidence_table import build_table
-from bundler.model import NOT_SATISFIED, SATISFIED
+from bundler.model import NOT_SATISFIED, SATISFIED, CustodyStep, CustodyStory
 from samples.make import story
 from tests.synthetic_jobs import BASE, as_entries, complete_story, digest_events, find, job_events
 
@@ -216,3 +217,109 @@ def test_role_session_name_shared_by_jobs_links_no_job_to_another_jobs_session()
         assert {job_of[seq_of(entries, find(events, "aws.api_call", 3 * i + k))] for k in range(3)} == {own}
     assessment = evaluate(as_entries(events + digest_events(BASE, 4)), as_of=AS_OF, origin="t")
     assert assessment.control("au-8").status == SATISFIED and assessment.control("au-10").status == SATISFIED
+
+
+# -- two builds of one artifact digest: each story shows its own attestation ------------------------
+
+
+def _two_builds_of_one_digest() -> list[dict]:
+    """Job 0 and job 1 (20 minutes apart) build, gate, use and attest the same artifact digest (a
+    reproducible build run twice); each attestation names its own job, as the collector derives it
+    from the provenance's invocation."""
+    second = job_events(1)
+    digest, hexdigest = story.ARTIFACT_DIGEST, story.ARTIFACT_DIGEST.split(":", 1)[1]
+    for item in second:
+        if "artifact_digest" in item["correlation"]:
+            item["correlation"]["artifact_digest"] = digest
+        if item["kind"] == "attestation.signed":
+            item["attrs"]["subjects"] = [{"name": story.ARTIFACT_NAME, "digest": {"sha256": hexdigest}}]
+    return job_events(0) + second
+
+
+def _attestation_step(st: CustodyStory) -> CustodyStep:
+    return {s.step: s for s in st.steps}["attestation_stored"]
+
+
+def test_two_builds_of_one_digest_each_show_their_own_attestation() -> None:
+    events = _two_builds_of_one_digest()
+    stories, _, _, entries = stories_of(events)
+    first, second = (str(story.JOB_ID), str(story.JOB_ID + 1))
+    own = {first: seq_of(entries, find(events, "attestation.signed", 0)),
+           second: seq_of(entries, find(events, "attestation.signed", 1))}
+    by_job = {s.job_id: s for s in stories}
+    for job, other in ((first, second), (second, first)):
+        step = _attestation_step(by_job[job])
+        assert step.present and step.seqs == (own[job],), (job, step)
+        # the other build's attestation of the same digest is not this job's, and is labelled so
+        assert step.other_builds == (own[other],)
+        assert "another build" in step.detail and f"job {other}" in step.detail and str(own[other]) in step.detail
+        assert by_job[job].complete and not by_job[job].findings
+
+
+def test_a_build_does_not_borrow_another_builds_attestation_of_the_same_digest() -> None:
+    events = [e for e in _two_builds_of_one_digest() if not (e["kind"] == "attestation.signed"
+                                                             and e["correlation"]["job_id"] == str(story.JOB_ID + 1))]
+    stories, _, _, entries = stories_of(events)
+    by_job = {s.job_id: s for s in stories}
+    second = str(story.JOB_ID + 1)
+    theirs = seq_of(entries, find(events, "attestation.signed", 0))
+    step = _attestation_step(by_job[second])
+    assert not step.present and step.seqs == () and step.other_builds == (theirs,)
+    assert step.detail.startswith("no event found for this step") and f"job {story.JOB_ID}" in step.detail
+    assert [f.id for f in by_job[second].findings] == [f"custody-missing:attestation_stored:job-{second}"]
+    assert _attestation_step(by_job[str(story.JOB_ID)]).seqs == (theirs,)
+    assessment = evaluate(as_entries(events), as_of=AS_OF, origin="t")
+    assert assessment.control("au-10").status == NOT_SATISFIED
+    assert assessment.control("si-7").status == SATISFIED  # the artifact itself is attested: not a custody matter
+
+
+def test_attestation_naming_only_a_run_goes_to_that_runs_build() -> None:
+    """A provenance whose invocation names a run but no job (slsa-github-generator's
+    ``…/actions/runs/<run>/attempts/1``) is the attestation of that run's build, not of another run's
+    build of the same digest; one that names no build at all is still used, labelled, by digest."""
+    events = _two_builds_of_one_digest()
+    for i in (0, 1):
+        att = find(events, "attestation.signed", i)
+        att["correlation"] = {"run_id": str(story.RUN_ID + i), "repository": story.REPOSITORY,
+                              "artifact_digest": story.ARTIFACT_DIGEST}
+    stories, _, _, entries = stories_of(events)
+    by_job = {s.job_id: s for s in stories}
+    for i in (0, 1):
+        step = _attestation_step(by_job[str(story.JOB_ID + i)])
+        assert step.present and step.seqs == (seq_of(entries, find(events, "attestation.signed", i)),)
+        assert step.other_builds == (seq_of(entries, find(events, "attestation.signed", 1 - i)),)
+    # one build of a digest, and an attestation naming no job, run or repository: found by digest, said so
+    alone = job_events(0)
+    find(alone, "attestation.signed")["correlation"] = {"artifact_digest": story.ARTIFACT_DIGEST}
+    (only,), _, _, entries = stories_of(alone)
+    step = _attestation_step(only)
+    assert step.present and step.seqs == (seq_of(entries, find(alone, "attestation.signed")),)
+    assert "artifact digest only" in step.detail and step.other_builds == ()
+
+
+def test_control_page_labels_another_builds_attestation() -> None:
+    from bundler import render
+
+    events = _two_builds_of_one_digest()
+    assessment = evaluate(as_entries(events), as_of=AS_OF, origin="t")
+    control = assessment.control("au-10")
+    page = render.render_control(assessment, control, render.BundleFacts("s", "t", 1, "00" * 32, "note"))
+    text = page.replace("&#39;", "'")
+    for i in (0, 1):
+        other = seq_of(as_entries(events), find(events, "attestation.signed", 1 - i))
+        assert f"(another build's, not counted: entries {other})" in text
+        assert f"by another build (job {story.JOB_ID + 1 - i}: entry {other})" in text
+
+
+def test_attestation_of_the_same_digest_from_another_repository_is_another_builds() -> None:
+    """A fork that rebuilt the same digest and attested it (naming only its repository) is another
+    build, even where the digest and its time place the attestation in this job's window."""
+    events = job_events(0)
+    fork = copy.deepcopy(find(events, "attestation.signed"))
+    fork["correlation"] = {"repository": "other-org/fork", "artifact_digest": story.ARTIFACT_DIGEST}
+    fork["resource"] = "s3://fork-bucket/attestations/fork.json"
+    events.append(fork)
+    (only,), _, _, entries = stories_of(events)
+    step = _attestation_step(only)
+    assert step.present and step.seqs == (seq_of(entries, find(events, "attestation.signed", 0)),)
+    assert step.other_builds == (seq_of(entries, fork),) and "repository other-org/fork" in step.detail
