@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -20,6 +20,9 @@ from bundler.model import Assessment
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
 from collector.signing import CheckpointAnchor, NoteSigner, sign_tree_head
+
+if TYPE_CHECKING:
+    from collector.run import BuiltBundle
 
 
 @dataclass(frozen=True)
@@ -149,10 +152,12 @@ def status_tally(assessment: Assessment) -> dict[str, int]:
 
 
 def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id: str,
-                     anchor: CheckpointAnchor | None = None) -> Path:
+                     anchor: CheckpointAnchor | None = None) -> BuiltBundle:
     """``fedledger run --bundle``: a bundle per run under ``[bundle] out_dir`` (default beside the ledger);
-    a checkpoint it signs must extend the run's publish target (*anchor*)."""
+    a checkpoint it signs must extend the run's publish target (*anchor*). Returns the bundle and the
+    URLs its PDF renderer refused, which the run turns into exit 1 as ``fedledger bundle`` does."""
     from collector.commands.ledger_cmds import open_signer
+    from collector.run import BuiltBundle
     from collector.timeutil import format_time
 
     b = config.bundle
@@ -170,4 +175,4 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
             settings=evaluation_settings_from_config(config),
         )
         result, _assessment = make_bundle(ledger, signer, request, anchor=anchor)
-    return Path(result.archive or result.out)
+    return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals))

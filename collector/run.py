@@ -11,6 +11,13 @@ Order of a run, under the per-ledger :class:`~collector.runlock.RunLock`:
 3. the newest checkpoint is published to S3 under Object Lock when asked;
 4. a bundle is built when asked (``--bundle`` or ``[bundle] after_run``).
 
+A failed step (2-4) exits with the code of its error's family
+(:data:`collector.errors.EXIT_CODES`), the code ``fedledger checkpoint`` or
+``fedledger bundle`` would exit with: a refusal to sign (the tree does not extend
+what this key signed or anchored) and a URL the bundle's PDF renderer refused are
+1, an unreachable KMS, key file or bucket is 3. When several things failed, 1 wins
+(tampering was detected, and retrying will not clear it), else the highest code.
+
 A killed run loses at most its uncommitted batch: a re-run resumes from the cursors
 and ends with the same entries and root as an uninterrupted run (given the same
 ``--as-of``, which is the ``observed`` time written into entries).
@@ -48,7 +55,8 @@ from typing import IO, Any
 import orjson
 
 from collector.config import FedledgerConfig, SourceConfig
-from collector.errors import FedledgerError, IntegrityError, SourceUnavailable, UsageError
+from collector.errors import (EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, FedledgerError, IntegrityError, SourceUnavailable,
+                              UsageError, exit_code_for)
 from collector.evidence import Source, SourceItem
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
 from collector.ledger import CONFLICT_REASON, Ledger, StoredCheckpoint
@@ -137,9 +145,19 @@ SOURCE_FACTORIES: dict[str, SourceFactory | str] = {
     "attestations": "collector.sources.attestations:build_sources",
 }
 
-# Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id, anchor) -> path of the bundle;
+# Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id, anchor) -> BuiltBundle;
 # *anchor* is the publish target (or None), which the bundle's own signing must also extend.
 BUNDLE_HOOK = "bundler.make_bundle:bundle_after_run"
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    """What the bundle hook made: the bundle (archive, else folder) and the URLs its PDF renderer
+    refused, as (page, URL) pairs. A refusal fails the run's bundle step with exit 1, as
+    ``fedledger bundle`` exits 1; the bundle itself is complete and signed either way."""
+
+    path: Path
+    refusals: tuple[tuple[str, str], ...] = ()
 
 
 def _import_target(target: str, what: str) -> Callable[..., Any]:
@@ -220,7 +238,8 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
     if event == "step.failed":
         return f"  {f['step']}: FAILED ({f['error']}): {f['message']}"
     if event == "bundle":
-        return f"  bundle: {f['path']}"
+        refused = f.get("refused_urls") or ()
+        return f"  bundle: {f['path']}" + (f" ({len(refused)} URL(s) refused by the PDF renderer)" if refused else "")
     if event == "run.end":
         return f"run {'ok' if f['exit_code'] == 0 else 'FAILED'} in {f['duration_s']:.1f}s"
     return f"  {event}: " + ", ".join(f"{k}={v}" for k, v in f.items())
@@ -270,6 +289,20 @@ def _counts(summary: IngestSummary) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class StepFailure:
+    """A step (checkpoint, publish, bundle) that failed: its error family decides its exit code."""
+
+    step: str
+    error: str  # the exception's class name, e.g. IntegrityError
+    message: str  # one line, no secret (FedledgerError messages carry evidence, never secrets)
+    exit_code: int
+
+    @staticmethod
+    def of(step: str, exc: FedledgerError) -> StepFailure:
+        return StepFailure(step, type(exc).__name__, str(exc), exit_code_for(exc))
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -280,7 +313,8 @@ class RunResult:
     checkpoint_new: bool = False
     published: dict[str, Any] | None = None
     bundle: str | None = None
-    failed_steps: list[tuple[str, str]] = field(default_factory=list)
+    bundle_refusals: tuple[tuple[str, str], ...] = ()
+    failed_steps: list[StepFailure] = field(default_factory=list)
     took_over: LockHolder | None = None
     duration_s: float = 0.0
 
@@ -290,7 +324,12 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 3 if self.failed_sources or self.failed_steps else 0
+        """0; else 1 when any step found an integrity failure, else the highest code of what failed
+        (a failed source counts 3, as docs/scheduling.md says, whatever made it fail)."""
+        codes = [EXIT_UNAVAILABLE for _ in self.failed_sources] + [f.exit_code for f in self.failed_steps]
+        if not codes:
+            return EXIT_OK
+        return EXIT_FAILED if EXIT_FAILED in codes else max(codes)
 
     def to_json(self) -> dict[str, Any]:
         cp = self.checkpoint
@@ -302,11 +341,13 @@ class RunResult:
             "exit_code": self.exit_code,
             "sources": [o.to_json() for o in self.outcomes],
             "failed_sources": self.failed_sources,
-            "failed_steps": [{"step": s, "message": m} for s, m in self.failed_steps],
+            "failed_steps": [{"step": f.step, "error": f.error, "exit_code": f.exit_code, "message": f.message}
+                             for f in self.failed_steps],
             "checkpoint": None if cp is None else {"size": cp.size, "root": cp.root.hex(), "new": self.checkpoint_new,
                                                     "note": cp.note},
             "published": self.published,
             "bundle": self.bundle,
+            "bundle_refused_urls": [{"page": page, "url": url} for page, url in self.bundle_refusals],
             "took_over_stale_lock": None if self.took_over is None else self.took_over.describe(),
             "duration_s": round(self.duration_s, 3),
         }
@@ -315,8 +356,10 @@ class RunResult:
         parts = []
         if self.failed_sources:
             parts.append(f"{len(self.failed_sources)} source(s) failed: {', '.join(self.failed_sources)}")
-        for step, _ in self.failed_steps:
-            parts.append(f"{step} failed")
+        for failure in self.failed_steps:
+            # an integrity failure is what the operator must act on: say it here, not only in the log
+            parts.append(f"{failure.step}: {failure.message}" if failure.exit_code == EXIT_FAILED
+                         else f"{failure.step} failed")
         return "; ".join(parts)
 
 
@@ -340,6 +383,7 @@ def append_journal(ledger_path: Path | str, result: RunResult) -> None:
         "exit_code": result.exit_code,
         "sources": {o.name: {"ok": o.ok, "error": o.error, "source_ids": o.source_ids} for o in result.outcomes},
         "checkpoint_size": result.checkpoint.size if result.checkpoint else None,
+        "failed_steps": [{"step": f.step, "error": f.error, "exit_code": f.exit_code} for f in result.failed_steps],
     }
     with open(journal_path_for(ledger_path), "ab") as handle:
         handle.write(orjson.dumps(doc) + b"\n")
@@ -459,9 +503,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
             except FedledgerError as exc:
                 result.checkpoint, result.checkpoint_new = ledger.latest_checkpoint(), False
-                result.failed_steps.append(("checkpoint", str(exc)))
-                log.emit("step.failed", step="checkpoint", error=type(exc).__name__, message=str(exc),
-                         ledger_size=ledger.size)
+                _fail_step(result, log, "checkpoint", exc, ledger_size=ledger.size)
             origin, final_size = ledger.origin, ledger.size
         if publish_url and result.checkpoint is not None:
             days = request.publish_retention_days or config.publish_retention_days
@@ -470,25 +512,43 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 event = "publish" if result.published.get("written") else "publish.skipped"
                 log.emit(event, **result.published)
             except FedledgerError as exc:
-                result.failed_steps.append(("publish", str(exc)))
-                log.emit("step.failed", step="publish", error=type(exc).__name__, message=str(exc))
+                _fail_step(result, log, "publish", exc)
         if request.build_bundle:
             try:
                 hook = _import_target(BUNDLE_HOOK, "the bundle step")
-                path = hook(config, ledger_path, as_of=as_of, run_id=run_id, anchor=anchor)
-                result.bundle = str(path)
-                log.emit("bundle", path=str(path))
+                built: BuiltBundle = hook(config, ledger_path, as_of=as_of, run_id=run_id, anchor=anchor)
+                result.bundle, result.bundle_refusals = str(built.path), built.refusals
+                refused = [{"page": page, "url": url} for page, url in built.refusals]
+                log.emit("bundle", path=result.bundle, **({"refused_urls": refused} if refused else {}))
+                if built.refusals:
+                    raise refused_urls_error(built.refusals)
             except FedledgerError as exc:
-                result.failed_steps.append(("bundle", str(exc)))
-                log.emit("step.failed", step="bundle", error=type(exc).__name__, message=str(exc))
+                _fail_step(result, log, "bundle", exc)
         result.duration_s = time.monotonic() - started
         append_journal(ledger_path, result)
         log.emit("run.end", exit_code=result.exit_code, failed_sources=result.failed_sources,
-                 failed_steps=[s for s, _ in result.failed_steps], duration_s=round(result.duration_s, 3),
+                 failed_steps=[f.step for f in result.failed_steps], duration_s=round(result.duration_s, 3),
                  ledger_size=final_size)
     finally:
         lock.release()
     return result
+
+
+def _fail_step(result: RunResult, log: RunLog, step: str, exc: FedledgerError, **fields: Any) -> None:
+    failure = StepFailure.of(step, exc)
+    result.failed_steps.append(failure)
+    log.emit("step.failed", step=step, error=failure.error, exit_code=failure.exit_code, message=failure.message,
+             **fields)
+
+
+def refused_urls_error(refusals: Sequence[tuple[str, str]]) -> IntegrityError:
+    """One line for URLs a bundle's PDF renderer refused: nothing was fetched, but the report templates
+    reference no URL outside the package's assets, so a page held markup it should not (docs/bundle.md)."""
+    page, url = refusals[0]
+    more = f" and {len(refusals) - 1} more" if len(refusals) > 1 else ""
+    return IntegrityError(f"the PDF renderer refused {len(refusals)} URL(s) and fetched nothing; the report templates "
+                          f"reference none, so evidence or a template put markup into these pages (listed in the "
+                          f"bundle's verification transcript): {page}: {ascii(url)}{more}")
 
 
 def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> SourceOutcome:

@@ -86,6 +86,49 @@ def manual_source(name: str, location: str, cadence: str | None = "ksi-7d") -> s
     return text + "\n"
 
 
+def rewrite_history(ws: Workspace, *, rewrite: int | None = None, keep: int | None = None,
+                    delete_checkpoints: bool = True) -> None:
+    """What someone who can write the ledger file but holds no key does: rewrite entry *rewrite*
+    and/or cut the ledger to *keep* entries, re-hash the chain, the stored leaves and the stored
+    Merkle nodes so the file is consistent again, and (*delete_checkpoints*) delete every checkpoint
+    row, so the signer's own check (the newest checkpoint it signed in the ledger) finds nothing to
+    hold to. With the checkpoint rows kept, that check is what refuses to sign."""
+    import orjson
+
+    from collector import merkle
+    from collector.canonical import canonical_bytes
+
+    conn = sqlite3.connect(ws.ledger)
+    bodies = [bytes(b) for (b,) in conn.execute("SELECT body FROM entries ORDER BY seq")]
+    if keep is not None:
+        bodies = bodies[:keep]
+    if rewrite is not None:
+        doc = orjson.loads(bodies[rewrite])
+        doc["event"]["actor"] = "mallory@example.gov"
+        bodies[rewrite] = canonical_bytes(doc)
+        for i in range(rewrite + 1, len(bodies)):
+            doc = orjson.loads(bodies[i])
+            doc["prev"] = merkle.leaf_hash(bodies[i - 1]).hex()
+            bodies[i] = canonical_bytes(doc)
+    rows = {seq: row for seq, *row in conn.execute("SELECT seq, raw_object, raw_offset, raw_size FROM entries")}
+    conn.execute("DELETE FROM entries")
+    conn.execute("DELETE FROM nodes")
+    if delete_checkpoints:
+        conn.execute("DELETE FROM checkpoints")
+
+    def keep_node(level: int, idx: int, node: bytes) -> None:
+        if level >= 6:  # NODE_MIN_LEVEL
+            conn.execute("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", (level, idx, node))
+
+    compact = merkle.CompactRange(on_node=keep_node)
+    for seq, body in enumerate(bodies):
+        conn.execute("INSERT INTO entries(seq, leaf, body, raw_object, raw_offset, raw_size) VALUES (?, ?, ?, ?, ?, ?)",
+                     (seq, merkle.leaf_hash(body), body, *rows[seq]))
+        compact.append(merkle.leaf_hash(body))
+    conn.commit()
+    conn.close()
+
+
 def ledger_contents(path: Path) -> tuple[list[bytes], bytes]:
     """Every entry's stored bytes and the root, for comparing two ledgers."""
     from collector.ledger import Ledger

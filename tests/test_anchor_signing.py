@@ -4,8 +4,9 @@
 key signed in the ledger; whoever can write the ledger can delete those rows. So when checkpoints
 are anchored in S3, `run` (and the bundle it builds, `fedledger bundle --config` with a
 `[publish]` target, and `fedledger checkpoint --config`/`--anchor`) also require the new tree to extend the newest checkpoint this key anchored
-there, by a consistency proof; an anchor that cannot be read fails the step (exit 3) and nothing
-is signed.
+there, by a consistency proof. A refusal is a detected integrity problem: `run` exits 1, as
+`fedledger checkpoint` and `fedledger bundle` do; an anchor that cannot be read fails the step
+(exit 3) and nothing is signed.
 """
 
 from __future__ import annotations
@@ -16,11 +17,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
-import orjson
 import pytest
 
-from collector import merkle
-from collector.canonical import canonical_bytes
 from collector.checkpoint import Checkpoint
 from collector.checkpoint_fetch import S3CheckpointAnchor
 from collector.checkpoint_publish import publish_checkpoint
@@ -28,7 +26,7 @@ from collector.errors import IntegrityError, SourceUnavailable
 from collector.signing import FileSigner, load_file_signer
 from tests.ledger_fixtures import fixed_ed25519
 from tests.moto_server import _free_port
-from tests.ops_workspace import AS_OF, ORIGIN, Workspace, make_workspace, manual_source, write_events
+from tests.ops_workspace import AS_OF, ORIGIN, Workspace, make_workspace, manual_source, rewrite_history, write_events
 
 REGION = "us-east-1"
 
@@ -66,41 +64,6 @@ def _checkpoint_rows(ws: Workspace) -> int:
         conn.close()
 
 
-def _attack(ws: Workspace, *, rewrite: int | None = None, keep: int | None = None) -> None:
-    """What someone who can write the ledger file but holds no key does: rewrite entry *rewrite*
-    and/or cut the ledger to *keep* entries, re-hash the chain, the stored leaves and the stored
-    Merkle nodes so the file is consistent again, and delete every checkpoint row, so the
-    signer's own check (the newest checkpoint it signed in the ledger) finds nothing to hold to."""
-    conn = sqlite3.connect(ws.ledger)
-    bodies = [bytes(b) for (b,) in conn.execute("SELECT body FROM entries ORDER BY seq")]
-    if keep is not None:
-        bodies = bodies[:keep]
-    if rewrite is not None:
-        doc = orjson.loads(bodies[rewrite])
-        doc["event"]["actor"] = "mallory@example.gov"
-        bodies[rewrite] = canonical_bytes(doc)
-        for i in range(rewrite + 1, len(bodies)):
-            doc = orjson.loads(bodies[i])
-            doc["prev"] = merkle.leaf_hash(bodies[i - 1]).hex()
-            bodies[i] = canonical_bytes(doc)
-    rows = {seq: row for seq, *row in conn.execute("SELECT seq, raw_object, raw_offset, raw_size FROM entries")}
-    conn.execute("DELETE FROM entries")
-    conn.execute("DELETE FROM nodes")
-    conn.execute("DELETE FROM checkpoints")
-
-    def keep_node(level: int, idx: int, node: bytes) -> None:
-        if level >= 6:  # NODE_MIN_LEVEL
-            conn.execute("INSERT INTO nodes(level, idx, hash) VALUES (?, ?, ?)", (level, idx, node))
-
-    compact = merkle.CompactRange(on_node=keep_node)
-    for seq, body in enumerate(bodies):
-        conn.execute("INSERT INTO entries(seq, leaf, body, raw_object, raw_offset, raw_size) VALUES (?, ?, ?, ?, ?, ?)",
-                     (seq, merkle.leaf_hash(body), body, *rows[seq]))
-        compact.append(merkle.leaf_hash(body))
-    conn.commit()
-    conn.close()
-
-
 def _more_events(events: Path, count: int) -> None:
     with open(events, "a", encoding="utf-8") as handle:
         for i in range(count):
@@ -119,10 +82,12 @@ def test_run_refuses_to_sign_a_rewritten_history_that_the_anchor_contradicts(tmp
     anchored = _anchored(s3, bucket)
     assert len(anchored) == 1 and ".000000000050." in anchored[0]
 
-    _attack(ws, rewrite=5)
+    rewrite_history(ws, rewrite=5)
     _more_events(events, 10)
     second = _run(ws)
-    assert second.exit_code == 3, second.stdout + second.stderr
+    assert second.exit_code == 1, second.stdout + second.stderr  # tampering, not an unavailable service
+    (step,) = json.loads(second.stdout)["failed_steps"]
+    assert step["step"] == "checkpoint" and step["error"] == "IntegrityError" and step["exit_code"] == 1
     message = _failed_steps(second)["checkpoint"]
     assert message.startswith("refusing to sign size 60: it does not extend the checkpoint this key anchored at "
                               f"s3://{bucket}/{anchored[0]} (size 50, root "), message
@@ -135,9 +100,9 @@ def test_run_refuses_a_rewritten_history_of_the_anchored_size(tmp_path: Path, s3
     bucket = _bucket(s3, "anchor-same-size")
     ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
     assert _run(ws).exit_code == 0
-    _attack(ws, rewrite=49)
+    rewrite_history(ws, rewrite=49)
     second = _run(ws)
-    assert second.exit_code == 3
+    assert second.exit_code == 1
     assert "refusing to sign size 50: it does not extend the checkpoint this key anchored" in _failed_steps(second)["checkpoint"]
     assert _checkpoint_rows(ws) == 0
 
@@ -146,9 +111,9 @@ def test_run_refuses_to_sign_a_ledger_cut_below_the_anchor(tmp_path: Path, s3, m
     bucket = _bucket(s3, "anchor-cut")
     ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
     assert _run(ws).exit_code == 0
-    _attack(ws, keep=30)
+    rewrite_history(ws, keep=30)
     second = _run(ws)
-    assert second.exit_code == 3
+    assert second.exit_code == 1
     message = _failed_steps(second)["checkpoint"]
     assert message.startswith(f"refusing to sign size 30: this key signed size 50 in the checkpoint anchored at s3://{bucket}/"), message
     assert _checkpoint_rows(ws) == 0
@@ -160,9 +125,9 @@ def test_run_with_a_bundle_does_not_sign_through_the_bundle_step(tmp_path: Path,
     bucket = _bucket(s3, "anchor-bundle")
     ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
     assert _run(ws).exit_code == 0
-    _attack(ws, rewrite=5)
+    rewrite_history(ws, rewrite=5)
     second = _run(ws, "--bundle")
-    assert second.exit_code == 3
+    assert second.exit_code == 1
     steps = _failed_steps(second)
     assert "refusing to sign" in steps["checkpoint"] and "refusing to sign" in steps["bundle"], steps
     assert _checkpoint_rows(ws) == 0
@@ -172,7 +137,7 @@ def test_bundle_with_a_publish_target_refuses_like_checkpoint_does(tmp_path: Pat
     bucket = _bucket(s3, "anchor-bundle-cmd")
     ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
     assert _run(ws).exit_code == 0
-    _attack(ws, rewrite=5)
+    rewrite_history(ws, rewrite=5)
     result = ws.cli("--ledger", str(ws.ledger), "--as-of", AS_OF, "bundle", "--out", str(tmp_path / "b"),
                     "--config", str(ws.config))
     assert result.exit_code == 1, result.output  # as `fedledger checkpoint` refusing to sign
@@ -273,7 +238,7 @@ def test_checkpoint_command_checks_the_anchor_from_the_config_or_given(tmp_path:
     bucket = _bucket(s3, "anchor-checkpoint-cmd")
     ws, _events = _workspace(tmp_path, moto_endpoint, bucket)
     assert _run(ws).exit_code == 0
-    _attack(ws, rewrite=5)
+    rewrite_history(ws, rewrite=5)
     by_config = _checkpoint_cmd(ws, "--config", str(ws.config))
     assert by_config.exit_code == 1, by_config.output
     assert "refusing to sign size 50: it does not extend the checkpoint this key anchored at " \

@@ -101,3 +101,36 @@ def test_bundle_command_warns_and_exits_1_on_a_refused_url(ledger_dir: Path, mon
     assert doc["refused_urls"] == [{"page": "controls/AU-2.pdf", "url": "file:///etc/passwd"}]
     assert "WARNING" in result.stderr and "controls/AU-2.pdf" in result.stderr
     assert (ledger_dir / "out" / "MANIFEST.sig").exists()  # the bundle is complete and signed all the same
+
+
+def test_run_bundle_exits_1_and_logs_a_refused_url_like_the_bundle_command(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fedledger run --bundle` builds the same bundle as `fedledger bundle`; a URL its PDF renderer
+    refused fails the run's bundle step with the bundle command's exit code (1), logged, while the
+    bundle stays complete and signed and what the sources collected stays committed."""
+    from tests.ops_workspace import AS_OF, make_workspace, manual_source, write_events
+
+    write_events(tmp_path / "a.jsonl", 5)
+    ws = make_workspace(tmp_path / "ws", manual_source("reviews", str(tmp_path / "a.jsonl")),
+                        extra_toml='[bundle]\ncontrols = ["AU-2", "IA-5"]\n')
+    _inject_into_control(monkeypatch, "AU-2")
+    log = tmp_path / "run.log"
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--bundle", "--format", "json",
+                    "--log-file", str(log))
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == 1 and doc["failed_sources"] == [] and doc["checkpoint"]["size"] == 5
+    bundle = Path(doc["bundle"])
+    assert (bundle / "MANIFEST.sig").exists()  # complete and signed all the same
+    assert doc["bundle_refused_urls"] == [{"page": "controls/AU-2.pdf", "url": "file:///etc/passwd"}]
+    (step,) = doc["failed_steps"]
+    assert step["step"] == "bundle" and step["exit_code"] == 1 and step["error"] == "IntegrityError"
+    assert step["message"].startswith("the PDF renderer refused 1 URL(s) and fetched nothing"), step
+    assert "controls/AU-2.pdf" in step["message"] and "\n" not in step["message"]
+    assert "error: bundle: the PDF renderer refused 1 URL(s)" in result.stderr
+    logged = [json.loads(line) for line in log.read_text().splitlines()]
+    (built,) = [e for e in logged if e["event"] == "bundle"]
+    assert built["path"] == str(bundle) and built["refused_urls"] == doc["bundle_refused_urls"]
+    assert [(e["step"], e["exit_code"]) for e in logged if e["event"] == "step.failed"] == [("bundle", 1)]
+    assert logged[-1]["event"] == "run.end" and logged[-1]["exit_code"] == 1
+    assert logged[-1]["failed_steps"] == ["bundle"]

@@ -16,7 +16,8 @@ from collector.config import SourceConfig
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
 from collector.run import PlannedCollection, RunContext, resolve_factory
-from tests.ops_workspace import AS_OF, ORIGIN, ledger_contents, make_workspace, manual_source, write_events
+from tests.ops_workspace import (AS_OF, ORIGIN, ledger_contents, make_workspace, manual_source, rewrite_history,
+                                 write_events)
 
 
 def log_events(path: Path) -> list[dict]:
@@ -341,6 +342,41 @@ def test_an_unusable_signer_fails_the_checkpoint_step_and_the_run_still_ends_log
     assert events[-1]["exit_code"] == 3 and events[-1]["failed_steps"] == ["checkpoint"]
     journal = [json.loads(line) for line in (ws.ledger.parent / "fedledger.db.runs.jsonl").read_text().splitlines()]
     assert journal[-1]["exit_code"] == 3 and journal[-1]["sources"]["a"]["ok"] is True
+
+
+def test_a_refusal_to_sign_fails_the_run_with_exit_1_like_checkpoint_does(tmp_path: Path) -> None:
+    """A signer that refuses (the tree does not extend the checkpoint this key signed) found tampering:
+    exit 1 (verification failure), as `fedledger checkpoint` does, not 3 (unavailable, retry later).
+    It outranks a source that could not be read in the same run; the log and the journal say both."""
+    events = write_events(tmp_path / "a.jsonl", 50)
+    ws = make_workspace(tmp_path, manual_source("a", "a.jsonl") + manual_source("gone", "gone/"))
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--source", "a").exit_code == 0
+    rewrite_history(ws, rewrite=5, delete_checkpoints=False)  # the ledger's own checkpoint now contradicts it
+    with open(events, "a") as handle:
+        handle.write('{"time":"2026-01-20T23:00:00Z","kind":"manual.review","n":"late"}\n')
+    log = tmp_path / "run.log"
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--format", "json", "--log-file", str(log))
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == 1 and doc["failed_sources"] == ["gone"]
+    (step,) = doc["failed_steps"]
+    assert step["step"] == "checkpoint" and step["error"] == "IntegrityError" and step["exit_code"] == 1
+    assert step["message"].startswith("refusing to sign: entries 0..49 now hash to "), step
+    assert "error: 1 source(s) failed: gone; checkpoint: refusing to sign: entries 0..49 now hash to " in result.stderr
+    assert ws.size() == 51  # collected and kept; nothing signed over the rewritten history
+    with Ledger.open(ws.ledger) as ledger:
+        assert [cp.size for cp in ledger.checkpoints()] == [50]
+    logged = log_events(log)
+    failed = [e for e in logged if e["event"] == "step.failed"]
+    assert [(e["step"], e["error"], e["exit_code"]) for e in failed] == [("checkpoint", "IntegrityError", 1)]
+    assert logged[-1]["event"] == "run.end" and logged[-1]["exit_code"] == 1
+    assert logged[-1]["failed_steps"] == ["checkpoint"] and logged[-1]["failed_sources"] == ["gone"]
+    journal = [json.loads(line) for line in (ws.ledger.parent / "fedledger.db.runs.jsonl").read_text().splitlines()]
+    assert journal[-1]["exit_code"] == 1
+    assert journal[-1]["failed_steps"] == [{"step": "checkpoint", "error": "IntegrityError", "exit_code": 1}]
+    # the same ledger, signed by hand, is refused with the same code
+    by_hand = ws.cli("--ledger", str(ws.ledger), "checkpoint")
+    assert by_hand.exit_code == 1 and "refusing to sign: entries 0..49" in by_hand.stderr
 
 
 def test_a_log_file_that_cannot_be_opened_is_a_usage_error_not_a_bug(tmp_path: Path) -> None:
