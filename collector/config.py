@@ -304,8 +304,12 @@ class _Reader:
             return None
         return value
 
-    def integer(self, key: str, *, required: bool = False, minimum: int = 0) -> int | None:
+    def integer(self, key: str, *, required: bool = False, minimum: int = 0, maximum: int | None = None) -> int | None:
         value = self._get(key, (int,), "an integer", required)
+        if value is not None and maximum is not None and not minimum <= value <= maximum:
+            self.ctx.problem(self.path + (key,), f"{dotted(self.path + (key,))} must be between {minimum} and "
+                                                 f"{maximum}, not {value}")
+            return None
         if value is not None and value < minimum:
             self.ctx.problem(self.path + (key,), f"{dotted(self.path + (key,))} must be at least {minimum}")
             return None
@@ -421,6 +425,10 @@ def _scan_inline_secrets(doc: Any, path: KeyPath, ctx: _Context) -> None:
 # Value: the expected type of each kind-specific option. The lead extends this table when a
 # collector needs a new option; an option not listed here is an "unknown key" error.
 COMMON_SOURCE_KEYS = ("name", "kind", "location", "locations", "cadence", "enabled")
+# Integer options with an upper bound: (kind, key) -> maximum. A CI source's `leeway` decides whether
+# a token used before its iat (or after its exp) verifies: collector.oidc.MAX_LEEWAY_SECONDS, as
+# `collect ci --leeway` (tests/test_ci_oidc.py pins the two equal).
+INT_MAXIMA: Mapping[tuple[str, str], int] = MappingProxyType({("ci", "leeway"): 600})
 KIND_KEYS: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
         # Named after the options of `fedledger collect <kind>` so a factory maps them 1:1.
@@ -500,7 +508,7 @@ def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) ->
             elif typ == "bool":
                 value = reader.boolean(key)
             elif typ == "int":
-                value = reader.integer(key)
+                value = reader.integer(key, maximum=INT_MAXIMA.get((kind, key)))
             elif typ == "cadence":
                 text = reader.text(key)
                 value = None

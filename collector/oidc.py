@@ -11,7 +11,8 @@ What is verified: the JWS signature with a key from the JWKS chosen by ``kid``
 (asymmetric algorithms only: ``none`` and HMAC algorithms are refused, so a public
 key can never be used as an HMAC secret), ``iss`` in the allowed issuers, ``aud``
 in the allowed audiences, ``exp`` > event time and ``nbf`` / ``iat`` <= event time
-(with an explicit leeway, default 0). The time claims are RFC 7519 NumericDates: an
+(with an explicit leeway, default 0, at most :data:`MAX_LEEWAY_SECONDS`: a token used
+before it was issued, by more than the leeway, never verifies). The time claims are RFC 7519 NumericDates: an
 integer or a finite fractional number of seconds, compared exactly with the event
 time (to its microsecond); booleans, strings, NaN and infinities are refused. What
 is not verified: that the JWKS itself is the issuer's current key set (the caller
@@ -42,6 +43,10 @@ from collector.timeutil import format_time
 
 #: Asymmetric JWS algorithms a CI issuer uses. HS*/none are never accepted.
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+#: The largest clock leeway for exp/nbf/iat (``collect ci --leeway``, a CI source's ``leeway``).
+#: Beyond it a token used well before it was issued, or long after it expired, would verify.
+MAX_LEEWAY_SECONDS = 600
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GITLAB_ISSUER = "https://gitlab.com"
@@ -141,6 +146,9 @@ def verify_id_token(
     """
     if at.tzinfo is None:
         raise ValueError("at must be an aware datetime (UTC)")
+    if isinstance(leeway_seconds, bool) or not isinstance(leeway_seconds, int) \
+            or not 0 <= leeway_seconds <= MAX_LEEWAY_SECONDS:
+        raise ValueError(f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds, not {leeway_seconds!r}")
     token = token.strip()
     digest = token_sha256(token)
     issuers = tuple(issuers)

@@ -262,3 +262,107 @@ def test_fractional_times_reach_the_event_as_text_never_as_floats(jwks: TrustedJ
     assert bare.event["time"] == "2026-11-20T14:00:26Z" == bare.event["attrs"]["issued_at"]
     assert bare.event["attrs"]["time_source"] == "iat" and bare.event["attrs"]["verified"] is True
     canonical_bytes(bare.event)
+
+
+# -- used before it was issued: collector and evaluation agree -------------------------------------
+
+
+def _token_record(jwks: TrustedJwks, tok: str, extra: dict[str, Any], leeway: int = 0):  # type: ignore[no-untyped-def]
+    from collector.sources.ci import CiOptions, record_for
+
+    options = CiOptions(jwks=jwks, audiences=(AUDIENCE,), issuers=(ISSUER,), leeway_seconds=leeway)
+    line = json.dumps({"event_type": "ci.oidc_token", "token": tok, "job_id": "42", **extra}).encode()
+    return record_for(line, "t.jsonl", 1, options)
+
+
+def test_a_time_of_use_of_zero_is_a_time_not_a_missing_one(jwks: TrustedJwks) -> None:
+    """`"time": 0` (epoch 0) is a time of use decades before the token was issued. It was taken for
+    "no time given" (falsy) and the token was evaluated at its own iat, where it verified."""
+    tok = token(nbf=None)
+    for key in ("time", "timestamp"):
+        rec = _token_record(jwks, tok, {key: 0})
+        assert rec.reason is None and rec.event is not None
+        attrs = rec.event["attrs"]
+        assert rec.event["time"] == "1970-01-01T00:00:00Z" and attrs["time_source"] == "event"
+        assert attrs["verified"] is False and attrs["signature_valid"] is True
+        assert attrs["verification_error"] == "issued at 2026-11-20T14:00:25Z, after its use at 1970-01-01T00:00:00Z"
+        assert rec.event["outcome"]["status"] == "failure"
+
+
+@pytest.mark.parametrize("value", [False, True, 0.0, 1795183527.0, [], {}, ["2026-11-20T14:00:27Z"]])
+def test_a_time_of_use_that_is_not_a_time_is_quarantined_not_replaced_by_iat(jwks: TrustedJwks, value: Any) -> None:
+    rec = _token_record(jwks, token(), {"time": value})
+    assert rec.reason == "bad-time" and rec.event is None
+
+
+def test_no_time_of_use_still_evaluates_at_iat(jwks: TrustedJwks) -> None:
+    for extra in ({}, {"time": None}, {"time": ""}):
+        rec = _token_record(jwks, token(), extra)
+        assert rec.event is not None and rec.event["attrs"]["time_source"] == "iat", extra
+
+
+def test_the_leeway_is_bounded_and_recorded(jwks: TrustedJwks) -> None:
+    """The leeway decides `verified` for a token used before its iat: it is bounded everywhere
+    (0..600 s, as `collect ci --leeway`) and recorded in the entry, so the verdict can be re-judged."""
+    from collector.config import INT_MAXIMA
+    from collector.oidc import MAX_LEEWAY_SECONDS
+
+    assert MAX_LEEWAY_SECONDS == 600 == INT_MAXIMA[("ci", "leeway")]
+    early = token(nbf=None, iat=IAT + 30)  # used 28 s before it was issued
+    within = _token_record(jwks, early, {"time": "2026-11-20T14:00:27Z"}, leeway=60)
+    assert within.event is not None and within.event["attrs"]["verified"] is True
+    assert within.event["attrs"]["leeway_s"] == 60
+    exact = _token_record(jwks, early, {"time": "2026-11-20T14:00:27Z"})
+    assert exact.event is not None and exact.event["attrs"]["verified"] is False
+    assert exact.event["attrs"]["leeway_s"] == 0
+    assert (exact.event["attrs"]["verification_error"]
+            == "issued at 2026-11-20T14:00:55Z, after its use at 2026-11-20T14:00:27Z")
+    for bad in (-1, MAX_LEEWAY_SECONDS + 1, 86400):
+        with pytest.raises(ValueError, match="leeway"):
+            verify(early, jwks, leeway_seconds=bad)
+
+
+@pytest.mark.parametrize("leeway", ["-1", "601", "86400"])
+def test_a_config_leeway_outside_the_bound_is_a_config_error_with_its_line(leeway: str) -> None:
+    from collector.config import ConfigInvalid, parse_config
+
+    text = ('[ledger]\npath = "l.db"\norigin = "example.gov/x"\n\n[[sources]]\nname = "ci"\nkind = "ci"\n'
+            f'locations = ["ci/"]\naudiences = ["sts.amazonaws.com"]\nleeway = {leeway}\n')
+    with pytest.raises(ConfigInvalid) as info:
+        parse_config(text, Path("/etc/fedledger/fedledger.toml"))
+    (problem,) = info.value.problems
+    assert problem == f"/etc/fedledger/fedledger.toml:10: sources[0].leeway must be between 0 and 600, not {leeway}"
+
+
+def _workload_findings(event: dict[str, Any]) -> list[Any]:
+    from bundler.evaluate import evaluate
+    from tests.synthetic_jobs import as_entries
+
+    assessment = evaluate(as_entries([event]), as_of="2026-11-21T00:00:00Z", origin="test.example/ledger")
+    check = next(c for c in assessment.checks if c.check == "workload-identity")
+    return list(check.findings)
+
+
+# Event times around iat = IAT + d (integer and fractional), with and without leeway: whatever the
+# collector records, the evaluation reads the same verdict from the entry (verified and its times).
+EDGES = [(d, used, leeway) for d in (0, 0.25, 0.5, 1, 30, 61) for used in (-1, -0.5, 0, 0.000001, 0.5, 0.75, 1, 29, 30)
+         for leeway in (0, 1, 60)]
+
+
+@pytest.mark.parametrize("d,used,leeway", EDGES)
+def test_collector_and_evaluation_agree_on_a_token_used_around_its_iat(jwks: TrustedJwks, d: float, used: float,
+                                                                     leeway: int) -> None:
+    from collector.timeutil import format_time
+
+    tok = token(nbf=None, iat=IAT + d, exp=IAT + 900)
+    at = format_time(at_epoch(IAT + used))
+    rec = _token_record(jwks, tok, {"time": at}, leeway=leeway)
+    assert rec.event is not None
+    attrs = rec.event["attrs"]
+    assert attrs["verified"] is (used + leeway >= d), (attrs["verification_error"], at)
+    findings = _workload_findings(rec.event)
+    if attrs["verified"]:
+        assert findings == [], findings  # nothing in the entry contradicts the verdict
+    else:
+        assert attrs["verification_error"].startswith("issued at ")
+        assert [f.id.split(":")[1] for f in findings] == ["oidc-unverified"], findings

@@ -299,6 +299,60 @@ def test_verified_token_without_its_time_of_use_is_a_low_finding() -> None:
     assert finding.severity == "low" and finding.seqs == (seq_of(entries, token),)
 
 
+def _token_used_at(events: list[dict], used: str, **attrs: object) -> dict:
+    token = find(events, "ci.oidc_token")
+    token["time"] = used
+    token["attrs"].update({"issued_at": "2026-11-20T14:00:55Z", "not_before": None,
+                           "expires": "2026-11-20T14:10:55Z", "verification_error": None, **attrs})
+    return token
+
+
+def _time_findings(assessment: Assessment) -> list:
+    return [f for f in assessment.control("ia-2").findings if f.id.startswith("workload-identity:oidc-time-contradicts")]
+
+
+def test_a_verified_token_whose_own_times_show_use_before_issue_fails() -> None:
+    """The entry is the evidence: `verified` true with a time of use before `issued_at` (beyond the
+    leeway the entry records, 0 when it records none) is not taken on trust. A collector that ran with
+    an unbounded leeway (a fedledger.toml `leeway` of a day) recorded such tokens as verified."""
+    events = complete_story(1)
+    token = _token_used_at(events, "2026-11-20T14:00:25Z", verified=True)
+    assessment, entries = run(events)
+    (finding,) = _time_findings(assessment)
+    assert {"ac-2", "ia-2"} <= failing(assessment)
+    assert finding.severity == "high" and finding.seqs == (seq_of(entries, token),)
+    assert "2026-11-20T14:00:25Z" in finding.description and "issued at 2026-11-20T14:00:55Z" in finding.description
+    assert "leeway 0 s" in finding.description
+    # 30 s early, within the 60 s leeway the collector recorded using: the verdict stands
+    token["attrs"]["leeway_s"] = 60
+    assert _time_findings(run(events)[0]) == []
+    token["attrs"]["leeway_s"] = 29
+    assert len(_time_findings(run(events)[0])) == 1
+
+
+def test_a_verified_token_used_after_expiry_or_before_nbf_by_its_own_times_fails() -> None:
+    events = complete_story(1)
+    token = _token_used_at(events, "2026-11-20T14:10:55Z", verified=True)  # at exp: expired
+    (finding,) = _time_findings(run(events)[0])
+    assert "expires 2026-11-20T14:10:55Z" in finding.description
+    token["time"] = "2026-11-20T14:10:54.999999Z"
+    assert _time_findings(run(events)[0]) == []
+    token["time"], token["attrs"]["not_before"] = "2026-11-20T14:01:00Z", "2026-11-20T14:01:01Z"
+    (finding,) = _time_findings(run(events)[0])
+    assert "not before 2026-11-20T14:01:01Z" in finding.description
+
+
+def test_within_the_rounded_second_the_collectors_exact_verdict_stands() -> None:
+    """Stored times are whole seconds, a fractional iat rounded up (docs/collect-ci.md): a token issued
+    at :54.5 and used at :54.75 is valid, yet its entry says issued_at :55. Only a use a whole second
+    before the stored time is certainly before the claim."""
+    events = complete_story(1)
+    _token_used_at(events, "2026-11-20T14:00:54.750000Z", verified=True)
+    assert _time_findings(run(events)[0]) == []
+    find(events, "ci.oidc_token")["time"] = "2026-11-20T14:00:54Z"
+    assert len(_time_findings(run(events)[0])) == 1
+
+
 def test_root_policy_login_fails() -> None:
     events = complete_story(1)
     find(events, "vault.login")["attrs"]["policies"] = ["root"]

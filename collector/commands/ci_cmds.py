@@ -18,7 +18,7 @@ from collector.errors import UsageError
 from collector.ingest import IngestSummary, ingest
 from collector.ledger import Ledger
 from collector.ledger_open import open_ledger
-from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
+from collector.oidc import DEFAULT_ISSUERS, MAX_LEEWAY_SECONDS, TrustedJwks
 from collector.rotation import rotation_notes
 from collector.sources.ci import FOLDER_SUFFIXES, CiOptions, CiTally, ci_sources, read_webhook_secrets
 
@@ -38,8 +38,8 @@ def build_options(jwks: Path | None, issuer: list[str], audience: list[str], web
     if webhook_secret_file is not None:
         secrets = read_webhook_secrets(_read_input_file(webhook_secret_file, "webhook secret file"),
                                        location=str(webhook_secret_file))
-    if leeway < 0 or leeway > 600:
-        raise UsageError("--leeway must be between 0 and 600 seconds")
+    if leeway < 0 or leeway > MAX_LEEWAY_SECONDS:
+        raise UsageError(f"--leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
     return CiOptions(jwks=trusted, issuers=tuple(issuer) or DEFAULT_ISSUERS, audiences=tuple(audience),
                      webhook_secrets=secrets, leeway_seconds=leeway)
 

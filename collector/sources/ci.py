@@ -78,7 +78,7 @@ import jwt
 import orjson
 
 from collector.canonical import CanonicalizationError, canonical_bytes, parse_json
-from collector.errors import FedledgerError, MalformedInput
+from collector.errors import FedledgerError, MalformedInput, UsageError
 from collector.evidence import CursorMark, Source, SourceItem, SourceRecord
 from collector.ingest import (
     LINE_TOO_LONG,
@@ -104,6 +104,7 @@ from collector.rotation import (
 )
 from collector.oidc import (
     DEFAULT_ISSUERS,
+    MAX_LEEWAY_SECONDS,
     TokenVerification,
     TrustedJwks,
     epoch_to_rfc3339,
@@ -192,13 +193,19 @@ GITLAB_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)\s*(U
 
 @dataclass(frozen=True)
 class CiOptions:
-    """What verification needs: JWKS, allowed issuers/audiences, webhook secrets."""
+    """What verification needs: JWKS, allowed issuers/audiences, webhook secrets, the clock leeway
+    (0..``MAX_LEEWAY_SECONDS``, recorded in each token's entry as ``attrs.leeway_s``)."""
 
     jwks: TrustedJwks | None = None
     issuers: tuple[str, ...] = DEFAULT_ISSUERS
     audiences: tuple[str, ...] = ()
     webhook_secrets: tuple[bytes, ...] = ()
     leeway_seconds: int = 0
+
+    def __post_init__(self) -> None:
+        leeway = self.leeway_seconds
+        if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway <= MAX_LEEWAY_SECONDS:
+            raise UsageError(f"the OIDC leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds, not {leeway!r}")
 
 
 @dataclass
@@ -575,6 +582,20 @@ def _time_text(value: str) -> str:
         return format_time(parse_time(text))
     except MalformedInput:
         raise Quarantine(R_BAD_TIME) from None
+
+
+def _time_of_use(doc: Mapping[str, Any]) -> str | None:
+    """A token event's ``time`` (else ``timestamp``); None only when neither is given (null or "").
+
+    A given value that is not a time is ``bad-time``, never read as "not given": the token would
+    then be evaluated at its own iat and verify however long before its issue it was used (``0``
+    is 1970-01-01, a time like any other)."""
+    given = [v for v in (doc.get("time"), doc.get("timestamp")) if v is not None and v != ""]
+    if not given:
+        return None
+    if any(isinstance(v, bool) for v in given):
+        raise Quarantine(R_BAD_TIME)
+    return _first_time(*given)
 
 
 def _first_time(*values: Any) -> str:
@@ -967,6 +988,7 @@ def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, An
             "key_id": result.key_id, "algorithm": result.algorithm,
             "issued_at": epoch_to_rfc3339(result.issued_at), "not_before": epoch_to_rfc3339(result.not_before),
             "expires": epoch_to_rfc3339(result.expires), "time_source": time_source,
+            "leeway_s": options.leeway_seconds,
             "allowed_audiences": list(options.audiences), "allowed_issuers": list(options.issuers),
         },
     )
@@ -1042,8 +1064,7 @@ def _normalize_record(data: bytes, options: CiOptions, screen: RecordScreen) -> 
         redactor.check_text(given)
         rest = {k: v for k, v in doc.items() if k != "token"}
         rest = redactor.redact(rest)
-        when = _first_time(doc.get("time"), doc.get("timestamp")) if (doc.get("time") or doc.get("timestamp")) else None
-        event = normalize_oidc_token(given, when, rest, options)
+        event = normalize_oidc_token(given, _time_of_use(doc), rest, options)
         raw = {**rest, "token": {**_digest_of(given.strip()), "redacted": "token"}}
         return _finish(event, raw, ["$.token", *redactor.paths])
     keep = frozenset({"input"}) if doc.get("event_type") == "ci.job.policy_decision" else frozenset()
@@ -1410,7 +1431,7 @@ def build_sources(source: Any, context: Any) -> list[Any]:
     ``webhook_secret`` (a file or environment variable, never inline) and ``leeway``.
     A file whose already-read part changed fails the source after its appends.
     """
-    from collector.errors import IntegrityError, UsageError
+    from collector.errors import IntegrityError
     from collector.oidc import DEFAULT_ISSUERS, TrustedJwks
     from collector.run import PlannedCollection
 
