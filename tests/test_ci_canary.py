@@ -113,7 +113,18 @@ def signed_delivery(headers: dict[str, Any], body_doc: dict[str, Any]) -> dict[s
                                                             hashlib.sha256).hexdigest()
     if "X-Gitlab-Token" in fresh:
         fresh["X-Gitlab-Token"] = WEBHOOK_CANARY
-    return {"headers": fresh, "body": body}
+    return distinct_delivery({"headers": fresh, "body": body})
+
+
+def distinct_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
+    """Each planted variant is a delivery of its own: its delivery id gets a suffix from its content
+    (one id with two contents is a replay, quarantined as a conflicting duplicate)."""
+    headers = dict(delivery["headers"])
+    digest = hashlib.sha256(json.dumps(delivery, sort_keys=True).encode()).hexdigest()[:16]
+    for name in ("X-GitHub-Delivery", "X-Gitlab-Event-UUID"):
+        if isinstance(headers.get(name), str):
+            headers[name] = f"{headers[name]}-{digest}"
+    return {**delivery, "headers": headers}
 
 
 def token_variants() -> Iterator[str]:
@@ -155,7 +166,7 @@ def planted_lines() -> Iterator[bytes]:
                 yield json.dumps(signed_delivery(doc["headers"], body_variant)).encode()
             delivery = signed_delivery(doc["headers"], body)
             for header_variant in variants({"headers": delivery["headers"]}):
-                yield json.dumps({**delivery, "headers": header_variant["headers"]}).encode()
+                yield json.dumps(distinct_delivery({**delivery, "headers": header_variant["headers"]})).encode()
             yield json.dumps({**delivery, "note": AI_CANARY, "prompt": AI_CANARY}).encode()
             continue
         if doc.get("event_type") == "ci.oidc_token":

@@ -16,7 +16,7 @@ import typer
 from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
 from collector.errors import UsageError
 from collector.ingest import IngestSummary, ingest
-from collector.ledger import Ledger
+from collector.ledger import CONFLICT_REASON, Ledger
 from collector.ledger_open import open_ledger
 from collector.oidc import DEFAULT_ISSUERS, MAX_LEEWAY_SECONDS, TrustedJwks
 from collector.rotation import rotation_notes
@@ -62,6 +62,9 @@ def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed
     for source in sources:
         summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
                          observed=observed, on_progress=on_progress)
+        for row in summary.notes:  # found by the ledger at commit (a delivery id it already holds): named too
+            if row.reason.startswith(CONFLICT_REASON):
+                tally.note_quarantine(row.location, row.line, row.reason)
         total.add(summary)
     total.size = ledger.size
     return total, tally

@@ -22,9 +22,11 @@ Record shapes
   "X-Hub-Signature-256": "sha256=...", ...}, "body": "<the exact raw request body>"}``
   (or ``"body_base64"`` for bodies that are not text). With ``--webhook-secret-file``
   the body is checked: GitHub ``X-Hub-Signature-256`` = HMAC-SHA256(secret, body
-  bytes), GitLab ``X-Gitlab-Token`` = the secret (constant-time compare). A mismatch
-  is quarantined as ``bad-webhook-signature``, no signature as
-  ``missing-webhook-signature``. Without a secret the delivery is ingested with
+  bytes), GitLab ``X-Gitlab-Token`` = the secret (constant-time compare); each provider's
+  event needs that provider's own proof. A mismatch is quarantined as
+  ``bad-webhook-signature``, no signature (or only the other provider's) as
+  ``missing-webhook-signature``. A delivery is deduplicated by its delivery id, so another
+  body under an id already held is a ``conflicting-duplicate``. Without a secret the delivery is ingested with
   ``attrs.webhook_signature = "not-checked"``.
 * plain payloads: GitHub ``workflow_job`` / ``workflow_run`` and GitLab Job Hook
   (``object_kind: build``) / Pipeline Hook bodies (``attrs.webhook_signature = "absent"``).
@@ -142,6 +144,9 @@ R_MISSING_SIGNATURE = "missing-webhook-signature"
 R_SECRET_IN_RECORD = "secret-in-record"
 R_TOKEN_IN_KEY = "token-in-key"
 
+#: The proof each provider sends with a delivery (what --webhook-secret-file checks).
+PROVIDER_PROOF = {"github": "x-hub-signature-256", "gitlab": "x-gitlab-token"}
+
 #: Delivery headers kept in the stored raw record (lower-case). Everything else is dropped.
 KEPT_HEADERS = (
     "x-github-event", "x-github-delivery", "x-github-hook-id", "x-github-hook-installation-target-id",
@@ -181,7 +186,7 @@ NOT_SECRET_SUFFIX = NOT_CONTENT_SUFFIX | {"ttl", "path", "name", "policy", "poli
                                           "version", "algorithm", "alg", "fingerprint", "prefix", "hint", "present",
                                           "used", "rotated", "created", "arn", "role", "provider", "method", "scope",
                                           "scopes", "renewable", "ttl", "usage"}
-EVENT_TYPE = re.compile(r"^ci\.job\.([a-z][a-z0-9_]{0,62})$")
+EVENT_TYPE = re.compile(r"ci\.job\.([a-z][a-z0-9_]{0,62})")  # fullmatch: "$" would allow a trailing newline
 JOB_KINDS = {"started": "ci.job_started", "queued": "ci.job_queued", "completed": "ci.job_completed"}
 AWS_REGION = re.compile(r"^(?:us|eu|ap|ca|sa|me|af|il|mx)(?:-gov)?-[a-z]+-\d$")
 ISO_SECONDS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -276,6 +281,7 @@ class NormalizedRecord:
     event: dict[str, Any]
     raw: bytes
     source_extra: dict[str, Any]
+    dedup_key: str | None = None  # a webhook delivery's id (else the ledger dedups by the raw SHA-256)
 
 
 # -- pure webhook verification --------------------------------------------------------------
@@ -299,7 +305,11 @@ def verify_gitlab_token(header: str, secrets: Iterable[bytes]) -> bool:
 
 
 def read_webhook_secrets(data: bytes, *, location: str) -> tuple[bytes, ...]:
-    """Secrets from a secret file: one per non-empty line, line endings removed, nothing else."""
+    """Secrets from a secret file: one per non-empty line, line endings removed, nothing else.
+
+    A UTF-8 byte order mark at the start (Windows editors write one) is not part of the first
+    secret: kept, no delivery would verify and the real secret would not be found in records."""
+    data = data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
     secrets = tuple(line.rstrip(b"\r") for line in data.split(b"\n") if line.rstrip(b"\r"))
     if not secrets:
         raise MalformedInput("the webhook secret file is empty", location=location)
@@ -690,6 +700,14 @@ def _str_list(value: Any) -> list[str]:
 # -- GitHub ---------------------------------------------------------------------------------
 
 
+def _conclusion_error(conclusion: str | None, *, completed: bool) -> str | None:
+    """The outcome error of a GitHub job or run: a conclusion other than success/skipped/neutral,
+    or none at all once it completed (GitHub always sends one then: fail closed)."""
+    if conclusion is None:
+        return "completed without a conclusion" if completed else None
+    return None if conclusion in SUCCESS_CONCLUSIONS else f"conclusion {conclusion}"
+
+
 def normalize_github_workflow_job(doc: dict[str, Any]) -> dict[str, Any]:
     job = doc.get("workflow_job")
     if not isinstance(job, dict):
@@ -709,10 +727,10 @@ def normalize_github_workflow_job(doc: dict[str, Any]) -> dict[str, Any]:
     repo = _obj(doc.get("repository"))
     labels = _str_list(job.get("labels"))
     conclusion = _text(job.get("conclusion"))
+    error = _conclusion_error(conclusion, completed=kind == "ci.job_completed")
     return _event(
         time, kind, _login(doc.get("sender")), f"workflow_job.{action}", _text(repo.get("full_name")),
-        ok=conclusion in (None, "success", "skipped", "neutral"),
-        error=None if conclusion in (None, "success", "skipped", "neutral") else f"conclusion {conclusion}",
+        ok=error is None, error=error,
         correlation=_correlation(job_id=job.get("id"), run_id=job.get("run_id"), repository=repo.get("full_name"),
                                  git_sha=job.get("head_sha"), runner=job.get("runner_name")),
         attrs={
@@ -742,12 +760,12 @@ def normalize_github_workflow_run(doc: dict[str, Any]) -> dict[str, Any]:
         time = _first_time(run.get("created_at"), run.get("run_started_at"), run.get("updated_at"))
     repo = _obj(doc.get("repository"))
     conclusion = _text(run.get("conclusion"))
-    failed = action == "completed" and conclusion not in (None, "success", "skipped", "neutral")
+    error = _conclusion_error(conclusion, completed=action == "completed")
     actor = _login(run.get("triggering_actor")) or _login(run.get("actor")) or _login(doc.get("sender"))
     workflow = _obj(doc.get("workflow"))
     return _event(
         time, "ci.workflow_run", actor, f"workflow_run.{action}", _text(repo.get("full_name")),
-        ok=not failed, error=f"conclusion {conclusion}" if failed else None,
+        ok=error is None, error=error,
         correlation=_correlation(run_id=run.get("id"), repository=repo.get("full_name"), git_sha=run.get("head_sha")),
         attrs={
             "provider": "github", "event": "workflow_run", "status": _text(run.get("status")),
@@ -890,11 +908,33 @@ GENERIC_COMMON = {
     "git_sha", "sha", "head_sha", "role_session", "role_arn", "access_key_id",
     "artifact_hash", "artifact_digest", "vault_entity_id", "runner", "outcome", "error",
 }
-FAILURE_WORDS = {"failure", "failed", "error", "denied", "deny", "rejected", "cancelled", "canceled"}
+FAILURE_WORDS = {"failure", "failed", "fail", "error", "errored", "denied", "deny", "rejected", "cancelled", "canceled",
+                 "timed_out", "timeout", "startup_failure", "aborted", "action_required", "stale"}
+# ``outcome`` and ``conclusion`` name a result: only these count as a success (fail closed). A
+# ``status`` may name a stage instead (``in_progress``, ``completed``): only FAILURE_WORDS fail it.
+SUCCESS_OUTCOMES = frozenset({"success", "succeeded", "successful", "ok", "passed", "pass", "allow", "allowed",
+                              "approved"})
+SUCCESS_CONCLUSIONS = frozenset({"success", "skipped", "neutral"})  # as GitHub's workflow_job/workflow_run
+APPROVING_DECISIONS = frozenset({"approved", "approve", "accepted", "granted", "allow", "allowed"})
+
+
+def _generic_result(doc: Mapping[str, Any]) -> str | None:
+    """Why a generic event reports a failure (``outcome timed_out``), or None for a success.
+
+    ``outcome`` and ``conclusion`` fail unless they name a success; ``status`` fails on a
+    failure word only. An event with none of them is a success, as it always was."""
+    outcome, conclusion, status = (_text(doc.get(name)) for name in ("outcome", "conclusion", "status"))
+    if outcome is not None and outcome.lower() not in SUCCESS_OUTCOMES:
+        return f"outcome {outcome[:80]}"
+    if conclusion is not None and conclusion.lower() not in SUCCESS_CONCLUSIONS:
+        return f"conclusion {conclusion[:80]}"
+    if status is not None and status.lower() in FAILURE_WORDS:
+        return f"status {status[:80]}"
+    return None
 
 
 def normalize_generic(doc: dict[str, Any]) -> dict[str, Any]:
-    match = EVENT_TYPE.match(str(doc.get("event_type")))
+    match = EVENT_TYPE.fullmatch(str(doc.get("event_type")))
     if not match:
         raise Quarantine(R_UNSUPPORTED)
     name = match.group(1)
@@ -909,9 +949,10 @@ def normalize_generic(doc: dict[str, Any]) -> dict[str, Any]:
         attrs["artifact_digest"] = artifact
     actor = doc.get("user") or doc.get("actor")
     resource: Any = doc.get("repository")
-    outcome = _text(doc.get("outcome")) or _text(doc.get("status"))
-    ok = (outcome or "success").lower() not in FAILURE_WORDS
-    error = _text(doc.get("error"))
+    ok, error = True, _text(doc.get("error"))
+    result = _generic_result(doc)
+    if result is not None:
+        ok, error = False, error or result
     if kind == "ci.policy_decision":
         decision = (_text(doc.get("decision")) or "").lower()
         if decision not in ("allow", "deny"):
@@ -925,7 +966,7 @@ def normalize_generic(doc: dict[str, Any]) -> dict[str, Any]:
         attrs["approver"] = approver
         actor = approver
         resource = doc.get("environment") or resource
-        if (_text(doc.get("decision")) or "approved").lower() in FAILURE_WORDS:
+        if (_text(doc.get("decision")) or "approved").lower() not in APPROVING_DECISIONS:
             ok, error = False, error or "not approved"
     elif kind == "ci.inference_call":
         resource = doc.get("ai_endpoint") or resource
@@ -971,20 +1012,26 @@ def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, An
         leeway_seconds=options.leeway_seconds,
     )
     claims = result.claims
+    verified, error, unverified_claims = result.verified, result.error, result.unverified_claims
+    asserted = _token_correlation(claims)
+    if verified:
+        conflict = _envelope_conflict(envelope, asserted)
+        if conflict is not None:  # a genuine token, but not the one this job used: fail closed
+            verified, error, unverified_claims, claims, asserted = False, conflict, claims, {}, {}
     correlation = _correlation(
-        job_id=envelope.get("job_id") or claims.get("job_id"), run_id=envelope.get("run_id") or claims.get("run_id")
-        or claims.get("pipeline_id"), repository=envelope.get("repository") or claims.get("repository")
-        or claims.get("project_path"), git_sha=envelope.get("git_sha") or claims.get("sha"),
+        job_id=asserted.get("job_id") or envelope.get("job_id"), run_id=asserted.get("run_id") or envelope.get("run_id"),
+        repository=asserted.get("repository") or envelope.get("repository"),
+        git_sha=asserted.get("git_sha") or envelope.get("git_sha"),
         oidc_subject=claims.get("sub"), role_session=envelope.get("role_session"), runner=envelope.get("runner"),
     )
     return _event(
         when, "ci.oidc_token", claims.get("actor") or claims.get("user_login") or claims.get("sub"),
-        "oidc_token.present", result.issuer, ok=result.verified, error=result.error,
+        "oidc_token.present", result.issuer, ok=verified, error=error,
         correlation=correlation,
         attrs={
-            "verified": result.verified, "verification_error": result.error, "signature_valid": result.signature_valid,
+            "verified": verified, "verification_error": error, "signature_valid": result.signature_valid,
             "issuer": result.issuer, "audience": result.audience, "claims": claims,
-            "unverified_claims": result.unverified_claims or None, "token_sha256": result.token_sha256,
+            "unverified_claims": unverified_claims or None, "token_sha256": result.token_sha256,
             "key_id": result.key_id, "algorithm": result.algorithm,
             "issued_at": epoch_to_rfc3339(result.issued_at), "not_before": epoch_to_rfc3339(result.not_before),
             "expires": epoch_to_rfc3339(result.expires), "time_source": time_source,
@@ -992,6 +1039,47 @@ def normalize_oidc_token(token: str, when: str | None, envelope: Mapping[str, An
             "allowed_audiences": list(options.audiences), "allowed_issuers": list(options.issuers),
         },
     )
+
+
+# Correlation keys a verified token asserts, and the claims they come from (GitHub, then GitLab).
+# GitHub tokens name no job, so a GitHub token's job id can only come from the record around it.
+TOKEN_CORRELATION_CLAIMS = (("repository", ("repository", "project_path")), ("job_id", ("job_id",)),
+                            ("run_id", ("run_id", "pipeline_id")), ("git_sha", ("sha",)))
+
+
+def _token_correlation(claims: Mapping[str, Any]) -> dict[str, str]:
+    """The correlation keys a verified token's claims give, each with the claim it came from."""
+    found: dict[str, str] = {}
+    for key, names in TOKEN_CORRELATION_CLAIMS:
+        name = next((n for n in names if _text(claims.get(n)) is not None), None)
+        if name is not None:
+            found[key] = str(_text(claims.get(name)))
+            found[f"{key}_claim"] = name
+    return found
+
+
+def _envelope_conflict(envelope: Mapping[str, Any], asserted: Mapping[str, str]) -> str | None:
+    """Why the record around a verified token contradicts the token's own claims, or None.
+
+    The record's ``job_id``/``run_id``/``repository``/``git_sha`` are the collector input's word;
+    the claims are the issuer's. Where both are given they must agree (a repository in any
+    letter case, as GitHub and GitLab resolve it; a commit by an abbreviation of 7+ hex digits),
+    else the token would vouch for a job it was not issued to.
+    """
+    for key, _ in TOKEN_CORRELATION_CLAIMS:
+        given, claimed = _text(envelope.get(key)), asserted.get(key)
+        if given is None or claimed is None:
+            continue
+        if key == "repository":
+            agrees = given.lower() == claimed.lower()
+        elif key == "git_sha":
+            agrees = len(given) >= 7 and claimed.lower().startswith(given.lower())
+        else:
+            agrees = given == claimed
+        if not agrees:
+            return (f"the record's {key} {given[:120]!r} is not the token's {asserted[key + '_claim']} claim "
+                    f"{claimed[:120]!r}")
+    return None
 
 
 # -- one record -----------------------------------------------------------------------------
@@ -1031,13 +1119,13 @@ def normalize_record(data: bytes, options: CiOptions, *, starts_input: bool = Fa
     screen = RecordScreen.of(body, options.webhook_secrets)
     record = _normalize_record(body, options, screen)
     if body is not data and "raw_form" not in record.source_extra:
-        record = NormalizedRecord(record.event, data, record.source_extra)
+        record = NormalizedRecord(record.event, data, record.source_extra, record.dedup_key)
     if record.event.get("kind") != "ci.oidc_token" and not (screen.scan_tokens or screen.scan_secrets or screen.scan_urls):
         return record  # every string of the event came from the record, which holds neither
     scrubbed = Redactor(options.webhook_secrets).scrub(record.event)
     if scrubbed == record.event:
         return record
-    return NormalizedRecord(scrubbed, record.raw, {**record.source_extra, "event_scrubbed": True})
+    return NormalizedRecord(scrubbed, record.raw, {**record.source_extra, "event_scrubbed": True}, record.dedup_key)
 
 
 def _normalize_record(data: bytes, options: CiOptions, screen: RecordScreen) -> NormalizedRecord:
@@ -1124,11 +1212,14 @@ def _delivery(doc: dict[str, Any], options: CiOptions) -> NormalizedRecord:
     clean = redactor.redact(payload, "$.body")
     event = _payload_event(clean, github_event or gitlab_event)
     attrs = event["attrs"]
+    proof = "x-hub-signature-256" if signature is not None else "x-gitlab-token" if gitlab_token is not None else None
+    if options.webhook_secrets and proof != PROVIDER_PROOF.get(str(attrs.get("provider"))):
+        # GitLab sends its token in clear text with every delivery: it cannot vouch for a GitHub
+        # event, and a GitHub HMAC header is not what GitLab sends. Each event needs its own provider's proof.
+        raise Quarantine(R_MISSING_SIGNATURE)
     attrs["webhook_signature"] = state
-    if signature is not None:
-        attrs["webhook_signature_kind"] = "x-hub-signature-256"
-    elif gitlab_token is not None:
-        attrs["webhook_signature_kind"] = "x-gitlab-token"
+    if proof is not None:
+        attrs["webhook_signature_kind"] = proof
     delivery = _header(kept_headers, "x-github-delivery") or _header(kept_headers, "x-gitlab-event-uuid")
     if delivery:
         attrs["delivery_id"] = delivery[:128]
@@ -1144,7 +1235,29 @@ def _delivery(doc: dict[str, Any], options: CiOptions) -> NormalizedRecord:
     result = _finish(event, raw, paths, force_redacted=True)
     if dropped:
         result.source_extra["dropped_headers"] = dropped[:64]
-    return result
+    key = delivery_dedup_key(str(attrs.get("provider")), kept_headers)
+    return result if key is None else NormalizedRecord(result.event, result.raw, result.source_extra, key)
+
+
+def delivery_dedup_key(provider: str, headers: Mapping[str, Any]) -> str | None:
+    """The ledger's dedup key of a delivery that names itself: GitHub's ``X-GitHub-Delivery`` GUID;
+    GitLab's ``X-Gitlab-Event-UUID`` per webhook (``X-Gitlab-Webhook-UUID``: one event reaches every
+    hook with the same event UUID). The same delivery read again is a duplicate; another delivery
+    under an id the ledger already holds (headers are not signed, so a captured body can be
+    replayed under any id) is quarantined as a ``conflicting-duplicate``."""
+    if provider == "github":
+        guid = _header(headers, "x-github-delivery")
+        return None if not guid else "ci.delivery:github:" + _bounded_id(guid)
+    if provider == "gitlab":
+        event = _header(headers, "x-gitlab-event-uuid")
+        hook = _header(headers, "x-gitlab-webhook-uuid") or ""
+        return None if not event else f"ci.delivery:gitlab:{_bounded_id(hook)}:{_bounded_id(event)}"
+    return None
+
+
+def _bounded_id(text: str) -> str:
+    """An id as given, or the SHA-256 of a very long one (keys stay small)."""
+    return text if len(text) <= 128 else "sha256-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -1197,7 +1310,7 @@ def record_for(data: bytes, location: str, line: int | None, options: CiOptions,
     if tally is not None:
         tally.count(normalized)
     return SourceRecord(location=location, line=line, raw=normalized.raw, event=normalized.event,
-                        source_extra=normalized.source_extra)
+                        source_extra=normalized.source_extra, dedup_key=normalized.dedup_key)
 
 
 def _quarantined(data: bytes, location: str, line: int | None, reason: str, tally: CiTally | None) -> SourceRecord:
