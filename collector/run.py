@@ -15,8 +15,11 @@ A failed step (2-4) exits with the code of its error's family
 (:data:`collector.errors.EXIT_CODES`), the code ``fedledger checkpoint`` or
 ``fedledger bundle`` would exit with: a refusal to sign (the tree does not extend
 what this key signed or anchored) and a URL the bundle's PDF renderer refused are
-1, an unreachable KMS, key file or bucket is 3. When several things failed, 1 wins
-(tampering was detected, and retrying will not clear it), else the highest code.
+1, an unreachable KMS, key file or bucket is 3. A failed source is 3, except one that
+found tampering (a file whose already-read part changed, a digest chain that does not
+validate, records changed after they were read): that is 1, as ``fedledger collect``
+exits. When several things failed, 1 wins (tampering was detected, and retrying will
+not clear it), else the highest code.
 
 A killed run loses at most its uncommitted batch: a re-run resumes from the cursors
 and ends with the same entries and root as an uninterrupted run (given the same
@@ -324,9 +327,11 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0; else 1 when any step found an integrity failure, else the highest code of what failed
-        (a failed source counts 3, as docs/scheduling.md says, whatever made it fail)."""
-        codes = [EXIT_UNAVAILABLE for _ in self.failed_sources] + [f.exit_code for f in self.failed_steps]
+        """0; else 1 when a source or a step found an integrity failure (a tampered file, a broken
+        digest chain, a refusal to sign: retrying will not clear it), else the highest code of what
+        failed (any other failure of a source counts 3, as docs/scheduling.md says)."""
+        codes = [EXIT_FAILED if o.error == IntegrityError.__name__ else EXIT_UNAVAILABLE
+                 for o in self.outcomes if not o.ok] + [f.exit_code for f in self.failed_steps]
         if not codes:
             return EXIT_OK
         return EXIT_FAILED if EXIT_FAILED in codes else max(codes)

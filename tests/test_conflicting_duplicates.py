@@ -287,7 +287,7 @@ def test_fedledger_run_counts_a_conflict_as_quarantined(tmp_path: Path) -> None:
     (outcome,) = doc["sources"]
     # A changed record is a tampering signal: the source fails (as for a tampered Vault file), so a
     # scheduled job alerts on it; what was collected stays committed and checkpointed.
-    assert got.exit_code == 3 and doc["failed_sources"] == ["ct"], got.output
+    assert got.exit_code == 1 and doc["failed_sources"] == ["ct"], got.output
     assert outcome["error"] == "IntegrityError" and "conflicting-duplicate" in outcome["message"], outcome
     assert outcome["counts"]["quarantined"] == 1 and outcome["counts"]["duplicate"] == 3, outcome
     assert outcome["counts"]["reasons"] == {"conflicting-duplicate": 1}
