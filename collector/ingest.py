@@ -631,8 +631,11 @@ def read_stream_lines(stream: Any, name: str, *, chunk: int = 1 << 20, max_line:
         yield FileCursor(splitter.offset, splitter.number, "")
 
 
-def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Iterator[Path]:
-    """Files named, and files under folders named (sorted, hidden files skipped)."""
+def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = (),
+               skipped: list[str] | None = None) -> Iterator[Path]:
+    """Files named, and files under folders named (sorted, hidden files skipped). A file under a
+    folder whose name does not end with one of *suffixes* (case matters: ``A.JSON`` is not read)
+    is not yielded but added to *skipped*, for the caller to name."""
     for name in paths:
         path = Path(name)
         if path.is_dir():
@@ -640,6 +643,8 @@ def iter_files(paths: Iterable[str], *, suffixes: tuple[str, ...] = ()) -> Itera
                 if child.is_file() and not any(p.startswith(".") for p in child.relative_to(path).parts):
                     if not suffixes or child.name.endswith(suffixes):
                         yield child
+                    elif skipped is not None:
+                        skipped.append(str(child))
         elif path.is_file():
             yield path
         else:

@@ -81,6 +81,10 @@ class RunContext:
     as_of: datetime
     observed: str
     run_id: str
+    # source name -> files under its folders that it does not read (by their names), which a
+    # factory finds while planning; a source found such files while collecting says so in its
+    # ``skipped`` list. Both end in the source's outcome: nothing is passed over in silence.
+    skipped: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ def manual_factory(source: SourceConfig, context: RunContext) -> Sequence[Planne
     if remote:
         raise UsageError(f"source {source.name}: manual sources read local files only, not {remote[0]}")
     plans = []
-    for path in iter_files(source.locations, suffixes=(".jsonl", ".ndjson", ".json")):
+    skipped = context.skipped.setdefault(source.name, [])
+    for path in iter_files(source.locations, suffixes=(".jsonl", ".ndjson", ".json"), skipped=skipped):
         events = AllOrNothingManualEvents(path)
         plans.append(PlannedCollection(events, events.source_id, str(path)))
     return plans
@@ -220,8 +225,11 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
     if event == "source.done":
         c = f["counts"]
         moved = "".join(f"; followed the rotation of {r['file']} to {r['moved_to']}" for r in f.get("rotations", ()))
+        skipped = f.get("skipped_files") or ()
+        passed = (f"; skipped {len(skipped)} file(s) not named like its input: {', '.join(skipped[:3])}"
+                  + (", …" if len(skipped) > 3 else "")) if skipped else ""
         return (f"  {f['source']}: {c['read']} read, {c['appended']} appended, {c['duplicate']} duplicate, "
-                f"{c['quarantined']} quarantined ({f['duration_s']:.1f}s){moved}")
+                f"{c['quarantined']} quarantined ({f['duration_s']:.1f}s){moved}{passed}")
     if event == "source.failed":
         return f"  {f['source']}: FAILED ({f['error']}): {f['message']}"
     if event == "run.start":
@@ -266,6 +274,7 @@ class SourceOutcome:
     message: str | None = None
     duration_s: float = 0.0
     rotations: list[dict[str, Any]] = field(default_factory=list)  # rotated files followed
+    skipped_files: list[str] = field(default_factory=list)  # under its folders, not named like its input files
 
     def to_json(self) -> dict[str, Any]:
         counts = self.counts
@@ -279,6 +288,7 @@ class SourceOutcome:
             "message": self.message,
             "duration_s": round(self.duration_s, 3),
             "rotations": self.rotations,
+            "skipped_files": self.skipped_files,
         }
 
 
@@ -495,7 +505,8 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                     log.emit("source.done", source=outcome.name, kind=outcome.kind, source_ids=outcome.source_ids,
                              counts=_counts(outcome.counts or IngestSummary(outcome.name)),
                              duration_s=round(outcome.duration_s, 3), ledger_size=ledger.size,
-                             **({"rotations": outcome.rotations} if outcome.rotations else {}))
+                             **({"rotations": outcome.rotations} if outcome.rotations else {}),
+                             **({"skipped_files": outcome.skipped_files} if outcome.skipped_files else {}))
                 else:
                     log.emit("source.failed", source=outcome.name, kind=outcome.kind, error=outcome.error,
                              message=outcome.message, duration_s=round(outcome.duration_s, 3))
@@ -570,6 +581,9 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
             for rotation in plan.source.followed_rotations():
                 if rotation not in outcome.rotations:  # CI files of one source share their notes
                     outcome.rotations.append(rotation)
+            for name in getattr(plan.source, "skipped", ()):
+                if name not in outcome.skipped_files:
+                    outcome.skipped_files.append(name)
             if plan.finish is not None:
                 plan.finish(summary)
             if summary.reasons.get(CONFLICT_REASON):  # the later plans still run (digests may say which file changed)
@@ -582,6 +596,9 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
         outcome.error, outcome.message = type(exc).__name__, str(exc)
     except Exception as exc:  # a bug in one collector must not stop the others; no message: it may hold data
         outcome.error, outcome.message = "InternalError", f"{type(exc).__name__} in the {source.kind} collector"
+    for name in context.skipped.get(source.name, ()):
+        if name not in outcome.skipped_files:
+            outcome.skipped_files.append(name)
     outcome.counts = total
     outcome.duration_s = time.monotonic() - started
     return outcome

@@ -57,8 +57,9 @@ def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed
     total = IngestSummary(source="ci", size=ledger.size)
     sources = list(ci_sources(paths, options, tally, accept_changed or ()))
     if not sources:
+        passed = f"; skipped {len(tally.skipped)} other file(s), e.g. {tally.skipped[0]}" if tally.skipped else ""
         raise UsageError("no CI event files found in " + ", ".join(paths)
-                         + " (looked for " + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + ")")
+                         + " (looked for " + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + passed + ")")
     for source in sources:
         summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
                          observed=observed, on_progress=on_progress)
@@ -106,6 +107,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 err(f"TAMPERED: {line}")
             for line in tally.pending:
                 err(f"pending: {line}")
+            for name in tally.skipped:
+                err(f"note: {name}: skipped (under a folder, and not named "
+                    + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + ")")
             for message in rotation_notes("ci", tally.rotations, tally.accepted):
                 err(message)
             out(total.line())

@@ -233,6 +233,11 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
                 doc["would_collect"] = [{"source_id": p.source_id, "label": p.label} for p in plan_source(source, context)]
             except FedledgerError as exc:
                 doc["problems"].append(str(exc))
+            skipped = context.skipped.get(source.name) or []
+            if skipped:  # a file the operator expects read but named otherwise (events.JSONL): say so now
+                doc["would_skip"] = list(skipped)
+                doc["problems"].append(f"{len(skipped)} file(s) under its folders not named like its input files "
+                                       f"are not read, e.g. {skipped[0]}")
         for problem in doc["problems"]:
             where = f"{cfg.path}:{source.line}: " if source.line else f"{cfg.path}: "
             warnings.append(f"{where}source {source.name}: {problem}")

@@ -229,6 +229,7 @@ class CiTally:
     rotations: list[dict[str, object]] = field(default_factory=list)  # rotated files followed
     accepted: list[dict[str, object]] = field(default_factory=list)  # --accept-changed: reset or not needed
     quarantined: list[dict[str, object]] = field(default_factory=list)  # location, line, reason; never content
+    skipped: list[str] = field(default_factory=list)  # files under a folder not named like CI event files
 
     def count(self, record: NormalizedRecord) -> None:
         """Add a record that becomes an entry: its OIDC verification, webhook signature, redaction."""
@@ -265,6 +266,7 @@ class CiTally:
             "rotations": list(self.rotations),
             "accepted_changed": list(self.accepted),
             "quarantined_records": list(self.quarantined),
+            "skipped": list(self.skipped),
         }
 
 
@@ -1514,7 +1516,8 @@ def ci_sources(paths: Iterable[str], options: CiOptions, tally: CiTally,
             continue
         path = Path(name)
         if path.is_dir():
-            found.extend(sort_rotations_oldest_first_paths(list(iter_files([name], suffixes=FOLDER_SUFFIXES))))
+            found.extend(sort_rotations_oldest_first_paths(list(iter_files([name], suffixes=FOLDER_SUFFIXES,
+                                                                           skipped=tally.skipped))))
         else:
             found.append(path)
     seen: set[str] = set()
@@ -1567,5 +1570,7 @@ def build_sources(source: Any, context: Any) -> list[Any]:
         if tally.tampered:
             raise IntegrityError(f"{len(tally.tampered)} CI file(s) changed after they were read: {tally.tampered[0]}")
 
-    return [PlannedCollection(events, events.source_id, str(events.source_id), finish=finish)
-            for events in ci_sources(list(source.locations), options, tally)]
+    plans = [PlannedCollection(events, events.source_id, str(events.source_id), finish=finish)
+             for events in ci_sources(list(source.locations), options, tally)]
+    context.skipped.setdefault(source.name, []).extend(tally.skipped)  # named in the run's log, never passed over
+    return plans
