@@ -108,33 +108,52 @@ def _merge(into: Aggregates, rows: list[tuple[Any, ...]]) -> None:
         have[3] = max(v for v in (have[3], observed) if v is not None) if (have[3] or observed) else None
 
 
-def _load_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, Aggregates]:
-    """Aggregates of entries [0, covered) from the cache, if it still describes this ledger."""
+def _read_sidecar(path: Path, conn: sqlite3.Connection, size: int, version: int) -> tuple[int, Any]:
+    """(covered, document) of a count sidecar that still describes this ledger: its version is
+    *version* and the leaf hash of its last counted entry is the ledger's; else (0, None)."""
     try:
         doc = orjson.loads(path.read_bytes())
         covered = int(doc["covered"])
-        if doc.get("v") != CACHE_VERSION or not 0 < covered <= size:
-            return 0, {}
-        row = conn.execute("SELECT leaf FROM entries WHERE seq = ?", (covered - 1,)).fetchone()
-        if row is None or bytes(row[0]).hex() != doc["leaf"]:
-            return 0, {}  # the ledger was rolled back or rewritten: start over
-        return covered, {(str(a), str(b)): list(v) for a, b, v in doc["aggregates"]}
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        if doc.get("v") != version or not 0 < covered <= size:
+            return 0, None
+        if _leaf_hex(conn, covered - 1) != doc["leaf"]:
+            return 0, None  # the ledger was rolled back or rewritten: count again
+        return covered, doc
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return 0, None
+
+
+def _write_sidecar(path: Path, conn: sqlite3.Connection, size: int, version: int, body: dict[str, Any]) -> None:
+    """Write a count sidecar covering entries [0, size), replaced atomically; a reader that may not
+    write here (a monitoring user) stays read-only."""
+    leaf = _leaf_hex(conn, size - 1)
+    if leaf is None:
+        return
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(orjson.dumps({"v": version, "covered": size, "leaf": leaf, **body}))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _leaf_hex(conn: sqlite3.Connection, seq: int) -> str | None:
+    row = conn.execute("SELECT leaf FROM entries WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else bytes(row[0]).hex()
+
+
+def _load_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, Aggregates]:
+    """Aggregates of entries [0, covered) from the cache, if it still describes this ledger."""
+    covered, doc = _read_sidecar(path, conn, size, CACHE_VERSION)
+    try:
+        return (covered, {(str(a), str(b)): list(v) for a, b, v in doc["aggregates"]}) if doc else (0, {})
+    except (KeyError, TypeError, ValueError):
         return 0, {}
 
 
 def _save_cache(path: Path, conn: sqlite3.Connection, size: int, aggregates: Aggregates) -> None:
-    row = conn.execute("SELECT leaf FROM entries WHERE seq = ?", (size - 1,)).fetchone()
-    if row is None:
-        return
-    doc = {"v": CACHE_VERSION, "covered": size, "leaf": bytes(row[0]).hex(),
-           "aggregates": [[sid, kind, v] for (sid, kind), v in sorted(aggregates.items())]}
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(orjson.dumps(doc))
-        os.replace(tmp, path)
-    except OSError:  # a monitoring user may not be allowed to write here: stay read-only
-        tmp.unlink(missing_ok=True)
+    _write_sidecar(path, conn, size, CACHE_VERSION,
+                   {"aggregates": [[sid, kind, v] for (sid, kind), v in sorted(aggregates.items())]})
 
 
 @dataclass(frozen=True)
@@ -174,42 +193,25 @@ def merge_locations(entry_rows: list[tuple[Any, ...]], quarantine_rows: list[tup
             for loc in sorted(set(found) | set(quarantined))]
 
 
-def _leaf_hex(conn: sqlite3.Connection, seq: int) -> str | None:
-    row = conn.execute("SELECT leaf FROM entries WHERE seq = ?", (seq,)).fetchone()
-    return None if row is None else bytes(row[0]).hex()
-
-
 def _load_locations_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, LocationCounts]:
     """Per-location counts of entries [0, covered) from the cache, if it still describes this ledger."""
+    covered, doc = _read_sidecar(path, conn, size, LOCATIONS_CACHE_VERSION)
+    if doc is None:
+        return 0, {}
     try:
-        doc = orjson.loads(path.read_bytes())
-        covered = int(doc["covered"])
-        if doc.get("v") != LOCATIONS_CACHE_VERSION or not 0 < covered <= size:
-            return 0, {}
-        if _leaf_hex(conn, covered - 1) != doc["leaf"]:
-            return 0, {}  # the ledger was rolled back or rewritten: count again
         counts: LocationCounts = {}
         for sid, rows in doc["ids"].items():
             counts[str(sid)] = {None if loc is None else str(loc): [int(n), None if newest is None else str(newest)]
                                 for loc, n, newest in rows}
         return covered, counts
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         return 0, {}
 
 
 def _save_locations_cache(path: Path, conn: sqlite3.Connection, size: int, counts: LocationCounts) -> None:
-    leaf = _leaf_hex(conn, size - 1)
-    if leaf is None:
-        return
-    doc = {"v": LOCATIONS_CACHE_VERSION, "covered": size, "leaf": leaf,
-           "ids": {sid: [[loc, v[0], v[1]] for loc, v in sorted(by_loc.items(), key=lambda x: str(x[0]))]
-                   for sid, by_loc in sorted(counts.items())}}
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(orjson.dumps(doc))
-        os.replace(tmp, path)
-    except OSError:  # a monitoring user may not be allowed to write here: stay read-only
-        tmp.unlink(missing_ok=True)
+    _write_sidecar(path, conn, size, LOCATIONS_CACHE_VERSION,
+                   {"ids": {sid: [[loc, v[0], v[1]] for loc, v in sorted(by_loc.items(), key=lambda x: str(x[0]))]
+                            for sid, by_loc in sorted(counts.items())}})
 
 
 def _count_locations(conn: sqlite3.Connection, counts: LocationCounts, source_ids: list[str], lo: int, hi: int) -> None:
