@@ -26,7 +26,10 @@ Correlation (:func:`correlate`) works in two rounds over the evidence table:
 oidc_token → role_assumption → vault_login → certificate → build_sign →
 policy_decision → inference_call → attestation_stored. A step is present only when
 its event succeeded (and: the OIDC token verified, the policy allowed, the
-attestation is under Object Lock). Missing, failed and out-of-order steps are
+attestation is under Object Lock, the trigger was not a GitHub/GitLab payload collected
+without its delivery signature while a webhook secret was configured: such a payload is
+listed in the step's ``unsigned``, and a trigger known only from payloads nobody checked
+is labelled not authenticated). Missing, failed and out-of-order steps are
 findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id (in the
 job's repository, where both are known).
 
@@ -353,8 +356,28 @@ def _other_builds_text(records: Sequence[tuple[Any, ...]], builds: Mapping[Any, 
             f"({'; '.join(named)})")
 
 
+UNSIGNED_REASON = ("an unsigned webhook payload (no delivery signature, although a webhook secret was configured): "
+                   "not authenticated")
+UNCHECKED_LABEL = ("not authenticated: known only from webhook payloads whose signature was not checked "
+                   "(no webhook secret was configured)")
+
+
+def unsigned_while_secret_configured(event: Mapping[str, Any] | None) -> bool:
+    """A GitHub/GitLab payload the collector took without its delivery envelope (so without the
+    provider's signature or token) while a webhook secret was configured: anyone who could write the
+    collector's input could have written it, and the signature check that was in force never saw it."""
+    return _attr(event, "webhook_signature") == "absent" and _attr(event, "webhook_secret_configured") is True
+
+
+def _unauthenticated_payload(event: Mapping[str, Any] | None) -> bool:
+    """A provider payload whose signature nobody checked (a bare payload, or a delivery without a secret)."""
+    return _attr(event, "webhook_signature") in ("absent", "not-checked")
+
+
 def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
     """(counts as present, reason if not) for one event of a step."""
+    if step == "trigger" and unsigned_while_secret_configured(event):
+        return False, UNSIGNED_REASON
     if step == "trigger" and event and event.get("kind") == "ci.workflow_run":
         action = str(event.get("action") or "").rsplit(".", 1)[-1].lower()
         if action in RUN_END_STATES:
@@ -446,6 +469,7 @@ def build_stories(
                 else:
                     reasons.append((record, reason))
             seqs = tuple(sorted(int(r[0]) for r in matching))
+            unsigned = tuple(sorted(int(r[0]) for r, reason in reasons if reason == UNSIGNED_REASON))
             present = bool(good)
             first = good[0] if good else None
             detail = ""
@@ -453,6 +477,8 @@ def build_stories(
                 detail = "; ".join(sorted({reason for _, reason in reasons}))
             elif not present:
                 detail = "no event found for this step"
+            elif all(_unauthenticated_payload(table.events.get(int(r[0]))) for r in good):
+                detail = UNCHECKED_LABEL  # present, as before, but nobody vouched for it
             others: tuple[int, ...] = ()
             if name == ATTESTATION_STEP:
                 notes = [detail] if detail else []
@@ -462,7 +488,7 @@ def build_stories(
                     others = tuple(sorted(int(r[0]) for r in other_builds))
                     notes.append(_other_builds_text(other_builds, builds))
                 detail = "; ".join(notes)
-            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others))
+            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others, unsigned))
             if not present and name in required_steps:
                 findings.append(Finding(
                     id=f"custody-missing:{name}:job-{job_id}",

@@ -52,7 +52,8 @@ import pandas as pd
 
 from bundler.catalog import Catalog, CatalogControl, control_label, known_ksi_ids, load_builtin_catalog, \
     load_mapping, normalize_control_id
-from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key
+from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key, \
+    unsigned_while_secret_configured
 from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
     values_with_prefix
 from bundler.model import (
@@ -71,6 +72,8 @@ HASH_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso|-isob)?-[a-z]+-\d$")
 TAMPER_TRAIL_ACTIONS = frozenset({"StopLogging", "DeleteTrail"})
 TAMPER_AUDIT_OPERATIONS = frozenset({"delete", "disable"})
+# Kinds a GitHub/GitLab webhook payload becomes (collector/sources/ci.py); a bare one records its signature state.
+PROVIDER_PAYLOAD_KINDS = ("ci.workflow_run", "ci.job_queued", "ci.job_started", "ci.job_completed", "ci.webhook_ping")
 
 
 @dataclass(frozen=True)
@@ -845,6 +848,20 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
         findings.append(_finding(ctx, check, "ci.webhook_invalid", "CI webhook deliveries with bad signatures",
                                  f"{len(forged)} CI event deliveries failed their webhook signature check: someone "
                                  "other than the CI system may have sent them.", forged["seq"], severity="high"))
+    # A provider payload collected without its delivery envelope while a secret was configured: the signature
+    # check in force never saw it (whoever can write the collector's input could have written it). Moderate:
+    # it shows no alteration, as a bad signature does (high), only evidence that nobody authenticated.
+    payloads = frame.loc[(frame["source"] == "ci") & frame["kind"].isin(PROVIDER_PAYLOAD_KINDS), "seq"]
+    unsigned = [int(seq) for seq in payloads if unsigned_while_secret_configured(ctx.event(seq))]
+    if unsigned:
+        findings.append(_finding(
+            ctx, check, "ci.unsigned-webhook-payload",
+            "CI provider payloads collected without a webhook signature while a webhook secret was configured",
+            f"{len(unsigned)} GitHub/GitLab payload(s) came without their delivery envelope, so without the "
+            "provider's signature or token, although the collector had a webhook secret to check deliveries "
+            "with: anyone able to write the collector's input could have written them. They do not count as "
+            "authenticated steps of a job's chain of custody. Collect deliveries, or use --require-signed "
+            "(require_signed = true) to quarantine such payloads.", unsigned))
     explained = _explained(ctx)
     trail = frame[(frame["kind"] == "aws.trail_change") & (frame["status"] == "success")]
     tamper = trail[trail["event_name"].isin(TAMPER_TRAIL_ACTIONS) | trail["action"].isin(TAMPER_TRAIL_ACTIONS)]
@@ -867,7 +884,7 @@ def check_audit_trail_integrity(ctx: Context) -> CheckResult:
                                  "The period holds CloudTrail records but no digest validation results.",
                                  cloudtrail["seq"].iloc[:1]))
     vault = frame.loc[frame["source"] == "vault", "seq"]
-    evidence = _seq_union(digests["seq"], trail["seq"], audit["seq"], forged["seq"],
+    evidence = _seq_union(digests["seq"], trail["seq"], audit["seq"], forged["seq"], unsigned,
                           frame.loc[frame["kind"] == "vault.unpaired", "seq"],
                           vault.iloc[:1])  # Vault pairing is judged by the absence of vault.unpaired
     return _result(ctx, check, evidence=evidence, findings=findings,

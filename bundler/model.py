@@ -88,6 +88,9 @@ class CustodyStep:
     # attestation_stored: attestations of this job's artifact digest made by another build (another job,
     # run or repository): not counted for this job, listed so a reader sees why (named in ``detail``)
     other_builds: tuple[int, ...] = ()
+    # trigger: GitHub/GitLab payloads collected without their delivery signature although a webhook secret
+    # was configured: not authenticated, so not counted for the step (named in ``detail`` when it rests on them)
+    unsigned: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ def _custody_view(story: CustodyStory) -> dict[str, Any]:
         "complete": story.complete,
         "steps": [
             {"title": s.title, "present": s.present, "time": s.time or "", "detail": s.detail,
-             "seqs": _seq_text(s.seqs), "other_builds": _seq_text(s.other_builds)}
+             "seqs": _seq_text(s.seqs), "other_builds": _seq_text(s.other_builds), "unsigned": _seq_text(s.unsigned)}
             for s in story.steps
         ],
         "findings": [{"title": f.title, "description": f.description} for f in story.findings],

@@ -440,6 +440,7 @@ KIND_KEYS: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "audiences": "strs",
             "webhook_secret": "secret",
             "leeway": "int",
+            "require_signed": "bool",
         },
         "cloudtrail": {
             "public_keys": "paths",
@@ -522,6 +523,9 @@ def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) ->
             if value is None or value == ():
                 continue
             (promoted if key in _PROMOTED else options)[key] = value
+        if kind == "ci" and options.get("require_signed") and promoted.get("webhook_secret") is None:
+            ctx.problem(path + ("require_signed",), f"{dotted(path + ('require_signed',))} needs a webhook secret "
+                        "(webhook_secret_file or webhook_secret_env): without one no payload can be signed")
         other_kinds = {k for k, keys in KIND_KEYS.items() for key in keys if key in reader.doc and key not in KIND_KEYS[kind]}
         hint = f" for kind {kind!r}" if not other_kinds else f" for kind {kind!r} (it belongs to {', '.join(sorted(other_kinds))})"
         reader.finish(allowed_extra=COMMON_SOURCE_KEYS, hint=hint)

@@ -9,7 +9,8 @@ record the failed verification as a finding.
 
 What is verified: the JWS signature with a key from the JWKS chosen by ``kid``
 (asymmetric algorithms only: ``none`` and HMAC algorithms are refused, so a public
-key can never be used as an HMAC secret), ``iss`` in the allowed issuers, ``aud``
+key can never be used as an HMAC secret; a key whose ``use`` is not ``sig``, e.g. an
+encryption key, or whose ``key_ops`` lacks ``verify``, never verifies: RFC 7517 §4.2, §4.3), ``iss`` in the allowed issuers, ``aud``
 in the allowed audiences, ``exp`` > event time and ``nbf`` / ``iat`` <= event time
 (with an explicit leeway, default 0, at most :data:`MAX_LEEWAY_SECONDS`: a token used
 before it was issued, by more than the leeway, never verifies). The time claims are RFC 7519 NumericDates: an
@@ -85,9 +86,14 @@ class TrustedJwks:
         keys = tuple(k for k in keyset.keys if not _is_symmetric(k))
         if not keys:
             raise JwksError("the JWKS holds no asymmetric public key", location=location)
+        if all(signature_use_refusal(k) is not None for k in keys):
+            raise JwksError('the JWKS holds no key for verifying signatures (each has "use" other than "sig", '
+                            'or "key_ops" without "verify")', location=location)
         return TrustedJwks(keys)
 
     def candidates(self, kid: str | None) -> list[jwt.PyJWK]:
+        """The keys a token naming *kid* may be checked with, whatever their use (see
+        :func:`signature_use_refusal`)."""
         if kid is not None:
             return [k for k in self.keys if k.key_id == kid]
         return list(self.keys)
@@ -95,6 +101,26 @@ class TrustedJwks:
 
 def _is_symmetric(key: jwt.PyJWK) -> bool:
     return getattr(key, "key_type", None) == "oct"
+
+
+def signature_use_refusal(key: jwt.PyJWK) -> str | None:
+    """Why *key* may not verify a signature, or None when it may.
+
+    RFC 7517 section 4.2: ``"use": "enc"`` names a key for encryption, and only ``"sig"`` one for
+    signatures (an unknown use is refused too: fail closed); section 4.3: when ``key_ops`` is
+    present it must include ``"verify"``. A key with neither parameter may verify."""
+    data = getattr(key, "_jwk_data", None)
+    data = data if isinstance(data, dict) else {}
+    use = data.get("use")
+    if use is not None and use != "sig":
+        if use == "enc":
+            return 'is for encryption ("use": "enc"), not for verifying signatures'
+        return f'has "use": {str(use)[:20]!r}, not "sig"'
+    ops = data.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        listed = ", ".join(str(op)[:20] for op in ops[:8]) if isinstance(ops, list) else "not a list"
+        return f'does not allow "verify" (key_ops: {listed})'
+    return None
 
 
 @dataclass(frozen=True)
@@ -178,6 +204,11 @@ def verify_id_token(
     candidates = jwks.candidates(kid)
     if not candidates:
         return failed(f"no key with kid {str(kid)[:80]!r} in the JWKS")
+    refused = [(key, signature_use_refusal(key)) for key in candidates]
+    candidates = [key for key, reason in refused if reason is None]
+    if not candidates:  # an encryption key must never vouch for a signature (RFC 7517 section 4.2)
+        named = f"the JWKS key with kid {str(kid)[:80]!r}" if kid is not None else "the JWKS key"
+        return failed("; ".join(sorted({f"{named} {reason}" for _, reason in refused if reason})))
     if not issuers:
         return failed("no issuer allowed: the issuer was not checked")
     signature_error = "signature does not verify"

@@ -63,6 +63,9 @@ def story_ledger(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert doc["appended"] == 15 and doc["quarantined"] == 0
     assert doc["oidc_tokens_verified"] == 2 and doc["oidc_tokens_failed"] == 0
     assert doc["webhooks_verified"] == 7
+    # the one bare payload (no delivery envelope) is ingested unsigned and named: a secret was configured
+    assert doc["webhooks_unsigned"] == 1 and [Path(str(u["location"])).name for u in doc["unsigned_payloads"]] == [
+        "github-workflow_run.in_progress.payload.json"]
     return ledger
 
 

@@ -337,3 +337,271 @@ def test_the_github_docs_signature_vector_and_its_tampered_body(tmp_path: Path) 
     ], options(webhook_secrets=(secret,)))
     assert (total.appended, total.quarantined) == (1, 1)
     assert [q[2] for q in quarantine(ledger)] == ["bad-webhook-signature"]
+
+
+# -- unsigned provider payloads: dropping the delivery envelope must not defeat signing -----------
+
+
+def github_started_body(job_id: int = 4242) -> str:
+    return json.dumps({"action": "in_progress", "workflow_job": {
+        "id": job_id, "run_id": 222, "status": "in_progress", "started_at": "2026-11-20T14:00:00Z",
+        "labels": ["self-hosted", "us-gov-west-1"]}, "repository": {"full_name": "victim-org/prod"}})
+
+
+BUILD_SIGNED = {"event_type": "ci.job.build_signed", "timestamp": "2026-11-20T14:03:00Z", "job_id": "4242",
+                "repository": "victim-org/prod", "artifact_digest": "sha256:" + "ab" * 32}
+
+
+def test_a_bare_payload_records_whether_a_webhook_secret_was_configured(tmp_path: Path) -> None:
+    """A bare GitHub/GitLab payload said only `webhook_signature: absent`: nothing told an assessor
+    that the run had a secret, i.e. that the payload bypassed a signature check that was in force."""
+    bare = json.loads(github_started_body())
+    ledger, total, tally = collect(tmp_path, [bare])
+    assert (total.appended, total.quarantined) == (1, 0)
+    attrs = entries(ledger)[0]["event"]["attrs"]
+    assert attrs["webhook_signature"] == "absent" and attrs["webhook_secret_configured"] is True
+    assert (tally.webhooks_verified, tally.webhooks_unchecked, tally.webhooks_unsigned) == (0, 0, 1)
+    assert tally.to_json()["webhooks_unsigned"] == 1
+    (tmp_path / "plain").mkdir()
+    plain, _, _ = collect(tmp_path / "plain", [bare], CiOptions())
+    assert entries(plain)[0]["event"]["attrs"]["webhook_secret_configured"] is False
+
+
+def test_require_signed_quarantines_bare_provider_payloads(tmp_path: Path) -> None:
+    body = github_started_body()
+    ledger, total, tally = collect(tmp_path, [
+        json.loads(body),  # bare: no proof at all
+        signed(body),  # the same job, delivered and signed
+        BUILD_SIGNED,  # a generic event is the job's own statement, not a provider payload
+    ], options(require_signed=True))
+    assert (total.read, total.appended, total.quarantined) == (3, 2, 1)
+    assert [q[1:3] for q in quarantine(ledger)] == [(1, "missing-webhook-signature")]
+    assert total.reasons == {"missing-webhook-signature": 1}
+    assert tally.webhooks_unsigned == 0 and tally.webhooks_verified == 1
+
+
+def test_require_signed_without_a_secret_is_refused() -> None:
+    from collector.errors import UsageError
+
+    with pytest.raises(UsageError, match="require.signed.* needs a webhook secret"):
+        CiOptions(require_signed=True)
+
+
+def test_the_command_quarantines_a_bare_payload_with_require_signed_and_exits_1(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [json.loads(github_started_body())])
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_bytes(SECRET + b"\n")
+    ledger = new_ledger(tmp_path)
+    accepted = fedledger("collect", "ci", str(path), "--webhook-secret-file", str(secret_file), ledger=ledger)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "1 unsigned payload(s)" in accepted.stdout.decode()
+    assert f"warning: {path}:1: a GitHub payload without a delivery signature" in accepted.stderr.decode()
+    other = write_lines(tmp_path / "more.jsonl", [json.loads(github_started_body(4243))])
+    refused = fedledger("collect", "ci", str(other), "--webhook-secret-file", str(secret_file), "--require-signed",
+                        ledger=ledger)
+    assert refused.returncode == 1, refused.stderr
+    assert f"quarantined: {other}:1: missing-webhook-signature" in refused.stderr.decode()
+    no_secret = fedledger("collect", "ci", str(other), "--require-signed", ledger=ledger)
+    assert no_secret.returncode == 2
+    (line,) = no_secret.stderr.decode().strip().splitlines()
+    assert "--require-signed needs a webhook secret" in line
+    for result in (accepted, refused, no_secret):
+        assert SECRET not in result.stdout + result.stderr
+
+
+def test_a_config_ci_source_takes_require_signed(tmp_path: Path) -> None:
+    from tests.ops_workspace import make_workspace
+
+    (tmp_path / "ci").mkdir()
+    write_lines(tmp_path / "ci" / "events.jsonl", [json.loads(github_started_body())])
+    secret = tmp_path / "hook.secret"
+    secret.write_bytes(SECRET + b"\n")
+    secret.chmod(0o600)
+    ws = make_workspace(tmp_path, '[[sources]]\nname = "c"\nkind = "ci"\nlocation = "ci/"\n'
+                                  'webhook_secret_file = "hook.secret"\nrequire_signed = true\n')
+    result = ws.cli("--ledger", str(ws.ledger), "run", "--config", str(ws.config))
+    # `run` counts and logs quarantined records without failing (docs/scheduling.md)
+    assert result.exit_code == 0, result.output
+    assert '"reasons":{"missing-webhook-signature":1}' in result.output
+    with sqlite3.connect(ws.ledger) as conn:
+        assert [r[0] for r in conn.execute("SELECT reason FROM quarantine")] == ["missing-webhook-signature"]
+
+
+def _assess(ledger: Path):  # type: ignore[no-untyped-def]
+    from bundler.evaluate import evaluate
+    from bundler.evidence_table import entry_triples
+
+    return evaluate(entry_triples(entries(ledger)), as_of="2026-11-21T00:00:00Z", origin="test.agency.gov/ci")
+
+
+def _check(assessment: Any, name: str) -> Any:
+    return next(c for c in assessment.checks if c.check == name)
+
+
+def test_an_unsigned_payload_collected_with_a_secret_is_an_audit_trail_finding_and_no_custody_step(tmp_path: Path) -> None:
+    """The bundler never read `webhook_signature`: a bare payload written into the inbox was a
+    trigger step of the job's chain of custody exactly as a signed delivery was."""
+    ledger, _, _ = collect(tmp_path, [json.loads(github_started_body()), BUILD_SIGNED])
+    assessment = _assess(ledger)
+    integrity = _check(assessment, "audit-trail-integrity")
+    (finding,) = [f for f in integrity.findings if f.id == "audit-trail-integrity:ci.unsigned-webhook-payload"]
+    assert finding.seqs == (0,) and finding.severity == "moderate" and set(finding.controls) == {"au-9", "au-12"}
+    assert integrity.status == "not-satisfied"
+    (story_,) = [s for s in assessment.custody if s.job_id == "4242"]
+    trigger = story_.steps[0]
+    assert trigger.step == "trigger" and trigger.present is False and trigger.unsigned == (0,)
+    assert "not authenticated" in trigger.detail and "webhook secret was configured" in trigger.detail
+    assert any(f.id == "custody-missing:trigger:job-4242" for f in story_.findings)
+
+
+def test_a_signed_delivery_is_the_step_and_the_unsigned_copy_is_labelled(tmp_path: Path) -> None:
+    body = github_started_body()
+    ledger, _, _ = collect(tmp_path, [json.loads(body), signed(body), BUILD_SIGNED])
+    assessment = _assess(ledger)
+    (story_,) = [s for s in assessment.custody if s.job_id == "4242"]
+    trigger = story_.steps[0]
+    assert trigger.present is True and trigger.seqs == (0, 1) and trigger.unsigned == (0,)
+    assert not any(f.id.startswith("custody-missing:trigger") for f in story_.findings)
+    integrity = _check(assessment, "audit-trail-integrity")
+    assert [f.seqs for f in integrity.findings if f.id.endswith("unsigned-webhook-payload")] == [(0,)]
+
+
+def test_without_a_secret_unsigned_payloads_count_but_are_labelled_not_authenticated(tmp_path: Path) -> None:
+    body = github_started_body()
+    ledger, _, _ = collect(tmp_path, [json.loads(body), delivery(body, **{"X-GitHub-Event": "workflow_job"}),
+                                      BUILD_SIGNED], CiOptions())
+    assessment = _assess(ledger)
+    assert not [f for f in _check(assessment, "audit-trail-integrity").findings
+                if f.id.endswith("unsigned-webhook-payload")]
+    (story_,) = [s for s in assessment.custody if s.job_id == "4242"]
+    trigger = story_.steps[0]
+    assert trigger.present is True and trigger.unsigned == ()
+    assert trigger.detail.startswith("not authenticated: ")
+
+
+def test_the_sample_storys_bare_payload_is_reported_and_labelled(tmp_path: Path) -> None:
+    from tests.fedledger_process import story_ci_options
+
+    ledger, total, tally = collect_in_process(tmp_path, [str(SAMPLES_CI / "events")], story_ci_options())
+    assert (total.appended, total.quarantined, tally.webhooks_verified, tally.webhooks_unsigned) == (15, 0, 7, 1)
+    stored = entries(ledger)
+    (bare,) = [e["seq"] for e in stored if e["event"]["attrs"].get("webhook_signature") == "absent"]
+    assessment = _assess(ledger)
+    (finding,) = [f for f in _check(assessment, "audit-trail-integrity").findings
+                  if f.id.endswith("unsigned-webhook-payload")]
+    assert finding.seqs == (bare,)
+    story_ = next(s for s in assessment.custody if s.job_id == "31415926535")
+    trigger = story_.steps[0]
+    assert trigger.present is True and trigger.unsigned == (bare,) and bare in trigger.seqs
+
+
+# -- JWKS keys for encryption never verify a signature (RFC 7517 section 4.2, 4.3) ----------------
+
+
+def _jwks_with(**changes: Any) -> TrustedJwks:
+    doc = json.loads((KEYS / "jwks.json").read_bytes())
+    for key in doc["keys"]:
+        if key["kid"] == "fedledger-sample-ci-1":
+            for name, value in changes.items():
+                if value is None:
+                    key.pop(name, None)
+                else:
+                    key[name] = value
+    return TrustedJwks.from_bytes(json.dumps(doc).encode())
+
+
+def _verify(jwks: TrustedJwks):  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from collector.oidc import verify_id_token
+
+    return verify_id_token(token(), jwks, at=datetime(2026, 11, 20, 14, 0, 27, tzinfo=timezone.utc),
+                           audiences=(AUDIENCE,))
+
+
+@pytest.mark.parametrize(("changes", "error"), [
+    ({"use": "enc", "key_ops": None},
+     "the JWKS key with kid 'fedledger-sample-ci-1' is for encryption (\"use\": \"enc\"), not for verifying signatures"),
+    ({"use": None, "key_ops": ["encrypt", "wrapKey"]},
+     "the JWKS key with kid 'fedledger-sample-ci-1' does not allow \"verify\" (key_ops: encrypt, wrapKey)"),
+    ({"use": "sig", "key_ops": ["sign"]},
+     "the JWKS key with kid 'fedledger-sample-ci-1' does not allow \"verify\" (key_ops: sign)"),
+])
+def test_a_jwks_key_not_for_signature_verification_never_verifies_a_token(changes: dict[str, Any], error: str) -> None:
+    result = _verify(_jwks_with(**changes))
+    assert result.verified is False and result.signature_valid is False
+    assert result.error == error
+    assert result.claims == {}
+
+
+@pytest.mark.parametrize("changes", [{"use": "sig", "key_ops": None}, {"use": None, "key_ops": ["verify"]},
+                                     {"use": None, "key_ops": None}])
+def test_a_signature_key_still_verifies(changes: dict[str, Any]) -> None:
+    assert _verify(_jwks_with(**changes)).verified is True
+
+
+def test_an_encryption_key_collected_through_the_source_is_recorded_not_verified(tmp_path: Path) -> None:
+    ledger, _, tally = collect(tmp_path, [{"event_type": "ci.oidc_token", "time": USED, "token": token()}],
+                               options(jwks=_jwks_with(use="enc", key_ops=None)))
+    assert (tally.tokens_verified, tally.tokens_failed) == (0, 1)
+    attrs = entries(ledger)[0]["event"]["attrs"]
+    assert attrs["verified"] is False and "for encryption" in attrs["verification_error"]
+
+
+# -- webhook secrets too short to search for (the secret-leak scan) -------------------------------
+
+
+def test_a_webhook_secret_shorter_than_4_bytes_is_refused_with_its_file_and_line() -> None:
+    from collector.errors import MalformedInput
+
+    with pytest.raises(MalformedInput) as info:
+        read_webhook_secrets(b"a-long-enough-webhook-secret\r\n\nZq9\n", location="hook.secret")
+    message = str(info.value)
+    assert message.startswith("hook.secret:3: ") and "shorter than 4 bytes" in message
+    assert "Zq9" not in message and "a-long-enough" not in message
+    with pytest.raises(MalformedInput, match="^hook.secret:1: "):
+        read_webhook_secrets(b"\xef\xbb\xbfab\n", location="hook.secret")
+    assert read_webhook_secrets(b"Zq9x\n", location="hook.secret") == (b"Zq9x",)
+
+
+def test_library_options_refuse_a_short_secret_and_a_4_byte_secret_is_searched_for(tmp_path: Path) -> None:
+    from collector.errors import UsageError
+
+    with pytest.raises(UsageError, match="shorter than 4 bytes"):
+        CiOptions(webhook_secrets=(SECRET, b"Zq9"))
+    ledger, total, _ = collect(tmp_path, [{**GENERIC, "note": "value Zq9x here"}], options(webhook_secrets=(b"Zq9x",)))
+    assert [q[2] for q in quarantine(ledger)] == ["secret-in-record"]
+
+
+def test_the_command_refuses_a_short_secret_with_exit_2_naming_file_and_line(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "events.jsonl", [GENERIC])
+    secret_file = tmp_path / "hook.secret"
+    secret_file.write_bytes(SECRET + b"\nZq9\n")
+    ledger = new_ledger(tmp_path)
+    result = fedledger("collect", "ci", str(path), "--webhook-secret-file", str(secret_file), ledger=ledger)
+    assert result.returncode == 2
+    (line,) = result.stderr.decode().strip().splitlines()
+    assert f"{secret_file}:2: " in line and "shorter than 4 bytes" in line
+    assert b"Zq9" not in result.stdout + result.stderr and SECRET not in result.stdout + result.stderr
+
+
+def test_a_jwks_with_no_key_for_signatures_is_unusable_input() -> None:
+    from collector.oidc import JwksError
+
+    doc = json.loads((KEYS / "jwks.json").read_bytes())
+    for key in doc["keys"]:
+        key["use"] = "enc"
+        key.pop("key_ops")
+    with pytest.raises(JwksError, match="no key for verifying signatures"):
+        TrustedJwks.from_bytes(json.dumps(doc).encode(), location="jwks.json")
+
+
+def test_a_config_ci_source_with_require_signed_and_no_secret_is_a_config_error_with_its_line() -> None:
+    from collector.config import ConfigInvalid, parse_config
+
+    text = ('[ledger]\npath = "l.db"\norigin = "example.gov/x"\n\n[[sources]]\nname = "ci"\nkind = "ci"\n'
+            'locations = ["ci/"]\nrequire_signed = true\n')
+    with pytest.raises(ConfigInvalid) as info:
+        parse_config(text, Path("/etc/fedledger/fedledger.toml"))
+    (problem,) = info.value.problems
+    assert problem.startswith("/etc/fedledger/fedledger.toml:9: sources[0].require_signed needs a webhook secret")

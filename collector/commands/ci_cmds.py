@@ -22,6 +22,8 @@ from collector.oidc import DEFAULT_ISSUERS, MAX_LEEWAY_SECONDS, TrustedJwks
 from collector.rotation import rotation_notes
 from collector.sources.ci import FOLDER_SUFFIXES, CiOptions, CiTally, ci_sources, read_webhook_secrets
 
+UNSIGNED_NAMED = 50  # unsigned payloads named on stderr (all are counted; JSON lists the first 1,000)
+
 
 def _read_input_file(path: Path, what: str) -> bytes:
     try:
@@ -31,7 +33,7 @@ def _read_input_file(path: Path, what: str) -> bytes:
 
 
 def build_options(jwks: Path | None, issuer: list[str], audience: list[str], webhook_secret_file: Path | None,
-                  leeway: int) -> CiOptions:
+                  leeway: int, require_signed: bool = False) -> CiOptions:
     """Verification options from the command line; secrets are read here and never printed."""
     trusted = TrustedJwks.from_bytes(_read_input_file(jwks, "JWKS"), location=str(jwks)) if jwks else None
     secrets: tuple[bytes, ...] = ()
@@ -40,8 +42,11 @@ def build_options(jwks: Path | None, issuer: list[str], audience: list[str], web
                                        location=str(webhook_secret_file))
     if leeway < 0 or leeway > MAX_LEEWAY_SECONDS:
         raise UsageError(f"--leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds")
+    if require_signed and not secrets:
+        raise UsageError("--require-signed needs a webhook secret (--webhook-secret-file): without one no payload "
+                         "can be signed")
     return CiOptions(jwks=trusted, issuers=tuple(issuer) or DEFAULT_ISSUERS, audiences=tuple(audience),
-                     webhook_secrets=secrets, leeway_seconds=leeway)
+                     webhook_secrets=secrets, leeway_seconds=leeway, require_signed=require_signed)
 
 
 def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed: str,
@@ -81,6 +86,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         audience: list[str] = typer.Option([], "--audience", help="Allowed OIDC audience (repeatable); without it no token counts as verified."),
         webhook_secret_file: Optional[Path] = typer.Option(None, "--webhook-secret-file", help="Webhook secret(s), one per line; deliveries must then verify."),
         leeway: int = typer.Option(0, "--leeway", help="Clock leeway in seconds for OIDC exp/nbf/iat (default 0)."),
+        require_signed: bool = typer.Option(
+            False, "--require-signed",
+            help="Quarantine GitHub/GitLab payloads that come without a signed delivery envelope "
+                 "(needs --webhook-secret-file)."),
         accept_changed: list[str] = typer.Option(
             [], "--accept-changed", metavar="FILE",
             help="A file reported TAMPERED that you have looked into: record a ci.file_replaced finding "
@@ -92,7 +101,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 raise UsageError("no such file or folder", location=name)
         if paths.count("-") > 1:
             raise UsageError("'-' (stdin) can be given once")
-        options = build_options(jwks, issuer, audience, webhook_secret_file, leeway)
+        options = build_options(jwks, issuer, audience, webhook_secret_file, leeway, require_signed)
         with open_ledger(OPTIONS.ledger) as ledger:
             with progress("collecting CI events") as advance:
                 total, tally = collect_ci(ledger, paths, options, observed=OPTIONS.now_text(), on_progress=advance,
@@ -112,9 +121,18 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                     + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + ")")
             for message in rotation_notes("ci", tally.rotations, tally.accepted):
                 err(message)
+            for note in tally.unsigned_payloads[:UNSIGNED_NAMED]:
+                provider = {"github": "GitHub", "gitlab": "GitLab"}.get(str(note["provider"]), str(note["provider"]))
+                where = f"{note['location']}:{note['line']}" if note["line"] is not None else str(note["location"])
+                err(f"warning: {where}: a {provider} payload without a delivery signature was ingested although a "
+                    "webhook secret is configured (the bundle reports it; --require-signed quarantines it)")
+            if len(tally.unsigned_payloads) > UNSIGNED_NAMED:
+                err(f"warning: {len(tally.unsigned_payloads) - UNSIGNED_NAMED} more unsigned payload(s) not named "
+                    "here (--format json lists up to 1,000)")
             out(total.line())
             out(f"oidc tokens: {tally.tokens_verified} verified, {tally.tokens_failed} NOT verified; "
                 f"webhook deliveries: {tally.webhooks_verified} signature verified, "
-                f"{tally.webhooks_unchecked} not checked; {tally.redacted_records} record(s) stored redacted")
+                f"{tally.webhooks_unchecked} not checked, {tally.webhooks_unsigned} unsigned payload(s); "
+                f"{tally.redacted_records} record(s) stored redacted")
         if failed:
             raise typer.Exit(1)

@@ -29,7 +29,9 @@ Record shapes
   body under an id already held is a ``conflicting-duplicate``. Without a secret the delivery is ingested with
   ``attrs.webhook_signature = "not-checked"``.
 * plain payloads: GitHub ``workflow_job`` / ``workflow_run`` and GitLab Job Hook
-  (``object_kind: build``) / Pipeline Hook bodies (``attrs.webhook_signature = "absent"``).
+  (``object_kind: build``) / Pipeline Hook bodies (``attrs.webhook_signature = "absent"`` and
+  ``attrs.webhook_secret_configured``: whether this run had a secret to check a delivery with).
+  With ``require_signed`` they are quarantined as ``missing-webhook-signature``.
 * generic events: ``{"event_type": "ci.job.<name>", "timestamp"|"time": ..., ...}``.
 * OIDC ID tokens: ``{"event_type": "ci.oidc_token", "token": "<JWT>", "time": "<when it
   was used>", "job_id": ...}``, verified by :mod:`collector.oidc` at that time.
@@ -144,6 +146,14 @@ R_MISSING_SIGNATURE = "missing-webhook-signature"
 R_SECRET_IN_RECORD = "secret-in-record"
 R_TOKEN_IN_KEY = "token-in-key"
 
+#: The shortest webhook secret accepted. A shorter one cannot be searched for in records (it would
+#: match ordinary text, so the secret-leak scan would be off for it), and an HMAC key of 1 to 3 bytes
+#: (at most 2^24 values) is recovered from one captured delivery in seconds: it authenticates nothing.
+MIN_SECRET_BYTES = 4
+SHORT_SECRET_TEXT = (f"the webhook secret on this line is shorter than {MIN_SECRET_BYTES} bytes: it cannot be "
+                     "searched for in records (the secret-leak scan) and is guessed from one signed delivery; "
+                     "use a long random secret (e.g. 32 bytes)")
+
 #: The proof each provider sends with a delivery (what --webhook-secret-file checks).
 PROVIDER_PROOF = {"github": "x-hub-signature-256", "gitlab": "x-gitlab-token"}
 
@@ -199,18 +209,30 @@ GITLAB_TIME = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)\s*(U
 @dataclass(frozen=True)
 class CiOptions:
     """What verification needs: JWKS, allowed issuers/audiences, webhook secrets, the clock leeway
-    (0..``MAX_LEEWAY_SECONDS``, recorded in each token's entry as ``attrs.leeway_s``)."""
+    (0..``MAX_LEEWAY_SECONDS``, recorded in each token's entry as ``attrs.leeway_s``).
+
+    *require_signed* (``--require-signed``, a CI source's ``require_signed``): a GitHub/GitLab
+    payload that arrives without its delivery envelope, so without the provider's signature or
+    token, is quarantined ``missing-webhook-signature`` instead of ingested unsigned. It needs a
+    webhook secret: without one no payload can be signed."""
 
     jwks: TrustedJwks | None = None
     issuers: tuple[str, ...] = DEFAULT_ISSUERS
     audiences: tuple[str, ...] = ()
     webhook_secrets: tuple[bytes, ...] = ()
     leeway_seconds: int = 0
+    require_signed: bool = False
 
     def __post_init__(self) -> None:
         leeway = self.leeway_seconds
         if isinstance(leeway, bool) or not isinstance(leeway, int) or not 0 <= leeway <= MAX_LEEWAY_SECONDS:
             raise UsageError(f"the OIDC leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds, not {leeway!r}")
+        if any(len(secret) < MIN_SECRET_BYTES for secret in self.webhook_secrets):
+            raise UsageError(f"a webhook secret is shorter than {MIN_SECRET_BYTES} bytes")
+        if self.require_signed and not self.webhook_secrets:
+            raise UsageError("--require-signed (require_signed) needs a webhook secret (--webhook-secret-file, "
+                             "or webhook_secret_file / webhook_secret_env in fedledger.toml): without one no "
+                             "payload can be signed")
 
 
 @dataclass
@@ -223,6 +245,9 @@ class CiTally:
     tokens_failed: int = 0
     webhooks_verified: int = 0
     webhooks_unchecked: int = 0
+    webhooks_unsigned: int = 0  # bare provider payloads ingested (no delivery envelope, no signature)
+    # bare provider payloads ingested while a webhook secret was configured: location, line, provider
+    unsigned_payloads: list[dict[str, object]] = field(default_factory=list)
     redacted_records: int = 0
     pending: list[str] = field(default_factory=list)
     tampered: list[str] = field(default_factory=list)
@@ -244,8 +269,14 @@ class CiTally:
             self.webhooks_verified += 1
         elif signature == "not-checked":
             self.webhooks_unchecked += 1
+        elif signature == "absent":
+            self.webhooks_unsigned += 1
         if record.source_extra:
             self.redacted_records += 1
+
+    def note_unsigned(self, location: str, line: int | None, provider: str) -> None:
+        if len(self.unsigned_payloads) < QUARANTINE_NOTES_KEPT:
+            self.unsigned_payloads.append({"location": location, "line": line, "provider": provider})
 
     def note_quarantine(self, location: str, line: int | None, reason: str, size: int | None = None) -> None:
         if len(self.quarantined) < QUARANTINE_NOTES_KEPT:
@@ -260,6 +291,8 @@ class CiTally:
             "oidc_tokens_failed": self.tokens_failed,
             "webhooks_verified": self.webhooks_verified,
             "webhooks_unchecked": self.webhooks_unchecked,
+            "webhooks_unsigned": self.webhooks_unsigned,
+            "unsigned_payloads": list(self.unsigned_payloads),
             "redacted_records": self.redacted_records,
             "pending": list(self.pending),
             "tampered": list(self.tampered),
@@ -310,12 +343,20 @@ def read_webhook_secrets(data: bytes, *, location: str) -> tuple[bytes, ...]:
     """Secrets from a secret file: one per non-empty line, line endings removed, nothing else.
 
     A UTF-8 byte order mark at the start (Windows editors write one) is not part of the first
-    secret: kept, no delivery would verify and the real secret would not be found in records."""
+    secret: kept, no delivery would verify and the real secret would not be found in records.
+    A secret shorter than :data:`MIN_SECRET_BYTES` is refused, naming its line (never its value)."""
     data = data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
-    secrets = tuple(line.rstrip(b"\r") for line in data.split(b"\n") if line.rstrip(b"\r"))
+    secrets: list[bytes] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        secret = line.rstrip(b"\r")
+        if not secret:
+            continue
+        if len(secret) < MIN_SECRET_BYTES:
+            raise MalformedInput(SHORT_SECRET_TEXT, location=f"{location}:{number}")
+        secrets.append(secret)
     if not secrets:
         raise MalformedInput("the webhook secret file is empty", location=location)
-    return secrets
+    return tuple(secrets)
 
 
 # -- redaction ------------------------------------------------------------------------------
@@ -417,7 +458,8 @@ class Redactor:
 
     def __post_init__(self) -> None:
         scan_secrets = self.screen is None or self.screen.scan_secrets
-        self._secret_texts = tuple(s.decode("utf-8", "replace") for s in self.secrets if len(s) >= 4) \
+        # every secret is searched for: CiOptions refuses one shorter than MIN_SECRET_BYTES
+        self._secret_texts = tuple(s.decode("utf-8", "replace") for s in self.secrets) \
             if scan_secrets else ()
         self._scan_tokens = self.screen is None or self.screen.scan_tokens
         self._scan_urls = self.screen is None or self.screen.scan_urls
@@ -1163,7 +1205,15 @@ def _normalize_record(data: bytes, options: CiOptions, screen: RecordScreen) -> 
         event = normalize_generic(clean)
     else:
         event = _payload_event(clean, None)
+        if options.require_signed:
+            # A provider's payload without its delivery envelope carries no signature or token:
+            # dropping the envelope must not be a way around the check (docs/collect-ci.md).
+            raise Quarantine(R_MISSING_SIGNATURE)
         event["attrs"]["webhook_signature"] = "absent"
+        # whether this run could have checked a signature: the bundle reports an unsigned payload
+        # collected while a secret was configured (audit-trail-integrity) and does not let it stand
+        # for an authenticated step of a job's chain of custody
+        event["attrs"]["webhook_secret_configured"] = bool(options.webhook_secrets)
     if redactor.paths:
         return _finish(event, clean, redactor.paths)
     return _finish(event, None, [], exact=data)
@@ -1311,6 +1361,9 @@ def record_for(data: bytes, location: str, line: int | None, options: CiOptions,
         return _quarantined(data, location, line, R_BAD_FIELD, tally)
     if tally is not None:
         tally.count(normalized)
+        attrs = normalized.event["attrs"]
+        if attrs.get("webhook_signature") == "absent" and attrs.get("webhook_secret_configured") is True:
+            tally.note_unsigned(location, line, str(attrs.get("provider")))
     return SourceRecord(location=location, line=line, raw=normalized.raw, event=normalized.event,
                         source_extra=normalized.source_extra, dedup_key=normalized.dedup_key)
 
@@ -1544,7 +1597,7 @@ def build_sources(source: Any, context: Any) -> list[Any]:
     """``fedledger run`` factory for ``kind = "ci"`` (see collector.run).
 
     Options mirror ``fedledger collect ci``: ``jwks``, ``issuers``, ``audiences``,
-    ``webhook_secret`` (a file or environment variable, never inline) and ``leeway``.
+    ``webhook_secret`` (a file or environment variable, never inline), ``leeway`` and ``require_signed``.
     A file whose already-read part changed fails the source after its appends.
     """
     from collector.errors import IntegrityError
@@ -1563,7 +1616,8 @@ def build_sources(source: Any, context: Any) -> list[Any]:
         secrets = read_webhook_secrets(source.webhook_secret.read(), location=source.webhook_secret.describe())
     leeway = int(opts.get("leeway") or 0)
     options = CiOptions(jwks=trusted, issuers=tuple(opts.get("issuers") or ()) or DEFAULT_ISSUERS,
-                        audiences=tuple(opts.get("audiences") or ()), webhook_secrets=secrets, leeway_seconds=leeway)
+                        audiences=tuple(opts.get("audiences") or ()), webhook_secrets=secrets, leeway_seconds=leeway,
+                        require_signed=bool(opts.get("require_signed")))
     tally = CiTally()
 
     def finish(_summary: Any) -> None:
