@@ -1182,17 +1182,29 @@ class VaultAuditLog(Source):
             else:
                 open_requests[request_id] = opened
         else:
-            paired = self.state.open.pop(parsed.request_id, None) is not None
-            event = normalize(parsed, paired)
-            if not paired:
+            open_requests = self.state.open
+            opened = open_requests.get(parsed.request_id)
+            event = normalize(parsed, opened is not None)
+            if opened is None:
                 yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event)
+            else:
+                attrs = event["attrs"]
+                if opened.path is None or (opened.path == attrs["path"] and opened.operation == attrs["operation"]):
+                    del open_requests[parsed.request_id]
+                else:  # it repeats another request than the one logged under its id: not that request's answer
+                    attrs["paired"] = False
+                    yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event,
+                                                  "path" if opened.path != attrs["path"] else "operation")
         # normalize builds events from strings, booleans, None and safe integers only
         yield SourceRecord(line.path, line.number, raw, event, None, _KEY_PREFIX + digest, digest, _NO_EXTRA,
                            canonical_bytes_of_text_tree(event))
 
     def _open(self, request_id: str, opened: OpenRequest) -> Iterator[SourceRecord]:
         open_requests = self.state.open
-        open_requests.pop(request_id, None)
+        earlier = open_requests.pop(request_id, None)
+        if earlier is not None and earlier.raw_sha256 != opened.raw_sha256:
+            # another request under the same id: the earlier one's answer is never told apart, so it is unpaired
+            yield self._unpaired_request(request_id, earlier, "duplicate-id")
         open_requests[request_id] = opened
         while len(open_requests) > self.max_open:
             oldest = next(iter(open_requests))
@@ -1210,10 +1222,13 @@ class VaultAuditLog(Source):
 
     def _finding(self, *, time: str | None, request_id: str, side: str, location: str, line: int | None,
                  raw_sha256: str, closed_by: str | None, path: str | None, operation: str | None,
-                 actor: str | None, correlation: Mapping[str, str] | None) -> SourceRecord:
+                 actor: str | None, correlation: Mapping[str, str] | None, mismatch: str | None = None
+                 ) -> SourceRecord:
         self.findings += 1
         attrs: dict[str, Any] = {"request_id": request_id, "side": side, "location": location, "line": line,
                                  "record_sha256": raw_sha256}
+        if mismatch is not None:  # the open request under this id names another path or operation
+            attrs["mismatch"] = mismatch
         if closed_by is not None:
             attrs["closed_by"] = closed_by
             attrs["pair_window"] = self.pair_window
@@ -1226,7 +1241,8 @@ class VaultAuditLog(Source):
             "actor": actor,
             "action": f"unpaired {side}",
             "resource": path,
-            "outcome": {"status": "failure", "error": f"no matching {'response' if side == 'request' else 'request'}"},
+            "outcome": {"status": "failure", "error": f"no matching {'response' if side == 'request' else 'request'}"
+                        + (f" (the request logged under this id has another {mismatch})" if mismatch else "")},
             "correlation": dict(correlation or {}),
             "attrs": attrs,
         }
@@ -1242,12 +1258,12 @@ class VaultAuditLog(Source):
                              correlation=opened.correlation)
 
     def _unpaired_response(self, request_id: str, time: str | None, line: Line, digest: str,
-                           event: Mapping[str, Any] | None) -> SourceRecord:
+                           event: Mapping[str, Any] | None, mismatch: str | None = None) -> SourceRecord:
         attrs = event["attrs"] if event else {}
         return self._finding(time=time, request_id=request_id, side="response", location=line.path,
                              line=line.number, raw_sha256=digest, closed_by=None, path=attrs.get("path"),
                              operation=attrs.get("operation"), actor=event["actor"] if event else None,
-                             correlation=event["correlation"] if event else None)
+                             correlation=event["correlation"] if event else None, mismatch=mismatch)
 
 
 
