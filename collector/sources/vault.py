@@ -170,7 +170,9 @@ METADATA_CORRELATION = {
     "runner": "runner", "runner_name": "runner", "serial_number": "cert_serial",
 }
 
-SECRET_ENGINES_STATIC = frozenset({"kv", "generic", "cubbyhole"})
+# kv-v1 / kv-v2 are the names `vault secrets enable` takes (and audit filters show); a mount stores "kv"
+_KV_TYPES = frozenset({"kv", "kv-v1", "kv-v2"})
+SECRET_ENGINES_STATIC = frozenset({"generic", "cubbyhole"}) | _KV_TYPES
 SECRET_ENGINES_DYNAMIC = frozenset({
     "database", "aws", "azure", "gcp", "consul", "nomad", "kubernetes", "ldap", "openldap", "ad",
     "rabbitmq", "ssh", "terraform", "alicloud", "mongodbatlas", "gcpkms",
@@ -180,6 +182,12 @@ _CREDENTIAL_SEGMENTS = frozenset({"creds", "static-creds", "sts", "static-cred",
 _MOUNT_NAME_TYPES = {"secret": "kv", "kv": "kv", "cubbyhole": "cubbyhole", "database": "database", "aws": "aws",
                      "gcp": "gcp", "azure": "azure", "pki": "pki", "ssh": "ssh", "transit": "transit"}
 _KV2_SEGMENTS = frozenset({"data", "metadata", "delete", "undelete", "destroy", "subkeys", "config"})
+# Every key a kv v2 metadata/, subkeys/ or config read answers with: a read there answering with any other key
+# is a kv v1 mount's secret that happens to live under "metadata/" (or "subkeys/", "config").
+_KV2_NON_SECRET_DATA_KEYS = frozenset({
+    "cas_required", "created_time", "current_version", "custom_metadata", "delete_version_after", "max_versions",
+    "oldest_version", "updated_time", "versions", "subkeys", "metadata",
+})
 _WRITE_OPERATIONS = frozenset({"create", "update", "patch", "delete"})
 
 
@@ -720,13 +728,17 @@ def classify(path: str, operation: str, mount: str, rest: str, mount_type: str |
                 return "vault.policy_change"
             if rest.startswith(("audit/", "config/auditing/request-headers")):
                 return "vault.audit_change"
+            if rest == "wrapping/unwrap":  # hands the wrapped secret to whoever holds the wrapping token
+                return "vault.secret_read"
+        elif operation == "read" and rest.startswith("raw/"):  # storage read past every engine and policy
+            return "vault.secret_read"
         return "vault.request"
     if mount_type == "pki":
         if operation in ("update", "create") and _pki_role(segments) is not None:
             return "vault.pki_issue"
         return "vault.request"
     if mount_type in SECRET_ENGINES_STATIC:
-        if mount_type == "kv" and segments and segments[0] in ("metadata", "subkeys", "config"):
+        if mount_type in _KV_TYPES and segments and segments[0] in ("metadata", "subkeys", "config"):
             return "vault.secret_write" if operation in _WRITE_OPERATIONS else "vault.request"
         if operation == "read":
             return "vault.secret_read"
@@ -743,9 +755,15 @@ def classify(path: str, operation: str, mount: str, rest: str, mount_type: str |
     return "vault.request"
 
 
+def _answers_with_secret_data(response: dict[str, Any]) -> bool:
+    """Whether a kv read classified as a metadata lookup answered with keys kv v2 metadata never has."""
+    data = response.get("data")
+    return type(data) is dict and any(key not in _KV2_NON_SECRET_DATA_KEYS for key in data)
+
+
 def _pki_role(segments: list[str]) -> str | None:
     """The role of ``issue/<role>``, ``sign/<role>``, ``issuer/<ref>/issue|sign/<role>``, ``sign-verbatim``."""
-    if len(segments) >= 4 and segments[0] == "issuer":
+    if len(segments) >= 3 and segments[0] == "issuer":
         segments = segments[2:]
     if len(segments) >= 2 and segments[0] in ("issue", "sign", "sign-verbatim"):
         return segments[1]
@@ -789,6 +807,9 @@ def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
         actor_auth, metadata = auth, _dict(auth.get("metadata"))
     else:
         kind = classify(path, operation, mount, rest, mount_type)
+        if kind == "vault.request" and operation == "read" and mount_type in _KV_TYPES and \
+                _answers_with_secret_data(response):
+            kind = "vault.secret_read"
         attrs["paired"] = bool(paired)
         login = kind == "vault.login"
         actor_auth = response_auth if (login and response_auth) else auth
@@ -827,9 +848,12 @@ def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
                 attrs["cert_serial_hmac"] = response_data["serial_number"]
         elif kind in ("vault.secret_read", "vault.secret_write"):
             attrs["mount"] = mount
-            if mount_type == "kv":
+            if mount_type in _KV_TYPES:
                 first = rest.split("/", 1)[0]
-                attrs["kv_version"] = 2 if first in _KV2_SEGMENTS else 1
+                # kv v2 reads only under data/: a read elsewhere that handed out a secret is kv v1's
+                attrs["kv_version"] = 2 if first in _KV2_SEGMENTS and (first == "data" or operation != "read") else 1
+            elif mount == "sys":
+                attrs["unwrap" if rest == "wrapping/unwrap" else "raw_storage"] = True
             lease = _plain(_dict(response.get("secret")).get("lease_id"))
             if lease is not None:
                 attrs["lease_id"] = lease
