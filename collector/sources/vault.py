@@ -130,10 +130,11 @@ SENSITIVE_KEYS = frozenset({
     "client_token", "accessor", "client_token_accessor", "token", "wrapped_accessor", "wrapped_token",
     "secret_id", "secret_id_accessor", "password", "private_key", "secret_key", "secret_access_key",
     "security_token", "session_token", "refresh_token", "id_token", "jwt", "x-vault-token",
-    "authorization", "api_key", "apikey", "client_secret",
+    "authorization", "api_key", "apikey", "client_secret", "cookie",
 })
 _NOT_SENSITIVE = frozenset({"mount_accessor", "token_type", "token_ttl", "token_policies", "token_issue_time"})
-_SENSITIVE_SUFFIXES = ("_token", "password", "_secret", "private_key", "secret_key", "_accessor")
+_SENSITIVE_SUFFIXES = ("_token", "password", "_secret", "private_key", "secret_key", "_accessor", "authorization",
+                       "_api_key", "_cookie")
 # A credential key followed by a plaintext string, a list or an object, found in the raw text of a
 # valid JSON line (inside a JSON string every quote is escaped, so this matches real keys only).
 _SENSITIVE_RAW = re.compile(
@@ -205,10 +206,13 @@ def audit_hmac(salt: bytes, value: str | bytes) -> str:
 
 
 class _SensitiveKeys(dict[str, bool]):
-    """Key → whether it names a credential; computed on first sight, kept for 100,000 keys."""
+    """Key → whether it names a credential; computed on first sight, kept for 100,000 keys.
+
+    A hyphen counts as an underscore: request headers are logged under their HTTP names
+    (``X-Auth-Token``, ``Private-Token``, ``Proxy-Authorization``)."""
 
     def __missing__(self, key: str) -> bool:
-        lower = key.lower()
+        lower = key.lower().replace("-", "_")
         found = lower not in _NOT_SENSITIVE and (lower in SENSITIVE_KEYS or lower.endswith(_SENSITIVE_SUFFIXES))
         if len(self) < 100_000:
             self[key] = found
