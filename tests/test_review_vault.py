@@ -246,7 +246,8 @@ def test_metadata_of_a_token_made_with_token_create_does_not_name_the_job(tmp_pa
         evs = events(ledger)
     (read,) = [e for e in evs if e["kind"] == "vault.secret_read"]
     assert read["correlation"] == {"vault_entity_id": "ent-ci"}
-    assert read["attrs"]["untrusted_metadata"] == ["job_id", "repository", "serial_number"]
+    # kept as what the token claims, for the assessor to see, never as a link to a job
+    assert read["attrs"]["claimed_correlation"] == {"job_id": "999", "repository": "org/other", "cert_serial": "aa:bb"}
 
 
 def test_metadata_of_a_login_token_names_the_job(tmp_path: Path) -> None:
@@ -256,7 +257,7 @@ def test_metadata_of_a_login_token_names_the_job(tmp_path: Path) -> None:
         evs = events(ledger)
     (read,) = [e for e in evs if e["kind"] == "vault.secret_read"]
     assert read["correlation"]["job_id"] == "100"
-    assert "untrusted_metadata" not in read["attrs"]
+    assert "claimed_correlation" not in read["attrs"]
 
 
 # -- the public sample ---------------------------------------------------------------------

@@ -692,6 +692,14 @@ def _correlation(*metadatas: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _caller_chose_metadata(auth: dict[str, Any]) -> bool:
+    """Whether a token's metadata is whatever its creator passed: auth/token/create names its tokens
+    ``token`` or ``token-<display_name>`` and stores any ``meta`` given, so a job can mint a token whose
+    metadata names another job. Login tokens (``jwt-…``, ``cert-…``) carry what the auth method set."""
+    name = auth.get("display_name")
+    return type(name) is str and (name == "token" or name.startswith("token-"))
+
+
 def _mount(request: dict[str, Any], response: dict[str, Any], path: str) -> tuple[str, str, str | None, bool]:
     """(mount path without slash, path inside the mount, mount type, whether the type was inferred)."""
     mount_point = _text(request.get("mount_point"))
@@ -871,7 +879,15 @@ def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
                 attrs["device_type"] = device_type
 
     auth_metadata = _dict(auth.get("metadata"))
-    correlation = _correlation(auth_metadata) if metadata is auth_metadata else _correlation(auth_metadata, metadata)
+    correlation = _correlation(auth_metadata)
+    if correlation and _caller_chose_metadata(auth):
+        attrs["claimed_correlation"], correlation = correlation, {}
+    if metadata is not auth_metadata:
+        found = _correlation(metadata)
+        if found and _caller_chose_metadata(actor_auth):
+            attrs.setdefault("claimed_correlation", {}).update(found)
+        else:
+            correlation.update(found)
     entity = _plain(actor_auth.get("entity_id")) or _plain(auth.get("entity_id"))
     if entity is not None:
         correlation["vault_entity_id"] = entity
