@@ -289,3 +289,40 @@ def test_public_sample_response_with_hashed_accessors(tmp_path: Path) -> None:
     (write,) = [e for e in evs if e["kind"] == "vault.secret_write"]
     assert write["attrs"]["paired"] is True and write["attrs"]["mount_type"] == "kv"
     assert write["correlation"] == {"vault_entity_id": "foobarentity"}
+
+
+# -- across runs and in the worker process ----------------------------------------------------
+
+
+def test_contradicting_response_in_a_later_run(tmp_path: Path) -> None:
+    """The open request kept in the cursor still knows its path: a forged answer next run is caught."""
+    log = write_log(tmp_path, record("request", "r1", "secret/data/prod/db"))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log])
+        write_log(tmp_path, record("request", "r1", "secret/data/prod/db"),
+                  record("response", "r1", "sys/health", mount_type="system", time="2026-11-25T10:00:01Z"))
+        collect(ledger, [log], final=True)
+        evs = events(ledger)
+    assert sorted(e["attrs"]["side"] for e in evs if e["kind"] == "vault.unpaired") == ["request", "response"]
+
+
+def test_worker_process_stages_the_same_findings(tmp_path: Path) -> None:
+    from collector.commands.vault_cmds import run_collection
+    from collector.sources.vault import VaultAuditLog
+    from tests.vault_support import OBSERVED
+
+    first = record("request", "r1", "secret/data/prod/db")
+    second, response = pair("r1", "secret/data/dev/db", time="2026-11-25T10:00:01Z")
+    forged = record("response", "r1", "sys/health", mount_type="system", time="2026-11-25T10:00:02Z")
+    log = write_log(tmp_path, first, second, forged, response, *pair("r2", "sys/wrapping/unwrap", operation="update",
+                                                                      mount_type="system"))
+    results = []
+    for workers in (0, 1):
+        with new_ledger(tmp_path, f"ledger-{workers}.db") as ledger:
+            source = VaultAuditLog([str(log)], final=True)
+            summary = run_collection(ledger, source, observed=OBSERVED, workers=workers)
+            assert summary.read == source.lines + source.findings == 8
+            results.append([e for e in events(ledger)])
+    assert results[0] == results[1]
+    assert [e["attrs"].get("closed_by") or e["attrs"].get("mismatch") for e in results[0]
+            if e["kind"] == "vault.unpaired"] == ["duplicate-id", "path"]

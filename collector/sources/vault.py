@@ -18,6 +18,8 @@ What is verified at ingest, per line:
   configured non-HMAC (``audit_non_hmac_request_keys``/``..._response_keys``, e.g.
   ``common_name``, ``ttl``, ``serial_number``; extend with ``non_hmac_keys``).
   Timestamps inside data are allowed in plaintext: Vault never HMACs time values.
+  In key names a hyphen counts as an underscore (request headers keep their HTTP
+  names: ``X-Auth-Token``, ``Proxy-Authorization``).
 * A line longer than :data:`collector.ingest.MAX_LINE_BYTES` is never held in memory:
   it is read through, hashed as it passes, and quarantined as ``line-too-long`` (the
   quarantine row's reason reads ``line-too-long: N bytes``; counts stay under ``line-too-long``).
@@ -30,7 +32,11 @@ Pairing rule (documented contract). Every line is an input record: a ``request``
 line becomes a ``vault.request_received`` entry, a ``response`` line (which repeats
 the request and adds the response; the main evidence) becomes an entry of its kind
 (``vault.login``, ``vault.secret_read``, ...) with ``attrs.paired``. Request ids seen
-on request lines stay *open* until their response line arrives. Open requests are
+on request lines stay *open* until their response line arrives. A response pairs only
+with an open request of the same path and operation: one that repeats another request
+is a ``vault.unpaired`` finding (``side=response``, ``mismatch``) and the request stays
+open. A second request line under an open id (other bytes) makes the earlier one a
+finding (``closed_by=duplicate-id``) rather than replacing it. Open requests are
 kept, in arrival order, inside the cursor committed with every batch (so they
 survive batches, kills and runs, and follow the log across files collected later).
 An open request becomes a ``vault.unpaired`` finding (``side=request``) when a later
@@ -163,7 +169,8 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9\-]{1,64}$")
 _SERIAL_HEX = re.compile(r"^[0-9A-Fa-f]{2}(?:[:\-]?[0-9A-Fa-f]{2})*$")
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 
-# Metadata keys (JWT/OIDC claim mappings, cert auth) that link an event to a CI job.
+# Metadata keys (JWT/OIDC claim mappings, cert auth) that link an event to a CI job; never taken from a token
+# made by auth/token/create, whose metadata its creator chose (see _caller_chose_metadata).
 METADATA_CORRELATION = {
     "job_id": "job_id", "ci_job_id": "job_id", "run_id": "run_id", "pipeline_id": "run_id",
     "ci_pipeline_id": "run_id", "repository": "repository", "project_path": "repository",
@@ -1227,18 +1234,18 @@ class VaultAuditLog(Source):
                 open_requests[request_id] = opened
         else:
             open_requests = self.state.open
-            opened = open_requests.get(parsed.request_id)
-            event = normalize(parsed, opened is not None)
-            if opened is None:
+            waiting = open_requests.get(parsed.request_id)
+            event = normalize(parsed, waiting is not None)
+            if waiting is None:
                 yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event)
             else:
                 attrs = event["attrs"]
-                if opened.path is None or (opened.path == attrs["path"] and opened.operation == attrs["operation"]):
+                if waiting.path is None or (waiting.path == attrs["path"] and waiting.operation == attrs["operation"]):
                     del open_requests[parsed.request_id]
                 else:  # it repeats another request than the one logged under its id: not that request's answer
                     attrs["paired"] = False
                     yield self._unpaired_response(parsed.request_id, parsed.time, line, digest, event,
-                                                  "path" if opened.path != attrs["path"] else "operation")
+                                                  "path" if waiting.path != attrs["path"] else "operation")
         # normalize builds events from strings, booleans, None and safe integers only
         yield SourceRecord(line.path, line.number, raw, event, None, _KEY_PREFIX + digest, digest, _NO_EXTRA,
                            canonical_bytes_of_text_tree(event))
