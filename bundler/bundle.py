@@ -43,13 +43,13 @@ from bundler.merkle_memory import MemoryTree
 from bundler.model import Assessment, ControlResult
 from bundler.pdf import PdfJob, PdfWorkers
 from bundler.render import (
-    PROOFS_SHOWN,
     BundleFacts,
     ControlEvidence,
     EvidenceRow,
     InclusionProof,
     TranscriptItem,
     file_stem,
+    proof_seqs_shown,
 )
 from collector.store import sha256_file
 from collector.canonical import canonical_bytes
@@ -433,7 +433,7 @@ class BundleBuilder:
         try:
             for control in sorted(assessment.controls, key=lambda c: -len(set(c.seqs))):
                 mine = cited_entries.write_control(control, out / "controls")
-                shown = tuple(_inclusion_proof(tree, s) for s in sorted(set(control.seqs))[:PROOFS_SHOWN])
+                shown = tuple(_inclusion_proof(tree, s) for s in proof_seqs_shown(control))
                 evidence = {control.control_id: ControlEvidence(mine.control_id, mine.cited, mine.rows, shown)}
                 stem = file_stem(control.control_id)
                 html = render.render_control(assessment, control, replace(facts, evidence=evidence))

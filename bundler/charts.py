@@ -13,7 +13,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from bundler.display_text import reveal_invisible
+from bundler.display_text import STATUS_LABELS, reveal_invisible
 from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, ControlResult, DailyVolume, SourceFreshness
 
 STATUS_COLOURS = {SATISFIED: "#2e7d32", NOT_SATISFIED: "#c62828", NOT_ASSESSED: "#9e9e9e"}
@@ -46,10 +46,10 @@ def status_by_family(controls: Sequence[ControlResult], *, width: int = 640) -> 
     height = top + row * max(len(families), 1) + 10
     body = []
     x: float = left
-    for status in (SATISFIED, NOT_SATISFIED, NOT_ASSESSED):
+    for status in (SATISFIED, NOT_SATISFIED, NOT_ASSESSED):  # the legend words the statuses as the tables do
         body.append(f'<rect x="{x}" y="4" width="10" height="10" fill="{STATUS_COLOURS[status]}"/>')
-        body.append(_text(x + 14, 13, status, size=9))
-        x += 110
+        body.append(_text(x + 14, 13, STATUS_LABELS[status], size=9))
+        x += 14 + 6 * len(STATUS_LABELS[status]) + 16
     for i, family in enumerate(families):
         y = top + i * row
         body.append(_text(left - 6, y + 13, family, anchor="end"))
@@ -115,11 +115,15 @@ def freshness(sources: Sequence[SourceFreshness], as_of: str, *, width: int = 64
     """Age of each source's newest evidence at ``as_of`` against its cadence (the tick)."""
     if not sources:
         return _svg(width, 40, [_text(10, 24, "no sources")], "Freshness per source")
-    row, left, top = 22, 110, 8
+    row, left, top = 22, 110, 40
     ages = [(_age_hours(s.newest, as_of), s.cadence_seconds / 3600, s) for s in sources]
     longest = max([a for a, _, _ in ages if a is not None] + [c for _, c, _ in ages] + [1.0])
     scale = (width - left - 150) / longest
-    body = []
+    # The legend says what the bar and the dashed tick are: a reader of the printed page has no tooltip.
+    body = [f'<rect x="{left}" y="6" width="10" height="10" fill="{STATUS_COLOURS[SATISFIED]}"/>',
+            _text(left + 14, 15, "age of the newest evidence at the as-of time (red: stale)", size=9),
+            f'<line x1="{left + 5}" y1="21" x2="{left + 5}" y2="33" stroke="#333" stroke-dasharray="2,2"/>',
+            _text(left + 14, 31, "cadence: new evidence expected at least this often; older is stale", size=9)]
     height = top + row * len(sources) + 8
     for i, (age, cadence, src) in enumerate(ages):
         y = top + i * row

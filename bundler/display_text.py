@@ -15,6 +15,12 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED
+
+# How a status reads wherever a report shows it (tables, badges, chart legends): one wording,
+# so the index, the control pages and the charts agree. OSCAL keeps the machine values.
+STATUS_LABELS = {SATISFIED: "Satisfied", NOT_SATISFIED: "Not satisfied", NOT_ASSESSED: "Not assessed by this tool"}
+
 _KEPT = frozenset("\t\n\r")
 _CANDIDATES = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
                          r"\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"

@@ -23,12 +23,19 @@ from markupsafe import Markup
 
 from bundler import charts
 from bundler.assets import asset_bytes, templates_folder
-from bundler.display_text import reveal_invisible
-from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, ControlResult, CustodyStory
+from bundler.display_text import STATUS_LABELS, reveal_invisible
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, ControlResult, CustodyStory, Finding
 
 PROOFS_SHOWN = 20  # inclusion proofs printed per control report; all of them are in proofs/
 TIMELINES_SHOWN = 12  # custody timelines printed per control report
 SEQS_SHOWN = 12
+# Findings and observations printed per control report. One finding per job or per attestation
+# made 600 findings (over 100 PDF pages) on one page; the report prints the most severe and
+# counts every finding by check, the OSCAL finding for the control lists them all, and the
+# control's CSV holds every entry they cite.
+FINDINGS_SHOWN = 50
+OBSERVATIONS_SHOWN = 40
+SEVERITY_ORDER = {"high": 0, "moderate": 1, "low": 2}
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,20 @@ def abbreviate(value: str, keep: int = 12) -> str:
     return value if len(value) <= 2 * keep + 1 else f"{value[:keep]}…{value[-keep:]}"
 
 
+_ISO_TIME = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)(Z|[+-]\d\d:\d\d)?")
+
+
+def time_cell(value: str) -> str:
+    """An evidence time as a table cell shows it: ``2026-11-20T14:10:30Z`` → ``2026-11-20 14:10:30Z``
+    (RFC 3339 allows the space), so a narrow column wraps between date and time instead of inside
+    a number; a time that records no zone says so rather than let a reader assume UTC."""
+    match = _ISO_TIME.fullmatch(value)
+    if match is None:
+        return value
+    date, clock, zone = match.groups()
+    return f"{date} {clock}{zone}" if zone else f"{date} {clock} (no time zone recorded)"
+
+
 def period_text(assessment: Assessment) -> str:
     start = assessment.period_start or "start of ledger"
     end = assessment.period_end or assessment.as_of
@@ -174,7 +195,41 @@ def stylesheet() -> Markup:
 
 # -- view-models ---------------------------------------------------------------------
 
-STATUS_LABELS = {SATISFIED: "Satisfied", NOT_SATISFIED: "Not satisfied", NOT_ASSESSED: "Not assessed by this tool"}
+def ordered_findings(control: ControlResult) -> list[Finding]:
+    """A control's findings as its report lists them: most severe first, otherwise as evaluated."""
+    return sorted(control.findings, key=lambda f: SEVERITY_ORDER.get(f.severity, len(SEVERITY_ORDER)))
+
+
+def proof_seqs_shown(control: ControlResult) -> list[int]:
+    """The cited entries whose inclusion proofs a control's report prints, in seq order: at most
+    :data:`PROOFS_SHOWN`, taking first one entry of each finding (in the order the report lists
+    them), then the findings' other entries, then the lowest other cited seqs. A reader checking a
+    finding finds its proof on the same page; every proof is in ``proofs/inclusion.jsonl``."""
+    cited = set(control.seqs)
+    findings = ordered_findings(control)
+    chosen: dict[int, None] = {}
+    candidates = ([f.seqs[0] for f in findings if f.seqs] + [s for f in findings for s in f.seqs[1:]]
+                  + sorted(cited))
+    for seq in candidates:
+        if len(chosen) >= PROOFS_SHOWN:
+            break
+        if seq in cited:
+            chosen.setdefault(seq)
+    return sorted(chosen)
+
+
+def _findings_by_check(control: ControlResult, findings: Sequence[Finding]) -> list[dict[str, Any]]:
+    """Every finding counted by check and severity (most findings first), for a report that cannot print them all."""
+    titles = {c.check: c.title for c in control.checks}
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.check, finding.severity), []).append(finding)
+    return [
+        {"check": check, "title": titles.get(check, check), "severity": severity, "findings": len(group),
+         "entries": len({s for f in group for s in f.seqs})}
+        for (check, severity), group in sorted(
+            groups.items(), key=lambda kv: (SEVERITY_ORDER.get(kv[0][1], 3), -len(kv[1]), kv[0][0]))
+    ]
 
 
 def _seq_text(seqs: Sequence[int]) -> str:
@@ -215,10 +270,15 @@ def control_view(assessment: Assessment, control: ControlResult, facts: BundleFa
     evidence = facts.evidence.get(control.control_id) or ControlEvidence(control.control_id, len(set(control.seqs)))
     stories = _stories_for(control, assessment.custody)
     stem = file_stem(control.control_id)
+    findings = ordered_findings(control)
+    observations = [o for c in control.checks for o in c.observations]
     return {
         "css": stylesheet(),
         "title": f"{display_id(control.control_id)} {control.title}",
-        "running_header": f"{display_id(control.control_id)} · {period_text(assessment)}",
+        # Every PDF page's header names the system, the period and the control (a printed page
+        # that comes loose from its packet still says what it is).
+        "running_header": f"{facts.system} · period {period_text(assessment)}",
+        "running_right": f"{display_id(control.control_id)} · {STATUS_LABELS[control.status]}",
         "system": facts.system,
         "period": period_text(assessment),
         "as_of": assessment.as_of,
@@ -244,13 +304,17 @@ def control_view(assessment: Assessment, control: ControlResult, facts: BundleFa
         "findings": [
             {"id": f.id, "title": f.title, "severity": f.severity, "description": f.description,
              "job_id": f.job_id or "", "check": f.check, "seqs": _seq_text(f.seqs)}
-            for f in control.findings
+            for f in findings[:FINDINGS_SHOWN]
         ],
+        "findings_total": len(findings),
+        "findings_by_check": _findings_by_check(control, findings) if len(findings) > FINDINGS_SHOWN else [],
         "observations": [
             {"title": o.title, "description": o.description, "method": o.method, "seqs": _seq_text(o.seqs)}
-            for c in control.checks for o in c.observations
-        ][:40],
-        "evidence_rows": [r.__dict__ for r in evidence.rows],
+            for o in observations[:OBSERVATIONS_SHOWN]
+        ],
+        "observations_total": len(observations),
+        "evidence_rows": [{**r.__dict__, "first": time_cell(r.first), "last": time_cell(r.last)}
+                          for r in evidence.rows],
         "cited": evidence.cited,
         "csv_name": f"{stem}.csv",
         "timelines": [_custody_view(s) for s in stories[:TIMELINES_SHOWN]],
@@ -266,7 +330,8 @@ def index_view(assessment: Assessment, facts: BundleFacts) -> dict[str, Any]:
     return {
         "css": stylesheet(),
         "title": f"Assessment evidence: {facts.system}",
-        "running_header": f"{facts.system} · {period_text(assessment)}",
+        "running_header": f"{facts.system} · period {period_text(assessment)}",
+        "running_right": "Index",
         "system": facts.system,
         "period": period_text(assessment),
         "as_of": assessment.as_of,
@@ -288,7 +353,7 @@ def index_view(assessment: Assessment, facts: BundleFacts) -> dict[str, Any]:
             "freshness": charts.freshness(assessment.freshness, assessment.as_of),
         },
         "freshness": [
-            {"source": f.source, "newest": f.newest or "none", "cadence_hours": f.cadence_seconds // 3600,
+            {"source": f.source, "newest": time_cell(f.newest) if f.newest else "none", "cadence_hours": f.cadence_seconds // 3600,
              "stale": f.stale, "entries": f.entries}
             for f in assessment.freshness
         ],
@@ -297,6 +362,7 @@ def index_view(assessment: Assessment, facts: BundleFacts) -> dict[str, Any]:
             "complete": sum(1 for s in assessment.custody if s.complete),
         },
         "transcript": [t.__dict__ for t in facts.transcript],
+        "checkpoint_proofs_file": facts.proofs_file,
         "notes": list(assessment.notes),
     }
 
