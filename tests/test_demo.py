@@ -363,3 +363,33 @@ def test_every_command_of_the_readme_runs_offline_on_the_samples_as_written(tmp_
                    "collect vault", "vault hmac", "collect ci", "config check", "status", "bundle",
                    "verify-bundle", "demo"], ran
     assert len(skipped) == 4 and all("s3://" in c for c in skipped), skipped
+
+
+def test_every_link_in_the_demo_reports_names_a_file_of_the_bundle(demo: dict[str, Any]) -> None:
+    """An assessor reading the HTML offline follows every link to a file the bundle holds."""
+    bundle = Path(demo["bundle"])
+    pages = [bundle / "index.html", *sorted((bundle / "controls").glob("*.html"))]
+    links = 0
+    for page in pages:
+        for href in re.findall(r'href="([^"]*)"', page.read_text(encoding="utf-8")):
+            links += 1
+            assert not re.match(r"[a-z]+:", href), (page.name, href)  # relative, inside the bundle
+            assert (page.parent / href).is_file(), (page.name, href)
+    assert links >= 3 * sum(demo["controls"].values())
+
+
+def test_every_demo_pdf_page_names_its_system_period_and_control(demo: dict[str, Any]) -> None:
+    from pypdf import PdfReader
+
+    bundle = Path(demo["bundle"])
+    index = " ".join((PdfReader(bundle / "index.pdf").pages[0].extract_text() or "").split())
+    period = re.search(r"period (.+? to \S+)", index)
+    assert period, index[:300]
+    for pdf in [bundle / "index.pdf", *sorted((bundle / "controls").glob("*.pdf"))]:
+        pages = PdfReader(pdf).pages
+        for number, page in enumerate(pages, 1):
+            text = " ".join((page.extract_text() or "").split())
+            assert "example.gov/ci-evidence" in text and period.group(1) in text, (pdf.name, number)
+            assert f"Page {number} of {len(pages)}" in text, (pdf.name, number)
+            if pdf.name != "index.pdf":
+                assert f"{pdf.stem} · " in text, (pdf.name, number)
