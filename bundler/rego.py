@@ -428,7 +428,7 @@ def evaluate_policies(policies: Sequence[Policy], ctx: Context, stories: Sequenc
                 continue
             findings.append(Finding(
                 id=f"{check}:{subject}", check=check, title=f"Policy {policy.name} denies {subject}",
-                description=f"{policy.path}: {'; '.join(reasons)}", controls=policy.controls, seqs=seqs,
+                description=f"{Path(policy.path).name}: {'; '.join(reasons)}", controls=policy.controls, seqs=seqs,
                 job_id=job_id))
         cited = tuple(sorted(set(passed_seqs)))[: ctx.config.cite_limit]
         summary = f"{passed} of {len(subjects)} input(s) allowed by {policy.name}"

@@ -104,6 +104,9 @@ deny contains msg if {
     assert finding.id == f"policy:artifacts:artifact-{story.ARTIFACT_DIGEST}"
     assert f"attestation {bad_seq} is not under" in finding.description and bad_seq in finding.seqs
     assert assessment.control("sr-4").status == NOT_SATISFIED
+    # the policy is named by its file name: the build machine's folders are not evidence (and a bundle
+    # rebuilt elsewhere from the same inputs must be the same bytes)
+    assert finding.description.startswith("artifacts.rego: ") and str(tmp_path) not in finding.description
 
 
 def test_policy_reads_job_events_and_counts(tmp_path: Path) -> None:
