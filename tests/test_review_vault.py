@@ -326,3 +326,82 @@ def test_worker_process_stages_the_same_findings(tmp_path: Path) -> None:
     assert results[0] == results[1]
     assert [e["attrs"].get("closed_by") or e["attrs"].get("mismatch") for e in results[0]
             if e["kind"] == "vault.unpaired"] == ["duplicate-id", "path"]
+
+
+# -- two Vault servers in one ledger ------------------------------------------------------------
+
+
+def test_two_servers_in_one_ledger_keep_their_own_pairing(tmp_path: Path) -> None:
+    # Server B's clock runs an hour ahead of A's (another region, another skew); each writes its own
+    # audit folder; `fedledger run` collects A, then B, into one ledger (both under source id "vault").
+    a, b = tmp_path / "vault-a", tmp_path / "vault-b"
+    a.mkdir()
+    b.mkdir()
+    ledger = new_ledger(tmp_path)
+    req_b = record("request", "b-1", "secret/data/app", time="2026-11-25T11:00:00Z")
+    write_log(b, req_b)  # B's request is open when the first run ends; its response comes in the next log lines
+    write_log(a, *pair("a-1", "secret/data/app", time="2026-11-25T10:00:00Z"))
+    collect(ledger, [a])
+    collect(ledger, [b])
+    # Second run: A's log has moved on by a day (it expires its own old requests by its own clock);
+    # B's response arrives.
+    write_log(a, *pair("a-1", "secret/data/app", time="2026-11-25T10:00:00Z"),
+              *pair("a-2", "secret/data/app", time="2026-11-26T10:00:00Z"))
+    collect(ledger, [a])
+    write_log(b, req_b, record("response", "b-1", "secret/data/app", time="2026-11-25T11:00:01Z"))
+    collect(ledger, [b])
+    got = events(ledger)
+    assert [e for e in got if e["kind"] == "vault.unpaired"] == [], [e["attrs"] for e in got if e["kind"] == "vault.unpaired"]
+    assert kinds_of(got).count("vault.secret_read") == 3  # a-1, a-2 and b-1's responses, each paired
+
+
+def test_a_request_left_open_stays_open_for_its_own_folder_after_an_upgrade(tmp_path: Path) -> None:
+    # The request is opened in one run and answered in the next one, by the same server: still one pair
+    # whatever else ran in between.
+    a = tmp_path / "vault-a"
+    a.mkdir()
+    ledger = new_ledger(tmp_path)
+    req = record("request", "a-9", "secret/data/app")
+    write_log(a, req)
+    collect(ledger, [a])
+    other = tmp_path / "vault-b"
+    other.mkdir()
+    write_log(other, *pair("b-9", "secret/data/app", time="2026-11-27T10:00:00Z"))  # a day later by B's clock
+    collect(ledger, [other])
+    write_log(a, req, record("response", "a-9", "secret/data/app", time="2026-11-25T10:00:02Z"))
+    collect(ledger, [a])
+    got = events(ledger)
+    assert [e for e in got if e["kind"] == "vault.unpaired"] == []
+
+
+def test_cursors_from_before_pairing_domains_are_split_by_folder(tmp_path: Path) -> None:
+    # A ledger whose Vault cursors hold one pairing state for everything (written before domains):
+    # each folder takes the requests read from its own files, and nothing is lost or expired by the other.
+    a, b = tmp_path / "vault-a", tmp_path / "vault-b"
+    a.mkdir()
+    b.mkdir()
+    ledger = new_ledger(tmp_path)
+    req_a = record("request", "a-1", "secret/data/app", time="2026-11-25T10:00:00Z")
+    req_b = record("request", "b-1", "secret/data/app", time="2026-11-25T10:00:00Z")
+    write_log(a, req_a)
+    write_log(b, req_b)
+    collect(ledger, [a, b])  # one collection of both folders
+    conn = ledger._conn
+    rows = [(source, orjson.loads(text)) for source, text in conn.execute("SELECT source, cursor FROM cursors")]
+    everything = [item for _, doc in rows for item in doc.get("open", [])]
+    for source, doc in rows:  # as an older fedledger wrote them: one state for everything, no domain
+        if "domain" in doc:
+            doc.pop("domain")
+            doc["open"] = everything
+            conn.execute("UPDATE cursors SET cursor = ? WHERE source = ?", (orjson.dumps(doc).decode(), source))
+    conn.commit()
+    legacy = [orjson.loads(t) for (t,) in conn.execute("SELECT cursor FROM cursors")]
+    assert all("domain" not in d for d in legacy) and max(len(d.get("open", [])) for d in legacy) == 2
+    write_log(a, req_a, record("response", "a-1", "secret/data/app", time="2026-11-25T10:00:01Z"),
+              *pair("a-2", "secret/data/app", time="2026-11-27T10:00:00Z"))  # A's clock moves two days on
+    collect(ledger, [a])
+    write_log(b, req_b, record("response", "b-1", "secret/data/app", time="2026-11-25T10:00:02Z"))
+    collect(ledger, [b])
+    got = events(ledger)
+    assert [e for e in got if e["kind"] == "vault.unpaired"] == []
+    assert kinds_of(got).count("vault.secret_read") == 3

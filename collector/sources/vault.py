@@ -953,19 +953,67 @@ class PairingState:
     def to_json(self) -> dict[str, Any]:
         return {"gen": self.generation, "open": [[k, v.to_json()] for k, v in self.open.items()]}
 
-    @staticmethod
-    def from_cursors(cursors: Mapping[str, str]) -> PairingState:
-        """The newest state among the Vault cursors (the one with the highest generation)."""
-        best: dict[str, Any] | None = None
+
+UNREADABLE_CURSOR = "the ledger holds a Vault cursor fedledger cannot read"
+
+
+def pairing_domain(name: str) -> str:
+    """The pairing domain of an input: the folder of a file (one Vault server's audit device writes
+    its requests and their responses there, rotations included), ``-`` for stdin."""
+    return STDIN_NAME if name == STDIN_NAME else str(Path(name).resolve().parent)
+
+
+class PairingStates:
+    """The open requests of each pairing domain, as the ledger's Vault cursors left them.
+
+    Every file cursor carries the state of its file's domain (``domain``) and a generation
+    counter that grows across all Vault cursors; a domain's state is the one with the highest
+    generation among its cursors. Two Vault servers writing to two folders of one ledger (both
+    under source id ``vault``) thus never see each other's open requests: one server's clock
+    cannot expire the other's requests, and one collection cannot drop them. Cursors written
+    before domains existed hold one state for everything: it is read for a domain, with only
+    the requests read from that domain's files, when no newer state of the domain exists.
+    """
+
+    def __init__(self, cursors: Mapping[str, str]) -> None:
+        self.generation = 0
+        self._newest: dict[str, tuple[int, list[Any]]] = {}  # domain -> (gen, open) of its newest cursor
+        self._legacy: tuple[int, list[Any]] | None = None
         for source_id, text in cursors.items():
             if not source_id.startswith(KIND + ":"):
                 continue
             doc = orjson.loads(text)
-            if "gen" in doc and (best is None or doc["gen"] > best["gen"]):
-                best = doc
-        if best is None:
+            if "gen" not in doc:
+                continue
+            gen = int(doc["gen"])
+            self.generation = max(self.generation, gen)
+            found = (gen, list(doc.get("open", [])))
+            domain = doc.get("domain")
+            if domain is None:
+                if self._legacy is None or gen > self._legacy[0]:
+                    self._legacy = found
+            elif str(domain) not in self._newest or gen > self._newest[str(domain)][0]:
+                self._newest[str(domain)] = found
+        self.states: dict[str, PairingState] = {}
+
+    def of(self, domain: str) -> PairingState:
+        state = self.states.get(domain)
+        if state is None:
+            try:
+                state = self.states[domain] = self._load(domain)
+            except (KeyError, TypeError, ValueError, IndexError):
+                raise MalformedInput(UNREADABLE_CURSOR) from None
+        return state
+
+    def _load(self, domain: str) -> PairingState:
+        newest = self._newest.get(domain)
+        legacy = self._legacy
+        if newest is not None and (legacy is None or newest[0] > legacy[0]):
+            return PairingState(newest[0], {k: OpenRequest.from_json(v) for k, v in newest[1]})
+        if legacy is None:
             return PairingState()
-        return PairingState(int(best["gen"]), {k: OpenRequest.from_json(v) for k, v in best.get("open", [])})
+        opened = {k: OpenRequest.from_json(v) for k, v in legacy[1]}
+        return PairingState(legacy[0], {k: v for k, v in opened.items() if pairing_domain(v.location) == domain})
 
 
 # -- the source ---------------------------------------------------------------------------------
@@ -1044,8 +1092,11 @@ class VaultAuditLog(Source):
         self.skipped: list[str] = []  # files under a folder that do not look like audit logs
         self.pending: list[tuple[str, int]] = []  # (file, bytes after the last complete line)
         self.notes: list[QuarantineNote] = []
-        self.state = PairingState()
+        self.state = PairingState()  # the pairing domain being read (see PairingStates)
         self._last_epoch: int | None = None
+        self._states: PairingStates | None = None
+        self._domain: str | None = None
+        self._epochs: dict[str, int | None] = {}  # newest event time seen per pairing domain in this run
 
     def inputs(self) -> list[str]:
         """The files to read, in order (folders expanded, sorted by name with rotated files
@@ -1102,22 +1153,26 @@ class VaultAuditLog(Source):
 
     def collect(self, cursors: Mapping[str, str]) -> Iterator[SourceItem]:
         try:
-            self.state = PairingState.from_cursors(cursors)
+            self._states = PairingStates(cursors)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
-            raise MalformedInput("the ledger holds a Vault cursor fedledger cannot read") from None
-        last_mark: tuple[str, dict[str, Any]] | None = None
+            raise MalformedInput(UNREADABLE_CURSOR) from None
+        self._domain = None
+        self._epochs = {}
+        last_marks: dict[str, tuple[str, dict[str, Any]]] = {}  # per pairing domain: its last file's cursor
         names = self.inputs()
         files = [Path(name) for name in names if name != STDIN_NAME]
         plan = plan_rotations(files, cursors, lambda path: file_source_id(KIND, path), rotation_cursor)
         self.rotations = [rotation.to_json() for rotation in plan.rotations]
         replaced = self._accept_changed(files, cursors, plan)
         for gone in plan.forget:  # cursors of names that no longer exist: done with (collector.rotation)
+            self._enter(pairing_domain(str(gone)))
             yield self._mark(file_source_id(KIND, gone), FileCursor.loads(None).doc())
         if plan.order != files:  # rotated files beside the inputs join them, oldest first; stdin keeps its place
             reordered = iter([str(path) for path in plan.order])
             names = [STDIN_NAME if name == STDIN_NAME else next(reordered) for name in names] + list(reordered)
         for name in names:
             moved = False
+            self._enter(pairing_domain(name))
             if name == STDIN_NAME:
                 source_id = f"{KIND}:{STDIN_NAME}"
                 items: Iterator[Line | LongLine | FileCursor] = self._stdin_lines()
@@ -1150,17 +1205,31 @@ class VaultAuditLog(Source):
             except SourceTampered as exc:
                 self.tampered.append((name, str(exc)))
                 continue
-            last_mark = (source_id, base)
+            last_marks[pairing_domain(name)] = (source_id, base)
             if name != STDIN_NAME and not name.endswith(".gz"):
                 size = os.path.getsize(name)
                 if size > base["offset"]:
                     self.pending.append((name, size - base["offset"]))
-        if self.final and self.state.open:
-            for request_id, opened in list(self.state.open.items()):
-                del self.state.open[request_id]
-                yield self._unpaired_request(request_id, opened, "end-of-input")
-            if last_mark is not None:
+        if self.final:  # every domain this collection read: its requests still open are findings now
+            for domain, last_mark in sorted(last_marks.items()):
+                self._enter(domain)
+                if not self.state.open:
+                    continue
+                for request_id, opened in list(self.state.open.items()):
+                    del self.state.open[request_id]
+                    yield self._unpaired_request(request_id, opened, "end-of-input")
                 yield self._mark(*last_mark)
+
+    def _enter(self, domain: str) -> None:
+        """Read on in pairing *domain*: its open requests, and its own clock (newest time seen)."""
+        if domain == self._domain:
+            return
+        assert self._states is not None
+        if self._domain is not None:
+            self._epochs[self._domain] = self._last_epoch
+        self._domain = domain
+        self.state = self._states.of(domain)
+        self._last_epoch = self._epochs.get(domain)
 
     def _accept_changed(self, files: list[Path], cursors: Mapping[str, str], plan: RotationPlan
                         ) -> dict[str, SourceRecord]:
@@ -1175,9 +1244,13 @@ class VaultAuditLog(Source):
         return findings
 
     def _mark(self, source_id: str, base: dict[str, Any]) -> CursorMark:
-        self.state.generation += 1
+        """The cursor of *source_id* (a file of the current pairing domain) with that domain's state."""
+        assert self._states is not None and self._domain is not None
+        self._states.generation += 1
+        self.state.generation = self._states.generation
         doc = dict(base)
         doc.update(self.state.to_json())
+        doc["domain"] = self._domain
         return CursorMark(source_id, orjson.dumps(doc).decode())
 
     def _stdin_lines(self) -> Iterator[Line | LongLine | FileCursor]:
