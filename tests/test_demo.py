@@ -72,6 +72,27 @@ def test_demo_bundle_oscal_is_schema_valid_and_its_references_resolve(demo: dict
     assert result["observations"] and all(o.get("relevant-evidence") for o in result["observations"])
 
 
+def test_demo_oscal_names_each_cited_entry_by_a_seq_the_proofs_file_proves(demo: dict[str, Any]) -> None:
+    """From the OSCAL document to the evidence: every ledger entry an evaluation finding cites is
+    named (``ledger-seq``) on the finding's observation, and the bundle's proofs file has its leaf
+    hash and inclusion proof (which verify-bundle checks)."""
+    with tarfile.open(demo["archive"]) as archive:
+        doc = json.loads(archive.extractfile("oscal/assessment-results.json").read())  # type: ignore[union-attr]
+        proofs = archive.extractfile("proofs/inclusion.jsonl").read().decode().splitlines()  # type: ignore[union-attr]
+    proven = {json.loads(line)["seq"] for line in proofs[1:]}
+    result = doc["assessment-results"]["results"][0]
+    observations = {o["uuid"]: o for o in result["observations"]}
+    named = set()
+    for finding in result["findings"]:
+        if finding["target"]["status"]["state"] != "not-satisfied":
+            continue
+        assert finding["related-risks"], finding["title"]
+        for rel in finding["related-observations"]:
+            named |= {int(p["value"]) for p in observations[rel["observation-uuid"]].get("props", [])
+                      if p["name"] == "ledger-seq"}
+    assert named and named <= proven, sorted(named - proven)
+
+
 def test_demo_replaces_an_earlier_demo_but_not_other_folders(tmp_path: Path) -> None:
     mine = tmp_path / "notes"
     mine.mkdir()

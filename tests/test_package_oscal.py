@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench.synthetic import build_assessment, build_ledger
-from bundler.oscal_ar import OSCAL_VERSION, build_assessment_results
+from bundler.oscal_ar import OSCAL_VERSION, PROP_NS, build_assessment_results
 from tests.conftest import shared_data
 
 # The OSCAL release whose schema the documents are validated against (../shared/data/oscal/schemas
@@ -96,6 +96,23 @@ def oscal_reference_problems(doc: dict[str, Any]) -> list[str]:
             for evidence in obs.get("relevant-evidence", []):
                 if evidence["href"].startswith("#") and evidence["href"][1:] not in resources:
                     problems.append(f"observation {obs['uuid']} links missing resource {evidence['href']}")
+        for risk in result.get("risks", []):
+            for rel in risk.get("related-observations", []):
+                if rel["observation-uuid"] not in observations:
+                    problems.append(f"risk {risk['uuid']} names missing observation {rel['observation-uuid']}")
+        # an origin's tool is a component of the result's assessment assets
+        tools = {c["uuid"] for c in local.get("assessment-assets", {}).get("components", [])}
+        origins = [(kind, item["uuid"], origin) for kind in ("observations", "findings")
+                   for item in result.get(kind, []) for origin in item.get("origins", [])]
+        origins += [("risks", risk["uuid"], c["origin"]) for risk in result.get("risks", [])
+                    for c in risk.get("characterizations", [])]
+        for kind, uuid, origin in origins:
+            for actor in origin["actors"]:
+                if actor["type"] == "tool" and actor["actor-uuid"] not in tools:
+                    problems.append(f"{kind} {uuid} names missing tool {actor['actor-uuid']}")
+    href = ar["import-ap"]["href"]
+    if href.startswith("#") and href[1:] not in resources:
+        problems.append(f"import-ap names missing resource {href}")
     return problems
 
 
@@ -186,3 +203,149 @@ def test_shipped_example_passes_our_validator() -> None:
     doc = json.loads(Path(example).read_text(encoding="utf-8"))
     errors = list(oscal_validator().iter_errors(doc))
     assert not errors, errors[0].message[:300]
+
+
+# -- what an assessor or an importing tool needs beyond the schema ------------------------------
+
+
+def _reviewed(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for s in result["reviewed-controls"]["control-selections"] for c in s.get("include-controls", [])]
+
+
+def test_reviewed_controls_are_exactly_the_assessed_ones(assessment) -> None:
+    """reviewed-controls listed the not-assessed AC-2(4) as reviewed, and with no control at all
+    claimed ``include-all`` (every control of the plan reviewed)."""
+    from dataclasses import replace
+
+    result = build(assessment)["assessment-results"]["results"][0]
+    assessed = [c.control_id for c in assessment.controls if c.status != "not-assessed"]
+    assert [c["control-id"] for c in _reviewed(result)] == assessed
+    # the statement each finding targets
+    assert all(c["statement-ids"] == [f"{c['control-id']}_smt"] for c in _reviewed(result))
+    assert {f["target"]["target-id"] for f in result["findings"]} == {f"{c}_smt" for c in assessed}
+
+    none = replace(assessment, controls=tuple(replace(c, status="not-assessed") for c in assessment.controls))
+    doc = build(none)
+    result = doc["assessment-results"]["results"][0]
+    assert _reviewed(result) == [] and all("include-all" not in s for s in result["reviewed-controls"]["control-selections"])
+    assert not list(oscal_validator().iter_errors(doc))
+
+
+def test_import_ap_names_a_resource_of_the_document_not_a_report_page(assessment) -> None:
+    """import-ap pointed at ../index.html, an HTML page, as if it were the assessment plan."""
+    doc = build(assessment)["assessment-results"]
+    href = doc["import-ap"]["href"]
+    assert href.startswith("#"), href
+    resources = {r["uuid"]: r for r in doc["back-matter"]["resources"]}
+    plan = resources[href[1:]]
+    assert "no OSCAL assessment plan" in plan["description"]
+    # with no evidence files at all, the reference still resolves
+    alone = build_assessment_results(assessment, checkpoint_size=300, checkpoint_root="e" * 64, evidence_files={})
+    assert oscal_reference_problems(alone) == []
+
+
+def test_every_entry_a_finding_cites_is_named_by_seq_with_its_proof(assessment) -> None:
+    """An OSCAL finding said how many evaluation findings there were, in prose: which ledger entries
+    show each one could not be read from the document (the control CSV lists every supporting entry,
+    not which ones a finding cites)."""
+    doc = build(assessment)["assessment-results"]
+    result = doc["results"][0]
+    proofs = next(r["uuid"] for r in doc["back-matter"]["resources"] if r["title"] == "proofs/inclusion.jsonl")
+    observations = {o["uuid"]: o for o in result["observations"]}
+    cited = 0
+    for control in assessment.controls:
+        if not control.findings:
+            continue
+        finding = next(f for f in result["findings"] if f["target"]["target-id"] == f"{control.control_id}_smt")
+        related = [observations[r["observation-uuid"]] for r in finding["related-observations"]]
+        for evaluated in control.findings:
+            named = [o for o in related if {"name": "finding-id", "ns": PROP_NS, "value": evaluated.id} in o.get("props", [])]
+            assert len(named) == 1, evaluated.id
+            obs = named[0]
+            assert obs["types"] == ["finding"]
+            seqs = [int(p["value"]) for p in obs["props"] if p["name"] == "ledger-seq"]
+            assert seqs == list(evaluated.seqs)
+            assert f"#{proofs}" in {e["href"] for e in obs["relevant-evidence"]}
+            cited += len(seqs)
+    assert cited > 0
+
+
+def test_not_satisfied_findings_carry_open_risks(assessment) -> None:
+    """A not-satisfied finding had no risk: nothing for a POA&M to pick up."""
+    doc = build(assessment)
+    result = doc["assessment-results"]["results"][0]
+    risks = {r["uuid"]: r for r in result.get("risks", [])}
+    for finding in result["findings"]:
+        control = assessment.control(finding["target"]["target-id"].removesuffix("_smt"))
+        related = [risks[r["risk-uuid"]] for r in finding.get("related-risks", [])]
+        if finding["target"]["status"]["state"] == "satisfied":
+            assert related == []
+            continue
+        assert len(related) == len(control.findings) > 0
+        for risk, evaluated in zip(related, control.findings):
+            assert risk["status"] == "open"
+            facets = risk["characterizations"][0]["facets"]
+            assert {"name": "severity", "system": PROP_NS, "value": evaluated.severity} in facets
+            assert risk["related-observations"]
+    assert oscal_reference_problems(doc) == []
+
+
+def test_observations_findings_and_risks_name_the_tool_that_made_them(assessment) -> None:
+    """Nothing said who or what made an observation: an importer could not tell an automated
+    fedledger result from an assessor's."""
+    doc = build(assessment)
+    result = doc["assessment-results"]["results"][0]
+    tools = result["local-definitions"]["assessment-assets"]["components"]
+    assert [t["title"] for t in tools] == ["fedledger"]
+    for kind in ("observations", "findings"):
+        for item in result[kind]:
+            assert item["origins"] == [{"actors": [{"type": "tool", "actor-uuid": tools[0]["uuid"]}]}], kind
+    for risk in result["risks"]:
+        assert risk["characterizations"][0]["origin"] == {"actors": [{"type": "tool", "actor-uuid": tools[0]["uuid"]}]}
+    assert oscal_reference_problems(doc) == []
+    # metadata.version names this document's revision (it was the tool's version, the same for every
+    # document); the tool's version is on the tool
+    made = build_assessment_results(assessment, checkpoint_size=300, checkpoint_root="e" * 64, evidence_files=FILES,
+                                    tool_version="9.9.9")["assessment-results"]
+    assert made["metadata"]["version"] == f"{assessment.as_of} checkpoint 300"
+    assert {"name": "version", "ns": PROP_NS, "value": "9.9.9"} in made["results"][0]["local-definitions"][
+        "assessment-assets"]["components"][0]["props"]
+
+
+def test_document_uuid_changes_when_its_content_does(assessment) -> None:
+    """The document UUID came from the origin, checkpoint, as-of and baseline only: a bundle of the
+    same ledger at the same as-of over another period (other findings) had the same UUID. OSCAL:
+    the document's UUID should change when the document is revised."""
+    from dataclasses import replace
+
+    other = replace(assessment, period_start="2026-11-10T00:00:00Z")
+    assert build(other)["assessment-results"]["uuid"] != build(assessment)["assessment-results"]["uuid"]
+    assert build(assessment)["assessment-results"]["uuid"] == build(assessment)["assessment-results"]["uuid"]
+
+
+def test_compliance_trestle_loads_the_document(assessment, tmp_path: Path) -> None:
+    """An import check with compliance-trestle's pydantic models (extra fields forbidden)."""
+    models = pytest.importorskip("trestle.oscal.assessment_results",
+                                 reason="compliance-trestle is not installed (optional import check)")
+    path = tmp_path / "assessment-results.json"
+    path.write_text(json.dumps(build(assessment)), encoding="utf-8")
+    loaded = models.AssessmentResults.oscal_read(path)
+    assert loaded is not None and len(loaded.results[0].findings) == len(build(assessment)["assessment-results"]["results"][0]["findings"])
+
+
+def test_prop_values_from_evidence_stay_schema_valid(assessment) -> None:
+    """Finding ids and policy check names come from evidence and file names: a line break or edge
+    space is not an OSCAL string, so such a value is written as its JSON string literal."""
+    from dataclasses import replace
+
+    control = assessment.control("ia-5")
+    odd = " policy\nname "
+    finding = replace(control.findings[0], id=" key:\njob ", check=odd)
+    check = replace(control.checks[0], findings=(finding,),
+                    observations=tuple(replace(o, check=odd) for o in control.checks[0].observations))
+    changed = replace(control, findings=(finding,), checks=(check,))
+    hostile = replace(assessment, controls=tuple(changed if c.control_id == "ia-5" else c for c in assessment.controls))
+    doc = build(hostile)
+    assert not list(oscal_validator().iter_errors(doc))
+    values = {p["value"] for o in doc["assessment-results"]["results"][0]["observations"] for p in o.get("props", [])}
+    assert json.dumps(" key:\njob ") in values and json.dumps(odd) in values

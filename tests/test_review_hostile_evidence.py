@@ -146,7 +146,12 @@ def test_evidence_text_in_oscal_markup_is_text_not_markdown(tmp_path: Path) -> N
     assert commonmark_text(finding["description"]) == "; ".join(c.summary for c in control.checks)
     shown = [o for o in result["observations"] if commonmark_text(o["description"]).endswith(MARKDOWN_ATTACK)]
     assert shown
-    for value in (finding["remarks"], finding["description"], *(o["description"] for o in shown)):
+    # each evaluation finding is also an observation and, the control being not satisfied, a risk
+    risks = result["risks"]
+    assert [commonmark_text(r["description"]) for r in risks] == [f.description for f in control.findings]
+    assert [commonmark_text(r["title"]) for r in risks] == [f.title for f in control.findings]
+    for value in (finding["remarks"], finding["description"], *(o["description"] for o in shown),
+                  *(o["title"] for o in shown), *(r[k] for r in risks for k in ("title", "description", "statement"))):
         for markup in ("[open]", "![pixel]", "<img", "{{", "&lt;", "`code`", "*em*", "\n#", "\n-", "\n1.", "\n>"):
             assert not re.search(r"(?<!\\)" + re.escape(markup), value), (markup, value)  # only escaped
 
