@@ -29,6 +29,9 @@ SIG_ED25519 = 0x01
 SIG_ECDSA = 0x02
 EM_DASH_PREFIX = "\u2014 "
 MAX_SIGNATURES = 16
+# Go's checkpoint parsers (transparency-dev/formats/log, sumdb) read the tree size as a uint64; a
+# longer size line is not a checkpoint (and int() refuses over 4300 digits in Python 3.11).
+MAX_TREE_SIZE = 2**64 - 1
 
 
 class CheckpointError(IntegrityError):
@@ -158,6 +161,9 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
         raise MalformedCheckpoint("checkpoint origin line is empty")
     if not size_text.isdigit() or (len(size_text) > 1 and size_text[0] == "0") or not size_text.isascii():
         raise MalformedCheckpoint(f"checkpoint size {size_text[:40]!r} is not a decimal number")
+    if len(size_text) > len(str(MAX_TREE_SIZE)) or int(size_text) > MAX_TREE_SIZE:
+        raise MalformedCheckpoint(f"checkpoint size {size_text[:40]}{'...' if len(size_text) > 40 else ''} "
+                                  f"({len(size_text)} digits) is larger than 2^64 - 1")
     try:
         root = base64.b64decode(root_text, validate=True)
     except binascii.Error:
@@ -167,6 +173,17 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
     if any(not ext for ext in extensions):
         raise MalformedCheckpoint("checkpoint has an empty extension line")
     return Checkpoint(origin, int(size_text), root, tuple(extensions))
+
+
+def is_valid_key_name(name: str) -> bool:
+    """c2sp.org/signed-note: key names are non-empty and hold no Unicode space and no '+'."""
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+def is_valid_origin(origin: str) -> bool:
+    """Whether *origin* can name a ledger: fedledger signs under the origin as key name, so it must
+    be a valid key name, and a note holds no control character (signed-note), so neither may it."""
+    return is_valid_key_name(origin) and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in origin)
 
 
 @dataclass(frozen=True)
@@ -193,6 +210,9 @@ def split_note(text: str) -> tuple[str, list[NoteSignature]]:
         fields = line[len(EM_DASH_PREFIX) :].split(" ")
         if len(fields) != 2 or not fields[0]:
             raise MalformedCheckpoint("signature line is not '— name base64'")
+        if not is_valid_key_name(fields[0]):
+            # As Go's note.Open: the whole note is malformed, not just this signature unknown.
+            raise MalformedCheckpoint(f"signature line names {fields[0][:80]!r}: a key name holds no space or '+'")
         try:
             blob = base64.b64decode(fields[1], validate=True)
         except binascii.Error:

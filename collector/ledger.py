@@ -24,6 +24,7 @@ import orjson
 
 from collector import merkle
 from collector.canonical import CanonicalizationError, canonical_bytes
+from collector.checkpoint import is_valid_origin
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.store import EvidenceStore
 
@@ -530,8 +531,9 @@ class Ledger(LedgerReads):
         path = Path(path)
         if path.exists():
             raise UsageError("a ledger already exists here", location=str(path))
-        if not origin or any(c.isspace() for c in origin) or "+" in origin:
-            raise UsageError("origin must be a non-empty name without spaces or '+', e.g. example.gov/fedledger")
+        if not is_valid_origin(origin):
+            raise UsageError("origin must be a non-empty name without spaces, '+' or control characters, "
+                             "e.g. example.gov/fedledger")
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = cls._connect(path)
         conn.executescript(_SCHEMA)
