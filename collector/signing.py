@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from collector.ledger import Ledger, StoredCheckpoint
 
 KEY_TYPES = ("ecdsa-p256", "ed25519")
+# A key file others may read, or its group or others may write, is refused (ssh's rule, loosened for
+# group read: Kubernetes secret volumes with an fsGroup are 0440, readable by the pod's group only).
+KEY_FILE_FORBIDDEN_MODE = 0o027
 
 
 class NoteSigner(ABC):
@@ -109,7 +112,15 @@ class KmsSigner(NoteSigner):
             )
         except Exception as exc:
             raise SourceUnavailable(f"KMS sign with {self._key_id} failed: {type(exc).__name__}") from None
-        return bytes(answer["Signature"])
+        signature = bytes(answer["Signature"])
+        # The public key (and so the key ID in the note) was read when this signer was made; an alias
+        # moved since, or a KMS answer over other bytes, would give a note no verifier accepts, kept
+        # in the ledger as if this key had signed it. Check before anything is written.
+        if not self._verifier.verify(message, signature):
+            raise SourceUnavailable(f"KMS key {self._key_id} returned a signature that does not verify under the public "
+                                    f"key read from it (key ID {self._verifier.key_id.hex()}): was the alias moved to "
+                                    "another key? nothing was signed")
+        return signature
 
 
 @dataclass(frozen=True)
@@ -256,12 +267,20 @@ def write_public_key(path: Path, key: ec.EllipticCurvePublicKey | ed25519.Ed2551
 
 def load_file_signer(path: Path, name: str) -> FileSigner:
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read()
     except OSError as exc:
         raise SourceUnavailable(f"cannot read signing key: {exc.strerror}", location=str(path)) from None
+    if mode & KEY_FILE_FORBIDDEN_MODE:
+        raise UsageError(f"signing key file has mode {mode & 0o777:o}: other users can read or write it "
+                         "(chmod 600 it, or 640/440 for a group only the service is in)", location=str(path))
     try:
         key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
+    except TypeError:  # cryptography: "Password was not given but private key is encrypted"
+        raise MalformedInput("the PEM private key is encrypted: fedledger reads unencrypted PKCS#8 keys from a "
+                             "0600 file; keep a key that must stay protected in AWS KMS", location=str(path)) from None
+    except ValueError:
         raise MalformedInput("not an unencrypted PEM private key", location=str(path)) from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
         raise MalformedInput("signing key must be ECDSA P-256 or Ed25519", location=str(path))

@@ -237,3 +237,77 @@ def test_ecdsa_high_s_twin_verifies_but_dedup_and_forks_go_by_root_not_note_byte
     raw = base64.b64encode(blob[:4] + r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
     with pytest.raises(BadSignature):
         verify_checkpoint(body + "\n\n" + f"\u2014 {name} {raw}\n", origin=ORIGIN, verifiers=[signer.verifier])
+
+
+# --- key files ---------------------------------------------------------------------------------
+
+
+def test_key_file_is_written_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        write_private_key(tmp_path / "k.key", fixed_p256())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "k.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620])
+def test_a_key_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    """A signing key that other users can read is a key anyone on the host may hold. Before the fix
+    a 0644 key file was used without a word."""
+    path = tmp_path / "k.key"
+    write_private_key(path, fixed_p256())
+    path.chmod(mode)
+    with pytest.raises(UsageError, match=f"{mode:o}") as info:
+        load_file_signer(path, ORIGIN)
+    assert "BEGIN" not in str(info.value) and "chmod 600" in str(info.value)
+
+
+def test_a_group_readable_key_file_is_accepted_for_kubernetes_fsgroup_mounts(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    write_private_key(path, fixed_p256())
+    path.chmod(0o440)
+    assert load_file_signer(path, ORIGIN).verifier.sig_type == 0x02
+
+
+def test_an_encrypted_key_file_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    path = tmp_path / "k.key"
+    pem = fixed_p256().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.BestAvailableEncryption(b"hunter2-secret"))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    with pytest.raises(Exception) as info:
+        load_file_signer(path, ORIGIN)
+    assert getattr(info.value, "exit_code", None) == 2
+    assert "encrypted" in str(info.value) and "hunter2" not in str(info.value) and "BEGIN" not in str(info.value)
+
+
+# --- AWS KMS (moto's server over HTTP) -----------------------------------------------------------
+
+
+@pytest.fixture()
+def kms(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("kms", endpoint_url=moto_endpoint, region_name=REGION)
+
+
+def test_kms_signs_ecdsa_sha256_over_the_note_text(kms) -> None:  # type: ignore[no-untyped-def]
+    key_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    signer = KmsSigner(ORIGIN, key_id, kms)
+    note = signer.sign_checkpoint(Checkpoint(ORIGIN, 5, ROOT))
+    assert verify_checkpoint(note, origin=ORIGIN, verifiers=[signer.verifier]).root == ROOT
+    der = kms.get_public_key(KeyId=key_id)["PublicKey"]
+    assert signer.verifier.key_id == hashlib.sha256(der).digest()[:4]
+
+
+def test_a_kms_signature_that_does_not_verify_is_never_emitted(kms) -> None:  # type: ignore[no-untyped-def]
+    """The public key is read once; the alias can be moved to another key before Sign (key rotation
+    by alias). Before the fix the note carried a signature by the other key under this key's ID,
+    was kept in the ledger, and every later run refused to sign ('checkpoints were edited')."""
+    first = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    second = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/keys-review-moved", TargetKeyId=first)
+    signer = KmsSigner(ORIGIN, "alias/keys-review-moved", kms)
+    kms.update_alias(AliasName="alias/keys-review-moved", TargetKeyId=second)
+    with pytest.raises(SourceUnavailable, match="does not verify"):
+        signer.sign_checkpoint(Checkpoint(ORIGIN, 5, ROOT))
