@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from collector.errors import SourceUnavailable, UsageError
@@ -25,6 +25,9 @@ from collector.timeutil import format_time
 
 CHECKPOINT_KEY_PREFIX = "checkpoint."
 LOCK_MODE = "COMPLIANCE"
+# S3 keeps LastModified to the second and a run takes a while between computing retain-until and
+# the write: an existing version locked this much less than asked for still counts.
+RETENTION_SLACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -80,20 +83,29 @@ def _error_code(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def publish_checkpoint(client: Any, url: str, note: str, *, size: int, retain_until: datetime) -> PublishedCheckpoint:
-    """Write *note* under Object Lock COMPLIANCE until *retain_until*, unless it is already anchored."""
+def publish_checkpoint(client: Any, url: str, note: str, *, size: int, retain_until: datetime,
+                       minimum_retention: timedelta | None = None) -> PublishedCheckpoint:
+    """Write *note* under Object Lock COMPLIANCE until *retain_until*, unless it is already anchored.
+
+    Already anchored means: the key's current version holds the same bytes under COMPLIANCE and,
+    with *minimum_retention*, was locked for at least that long after it was written (one written
+    under a shorter ``retention_days`` is not; a new locked version is written instead)."""
     where = parse_s3_url(url)
     key = checkpoint_key(where.key, note, size)
     target = f"s3://{where.bucket}/{key}"
     body = note.encode("utf-8")
     try:
         head = client.head_object(Bucket=where.bucket, Key=key)
-        if head.get("ObjectLockMode") == LOCK_MODE:
-            existing = client.get_object(Bucket=where.bucket, Key=key)["Body"].read()
+        until = head.get("ObjectLockRetainUntilDate")
+        written_at = head.get("LastModified")
+        long_enough = minimum_retention is None or (
+            until is not None and written_at is not None and until - written_at >= minimum_retention - RETENTION_SLACK)
+        if head.get("ObjectLockMode") == LOCK_MODE and until is not None and long_enough:
+            version = head.get("VersionId")
+            extra = {"VersionId": version} if version and version != "null" else {}
+            existing = client.get_object(Bucket=where.bucket, Key=key, **extra)["Body"].read()
             if existing == body:
-                until = head.get("ObjectLockRetainUntilDate")
-                return PublishedCheckpoint(target, size, head.get("VersionId"), LOCK_MODE,
-                                           format_time(until) if until else "", written=False)
+                return PublishedCheckpoint(target, size, version, LOCK_MODE, format_time(until), written=False)
     except Exception as exc:
         if _error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
             raise SourceUnavailable(f"cannot read {target}: {_error_code(exc)}") from None
@@ -118,4 +130,7 @@ def publish_checkpoint(client: Any, url: str, note: str, *, size: int, retain_un
     if mode != LOCK_MODE or until is None:
         raise SourceUnavailable(f"{target} was written without Object Lock {LOCK_MODE} (got {mode!r}): "
                                 "enable Object Lock on the bucket")
+    if until < retain_until - timedelta(seconds=1):
+        raise SourceUnavailable(f"{target} was locked until {format_time(until)}, not {format_time(retain_until)} as "
+                                "asked: check the bucket's Object Lock configuration")
     return PublishedCheckpoint(target, size, answer.get("VersionId"), LOCK_MODE, format_time(until), written=True)

@@ -650,4 +650,5 @@ def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: i
         raise UsageError("no checkpoint to publish")
     client = s3_client(region=config.publish.region, endpoint_url=config.publish.endpoint_url)
     retain_until = utc_now() + timedelta(days=days)
-    return publish_checkpoint(client, url, checkpoint.note, size=checkpoint.size, retain_until=retain_until).to_json()
+    return publish_checkpoint(client, url, checkpoint.note, size=checkpoint.size, retain_until=retain_until,
+                              minimum_retention=timedelta(days=days)).to_json()

@@ -311,3 +311,78 @@ def test_a_kms_signature_that_does_not_verify_is_never_emitted(kms) -> None:  # 
     kms.update_alias(AliasName="alias/keys-review-moved", TargetKeyId=second)
     with pytest.raises(SourceUnavailable, match="does not verify"):
         signer.sign_checkpoint(Checkpoint(ORIGIN, 5, ROOT))
+
+
+# --- anchored checkpoints read back from S3 ------------------------------------------------------
+
+
+@pytest.fixture()
+def s3(moto_endpoint: str):  # type: ignore[no-untyped-def]
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+
+
+def _anchor_two(s3, bucket: str) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
+    """Two checkpoints anchored under COMPLIANCE: sizes 5 and 10. Returns (prefix URL, old note, new note)."""
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    url = f"s3://{bucket}/ledger/"
+    until = datetime.now(timezone.utc) + timedelta(days=1)
+    old, new = _note(5, ROOT), _note(10, hashlib.sha256(b"ten").digest())
+    publish_checkpoint(s3, url, old, size=5, retain_until=until)
+    publish_checkpoint(s3, url, new, size=10, retain_until=until)
+    return url, old, new
+
+
+def test_a_newer_unlocked_version_does_not_replace_the_anchored_one(s3) -> None:  # type: ignore[no-untyped-def]
+    """Object Lock protects versions, not keys: whoever may s3:PutObject (the collector role must)
+    can put a new, unlocked version on the newest anchor's key, e.g. holding an older note. Before
+    the fix both the assessor's fetch and the signer's anchor check read that current version, so a
+    rollback to size 5 passed `verify --checkpoint s3://…` and the signer accepted it."""
+    url, old, new = _anchor_two(s3, "keys-review-overwrite")
+    key = checkpoint_key("ledger/", new, 10)
+    s3.put_object(Bucket="keys-review-overwrite", Key=key, Body=old.encode())  # no lock headers
+    assert fetch_checkpoint(s3, url) == (f"s3://keys-review-overwrite/{key}", new)
+    assert fetch_checkpoint(s3, f"s3://keys-review-overwrite/{key}")[1] == new
+    anchored = S3CheckpointAnchor(url, client=s3).newest_signed(ORIGIN, _signer().verifier)
+    assert anchored is not None and anchored.checkpoint.size == 10
+
+
+def test_a_delete_marker_does_not_hide_the_anchored_version(s3) -> None:  # type: ignore[no-untyped-def]
+    """A DeleteObject without a version ID adds a delete marker even under COMPLIANCE; the locked
+    version is still there. Before the fix listing skipped the key, and the older anchor was used."""
+    url, old, new = _anchor_two(s3, "keys-review-marker")
+    s3.delete_object(Bucket="keys-review-marker", Key=checkpoint_key("ledger/", new, 10))
+    assert fetch_checkpoint(s3, url)[1] == new
+    anchored = S3CheckpointAnchor(url, client=s3).newest_signed(ORIGIN, _signer().verifier)
+    assert anchored is not None and anchored.checkpoint.size == 10
+
+
+def test_an_unlocked_checkpoint_object_is_not_an_anchor(s3) -> None:  # type: ignore[no-untyped-def]
+    bucket = "keys-review-unlocked"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    note = _note(7)
+    key = checkpoint_key("ledger/", note, 7)
+    s3.put_object(Bucket=bucket, Key=key, Body=note.encode())
+    with pytest.raises(IntegrityError, match="Object Lock"):
+        fetch_checkpoint(s3, f"s3://{bucket}/{key}")
+    with pytest.raises(SourceUnavailable, match="Object Lock"):
+        fetch_checkpoint(s3, f"s3://{bucket}/ledger/")
+    assert S3CheckpointAnchor(f"s3://{bucket}/ledger/", client=s3).newest_signed(ORIGIN, _signer().verifier) is None
+
+
+def test_republishing_over_a_version_with_shorter_retention_writes_a_new_locked_version(s3) -> None:  # type: ignore[no-untyped-def]
+    """The same note always lands on the same key. Before the fix an existing COMPLIANCE version
+    counted as anchored whatever its retain-until date, e.g. one written with retention_days = 1
+    before the config asked for 400: the anchor could be gone long before the configured retention."""
+    bucket = "keys-review-retention"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    note = _note(5)
+    now = datetime.now(timezone.utc)
+    publish_checkpoint(s3, f"s3://{bucket}/l/", note, size=5, retain_until=now + timedelta(days=1))
+    again = publish_checkpoint(s3, f"s3://{bucket}/l/", note, size=5, retain_until=now + timedelta(days=400),
+                               minimum_retention=timedelta(days=400))
+    assert again.written
+    head = s3.head_object(Bucket=bucket, Key=checkpoint_key("l/", note, 5), VersionId=again.version_id)
+    assert head["ObjectLockRetainUntilDate"] > now + timedelta(days=399)
+    same = publish_checkpoint(s3, f"s3://{bucket}/l/", note, size=5, retain_until=now + timedelta(days=400),
+                              minimum_retention=timedelta(days=400))
+    assert not same.written
