@@ -9,7 +9,7 @@ limit), else from the defaults of :class:`bundler.evaluate.EvaluationConfig`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ import orjson
 from bundler.model import Assessment
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
+from collector.checkpoint import NoteVerifier
 from collector.signing import CheckpointAnchor, NoteSigner, sign_tree_head
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], d
 
 def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
                 anchor: CheckpointAnchor | None = None,
+                previous: Sequence[NoteVerifier] = (),
                 on_note: Callable[[str], None] = lambda _m: None,
                 on_stage: Callable[[str], None] = lambda _s: None,
                 timings: dict[str, float] | None = None) -> tuple[Any, Assessment]:
@@ -105,7 +107,7 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
 
     newest = ledger.latest_checkpoint()
     if newest is None or newest.size != ledger.size:
-        newest = sign_tree_head(ledger, signer, request.as_of, anchor=anchor)
+        newest = sign_tree_head(ledger, signer, request.as_of, anchor=anchor, previous=previous)
         on_note(f"signed a fresh checkpoint at size {newest.size}")
     wanted = list(request.controls) if request.controls else None
     baseline = request.baseline or (None if (request.catalog or wanted) else "moderate")
@@ -157,7 +159,7 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
     a checkpoint it signs must extend the run's publish target (*anchor*). Returns the bundle and the
     URLs its PDF renderer refused, which the run turns into exit 1 as ``fedledger bundle`` does."""
     from collector.commands.ledger_cmds import open_signer
-    from collector.run import BuiltBundle
+    from collector.run import BuiltBundle, config_previous_keys
     from collector.timeutil import format_time
 
     b = config.bundle
@@ -174,5 +176,6 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
             catalog=b.catalog, policies=b.policies_dir, archive=b.archive,
             settings=evaluation_settings_from_config(config),
         )
-        result, _assessment = make_bundle(ledger, signer, request, anchor=anchor)
+        result, _assessment = make_bundle(ledger, signer, request, anchor=anchor,
+                                          previous=config_previous_keys(ledger, config))
     return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals))

@@ -162,6 +162,9 @@ class SignerConfig:
     kms_key_id: str | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # Public keys this ledger was signed with before a key rotation: the new key signs only a tree
+    # that extends the newest checkpoint any of them (or it) signed, in the ledger and anchored.
+    previous_keys: tuple[Path, ...] = ()
 
     def describe(self) -> str:
         if self.kms_key_id:
@@ -596,7 +599,8 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
         kms = signer_t.text("kms_key_id")
         if key_file is not None and kms is not None:
             ctx.problem(("signer", "kms_key_id"), "give signer.key_file or signer.kms_key_id, not both")
-        signer = SignerConfig(key_file, kms, signer_t.text("region"), signer_t.text("endpoint_url"))
+        signer = SignerConfig(key_file, kms, signer_t.text("region"), signer_t.text("endpoint_url"),
+                              signer_t.path_list("previous_keys"))
         signer_t.finish()
 
     sources: list[SourceConfig] = []

@@ -64,6 +64,7 @@ from collector.evidence import Source, SourceItem
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
 from collector.ledger import CONFLICT_REASON, Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
+from collector.checkpoint import NoteVerifier
 from collector.signing import CheckpointAnchor, NoteSigner
 from collector.timeutil import format_time, utc_now
 
@@ -632,6 +633,13 @@ def config_signer(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | s
     return load_file_signer(signer_config.key_file or key_paths(ledger_path)[0], ledger.origin)
 
 
+def config_previous_keys(ledger: Ledger, config: FedledgerConfig | None) -> list[NoteVerifier]:
+    """The config's ``[signer] previous_keys``: public keys of the keys this ledger was signed with before."""
+    from collector.signing import load_previous_keys
+
+    return load_previous_keys(config.signer.previous_keys, ledger.origin) if config is not None else []
+
+
 def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str, *,
                      anchor: CheckpointAnchor | None = None) -> tuple[StoredCheckpoint, bool]:
     from collector.signing import sign_tree_head
@@ -639,7 +647,8 @@ def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path 
     newest = ledger.latest_checkpoint()
     if newest is not None and newest.size == ledger.size:
         return newest, False
-    return sign_tree_head(ledger, config_signer(ledger, config, ledger_path), created, anchor=anchor), True
+    return sign_tree_head(ledger, config_signer(ledger, config, ledger_path), created, anchor=anchor,
+                          previous=config_previous_keys(ledger, config)), True
 
 
 def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: int,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from collector.checkpoint import (
     NoteVerifier,
     add_signature_line,
     make_verifier,
+    parse_verifier_key,
     verify_checkpoint,
 )
 from collector import merkle
@@ -147,6 +149,19 @@ class CheckpointAnchor(ABC):
         ID with a signature that does not verify."""
 
 
+def load_previous_keys(paths: Sequence[Path], origin: str) -> list[NoteVerifier]:
+    """The public keys (PEM or ``name+keyid+base64``) a ledger was signed with before a key rotation."""
+    keys = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SourceUnavailable(f"cannot read previous signing key: {getattr(exc, 'strerror', None) or exc}",
+                                    location=str(path)) from None
+        keys.append(parse_verifier_key(text, default_name=origin, location=str(path)))
+    return keys
+
+
 def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpoint, Checkpoint] | None:
     """The largest checkpoint kept in *ledger* that *verifier*'s key signed for the ledger's origin.
 
@@ -166,7 +181,8 @@ def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpo
 
 
 def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
-                   anchor: CheckpointAnchor | None = None) -> StoredCheckpoint:
+                   anchor: CheckpointAnchor | None = None,
+                   previous: Sequence[NoteVerifier] = ()) -> StoredCheckpoint:
     """Sign the ledger's tree head and keep the note, if it extends what this key signed before.
 
     C2SP tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with any it signed. The
@@ -185,36 +201,56 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
     taken; when it cannot be read, :class:`SourceUnavailable` and nothing is signed. Not covered:
     entries after the newest checkpoint signed (anchored or not), and, without an anchor,
     checkpoint rows deleted from the ledger; ``verify --checkpoint`` catches the latter.
+
+    After a key rotation the new key has signed nothing: *previous* (the public keys the ledger was
+    signed with before) makes the newest checkpoint any of them signed hold as well, in the ledger
+    and at the anchor, so a rollback made at rotation time is not signed by the new key.
     """
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    anchored = anchor.newest_signed(ledger.origin, signer.verifier) if anchor is not None else None
+    keys = [signer.verifier, *(v for v in previous if v.key_id != signer.verifier.key_id)]
+
+    def who(verifier: NoteVerifier) -> str:
+        return "this key" if verifier is signer.verifier else f"the previous key {verifier.key_id.hex()}"
+
+    anchored: AnchoredCheckpoint | None = None
+    anchored_by = signer.verifier
+    if anchor is not None:
+        for verifier in keys:
+            found_anchor = anchor.newest_signed(ledger.origin, verifier)
+            if found_anchor is not None and (anchored is None or found_anchor.checkpoint.size > anchored.checkpoint.size):
+                anchored, anchored_by = found_anchor, verifier
 
     def make_note(size: int, root: bytes) -> str:
-        found = newest_signed(ledger, signer.verifier)
-        if found is not None:
-            stored, signed = found
+        newest: tuple[StoredCheckpoint, Checkpoint, NoteVerifier] | None = None
+        for verifier in keys:
+            found = newest_signed(ledger, verifier)
+            if found is not None and (newest is None or found[1].size > newest[1].size):
+                newest = (*found, verifier)
+        if newest is not None:
+            stored, signed, by = newest
             if size < signed.size:
-                raise IntegrityError(f"refusing to sign size {size}: this key signed size {signed.size} "
+                raise IntegrityError(f"refusing to sign size {size}: {who(by)} signed size {signed.size} "
                                      f"(checkpoint #{stored.id}), so entries were removed; run `fedledger verify`")
             now = ledger.root(signed.size)
             if now != signed.root:
-                raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but this "
-                                     f"key signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they were "
-                                     "rewritten; run `fedledger verify`")
+                raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but "
+                                     f"{who(by)} signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they "
+                                     "were rewritten; run `fedledger verify`")
             if not _extends(ledger, signed.size, signed.root, size, root):
-                raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint this key signed "
+                raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint {who(by)} signed "
                                      f"at size {signed.size} (checkpoint #{stored.id}): the ledger's stored tree was "
                                      "edited; run `fedledger verify`")
         if anchored is not None:
-            require_extends_anchor(ledger, size, root, anchored)
+            require_extends_anchor(ledger, size, root, anchored, signed_by=who(anchored_by))
         return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
 
     pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     return ledger.add_checkpoint(make_note, created, signer=(signer.name, signer.verifier.key_id.hex(), pem))
 
 
-def require_extends_anchor(ledger: Ledger, size: int, root: bytes, anchored: AnchoredCheckpoint) -> None:
+def require_extends_anchor(ledger: Ledger, size: int, root: bytes, anchored: AnchoredCheckpoint, *,
+                           signed_by: str = "this key") -> None:
     """Raise :class:`IntegrityError` unless the tree (*size*, *root*) extends *anchored*.
 
     A consistency proof from the anchored size to *size* is made from the ledger and checked
@@ -224,10 +260,10 @@ def require_extends_anchor(ledger: Ledger, size: int, root: bytes, anchored: Anc
     old = anchored.checkpoint
     verify_hint = f"run `fedledger verify --checkpoint {anchored.where}`"
     if size < old.size:
-        raise IntegrityError(f"refusing to sign size {size}: this key signed size {old.size} in the checkpoint anchored "
+        raise IntegrityError(f"refusing to sign size {size}: {signed_by} signed size {old.size} in the checkpoint anchored "
                              f"at {anchored.where}, so entries were removed or the ledger was rolled back; {verify_hint}")
     if not _extends(ledger, old.size, old.root, size, root):
-        raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint this key anchored at "
+        raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint {signed_by} anchored at "
                              f"{anchored.where} (size {old.size}, root {old.root.hex()}), so entries "
                              f"0..{old.size - 1} were rewritten; {verify_hint}")
 

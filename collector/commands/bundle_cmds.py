@@ -43,7 +43,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         from bundler.evaluate import EvaluationConfig
         from bundler.make_bundle import BundleRequest, evaluation_settings_from_config, make_bundle
         from collector.commands.ledger_cmds import open_signer
-        from collector.run import config_anchor, config_signer
+        from collector.run import config_anchor, config_previous_keys, config_signer
 
         if archive is not None and archive not in ("tar.gz", "zip"):
             raise UsageError("--archive must be tar.gz or zip")
@@ -81,7 +81,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                       else open_signer(ledger, key, kms_key_id, endpoint_url, region))
             with progress("bundling") as advance:
                 result, assessment = make_bundle(ledger, signer, request, anchor=anchor, on_note=err,
-                                                 on_stage=lambda _s: advance(1))
+                                                 on_stage=lambda _s: advance(1),
+                                                 previous=config_previous_keys(ledger, loaded_config))
         tally = {s: sum(1 for c in assessment.controls if c.status == s)
                  for s in ("satisfied", "not-satisfied", "not-assessed")}
         if OPTIONS.json:

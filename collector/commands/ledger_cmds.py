@@ -130,13 +130,17 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                    "writes them): sign only a tree that extends the newest one this key anchored "
                                    "there. S3 region and endpoint from --config's publish section, else the "
                                    "environment."),
+        previous_key: list[Path] = typer.Option(
+            [], "--previous-key", help="Public key the ledger was signed with before a key rotation (repeatable; "
+                                       "adds to --config's signer.previous_keys): the tree must also extend the "
+                                       "newest checkpoint it signed, in the ledger and at the anchor."),
     ) -> None:
         """Sign the current tree head as a C2SP checkpoint and keep it in the ledger.
 
         With a publish target (--anchor, or --config with publish.checkpoint) the tree must also
         extend the newest checkpoint this key anchored there, as in `fedledger run`; an anchor that
         cannot be read signs nothing (exit 3)."""
-        from collector.run import config_anchor, config_signer
+        from collector.run import config_anchor, config_previous_keys, config_signer
 
         loaded = None
         if config is not None:
@@ -149,7 +153,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             signer = (config_signer(ledger, loaded, ledger_path_for(loaded))
                       if loaded is not None and key is None and kms_key_id is None
                       else open_signer(ledger, key, kms_key_id, endpoint_url, region))
-            stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target)
+            previous = config_previous_keys(ledger, loaded) + load_verifiers(previous_key, ledger.origin)
+            stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target, previous=previous)
         if out_file is not None:
             out_file.write_text(stored.note, encoding="utf-8")
         if OPTIONS.json:

@@ -206,6 +206,15 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
         signer_doc["present"] = key_file.is_file()
         if not key_file.is_file():
             warnings.append(f"signing key file missing: {key_file}")
+    if signer.previous_keys:
+        from collector.signing import load_previous_keys
+
+        signer_doc["previous_keys"] = [str(p) for p in signer.previous_keys]
+        try:
+            load_previous_keys(signer.previous_keys, cfg.ledger.origin)
+        except FedledgerError as exc:
+            signer_doc["previous_keys_problem"] = f"signer.previous_keys: {exc}"
+            warnings.append(signer_doc["previous_keys_problem"])
     context = RunContext(cfg, ledger_path, as_of, "", "config-check")
     sources = []
     for source in cfg.sources:
@@ -297,6 +306,10 @@ def render_config_report(report: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"signer: {signer['describe']}" + (
             f" ({signer['key_file']}: {'present' if signer['present'] else 'MISSING'})" if "key_file" in signer else ""))
+    if signer.get("previous_keys"):
+        lines.append(f"  previous keys (a new tree must extend what they signed): {', '.join(signer['previous_keys'])}")
+    if "previous_keys_problem" in signer:
+        lines.append(f"  WARNING: {signer['previous_keys_problem']}")
     lines.append(f"sources ({len(report['sources'])}):")
     for s in report["sources"]:
         cadence = f", stale after {s['cadence']['name']}" if s["cadence"] else ", no cadence"
