@@ -32,13 +32,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from collector.errors import MalformedInput, SourceUnavailable, UsageError
+from collector.errors import FedledgerError, MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
     NODE_MIN_LEVEL,
     ZERO_HASH,
@@ -129,8 +130,55 @@ def connect(location: PostgresLocation) -> Any:
     try:
         return psycopg.connect(location.conninfo, autocommit=True)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceUnavailable(f"cannot connect to PostgreSQL: {first}", location=location.url) from None
+        raise SourceUnavailable(f"cannot connect to PostgreSQL: {_first_line(exc)}", location=location.url) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def pg_failure(exc: BaseException, url: str) -> FedledgerError:
+    """The fedledger error for a PostgreSQL error met while using the ledger at *url*.
+
+    A table, column or schema that is missing, or a value the ledger's own queries cannot read
+    (an attacker's ALTER or DROP, an edit that is not UTF-8 or not JSON), is a ledger that is not
+    readable (MalformedInput, exit 2, as for a SQLite file with a dropped table); anything else
+    (the server shut down or restarted, the connection lost, a permission missing, the database
+    read-only) is the ledger being unavailable (SourceUnavailable, exit 3). The message is the
+    server's first line: it names objects, never the connection's password.
+    """
+    import psycopg
+    from psycopg import errors as pg_errors
+
+    unreadable = (pg_errors.UndefinedTable, pg_errors.UndefinedColumn, pg_errors.InvalidSchemaName,
+                  pg_errors.UndefinedFunction, psycopg.DataError)
+    if isinstance(exc, unreadable):
+        return MalformedInput(f"not a readable fedledger ledger: {_first_line(exc)}", location=url)
+    return SourceUnavailable(f"PostgreSQL: {_first_line(exc)}", location=url)
+
+
+@contextmanager
+def pg_errors_translated(url: str) -> Iterator[None]:
+    """Raise :func:`pg_failure` of any psycopg error inside the block (chained to nothing)."""
+    import psycopg
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise pg_failure(exc, url) from None
+
+
+def as_bytes(value: object) -> bytes:
+    """A stored BYTEA value as bytes, whatever an ALTER made of its column: NULL is empty and TEXT its
+    UTF-8 bytes (as SQLite's ``CAST(x AS BLOB)``), so the edit is hashed and reported, not a TypeError."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return str(value).encode("utf-8")
 
 
 class PostgresLedger(LedgerReads):
@@ -156,7 +204,7 @@ class PostgresLedger(LedgerReads):
             raise UsageError("origin must be a non-empty name without spaces or '+', e.g. example.gov/fedledger")
         conn = connect(location)
         try:
-            with conn.transaction():
+            with pg_errors_translated(url), conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (location.lock_key,))
                 if _has_meta(conn, location.schema):
                     raise UsageError("a ledger already exists here", location=url)
@@ -178,12 +226,13 @@ class PostgresLedger(LedgerReads):
         location = PostgresLocation(url)
         conn = connect(location)
         try:
-            if not _has_meta(conn, location.schema):
-                raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=url)
-            row = conn.execute(f"SELECT value FROM {location.schema}.meta WHERE key='format'").fetchone()
-            if row is None or row[0] != PG_FORMAT:
-                raise MalformedInput(f"unknown ledger format {row[0] if row else None!r}", location=url)
-            return cls(location, conn)
+            with pg_errors_translated(url):
+                if not _has_meta(conn, location.schema):
+                    raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=url)
+                row = conn.execute(f"SELECT value FROM {location.schema}.meta WHERE key='format'").fetchone()
+                if row is None or row[0] != PG_FORMAT:
+                    raise MalformedInput(f"unknown ledger format {row[0] if row else None!r}", location=url)
+                return cls(location, conn)
         except BaseException:
             conn.close()
             raise
@@ -198,7 +247,8 @@ class PostgresLedger(LedgerReads):
         self.close()
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(sql.replace("~.", self._s + "."), args)
+        with pg_errors_translated(self.path):
+            return self._conn.execute(sql.replace("~.", self._s + "."), args)
 
     def _meta(self, key: str) -> str:
         row = self._q("SELECT value FROM ~.meta WHERE key=%s", (key,)).fetchone()
@@ -233,24 +283,24 @@ class PostgresLedger(LedgerReads):
                 seq = stop
                 continue
             for s, leaf, body in rows:
-                yield int(s), bytes(leaf), bytes(body)
+                yield int(s), as_bytes(leaf), as_bytes(body)
             seq = stop
 
     def entry(self, seq: int) -> bytes:
         row = self._q("SELECT body FROM ~.entries WHERE seq=%s", (seq,)).fetchone()
         if row is None:
             raise UsageError(f"no entry with seq {seq} (ledger size {self.size})")
-        return bytes(row[0])
+        return as_bytes(row[0])
 
     def leaf_hashes(self, start: int, end: int) -> list[bytes]:
         rows = self._q("SELECT leaf FROM ~.entries WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end)).fetchall()
         if len(rows) != end - start:
             raise MalformedInput(f"ledger is missing leaves in [{start}, {end})", location=self.path)
-        return [bytes(r[0]) for r in rows]
+        return [as_bytes(r[0]) for r in rows]
 
     def _stored_node(self, level: int, idx: int) -> bytes | None:
         row = self._q("SELECT hash FROM ~.nodes WHERE level=%s AND idx=%s", (level, idx)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else as_bytes(row[0])
 
     def cursor(self, source: str) -> str | None:
         row = self._q("SELECT cursor FROM ~.cursors WHERE source=%s", (source,)).fetchone()
@@ -263,7 +313,7 @@ class PostgresLedger(LedgerReads):
         body = self._q("SELECT body FROM ~.entries WHERE seq=%s", (seq,)).fetchone()
         if body is None:
             return None
-        sha256 = orjson.loads(bytes(body[0]))["raw"]["sha256"]
+        sha256 = orjson.loads(as_bytes(body[0]))["raw"]["sha256"]
         row = self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index WHERE sha256=%s', (sha256,)).fetchone()
         return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
 
@@ -284,7 +334,7 @@ class PostgresLedger(LedgerReads):
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         return [
-            StoredCheckpoint(int(r[0]), int(r[1]), bytes(r[2]), str(r[3]), str(r[4]))
+            StoredCheckpoint(int(r[0]), int(r[1]), as_bytes(r[2]), "" if r[3] is None else str(r[3]), str(r[4]))
             for r in self._q("SELECT id, size, root, note, created FROM ~.checkpoints ORDER BY id")
         ]
 
@@ -308,11 +358,11 @@ class PostgresLedger(LedgerReads):
         transaction; as :meth:`collector.ledger.Ledger.append`."""
         items = prepared_items(batch, prepared)
         s = self._s
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with pg_errors_translated(self.path), self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (self.location.lock_key,))
             size = self.size
             tip = self._q("SELECT leaf FROM ~.entries WHERE seq=%s", (size - 1,)).fetchone() if size else None
-            prev = bytes(tip[0]).hex() if tip else ZERO_HASH
+            prev = as_bytes(tip[0]).hex() if tip else ZERO_HASH
             keys = [item[0] for item in items if item[0] is not None]
             known = self._known_keys(keys)
             chained = prepare_batch(items, size=size, prev=prev, known=known, edge=self._right_edge(size).hashes)
@@ -360,7 +410,7 @@ class PostgresLedger(LedgerReads):
         seqs = sorted(holders)
         for i in range(0, len(seqs), 5000):
             for seq, body in self._q("SELECT seq, body FROM ~.entries WHERE seq = ANY(%s)", (seqs[i : i + 5000],)):
-                known[holders.pop(int(seq))] = (int(seq), stored_raw_sha256(bytes(body)))
+                known[holders.pop(int(seq))] = (int(seq), stored_raw_sha256(as_bytes(body)))
         if holders:
             seq = min(holders)
             raise MalformedInput(f"a dedup key points at entry {seq}, which is missing", location=self.path)
@@ -374,7 +424,7 @@ class PostgresLedger(LedgerReads):
         *make_note(size, root)* returns the signed note text; it runs while the
         advisory lock is held, so no append can slip between reading the head and storing it.
         """
-        with self._conn.transaction():
+        with pg_errors_translated(self.path), self._conn.transaction():
             self._q("SELECT pg_advisory_xact_lock(%s)", (self.location.lock_key,))
             size = self.size
             root = self.root(size)
