@@ -94,12 +94,23 @@ class PostgresLocation:
     def __init__(self, url: str) -> None:
         if not is_postgres_url(url):
             raise UsageError("a PostgreSQL ledger URL starts with postgresql://", location=url)
-        parts = urlsplit(url)
-        params = parse_qsl(parts.query, keep_blank_values=True)
-        # libpq reads a password from the query string (``?password=``) as well as from user:password@.
-        if parts.password is not None or any(k == "password" for k, _ in params):
-            raise UsageError("do not put a password in the ledger URL (it would show in logs and process lists): "
+        # No message below repeats the URL until it is known to hold no password (it is refused unrepeated).
+        refused = UsageError("do not put a password in the ledger URL (it would show in logs and process lists): "
                              "use PGPASSWORD or ~/.pgpass")
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. user:[secret]@ reads as a malformed IPv6 host
+            raise UsageError("not a valid postgresql:// URL (brackets outside an IPv6 host?); "
+                             "the URL is not repeated here, as it may hold a password") from None
+        params = parse_qsl(parts.query, keep_blank_values=True)
+        # libpq reads a password from the query string (``?password=``, ``sslpassword=`` for the client
+        # key) as well as from user:password@. A password holding '/', '?', '#' or '[' ends the
+        # authority early for urlsplit (and libpq), so it was not seen as one and was echoed in the
+        # errors that followed: any ':' before the first '@' counts (name the user to use a port then).
+        authority = url.split("://", 1)[1]
+        if (parts.password is not None or ("@" in authority and ":" in authority.split("@", 1)[0])
+                or any("password" in k.lower() for k, _ in params)):
+            raise refused
         rest = [(k, v) for k, v in params if k not in ("ledger", "store")]
         found = dict(params)
         self.url = url

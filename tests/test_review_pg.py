@@ -183,3 +183,83 @@ def test_status_of_a_tampered_body_is_unreadable_not_a_crash(golden_pg: tuple[st
     result = CliRunner().invoke(app, ["--ledger", url, "status"])
     assert result.exit_code == 2, result.output
     assert "not a readable fedledger ledger" in result.stderr
+
+
+# -- no password-like value of a ledger URL is ever echoed ----------------------------------
+
+_SECRET = "S3CRETpw"
+_LEAKY_URLS = [
+    f"postgresql://postgres:{_SECRET}/x@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o",  # '/' in the password
+    f"postgresql://postgres:{_SECRET}#x@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o",  # '#' in the password
+    f"postgresql://postgres:{_SECRET}?x@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o",  # '?' in the password
+    f"postgresql://postgres:[{_SECRET}]@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o",  # brackets: not a URL
+    f"postgresql://postgres@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o&sslpassword={_SECRET}",
+    f"postgresql://postgres@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o&Password={_SECRET}",
+    f"postgresql://postgres@127.0.0.1:5432/test?ledger=t_leak&store=/tmp/o&password%3D={_SECRET}",
+]
+
+
+@pytest.mark.parametrize("url", _LEAKY_URLS, ids=["slash", "hash", "question-mark", "brackets", "sslpassword",
+                                                  "Password", "encoded-key"])
+def test_a_password_in_any_form_of_the_url_is_refused_and_never_echoed(tmp_path: Path, url: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
+    cli = CliRunner()
+    config = tmp_path / "fedledger.toml"
+    config.write_text(f'[ledger]\npath = "{url}"\norigin = "{ORIGIN}"\n\n[signer]\nkey_file = "k.key"\n\n'
+                      + manual_source("reviews", "ev/"), encoding="utf-8")
+    runs = [cli.invoke(app, ["--ledger", url, *args]) for args in (
+        ["init", "--origin", ORIGIN], ["status"], ["verify", "--trusted-key", "k.pub", "--origin", ORIGIN],
+        ["checkpoint", "--key", "k.key"], ["export", "--out", "x"], ["prove", "0"])]
+    runs.append(cli.invoke(app, ["verify", url, "--trusted-key", "k.pub", "--origin", ORIGIN]))
+    runs.append(cli.invoke(app, ["status"], env={"FEDLEDGER_LEDGER": url}))
+    runs += [cli.invoke(app, [*args, "--config", str(config)]) for args in (["config", "check"], ["run"], ["status"])]
+    for result in runs:
+        assert _SECRET not in result.output, result.output
+        assert result.exit_code == 2, result.output
+        assert "password" in result.output, result.output
+
+
+# -- the server ends the session mid-run: exit 3, nothing half-committed --------------------
+
+
+def test_connection_lost_mid_run_is_exit_3_and_commits_no_half_batch(tmp_path: Path, pg_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server ends fedledger's session (an administrator, a failover, a restart) while the second
+    source's batch is being written: that batch is not committed, the first source's is, and the run
+    ends with exit 3, its run.end logged and its journal line written."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN, "--key-dir", "keys"]).exit_code == 0
+    write_events(tmp_path / "a" / "a.jsonl", 30)
+    write_events(tmp_path / "b" / "b.jsonl", 30, day=19)
+    config = tmp_path / "fedledger.toml"
+    config.write_text(f'[ledger]\npath = "{pg_url}"\norigin = "{ORIGIN}"\n\n[signer]\nkey_file = "keys/fedledger.key"\n\n'
+                      + manual_source("first", "a/") + manual_source("second", "b/"), encoding="utf-8")
+    # A real server-side end of the session: the 10th entry of the second source terminates its own backend.
+    _attack(pg_url, """CREATE FUNCTION ~.end_session() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF convert_from(NEW.body, 'UTF8') LIKE '%b.jsonl%' AND NEW.seq >= 39 THEN
+            PERFORM pg_terminate_backend(pg_backend_pid());
+          END IF;
+          RETURN NEW;
+        END $$""", "CREATE TRIGGER end_session BEFORE INSERT ON ~.entries FOR EACH ROW EXECUTE FUNCTION ~.end_session()")
+    result = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert result.exit_code == 3, result.output
+    doc = json.loads(result.stdout)
+    assert doc["exit_code"] == 3
+    outcomes = {s["name"]: s for s in doc["sources"]}
+    assert outcomes["first"]["ok"] and outcomes["first"]["counts"]["appended"] == 30
+    assert not outcomes["second"]["ok"] and outcomes["second"]["error"] == "SourceUnavailable"
+    assert "terminat" in outcomes["second"]["message"]
+    assert '"event":"run.end"' in result.stderr.replace(" ", "")
+    _attack(pg_url, "DROP TRIGGER end_session ON ~.entries")
+    with open_ledger(pg_url) as ledger:
+        assert ledger.size == 30  # the second source's batch: all or nothing
+        assert not any("b.jsonl" in source for source in ledger.cursors())
+    again = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert again.exit_code == 0, again.output
+    with open_ledger(pg_url) as ledger:
+        assert ledger.size == 60
