@@ -547,10 +547,14 @@ class PostgresRunLock:
         """Clear the holder record and drop the lock (closing the session drops it too)."""
         if self._conn is None:
             return
+        import psycopg
+
         conn, self._conn = self._conn, None
         try:
             conn.execute(f"UPDATE {self.location.schema}.run_holder SET record = '' WHERE id = 1")
             conn.execute("SELECT pg_advisory_unlock(%s)", (self.location.run_lock_key,))
+        except psycopg.Error:
+            pass  # the session is gone (server restarted, connection lost): so is its lock; the record is stale
         finally:
             conn.close()
 

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -106,6 +106,7 @@ class PlannedCollection:
     batch_size: int | None = None
 
 
+_T = TypeVar("_T")
 SourceFactory = Callable[[SourceConfig, RunContext], Sequence[PlannedCollection]]
 
 
@@ -519,9 +520,9 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 cp = result.checkpoint
                 log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
             except FedledgerError as exc:
-                result.checkpoint, result.checkpoint_new = ledger.latest_checkpoint(), False
-                _fail_step(result, log, "checkpoint", exc, ledger_size=ledger.size)
-            origin, final_size = ledger.origin, ledger.size
+                result.checkpoint, result.checkpoint_new = _still_readable(ledger.latest_checkpoint), False
+                _fail_step(result, log, "checkpoint", exc, ledger_size=_still_readable(lambda: ledger.size))
+            origin, final_size = ledger.origin, _still_readable(lambda: ledger.size)
         if publish_url and result.checkpoint is not None:
             days = request.publish_retention_days or config.publish_retention_days
             try:
@@ -549,6 +550,16 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
     finally:
         lock.release()
     return result
+
+
+def _still_readable(read: Callable[[], _T]) -> _T | None:
+    """*read()*, or None when the ledger cannot be read any more (a PostgreSQL server that ended the
+    session mid-run): the failure is already recorded with the step that met it, and the run must
+    still end with its result, its journal line and run.end, not with the same error again."""
+    try:
+        return read()
+    except SourceUnavailable:
+        return None
 
 
 def _fail_step(result: RunResult, log: RunLog, step: str, exc: FedledgerError, **fields: Any) -> None:

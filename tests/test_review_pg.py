@@ -241,20 +241,25 @@ def test_connection_lost_mid_run_is_exit_3_and_commits_no_half_batch(tmp_path: P
     # A real server-side end of the session: the 10th entry of the second source terminates its own backend.
     _attack(pg_url, """CREATE FUNCTION ~.end_session() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-          IF convert_from(NEW.body, 'UTF8') LIKE '%b.jsonl%' AND NEW.seq >= 39 THEN
+          IF strpos(convert_from(NEW.body, 'UTF8'), 'b.jsonl') > 0 AND NEW.seq >= 39 THEN
             PERFORM pg_terminate_backend(pg_backend_pid());
           END IF;
           RETURN NEW;
         END $$""", "CREATE TRIGGER end_session BEFORE INSERT ON ~.entries FOR EACH ROW EXECUTE FUNCTION ~.end_session()")
     result = cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == 3, (result.stdout, result.stderr)
+    assert result.stdout, result.stderr
     doc = json.loads(result.stdout)
     assert doc["exit_code"] == 3
-    outcomes = {s["name"]: s for s in doc["sources"]}
+    outcomes = {s["source"]: s for s in doc["sources"]}
     assert outcomes["first"]["ok"] and outcomes["first"]["counts"]["appended"] == 30
     assert not outcomes["second"]["ok"] and outcomes["second"]["error"] == "SourceUnavailable"
     assert "terminat" in outcomes["second"]["message"]
     assert '"event":"run.end"' in result.stderr.replace(" ", "")
+    from collector.ledger_pg import PostgresLocation
+
+    journal = (tmp_path / f"{PostgresLocation(pg_url).name}.runs.jsonl").read_text().splitlines()
+    assert json.loads(journal[-1])["exit_code"] == 3
     _attack(pg_url, "DROP TRIGGER end_session ON ~.entries")
     with open_ledger(pg_url) as ledger:
         assert ledger.size == 30  # the second source's batch: all or nothing
