@@ -268,3 +268,41 @@ def test_connection_lost_mid_run_is_exit_3_and_commits_no_half_batch(tmp_path: P
     assert again.exit_code == 0, again.output
     with open_ledger(pg_url) as ledger:
         assert ledger.size == 60
+
+
+# -- status while a run commits: one snapshot -----------------------------------------------
+
+_WRITER = """
+import sys, time
+from collector.ledger_open import open_ledger
+from tests.ledger_fixtures import manual_entry
+with open_ledger(sys.argv[1]) as ledger:
+    i, stop = 0, time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < stop:
+        ledger.append([manual_entry(i + k)._replace(dedup_key=None) for k in range(20)], updated="2026-11-20T15:00:00Z")
+        i += 20
+"""
+
+
+def test_status_numbers_come_from_one_snapshot_while_a_writer_commits(tmp_path: Path, pg_url: str) -> None:
+    """Size, per-source counts and checkpoints were read by separate autocommit statements, each its own
+    snapshot: with a run committing meanwhile, the per-source counts added up to more than the size."""
+    import subprocess
+    import sys
+
+    from collector.ledger_stats_pg import ledger_stats_pg
+
+    create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519").close()
+    repo = Path(__file__).resolve().parent.parent
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, pg_url, "3"], cwd=repo)
+    try:
+        mismatches = []
+        while writer.poll() is None:  # three seconds of status calls against a committing writer
+            stats = ledger_stats_pg(pg_url)
+            counted = sum(s.entries for s in stats.sources)
+            if counted != stats.size:
+                mismatches.append((stats.size, counted))
+        assert mismatches == []
+    finally:
+        writer.kill()
+        writer.wait()
