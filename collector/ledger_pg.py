@@ -504,6 +504,21 @@ class PostgresRunLock:
 
     def acquire(self, wait_seconds: float = 0.0, *, poll_seconds: float = 0.2,
                 on_wait: Callable[[Any], None] | None = None) -> PostgresRunLock:
+        import time
+
+        conn = connect(self.location)
+        start = time.monotonic()
+        try:
+            with pg_errors_translated(self.location.url):
+                self._acquire(conn, wait_seconds, poll_seconds, on_wait, start)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return self
+
+    def _acquire(self, conn: Any, wait_seconds: float, poll_seconds: float,
+                 on_wait: Callable[[Any], None] | None, start: float) -> None:
         import os
         import socket
         import time
@@ -513,29 +528,23 @@ class PostgresRunLock:
         from collector.runlock import LedgerLocked, LockHolder
 
         s = self.location.schema
-        conn = connect(self.location)
-        start = time.monotonic()
-        try:
-            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.location.run_lock_key,)).fetchone()[0]:
-                waited = time.monotonic() - start
-                if on_wait is not None and waited < wait_seconds:
-                    on_wait(LockHolder.parse(self._record(conn).encode()))
-                    on_wait = None
-                if waited >= wait_seconds:
-                    raise LedgerLocked(LockHolder.parse(self._record(conn).encode()), waited)
-                time.sleep(min(poll_seconds, max(wait_seconds - waited, 0.0)))
-            self.took_over = LockHolder.parse(self._record(conn).encode())
-            record = orjson.dumps({"pid": os.getpid(), "hostname": socket.gethostname(), "since": self.started,
-                                   "run_id": self.run_id}).decode()
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.run_holder "
-                         "(id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)")
-            conn.execute(f"INSERT INTO {s}.run_holder(id, record) VALUES (1, %s) "
-                         "ON CONFLICT (id) DO UPDATE SET record = excluded.record", (record,))
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        return self
+        if not _has_meta(conn, s):  # its holder table would go into a schema `init` has not made
+            raise SourceUnavailable("no ledger here (run `fedledger init` first)", location=self.location.url)
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.location.run_lock_key,)).fetchone()[0]:
+            waited = time.monotonic() - start
+            if on_wait is not None and waited < wait_seconds:
+                on_wait(LockHolder.parse(self._record(conn).encode()))
+                on_wait = None
+            if waited >= wait_seconds:
+                raise LedgerLocked(LockHolder.parse(self._record(conn).encode()), waited)
+            time.sleep(min(poll_seconds, max(wait_seconds - waited, 0.0)))
+        self.took_over = LockHolder.parse(self._record(conn).encode())
+        record = orjson.dumps({"pid": os.getpid(), "hostname": socket.gethostname(), "since": self.started,
+                               "run_id": self.run_id}).decode()
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.run_holder "
+                     "(id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)")
+        conn.execute(f"INSERT INTO {s}.run_holder(id, record) VALUES (1, %s) "
+                     "ON CONFLICT (id) DO UPDATE SET record = excluded.record", (record,))
 
     def _record(self, conn: Any) -> str:
         if conn.execute("SELECT to_regclass(%s)", (f"{self.location.schema}.run_holder",)).fetchone()[0] is None:

@@ -306,3 +306,18 @@ def test_status_numbers_come_from_one_snapshot_while_a_writer_commits(tmp_path: 
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_run_on_a_postgresql_ledger_not_created_yet_says_so(tmp_path: Path, pg_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: exit 3 'no ledger here'. PostgreSQL ended 'internal error: InvalidSchemaName' (exit 4):
+    the run lock created its holder table in a schema that `init` had not made."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
+    write_events(tmp_path / "ev" / "a.jsonl", 3)
+    config = tmp_path / "fedledger.toml"
+    config.write_text(f'[ledger]\npath = "{pg_url}"\norigin = "{ORIGIN}"\n\n[signer]\nkey_file = "k.key"\n\n'
+                      + manual_source("reviews", "ev/"), encoding="utf-8")
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--as-of", AS_OF])
+    assert result.exit_code == 3, result.output
+    assert "no ledger here" in result.stderr and "fedledger init" in result.stderr
