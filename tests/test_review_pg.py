@@ -321,3 +321,13 @@ def test_run_on_a_postgresql_ledger_not_created_yet_says_so(tmp_path: Path, pg_u
     result = CliRunner().invoke(app, ["run", "--config", str(config), "--as-of", AS_OF])
     assert result.exit_code == 3, result.output
     assert "no ledger here" in result.stderr and "fedledger init" in result.stderr
+
+
+@NEEDS_PG
+def test_a_ledger_origin_with_a_control_character_is_refused_as_on_sqlite(pg_url: str) -> None:
+    # signed-note forbids control characters: such an origin would make every checkpoint malformed
+    from collector.errors import UsageError
+
+    for bad in ("example.gov/a\x01b", "example.gov/a\x1bb", "example.gov/a b", ""):
+        with pytest.raises(UsageError, match="control characters"):
+            PostgresLedger.create(pg_url, bad, created=OBSERVED, key_type="ed25519")
