@@ -10,8 +10,9 @@ Layout of DIR::
     MANIFEST.json                   SHA-256 of every file above (canonical JSON)
     MANIFEST.sig                    C2SP signed note over the manifest's SHA-256, by the ledger key
 
-The bundle is anchored to the ledger's newest checkpoint, which must cover the
-whole ledger (the CLI signs a fresh one first when it does not). The bundler
+The bundle is anchored to the ledger's newest checkpoint and holds exactly the
+entries it covers (the CLI signs a fresh one over the whole ledger first; entries a
+concurrent run appends after it are named in the transcript, not bundled). The bundler
 evaluates the entries in the same pass that exports them (:mod:`bundler.ledger_slice`),
 re-reads the exported bytes and hashes them (:mod:`bundler.export_hasher`), and checks
 their chain and their root against that checkpoint before it writes a report that
@@ -184,8 +185,15 @@ def attestation_counts(kinds: Mapping[str, int]) -> dict[str, int]:
     return {name: int(kinds.get(f"attestation.{name}", 0)) for name in ("signed", "unsigned", "invalid", "deleted")}
 
 
-def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]]) -> tuple[TranscriptItem, ...]:
+def _transcript(scan: SliceScan, *, size: int, root_ok: bool, checkpoint_results: list[tuple[str, bool, str]],
+                later_entries: int = 0) -> tuple[TranscriptItem, ...]:
     items = []
+    if later_entries:
+        items.append(TranscriptItem(
+            "Entries after the checkpoint", "not-verified",
+            f"{later_entries:,} {'entry' if later_entries == 1 else 'entries'} appended after the checkpoint at size "
+            f"{size:,} (a collection running while this "
+            "bundle was made) are not signed yet and are not in this bundle; the next bundle covers them"))
     if scan.chain_breaks:
         items.append(TranscriptItem("Ledger hash chain", "failed",
                                     f"{len(scan.chain_breaks)} entries do not link to the one before (first at seq {scan.chain_breaks[0]})"))
@@ -290,7 +298,7 @@ class BundleBuilder:
     the caller evaluates and calls :meth:`finish`.
 
     Verified before anything is written that cites them: the newest checkpoint
-    verifies under *signer*'s key and origin and covers the whole ledger; the
+    verifies under *signer*'s key and origin and covers no more than the ledger holds; the
     exported entries hash to its root and form an unbroken chain. Not verified
     here: the raw source objects (see the transcript).
     """
@@ -306,6 +314,7 @@ class BundleBuilder:
         self.ledger_pass = ledger_pass
         self.scan: SliceScan | None = None
         self.timings: dict[str, float] = {}
+        self.later_entries = 0  # appended after the bundle's checkpoint (not signed yet, not in the bundle)
 
     @classmethod
     def start(cls, ledger: Ledger, out: Path, signer: NoteSigner, *, workers: int | None = None,
@@ -316,9 +325,12 @@ class BundleBuilder:
         checkpoint = ledger.latest_checkpoint()
         if checkpoint is None:
             raise UsageError("the ledger has no checkpoint: run `fedledger checkpoint` first")
-        if checkpoint.size != ledger.size:
-            raise UsageError(f"the newest checkpoint covers {checkpoint.size} entries, the ledger holds {ledger.size}: "
-                             "sign a fresh checkpoint first")
+        if checkpoint.size > ledger.size:
+            raise IntegrityError(f"the newest checkpoint covers {checkpoint.size} entries, the ledger holds only "
+                                 f"{ledger.size}: entries were removed; run `fedledger verify`")
+        # Entries after the checkpoint (a run collecting while this bundle is made: the CLI signs a
+        # checkpoint over the whole ledger first) are not signed yet: the bundle is anchored to the
+        # checkpoint and covers exactly its entries; the transcript says how many came after.
         results: list[tuple[str, bool, str]] = []
         for cp in ledger.checkpoints():
             try:
@@ -335,7 +347,9 @@ class BundleBuilder:
         # start after the pass (read_evidence), so their start-up overlaps evaluation,
         # not the pass, which already keeps both cores busy.
         ledger_pass = LedgerPass(ledger, out / "ledger", checkpoint.size, location_families=location_families)
-        return cls(ledger, out, signer, checkpoint, results, PdfWorkers(workers), ledger_pass)
+        builder = cls(ledger, out, signer, checkpoint, results, PdfWorkers(workers), ledger_pass)
+        builder.later_entries = ledger.size - checkpoint.size
+        return builder
 
     def read_evidence(self) -> TableReading:
         """The one pass over entries ``[0, checkpoint size)``: writes the export, scans it, starts
@@ -419,7 +433,7 @@ class BundleBuilder:
             checkpoint_note=checkpoint.note,
             proofs_file=PROOFS_FILE,
             transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok,
-                                   checkpoint_results=self.checkpoint_results),
+                                   checkpoint_results=self.checkpoint_results, later_entries=self.later_entries),
         )
         (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
         self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf", as_of_epoch))

@@ -125,7 +125,7 @@ def test_wrong_key_and_wrong_origin(golden: Path) -> None:
     assert "wrong-origin" in codes(verify(golden, origin="example.gov/other"))
 
 
-def test_bundle_refuses_a_stale_checkpoint_and_a_used_folder(tmp_path: Path) -> None:
+def test_bundle_refuses_a_used_folder_and_covers_its_checkpoint_only(tmp_path: Path) -> None:
     world = build_ledger(tmp_path / "l.db", entries=100, jobs=2)
     assessment = build_assessment(world, controls=2)
     (tmp_path / "used").mkdir()
@@ -137,8 +137,13 @@ def test_bundle_refuses_a_stale_checkpoint_and_a_used_folder(tmp_path: Path) -> 
 
         ledger.append([NewEntry({"kind": "ci", "id": "x", "location": "x"}, "2026-11-24T00:00:00Z",
                                 {"time": "2026-11-24T00:00:00Z", "kind": "ci.job_started"}, "0" * 64, 1)])
-        with pytest.raises(UsageError, match="fresh checkpoint"):
-            build_bundle(ledger, assessment, tmp_path / "new", signer())
+        # An entry after the newest checkpoint (a run collecting meanwhile): the bundle covers exactly
+        # the checkpointed entries, verifies, and its transcript says one more came after.
+        result = build_bundle(ledger, assessment, tmp_path / "new", signer())
+        assert result.checkpoint_size == 100 and ledger.size == 101
+    assert verify(tmp_path / "new").ok
+    index = (tmp_path / "new" / "index.html").read_text()
+    assert "Entries after the checkpoint" in index and "1 entry appended after the checkpoint at size 100" in index
 
 
 # -- tamper matrix: one changed byte in each kind of file --------------------------------
@@ -512,3 +517,28 @@ def test_an_entry_changed_in_the_database_fails_the_root_check_before_anything_c
             build_bundle(ledger, assessment, tmp_path / "out", signer(), workers=2)
     assert not list((tmp_path / "out" / "controls").glob("*.csv"))
     assert spawned == ["bundler.ledger_slice", "bundler.export_hasher"]
+
+
+def test_a_run_appending_while_the_cli_bundles_does_not_fail_the_bundle(tmp_path: Path) -> None:
+    # make_bundle (the CLI's path) signs a checkpoint over the whole ledger, then starts the bundle; a
+    # scheduled run appending in between made that an exit-2 "sign a fresh checkpoint first".
+    from bundler.make_bundle import BundleRequest, make_bundle
+    from collector.ledger import NewEntry
+
+    world = build_ledger(tmp_path / "l.db", entries=100, jobs=2, sign=False)
+    notes: list[str] = []
+
+    def meanwhile(note: str) -> None:  # called right after the bundle's checkpoint is signed
+        notes.append(note)
+        if note.startswith("signed a fresh checkpoint"):
+            with Ledger.open(world.path) as other:  # another process's connection, as a run has
+                other.append([NewEntry({"kind": "ci", "id": "x", "location": "x"}, "2026-11-24T00:00:00Z",
+                                       {"time": "2026-11-24T00:00:00Z", "kind": "ci.job_started"}, "1" * 64, 1)])
+
+    with Ledger.open(world.path) as ledger:
+        request = BundleRequest(out_dir=tmp_path / "b", as_of="2026-11-25T00:00:00Z", baseline="moderate",
+                                controls=None, catalog=None, policies=None, period=None, archive=None)
+        result, _ = make_bundle(ledger, signer(), request, on_note=meanwhile)
+    assert result.checkpoint_size == 100 and any("signed a fresh checkpoint" in n for n in notes)
+    assert verify(tmp_path / "b").ok
+    assert "1 entry appended after the checkpoint at size 100" in (tmp_path / "b" / "index.html").read_text()
