@@ -405,3 +405,33 @@ def test_cursors_from_before_pairing_domains_are_split_by_folder(tmp_path: Path)
     got = events(ledger)
     assert [e for e in got if e["kind"] == "vault.unpaired"] == []
     assert kinds_of(got).count("vault.secret_read") == 3
+
+
+@pytest.mark.parametrize(("path", "operation", "mount_type"), [
+    ("transit/decrypt/payments", "update", "transit"),  # answers with the plaintext
+    ("transit/datakey/plaintext/payments", "update", "transit"),  # a data key in plaintext
+    ("transit/export/encryption-key/payments", "read", "transit"),  # the key material itself
+    ("identity/oidc/token/ci-role", "read", "identity"),  # a signed identity token for whoever asks
+    ("totp/code/deploy-bot", "read", "totp"),  # a valid one-time code
+])
+def test_engines_that_hand_out_a_secret_count_as_reads(tmp_path: Path, path: str, operation: str,
+                                                       mount_type: str) -> None:
+    log = write_log(tmp_path, *pair("r1", path, operation=operation, mount_type=mount_type))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log])
+        evs = events(ledger)
+    assert kinds_of(evs).count("vault.secret_read") == 1, kinds_of(evs)  # the response line (the request is vault.request_received)
+
+
+@pytest.mark.parametrize(("path", "operation", "mount_type"), [
+    ("transit/encrypt/payments", "update", "transit"),  # ciphertext out: no secret handed out
+    ("transit/keys/payments", "read", "transit"),  # key metadata, no material
+    ("identity/entity/id/ent-ci", "read", "identity"),
+])
+def test_the_same_engines_other_paths_stay_requests(tmp_path: Path, path: str, operation: str,
+                                                    mount_type: str) -> None:
+    log = write_log(tmp_path, *pair("r1", path, operation=operation, mount_type=mount_type))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log])
+        evs = events(ledger)
+    assert "vault.secret_read" not in kinds_of(evs), kinds_of(evs)

@@ -764,6 +764,14 @@ def classify(path: str, operation: str, mount: str, rest: str, mount_type: str |
         if operation in _WRITE_OPERATIONS:
             return "vault.secret_write"
         return "vault.request"
+    if mount_type == "transit":  # the engine's answers that are secrets: plaintext, data keys, key material
+        if segments and (segments[0] == "decrypt" or segments[:2] == ["datakey", "plaintext"] or segments[0] == "export"):
+            return "vault.secret_read"
+        return "vault.secret_write" if operation == "delete" else "vault.request"
+    if mount_type == "identity" and segments[:2] == ["oidc", "token"]:  # a signed identity token for the caller
+        return "vault.secret_read"
+    if mount_type == "totp" and segments and segments[0] == "code" and operation == "read":  # a valid one-time code
+        return "vault.secret_read"
     if mount_type in SECRET_ENGINES_DYNAMIC:
         credential = bool(segments) and segments[0] in _CREDENTIAL_SEGMENTS
         if credential and operation in ("read", "update", "create"):
