@@ -83,9 +83,13 @@ def volume_by_source(volume: Sequence[DailyVolume], *, width: int = 640, height:
             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
             _text(left - 4, top + 4, f"{peak:,}", size=8, anchor="end"),
             _text(left - 4, top + plot_h, "0", size=8, anchor="end")]
+    shown_year = ""
     for i, day in enumerate(days):
         if len(days) <= 10 or i % max(len(days) // 8, 1) == 0 or i == len(days) - 1:
-            body.append(_text(left + i * step, top + plot_h + 14, day[5:], size=8, anchor="middle"))
+            # the year on the first tick and wherever it changes; month-day elsewhere (UTC days)
+            label = day if day[:4] != shown_year else day[5:]
+            shown_year = day[:4]
+            body.append(_text(left + i * step, top + plot_h + 14, label, size=8, anchor="middle"))
     for k, source in enumerate(sources):
         colour = SOURCE_COLOURS[k % len(SOURCE_COLOURS)]
         points = " ".join(f"{left + i * step:.1f},{top + plot_h - per[(source, d)] / peak * plot_h:.1f}"

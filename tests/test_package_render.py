@@ -100,3 +100,10 @@ def test_templates_put_no_variable_in_a_url_attribute_except_validated_file_stem
         for value in pattern.findall(template.read_text(encoding="utf-8")):
             # Only file names made by render.file_stem (letters, digits, '-', '.') reach a URL.
             assert re.fullmatch(r"controls/\{\{ c\.stem \}\}\.(html|pdf|csv)", value), (template.name, value)
+
+
+def test_volume_chart_names_the_year() -> None:
+    # month-day alone left a reader of a printed packet guessing the year (and a period across New Year)
+    days = [DailyVolume(d, "vault", 1) for d in ("2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02")]
+    svg = str(charts.volume_by_source(days))
+    assert ">2026-12-30<" in svg and ">12-31<" in svg and ">2027-01-01<" in svg and ">01-02<" in svg
