@@ -149,17 +149,22 @@ class CheckpointAnchor(ABC):
         ID with a signature that does not verify."""
 
 
-def load_previous_keys(paths: Sequence[Path], origin: str) -> list[NoteVerifier]:
-    """The public keys (PEM or ``name+keyid+base64``) a ledger was signed with before a key rotation."""
+def load_public_keys(paths: Sequence[Path], origin: str, *, what: str = "trusted key") -> list[NoteVerifier]:
+    """Public keys (PEM, named *origin*, or ``name+keyid+base64`` verifier keys) from files."""
     keys = []
     for path in paths:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise SourceUnavailable(f"cannot read previous signing key: {getattr(exc, 'strerror', None) or exc}",
+            raise SourceUnavailable(f"cannot read {what}: {getattr(exc, 'strerror', None) or exc}",
                                     location=str(path)) from None
         keys.append(parse_verifier_key(text, default_name=origin, location=str(path)))
     return keys
+
+
+def load_previous_keys(paths: Sequence[Path], origin: str) -> list[NoteVerifier]:
+    """The public keys a ledger was signed with before a key rotation (``[signer] previous_keys``)."""
+    return load_public_keys(paths, origin, what="previous signing key")
 
 
 def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpoint, Checkpoint] | None:

@@ -13,11 +13,10 @@ from collector.checkpoint import (
     Checkpoint,
     CheckpointError,
     NoteVerifier,
-    parse_verifier_key,
     verify_checkpoint,
 )
 from collector.cli_common import OPTIONS, emit_json, err, key_paths, ledger_path_for, out, progress, run
-from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
+from collector.errors import IntegrityError, MalformedInput, UsageError
 from collector.export import export_ledger
 from collector.ingest import ingest
 from collector.ledger import Ledger
@@ -36,14 +35,9 @@ from collector.sources.manual import ManualEvents
 
 
 def load_verifiers(paths: list[Path], origin: str) -> list[NoteVerifier]:
-    verifiers = []
-    for path in paths:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceUnavailable(f"cannot read trusted key: {exc}", location=str(path)) from None
-        verifiers.append(parse_verifier_key(text, default_name=origin, location=str(path)))
-    return verifiers
+    from collector.signing import load_public_keys
+
+    return load_public_keys(paths, origin)
 
 
 def open_signer(ledger: Ledger, key: Path | None, kms_key_id: str | None, endpoint_url: str | None,
