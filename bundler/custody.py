@@ -25,18 +25,20 @@ Correlation (:func:`correlate`) works in two rounds over the evidence table:
 :func:`build_stories` then orders each job's events into the steps trigger →
 oidc_token → role_assumption → vault_login → certificate → build_sign →
 policy_decision → inference_call → attestation_stored. A step is present only when
-its event succeeded (and: the OIDC token verified, the policy allowed, the
-attestation is under Object Lock, the trigger was not a GitHub/GitLab payload collected
+its event succeeded (and: the OIDC token verified and its own times do not
+contradict that, the policy allowed, the attestation is under Object Lock, the trigger was not a GitHub/GitLab payload collected
 without its delivery signature while a webhook secret was configured: such a payload is
 listed in the step's ``unsigned``, and a trigger known only from payloads nobody checked
 is labelled not authenticated). Missing, failed and out-of-order steps are
 findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id (in the
-job's repository, where both are known).
+job's repository, and of the job's run attempt, where both are known).
 
 Attestations are found by the job and by the digests of the artifacts the job built or
 used, and then sorted by the build they name (the collector reads ``job_id``, ``run_id``
 and ``repository`` from the provenance's invocation): an attestation *of this build*
-(correlated to this job, or naming this job's run and no other repository) is the step;
+(correlated to this job, or naming this job's run and no other repository, unless it was placed
+in a job of another attempt of the run or stored before this job began: a re-run's view of the
+first attempt's provenance) is the step;
 one of *another build* (correlated to another job, or naming another run or repository:
 the same digest built twice) is never this job's step, and is listed in the step's
 ``other_builds`` and named in its detail; one naming no build at all is used only when
@@ -51,12 +53,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from bundler.evidence_table import EvidenceTable, values_with_prefix
 from bundler.model import CustodyStep, CustodyStory, Finding
+from collector.errors import MalformedInput
+from collector.timeutil import parse_time
 
 STRONG_KEYS = ("job_id", "role_session", "cert_serial", "access_key_id")
 WEAK_KEYS = ("run_id", "oidc_subject", "vault_entity_id", "artifact_digest", "runner", "role_session")
@@ -299,6 +304,7 @@ def attestation_digests(event: Mapping[str, Any]) -> set[str]:
 ATTESTATION_STEP = "attestation_stored"
 ATTESTATION_KINDS = frozenset(dict((name, kinds) for name, _, kinds in STEPS)[ATTESTATION_STEP])
 _OWN, _OTHER, _DIGEST_ONLY = "own", "other", "digest-only"
+_EARLIER = "earlier"  # names this job's run, but another attempt's, or stored before this job began
 
 
 def _text(value: Any) -> str | None:
@@ -332,8 +338,11 @@ class _AttestedBuild:
     def names_build(self) -> bool:
         return self.job_id is not None or self.run_id is not None or self.repository is not None
 
-    def linked_to(self, job: str, run_id: str | None, repository: str | None) -> str:
-        """``own`` (this build's), ``other`` (another build's) or ``digest-only`` (it names none)."""
+    def linked_to(self, job: str, run_id: str | None, repository: str | None, *, before_job: bool = False,
+                  other_attempt: bool = False) -> str:
+        """``own`` (this build's), ``other`` (another build's), ``earlier`` (this job's run, but placed in a job of
+        another attempt of it: *other_attempt*, or stored before this job began: *before_job*) or ``digest-only``
+        (it names none)."""
         # A job id places it (correlate), also where the repository is spelled otherwise; a job id that
         # placed it nowhere (one used in two repositories, given without one) is no evidence for this job.
         if self.job_id is not None:
@@ -341,17 +350,27 @@ class _AttestedBuild:
         if repository is not None and self.repository is not None and self.repository != repository:
             return _OTHER
         if self.run_id is not None and run_id is not None:  # run-level provenance: the run's build
-            return _OWN if self.run_id == run_id else _OTHER
+            if self.run_id != run_id:
+                return _OTHER
+            # A re-run (attempt 2) keeps its run id, and GitHub's provenance names the run, not the attempt:
+            # one that correlation placed in a job of another attempt, or stored before this job began, is
+            # another attempt's (or an earlier job's), not this build's.
+            return _EARLIER if before_job or other_attempt else _OWN
         if self.job is not None:  # placed by a shared identifier and time in one job's window
             return _OWN if self.job == job else _OTHER
         return _DIGEST_ONLY
 
 
-def _other_builds_text(records: Sequence[tuple[Any, ...]], builds: Mapping[Any, _AttestedBuild]) -> str:
-    """``not this job's: N attestation(s) of the same artifact digest by another build (job X: entry 40; …)``."""
+def _other_builds_text(records: Sequence[tuple[Any, ...]], builds: Mapping[Any, _AttestedBuild],
+                       why: Mapping[Any, str] | None = None) -> str:
+    """``not this job's: N attestation(s) of the same artifact digest by another build (job X: entry 40; …)``;
+    *why* adds to a name what makes an attestation naming this job's run another build's (``run R, …``)."""
     named = []
     for record in sorted(records, key=lambda r: int(r[0])):
-        named.append(f"{builds[record[0]].name}: entry {int(record[0])}")
+        name = builds[record[0]].name
+        if why and record[0] in why:
+            name += f", {why[record[0]]}"
+        named.append(f"{name}: entry {int(record[0])}")
     return (f"not this job's: {len(records)} attestation(s) of the same artifact digest by another build "
             f"({'; '.join(named)})")
 
@@ -369,9 +388,56 @@ def unsigned_while_secret_configured(event: Mapping[str, Any] | None) -> bool:
     return _attr(event, "webhook_signature") == "absent" and _attr(event, "webhook_secret_configured") is True
 
 
+def token_time_contradiction(event: Mapping[str, Any]) -> str | None:
+    """Why a ``ci.oidc_token`` entry's own times contradict ``attrs.verified`` (None when they do not).
+
+    The collector verified the token against its exact claims (collector/oidc.py) with the clock
+    leeway it records as ``attrs.leeway_s`` (0 when the entry records none); the entry keeps the
+    claims as whole seconds, a fractional claim rounded up. So, for a time of use t and leeway L,
+    the claims were certainly not met when t + L <= issued_at - 1 or t + L <= not_before - 1 (the
+    claim is above the stored second minus one), or t >= expires + L. Within the last second before
+    a stored issued_at/not_before only the collector's exact verdict can tell, and it stands. For
+    entries a correct collector made this never disagrees with ``verified``; it catches a verdict
+    reached with a leeway beyond the documented 600 s (a fedledger.toml ``leeway`` that was not
+    bounded) or an entry whose verdict and times do not belong together."""
+    attrs = event.get("attrs")
+    if not isinstance(attrs, Mapping):
+        return None
+    try:
+        used = parse_time(str(event.get("time")))
+    except MalformedInput:
+        return None  # the timestamps check reports a time that cannot be read
+    leeway = attrs.get("leeway_s")
+    leeway = leeway if isinstance(leeway, int) and not isinstance(leeway, bool) and leeway >= 0 else 0
+
+    def stored(name: str) -> datetime | None:
+        value = attrs.get(name)
+        try:
+            return parse_time(value) if isinstance(value, str) else None
+        except MalformedInput:
+            return None
+
+    slack = timedelta(seconds=leeway)
+    used_text = str(event.get("time"))
+    for name, label in (("issued_at", "issued at"), ("not_before", "not before")):
+        claim = stored(name)
+        if claim is not None and used + slack <= claim - timedelta(seconds=1):
+            return f"it was used at {used_text}, before it was {label} {attrs[name]} (leeway {leeway} s)"
+    expires = stored("expires")
+    if expires is not None and used >= expires + slack:
+        return f"it was used at {used_text}, when it had expired (expires {attrs['expires']}, leeway {leeway} s)"
+    return None
+
+
 def _unauthenticated_payload(event: Mapping[str, Any] | None) -> bool:
     """A provider payload whose signature nobody checked (a bare payload, or a delivery without a secret)."""
     return _attr(event, "webhook_signature") in ("absent", "not-checked")
+
+
+def _run_attempt(event: Mapping[str, Any] | None) -> int | None:
+    """A GitHub run attempt (``attrs.run_attempt``: 1, 2 for a re-run, …), or None when not given."""
+    attempt = _attr(event, "run_attempt")
+    return attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
 
 
 def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
@@ -386,6 +452,9 @@ def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tupl
         return False, "the event failed"
     if step == "oidc_token" and _attr(event, "verified") is not True:
         return False, "the OIDC token did not verify"
+    if step == "oidc_token" and event and (contradiction := token_time_contradiction(event)) is not None:
+        # workload-identity's oidc-time-contradicts: the verdict is not taken on trust here either
+        return False, f"the OIDC token is recorded as verified, but its own times say it was not valid: {contradiction}"
     if step == "policy_decision" and str(_attr(event, "decision") or "").lower() != "allow":
         return False, f"the policy decision was {_attr(event, 'decision')!r}, not allow"
     if step == "attestation_stored" and not _attr(event, "object_lock_mode"):
@@ -409,7 +478,9 @@ def build_stories(
     rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "job_id", "run_id", "repository"]]
     rows = rows.assign(job=correlation.job[rows.index])
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    by_run: dict[str, list[tuple[tuple[Any, ...], Any]]] = defaultdict(list)  # run id → (record, repository)
+    # run id → (record, repository, run attempt): run-level triggers
+    by_run: dict[str, list[tuple[tuple[Any, ...], Any, int | None]]] = defaultdict(list)
+    attempt_of_job: dict[str, int] = {}  # from the job's own workflow_job deliveries (attrs.run_attempt)
     by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     builds: dict[Any, _AttestedBuild] = {}  # attestation seq → the build it names
     for row in rows.itertuples(index=False):
@@ -417,8 +488,12 @@ def build_stories(
         record = (row.seq, row.kind, time if isinstance(time, str) else None, row.ts, row.status)
         if row.job is not None:
             by_job[row.job].append(record)
+            if row.kind in ("ci.job_queued", "ci.job_started") and row.job not in attempt_of_job:
+                attempt = _run_attempt(table.events.get(int(row.seq)))
+                if attempt is not None:
+                    attempt_of_job[row.job] = attempt
         if row.kind == "ci.workflow_run" and row.run_id is not None:
-            by_run[row.run_id].append((record, row.repository))
+            by_run[row.run_id].append((record, row.repository, _run_attempt(table.events.get(int(row.seq)))))
         if row.kind in ATTESTATION_KINDS:
             builds[row.seq] = _AttestedBuild(row.job, _text(row.job_id), _text(row.run_id), _text(row.repository))
             for digest in attestation_digests(table.events.get(int(row.seq), {})):
@@ -431,23 +506,41 @@ def build_stories(
         lambda s: sorted(set(s))).to_dict()
     stories = []
     skew = pd.Timedelta(seconds=skew_seconds)
+    starts = correlation.windows["start"].to_dict() if "start" in correlation.windows else {}
     for job_id in correlation.jobs:
         records = {r[0]: r for r in by_job.get(job_id, [])}
         run_id = runs.get(job_id)
         repository = repos.get(job_id)
-        for record, run_repository in by_run.get(run_id, []) if run_id else []:
-            # a run id is unique only within its repository on some CI systems
-            if repository is None or run_repository is None or run_repository == repository:
+        attempt = attempt_of_job.get(job_id)
+        for record, run_repository, run_attempt in by_run.get(run_id, []) if run_id else []:
+            # a run id is unique only within its repository on some CI systems; a re-run keeps the run id
+            # (attempt 2): each attempt has its own trigger, and another attempt's is not this job's
+            if (repository is None or run_repository is None or run_repository == repository) and \
+                    (attempt is None or run_attempt is None or run_attempt == attempt):
                 records.setdefault(record[0], record)
         for digest in digests_of_job.get(job_id, []):
             for record in by_digest.get(digest, []):
                 records.setdefault(record[0], record)
         # Attestations: this build's own, else ones naming no build; never another build's of the same digest
-        attested = {seq: builds[seq].linked_to(job_id, run_id, repository) for seq in records if seq in builds}
+        began = starts.get(job_id)
+        attested: dict[Any, str] = {}
+        why: dict[Any, str] = {}
+        for seq in records:
+            if seq not in builds:
+                continue
+            placed = builds[seq].job
+            placed_attempt = attempt_of_job.get(placed) if placed is not None and placed != job_id else None
+            other_attempt = placed_attempt is not None and attempt is not None and placed_attempt != attempt
+            before_job = bool(began is not None and pd.notna(records[seq][3]) and records[seq][3] + skew < began)
+            attested[seq] = builds[seq].linked_to(job_id, run_id, repository, before_job=before_job,
+                                                  other_attempt=other_attempt)
+            if attested[seq] == _EARLIER:
+                why[seq] = (f"attempt {placed_attempt} (job {placed})" if other_attempt
+                            else "stored before this job started (an earlier attempt or job of the run)")
         own = any(link == _OWN for link in attested.values())
         other_builds: list[tuple[Any, ...]] = []
         for seq, link in attested.items():
-            if link == _OTHER:
+            if link in (_OTHER, _EARLIER):
                 other_builds.append(records.pop(seq))
             elif link == _DIGEST_ONLY and own:
                 del records[seq]  # nothing ties it to this build, and the build has its own
@@ -486,7 +579,7 @@ def build_stories(
                     notes.append("the attestation names no job, run or repository: matched by artifact digest only")
                 if other_builds:
                     others = tuple(sorted(int(r[0]) for r in other_builds))
-                    notes.append(_other_builds_text(other_builds, builds))
+                    notes.append(_other_builds_text(other_builds, builds, why))
                 detail = "; ".join(notes)
             steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others, unsigned))
             if not present and name in required_steps:

@@ -43,7 +43,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ import pandas as pd
 from bundler.catalog import Catalog, CatalogControl, control_label, known_ksi_ids, load_builtin_catalog, \
     load_mapping, normalize_control_id
 from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key, \
-    unsigned_while_secret_configured
+    token_time_contradiction, unsigned_while_secret_configured
 from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
     values_with_prefix
 from bundler.model import (
@@ -545,49 +545,6 @@ def check_workload_identity(ctx: Context) -> CheckResult:
                 f"{', '.join(ctx.config.vault_job_auth_methods)} (workload identity).", [seq], job_id=job))
     return _result(ctx, check, evidence=_seq_union(tokens["seq"], logins["seq"]), findings=findings,
                    what=f"{len(tokens)} OIDC token(s), {len(logins)} Vault login(s)/token(s)")
-
-
-def token_time_contradiction(event: Mapping[str, Any]) -> str | None:
-    """Why a ``ci.oidc_token`` entry's own times contradict ``attrs.verified`` (None when they do not).
-
-    The collector verified the token against its exact claims (collector/oidc.py) with the clock
-    leeway it records as ``attrs.leeway_s`` (0 when the entry records none); the entry keeps the
-    claims as whole seconds, a fractional claim rounded up. So, for a time of use t and leeway L,
-    the claims were certainly not met when t + L <= issued_at - 1 or t + L <= not_before - 1 (the
-    claim is above the stored second minus one), or t >= expires + L. Within the last second before
-    a stored issued_at/not_before only the collector's exact verdict can tell, and it stands. For
-    entries a correct collector made this never disagrees with ``verified``; it catches a verdict
-    reached with a leeway beyond the documented 600 s (a fedledger.toml ``leeway`` that was not
-    bounded) or an entry whose verdict and times do not belong together."""
-    from collector.timeutil import parse_time
-
-    attrs = event.get("attrs")
-    if not isinstance(attrs, Mapping):
-        return None
-    try:
-        used = parse_time(str(event.get("time")))
-    except MalformedInput:
-        return None  # the timestamps check reports a time that cannot be read
-    leeway = attrs.get("leeway_s")
-    leeway = leeway if isinstance(leeway, int) and not isinstance(leeway, bool) and leeway >= 0 else 0
-
-    def stored(name: str) -> datetime | None:
-        value = attrs.get(name)
-        try:
-            return parse_time(value) if isinstance(value, str) else None
-        except MalformedInput:
-            return None
-
-    slack = timedelta(seconds=leeway)
-    used_text = str(event.get("time"))
-    for name, label in (("issued_at", "issued at"), ("not_before", "not before")):
-        claim = stored(name)
-        if claim is not None and used + slack <= claim - timedelta(seconds=1):
-            return f"it was used at {used_text}, before it was {label} {attrs[name]} (leeway {leeway} s)"
-    expires = stored("expires")
-    if expires is not None and used >= expires + slack:
-        return f"it was used at {used_text}, when it had expired (expires {attrs['expires']}, leeway {leeway} s)"
-    return None
 
 
 def check_certificate_ttl(ctx: Context) -> CheckResult:

@@ -1,0 +1,248 @@
+"""Evaluation against pipelines built from PIPELINE-PATTERNS.md, as the collectors normalize them.
+
+``gha_job`` is one GitHub Actions job told the way fedledger's collectors write it: workflow_run and
+workflow_job webhook deliveries (run id, job id, runner, ``run_attempt``), the job's OIDC token
+(run id, repository and subject from the claims, the job id from the record around it),
+``aws-actions/configure-aws-credentials``' AssumeRoleWithWebIdentity (every session named
+``GitHubActions``, each with its own temporary key), a Vault JWT login from the token (GitHub
+tokens name no job: run id, repository, subject and a Vault entity per role and subject), a PKI
+certificate for mTLS to the AI endpoint, secret reads, a cosign-style build/sign, an OPA gate, an
+approval, an inference call presenting the certificate and a SLSA attestation under Object Lock
+naming the run (GitHub's provenance names runs, not jobs). Each test changes one thing a real
+pipeline does (a re-run, a matrix, a token whose times contradict its verdict…) and checks the
+per-control results and the entries the findings cite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
+from bundler.evaluate import evaluate
+from bundler.model import NOT_SATISFIED, SATISFIED, Assessment, CustodyStep, CustodyStory
+from tests.synthetic_jobs import BASE, as_entries, digest_events, event, stamp
+
+AS_OF = "2026-11-21T00:00:00Z"
+REPO = "agency-gov/claims-model"
+ROLE_ARN = "arn:aws-us-gov:iam::123456789012:role/ci-inference-only"
+ENDPOINT = "fedramp-ai.gov/infer"
+CUSTODY = ("au-2", "au-10", "sa-10")
+
+
+def _hex(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+def gha_job(n: int, start: datetime, *, run: int | None = None, job: int | None = None, attempt: int = 1,
+            repo: str = REPO, digest: str | None = None, entity: str = "entity-gha-prod",
+            signature: str = "verified", secret_configured: bool | None = None) -> list[dict[str, Any]]:
+    """Every event of one compliant GitHub Actions job (see the module docstring), in time order."""
+    run_id, job_id = str(run or 9000 + n), str(job or 70000 + n)
+    subject = f"repo:{repo}:environment:production"
+    key = f"ASIAGHA{n:013d}"
+    serial = ":".join(_hex(f"serial-{n}-{attempt}")[k:k + 2] for k in range(0, 40, 2))
+    digest = digest or f"sha256:{_hex(f'artifact-{n}')}"
+
+    def at(seconds: int) -> datetime:
+        return start + timedelta(seconds=seconds)
+
+    delivery: dict[str, Any] = {"provider": "github", "run_attempt": attempt, "webhook_signature": signature}
+    if secret_configured is not None:
+        delivery["webhook_secret_configured"] = secret_configured
+    ci = {"job_id": job_id, "run_id": run_id, "repository": repo, "runner": f"govcloud-runner-{n}"}
+    runner = {**delivery, "runner_labels": ["self-hosted", "linux", "govcloud", "us-gov-west-1"],
+              "runner_region": "us-gov-west-1"}
+    vault = {"run_id": run_id, "repository": repo, "oidc_subject": subject, "vault_entity_id": entity}
+    session = {"access_key_id": key, "role_session": "GitHubActions", "role_arn": ROLE_ARN}
+    return [
+        event("ci.workflow_run", at(0), actor="dev", action="workflow_run.requested", resource=repo,
+              correlation={"run_id": run_id, "repository": repo}, attrs=dict(delivery)),
+        event("ci.job_queued", at(2), actor="dev", action="workflow_job.queued", resource=repo, correlation=dict(ci),
+              attrs=dict(runner)),
+        event("ci.job_started", at(20), actor="dev", action="workflow_job.in_progress", resource=repo,
+              correlation=dict(ci), attrs=dict(runner)),
+        event("ci.oidc_token", at(25), actor=subject, action="oidc_token.present",
+              resource="https://token.actions.githubusercontent.com",
+              correlation={"job_id": job_id, "run_id": run_id, "repository": repo, "oidc_subject": subject},
+              attrs={"verified": True, "verification_error": None,
+                     "issuer": "https://token.actions.githubusercontent.com", "audience": "sts.amazonaws.com",
+                     "token_sha256": _hex(f"token-{n}-{attempt}"), "issued_at": stamp(at(25)),
+                     "not_before": stamp(at(25)), "expires": stamp(at(325)), "time_source": "event",
+                     "leeway_s": 0}),
+        event("aws.assume_role_web_identity", at(27), actor=subject, action="AssumeRoleWithWebIdentity",
+              resource=ROLE_ARN, correlation={**session, "oidc_subject": subject},
+              attrs={"event_source": "sts.amazonaws.com", "event_name": "AssumeRoleWithWebIdentity",
+                     "region": "us-gov-west-1", "identity_type": "WebIdentityUser",
+                     "provider": "token.actions.githubusercontent.com", "issued_access_key_class": "temporary"}),
+        event("vault.login", at(31), actor=entity, action="update", resource="auth/jwt/login", correlation=dict(vault),
+              attrs={"auth_method": "jwt", "role": "ci-inference", "policies": ["default", "ci-inference"],
+                     "token_ttl": 900, "token_type": "service"}),
+        event("vault.pki_issue", at(33), actor=entity, action="update", resource="pki/issue/ci-job",
+              correlation={**vault, "cert_serial": serial},
+              attrs={"role": "ci-job", "common_name": f"ci-job-{job_id}", "ttl": 900, "cert_serial": serial}),
+        event("vault.secret_read", at(35), actor=entity, action="read", resource="kv/data/ci/model",
+              correlation=dict(vault), attrs={"mount_type": "kv", "path": "kv/data/ci/model"}),
+        event("aws.api_call", at(40), actor=f"arn:aws-us-gov:sts::123456789012:assumed-role/ci-inference-only/"
+              "GitHubActions", action="GetObject", resource="arn:aws-us-gov:s3:::models/m", correlation=dict(session),
+              attrs={"event_source": "s3.amazonaws.com", "event_name": "GetObject", "region": "us-gov-west-1",
+                     "access_key_class": "temporary", "identity_type": "AssumedRole"}),
+        event("ci.build_signed", at(300), actor="ci@agency.gov", action="signed", resource="registry.agency.gov/m",
+              correlation={**ci, "artifact_digest": digest}, attrs={"signer": "ci@agency.gov"}),
+        event("ci.policy_decision", at(320), actor="opa", action="evaluate", resource="pipeline",
+              correlation={**ci, "artifact_digest": digest}, attrs={"policy": "pipeline", "decision": "allow"}),
+        event("ci.approval", at(340), actor="jane.isso@agency.gov", action="approved", correlation=dict(ci),
+              attrs={"approver": "jane.isso@agency.gov"}),
+        event("ci.inference_call", at(400), actor="deploy-bot@agency.gov", action="infer", resource=ENDPOINT,
+              correlation={**ci, "cert_serial": serial, "artifact_digest": digest},
+              attrs={"ai_endpoint": ENDPOINT, "payload_hash": f"sha256:{_hex('payload' + job_id)}",
+                     "response_hash": f"sha256:{_hex('response' + job_id)}", "cert_serial": serial,
+                     "cert_issued_by": "vault-pki"}),
+        event("attestation.signed", at(430), actor="ci@agency.gov", action="PutObject",
+              resource=f"s3://agency-attestations/attestations/{run_id}-{attempt}.json",
+              correlation={"artifact_digest": digest, "run_id": run_id, "repository": repo},
+              attrs={"predicate_type": "https://slsa.dev/provenance/v1",
+                     "subjects": [{"name": "registry.agency.gov/m", "digest": {"sha256": digest.split(":", 1)[1]}}],
+                     "signer": "ci@agency.gov", "key_id": "cosign", "verification_error": None,
+                     "object_lock_mode": "COMPLIANCE", "retain_until": stamp(at(430) + timedelta(days=400)),
+                     "legal_hold": False, "version_id": f"v{n}", "sse": "aws:kms", "kms_key_id": "alias/att",
+                     "retention_days": 400}),
+        event("ci.job_completed", at(600), actor="dev", action="workflow_job.completed", resource=repo,
+              correlation=dict(ci), attrs={**runner, "conclusion": "success"}),
+    ]
+
+
+def evaluated(events: list[dict[str, Any]], **kwargs: Any) -> tuple[Assessment, list]:
+    entries = as_entries(events + digest_events(BASE, 4))
+    kwargs.setdefault("as_of", AS_OF)
+    return evaluate(entries, origin="test.example/ledger", **kwargs), entries
+
+
+def seq_of(entries: list, target: dict) -> int:
+    return next(seq for seq, item, _ in entries if item is target)
+
+
+def of_kind(events: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (only,) = [e for e in events if e["kind"] == kind]
+    return only
+
+
+def story_of(assessment: Assessment, job: str) -> CustodyStory:
+    return next(s for s in assessment.custody if s.job_id == job)
+
+
+def step(st: CustodyStory, name: str) -> CustodyStep:
+    return next(s for s in st.steps if s.step == name)
+
+
+def status(assessment: Assessment) -> dict[str, str]:
+    return {c.control_id: c.status for c in assessment.controls}
+
+
+def test_compliant_github_jobs_sharing_the_session_name_satisfy_every_control() -> None:
+    """The baseline the other tests change: two jobs of one repository and environment, one after the
+    other, sharing the OIDC subject, the Vault entity and the role session name ``GitHubActions``."""
+    events = gha_job(1, BASE) + gha_job(2, BASE + timedelta(minutes=30))
+    assessment, _ = evaluated(events)
+    assert set(status(assessment).values()) == {SATISFIED}
+    assert [s.job_id for s in assessment.custody] == ["70001", "70002"]
+    assert all(s.complete and not s.findings for s in assessment.custody)
+
+
+# -- a token recorded as verified whose own times contradict it -----------------------------------
+
+
+def test_a_token_whose_own_times_contradict_its_verdict_is_no_custody_step() -> None:
+    """workload-identity treats such a token as not verified (``oidc-time-contradicts``); the chain of
+    custody counted it as the job's verified OIDC token, so AU-2, AU-10 and SA-10 passed on it, and a
+    Rego policy reading ``input.custody.oidc_token`` saw true."""
+    events = gha_job(1, BASE)
+    token = of_kind(events, "ci.oidc_token")
+    token["attrs"].update(issued_at=stamp(BASE + timedelta(minutes=30)), not_before=stamp(BASE + timedelta(minutes=30)),
+                          expires=stamp(BASE + timedelta(minutes=35)))
+    assessment, entries = evaluated(events)
+    token_seq = seq_of(entries, token)
+    identity = next(c for c in assessment.checks if c.check == "workload-identity")
+    assert [f.id for f in identity.findings] == [f"workload-identity:oidc-time-contradicts:{token_seq}"]
+    st = story_of(assessment, "70001")
+    oidc = step(st, "oidc_token")
+    assert not oidc.present and oidc.seqs == (token_seq,)
+    assert "own times" in oidc.detail
+    (finding,) = st.findings
+    assert finding.id == "custody-missing:oidc_token:job-70001" and finding.seqs == (token_seq,)
+    assert {c for c, s in status(assessment).items() if s == NOT_SATISFIED} == {"ac-2", "ac-6", "ia-2", *CUSTODY}
+
+
+# -- a job re-run: same run id, attempt 2, new job id ---------------------------------------------
+
+
+def _rerun(*, second_signature: str = "verified", second_attests: bool = True) -> list[dict[str, Any]]:
+    """Run 9001 attempt 1 (job 70001) and, an hour later, its re-run attempt 2 (job 70002): the same
+    reproducible digest, the same run id, each attempt with its own workflow_run ``requested``."""
+    first = gha_job(1, BASE, run=9001, job=70001, attempt=1)
+    digest = of_kind(first, "ci.build_signed")["correlation"]["artifact_digest"]
+    second = gha_job(2, BASE + timedelta(hours=1), run=9001, job=70002, attempt=2, digest=digest,
+                     signature=second_signature, secret_configured=True if second_signature == "absent" else None)
+    if not second_attests:
+        second.remove(of_kind(second, "attestation.signed"))
+    return first + second
+
+
+def test_a_rerun_is_judged_on_its_own_attestation_not_the_first_attempts() -> None:
+    """Both attestations name run 9001 (GitHub provenance names the run). The re-run took the first
+    attempt's too, dated an hour before it started, as its first attestation: a false
+    ``custody-order:attestation_stored`` on a compliant re-run."""
+    events = _rerun()
+    assessment, entries = evaluated(events)
+    first_att, second_att = (seq_of(entries, e) for e in events if e["kind"] == "attestation.signed")
+    assert set(status(assessment).values()) == {SATISFIED}, [f.id for c in assessment.controls for f in c.findings]
+    second = step(story_of(assessment, "70002"), "attestation_stored")
+    assert second.present and second.seqs == (second_att,) and second.other_builds == (first_att,)
+    assert "by another build (run 9001 in agency-gov/claims-model, attempt 1 (job 70001): entry" in second.detail
+    # and the first attempt's story does not cite the re-run's attestation as its own
+    first = step(story_of(assessment, "70001"), "attestation_stored")
+    assert first.present and first.seqs == (first_att,) and first.other_builds == (second_att,)
+
+
+def test_a_run_level_attestation_stored_after_the_build_job_is_its_own_but_not_a_later_reruns() -> None:
+    """slsa-github-generator stores the run's provenance from a later job, so the attestation may fall
+    in no job's window: it is still the build's (its run), but never the re-run's, which began after it."""
+    events = _rerun(second_attests=False)
+    attestation = next(e for e in events if e["kind"] == "attestation.signed")
+    attestation["time"] = stamp(BASE + timedelta(minutes=25))  # 15 minutes after attempt 1 completed
+    assessment, entries = evaluated(events)
+    seq = seq_of(entries, attestation)
+    assert step(story_of(assessment, "70001"), "attestation_stored").seqs == (seq,)
+    assert story_of(assessment, "70001").complete
+    second = step(story_of(assessment, "70002"), "attestation_stored")
+    assert not second.present and second.other_builds == (seq,)
+    assert "(run 9001 in agency-gov/claims-model, stored before this job started (an earlier attempt or job of " \
+           "the run): entry" in second.detail
+
+
+def test_a_rerun_that_stored_no_attestation_does_not_borrow_the_first_attempts() -> None:
+    events = _rerun(second_attests=False)
+    assessment, entries = evaluated(events)
+    first_att = seq_of(entries, of_kind(events, "attestation.signed"))
+    st = story_of(assessment, "70002")
+    attestation = step(st, "attestation_stored")
+    assert not attestation.present and attestation.seqs == () and attestation.other_builds == (first_att,)
+    assert [f.id for f in st.findings] == ["custody-missing:attestation_stored:job-70002"]
+    assert story_of(assessment, "70001").complete
+    assert assessment.control("si-7").status == SATISFIED  # the digest itself is attested (by attempt 1)
+
+
+def test_a_reruns_trigger_is_its_own_attempts_not_the_first_attempts() -> None:
+    """The re-run's deliveries came as plain payloads while a webhook secret was configured: its
+    trigger is not authenticated. It borrowed attempt 1's signed ``workflow_run.requested`` (same run
+    id) and showed a trigger; and attempt 1's trigger step cited attempt 2's payload."""
+    events = _rerun(second_signature="absent")
+    assessment, entries = evaluated(events)
+    runs = [seq_of(entries, e) for e in events if e["kind"] == "ci.workflow_run"]
+    second = story_of(assessment, "70002")
+    trigger = step(second, "trigger")
+    assert not trigger.present and runs[0] not in trigger.seqs and runs[1] in trigger.seqs
+    assert trigger.unsigned == trigger.seqs
+    assert "custody-missing:trigger:job-70002" in [f.id for f in second.findings]
+    first = step(story_of(assessment, "70001"), "trigger")
+    assert first.present and runs[1] not in first.seqs
