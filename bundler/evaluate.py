@@ -666,8 +666,12 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
                 and not any(REGION_PATTERN.match(label) for label in job.runner_labels)]
     if unplaced:
         ci_job_seqs = ci_job_seqs if ci_job_seqs is not None else _ci_job_seqs(ctx)
+        ci_seqs: dict[str, tuple[int, ...]] | None = None
         for job in unplaced:
-            seqs = ci_job_seqs.get(job.job_id) or job.seqs  # its job events, else everything linked to it
+            seqs = ci_job_seqs.get(job.job_id)  # its job events; else its other CI events, none giving a region
+            if not seqs:  # (its Vault, AWS and attestation entries say nothing about where the runner was)
+                ci_seqs = ci_seqs if ci_seqs is not None else _ci_seqs(ctx)
+                seqs = ci_seqs.get(job.job_id, ())
             findings.append(_finding(
                 ctx, check, f"region-unknown:job-{job.job_id}", f"Job {job.job_id}'s runner region is unknown",
                 f"No CI event of job {job.job_id} gives a runner region (runner_region or region) or a runner label "
@@ -682,6 +686,13 @@ def _ci_job_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:
     """job → seqs of its ``ci.job_*`` events (the events that carry runner labels), ascending."""
     frame = ctx.frame
     rows = frame.loc[values_with_prefix(frame["kind"], "ci.job_") & ctx.correlation.job.notna(), ["seq"]]
+    return _grouped_seqs(rows.assign(job=ctx.correlation.job[rows.index]))
+
+
+def _ci_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:
+    """job → seqs of its CI events (any ``ci.`` kind), ascending."""
+    frame = ctx.frame
+    rows = frame.loc[(frame["source"] == "ci") & ctx.correlation.job.notna(), ["seq"]]
     return _grouped_seqs(rows.assign(job=ctx.correlation.job[rows.index]))
 
 
@@ -945,12 +956,15 @@ def check_policy_gate(ctx: Context) -> CheckResult:
         # An allow whose outcome is a failure (the gate errored) let nothing through, as in the custody story.
         allows = [ts for seq, ts, verdict in verdicts if verdict == "allow" and pd.notna(ts)
                   and status_of.get(seq) == "success"]
-        denies = [seq for seq, _, verdict in verdicts if verdict == "deny"]
-        if denies:
+        # A deny counts against the calls made after it (a promotion gate denying after the job's calls
+        # stopped the job; the calls had passed the gate). Unknown times fail closed: they count.
+        denied = _calls_after(calls, [(seq, ts) for seq, ts, verdict in verdicts if verdict == "deny"])
+        if denied:
+            denies, after = denied
             findings.append(_finding(ctx, check, f"denied-but-ran:job-{job_id}",
                                      f"Job {job_id} called the AI endpoint after a policy denied it",
                                      f"The policy gate denied job {job_id}, yet it went on to make "
-                                     f"{len(calls)} inference call(s).", [*denies, *call_seqs], job_id=job_id,
+                                     f"{len(after)} inference call(s).", [*denies, *after], job_id=job_id,
                                      severity="high"))
         elif not allows:
             findings.append(_finding(ctx, check, f"no-gate:job-{job_id}", f"Job {job_id} was not gated by a policy",
@@ -962,23 +976,43 @@ def check_policy_gate(ctx: Context) -> CheckResult:
                                      "The allow decision was recorded after the first inference call.",
                                      [*(seq for seq, _ in decisions), *call_seqs], job_id=job_id))
         findings.extend(_approval_findings(ctx, check, job_id, per_job[job_id].get("ci.approval", []), status_of,
-                                           call_seqs, call_times))
+                                           calls))
     return _result(ctx, check, evidence=rows.loc[jobs.notna(), "seq"], findings=findings,
                    what=f"{len(per_job)} job(s) with gate decisions or inference calls")
 
 
+def _calls_after(calls: Sequence[tuple[int, Any]],
+                 stops: Sequence[tuple[int, Any]]) -> tuple[list[int], list[int]] | None:
+    """(the *stops* — denies, refused approvals — that calls came after, those calls), or None when every
+    call came before every stop. A call or stop whose time is unknown counts as after (fail closed)."""
+    cited: set[int] = set()
+    after: set[int] = set()
+    for stop, stop_ts in stops:
+        later = [seq for seq, ts in calls if pd.isna(stop_ts) or pd.isna(ts) or ts >= stop_ts]
+        if later:
+            cited.add(stop)
+            after.update(later)
+    return (sorted(cited), sorted(after)) if after else None
+
+
 def _approval_findings(ctx: Context, check: str, job_id: str, approvals: list[tuple[int, Any]],
-                       status_of: Mapping[int, Any], call_seqs: list[int], call_times: list[Any]) -> list[Finding]:
+                       status_of: Mapping[int, Any], calls: list[tuple[int, Any]]) -> list[Finding]:
     """A job that called an AI endpoint must record who approved it, before the first call; a refused
-    approval (outcome failure) is never an approval, whatever came after it."""
-    refused = [seq for seq, _ in approvals if status_of.get(seq) != "success"]
+    approval (outcome failure) is never an approval, and a call after one is a finding whatever was granted
+    around it (a refusal after every call, e.g. of a later promotion, let none of them through)."""
     granted = [(seq, ts) for seq, ts in approvals if status_of.get(seq) == "success"]
-    if refused:
+    # A refusal counts against the calls made after it (one refused after the calls, e.g. a production
+    # promotion, did not let them through); unknown times fail closed.
+    call_seqs = [seq for seq, _ in calls]
+    call_times = [ts for _, ts in calls if pd.notna(ts)]
+    refusal = _calls_after(calls, [(seq, ts) for seq, ts in approvals if status_of.get(seq) != "success"])
+    if refusal:
+        refused, after = refusal
         who = sorted({str(ctx.attr(seq, "approver") or ctx.event(seq).get("actor") or "unknown") for seq in refused})
         return [_finding(ctx, check, f"approval-refused:job-{job_id}",
                          f"Job {job_id} called the AI endpoint although its approval was refused",
                          f"Approval of job {job_id} was refused (by {', '.join(who)}), yet it went on to make "
-                         f"{len(call_seqs)} inference call(s).", [*refused, *call_seqs], job_id=job_id,
+                         f"{len(after)} inference call(s).", [*refused, *after], job_id=job_id,
                          severity="high")]
     if not granted:
         if not ctx.config.require_approval:

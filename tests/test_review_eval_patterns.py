@@ -246,3 +246,58 @@ def test_a_reruns_trigger_is_its_own_attempts_not_the_first_attempts() -> None:
     assert "custody-missing:trigger:job-70002" in [f.id for f in second.findings]
     first = step(story_of(assessment, "70001"), "trigger")
     assert first.present and runs[1] not in first.seqs
+
+
+# -- findings cite what supports them ----------------------------------------------------------------
+
+
+def test_region_unknown_cites_the_jobs_ci_events_not_its_vault_and_aws_entries() -> None:
+    """A job known only from the pipeline's own ci.job.* events (no webhook job deliveries), none giving a
+    region. The finding cited every entry linked to the job (its Vault login, AWS calls, attestation…),
+    which say nothing about where the runner was; it cites the CI events that could have said it."""
+    events = [e for e in gha_job(1, BASE) if not e["kind"].startswith(("ci.job_", "ci.workflow_run"))]
+    assessment, entries = evaluated(events)
+    (finding,) = [f for f in assessment.control("sc-8").findings if f.check == "allowed-regions"]
+    assert finding.id == "allowed-regions:region-unknown:job-70001" and finding.severity == "low"
+    assert finding.seqs == tuple(s for s, e, _ in entries if e["kind"].startswith("ci."))
+
+
+def _with_decision(events: list[dict[str, Any]], kind: str, seconds: int, **attrs: Any) -> dict[str, Any]:
+    ci = dict(of_kind(events, "ci.policy_decision")["correlation"])
+    made = event(kind, BASE + timedelta(seconds=seconds), actor="opa", action="evaluate", resource="promote",
+                 status="failure", correlation=ci, attrs=attrs)
+    events.insert(-1, made)
+    return made
+
+
+def test_a_deny_recorded_after_the_calls_is_not_a_job_that_ran_after_a_deny() -> None:
+    """A promotion gate that denies after the job's inference call (the job then stops) worked: the call
+    came after the allow and before the deny. It was a high ``denied-but-ran`` ('yet it went on to make 1
+    inference call'); a deny before a call still is, citing that deny and the calls after it."""
+    events = gha_job(1, BASE)
+    _with_decision(events, "ci.policy_decision", 500, policy="promote", decision="deny")
+    assessment, _ = evaluated(events)
+    assert assessment.control("cm-3").status == SATISFIED
+    assert assessment.control("cm-5").status == SATISFIED
+    events = gha_job(1, BASE)
+    early = _with_decision(events, "ci.policy_decision", 350, policy="scan", decision="deny")
+    assessment, entries = evaluated(events)
+    (finding,) = [f for f in assessment.control("cm-3").findings if f.check == "policy-gate"]
+    assert finding.id == "policy-gate:denied-but-ran:job-70001" and finding.severity == "high"
+    assert finding.seqs == (seq_of(entries, of_kind(events, "ci.inference_call")), seq_of(entries, early))
+
+
+def test_an_approval_refused_after_the_calls_is_not_a_call_made_although_refused() -> None:
+    """The job was approved before its call; a later approval (a production promotion) was refused.
+    It read 'called the AI endpoint although its approval was refused' (high)."""
+    events = gha_job(1, BASE)
+    _with_decision(events, "ci.approval", 500, approver="ciso@agency.gov")
+    assessment, _ = evaluated(events)
+    assert assessment.control("cm-3").status == SATISFIED
+    # refused before the call: a finding, whatever was granted around it
+    events = gha_job(1, BASE)
+    refused = _with_decision(events, "ci.approval", 330, approver="ciso@agency.gov")
+    assessment, entries = evaluated(events)
+    (finding,) = [f for f in assessment.control("cm-3").findings if f.check == "policy-gate"]
+    assert finding.id == "policy-gate:approval-refused:job-70001" and finding.severity == "high"
+    assert finding.seqs == (seq_of(entries, of_kind(events, "ci.inference_call")), seq_of(entries, refused))
