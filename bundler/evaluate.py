@@ -1348,8 +1348,10 @@ def _period_table(reading: TableReading, as_of: pd.Timestamp, start: pd.Timestam
         table = assemble_table(reading, as_of=as_of, period_start=None, period_end=None)
         table.frame["context"] = False
         return table, 0
-    margin = pd.Timedelta(seconds=config.max_job_seconds + config.correlation_window_seconds
-                          + config.clock_skew_seconds)
+    # A job's length: max_job_seconds, or the longest timeout the jobs' own CI events give (a 4-hour training
+    # job says so), so a long job crossing the edge keeps its first steps.
+    job_seconds = max(config.max_job_seconds, _longest_job_timeout(reading))
+    margin = pd.Timedelta(seconds=job_seconds + config.correlation_window_seconds + config.clock_skew_seconds)
     wide = assemble_table(reading, as_of=as_of, period_start=None if start is None else start - margin,
                           period_end=None if last is None else last + margin)
     frame = wide.frame
@@ -1376,6 +1378,29 @@ def _period_table(reading: TableReading, as_of: pd.Timestamp, start: pd.Timestam
             context = outside & frame["seq"].isin(list(context_seqs))
     frame["context"] = context
     return select_rows(wide, ~outside | context), jobs
+
+
+MAX_CONTEXT_JOB_SECONDS = 31 * 86400  # a timeout claim widens the edge bands by at most this (GitLab's maximum)
+
+
+def _longest_job_timeout(reading: TableReading) -> int:
+    """The longest ``timeout_seconds`` / ``timeout_minutes`` a ``ci.job_*`` event of *reading* gives (0: none),
+    at most :data:`MAX_CONTEXT_JOB_SECONDS`. Reads only those events (found by their kind column, vectorized)."""
+    longest = 0
+    for chunk in reading.chunks:
+        kinds = chunk["kind"]
+        job_kinds = [k for k in pd.unique(kinds) if isinstance(k, str) and k.startswith("ci.job_")]
+        if not job_kinds:
+            continue
+        for seq in chunk["seq"][np.isin(kinds, job_kinds)].tolist():
+            attrs = reading.kept.get(int(seq), {}).get("attrs")
+            if not isinstance(attrs, Mapping):
+                continue
+            for name, unit in (("timeout_seconds", 1), ("timeout_minutes", 60)):
+                value = attrs.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    longest = max(longest, value * unit)
+    return min(longest, MAX_CONTEXT_JOB_SECONDS)
 
 
 def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], catalog: Catalog,

@@ -301,3 +301,30 @@ def test_an_approval_refused_after_the_calls_is_not_a_call_made_although_refused
     (finding,) = [f for f in assessment.control("cm-3").findings if f.check == "policy-gate"]
     assert finding.id == "policy-gate:approval-refused:job-70001" and finding.severity == "high"
     assert finding.seqs == (seq_of(entries, of_kind(events, "ci.inference_call")), seq_of(entries, refused))
+
+
+# -- a long job crossing the period's edge -----------------------------------------------------------
+
+
+def test_a_job_longer_than_max_job_seconds_crossing_the_edge_keeps_what_its_timeout_allows() -> None:
+    """A 4-hour job (its deliveries give ``timeout_minutes: 300``) crossing the start of a monthly period
+    two hours in. The context kept around the edge was max_job_seconds (1 h) wide, so the period's half
+    lost its trigger, token, role, login and certificate: five custody findings and a high
+    ``mtls-inference:unknown-cert`` for a certificate Vault issued two hours before the edge."""
+    events = gha_job(1, BASE)
+    late = {"ci.build_signed": 3 * 3600 + 600, "ci.policy_decision": 3 * 3600 + 620, "ci.approval": 3 * 3600 + 640,
+            "ci.inference_call": 3 * 3600 + 700, "attestation.signed": 3 * 3600 + 730, "ci.job_completed": 4 * 3600}
+    for item in events:
+        if item["kind"] in late:
+            item["time"] = stamp(BASE + timedelta(seconds=late[item["kind"]]))
+        if item["kind"].startswith("ci.job_"):
+            item["attrs"]["timeout_minutes"] = 300
+        if item["kind"] == "vault.pki_issue":
+            item["attrs"]["ttl"] = 300 * 60
+    assessment, entries = evaluated(events, period=("2026-11-20T16:00:00Z", "2026-11-30T23:59:59Z"))
+    st = story_of(assessment, "70001")
+    assert st.complete and not st.findings, st
+    cert = seq_of(entries, of_kind(events, "vault.pki_issue"))
+    assert step(st, "certificate").seqs == (cert,)
+    assert assessment.control("sc-8").status == SATISFIED and assessment.control("sc-12").status == SATISFIED
+    assert any("just outside the period" in note for note in assessment.notes)
