@@ -328,3 +328,29 @@ def test_a_job_longer_than_max_job_seconds_crossing_the_edge_keeps_what_its_time
     assert step(st, "certificate").seqs == (cert,)
     assert assessment.control("sc-8").status == SATISFIED and assessment.control("sc-12").status == SATISFIED
     assert any("just outside the period" in note for note in assessment.notes)
+
+
+# -- checked and found right (kept as regressions) ---------------------------------------------------
+
+
+def test_colliding_job_and_pipeline_numbers_in_two_repositories_overlapping_stay_two_complete_jobs() -> None:
+    events = gha_job(1, BASE, run=77, job=500, repo="group/a", entity="ent-a") + \
+        gha_job(2, BASE + timedelta(seconds=30), run=77, job=500, repo="group/b", entity="ent-b")
+    assessment, _ = evaluated(events)
+    assert set(status(assessment).values()) == {SATISFIED}
+    assert [s.job_id for s in assessment.custody] == ["group/a#500", "group/b#500"]
+    assert all(s.complete for s in assessment.custody)
+
+
+def test_reads_by_a_token_create_child_naming_another_job_count_for_the_entitys_job() -> None:
+    """attrs.claimed_correlation links nothing: 25 reads by a child token (meta names job 70002) during
+    job 70001 count for 70001, placed by the inherited Vault entity and time."""
+    events = gha_job(1, BASE) + gha_job(2, BASE + timedelta(minutes=30))
+    reads = [event("vault.secret_read", BASE + timedelta(seconds=100 + k), actor="token", action="read",
+                   resource=f"kv/data/x{k}", correlation={"vault_entity_id": "entity-gha-prod"},
+                   attrs={"mount_type": "kv", "path": f"kv/data/x{k}", "claimed_correlation": {"job_id": "70002"}})
+             for k in range(25)]
+    assessment, entries = evaluated(events + reads)
+    (finding,) = [f for f in assessment.control("au-6").findings if f.check == "secret-read-volume"]
+    assert finding.id == "secret-read-volume:job-70001"
+    assert set(seq_of(entries, r) for r in reads) <= set(finding.seqs)
