@@ -668,7 +668,7 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
         ci_job_seqs = ci_job_seqs if ci_job_seqs is not None else _ci_job_seqs(ctx)
         ci_seqs: dict[str, tuple[int, ...]] | None = None
         for job in unplaced:
-            seqs = ci_job_seqs.get(job.job_id)  # its job events; else its other CI events, none giving a region
+            seqs = ci_job_seqs.get(job.job_id) or ()  # its job events; else its other CI events, none giving a region
             if not seqs:  # (its Vault, AWS and attestation entries say nothing about where the runner was)
                 ci_seqs = ci_seqs if ci_seqs is not None else _ci_seqs(ctx)
                 seqs = ci_seqs.get(job.job_id, ())
