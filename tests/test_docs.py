@@ -122,7 +122,7 @@ def _command_path(tokens: list[str]) -> tuple[str, ...] | None:
     if i >= len(tokens) or not re.fullmatch(r"[a-z][a-z-]*", tokens[i]):
         return None
     path = [tokens[i]]
-    if tokens[i] in ("config", "collect") and i + 1 < len(tokens) and re.fullmatch(r"[a-z][a-z-]*", tokens[i + 1]):
+    if tokens[i] in ("config", "collect", "cloudtrail", "vault") and i + 1 < len(tokens) and re.fullmatch(r"[a-z][a-z-]*", tokens[i + 1]):
         path.append(tokens[i + 1])
     return tuple(path)
 
@@ -170,3 +170,71 @@ def test_every_command_in_the_docs_answers_help(command: tuple[str, ...]) -> Non
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+# -- every option the docs pass to a command exists, every link resolves ----------------------
+
+def _options_named() -> list[tuple[tuple[str, ...], str, str]]:
+    """(command, --option, doc) for every `--option` the docs pass after a command they name."""
+    found = []
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        code = [m.group(2) for m in FENCE.finditer(text)] + INLINE.findall(FENCE.sub("", text))
+        for chunk in code:
+            for line in chunk.replace("\\\n", " ").splitlines():
+                for match in INVOCATION.finditer(line):
+                    tokens = match.group(1).split()
+                    command = _command_path(tokens)
+                    if command is None:
+                        continue
+                    start = tokens.index(command[-1]) + 1
+                    for token in tokens[start:]:
+                        if token.startswith("--") and len(token) > 2:
+                            found.append((command, token.split("=", 1)[0], path.name))
+    return found
+
+
+def _command(command: tuple[str, ...]) -> typer.core.TyperCommand:
+    node = typer.main.get_command(app)
+    for part in command:
+        node = node.commands[part]  # type: ignore[attr-defined]
+    return node  # type: ignore[return-value]
+
+
+OPTIONS_NAMED = sorted(set(_options_named()))
+
+
+@pytest.mark.parametrize(("command", "option", "doc"), OPTIONS_NAMED,
+                         ids=[f"{' '.join(c)} {o} ({d})" for c, o, d in OPTIONS_NAMED])
+def test_every_option_in_the_docs_exists(command: tuple[str, ...], option: str, doc: str) -> None:
+    if not _registered(command):
+        pytest.skip(f"`fedledger {' '.join(command)}` is not registered (the test above fails for it)")
+    accepted = {name for param in _command(command).params for name in (*param.opts, *param.secondary_opts)}
+    assert option in accepted | {"--help"}, (
+        f"{doc} passes {option} to `fedledger {' '.join(command)}`, which has no such option "
+        f"(global options go before the command: `fedledger {option} ... {' '.join(command)}`)")
+
+
+LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
+
+
+def _links() -> list[tuple[str, str]]:
+    return [(path.name if path.parent.name != "docs" else f"docs/{path.name}", target)
+            for path in DOC_FILES for target in LINK.findall(path.read_text(encoding="utf-8"))
+            if not re.match(r"[a-z]+:", target)]
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces as '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize(("doc", "target"), _links(), ids=[f"{d} -> {t}" for d, t in _links()])
+def test_every_relative_link_resolves(doc: str, target: str) -> None:
+    file_part, _, anchor = target.partition("#")
+    source = REPO / doc
+    linked = (source.parent / file_part).resolve() if file_part else source
+    assert linked.exists(), f"{doc} links to {target}: no such file"
+    if anchor and linked.suffix == ".md":
+        headings = re.findall(r"^#+ (.+)$", FENCE.sub("", linked.read_text(encoding="utf-8")), re.M)
+        assert anchor in {_anchor(h) for h in headings}, f"{doc} links to {target}: no such heading"
