@@ -61,6 +61,18 @@ def ledger_path_for(config: FedledgerConfig) -> Path | str:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+EXIT_CODES_HELP = ("Exit codes: 0 ok · 1 {failed} · 2 usage error or malformed input · 3 a source, the ledger, a key "
+                   "or a service is unavailable · 4 internal error (a bug: please report it) · 130 interrupted.")
+
+
+def exit_codes(failed: str = "the ledger or the evidence fails a check") -> str:
+    """The --help epilog of a command: the one exit-code table, with what 1 means for that command."""
+    return EXIT_CODES_HELP.format(failed=failed)
+
+
+COLLECT_FAILED = "a record was quarantined or failed verification (the good records are still committed)"
+
+
 
 def run(func: F) -> F:
     """Run a command body; map fedledger errors to exit codes, never show locals."""

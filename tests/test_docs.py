@@ -238,3 +238,49 @@ def test_every_relative_link_resolves(doc: str, target: str) -> None:
     if anchor and linked.suffix == ".md":
         headings = re.findall(r"^#+ (.+)$", FENCE.sub("", linked.read_text(encoding="utf-8")), re.M)
         assert anchor in {_anchor(h) for h in headings}, f"{doc} links to {target}: no such heading"
+
+
+# -- every command's --help: its exit codes, and no text lost to rich markup ------------------
+
+def _leaf_commands() -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+
+    def walk(node: object, path: tuple[str, ...]) -> None:
+        children = getattr(node, "commands", None)
+        if isinstance(children, dict):
+            for name, child in children.items():
+                walk(child, (*path, name))
+        else:
+            found.append(path)
+
+    walk(typer.main.get_command(app), ())
+    return sorted(found)
+
+
+LEAVES = _leaf_commands()
+
+
+@pytest.mark.parametrize("command", LEAVES, ids=[" ".join(c) for c in LEAVES])
+def test_every_command_help_lists_its_exit_codes(command: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Exit codes: 0 ok · 1 " in text and "· 2 usage error or malformed input · 3 " in text, text[-400:]
+
+
+@pytest.mark.parametrize("command", LEAVES, ids=[" ".join(c) for c in LEAVES])
+def test_help_texts_keep_their_brackets(command: tuple[str, ...]) -> None:
+    """typer renders help as rich markup, where `[signer]` is a style tag and vanishes: a
+    bracket that is meant to be read must be written `\\[`."""
+    node = _command(command)
+    texts = [node.help or "", node.epilog or ""] + [getattr(p, "help", None) or "" for p in node.params]
+    for text in texts:
+        assert not re.search(r"(?<!\\)\[[a-z_/]+\]", text), f"unescaped markup-like bracket in: {text!r}"
+
+
+def test_the_config_sections_show_in_help() -> None:
+    result = CliRunner().invoke(app, ["checkpoint", "--help"], env={"COLUMNS": "400"})
+    assert "(default: the --config [signer], else the key beside the ledger)" in result.output
+    assert "its [signer] (unless --key" in result.output
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "400"})
+    assert "(default: [bundle] after_run)" in result.output

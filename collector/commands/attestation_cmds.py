@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from collector.attestation_verify import SigstorePolicy, TrustedKeys
-from collector.cli_common import OPTIONS, emit_json, out, progress, run
+from collector.cli_common import COLLECT_FAILED, OPTIONS, emit_json, exit_codes, out, progress, run
 from collector.errors import SourceUnavailable, UsageError
 from collector.ingest import ingest
 from collector.ledger_open import open_ledger
@@ -28,7 +28,7 @@ from collector.sources.attestations import (
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    @collect_app.command("attestations")
+    @collect_app.command("attestations", epilog=exit_codes(COLLECT_FAILED))
     @run
     def collect_attestations(
         src: str = typer.Argument(..., help="Folder or s3://bucket/prefix holding attestation objects."),

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, ledger_path_for, out, parse_as_of, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, progress, run
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.ledger_open import open_ledger
 from collector.timeutil import format_time
@@ -16,7 +16,9 @@ BASELINE_CHOICES = ("moderate", "high", "low", "ksi", "catalog")
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    @app.command()
+    @app.command(epilog=exit_codes(
+        "a control not satisfied (with --strict), a URL the PDF renderer refused, or a "
+        "ledger that fails a check"))
     @run
     def bundle(
         out_dir: Path = typer.Option(..., "--out", help="New or empty folder for the bundle."),
@@ -28,7 +30,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         period_to: Optional[str] = typer.Option(None, "--to", help="Period end (RFC 3339 UTC)."),
         as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (RFC 3339 UTC); default the global --as-of or now."),
         archive: Optional[str] = typer.Option(None, "--archive", help="Also write one archive: tar.gz or zip."),
-        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config [signer], else "
+        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config \\[signer], else "
                                            "the key beside the ledger)."),
         kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Sign with this AWS KMS key (ECC_NIST_P256)."),
         endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
@@ -113,7 +115,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if strict and tally["not-satisfied"]:
             raise typer.Exit(1)
 
-    @app.command("verify-bundle")
+    @app.command("verify-bundle", epilog=exit_codes("any INVALID line"))
     @run
     def verify_bundle_cmd(
         path: Path = typer.Argument(..., help="Bundle folder, .tar.gz or .zip."),

@@ -13,7 +13,9 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
+from collector.cli_common import (
+    COLLECT_FAILED, OPTIONS, emit_json, err, exit_codes, out, progress, report_quarantined, run,
+)
 from collector.errors import UsageError
 from collector.ingest import IngestSummary, ingest
 from collector.ledger import CONFLICT_REASON, Ledger
@@ -77,7 +79,7 @@ def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    @collect_app.command("ci")
+    @collect_app.command("ci", epilog=exit_codes(COLLECT_FAILED))
     @run
     def collect_ci_command(
         paths: list[str] = typer.Argument(..., help="Files or folders of CI events; '-' reads JSON lines from stdin."),

@@ -13,7 +13,9 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
+from collector.cli_common import (
+    COLLECT_FAILED, OPTIONS, emit_json, err, exit_codes, out, progress, report_quarantined, run,
+)
 from collector.cloudtrail_digest import ValidationReport, show_time
 from collector.cloudtrail_fetch import (
     PublicKeySource,
@@ -64,7 +66,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                             help="Saved `aws cloudtrail list-public-keys` output (offline; repeatable, e.g. one per "
                                  "region); else ListPublicKeys.")
 
-    @collect_app.command("cloudtrail")
+    @collect_app.command("cloudtrail", epilog=exit_codes(COLLECT_FAILED))
     @run
     def collect_cloudtrail(
         src: str = typer.Argument(..., help="Folder, one log file, or s3://bucket/prefix."),
@@ -122,7 +124,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if not ok:  # quarantined records or an invalid chain: the good records are still committed
             raise typer.Exit(1)
 
-    @cloudtrail_app.command("validate")
+    @cloudtrail_app.command("validate", epilog=exit_codes("any INVALID line"))
     @run
     def validate(
         src: str = typer.Argument(..., help="Folder (with .sig.json sidecars) or s3://bucket/prefix."),
@@ -142,7 +144,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if not report.ok:
             raise typer.Exit(1)
 
-    @cloudtrail_app.command("download")
+    @cloudtrail_app.command("download", epilog=exit_codes())
     @run
     def download_cmd(
         src: str = typer.Argument(..., help="s3://bucket/prefix (or a folder)."),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, key_paths, out, run
+from collector.cli_common import OPTIONS, emit_json, err, exit_codes, key_paths, out, run
 from collector.errors import UsageError
 from collector.timeutil import format_time, parse_time
 
@@ -58,7 +58,7 @@ def prepare_out(out_dir: Path) -> None:
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    @app.command()
+    @app.command(epilog=exit_codes("the demo bundle does not verify"))
     @run
     def demo(
         out_dir: Path = typer.Option(Path("build/demo"), "--out", help="Folder for the demo (replaced if an earlier demo)."),

@@ -15,7 +15,7 @@ from collector.checkpoint import (
     NoteVerifier,
     verify_checkpoint,
 )
-from collector.cli_common import OPTIONS, emit_json, err, key_paths, ledger_path_for, out, progress, run
+from collector.cli_common import OPTIONS, emit_json, err, exit_codes, key_paths, ledger_path_for, out, progress, run
 from collector.errors import IntegrityError, MalformedInput, UsageError
 from collector.export import export_ledger
 from collector.ingest import ingest
@@ -48,7 +48,7 @@ def open_signer(ledger: Ledger, key: Path | None, kms_key_id: str | None, endpoi
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    @app.command()
+    @app.command(epilog=exit_codes())
     @run
     def init(
         origin: str = typer.Option(..., "--origin", help="Ledger identity, e.g. agency.gov/ci-evidence."),
@@ -87,7 +87,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 if key_dir is not None or is_postgres(OPTIONS.ledger):
                     out(f"sign with: fedledger checkpoint --key {private_path}  (or [signer] key_file in the config)")
 
-    @app.command()
+    @app.command(epilog=exit_codes())
     @run
     def append(events: Path = typer.Argument(..., help="JSON lines of normalized events (time, kind, ...).")) -> None:
         """Append already-normalized events; any bad line fails the file and nothing is committed."""
@@ -107,17 +107,19 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         else:
             out(summary.line())
 
-    @app.command()
+    @app.command(epilog=exit_codes(
+        "the signer refused: the tree does not extend the newest checkpoint this key "
+        "signed, in the ledger or at the anchor"))
     @run
     def checkpoint(
-        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config [signer], else "
+        key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config \\[signer], else "
                                            "the key beside the ledger)."),
         kms_key_id: Optional[str] = typer.Option(None, "--kms-key-id", help="Sign with this AWS KMS key (ECC_NIST_P256)."),
         endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
         region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
         out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the signed checkpoint to this file."),
         config: Optional[Path] = typer.Option(
-            None, "--config", help="fedledger.toml: its ledger, its [signer] (unless --key or --kms-key-id is "
+            None, "--config", help="fedledger.toml: its ledger, its \\[signer] (unless --key or --kms-key-id is "
                                    "given) and its publish target (publish.checkpoint), checked first."),
         anchor: Optional[str] = typer.Option(
             None, "--anchor", help="s3://bucket/prefix where checkpoints are anchored (as run --publish-checkpoint "
@@ -156,7 +158,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         else:
             out(stored.note.rstrip("\n"))
 
-    @app.command()
+    @app.command(epilog=exit_codes())
     @run
     def prove(
         seq: Optional[int] = typer.Argument(None, help="Entry to prove (inclusion)."),
@@ -189,7 +191,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         doc["version"] = 1
         out(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
 
-    @app.command("verify-proof")
+    @app.command("verify-proof", epilog=exit_codes(
+        "the proof does not verify (or carries no entry and --leaf-hash-only is not "
+        "given)"))
     @run
     def verify_proof(
         proof_file: Path = typer.Argument(..., help="Proof JSON from `fedledger prove`."),
@@ -261,7 +265,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if failures:
             raise typer.Exit(1)
 
-    @app.command()
+    @app.command(epilog=exit_codes())
     @run
     def export(
         out_dir: Path = typer.Option(..., "--out", help="Empty or new folder."),
@@ -275,7 +279,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         else:
             out(f"exported {manifest['size']} entries to {out_dir}")
 
-    @app.command()
+    @app.command(epilog=exit_codes("any INVALID line"))
     @run
     def verify(
         target: Optional[str] = typer.Argument(

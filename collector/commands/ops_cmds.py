@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, ledger_path_for, out, parse_as_of, run
+from collector.cli_common import OPTIONS, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, run
 from collector.config import ConfigInvalid, FedledgerConfig, config_path_from, load_config
 from collector.errors import EXIT_USAGE, FedledgerError, UsageError
 
@@ -56,7 +56,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     config_app = typer.Typer(help="Check the fedledger.toml configuration.", no_args_is_help=True)
     app.add_typer(config_app, name="config")
 
-    @config_app.command("check")
+    @config_app.command("check", epilog=exit_codes())
     @run
     def config_check(
         config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -75,7 +75,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if strict and report["warnings"]:
             raise typer.Exit(3)
 
-    @app.command("run")
+    @app.command("run", epilog=exit_codes(
+        "a source found tampered evidence, the signer refused to sign, or the PDF "
+        "renderer refused a URL"))
     @run
     def run_command(
         config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
@@ -89,7 +91,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             None, "--retention-days", min=1, help="Object Lock retention of the anchored checkpoint (default: config)."
         ),
         bundle: Optional[bool] = typer.Option(
-            None, "--bundle/--no-bundle", help="Build a bundle after the run (default: [bundle] after_run)."
+            None, "--bundle/--no-bundle", help="Build a bundle after the run (default: \\[bundle] after_run)."
         ),
         format: Optional[str] = typer.Option(None, "--format", help="Summary on stdout: human or json."),
         as_of: Optional[str] = typer.Option(None, "--as-of", help="Observed time written into entries (RFC 3339)."),
@@ -140,7 +142,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             err(f"error: {result.failure_message()}")
             raise typer.Exit(result.exit_code)
 
-    @app.command("status")
+    @app.command("status", epilog=exit_codes("a source is stale"))
     @run
     def status_command(
         config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),

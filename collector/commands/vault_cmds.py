@@ -16,7 +16,9 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, out, progress, report_quarantined, run
+from collector.cli_common import (
+    COLLECT_FAILED, OPTIONS, emit_json, err, exit_codes, out, progress, report_quarantined, run,
+)
 from collector.errors import InternalError, SourceUnavailable, UsageError
 from collector.gc_pause import paused_gc
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source
@@ -62,7 +64,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     vault_app = typer.Typer(help="HashiCorp Vault audit helpers.", no_args_is_help=True)
     app.add_typer(vault_app, name="vault")
 
-    @collect_app.command("vault")
+    @collect_app.command("vault", epilog=exit_codes(COLLECT_FAILED))
     @run
     def collect_vault(
         paths: list[str] = typer.Argument(..., help="Vault file-audit-device logs: files, folders, or - for stdin."),
@@ -122,7 +124,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if summary.quarantined or tampered:
             raise typer.Exit(1)
 
-    @vault_app.command("hmac")
+    @vault_app.command("hmac", epilog=exit_codes())
     @run
     def vault_hmac(
         value: str = typer.Argument(..., help="The value to hash, or - to read it from stdin (keeps it out of ps)."),
