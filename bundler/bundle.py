@@ -56,6 +56,7 @@ from collector.store import sha256_file
 from collector.canonical import canonical_bytes
 from collector.checkpoint import CheckpointError, verify_checkpoint
 from collector.errors import IntegrityError, UsageError
+from collector.export import not_empty_message
 from collector.gc_pause import paused_gc
 from collector.ledger import Ledger, StoredCheckpoint
 from collector.signing import NoteSigner
@@ -321,7 +322,7 @@ class BundleBuilder:
               location_families: frozenset[str] = frozenset()) -> BundleBuilder:
         out = Path(out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UsageError("bundle folder exists and is not empty", location=str(out))
+            raise UsageError(not_empty_message("bundle", out), location=str(out))
         checkpoint = ledger.latest_checkpoint()
         if checkpoint is None:
             raise UsageError("the ledger has no checkpoint: run `fedledger checkpoint` first")
@@ -376,6 +377,7 @@ class BundleBuilder:
             return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None))
         except BaseException:
             self.ledger_pass.cancel()
+            self.pdf_workers.close(abort=True)
             raise
         finally:
             self.pdf_workers.close()
@@ -383,7 +385,7 @@ class BundleBuilder:
     def abort(self) -> None:
         """Stop the pass's child and the workers (evaluation failed); the folder is left as it is."""
         self.ledger_pass.cancel()
-        self.pdf_workers.close()
+        self.pdf_workers.close(abort=True)
 
     def _finish(self, assessment: Assessment, *, system: str | None, archive: str | None,
                 stage: Callable[[str], None]) -> BundleResult:

@@ -26,6 +26,7 @@ import hashlib
 import logging
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -221,15 +222,21 @@ class PdfWorkers:
                                        "source_date_epoch": job.source_date_epoch}) + b"\n")
         proc.stdin.flush()
 
-    def close(self) -> None:
+    def close(self, *, abort: bool = False) -> None:
+        """Let the workers finish and exit; with *abort* (the bundle failed or was interrupted) stop them now."""
         if self._selector is not None:
             self._selector.close()
             self._selector = None
         self._queue = []
         self._idle = []
         for proc in self._procs:
+            if abort and proc.poll() is None:
+                proc.kill()
             if proc.stdin is not None:
-                proc.stdin.close()
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:  # a killed worker's pipe
+                    pass
         for proc in self._procs:
             try:
                 proc.wait(timeout=30)
@@ -241,8 +248,8 @@ class PdfWorkers:
     def __enter__(self) -> PdfWorkers:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.close(abort=exc_type is not None)
 
 
 def _html_size(job: PdfJob) -> int:
@@ -278,7 +285,12 @@ def _worker_main(argv: list[str]) -> None:
     """Worker loop: one JSON job per stdin line, one JSON answer per stdout line.
 
     ``--warm-up`` first renders :func:`warm_up`'s page (the bundle's workers start
-    while it evaluates; the benchmark's floor process does not warm up)."""
+    while it evaluates; the benchmark's floor process does not warm up).
+
+    Ctrl-C on a terminal reaches the whole process group: the worker ignores it and leaves the
+    decision to the parent, which stops it (or closes its stdin), so an interrupted bundle prints
+    one line, not a traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _quiet()
     if "--warm-up" in argv:
         warm_up()

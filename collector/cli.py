@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from typing import Optional
 
 import typer
@@ -78,7 +79,44 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app, collect_app)
 
 
+GLOBAL_OPTIONS_WITH_VALUE = ("--ledger", "--format", "--as-of")
+
+
+def misplaced_global_option(argv: list[str]) -> str | None:
+    """What to say when a global option comes after a command that has no option of that name
+    (`fedledger verify --format json`): click would answer "No such option" and suggest an
+    unrelated option of the command; the fix is to move it before the command."""
+    first = next((i for i, token in enumerate(argv) if not token.startswith("-")), len(argv))
+    if not any(token.split("=", 1)[0] in GLOBAL_OPTIONS_WITH_VALUE for token in argv[first:]):
+        return None  # the common case: nothing to look up
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in GLOBAL_OPTIONS_WITH_VALUE else 1
+    node = typer.main.get_command(app)
+    path: list[str] = []
+    while i < len(argv) and isinstance(getattr(node, "commands", None), dict) and argv[i] in node.commands:  # type: ignore[attr-defined]
+        node = node.commands[argv[i]]  # type: ignore[attr-defined]
+        path.append(argv[i])
+        i += 1
+    if not path or isinstance(getattr(node, "commands", None), dict):
+        return None
+    accepted = {name for param in node.params for name in (*param.opts, *param.secondary_opts)}
+    for token in argv[i:]:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS_WITH_VALUE and name not in accepted:
+            value = "json" if name == "--format" else name.lstrip("-").upper().replace("-", "_")
+            return (f"{name} is a global option: put it before the command, "
+                    f"e.g. `fedledger {name} {value} {' '.join(path)} ...`")
+    return None
+
+
 def main() -> None:
+    hint = misplaced_global_option(sys.argv[1:])
+    if hint is not None:
+        err(f"error: {hint}")
+        raise SystemExit(2)
     app()
 
 

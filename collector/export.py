@@ -38,11 +38,24 @@ def key_file_name(key_name: str, key_id: str) -> str:
     return f"keys/{name}-{_UNSAFE_IN_FILE_NAME.sub('_', key_id)[:KEY_NAME_KEPT]}.pem"
 
 
+def not_empty_message(what: str, out: Path) -> str:
+    """Why *out* cannot take a new export or bundle, and what to do; an unfinished one (no
+    MANIFEST.json: interrupted or failed) is named as such, so it is not mistaken for a result."""
+    if not out.is_dir():
+        return f"{what} folder is a file: choose another --out"
+    unfinished = not (out / "MANIFEST.json").exists() and any(
+        (out / name).exists() for name in ("entries.jsonl", "checkpoints", "ledger", "index.html", "controls"))
+    if unfinished:
+        return (f"{what} folder holds an unfinished {what} (no MANIFEST.json: interrupted or failed): "
+                f"remove it, or choose another --out")
+    return f"{what} folder exists and is not empty: choose a new or empty --out (nothing there is overwritten)"
+
+
 def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: bool = False) -> dict[str, object]:
     """Write the export; return the manifest document."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError("export folder exists and is not empty", location=str(out))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(not_empty_message("export", out), location=str(out))
     if start != 0:
         raise UsageError("partial exports start at seq 0 (a slice must be verifiable from the first entry)")
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,8 @@ class LedgerLocked(SourceUnavailable):
         self.holder = holder
         who = holder.describe() if holder else "pid unknown, since unknown"
         waited_text = f" after waiting {waited:.0f}s" if waited >= 1 else ""
-        super().__init__(f"another run holds the ledger lock ({who}){waited_text}")
+        advice = "; try again when it ends" if waited >= 1 else "; let it finish, or give --wait SECONDS"
+        super().__init__(f"another run holds the ledger lock ({who}){waited_text}{advice}")
 
 
 def lock_path_for(ledger_path: Path) -> Path:

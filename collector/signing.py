@@ -313,6 +313,10 @@ def load_file_signer(path: Path, name: str) -> FileSigner:
             data = handle.read()
     except OSError as exc:
         raise SourceUnavailable(f"cannot read signing key: {exc.strerror}", location=str(path)) from None
+    if b"-----BEGIN PUBLIC KEY-----" in data and b"PRIVATE KEY-----" not in data:
+        # before the mode check: chmod 600 would not help, and a public key is no secret
+        raise UsageError("this is a public key (the .pub file): sign with the private key, e.g. the .key file "
+                         "`fedledger init` wrote beside it", location=str(path))
     if mode & KEY_FILE_FORBIDDEN_MODE:
         raise UsageError(f"signing key file has mode {mode & 0o777:o}: other users can read or write it "
                          "(chmod 600 it, or 640/440 for a group only the service is in)", location=str(path))

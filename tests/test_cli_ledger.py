@@ -349,3 +349,71 @@ def test_verify_of_a_bundle_folder_names_its_ledger_folder(ready: Path) -> None:
     result = _verify(ready, folder)
     assert result.exit_code == 2 and f"{folder / 'ledger'}" in result.stderr, result.output
     assert _verify(ready, folder / "ledger").exit_code == 0
+
+
+# -- a first-time user's mistakes: one line that says what to do, exit 2, no traceback ---------
+
+def _one_error(result) -> str:  # type: ignore[no-untyped-def]
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("note: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output, result.stderr
+    return lines[0]
+
+
+def test_export_or_bundle_into_a_folder_that_is_not_empty_says_what_to_do(ready: Path) -> None:
+    (ready / "notes").mkdir()
+    (ready / "notes" / "todo.txt").write_text("mine")
+    for command in (["export", "--out"], ["bundle", "--workers", "1", "--out"]):
+        result = fl(ready, *command, str(ready / "notes"))
+        assert result.exit_code == 2
+        assert "folder exists and is not empty: choose a new or empty --out" in _one_error(result)
+    assert (ready / "notes" / "todo.txt").read_text() == "mine"
+    # what an interrupted export or bundle leaves behind (no MANIFEST.json) is named as unfinished
+    (ready / "cut").mkdir()
+    (ready / "cut" / "entries.jsonl").write_text("")
+    result = fl(ready, "export", "--out", str(ready / "cut"))
+    assert result.exit_code == 2 and "holds an unfinished export (no MANIFEST.json" in _one_error(result)
+    result = fl(ready, "bundle", "--workers", "1", "--out", str(ready / "e.jsonl"))
+    assert result.exit_code == 2 and "bundle folder is a file" in _one_error(result)
+
+
+def test_signing_with_the_public_key_names_the_mistake(ready: Path) -> None:
+    result = fl(ready, "checkpoint", "--key", str(ready / "l.pub"))  # mode 0644: the mode was all it complained of
+    assert result.exit_code == 2
+    assert "this is a public key (the .pub file): sign with the private key" in _one_error(result)
+
+
+def test_append_of_a_raw_log_names_few_lines_and_points_to_collect(ready: Path) -> None:
+    from collector.cli_common import NOTES_SHOWN
+
+    raw = ready / "audit.log"
+    raw.write_text("".join(f'{{"type":"request","time":"2026-11-20T14:00:{i % 60:02d}Z"}}\n' for i in range(500)))
+    result = fl(ready, "append", str(raw))
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == NOTES_SHOWN + 2 and "... 450 more bad line(s)" in lines[-2]
+    assert "500 bad line(s); nothing was appended" in lines[-1] and "fedledger collect" in lines[-1]
+
+
+def test_a_global_option_after_the_command_says_where_it_goes() -> None:
+    from collector.cli import misplaced_global_option
+
+    hint = misplaced_global_option(["verify", "--format", "json"])
+    assert hint == "--format is a global option: put it before the command, e.g. `fedledger --format json verify ...`"
+    assert "`fedledger --ledger LEDGER collect vault ...`" in (
+        misplaced_global_option(["collect", "vault", "audit.log", "--ledger=x.db"]) or "")
+    # commands with an option of that name, options before the command, and `--` are left alone
+    assert misplaced_global_option(["status", "--format", "json"]) is None
+    assert misplaced_global_option(["bundle", "--out", "b", "--as-of", "2026-11-21T00:00:00Z"]) is None
+    assert misplaced_global_option(["--format", "json", "--ledger", "x.db", "verify"]) is None
+    assert misplaced_global_option(["vault", "hmac", "--salt-file", "s", "--", "--format"]) is None
+
+
+def test_the_installed_command_answers_a_misplaced_global_option_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "collector.cli", "verify", "--format", "json"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("error: --format is a global option: put it before the command, "
+                           "e.g. `fedledger --format json verify ...`\n")

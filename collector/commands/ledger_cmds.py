@@ -15,7 +15,9 @@ from collector.checkpoint import (
     NoteVerifier,
     verify_checkpoint,
 )
-from collector.cli_common import OPTIONS, emit_json, err, exit_codes, key_paths, ledger_path_for, out, progress, run
+from collector.cli_common import (
+    NOTES_SHOWN, OPTIONS, emit_json, err, exit_codes, key_paths, ledger_path_for, out, progress, run,
+)
 from collector.errors import IntegrityError, MalformedInput, UsageError
 from collector.export import export_ledger
 from collector.ingest import ingest
@@ -96,9 +98,13 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             cursors = ledger.cursors()
             problems = source.validate(cursors)
             if problems:
-                for line in problems:
+                for line in problems[:NOTES_SHOWN]:
                     err(f"error: {line}")
-                raise MalformedInput(f"{len(problems)} bad line(s); nothing was appended", location=str(events))
+                if len(problems) > NOTES_SHOWN:
+                    err(f"error: ... {len(problems) - NOTES_SHOWN} more bad line(s)")
+                raise MalformedInput(f"{len(problems)} bad line(s); nothing was appended (append takes normalized "
+                                     "events, see docs/events.md; Vault, CI, CloudTrail and attestation input goes "
+                                     "through `fedledger collect`)", location=str(events))
             with progress("appending") as advance:
                 summary = ingest(ledger, source.collect(cursors), kind=source.kind, source_id=source.source_id,
                                  observed=OPTIONS.now_text(), on_progress=advance)

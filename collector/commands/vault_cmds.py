@@ -116,7 +116,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             for message in rotation_notes("vault", source.rotations, source.accepted):
                 err(message)
             for name in source.skipped:
-                err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl)")
+                err(f"note: {name}: skipped (under a folder, and not named like an audit log: *.log, *.json, *.jsonl; "
+                    "name the file itself to read it)")
             for waiting in pending:
                 err(f"note: {waiting['file']}: {waiting['bytes']} bytes after the last complete line are left for the next run")
             out(f"{summary.line()}; {source.lines} lines + {source.findings} unpaired findings from {source.files} file(s)"

@@ -1137,7 +1137,12 @@ class VaultAuditLog(Source):
                 unique.append(name)
         found = unique
         if not found:
-            raise UsageError("no files found in " + ", ".join(self.paths))
+            where = ", ".join(self.paths)
+            if not self.skipped:
+                raise UsageError(f"no files found in {where}")
+            raise UsageError(f"no Vault audit log files found in {where} (looked for *.log, *.json, *.jsonl; skipped "
+                             f"{len(self.skipped)} other file(s), e.g. {self.skipped[0]}): name a file itself to read "
+                             "it, e.g. a compressed rotation `fedledger collect vault audit.log.1.gz`")
         return found
 
     def followed_rotations(self) -> list[dict[str, Any]]:

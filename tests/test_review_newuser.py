@@ -1,0 +1,78 @@
+"""A first-time user's rough edges, each held by a test: what they typed, the one line they
+should get back (what is wrong, where, what to do), the exit code, and no traceback."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from typer.testing import CliRunner
+
+from collector.cli import app
+from collector.runlock import LedgerLocked
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_AUDIT_LOG = REPO / "samples" / "vault" / "audit.log"
+
+
+def test_collect_vault_on_a_folder_of_gzip_files_says_how_to_read_them(tmp_path: Path) -> None:
+    runner = CliRunner()
+    ledger = str(tmp_path / "l.db")
+    assert runner.invoke(app, ["--ledger", ledger, "init", "--origin", "example.gov/newuser"]).exit_code == 0
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "audit.log.1.gz").write_bytes(gzip.compress(SAMPLE_AUDIT_LOG.read_bytes()))
+    result = runner.invoke(app, ["--ledger", ledger, "collect", "vault", str(folder)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: no Vault audit log files found in {folder} (looked for *.log, *.json, *.jsonl; skipped 1 other "
+        f"file(s), e.g. {folder / 'audit.log.1.gz'}): name a file itself to read it, e.g. a compressed rotation "
+        "`fedledger collect vault audit.log.1.gz`"]
+    result = runner.invoke(app, ["--ledger", ledger, "collect", "vault", str(folder / "audit.log.1.gz")])
+    assert result.exit_code == 0 and "28 read, 28 appended" in result.stdout, result.output
+
+
+def test_a_second_run_is_told_what_to_do() -> None:
+    assert str(LedgerLocked(None, 0)).endswith("; let it finish, or give --wait SECONDS")
+    assert str(LedgerLocked(None, 30)).endswith(" after waiting 30s; try again when it ends")
+
+
+def test_a_pdf_worker_leaves_ctrl_c_to_the_bundle(tmp_path: Path) -> None:
+    """Ctrl-C on a terminal reaches the whole process group: the PDF workers printed a
+    KeyboardInterrupt traceback each under the bundle's one `interrupted` line. A worker now
+    ignores SIGINT and still answers; the parent stops it."""
+    html = tmp_path / "page.html"
+    html.write_text("<!DOCTYPE html><html><body><p>page</p></body></html>", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    worker = subprocess.Popen([sys.executable, "-m", "bundler.pdf"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env)
+    assert worker.stdin is not None and worker.stdout is not None
+    job = {"html": str(html), "pdf": str(tmp_path / "page.pdf"), "source_date_epoch": None}
+    worker.stdin.write(orjson.dumps(job) + b"\n")
+    worker.stdin.flush()
+    first = orjson.loads(worker.stdout.readline())  # the worker is up and has set its handlers
+    time.sleep(0.1)
+    worker.send_signal(signal.SIGINT)
+    worker.stdin.write(orjson.dumps({**job, "pdf": str(tmp_path / "after.pdf")}) + b"\n")
+    worker.stdin.flush()
+    second = orjson.loads(worker.stdout.readline())
+    worker.stdin.close()
+    assert worker.wait(timeout=60) == 0
+    assert first["ok"] and second["ok"] and (tmp_path / "after.pdf").stat().st_size > 0
+    assert worker.stderr is not None and b"KeyboardInterrupt" not in worker.stderr.read()
+
+
+def test_pdf_workers_are_stopped_at_once_when_the_bundle_is_interrupted() -> None:
+    from bundler.pdf import PdfWorkers
+
+    workers = PdfWorkers(2).start()
+    procs = list(workers._procs)
+    began = time.monotonic()
+    workers.close(abort=True)
+    assert all(proc.poll() is not None for proc in procs) and time.monotonic() - began < 10
