@@ -46,7 +46,7 @@ from collector.cloudtrail_digest import (
     verify_chain,
     verify_log_file,
 )
-from collector.errors import FedledgerError, MalformedInput, SourceUnavailable
+from collector.errors import FedledgerError, MalformedInput, SourceUnavailable, UsageError
 from collector.object_source import FETCH_WORKERS, LocalFolderProvider, ObjectInfo, ObjectProvider, S3Provider
 
 SIDECAR = ".sig.json"
@@ -93,21 +93,27 @@ def public_keys_from_cloudtrail(*, region: str | None = None, profile: str | Non
 
     def load(start: datetime, end: datetime) -> dict[str, PublicKey]:
         import boto3
+        from botocore.exceptions import NoRegionError
 
-        session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
-        client = session.client("cloudtrail", region_name=region, endpoint_url=endpoint_url)
         items: list[dict[str, Any]] = []
         token = None
         try:
+            session = boto3.session.Session(profile_name=profile) if profile else boto3.session.Session()
+            client = session.client("cloudtrail", region_name=region, endpoint_url=endpoint_url)
             while True:
                 answer = client.list_public_keys(StartTime=start, EndTime=end, **({"NextToken": token} if token else {}))
                 items.extend(answer.get("PublicKeyList", []))
                 token = answer.get("NextToken")
                 if not token:
                     break
+        except NoRegionError:
+            raise UsageError("CloudTrail ListPublicKeys needs an AWS region: give --region (or set AWS_REGION), or "
+                             "--public-keys FILE (saved `aws cloudtrail list-public-keys` output) to check "
+                             "offline") from None
         except Exception as exc:
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            raise SourceUnavailable(f"CloudTrail ListPublicKeys failed: {code}") from None
+            raise SourceUnavailable(f"CloudTrail ListPublicKeys failed: {code} (or give --public-keys FILE, saved "
+                                    "`aws cloudtrail list-public-keys` output, to check offline)") from None
         return public_keys_from_list(items, location="ListPublicKeys")
 
     return load

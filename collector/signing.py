@@ -334,6 +334,11 @@ def load_file_signer(path: Path, name: str) -> FileSigner:
 
 def kms_signer(name: str, key_id: str, *, endpoint_url: str | None = None, region: str | None = None) -> KmsSigner:
     import boto3
+    from botocore.exceptions import NoRegionError
 
-    client = boto3.client("kms", endpoint_url=endpoint_url, region_name=region)
+    try:
+        client = boto3.client("kms", endpoint_url=endpoint_url, region_name=region)
+    except NoRegionError:
+        raise UsageError("AWS KMS needs a region: give --region (for `run`: region in the config's [signer]), "
+                         "or set AWS_REGION") from None
     return KmsSigner(name, key_id, client)

@@ -76,3 +76,46 @@ def test_pdf_workers_are_stopped_at_once_when_the_bundle_is_interrupted() -> Non
     began = time.monotonic()
     workers.close(abort=True)
     assert all(proc.poll() is not None for proc in procs) and time.monotonic() - began < 10
+
+
+def _no_aws_region(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "aws-config"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_kms_and_list_public_keys_without_a_region_are_usage_errors_not_bugs(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Both were `internal error: NoRegionError (please report ...)`, exit 4."""
+    _no_aws_region(monkeypatch, tmp_path)
+    runner = CliRunner()
+    ledger = str(tmp_path / "l.db")
+    assert runner.invoke(app, ["--ledger", ledger, "init", "--origin", "example.gov/newuser", "--no-key"]).exit_code == 0
+    result = runner.invoke(app, ["--ledger", ledger, "checkpoint", "--kms-key-id", "alias/fedledger"])
+    assert result.exit_code == 2 and result.stderr.startswith("error: AWS KMS needs a region: give --region"), result.output
+    result = runner.invoke(app, ["cloudtrail", "validate", str(REPO / "samples" / "cloudtrail" / "valid"),
+                                 "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-30T00:00:00Z"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: CloudTrail ListPublicKeys needs an AWS region: give --region")
+    assert "--public-keys FILE" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_bundle_usage_errors_come_before_it_signs_anything(tmp_path: Path) -> None:
+    """A wrong --from or a non-empty --out used to be found after the bundle had signed a fresh
+    checkpoint into the ledger (and evaluated it)."""
+    runner = CliRunner()
+    ledger = str(tmp_path / "l.db")
+    assert runner.invoke(app, ["--ledger", ledger, "init", "--origin", "example.gov/newuser"]).exit_code == 0
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    for args in (["--from", "2026-11-01"], ["--to", "tomorrow"], ["--out", str(tmp_path / "full")]):
+        result = runner.invoke(app, ["--ledger", ledger, "bundle", "--out", str(tmp_path / "b"), *args])
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1, result.stderr
+    from collector.ledger_open import open_ledger
+
+    with open_ledger(Path(ledger)) as opened:
+        assert opened.latest_checkpoint() is None

@@ -9,8 +9,9 @@ import typer
 
 from collector.cli_common import OPTIONS, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, progress, run
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
+from collector.export import not_empty_message
 from collector.ledger_open import open_ledger
-from collector.timeutil import format_time
+from collector.timeutil import format_time, parse_time
 
 BASELINE_CHOICES = ("moderate", "high", "low", "ksi", "catalog")
 
@@ -52,6 +53,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         if baseline is not None and baseline.lower() not in BASELINE_CHOICES:
             raise UsageError(f"--baseline must be one of {', '.join(BASELINE_CHOICES)}")
         reference = parse_as_of(as_of) or OPTIONS.now()
+        # usage errors before anything is signed: the bundle signs a fresh checkpoint when the ledger grew
+        for text, name in ((period_from, "--from"), (period_to, "--to")):
+            if text is not None:
+                parse_time(text, field=name)
+        if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+            raise UsageError(not_empty_message("bundle", out_dir), location=str(out_dir))
         wanted = tuple(c.strip() for c in controls.split(",") if c.strip()) if controls else None
         settings_obj = EvaluationConfig.from_file(settings) if settings else None
         anchor = None
