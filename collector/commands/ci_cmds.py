@@ -87,7 +87,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         issuer: list[str] = typer.Option([], "--issuer", help="Allowed OIDC issuer (repeatable; default GitHub Actions and gitlab.com)."),
         audience: list[str] = typer.Option([], "--audience", help="Allowed OIDC audience (repeatable); without it no token counts as verified."),
         webhook_secret_file: Optional[Path] = typer.Option(None, "--webhook-secret-file", help="Webhook secret(s), one per line; deliveries must then verify."),
-        leeway: int = typer.Option(0, "--leeway", help="Clock leeway in seconds for OIDC exp/nbf/iat (default 0)."),
+        leeway: int = typer.Option(0, "--leeway", help="Clock leeway in seconds for OIDC exp/nbf/iat (0 to 600)."),
         require_signed: bool = typer.Option(
             False, "--require-signed",
             help="Quarantine GitHub/GitLab payloads that come without a signed delivery envelope "

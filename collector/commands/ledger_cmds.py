@@ -203,7 +203,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     @run
     def verify_proof(
         proof_file: Path = typer.Argument(..., help="Proof JSON from `fedledger prove`."),
-        trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey)."),
+        trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
         leaf_hash_only: bool = typer.Option(
             False, "--leaf-hash-only",
