@@ -387,7 +387,11 @@ def _check_checkpoints(
         report.checkpoints_valid.append(cp)
         report.newest_signed_size = max(report.newest_signed_size, cp.size)
     if not report.checkpoints_valid and not any(f.code in ("fork", "root-mismatch", "truncated", "rolled-back") for f in report.failures):
-        report.failures.append(Failure("no-trusted-checkpoint", "no checkpoint signed by a trusted key vouches for these entries"))
+        none_at_all = not parsed and not any(
+            f.code in ("malformed-checkpoint", "unknown-signer", "wrong-origin", "bad-signature") for f in report.failures)
+        hint = " (there is no checkpoint at all: the ledger's owner signs one with `fedledger checkpoint`)" if none_at_all else ""
+        report.failures.append(Failure("no-trusted-checkpoint",
+                                       "no checkpoint signed by a trusted key vouches for these entries" + hint))
         return
     # Fail closed: entries after every checkpoint a trusted key signed are vouched for by nothing
     # (anyone who can write to the ledger may have appended, altered or forged them). A tail that a

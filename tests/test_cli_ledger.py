@@ -417,3 +417,17 @@ def test_the_installed_command_answers_a_misplaced_global_option_in_one_line(tmp
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("error: --format is a global option: put it before the command, "
                            "e.g. `fedledger --format json verify ...`\n")
+
+
+def test_verify_of_a_ledger_never_checkpointed_says_how_to_sign_one(tmp_path: Path) -> None:
+    assert fl(tmp_path, "init", "--origin", ORIGIN).exit_code == 0
+    result = fl(tmp_path, "verify")
+    assert result.exit_code == 1  # nothing vouches for the ledger: it still fails, and says why
+    assert ("INVALID: no-trusted-checkpoint: no checkpoint signed by a trusted key vouches for these entries "
+            "(there is no checkpoint at all: the ledger's owner signs one with `fedledger checkpoint`)") in result.stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    assert runner.invoke(app, ["--ledger", str(other / "o.db"), "init", "--origin", ORIGIN]).exit_code == 0
+    assert fl(tmp_path, "checkpoint").exit_code == 0
+    result = fl(tmp_path, "verify", "--trusted-key", str(other / "o.pub"), "--origin", ORIGIN)
+    assert result.exit_code == 1 and "no-trusted-checkpoint" in result.stdout and "no checkpoint at all" not in result.stdout
