@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +54,7 @@ import orjson
 
 from collector.attestation_verify import (
     SIGNED,
+    AttestationFacts,
     NotAnAttestation,
     RetentionAssessment,
     SigstorePolicy,
@@ -509,6 +511,9 @@ class AttestationObjects(Source):
             "retention_ok": retention.ok,
             "retention_reason": retention.reason,
         }
+        attempt = run_attempt_of(facts)
+        if attempt is not None:  # as the CI events record it (attrs.run_attempt): custody tells attempts apart
+            attrs["run_attempt"] = attempt
         for name, value in verdict.details.items():
             attrs.setdefault(name, value)
         if signature is not None:
@@ -530,6 +535,21 @@ class AttestationObjects(Source):
             "correlation": correlation,
             "attrs": attrs,
         }
+
+
+# GitHub's invocation URL for a run attempt (SLSA v1 runDetails.metadata.invocationId, v0.2
+# metadata.buildInvocationId): https://github.com/ORG/REPO/actions/runs/RUN/attempts/N
+_RUN_ATTEMPT_URL = re.compile(r"/actions/runs/(\d+)/attempts/(\d{1,6})(?:[/?#]|$)")
+
+
+def run_attempt_of(facts: AttestationFacts) -> int | None:
+    """The run attempt the provenance's invocation names (a re-run keeps its run id: attempt 2, 3, …), or
+    None when it names none, or names a run other than the one the provenance gives (``facts.run_id``)."""
+    match = _RUN_ATTEMPT_URL.search(facts.build_id or "")
+    if match is None or (facts.run_id is not None and facts.run_id != match.group(1)):
+        return None
+    attempt = int(match.group(2))
+    return attempt if attempt >= 1 else None
 
 
 def build_sources(source: Any, context: Any) -> list[Any]:
