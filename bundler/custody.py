@@ -31,14 +31,18 @@ without its delivery signature while a webhook secret was configured: such a pay
 listed in the step's ``unsigned``, and a trigger known only from payloads nobody checked
 is labelled not authenticated). Missing, failed and out-of-order steps are
 findings. Run-level triggers (``ci.workflow_run``) are found by the job's run id (in the
-job's repository, and of the job's run attempt, where both are known).
+job's repository, and of the job's run attempt, where both are known). An event left unassigned
+because it fell in several jobs' windows, all of one run (:func:`shared_within_run`: a matrix
+build's role assumption and Vault login), counts for the step of each of them, whose detail says
+``shared within run …``; it is never any job's own in ``Correlation.job``.
 
 Attestations are found by the job and by the digests of the artifacts the job built or
 used, and then sorted by the build they name (the collector reads ``job_id``, ``run_id``
 and ``repository`` from the provenance's invocation): an attestation *of this build*
-(correlated to this job, or naming this job's run and no other repository, unless it was placed
-in a job of another attempt of the run or stored before this job began: a re-run's view of the
-first attempt's provenance) is the step;
+(correlated to this job, or naming this job's run and no other repository, unless it names
+another attempt of the run — ``attrs.run_attempt`` — or, naming none, was placed in a job of another
+attempt, or was stored before this job began: a re-run's view of the first attempt's provenance) is
+the step;
 one of *another build* (correlated to another job, or naming another run or repository:
 the same digest built twice) is never this job's step, and is listed in the step's
 ``other_builds`` and named in its detail; one naming no build at all is used only when
@@ -321,6 +325,7 @@ class _AttestedBuild:
     job_id: str | None
     run_id: str | None
     repository: str | None
+    attempt: int | None = None  # the run attempt its invocation names (``attrs.run_attempt``)
 
     @property
     def name(self) -> str:
@@ -329,7 +334,7 @@ class _AttestedBuild:
         if self.job_id is not None:
             return f"job {self.job}" if self.job is not None else f"job {self.job_id}{where}"
         if self.run_id is not None:
-            return f"run {self.run_id}{where}"
+            return f"run {self.run_id}{where}" + (f", attempt {self.attempt}" if self.attempt is not None else "")
         if self.repository is not None:
             return f"repository {self.repository}"
         return f"job {self.job}"
@@ -339,10 +344,11 @@ class _AttestedBuild:
         return self.job_id is not None or self.run_id is not None or self.repository is not None
 
     def linked_to(self, job: str, run_id: str | None, repository: str | None, *, before_job: bool = False,
-                  other_attempt: bool = False) -> str:
-        """``own`` (this build's), ``other`` (another build's), ``earlier`` (this job's run, but placed in a job of
-        another attempt of it: *other_attempt*, or stored before this job began: *before_job*) or ``digest-only``
-        (it names none)."""
+                  other_attempt: bool = False, attempt: int | None = None) -> str:
+        """``own`` (this build's), ``other`` (another build's), ``earlier`` (this job's run, but of another attempt
+        of it — the attempt it names differs from the job's *attempt*, or, when it names none, correlation
+        placed it in a job of another attempt: *other_attempt* — or stored before this job began: *before_job*)
+        or ``digest-only`` (it names none)."""
         # A job id places it (correlate), also where the repository is spelled otherwise; a job id that
         # placed it nowhere (one used in two repositories, given without one) is no evidence for this job.
         if self.job_id is not None:
@@ -352,9 +358,13 @@ class _AttestedBuild:
         if self.run_id is not None and run_id is not None:  # run-level provenance: the run's build
             if self.run_id != run_id:
                 return _OTHER
-            # A re-run (attempt 2) keeps its run id, and GitHub's provenance names the run, not the attempt:
-            # one that correlation placed in a job of another attempt, or stored before this job began, is
-            # another attempt's (or an earlier job's), not this build's.
+            # A re-run (attempt 2) keeps its run id. Provenance whose invocation names the attempt
+            # (``…/actions/runs/<run>/attempts/<n>``) says which attempt built it, whenever it was stored and
+            # wherever its time placed it; one that names none is another attempt's when correlation placed
+            # it in a job of another attempt. Either way, one stored before this job began is an earlier
+            # attempt's or an earlier job's, not this build's.
+            if self.attempt is not None and attempt is not None:
+                return _EARLIER if before_job or self.attempt != attempt else _OWN
             return _EARLIER if before_job or other_attempt else _OWN
         if self.job is not None:  # placed by a shared identifier and time in one job's window
             return _OWN if self.job == job else _OTHER
@@ -440,6 +450,92 @@ def _run_attempt(event: Mapping[str, Any] | None) -> int | None:
     return attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
 
 
+def job_attempts(table: EvidenceTable, correlation: Correlation) -> dict[str, int]:
+    """job → its run attempt, from its own ``ci.job_queued``/``ci.job_started`` deliveries (the first that
+    gives ``attrs.run_attempt``); jobs whose deliveries give none are left out."""
+    frame = table.frame
+    rows = frame.loc[frame["kind"].isin(("ci.job_queued", "ci.job_started")) & correlation.job.notna(), ["seq"]]
+    attempts: dict[str, int] = {}
+    for job, seq in zip(correlation.job[rows.index], rows["seq"]):
+        if job not in attempts:
+            attempt = _run_attempt(table.events.get(int(seq)))
+            if attempt is not None:
+                attempts[job] = attempt
+    return attempts
+
+
+@dataclass(frozen=True)
+class RunShare:
+    """An event correlation could not give to one job (a shared identifier placed it in two or more jobs'
+    windows) whose contesting jobs all belong to one run: the same run id, the same repository (or none
+    known for any of them) and, where known, the same attempt. The evidence cannot tell which of them
+    the event was, only that it was one of this run's jobs (a GitHub Actions matrix build)."""
+
+    run_id: str
+    repository: str | None
+    attempt: int | None
+    jobs: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        where = f" in {self.repository}" if self.repository is not None else ""
+        attempt = f", attempt {self.attempt}" if self.attempt is not None else ""
+        return f"shared within run {self.run_id}{where}{attempt} (jobs {', '.join(self.jobs)})"
+
+
+def shared_within_run(table: EvidenceTable, correlation: Correlation,
+                      attempts: Mapping[str, int] | None = None) -> dict[int, RunShare]:
+    """Row index → :class:`RunShare`, for the rows of ``correlation.ambiguous`` that only jobs of one run
+    contest (and that name no other run or repository themselves). Rows contested by jobs of two runs,
+    repositories or attempts are not here: they stay unattributed."""
+    if not correlation.ambiguous:
+        return {}
+    frame = table.frame
+    attempts = job_attempts(table, correlation) if attempts is None else attempts
+    linked = correlation.job.notna()
+    info = frame.loc[linked, ["run_id", "repository"]].assign(job=correlation.job[linked])
+    runs = info.dropna(subset=["run_id"]).groupby("job")["run_id"].agg(lambda s: tuple(sorted(set(s)))).to_dict()
+    repos = info.dropna(subset=["repository"]).groupby("job")["repository"].agg(
+        lambda s: tuple(sorted(set(s)))).to_dict()
+
+    def share_of(jobs: tuple[str, ...]) -> RunShare | None:
+        job_runs = {runs.get(job, ()) for job in jobs}
+        job_repos = {repos.get(job, ()) for job in jobs}
+        known = {attempts[job] for job in jobs if job in attempts}
+        if len(job_runs) != 1 or len(job_repos) != 1 or len(known) > 1:
+            return None
+        (run,), (repo,) = job_runs, job_repos
+        if len(run) != 1 or len(repo) > 1:  # a job with no run id, or one naming two runs or repositories
+            return None
+        return RunShare(str(run[0]), str(repo[0]) if repo else None, next(iter(known)) if known else None, jobs)
+
+    shares: dict[tuple[str, ...], RunShare | None] = {}
+    out: dict[int, RunShare] = {}
+    rows = list(correlation.ambiguous)
+    named = frame.loc[rows, ["run_id", "repository"]]
+    for row, run_id, repository in zip(rows, named["run_id"], named["repository"]):
+        jobs = correlation.ambiguous[row]
+        if jobs not in shares:
+            shares[jobs] = share_of(jobs)
+        share = shares[jobs]
+        if share is None:
+            continue
+        # an event naming another run or repository than its contesting jobs' is not this run's
+        if _text(run_id) not in (None, share.run_id) or _text(repository) not in (None, share.repository):
+            continue
+        out[row] = share
+    return out
+
+
+def shared_rows_of_job(within_run: Mapping[int, RunShare]) -> dict[str, list[int]]:
+    """job → the row indexes it shares with the other jobs of its run (ascending)."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for row, share in sorted(within_run.items()):
+        for job in share.jobs:
+            out[job].append(row)
+    return dict(out)
+
+
 def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
     """(counts as present, reason if not) for one event of a step."""
     if step == "trigger" and unsigned_while_secret_configured(event):
@@ -468,19 +564,26 @@ def build_stories(
     *,
     required_steps: Sequence[str] = STEP_NAMES,
     skew_seconds: int = 120,
+    within_run: Mapping[int, RunShare] | None = None,
 ) -> tuple[CustodyStory, ...]:
-    """One :class:`CustodyStory` per job id seen in the evidence, in job-id order."""
+    """One :class:`CustodyStory` per job id seen in the evidence, in job-id order. *within_run*
+    (:func:`shared_within_run`, computed when not given) names the events each of a run's jobs shares:
+    they count for each of them, and the step says so."""
     frame = table.frame
+    attempt_of_job = job_attempts(table, correlation)
+    if within_run is None:
+        within_run = shared_within_run(table, correlation, attempt_of_job)
     step_of_kind: dict[str, list[str]] = defaultdict(list)
     for name, _, kinds in STEPS:
         for kind in kinds:
             step_of_kind[kind].append(name)
     rows = frame.loc[frame["kind"].isin(STEP_KINDS), ["seq", "kind", "ts", "status", "job_id", "run_id", "repository"]]
-    rows = rows.assign(job=correlation.job[rows.index])
+    rows = rows.assign(job=correlation.job[rows.index],
+                       share=pd.Series(within_run, dtype=object).reindex(rows.index) if within_run else None)
     by_job: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    shared_seqs: dict[Any, RunShare] = {}  # seq of a row the jobs of one run share → that run
     # run id → (record, repository, run attempt): run-level triggers
     by_run: dict[str, list[tuple[tuple[Any, ...], Any, int | None]]] = defaultdict(list)
-    attempt_of_job: dict[str, int] = {}  # from the job's own workflow_job deliveries (attrs.run_attempt)
     by_digest: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     builds: dict[Any, _AttestedBuild] = {}  # attestation seq → the build it names
     for row in rows.itertuples(index=False):
@@ -488,14 +591,15 @@ def build_stories(
         record = (row.seq, row.kind, time if isinstance(time, str) else None, row.ts, row.status)
         if row.job is not None:
             by_job[row.job].append(record)
-            if row.kind in ("ci.job_queued", "ci.job_started") and row.job not in attempt_of_job:
-                attempt = _run_attempt(table.events.get(int(row.seq)))
-                if attempt is not None:
-                    attempt_of_job[row.job] = attempt
+        elif isinstance(row.share, RunShare):  # one of the run's jobs: a step of each, labelled so
+            shared_seqs[row.seq] = row.share
+            for job in row.share.jobs:
+                by_job[job].append(record)
         if row.kind == "ci.workflow_run" and row.run_id is not None:
             by_run[row.run_id].append((record, row.repository, _run_attempt(table.events.get(int(row.seq)))))
         if row.kind in ATTESTATION_KINDS:
-            builds[row.seq] = _AttestedBuild(row.job, _text(row.job_id), _text(row.run_id), _text(row.repository))
+            builds[row.seq] = _AttestedBuild(row.job, _text(row.job_id), _text(row.run_id), _text(row.repository),
+                                             _run_attempt(table.events.get(int(row.seq))))
             for digest in attestation_digests(table.events.get(int(row.seq), {})):
                 by_digest[digest].append(record)
     job_info = frame.loc[correlation.job.notna(), ["run_id", "repository", "artifact_digest"]].assign(
@@ -533,10 +637,17 @@ def build_stories(
             other_attempt = placed_attempt is not None and attempt is not None and placed_attempt != attempt
             before_job = bool(began is not None and pd.notna(records[seq][3]) and records[seq][3] + skew < began)
             attested[seq] = builds[seq].linked_to(job_id, run_id, repository, before_job=before_job,
-                                                  other_attempt=other_attempt)
-            if attested[seq] == _EARLIER:
-                why[seq] = (f"attempt {placed_attempt} (job {placed})" if other_attempt
-                            else "stored before this job started (an earlier attempt or job of the run)")
+                                                  other_attempt=other_attempt, attempt=attempt)
+            named_attempt = builds[seq].attempt  # its name gives it: no need to repeat it
+            if attested[seq] != _EARLIER or (named_attempt is not None and attempt is not None
+                                             and named_attempt != attempt):
+                pass
+            elif named_attempt is not None and attempt is not None:
+                why[seq] = "stored before this job started (an earlier job of the attempt)"
+            elif other_attempt:
+                why[seq] = f"attempt {placed_attempt} (job {placed})" if named_attempt is None else f"job {placed}"
+            else:
+                why[seq] = "stored before this job started (an earlier attempt or job of the run)"
         own = any(link == _OWN for link in attested.values())
         other_builds: list[tuple[Any, ...]] = []
         for seq, link in attested.items():
@@ -572,6 +683,13 @@ def build_stories(
                 detail = "no event found for this step"
             elif all(_unauthenticated_payload(table.events.get(int(r[0]))) for r in good):
                 detail = UNCHECKED_LABEL  # present, as before, but nobody vouched for it
+            shares = [shared_seqs.get(r[0]) for r in good]
+            if present and all(share is not None for share in shares):
+                # only events this job shares with the other jobs of its run: present, and said so
+                labels = "; ".join(sorted({share.label for share in shares if share is not None}))
+                shared = (f"{labels}: the evidence cannot tell which of these jobs each of the {len(good)} "
+                          "event(s) was, only that it was one of this run's")
+                detail = f"{shared}; {detail}" if detail else shared
             others: tuple[int, ...] = ()
             if name == ATTESTATION_STEP:
                 notes = [detail] if detail else []

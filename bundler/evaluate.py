@@ -36,6 +36,7 @@ the ledger's own integrity is checked by :mod:`bundler.ledger_verify`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -52,8 +53,9 @@ import pandas as pd
 
 from bundler.catalog import Catalog, CatalogControl, control_label, known_ksi_ids, load_builtin_catalog, \
     load_mapping, normalize_control_id
-from bundler.custody import STEP_NAMES, Correlation, attestation_digests, build_stories, correlate, job_sort_key, \
-    token_time_contradiction, unsigned_while_secret_configured
+from bundler.custody import STEP_NAMES, Correlation, RunShare, attestation_digests, build_stories, correlate, \
+    job_attempts, job_sort_key, shared_rows_of_job, shared_within_run, token_time_contradiction, \
+    unsigned_while_secret_configured
 from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
     values_with_prefix
 from bundler.model import (
@@ -263,6 +265,9 @@ class Context:
     jobs: dict[str, JobFacts]
     mapping: Mapping[str, Any]
     attestations_by_digest: dict[str, list[int]]
+    # rows correlation could not give to one job, contested only by the jobs of one run (a matrix build)
+    within_run: dict[int, RunShare] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)  # job → its run attempt, where its deliveries give it
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -270,6 +275,11 @@ class Context:
 
     def rows(self, *kinds: str) -> pd.DataFrame:
         return self.frame[self.frame["kind"].isin(kinds)]
+
+    @functools.cached_property
+    def shared_rows(self) -> dict[str, list[int]]:
+        """job → the rows it shares with the other jobs of its run (:attr:`within_run`)."""
+        return shared_rows_of_job(self.within_run)
 
     def event(self, seq: int) -> Mapping[str, Any]:
         return self.table.events.get(int(seq), {})
@@ -730,14 +740,19 @@ def _per_job_count_findings(ctx: Context, check: str, own_of: Mapping[str, tuple
                 f"Job {job.job_id} {verb} {len(own)} {noun}; at most {limit} per job are expected.", own,
                 job_id=job.job_id))
         elif len(own) + len(maybe) > limit:
-            others = sorted({other for row, jobs in ctx.correlation.ambiguous.items() for other in jobs
-                             if job.job_id in jobs and other != job.job_id}, key=job_sort_key)
+            rows = [row for row, jobs in ctx.correlation.ambiguous.items() if job.job_id in jobs]
+            others = sorted({other for row in rows for other in ctx.correlation.ambiguous[row]
+                             if other != job.job_id}, key=job_sort_key)
+            shares = {ctx.within_run[row].label if row in ctx.within_run else None for row in rows}
+            if None in shares:
+                whose = f"by an identity it shares with overlapping job(s) {', '.join(others)}"
+            else:  # a matrix build: all were made by its run's jobs, none is counted as its own
+                whose = f"{'; '.join(sorted(str(label) for label in shares))}, none counted as its own"
             findings.append(_finding(
                 ctx, check, f"unattributed:job-{job.job_id}",
                 f"Job {job.job_id} may have {verb} up to {len(own) + len(maybe)} {noun}",
-                f"Job {job.job_id} {verb} {len(own)} {noun}; {len(maybe)} more, by an identity it shares with "
-                f"overlapping job(s) {', '.join(others)}, could not be attributed to one job. Up to "
-                f"{len(own) + len(maybe)} may be its own, over the limit of {limit} per job.",
+                f"Job {job.job_id} {verb} {len(own)} {noun}; {len(maybe)} more, {whose}, could not be attributed "
+                f"to one job. Up to {len(own) + len(maybe)} may be its own, over the limit of {limit} per job.",
                 [*own, *maybe], job_id=job.job_id))
     return findings
 
@@ -940,10 +955,14 @@ def check_policy_gate(ctx: Context) -> CheckResult:
     jobs = ctx.correlation.job[rows.index]
     per_job: dict[str, dict[str, list[tuple[int, Any]]]] = defaultdict(lambda: defaultdict(list))
     status_of: dict[int, Any] = {}
+    run_level = _run_level_approvals(ctx, rows)
     for job_id, seq, kind, ts, status in zip(jobs, rows["seq"], rows["kind"], rows["ts"], rows["status"]):
-        if job_id is not None:
+        status_of[int(seq)] = status
+        if job_id is not None and int(seq) not in run_level:
             per_job[str(job_id)][kind].append((int(seq), ts))
-            status_of[int(seq)] = status
+    for seq, (ts, approved) in run_level.items():
+        for job_id in approved:
+            per_job[job_id]["ci.approval"].append((seq, ts))
     findings = []
     for job_id in sorted(per_job, key=job_sort_key):
         calls = per_job[job_id].get("ci.inference_call", [])
@@ -977,8 +996,33 @@ def check_policy_gate(ctx: Context) -> CheckResult:
                                      [*(seq for seq, _ in decisions), *call_seqs], job_id=job_id))
         findings.extend(_approval_findings(ctx, check, job_id, per_job[job_id].get("ci.approval", []), status_of,
                                            calls))
-    return _result(ctx, check, evidence=rows.loc[jobs.notna(), "seq"], findings=findings,
+    return _result(ctx, check, evidence=_seq_union(rows.loc[jobs.notna(), "seq"], list(run_level)), findings=findings,
                    what=f"{len(per_job)} job(s) with gate decisions or inference calls")
+
+
+def _run_level_approvals(ctx: Context, rows: pd.DataFrame) -> dict[int, tuple[Any, tuple[str, ...]]]:
+    """seq → (time, the jobs it approves) of each ``ci.approval`` that names a run but no job (a GitHub
+    environment approval for the run): it applies to every job of that run, within the job's repository and,
+    where both give ``run_attempt``, of the job's attempt, as a run-level trigger does. Correlation alone
+    would place it in one job only where exactly one job's window holds it, and in none for a matrix build."""
+    approvals = rows[(rows["kind"] == "ci.approval") & rows["job_id"].isna() & rows["run_id"].notna()]
+    if approvals.empty:
+        return {}
+    jobs_of_run: dict[str, list[JobFacts]] = defaultdict(list)
+    for job in ctx.jobs.values():
+        if job.run_id is not None:
+            jobs_of_run[str(job.run_id)].append(job)
+    out: dict[int, tuple[Any, tuple[str, ...]]] = {}
+    for seq, ts, run_id, repository in zip(approvals["seq"], approvals["ts"], approvals["run_id"],
+                                           approvals["repository"]):
+        attempt = ctx.attr(int(seq), "run_attempt")
+        attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
+        approved = tuple(
+            job.job_id for job in jobs_of_run.get(str(run_id), [])
+            if (repository is None or job.repository is None or job.repository == repository)
+            and (attempt is None or ctx.attempts.get(job.job_id) in (None, attempt)))
+        out[int(seq)] = (ts, approved)
+    return out
 
 
 def _calls_after(calls: Sequence[tuple[int, Any]],
@@ -1264,9 +1308,11 @@ def evaluate_reading(
     for seq in table.frame.loc[table.frame["kind"] == "attestation.signed", "seq"]:
         for digest in attestation_digests(table.events.get(int(seq), {})):
             attested[digest].append(int(seq))
-    ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested))
+    attempts = job_attempts(table, correlation)
+    within_run = shared_within_run(table, correlation, attempts)
+    ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested), within_run, attempts)
     stories = build_stories(table, correlation, required_steps=config.required_custody_steps,
-                            skew_seconds=config.clock_skew_seconds)
+                            skew_seconds=config.clock_skew_seconds, within_run=within_run)
     phase("chain-of-custody stories")
     checks = [check(ctx) for check in BUILTIN_CHECKS]
     checks.append(check_chain_of_custody(ctx, stories))

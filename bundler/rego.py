@@ -18,6 +18,10 @@ Input documents (``input``):
   labels, name}, "credentials": {type: "ephemeral" | "long-term" | "unknown",
   access_key_classes}, "artifact": {digest, digests, signed, attested},
   "vault": {secret_reads, token_renewals}, "custody": {step: present…},
+  "custody_shared": {step: {run_id, repository, attempt, jobs, seqs}} (steps that rest on
+  events the jobs of one run share, e.g. a matrix build's role assumption: present in
+  ``custody``, and ``credentials.type`` is ``ephemeral`` with ``shared_within_run`` true
+  when such a shared web-identity role assumption is all that shows it),
   "counts": {kind: n}, "events": [{seq, kind, time, action, resource, status,
   correlation, attrs}…]}`` — ``events`` holds the job's non-bulk events (logins,
   certificates, tokens, policy decisions, inference calls, attestations…); bulk
@@ -263,12 +267,36 @@ def _compact(event: Mapping[str, Any], seq: int) -> dict[str, Any]:
     }
 
 
+def _shared_steps(ctx: Context, job: JobFacts) -> tuple[dict[str, dict[str, Any]], bool]:
+    """step → the run whose jobs share that step's events with this job (a matrix build's role assumption
+    and Vault login): ``{run_id, repository, attempt, jobs, seqs}``; and whether one of the shared events
+    is a successful web-identity role assumption."""
+    from bundler.custody import STEPS
+
+    step_of = {kind: name for name, _, kinds in STEPS for kind in kinds}
+    shared: dict[str, dict[str, Any]] = {}
+    assumed = False
+    for row in ctx.shared_rows.get(job.job_id, ()):
+        share = ctx.within_run[row]
+        name = step_of.get(str(ctx.frame.at[row, "kind"]))
+        if name is None:
+            continue
+        item = shared.setdefault(name, {"run_id": share.run_id, "repository": share.repository,
+                                        "attempt": share.attempt, "jobs": list(share.jobs), "seqs": []})
+        item["seqs"].append(int(ctx.frame.at[row, "seq"]))
+        assumed = assumed or (name == "role_assumption" and ctx.frame.at[row, "status"] == "success")
+    return shared, assumed
+
+
 def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[str, Any]:
     """The input document for one CI job."""
     credentials = "unknown"
+    shared, shared_assumption = _shared_steps(ctx, job)
     if job.long_term_seqs:
         credentials = "long-term"
     elif job.web_identity_seqs:
+        credentials = "ephemeral"
+    elif shared_assumption:  # every web-identity role assumption of its run is one that may be its own
         credentials = "ephemeral"
     digests = list(job.artifact_digests)
     signed = bool(digests) and all(d in ctx.attestations_by_digest for d in digests)
@@ -278,11 +306,13 @@ def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[s
         "job": {"id": job.job_id, "run_id": job.run_id, "repository": job.repository},
         "runner": {"region": job.runner_region or _label_region(job.runner_labels), "labels": list(job.runner_labels),
                    "name": job.runner_name},
-        "credentials": {"type": credentials, "access_key_classes": list(job.access_key_classes)},
+        "credentials": {"type": credentials, "access_key_classes": list(job.access_key_classes),
+                        "shared_within_run": bool(credentials == "ephemeral" and not job.web_identity_seqs)},
         "artifact": {"digest": digests[0] if digests else None, "digests": digests, "signed": signed,
                      "attested": signed},
         "vault": {"secret_reads": len(job.secret_read_seqs), "token_renewals": len(job.token_renew_seqs)},
         "custody": {step.step: step.present for step in story.steps} if story else {},
+        "custody_shared": shared,
         "counts": dict(job.kind_counts),
         "events": events,
     }
