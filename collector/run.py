@@ -57,6 +57,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
+from collector.checkpoint import NoteVerifier
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import (EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, FedledgerError, IntegrityError, SourceUnavailable,
                               UsageError, exit_code_for)
@@ -64,7 +65,6 @@ from collector.evidence import Source, SourceItem
 from collector.ingest import DEFAULT_BATCH, IngestSummary, ingest_source, iter_files
 from collector.ledger import CONFLICT_REASON, Ledger, StoredCheckpoint
 from collector.runlock import LedgerLocked, LockHolder, RunLock
-from collector.checkpoint import NoteVerifier
 from collector.signing import CheckpointAnchor, NoteSigner
 from collector.timeutil import format_time, utc_now
 
