@@ -49,7 +49,11 @@ the same digest built twice) is never this job's step, and is listed in the step
 the job has no attestation of its own, and the detail says it was matched by artifact
 digest only.
 
-Pure: no I/O, no clock.
+A job still running at ``as_of`` (:func:`in_flight_jobs`: no end event, started less than its
+allowed length before ``as_of``) is judged on the steps up to the last one it reached; the later
+steps say it was in progress at as_of and are no finding. Past its allowed length it is judged whole.
+
+Pure: no I/O, no clock (``as_of`` is given).
 """
 
 from __future__ import annotations
@@ -536,6 +540,81 @@ def shared_rows_of_job(within_run: Mapping[int, RunShare]) -> dict[str, list[int
     return dict(out)
 
 
+IN_PROGRESS = "in progress at as_of"
+END_KIND = "ci.job_completed"  # GitHub workflow_job completed, GitLab build finished, generic ci.job.completed
+LIFECYCLE_KINDS = ("ci.job_queued", "ci.job_started", END_KIND)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A job still running at ``as_of``: no end event, started less than its allowed length before it."""
+
+    started: str  # its ci.job_started time, else its first event's
+    length_seconds: int
+    length_from: str  # "timeout_seconds/timeout_minutes of its events" or "max_job_seconds"
+    as_of: str
+
+    @property
+    def label(self) -> str:
+        return (f"{IN_PROGRESS} {self.as_of} (no end event yet, started {self.started}, allowed length "
+                f"{self.length_seconds} s from {self.length_from}); this step comes later and is not judged yet")
+
+
+def in_flight_jobs(table: EvidenceTable, correlation: Correlation, *, as_of: pd.Timestamp,
+                   lengths: Mapping[str, int], default_seconds: int, skew_seconds: int = 0,
+                   attempts: Mapping[str, int] | None = None) -> dict[str, InFlight]:
+    """job → :class:`InFlight`, for the jobs still running at *as_of*: a job with a lifecycle event
+    (``ci.job_queued``/``ci.job_started``) but no end (no ``ci.job_completed``, and no ``ci.workflow_run``
+    reporting its run's end, in its repository and attempt where known) that started (``ci.job_started``,
+    else its first event) less than its allowed length (*lengths*: from its events' timeouts, else
+    *default_seconds*) plus *skew_seconds* before *as_of*. Its last event is then within that length too.
+    A job past its allowed length without an end event (stale, killed, or its end never collected) is not
+    here: it is judged as finished."""
+    frame = table.frame
+    job = correlation.job
+    lifecycle = frame["kind"].isin(LIFECYCLE_KINDS) & job.notna()
+    life = frame.loc[lifecycle, ["kind", "ts"]].assign(job=job[lifecycle])
+    if life.empty:
+        return {}
+    ended = set(life.loc[life["kind"] == END_KIND, "job"])
+    open_jobs = life[~life["job"].isin(ended)]
+    if open_jobs.empty:
+        return {}
+    started = open_jobs[open_jobs["kind"] == "ci.job_started"].groupby("job")["ts"].min()
+    first = correlation.windows["start"] if "start" in correlation.windows else pd.Series(dtype=object)
+    starts = started.reindex(sorted(set(open_jobs["job"]))).fillna(first)
+    starts = starts[starts.notna()]
+    seconds = pd.Series([lengths.get(j, default_seconds) for j in starts.index], index=starts.index, dtype="int64")
+    running = starts[(starts + pd.to_timedelta(seconds + skew_seconds, unit="s")) >= as_of]
+    if running.empty:
+        return {}
+    # a run reported ended (workflow_run completed, a GitLab pipeline's end status) ended all its jobs
+    runs = frame.loc[frame["kind"] == "ci.workflow_run", ["seq", "run_id", "repository"]].dropna(subset=["run_id"])
+    run_ends: dict[str, list[tuple[str | None, int | None]]] = defaultdict(list)
+    for seq, run_id, repository in zip(runs["seq"], runs["run_id"], runs["repository"]):
+        event = table.events.get(int(seq)) or {}
+        if str(event.get("action") or "").rsplit(".", 1)[-1].lower() in RUN_END_STATES:
+            run_ends[str(run_id)].append((_text(repository), _run_attempt(event)))
+    mine = job.isin(list(running.index))
+    info = frame.loc[mine, ["run_id", "repository"]].assign(job=job[mine])
+    run_of = info.dropna(subset=["run_id"]).groupby("job")["run_id"].first().to_dict()
+    repo_of = info.dropna(subset=["repository"]).groupby("job")["repository"].first().to_dict()
+    attempts = attempts if attempts is not None else job_attempts(table, correlation)
+    out: dict[str, InFlight] = {}
+    stamp = as_of.strftime("%Y-%m-%dT%H:%M:%SZ")
+    for job_id, start in running.items():
+        run_id, repository, attempt = run_of.get(job_id), repo_of.get(job_id), attempts.get(str(job_id))
+        if run_id is not None and any(
+                (repository is None or end_repo is None or end_repo == repository)
+                and (attempt is None or end_attempt is None or end_attempt == attempt)
+                for end_repo, end_attempt in run_ends.get(str(run_id), [])):
+            continue
+        out[str(job_id)] = InFlight(start.strftime("%Y-%m-%dT%H:%M:%SZ"), int(seconds[job_id]),
+                                    "the timeout its events give" if job_id in lengths else "max_job_seconds",
+                                    stamp)
+    return out
+
+
 def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tuple[bool, str]:
     """(counts as present, reason if not) for one event of a step."""
     if step == "trigger" and unsigned_while_secret_configured(event):
@@ -565,10 +644,13 @@ def build_stories(
     required_steps: Sequence[str] = STEP_NAMES,
     skew_seconds: int = 120,
     within_run: Mapping[int, RunShare] | None = None,
+    in_flight: Mapping[str, InFlight] | None = None,
 ) -> tuple[CustodyStory, ...]:
     """One :class:`CustodyStory` per job id seen in the evidence, in job-id order. *within_run*
     (:func:`shared_within_run`, computed when not given) names the events each of a run's jobs shares:
-    they count for each of them, and the step says so."""
+    they count for each of them, and the step says so. A job in *in_flight* (:func:`in_flight_jobs`) is
+    judged on the steps up to the last one it has an event for; the steps after it have not happened yet:
+    their detail says the job was in progress at as_of, and they are no finding."""
     frame = table.frame
     attempt_of_job = job_attempts(table, correlation)
     if within_run is None:
@@ -661,7 +743,13 @@ def build_stories(
         steps: list[CustodyStep] = []
         findings: list[Finding] = []
         previous: tuple[str, pd.Timestamp] | None = None
-        for name, title, kinds in STEPS:
+        running = in_flight.get(job_id) if in_flight else None
+        horizon = len(STEPS)  # steps from this index on have not been reached (a job in flight)
+        if running is not None:
+            kinds_seen = {r[1] for r in records.values()}
+            reached = [i for i, (_, _, step_kinds) in enumerate(STEPS) if kinds_seen.intersection(step_kinds)]
+            horizon = max(reached) + 1 if reached else 0
+        for index, (name, title, kinds) in enumerate(STEPS):
             matching = sorted((r for r in records.values() if r[1] in kinds),
                               key=lambda r: (r[3] if pd.notna(r[3]) else _LATEST, r[0]))
             good: list[tuple[Any, ...]] = []
@@ -679,6 +767,8 @@ def build_stories(
             detail = ""
             if not present and reasons:
                 detail = "; ".join(sorted({reason for _, reason in reasons}))
+            elif not present and running is not None and index >= horizon:
+                detail = running.label
             elif not present:
                 detail = "no event found for this step"
             elif all(_unauthenticated_payload(table.events.get(int(r[0]))) for r in good):
@@ -700,7 +790,7 @@ def build_stories(
                     notes.append(_other_builds_text(other_builds, builds, why))
                 detail = "; ".join(notes)
             steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others, unsigned))
-            if not present and name in required_steps:
+            if not present and name in required_steps and index < horizon:
                 findings.append(Finding(
                     id=f"custody-missing:{name}:job-{job_id}",
                     check="chain-of-custody",

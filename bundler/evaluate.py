@@ -53,7 +53,8 @@ import pandas as pd
 
 from bundler.catalog import Catalog, CatalogControl, control_label, known_ksi_ids, load_builtin_catalog, \
     load_mapping, normalize_control_id
-from bundler.custody import STEP_NAMES, Correlation, RunShare, attestation_digests, build_stories, correlate, \
+from bundler.custody import STEP_NAMES, Correlation, InFlight, RunShare, attestation_digests, build_stories, \
+    correlate, in_flight_jobs, \
     job_attempts, job_sort_key, shared_rows_of_job, shared_within_run, token_time_contradiction, \
     unsigned_while_secret_configured
 from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
@@ -268,6 +269,8 @@ class Context:
     # rows correlation could not give to one job, contested only by the jobs of one run (a matrix build)
     within_run: dict[int, RunShare] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)  # job → its run attempt, where its deliveries give it
+    # jobs still running at as_of (custody.in_flight_jobs): steps they have not reached are not judged yet
+    in_flight: dict[str, InFlight] = field(default_factory=dict)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -465,6 +468,7 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
                                          "An attestation was stored without a signature that could be checked, so "
                                          "it is not evidence of provenance or integrity.", [seq]))
     unattested: dict[str, tuple[list[int], set[str]]] = {}
+    unplaced: set[str] = set()  # digests some use of which no job owns
     for index, seq, digest in zip(used.index, used["seq"], used["artifact_digest"]):
         if digest in ctx.attestations_by_digest:
             continue
@@ -473,9 +477,15 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
         job = ctx.correlation.job.get(index)
         if job is not None:
             users.add(str(job))
+        else:
+            unplaced.add(str(digest))
+    pending = 0
     for digest, (used_seqs, users) in sorted(unattested.items()):
         jobs = sorted(users, key=job_sort_key)
         bad = bad_by_digest.get(digest, [])
+        if not bad and users and digest not in unplaced and users <= ctx.in_flight.keys():
+            pending += 1  # only jobs still running at as_of used it: their attestation step comes later
+            continue
         reason = ("only unsigned or invalid attestations exist for it" if bad
                   else "no signed attestation names it as a subject")
         findings.append(_finding(
@@ -483,8 +493,10 @@ def check_signed_attestation(ctx: Context) -> CheckResult:
             f"Artifact {digest} was built, gated or used for inference (jobs: {', '.join(jobs) or 'none known'}) "
             f"but {reason}.", [*used_seqs, *bad], job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
     evidence = _seq_union(used["seq"], attest["seq"])
-    return _result(ctx, check, evidence=evidence, findings=findings,
-                   what=f"{used['artifact_digest'].nunique()} artifact(s) used, {_attestations_counted(ctx, len(attest))}")
+    what = f"{used['artifact_digest'].nunique()} artifact(s) used, {_attestations_counted(ctx, len(attest))}"
+    if pending:
+        what += f"; {pending} used only by jobs in progress at as_of, not attested yet (not judged yet)"
+    return _result(ctx, check, evidence=evidence, findings=findings, what=what)
 
 
 def check_short_lived_credentials(ctx: Context) -> CheckResult:
@@ -1116,9 +1128,12 @@ def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> Che
     check = "chain-of-custody"
     findings = [*ctx.correlation.findings, *(f for story in stories for f in story.findings)]
     evidence = [s for story in stories for step in story.steps for s in step.seqs]
-    whole = sum(1 for story in stories if not story.findings)
-    return _result(ctx, check, evidence=evidence, findings=findings,
-                   what=f"{whole} of {len(stories)} job(s) with every required custody step, in order",
+    whole = sum(1 for story in stories if not story.findings and story.job_id not in ctx.in_flight)
+    running = sum(1 for story in stories if story.job_id in ctx.in_flight)
+    what = f"{whole} of {len(stories)} job(s) with every required custody step, in order"
+    if running:
+        what += f"; {running} in progress at as_of (steps not reached yet are not judged)"
+    return _result(ctx, check, evidence=evidence, findings=findings, what=what,
                    not_assessed_reason="no CI jobs in the period")
 
 
@@ -1310,9 +1325,16 @@ def evaluate_reading(
             attested[digest].append(int(seq))
     attempts = job_attempts(table, correlation)
     within_run = shared_within_run(table, correlation, attempts)
-    ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested), within_run, attempts)
+    # a job's allowed length: the timeout its CI events give (at most MAX_CONTEXT_JOB_SECONDS), else max_job_seconds
+    lengths = {job: min(facts.timeout_seconds, MAX_CONTEXT_JOB_SECONDS) for job, facts in jobs.items()
+               if facts.timeout_seconds and facts.timeout_seconds > 0}
+    in_flight = in_flight_jobs(table, correlation, as_of=as_of_ts, lengths=lengths,
+                               default_seconds=config.max_job_seconds, skew_seconds=config.clock_skew_seconds,
+                               attempts=attempts)
+    ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested), within_run, attempts,
+                  in_flight)
     stories = build_stories(table, correlation, required_steps=config.required_custody_steps,
-                            skew_seconds=config.clock_skew_seconds, within_run=within_run)
+                            skew_seconds=config.clock_skew_seconds, within_run=within_run, in_flight=in_flight)
     phase("chain-of-custody stories")
     checks = [check(ctx) for check in BUILTIN_CHECKS]
     checks.append(check_chain_of_custody(ctx, stories))
@@ -1346,6 +1368,10 @@ def evaluate_reading(
                          "here: it changed no control's result")
     unassigned = int(correlation.job.isna().sum())
     notes.append(f"{len(jobs)} CI job(s); {unassigned} of {len(table.frame)} entries are not linked to a job")
+    if in_flight:
+        listed = ", ".join(sorted(in_flight, key=job_sort_key)[:20]) + (" …" if len(in_flight) > 20 else "")
+        notes.append(f"{len(in_flight)} CI job(s) in progress at as_of (no end event, started within their allowed "
+                     f"length): judged on the steps seen so far, the later ones not yet: {listed}")
     return Assessment(
         as_of=rfc3339(as_of_ts) or "",
         period_start=rfc3339(start),
