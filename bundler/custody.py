@@ -555,8 +555,12 @@ class InFlight:
     as_of: str
 
     @property
+    def state(self) -> str:
+        return f"{IN_PROGRESS} {self.as_of}"
+
+    @property
     def label(self) -> str:
-        return (f"{IN_PROGRESS} {self.as_of} (no end event yet, started {self.started}, allowed length "
+        return (f"{self.state} (no end event yet, started {self.started}, allowed length "
                 f"{self.length_seconds} s from {self.length_from}); this step comes later and is not judged yet")
 
 
@@ -765,9 +769,11 @@ def build_stories(
             present = bool(good)
             first = good[0] if good else None
             detail = ""
+            not_reached = not present and not reasons and running is not None and index >= horizon
             if not present and reasons:
                 detail = "; ".join(sorted({reason for _, reason in reasons}))
-            elif not present and running is not None and index >= horizon:
+            elif not_reached:
+                assert running is not None
                 detail = running.label
             elif not present:
                 detail = "no event found for this step"
@@ -789,7 +795,8 @@ def build_stories(
                     others = tuple(sorted(int(r[0]) for r in other_builds))
                     notes.append(_other_builds_text(other_builds, builds, why))
                 detail = "; ".join(notes)
-            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others, unsigned))
+            steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others, unsigned,
+                                     not_reached))
             if not present and name in required_steps and index < horizon:
                 findings.append(Finding(
                     id=f"custody-missing:{name}:job-{job_id}",
@@ -814,5 +821,6 @@ def build_stories(
                     ))
                 if previous is None or first[3] > previous[1]:
                     previous = (name, first[3])
-        stories.append(CustodyStory(job_id, run_id, repos.get(job_id), tuple(steps), tuple(findings)))
+        stories.append(CustodyStory(job_id, run_id, repos.get(job_id), tuple(steps), tuple(findings),
+                                    running.state if running is not None else None))
     return tuple(stories)

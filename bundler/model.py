@@ -91,6 +91,8 @@ class CustodyStep:
     # trigger: GitHub/GitLab payloads collected without their delivery signature although a webhook secret
     # was configured: not authenticated, so not counted for the step (named in ``detail`` when it rests on them)
     unsigned: tuple[int, ...] = ()
+    # the job was in progress at as_of and has not reached this step yet: not judged (no finding)
+    not_reached: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class CustodyStory:
     repository: str | None
     steps: tuple[CustodyStep, ...]
     findings: tuple[Finding, ...] = ()
+    in_progress: str | None = None  # "in progress at as_of T": the job had no end event yet (see custody.InFlight)
 
     @property
     def complete(self) -> bool:

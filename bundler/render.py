@@ -244,9 +244,11 @@ def _custody_view(story: CustodyStory) -> dict[str, Any]:
         "run_id": story.run_id or "",
         "repository": story.repository or "",
         "complete": story.complete,
+        "in_progress": story.in_progress or "",
         "steps": [
             {"title": s.title, "present": s.present, "time": s.time or "", "detail": s.detail,
-             "seqs": _seq_text(s.seqs), "other_builds": _seq_text(s.other_builds), "unsigned": _seq_text(s.unsigned)}
+             "seqs": _seq_text(s.seqs), "other_builds": _seq_text(s.other_builds), "unsigned": _seq_text(s.unsigned),
+             "not_reached": s.not_reached}
             for s in story.steps
         ],
         "findings": [{"title": f.title, "description": f.description} for f in story.findings],
@@ -360,6 +362,7 @@ def index_view(assessment: Assessment, facts: BundleFacts) -> dict[str, Any]:
         "custody": {
             "jobs": len(assessment.custody),
             "complete": sum(1 for s in assessment.custody if s.complete),
+            "in_progress": sum(1 for s in assessment.custody if s.in_progress and not s.complete),
         },
         "transcript": [t.__dict__ for t in facts.transcript],
         "checkpoint_proofs_file": facts.proofs_file,

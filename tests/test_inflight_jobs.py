@@ -32,9 +32,10 @@ def test_a_job_caught_mid_run_is_not_judged_on_steps_it_has_not_reached() -> Non
     st = story_of(assessment, "70001")
     assert not st.findings
     assert _custody_ids(assessment) == []
+    assert st.in_progress == f"in progress at as_of {stamp(MID_RUN)}"
     for name in LATER_STEPS:
         later = step(st, name)
-        assert not later.present and later.seqs == ()
+        assert not later.present and later.seqs == () and later.not_reached
         assert later.detail.startswith("in progress at as_of"), later.detail
     for name in ("trigger", "oidc_token", "role_assumption", "vault_login", "certificate", "build_sign"):
         assert step(st, name).present
@@ -56,6 +57,17 @@ def test_the_control_page_shows_the_job_in_progress() -> None:
     html = render_control(assessment, assessment.control("au-10"), facts)
     assert "in progress at as_of" in html
     assert ">incomplete<" not in html
+    assert html.count("<b>not reached yet</b>") == len(LATER_STEPS)
+
+
+def test_the_index_counts_jobs_in_progress_apart() -> None:
+    from bundler.render import render_index
+
+    assessment, _ = evaluated(gha_job(1, BASE), as_of=stamp(MID_RUN))
+    facts = BundleFacts(system="test", origin="test.example/ledger", checkpoint_size=1, checkpoint_root="00",
+                        checkpoint_note="")
+    html = render_index(assessment, facts)
+    assert "0 of 1 CI jobs have every link; 1 still in progress at as-of" in html
 
 
 def test_the_same_job_after_its_timeout_is_judged_as_before() -> None:
