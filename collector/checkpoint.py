@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from collector.errors import IntegrityError, MalformedInput
+from collector.errors import IntegrityError, MalformedInput, UsageError
 
 SIG_ED25519 = 0x01
 SIG_ECDSA = 0x02
@@ -184,6 +184,15 @@ def is_valid_origin(origin: str) -> bool:
     """Whether *origin* can name a ledger: fedledger signs under the origin as key name, so it must
     be a valid key name, and a note holds no control character (signed-note), so neither may it."""
     return is_valid_key_name(origin) and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in origin)
+
+
+ORIGIN_RULE = "a non-empty name without spaces, '+' or control characters, e.g. example.gov/fedledger"
+
+
+def require_valid_origin(origin: str) -> None:
+    """Raise :class:`UsageError` unless *origin* can name a ledger (:func:`is_valid_origin`); every backend."""
+    if not is_valid_origin(origin):
+        raise UsageError(f"origin must be {ORIGIN_RULE}")
 
 
 @dataclass(frozen=True)

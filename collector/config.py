@@ -32,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from collector.checkpoint import is_valid_origin
+from collector.checkpoint import ORIGIN_RULE, is_valid_origin
 from collector.config_locate import KeyPath, dotted, line_of, locate_keys
 from collector.errors import MalformedInput, UsageError
 
@@ -588,8 +588,7 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
                 ledger_path = ledger_t.ctx.resolve(ledger_text)
         origin = ledger_t.text("origin", required=True)
         if origin is not None and not is_valid_origin(origin):
-            ctx.problem(("ledger", "origin"), "ledger.origin must be a name without spaces, '+' or control characters, "
-                                              "e.g. example.gov/fedledger")
+            ctx.problem(("ledger", "origin"), f"ledger.origin must be {ORIGIN_RULE}")
         ledger_t.finish()
 
     signer = SignerConfig()

@@ -24,7 +24,7 @@ import orjson
 
 from collector import merkle
 from collector.canonical import CanonicalizationError, canonical_bytes
-from collector.checkpoint import is_valid_origin
+from collector.checkpoint import require_valid_origin
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.store import EvidenceStore
 
@@ -531,9 +531,7 @@ class Ledger(LedgerReads):
         path = Path(path)
         if path.exists():
             raise UsageError("a ledger already exists here", location=str(path))
-        if not is_valid_origin(origin):
-            raise UsageError("origin must be a non-empty name without spaces, '+' or control characters, "
-                             "e.g. example.gov/fedledger")
+        require_valid_origin(origin)
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = cls._connect(path)
         conn.executescript(_SCHEMA)

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from collector.checkpoint import is_valid_origin
+from collector.checkpoint import require_valid_origin
 from collector.errors import FedledgerError, MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
     NODE_MIN_LEVEL,
@@ -212,9 +212,7 @@ class PostgresLedger(LedgerReads):
     @classmethod
     def create(cls, url: str, origin: str, *, created: str, key_type: str) -> PostgresLedger:
         location = PostgresLocation(url)
-        if not is_valid_origin(origin):  # the same rule as a SQLite ledger's (collector.ledger.Ledger.create)
-            raise UsageError("origin must be a non-empty name without spaces, '+' or control characters, "
-                             "e.g. example.gov/fedledger")
+        require_valid_origin(origin)
         conn = connect(location)
         try:
             with pg_errors_translated(url), conn.transaction():

@@ -49,7 +49,7 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -277,6 +277,10 @@ class SourceOutcome:
     duration_s: float = 0.0
     rotations: list[dict[str, Any]] = field(default_factory=list)  # rotated files followed
     skipped_files: list[str] = field(default_factory=list)  # under its folders, not named like its input files
+
+    def name_skipped(self, names: Iterable[str]) -> None:
+        """Add files the source did not read (by their names), each once."""
+        self.skipped_files.extend(name for name in dict.fromkeys(names) if name not in self.skipped_files)
 
     def to_json(self) -> dict[str, Any]:
         counts = self.counts
@@ -593,9 +597,7 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
             for rotation in plan.source.followed_rotations():
                 if rotation not in outcome.rotations:  # CI files of one source share their notes
                     outcome.rotations.append(rotation)
-            for name in getattr(plan.source, "skipped", ()):
-                if name not in outcome.skipped_files:
-                    outcome.skipped_files.append(name)
+            outcome.name_skipped(getattr(plan.source, "skipped", ()))
             if plan.finish is not None:
                 plan.finish(summary)
             if summary.reasons.get(CONFLICT_REASON):  # the later plans still run (digests may say which file changed)
@@ -608,9 +610,7 @@ def _collect_one(ledger: Ledger, source: SourceConfig, context: RunContext) -> S
         outcome.error, outcome.message = type(exc).__name__, str(exc)
     except Exception as exc:  # a bug in one collector must not stop the others; no message: it may hold data
         outcome.error, outcome.message = "InternalError", f"{type(exc).__name__} in the {source.kind} collector"
-    for name in context.skipped.get(source.name, ()):
-        if name not in outcome.skipped_files:
-            outcome.skipped_files.append(name)
+    outcome.name_skipped(context.skipped.get(source.name, ()))
     outcome.counts = total
     outcome.duration_s = time.monotonic() - started
     return outcome

@@ -24,6 +24,7 @@ from collector.oidc import DEFAULT_ISSUERS, MAX_LEEWAY_SECONDS, TrustedJwks
 from collector.rotation import rotation_notes
 from collector.sources.ci import FOLDER_SUFFIXES, CiOptions, CiTally, ci_sources, read_webhook_secrets
 
+LOOKED_FOR = ", ".join(f"*{s}" for s in FOLDER_SUFFIXES)  # the names a folder's CI event files have
 UNSIGNED_NAMED = 50  # unsigned payloads named on stderr (all are counted; JSON lists the first 1,000)
 
 
@@ -66,7 +67,7 @@ def collect_ci(ledger: Ledger, paths: list[str], options: CiOptions, *, observed
     if not sources:
         passed = f"; skipped {len(tally.skipped)} other file(s), e.g. {tally.skipped[0]}" if tally.skipped else ""
         raise UsageError("no CI event files found in " + ", ".join(paths)
-                         + " (looked for " + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + passed + ")")
+                         + f" (looked for {LOOKED_FOR}{passed})")
     for source in sources:
         summary = ingest(ledger, source.collect(ledger.cursors()), kind=source.kind, source_id=source.source_id,
                          observed=observed, on_progress=on_progress)
@@ -119,8 +120,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             for line in tally.pending:
                 err(f"pending: {line}")
             for name in tally.skipped:
-                err(f"note: {name}: skipped (under a folder, and not named "
-                    + ", ".join(f"*{s}" for s in FOLDER_SUFFIXES) + ")")
+                err(f"note: {name}: skipped (under a folder, and not named {LOOKED_FOR})")
             for message in rotation_notes("ci", tally.rotations, tally.accepted):
                 err(message)
             for note in tally.unsigned_payloads[:UNSIGNED_NAMED]:
