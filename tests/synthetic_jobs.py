@@ -199,3 +199,22 @@ def find(events: list[dict[str, Any]], kind: str, index: int = 0) -> dict[str, A
 
 def seq_of(entries: list[tuple[int, dict[str, Any], dict[str, Any]]], kind: str, index: int = 0) -> int:
     return [s for s, e, _ in entries if e["kind"] == kind][index]
+
+
+def write_cli_ledger(folder: Any, *, jobs: int, api_calls: int) -> Any:
+    """A ledger of *jobs* synthetic jobs in *folder* (``fedledger.db``) with the bench's fixed test key
+    beside it (``fedledger.key``/``.pub``), as `fedledger --ledger folder/fedledger.db …` finds them."""
+    from pathlib import Path
+
+    from bench.synthetic import ORIGIN, TEST_KEY
+    from collector.ledger import Ledger, NewEntry
+    from collector.signing import write_private_key, write_public_key
+
+    folder = Path(folder)
+    ledger = Ledger.create(folder / "fedledger.db", ORIGIN, created="2026-11-20T00:00:00Z", key_type="ecdsa-p256")
+    write_private_key(folder / "fedledger.key", TEST_KEY)
+    write_public_key(folder / "fedledger.pub", TEST_KEY.public_key())
+    ledger.append([NewEntry(src, "2026-11-20T23:00:00Z", ev, hashlib.sha256(str(seq).encode()).hexdigest(), 10)
+                   for seq, ev, src in iter_entries(jobs, api_calls=api_calls)])
+    ledger.close()
+    return folder

@@ -8,7 +8,6 @@ view functions to append raw markup, standing in for a template or escaping defe
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,14 +15,13 @@ import pypdf
 import pytest
 from typer.testing import CliRunner
 
-from bench.synthetic import ORIGIN, TEST_KEY, build_assessment, build_ledger, signer
+from bench.synthetic import ORIGIN, build_assessment, build_ledger, signer
 from bundler import render
 from bundler.bundle import build_bundle
 from bundler.pdf import PdfJob, PdfWorkers
 from collector.cli import app
-from collector.ledger import Ledger, NewEntry
-from collector.signing import write_private_key, write_public_key
-from tests.synthetic_jobs import iter_entries
+from collector.ledger import Ledger
+from tests.synthetic_jobs import write_cli_ledger
 
 HOSTILE = '<img src="file:///etc/passwd">'
 
@@ -82,13 +80,7 @@ def test_a_clean_bundle_says_nothing_about_refusals(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def ledger_dir(tmp_path: Path) -> Path:
-    ledger = Ledger.create(tmp_path / "fedledger.db", ORIGIN, created="2026-11-20T00:00:00Z", key_type="ecdsa-p256")
-    write_private_key(tmp_path / "fedledger.key", TEST_KEY)
-    write_public_key(tmp_path / "fedledger.pub", TEST_KEY.public_key())
-    ledger.append([NewEntry(src, "2026-11-20T23:00:00Z", ev, hashlib.sha256(str(seq).encode()).hexdigest(), 10)
-                   for seq, ev, src in iter_entries(2, api_calls=1)])
-    ledger.close()
-    return tmp_path
+    return write_cli_ledger(tmp_path, jobs=2, api_calls=1)
 
 
 def test_bundle_command_warns_and_exits_1_on_a_refused_url(ledger_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

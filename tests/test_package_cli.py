@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from bench.synthetic import ORIGIN, TEST_KEY
+from bench.synthetic import ORIGIN
 from collector.cli import app
-from collector.ledger import Ledger, NewEntry
-from collector.signing import write_private_key, write_public_key
-from tests.synthetic_jobs import iter_entries
+from tests.synthetic_jobs import write_cli_ledger
 
 AS_OF = "2026-11-21T00:00:00Z"
 
 
 @pytest.fixture(scope="module")
 def ledger_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("cli")
-    ledger = Ledger.create(folder / "fedledger.db", ORIGIN, created="2026-11-20T00:00:00Z", key_type="ecdsa-p256")
-    write_private_key(folder / "fedledger.key", TEST_KEY)
-    write_public_key(folder / "fedledger.pub", TEST_KEY.public_key())
-    ledger.append([NewEntry(src, "2026-11-20T23:00:00Z", ev, hashlib.sha256(str(seq).encode()).hexdigest(), 10)
-                   for seq, ev, src in iter_entries(3, api_calls=2)])
-    ledger.close()
-    return folder
+    return write_cli_ledger(tmp_path_factory.mktemp("cli"), jobs=3, api_calls=2)
 
 
 def cli(ledger_dir: Path, *args: str):  # type: ignore[no-untyped-def]
