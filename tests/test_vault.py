@@ -124,6 +124,27 @@ def test_story_log_normalizes_every_kind(tmp_path: Path) -> None:
         ("pki/sign-verbatim", "update", "pki", "vault.pki_issue"),
         ("pki/cert/ca", "read", "pki", "vault.request"),
         ("pki/issue/ci-job", "update", None, "vault.pki_issue"),
+        ("pki/root/generate/internal", "update", "pki", "vault.pki_ca_change"),
+        ("pki/issuers/generate/root/exported", "update", "pki", "vault.pki_ca_change"),
+        ("pki/root/sign-intermediate", "update", "pki", "vault.pki_ca_change"),
+        ("pki/issuer/default/sign-intermediate", "update", "pki", "vault.pki_ca_change"),
+        ("pki_int/intermediate/generate/internal", "update", "pki", "vault.pki_ca_change"),
+        ("pki_int/intermediate/set-signed", "update", "pki", "vault.pki_ca_change"),
+        ("pki/config/ca", "update", "pki", "vault.pki_ca_change"),
+        ("pki/issuers/import/bundle", "update", "pki", "vault.pki_ca_change"),
+        ("pki/root/rotate/internal", "update", "pki", "vault.pki_ca_change"),
+        ("pki/root/replace", "update", "pki", "vault.pki_ca_change"),
+        ("pki/root", "delete", "pki", "vault.pki_ca_change"),
+        ("pki/issuer/9c7e", "delete", "pki", "vault.pki_ca_change"),
+        ("pki/config/issuers", "update", "pki", "vault.pki_ca_change"),
+        ("pki/keys/generate/internal", "update", "pki", "vault.pki_ca_change"),
+        ("pki/root/sign-intermediate", "update", None, "vault.pki_ca_change"),
+        ("pki/issuer/default", "read", "pki", "vault.request"),
+        ("pki/config/issuers", "read", "pki", "vault.request"),
+        ("pki/root", "read", "pki", "vault.request"),
+        ("pki/revoke", "update", "pki", "vault.request"),
+        ("pki/tidy", "update", "pki", "vault.request"),
+        ("pki/roles/ci-job", "update", "pki", "vault.request"),
         ("sys/policies/acl/ci", "update", "system", "vault.policy_change"),
         ("sys/policy/ci", "delete", "system", "vault.policy_change"),
         ("sys/policies/acl/ci", "read", "system", "vault.request"),
@@ -551,3 +572,26 @@ def test_a_password_in_a_url_in_a_plaintext_field_is_an_unhashed_secret(tmp_path
         assert [(r.line, r.reason) for r in ledger.quarantined()] == [(1, "unhashed-secret")]
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p != log)
     assert b"canary" not in stored
+
+
+def test_pki_ca_change_is_its_own_kind(tmp_path: Path) -> None:
+    """Signing an intermediate CA (the engine's trust changes) is evidence apart from leaf certificates."""
+    rid = "c0000000-0000-0000-0000-000000000001"
+    request = {"id": rid, "operation": "update", "path": "pki/issuer/default/sign-intermediate", "mount_type": "pki",
+               "mount_point": "pki/", "data": {"common_name": "hmac-sha256:11", "csr": "hmac-sha256:22"}}
+    lines = [
+        {"time": "2026-11-20T14:00:00Z", "type": "request", "auth": {"display_name": "userpass-admin"},
+         "request": request, "error": ""},
+        {"time": "2026-11-20T14:00:01Z", "type": "response", "auth": {"display_name": "userpass-admin"},
+         "request": request, "response": {"data": {"certificate": "hmac-sha256:33"}}, "error": ""},
+    ]
+    log = tmp_path / "audit.log"
+    log.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log])
+        (change,) = [e for e in events(ledger) if e["kind"] == "vault.pki_ca_change"]
+    assert change["attrs"]["ca_operation"] == "sign-intermediate"
+    assert change["attrs"]["issuer"] == "default"
+    assert change["attrs"]["mount"] == "pki"
+    assert change["attrs"]["common_name"] == "hmac-sha256:11"
+    assert change["outcome"]["status"] == "success"

@@ -755,6 +755,8 @@ def classify(path: str, operation: str, mount: str, rest: str, mount_type: str |
     if mount_type == "pki":
         if operation in ("update", "create") and _pki_role(segments) is not None:
             return "vault.pki_issue"
+        if pki_ca_operation(segments, operation) is not None:
+            return "vault.pki_ca_change"
         return "vault.request"
     if mount_type in SECRET_ENGINES_STATIC:
         if mount_type in _KV_TYPES and segments and segments[0] in ("metadata", "subkeys", "config"):
@@ -786,6 +788,40 @@ def _answers_with_secret_data(response: dict[str, Any]) -> bool:
     """Whether a kv read classified as a metadata lookup answered with keys kv v2 metadata never has."""
     data = response.get("data")
     return type(data) is dict and any(key not in _KV2_NON_SECRET_DATA_KEYS for key in data)
+
+
+# PKI endpoints that change who the engine's certificates chain to (its issuers and their keys):
+# first path segments (after ``issuer/<ref>/`` where the API has that form) -> the change, written
+# operations only. Certificates for leaves are vault.pki_issue; revocation, tidy and roles stay requests.
+_PKI_CA_CHANGES = {
+    ("root", "generate"): "generate-root", ("issuers", "generate", "root"): "generate-root",
+    ("root", "sign-intermediate"): "sign-intermediate", ("sign-intermediate",): "sign-intermediate",
+    ("root", "sign-self-issued"): "sign-self-issued", ("sign-self-issued",): "sign-self-issued",
+    ("intermediate", "generate"): "generate-intermediate", ("issuers", "generate", "intermediate"): "generate-intermediate",
+    ("intermediate", "set-signed"): "set-signed", ("intermediate", "cross-sign"): "cross-sign",
+    ("config", "ca"): "import", ("issuers", "import"): "import", ("keys", "import"): "key-import",
+    ("keys", "generate"): "key-generate", ("root", "rotate"): "rotate-root", ("root", "replace"): "replace-root",
+    ("config", "issuers"): "default-issuer", ("config", "keys"): "default-key",
+}
+
+
+def pki_ca_operation(segments: list[str], operation: str) -> str | None:
+    """The CA change a PKI request makes (:data:`_PKI_CA_CHANGES`), or None for any other request:
+    also an issuer or key updated or deleted (``issuer/<ref>``, ``key/<ref>``) and ``root`` deleted
+    (every issuer and key of the mount)."""
+    if operation not in _WRITE_OPERATIONS:
+        return None
+    if segments == ["root"] and operation == "delete":
+        return "delete-all"
+    if len(segments) == 2 and segments[0] in ("issuer", "key"):
+        return f"{segments[0]}-{'delete' if operation == 'delete' else 'update'}"
+    if len(segments) >= 3 and segments[0] == "issuer":
+        segments = segments[2:]  # issuer/<ref>/sign-intermediate, .../sign-self-issued
+    for size in (3, 2, 1):
+        change = _PKI_CA_CHANGES.get(tuple(segments[:size]))
+        if change is not None:
+            return change
+    return None
 
 
 def _pki_role(segments: list[str]) -> str | None:
@@ -873,6 +909,15 @@ def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
                 attrs["cert_serial"] = serial
             elif _text(response_data.get("serial_number")):
                 attrs["cert_serial_hmac"] = response_data["serial_number"]
+        elif kind == "vault.pki_ca_change":
+            segments = rest.split("/")
+            attrs["ca_operation"] = pki_ca_operation(segments, operation)
+            attrs["mount"] = mount
+            if len(segments) >= 2 and segments[0] in ("issuer", "key"):
+                attrs[segments[0]] = segments[1]
+            common_name = _text(request_data.get("common_name"))
+            if common_name is not None:
+                attrs["common_name"] = common_name
         elif kind in ("vault.secret_read", "vault.secret_write"):
             attrs["mount"] = mount
             if mount_type in _KV_TYPES:
