@@ -15,11 +15,12 @@ from typing import Optional
 import typer
 
 from collector import __version__, commands
-from collector.cli_common import DEFAULT_LEDGER, OPTIONS, err, parse_as_of
-from collector.errors import FedledgerError, exit_code_for
+from collector.cli_common import DEFAULT_LEDGER, OPTIONS, FedledgerGroup, format_requested, parse_as_of, report_error
+from collector.errors import FedledgerError, UsageError
 from collector.ledger_open import ledger_location
 
 app = typer.Typer(
+    cls=FedledgerGroup,
     name="fedledger",
     help="Collect FedRAMP pipeline evidence into a tamper-evident ledger and package it for assessors.",
     no_args_is_help=True,
@@ -27,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-collect_app = typer.Typer(help="Collect evidence from a source into the ledger.", no_args_is_help=True)
+collect_app = typer.Typer(cls=FedledgerGroup, help="Collect evidence from a source into the ledger.",
+                          no_args_is_help=True)
 app.add_typer(collect_app, name="collect")
 
 # Every module in collector/commands/ defines register(app, collect_app): a new source or
@@ -62,8 +64,8 @@ def main_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     if format not in ("human", "json"):
-        err("error: --format must be human or json")
-        raise typer.Exit(2)
+        OPTIONS.format = "human"
+        raise report_error(UsageError("--format must be human or json"))
     # None only when neither --ledger nor $FEDLEDGER_LEDGER was given: a --config's ledger.path then wins
     OPTIONS.ledger_given = ledger is not None
     OPTIONS.ledger = ledger_location(ledger if ledger is not None else DEFAULT_LEDGER)
@@ -71,8 +73,7 @@ def main_options(
     try:
         OPTIONS.as_of = parse_as_of(as_of)
     except FedledgerError as exc:
-        err(f"error: {exc}")
-        raise typer.Exit(exit_code_for(exc)) from None
+        raise report_error(exc) from None
 
 
 for _name in COMMAND_MODULES:
@@ -115,8 +116,8 @@ def misplaced_global_option(argv: list[str]) -> str | None:
 def main() -> None:
     hint = misplaced_global_option(sys.argv[1:])
     if hint is not None:
-        err(f"error: {hint}")
-        raise SystemExit(2)
+        OPTIONS.format = format_requested(sys.argv[1:]) or "human"  # `verify --format json`: its reader wants JSON
+        raise SystemExit(report_error(UsageError(hint)).exit_code)
     app()
 
 

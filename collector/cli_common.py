@@ -3,14 +3,17 @@
 Commands call library code and print; only :func:`run` catches
 :class:`~collector.errors.FedledgerError`, prints its one-line message on stderr
 and exits with the family's code. Results go to stdout, diagnostics to stderr.
+Under ``--format json`` an error also writes one ``fedledger.error`` object on
+stdout (:func:`report_error`), unless the command already wrote its result.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +22,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import typer
+from typer.core import TyperGroup
 
-from collector.errors import EXIT_INTERNAL, FedledgerError, UsageError, exit_code_for
+from collector.errors import EXIT_INTERNAL, FedledgerError, UsageError, exit_code_for, family_of
 from collector.timeutil import format_time, parse_time, utc_now
 
 if TYPE_CHECKING:
     from collector.config import FedledgerConfig
+
+try:  # recent typer parses with its own copy of click
+    from typer._click import Context
+    from typer._click.exceptions import UsageError as ClickUsageError
+except ImportError:  # older typer uses click itself
+    from click import Context  # type: ignore[assignment]
+    from click.exceptions import UsageError as ClickUsageError  # type: ignore[assignment]
 
 OUTPUT_VERSION = 1
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
@@ -37,6 +48,7 @@ class GlobalOptions:
     ledger_given: bool = False  # --ledger or $FEDLEDGER_LEDGER named it (else a --config's ledger.path wins)
     format: str = "human"
     as_of: datetime | None = None
+    result_written: bool = False  # emit_json wrote this command's result: a later error adds no second document
 
     @property
     def json(self) -> bool:
@@ -84,10 +96,10 @@ def run(func: F) -> F:
         except typer.Exit:
             raise
         except FedledgerError as exc:
-            err(f"error: {exc}")
-            raise typer.Exit(exit_code_for(exc)) from None
+            raise report_error(exc) from None
         except KeyboardInterrupt:
             err("interrupted")
+            emit_error(130, "interrupted", "interrupted")
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # The reader of stdout stopped early (`| head`, `| grep -q`): not a bug. Point stdout
@@ -97,12 +109,121 @@ def run(func: F) -> F:
             os.close(devnull)
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:  # a bug: say so, without values that might be secret
-            err(f"internal error: {type(exc).__name__} (please report with the command that caused it)")
+            message = f"internal error: {type(exc).__name__} (please report with the command that caused it)"
+            err(message)
+            emit_error(EXIT_INTERNAL, INTERNAL_FAMILY, message)
             if os.environ.get("FEDLEDGER_DEBUG"):
                 raise
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+INTERNAL_FAMILY = "internal-error"
+
+
+def family_name(error: BaseException) -> str:
+    """The stable name of *error*'s family in JSON output: ``MalformedInput`` → ``malformed-input``;
+    ``internal-error`` for anything outside the families (a bug)."""
+    family = family_of(error)
+    return INTERNAL_FAMILY if family is None else re.sub(r"(?<!^)(?=[A-Z])", "-", family.__name__).lower()
+
+
+_FILE_LINE = re.compile(r"(?P<file>.+):(?P<line>[0-9]+)")
+
+
+def location_fields(location: str | None) -> dict[str, Any]:
+    """``file`` and, when *location* ends in ``:N`` (and is not a URL, whose ``:N`` is a port), ``line``."""
+    if not location:
+        return {}
+    match = _FILE_LINE.fullmatch(location)
+    if match is None or "://" in location:
+        return {"file": location}
+    return {"file": match["file"], "line": int(match["line"])}
+
+
+def emit_error(exit_code: int, family: str, message: str, *, location: str | None = None,
+               problems: list[str] | None = None) -> None:
+    """Under --format json, the error as one versioned ``fedledger.error`` object on stdout, unless
+    this command already wrote its JSON result (one document per run). The caller prints the human
+    line on stderr; *message* is that line's text, which never holds a secret."""
+    if not OPTIONS.json or OPTIONS.result_written:
+        return
+    error: dict[str, Any] = {"exit": exit_code, "family": family, "message": message, **location_fields(location)}
+    if problems:
+        error["problems"] = problems
+    emit_json("fedledger.error", {"error": error})
+
+
+def report_error(exc: FedledgerError, *, human: list[str] | None = None) -> typer.Exit:
+    """Report *exc*: its one-line ``error: ...`` on stderr (or the *human* lines), the error object
+    under --format json (with ``problems`` when the error lists several, e.g. an invalid config).
+    Returns the Exit with the family's code, for the caller to raise."""
+    code = exit_code_for(exc)
+    for line in human if human is not None else [f"error: {exc}"]:
+        err(line)
+    problems = getattr(exc, "problems", None)
+    emit_error(code, family_name(exc), str(exc), location=exc.location,
+               problems=list(problems) if isinstance(problems, list) else None)
+    return typer.Exit(code)
+
+
+def format_requested(argv: Sequence[str]) -> str | None:
+    """The value of the last ``--format`` in *argv* (the global one, or a command's own), read before
+    click parses anything: click's own usage errors honour ``--format json`` too."""
+    found = None
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        if token == "--format" and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif token.startswith("--format="):
+            found = token.split("=", 1)[1]
+    return found
+
+
+_FORMAT_REQUESTED = "fedledger.format"  # the root context's meta: what the arguments asked, before parsing
+
+
+class FedledgerGroup(TyperGroup):
+    """The root command and its command groups: click's own usage errors (an unknown option or
+    command, a value it cannot convert, a missing argument, a group without its command) also
+    write the ``fedledger.error`` object when the arguments ask for ``--format json``. Click still
+    prints its message on stderr and exits 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Context | None = None,
+                     **extra: Any) -> Context:
+        if parent is not None:
+            return super().make_context(info_name, args, parent, **extra)
+        OPTIONS.result_written = False  # a new invocation (tests run several in one process)
+        requested = format_requested(args)
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except ClickUsageError as exc:
+            _report_usage_error(exc, requested)
+            raise
+        ctx.meta[_FORMAT_REQUESTED] = requested
+        return ctx
+
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and ctx.find_root().meta.get(_FORMAT_REQUESTED) == "json":
+            # typer would print this group's --help on stdout, where the reader expects one JSON object
+            raise ClickUsageError(f"missing command (see `{ctx.command_path} --help`)", ctx=ctx)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: Context) -> Any:
+        if ctx.parent is not None:
+            return super().invoke(ctx)
+        try:
+            return super().invoke(ctx)
+        except ClickUsageError as exc:
+            _report_usage_error(exc, ctx.meta.get(_FORMAT_REQUESTED))
+            raise
+
+
+def _report_usage_error(exc: ClickUsageError, requested: str | None) -> None:
+    OPTIONS.format = "json" if requested == "json" else "human"  # the global --format may not be parsed yet
+    emit_error(exc.exit_code, "usage-error", " ".join(exc.format_message().split()))
 
 
 def err(message: str) -> None:
@@ -128,8 +249,9 @@ def report_quarantined(notes: list[dict[str, Any]], total: int, *, mark: str = "
 
 
 def emit_json(kind: str, doc: dict[str, Any]) -> None:
-    """One versioned JSON object on stdout."""
+    """One versioned JSON object on stdout: the command's result (or its error)."""
     body = {"version": OUTPUT_VERSION, "kind": kind, **doc}
+    OPTIONS.result_written = True
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
     sys.stdout.flush()
 
@@ -138,6 +260,17 @@ def parse_as_of(text: str | None) -> datetime | None:
     if text is None:
         return None
     return parse_time(text, field="--as-of")
+
+
+def apply_local_options(format: str | None, as_of: str | None = None) -> None:
+    """Let --format and --as-of also be given after the command name (they win over the global ones)."""
+    if format is not None:
+        if format not in ("human", "json"):
+            OPTIONS.format = "human"
+            raise UsageError("--format must be human or json")
+        OPTIONS.format = format
+    if as_of is not None:
+        OPTIONS.as_of = parse_as_of(as_of)
 
 
 def key_paths(ledger: Path | str) -> tuple[Path, Path]:

@@ -63,9 +63,12 @@ EXIT_CODES: dict[type[FedledgerError], int] = {
 }
 
 
+def family_of(error: BaseException) -> type[FedledgerError] | None:
+    """The family of *error* (a key of :data:`EXIT_CODES`); ``None`` for anything unexpected."""
+    return next((family for family in EXIT_CODES if isinstance(error, family)), None)
+
+
 def exit_code_for(error: BaseException) -> int:
     """The exit code for *error*: the family table, 4 for anything unexpected."""
-    for family, code in EXIT_CODES.items():
-        if isinstance(error, family):
-            return code
-    return EXIT_INTERNAL
+    family = family_of(error)
+    return EXIT_INTERNAL if family is None else EXIT_CODES[family]

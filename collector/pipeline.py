@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from collector.errors import EXIT_CODES, FedledgerError, InternalError, SourceUnavailable
+from collector.errors import FedledgerError, InternalError, SourceUnavailable, family_of
 from collector.evidence import Source
 from collector.ingest import DEFAULT_BATCH, StagedBatch, staged_batches
 from collector.store import EvidenceStore
@@ -228,5 +228,4 @@ def _error_message(exc: BaseException) -> bytes:
         pickle.loads(message)
         return message
     except Exception:  # noqa: BLE001 - an error class that does not survive pickling
-        family = next((f for f in EXIT_CODES if isinstance(exc, f)), InternalError)
-        return pickle.dumps(("error", family(str(exc))))
+        return pickle.dumps(("error", (family_of(exc) or InternalError)(str(exc))))

@@ -421,7 +421,9 @@ def test_a_folder_without_ci_files_is_unusable_input(tmp_path: Path) -> None:
     (empty / "README.txt").write_text("not an event file")
     (empty / ".hidden.jsonl").write_text("{}\n")
     result = fedledger("--format", "json", "collect", "ci", str(empty), ledger=ledger)
-    assert result.returncode == 2 and b"no CI event files found" in result.stderr and result.stdout == b""
+    assert result.returncode == 2 and b"no CI event files found" in result.stderr
+    error = json.loads(result.stdout)["error"]  # the JSON reader is told too (tests/test_cli_json_errors.py)
+    assert error["exit"] == 2 and error["message"].startswith("no CI event files found")
     assert entries(ledger) == []
     (empty / "events.jsonl").write_bytes(b"")  # a CI file, still empty: nothing to read, nothing wrong
     doc = summary(fedledger("--format", "json", "collect", "ci", str(empty), ledger=ledger))

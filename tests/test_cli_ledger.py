@@ -414,9 +414,13 @@ def test_the_installed_command_answers_a_misplaced_global_option_in_one_line(tmp
 
     done = subprocess.run([sys.executable, "-m", "collector.cli", "verify", "--format", "json"],
                           capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == ("error: --format is a global option: put it before the command, "
-                           "e.g. `fedledger --format json verify ...`\n")
+    hint = "--format is a global option: put it before the command, e.g. `fedledger --format json verify ...`"
+    assert done.returncode == 2 and done.stderr == f"error: {hint}\n"
+    # it asked for JSON: its reader gets the error object too (docs/scheduling.md)
+    assert json.loads(done.stdout)["error"] == {"exit": 2, "family": "usage-error", "message": hint}
+    human = subprocess.run([sys.executable, "-m", "collector.cli", "verify", "--ledger", "x.db"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert human.returncode == 2 and human.stdout == "" and human.stderr.startswith("error: --ledger is a global option")
 
 
 def test_verify_of_a_ledger_never_checkpointed_says_how_to_sign_one(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, progress, run
+from collector.cli_common import (
+    OPTIONS, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, progress, run,
+)
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.export import not_empty_message
 from collector.ledger_open import open_ledger
@@ -145,9 +147,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         from bundler.bundle_verify import verify_bundle
         from collector.checkpoint_fetch import materialize_checkpoints
 
-        if format not in (None, "human", "json"):
-            raise UsageError("--format must be human or json")
-        as_json = format == "json" if format else OPTIONS.json
+        apply_local_options(format)
         if not path.exists():
             raise SourceUnavailable("no such bundle", location=str(path))
         keys = []
@@ -173,7 +173,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         report = verify_bundle(path, trusted_keys=keys, origin=origin, unpinned=unpinned, saved_checkpoints=saved)
         if [f.code for f in report.failures] == ["not-a-bundle"]:
             raise MalformedInput(report.failures[0].message, location=str(path))
-        if as_json:
+        if OPTIONS.json:
             emit_json("fedledger.verify-bundle", {k: v for k, v in report.to_json().items() if k not in ("version", "kind")})
         else:
             for line in report.lines():

@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from collector.cli_common import (
-    COLLECT_FAILED, OPTIONS, emit_json, err, exit_codes, out, progress, report_quarantined, run,
+    COLLECT_FAILED, OPTIONS, FedledgerGroup, emit_json, err, exit_codes, out, progress, report_quarantined, run,
 )
 from collector.cloudtrail_digest import ValidationReport, show_time
 from collector.cloudtrail_fetch import (
@@ -56,7 +56,8 @@ def _print_report(report: ValidationReport, header: str) -> None:
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    cloudtrail_app = typer.Typer(help="CloudTrail digest validation and downloads.", no_args_is_help=True)
+    cloudtrail_app = typer.Typer(cls=FedledgerGroup, help="CloudTrail digest validation and downloads.",
+                                 no_args_is_help=True)
     app.add_typer(cloudtrail_app, name="cloudtrail")
 
     endpoint_opt = typer.Option(None, "--endpoint-url", help="S3 endpoint (tests, VPC endpoints).")

@@ -10,21 +10,14 @@ from typing import Any, Optional
 
 import typer
 
-from collector.cli_common import OPTIONS, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, run
+from collector.cli_common import (
+    OPTIONS, FedledgerGroup, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, report_error,
+    run,
+)
 from collector.config import ConfigInvalid, FedledgerConfig, config_path_from, load_config
-from collector.errors import EXIT_USAGE, FedledgerError, UsageError
+from collector.errors import FedledgerError, UsageError
 
 CONFIG_HELP = "Config file (default: $FEDLEDGER_CONFIG, else ./fedledger.toml)."
-
-
-def _apply_local(format: str | None, as_of: str | None) -> None:
-    """Let --format and --as-of also be given after the command name."""
-    if format is not None:
-        if format not in ("human", "json"):
-            raise UsageError("--format must be human or json")
-        OPTIONS.format = format
-    if as_of is not None:
-        OPTIONS.as_of = parse_as_of(as_of)
 
 
 def _load(config: Path | None) -> FedledgerConfig:
@@ -32,10 +25,8 @@ def _load(config: Path | None) -> FedledgerConfig:
     try:
         return load_config(path)
     except ConfigInvalid as exc:
-        for problem in exc.problems:
-            err(f"error: {problem}")
-        err(f"{len(exc.problems)} problem(s) in {path}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise report_error(exc, human=[*(f"error: {problem}" for problem in exc.problems),
+                                       f"{len(exc.problems)} problem(s) in {path}"]) from None
 
 
 def _duration(seconds: float) -> str:
@@ -53,7 +44,7 @@ def _duration(seconds: float) -> str:
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    config_app = typer.Typer(help="Check the fedledger.toml configuration.", no_args_is_help=True)
+    config_app = typer.Typer(cls=FedledgerGroup, help="Check the fedledger.toml configuration.", no_args_is_help=True)
     app.add_typer(config_app, name="config")
 
     @config_app.command("check", epilog=exit_codes())
@@ -64,7 +55,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         format: Optional[str] = typer.Option(None, "--format", help="Output: human or json."),
     ) -> None:
         """Validate the config (every problem with its line) and print what `fedledger run` would do."""
-        _apply_local(format, None)
+        apply_local_options(format)
         cfg = _load(config)
         report = describe_config(cfg, ledger_path_for(cfg), OPTIONS.now())
         if OPTIONS.json:
@@ -99,7 +90,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         """Collect every configured source, sign a checkpoint, anchor it, optionally bundle (one run per ledger)."""
         from collector.run import RunRequest, execute_run
 
-        _apply_local(format, as_of)
+        apply_local_options(format, as_of)
         cfg = _load(config)
         if publish_checkpoint is not None and not publish_checkpoint.startswith("s3://"):
             raise UsageError("--publish-checkpoint must be an s3://bucket/prefix URL")
@@ -152,7 +143,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         """Per source: newest evidence, last collection, counts, stale or not; exit 1 when anything is stale."""
         from collector.status import ledger_status, render_status
 
-        _apply_local(format, as_of)
+        apply_local_options(format, as_of)
         path = config_path_from(config)
         cfg: FedledgerConfig | None
         if config is None and not os.environ.get("FEDLEDGER_CONFIG") and not path.exists():

@@ -17,7 +17,7 @@ from typing import Optional
 import typer
 
 from collector.cli_common import (
-    COLLECT_FAILED, OPTIONS, emit_json, err, exit_codes, out, progress, report_quarantined, run,
+    COLLECT_FAILED, OPTIONS, FedledgerGroup, emit_json, err, exit_codes, out, progress, report_quarantined, run,
 )
 from collector.errors import InternalError, SourceUnavailable, UsageError
 from collector.gc_pause import paused_gc
@@ -61,7 +61,7 @@ def read_salt(path: Path) -> bytes:
 
 
 def register(app: typer.Typer, collect_app: typer.Typer) -> None:
-    vault_app = typer.Typer(help="HashiCorp Vault audit helpers.", no_args_is_help=True)
+    vault_app = typer.Typer(cls=FedledgerGroup, help="HashiCorp Vault audit helpers.", no_args_is_help=True)
     app.add_typer(vault_app, name="vault")
 
     @collect_app.command("vault", epilog=exit_codes(COLLECT_FAILED))
