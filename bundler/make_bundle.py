@@ -23,6 +23,7 @@ from collector.checkpoint import NoteVerifier
 from collector.signing import CheckpointAnchor, NoteSigner, sign_tree_head
 
 if TYPE_CHECKING:
+    from bundler.bundle import BundleResult
     from collector.run import BuiltBundle
 
 
@@ -153,6 +154,34 @@ def status_tally(assessment: Assessment) -> dict[str, int]:
     return {s: sum(1 for c in assessment.controls if c.status == s) for s in ("satisfied", "not-satisfied", "not-assessed")}
 
 
+def bundle_summary(result: BundleResult, assessment: Assessment) -> dict[str, Any]:
+    """What a bundle holds and found: the body of `fedledger bundle`'s JSON output, and
+    ``bundle_summary`` in `fedledger run --bundle`'s."""
+    return {
+        "out": str(result.out), "archive": str(result.archive) if result.archive else None,
+        "index_pdf": str(result.out / "index.pdf"), "checkpoint_size": result.checkpoint_size,
+        "checkpoint_root": result.checkpoint_root, "controls": status_tally(assessment), "files": result.files,
+        "pages": result.pages, "cited_entries": result.cited_entries,
+        "attestations": dict(result.attestations),
+        "refused_urls": [{"page": page, "url": url} for page, url in result.refusals],
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
+    }
+
+
+def bundle_count_lines(summary: dict[str, Any]) -> list[str]:
+    """The counts of a :func:`bundle_summary` as `fedledger bundle` and `fedledger run --bundle` print
+    them: the controls by status with the checkpoint size, then the attestations of the ledger slice
+    by outcome (the verification transcript's counts)."""
+    tally = summary["controls"]
+    att = summary["attestations"]
+    return [
+        f"{sum(tally.values())} controls: {tally['satisfied']} satisfied, {tally['not-satisfied']} not satisfied, "
+        f"{tally['not-assessed']} not assessed; checkpoint size {summary['checkpoint_size']}",
+        f"attestations: {att['signed']} signed (signature verified), {att['unsigned']} unsigned, "
+        f"{att['invalid']} invalid, {att['deleted']} deleted",
+    ]
+
+
 def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id: str,
                      anchor: CheckpointAnchor | None = None) -> BuiltBundle:
     """``fedledger run --bundle``: a bundle per run under ``[bundle] out_dir`` (default beside the ledger);
@@ -176,6 +205,6 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
             catalog=b.catalog, policies=b.policies_dir, archive=b.archive,
             settings=evaluation_settings_from_config(config),
         )
-        result, _assessment = make_bundle(ledger, signer, request, anchor=anchor,
-                                          previous=config_previous_keys(ledger, config))
-    return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals))
+        result, assessment = make_bundle(ledger, signer, request, anchor=anchor,
+                                         previous=config_previous_keys(ledger, config))
+    return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals), bundle_summary(result, assessment))

@@ -162,12 +162,15 @@ BUNDLE_HOOK = "bundler.make_bundle:bundle_after_run"
 
 @dataclass(frozen=True)
 class BuiltBundle:
-    """What the bundle hook made: the bundle (archive, else folder) and the URLs its PDF renderer
-    refused, as (page, URL) pairs. A refusal fails the run's bundle step with exit 1, as
-    ``fedledger bundle`` exits 1; the bundle itself is complete and signed either way."""
+    """What the bundle hook made: the bundle (archive, else folder), the URLs its PDF renderer
+    refused, as (page, URL) pairs, and what `fedledger bundle` reports of it
+    (:func:`bundler.make_bundle.bundle_summary`: controls, checkpoint, attestation counts). A refusal
+    fails the run's bundle step with exit 1, as ``fedledger bundle`` exits 1; the bundle itself is
+    complete and signed either way."""
 
     path: Path
     refusals: tuple[tuple[str, str], ...] = ()
+    summary: dict[str, Any] | None = None
 
 
 def _import_target(target: str, what: str) -> Callable[..., Any]:
@@ -333,6 +336,7 @@ class RunResult:
     published: dict[str, Any] | None = None
     bundle: str | None = None
     bundle_refusals: tuple[tuple[str, str], ...] = ()
+    bundle_summary: dict[str, Any] | None = None  # `fedledger bundle`'s report of that bundle
     failed_steps: list[StepFailure] = field(default_factory=list)
     took_over: LockHolder | None = None
     duration_s: float = 0.0
@@ -369,6 +373,7 @@ class RunResult:
             "published": self.published,
             "bundle": self.bundle,
             "bundle_refused_urls": [{"page": page, "url": url} for page, url in self.bundle_refusals],
+            "bundle_summary": self.bundle_summary,
             "took_over_stale_lock": None if self.took_over is None else self.took_over.describe(),
             "duration_s": round(self.duration_s, 3),
         }
@@ -540,6 +545,7 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 hook = _import_target(BUNDLE_HOOK, "the bundle step")
                 built: BuiltBundle = hook(config, ledger_path, as_of=as_of, run_id=run_id, anchor=anchor)
                 result.bundle, result.bundle_refusals = str(built.path), built.refusals
+                result.bundle_summary = built.summary
                 refused = [{"page": page, "url": url} for page, url in built.refusals]
                 log.emit("bundle", path=result.bundle, **({"refused_urls": refused} if refused else {}))
                 if built.refusals:

@@ -46,7 +46,9 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     ) -> None:
         """Evaluate the ledger against controls and write a signed, offline-verifiable bundle."""
         from bundler.evaluate import EvaluationConfig
-        from bundler.make_bundle import BundleRequest, evaluation_settings_from_config, make_bundle
+        from bundler.make_bundle import (
+            BundleRequest, bundle_count_lines, bundle_summary, evaluation_settings_from_config, make_bundle,
+        )
         from collector.commands.ledger_cmds import open_signer
         from collector.run import config_anchor, config_previous_keys, config_signer
 
@@ -94,24 +96,14 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 result, assessment = make_bundle(ledger, signer, request, anchor=anchor, on_note=err,
                                                  on_stage=lambda _s: advance(1),
                                                  previous=config_previous_keys(ledger, loaded_config))
-        tally = {s: sum(1 for c in assessment.controls if c.status == s)
-                 for s in ("satisfied", "not-satisfied", "not-assessed")}
+        summary = bundle_summary(result, assessment)
         if OPTIONS.json:
-            emit_json("fedledger.bundle", {
-                "out": str(result.out), "archive": str(result.archive) if result.archive else None,
-                "index_pdf": str(result.out / "index.pdf"), "checkpoint_size": result.checkpoint_size,
-                "checkpoint_root": result.checkpoint_root, "controls": tally, "files": result.files,
-                "pages": result.pages, "cited_entries": result.cited_entries,
-                "attestations": result.attestations,
-                "refused_urls": [{"page": page, "url": url} for page, url in result.refusals],
-                "timings": {k: round(v, 3) for k, v in result.timings.items()},
-            })
+            emit_json("fedledger.bundle", summary)
         else:
             out(f"bundle written to {result.out}" + (f" and {result.archive}" if result.archive else ""))
             out(f"index: {result.out / 'index.pdf'}")
-            out(f"{len(assessment.controls)} controls: {tally['satisfied']} satisfied, "
-                f"{tally['not-satisfied']} not satisfied, {tally['not-assessed']} not assessed; "
-                f"checkpoint size {result.checkpoint_size}")
+            for line in bundle_count_lines(summary):
+                out(line)
         if result.refusals:
             # Our templates reference no URL outside the package's assets: a refusal means a page
             # held markup it should not (docs/bundle.md). Nothing was fetched; the bundle says so.
@@ -121,7 +113,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             for page, url in result.refusals:
                 err(f"  refused: {page}: {ascii(url)}")
             raise typer.Exit(1)
-        if strict and tally["not-satisfied"]:
+        if strict and summary["controls"]["not-satisfied"]:
             raise typer.Exit(1)
 
     @app.command("verify-bundle", epilog=exit_codes("any INVALID line"))

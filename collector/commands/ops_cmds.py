@@ -129,6 +129,11 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                 out(f"anchored: {result.published['url']} (until {result.published['retain_until']})")
             if result.bundle:
                 out(f"bundle: {result.bundle}")
+            if result.bundle_summary is not None:
+                from bundler.make_bundle import bundle_count_lines  # there is a summary only when bundler is
+
+                for line in bundle_count_lines(result.bundle_summary):
+                    out(line)
         if result.exit_code:
             err(f"error: {result.failure_message()}")
             raise typer.Exit(result.exit_code)
