@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +95,8 @@ def stats_cache_path(ledger_path: Path) -> Path:
     return Path(ledger_path).with_name(Path(ledger_path).name + ".stats.json")
 
 
-def _merge(into: Aggregates, rows: list[tuple[Any, ...]]) -> None:
+def merge_aggregates(into: Aggregates, rows: list[tuple[Any, ...]]) -> None:
+    """Add aggregate rows (source id, kind, count, newest, oldest, observed) of more entries to *into*."""
     for source_id, kind, count, newest, oldest, observed in rows:
         key = (str(source_id), str(kind))
         have = into.get(key)
@@ -108,19 +109,34 @@ def _merge(into: Aggregates, rows: list[tuple[Any, ...]]) -> None:
         have[3] = max(v for v in (have[3], observed) if v is not None) if (have[3] or observed) else None
 
 
-def _read_sidecar(path: Path, conn: sqlite3.Connection, size: int, version: int) -> tuple[int, Any]:
-    """(covered, document) of a count sidecar that still describes this ledger: its version is
-    *version* and the leaf hash of its last counted entry is the ledger's; else (0, None)."""
+def counts_document(data: bytes, size: int, version: int, leaf_hex: Callable[[int], str | None]) -> tuple[int, Any]:
+    """(covered, document) of a counts cache (a sidecar file's bytes, or the PostgreSQL ``status_cache``
+    row's) that still describes a ledger of *size* entries: its version is *version*, it counts no more
+    entries than the ledger holds, and the leaf hash of its last counted entry is the ledger's
+    (*leaf_hex(seq)*); else (0, None), and everything is counted again."""
     try:
-        doc = orjson.loads(path.read_bytes())
+        doc = orjson.loads(data)
         covered = int(doc["covered"])
         if doc.get("v") != version or not 0 < covered <= size:
             return 0, None
-        if _leaf_hex(conn, covered - 1) != doc["leaf"]:
+        if leaf_hex(covered - 1) != doc["leaf"]:
             return 0, None  # the ledger was rolled back or rewritten: count again
         return covered, doc
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return 0, None
+
+
+def counts_bytes(version: int, size: int, leaf_hex: str, body: dict[str, Any]) -> bytes:
+    """A counts cache of entries [0, size) whose last entry's leaf hash is *leaf_hex*."""
+    return orjson.dumps({"v": version, "covered": size, "leaf": leaf_hex, **body})
+
+
+def _read_sidecar(path: Path, conn: sqlite3.Connection, size: int, version: int) -> tuple[int, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0, None
+    return counts_document(data, size, version, lambda seq: _leaf_hex(conn, seq))
 
 
 def _write_sidecar(path: Path, conn: sqlite3.Connection, size: int, version: int, body: dict[str, Any]) -> None:
@@ -131,7 +147,7 @@ def _write_sidecar(path: Path, conn: sqlite3.Connection, size: int, version: int
         return
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:
-        tmp.write_bytes(orjson.dumps({"v": version, "covered": size, "leaf": leaf, **body}))
+        tmp.write_bytes(counts_bytes(version, size, leaf, body))
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
@@ -142,18 +158,26 @@ def _leaf_hex(conn: sqlite3.Connection, seq: int) -> str | None:
     return None if row is None else bytes(row[0]).hex()
 
 
-def _load_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, Aggregates]:
-    """Aggregates of entries [0, covered) from the cache, if it still describes this ledger."""
-    covered, doc = _read_sidecar(path, conn, size, CACHE_VERSION)
+def cached_aggregates(covered: int, doc: Any) -> tuple[int, Aggregates]:
+    """(covered, aggregates) held by a checked ``.stats.json`` document (:func:`counts_document`);
+    (0, {}) for none or one of another shape."""
     try:
         return (covered, {(str(a), str(b)): list(v) for a, b, v in doc["aggregates"]}) if doc else (0, {})
     except (KeyError, TypeError, ValueError):
         return 0, {}
 
 
+def aggregates_body(aggregates: Aggregates) -> dict[str, Any]:
+    return {"aggregates": [[sid, kind, v] for (sid, kind), v in sorted(aggregates.items())]}
+
+
+def _load_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, Aggregates]:
+    """Aggregates of entries [0, covered) from the cache, if it still describes this ledger."""
+    return cached_aggregates(*_read_sidecar(path, conn, size, CACHE_VERSION))
+
+
 def _save_cache(path: Path, conn: sqlite3.Connection, size: int, aggregates: Aggregates) -> None:
-    _write_sidecar(path, conn, size, CACHE_VERSION,
-                   {"aggregates": [[sid, kind, v] for (sid, kind), v in sorted(aggregates.items())]})
+    _write_sidecar(path, conn, size, CACHE_VERSION, aggregates_body(aggregates))
 
 
 @dataclass(frozen=True)
@@ -193,9 +217,9 @@ def merge_locations(entry_rows: list[tuple[Any, ...]], quarantine_rows: list[tup
             for loc in sorted(set(found) | set(quarantined))]
 
 
-def _load_locations_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, LocationCounts]:
-    """Per-location counts of entries [0, covered) from the cache, if it still describes this ledger."""
-    covered, doc = _read_sidecar(path, conn, size, LOCATIONS_CACHE_VERSION)
+def cached_locations(covered: int, doc: Any) -> tuple[int, LocationCounts]:
+    """(covered, per-location counts) held by a checked ``.locations.json`` document
+    (:func:`counts_document`); (0, {}) for none or one of another shape."""
     if doc is None:
         return 0, {}
     try:
@@ -208,18 +232,43 @@ def _load_locations_cache(path: Path, conn: sqlite3.Connection, size: int) -> tu
         return 0, {}
 
 
+def locations_body(counts: LocationCounts) -> dict[str, Any]:
+    return {"ids": {sid: [[loc, v[0], v[1]] for loc, v in sorted(by_loc.items(), key=lambda x: str(x[0]))]
+                    for sid, by_loc in sorted(counts.items())}}
+
+
+def _load_locations_cache(path: Path, conn: sqlite3.Connection, size: int) -> tuple[int, LocationCounts]:
+    """Per-location counts of entries [0, covered) from the cache, if it still describes this ledger."""
+    return cached_locations(*_read_sidecar(path, conn, size, LOCATIONS_CACHE_VERSION))
+
+
 def _save_locations_cache(path: Path, conn: sqlite3.Connection, size: int, counts: LocationCounts) -> None:
-    _write_sidecar(path, conn, size, LOCATIONS_CACHE_VERSION,
-                   {"ids": {sid: [[loc, v[0], v[1]] for loc, v in sorted(by_loc.items(), key=lambda x: str(x[0]))]
-                            for sid, by_loc in sorted(counts.items())}})
+    _write_sidecar(path, conn, size, LOCATIONS_CACHE_VERSION, locations_body(counts))
 
 
-def _count_locations(conn: sqlite3.Connection, counts: LocationCounts, source_ids: list[str], lo: int, hi: int) -> None:
-    """Add the per-location counts of *source_ids* over entries [lo, hi) to *counts*."""
-    if not source_ids or hi <= lo:
-        return
-    sql = _BY_LOCATION.format(marks=", ".join("?" * len(source_ids)))
-    for sid, location, count, newest in conn.execute(sql, (lo, hi, *source_ids)).fetchall():
+# (source id, location, count, newest event time) rows of some entries
+LocationRows = list[tuple[Any, ...]]
+
+
+def count_locations(known: LocationCounts, covered: int, size: int, wanted: list[str],
+                    read: Callable[[list[str], int, int], LocationRows]) -> tuple[LocationCounts, bool]:
+    """Per-location counts of each of *wanted* over entries [0, size), from *known* (the counts of
+    entries [0, covered)) and *read(ids, lo, hi)*, the rows of entries [lo, hi) of *ids*: ids already
+    known are read from *covered*, an id asked for the first time from 0. Also whether the result
+    should replace the cache: it holds the ids asked for only, as one not brought forward now would
+    fall behind its new ``covered``."""
+    counts: LocationCounts = {sid: known[sid] for sid in wanted if sid in known}
+    first_time = [sid for sid in wanted if sid not in counts]
+    for sid in first_time:
+        counts[sid] = {}
+    for ids, lo in (([sid for sid in wanted if sid not in first_time], covered), (first_time, 0)):
+        if ids and size > lo:
+            _merge_location_rows(counts, read(ids, lo, size))
+    return counts, bool(size) and (size > covered or bool(first_time) or set(known) != set(wanted))
+
+
+def _merge_location_rows(counts: LocationCounts, rows: LocationRows) -> None:
+    for sid, location, count, newest in rows:
         by_loc = counts.setdefault(str(sid), {})
         key = None if location is None else str(location)
         have = by_loc.get(key)
@@ -248,14 +297,12 @@ def location_stats(path: Path, source_ids: Iterable[str], *, use_cache: bool = T
         size = 0 if size_row[0] is None else int(size_row[0]) + 1
         cache = locations_cache_path(path)
         covered, known = _load_locations_cache(cache, conn, size) if use_cache else (0, {})
-        counts: LocationCounts = {sid: known[sid] for sid in wanted if sid in known}
-        first_time = [sid for sid in wanted if sid not in counts]
-        for sid in first_time:
-            counts[sid] = {}
-        _count_locations(conn, counts, [sid for sid in wanted if sid not in first_time], covered, size)
-        _count_locations(conn, counts, first_time, 0, size)
-        # Keep only the ids asked for: an id not updated now would fall behind the new "covered".
-        if use_cache and size and (size > covered or first_time or set(known) != set(wanted)):
+
+        def read(ids: list[str], lo: int, hi: int) -> LocationRows:
+            return conn.execute(_BY_LOCATION.format(marks=", ".join("?" * len(ids))), (lo, hi, *ids)).fetchall()
+
+        counts, changed = count_locations(known, covered, size, wanted, read)
+        if use_cache and changed:
             _save_locations_cache(cache, conn, size, counts)
         quarantine_rows: list[tuple[Any, ...]] = []
         if wanted:
@@ -263,6 +310,13 @@ def location_stats(path: Path, source_ids: Iterable[str], *, use_cache: bool = T
             quarantine_rows = conn.execute(
                 f"SELECT source, location, count(*) FROM quarantine WHERE source IN ({marks}) GROUP BY 1, 2",
                 wanted).fetchall()
+    return location_results(wanted, counts, quarantine_rows)
+
+
+def location_results(wanted: list[str], counts: LocationCounts,
+                     quarantine_rows: list[tuple[Any, ...]]) -> dict[str, list[LocationStats]]:
+    """One :class:`LocationStats` list per id of *wanted*, from its counts and the (source id,
+    location, count) rows of the quarantine."""
     quarantined: dict[str, list[tuple[Any, ...]]] = {sid: [] for sid in wanted}
     for sid, location, n in quarantine_rows:
         quarantined[str(sid)].append((location, n))
@@ -286,31 +340,40 @@ def ledger_stats(path: Path, *, use_cache: bool = True) -> LedgerStats:
         covered, aggregates = _load_cache(cache, conn, size) if use_cache else (0, {})
         # Up to the size read above only: a run may commit more meanwhile, and the cache records
         # "counted up to size"; counting beyond it would count those entries again next time.
-        _merge(aggregates, conn.execute(_AGGREGATE, (covered, size)).fetchall())
+        merge_aggregates(aggregates, conn.execute(_AGGREGATE, (covered, size)).fetchall())
         if use_cache and size > covered:
             _save_cache(cache, conn, size, aggregates)
-        per_source = [(sid, kind, *values) for (sid, kind), values in aggregates.items()]
-        quarantine = dict(conn.execute("SELECT source, count(*) FROM quarantine GROUP BY source").fetchall())
-        cursors = dict(conn.execute("SELECT source, updated FROM cursors").fetchall())
+        quarantine = conn.execute("SELECT source, count(*) FROM quarantine GROUP BY source").fetchall()
+        cursors = conn.execute("SELECT source, updated FROM cursors").fetchall()
         cp_row = conn.execute("SELECT size, created, root FROM checkpoints ORDER BY id DESC LIMIT 1").fetchone()
         cp_count = int(conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0])
+        origin = str(origin_row[0]) if origin_row else ""
+    return assemble_stats(str(path), origin, size, aggregates, quarantine, cursors, cp_row, cp_count)
+
+
+def assemble_stats(path: str, origin: str, size: int, aggregates: Aggregates, quarantine_rows: Iterable[tuple[Any, Any]],
+                   cursor_rows: Iterable[tuple[Any, Any]], cp_row: tuple[Any, ...] | None, cp_count: int) -> LedgerStats:
+    """:class:`LedgerStats` from the per-source aggregates, the (source, count) rows of the quarantine,
+    the (source, updated) rows of the cursors and the newest checkpoint's (size, created, root) row."""
+    quarantine = {str(sid): int(n) for sid, n in quarantine_rows}
+    cursors = {str(sid): str(updated) for sid, updated in cursor_rows}
     sources: dict[str, SourceStats] = {}
-    for source_id, kind, count, newest, oldest, observed in per_source:
+    for (source_id, kind), (count, newest, oldest, observed) in aggregates.items():
         sid = str(source_id)
         sources[sid] = SourceStats(sid, str(kind), int(count), newest, oldest, observed,
-                                   int(quarantine.get(sid, 0)), cursors.get(sid))
+                                   quarantine.get(sid, 0), cursors.get(sid))
     # Sources that only ever quarantined, or only moved a cursor, still show up.
     for sid in set(quarantine) | set(cursors):
         if sid not in sources:
             kind = sid.split(":", 1)[0] if ":" in sid else "unknown"
-            sources[sid] = SourceStats(sid, kind, 0, None, None, None, int(quarantine.get(sid, 0)), cursors.get(sid))
+            sources[sid] = SourceStats(sid, kind, 0, None, None, None, quarantine.get(sid, 0), cursors.get(sid))
     latest = None if cp_row is None else CheckpointStats(int(cp_row[0]), str(cp_row[1]), bytes(cp_row[2]).hex())
     return LedgerStats(
-        path=str(path),
-        origin=str(origin_row[0]) if origin_row else "",
+        path=path,
+        origin=origin,
         size=size,
         sources=tuple(sorted(sources.values(), key=lambda s: s.source_id)),
         latest_checkpoint=latest,
         checkpoints=cp_count,
-        quarantined=sum(int(v) for v in quarantine.values()),
+        quarantined=sum(quarantine.values()),
     )
