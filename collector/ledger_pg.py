@@ -6,7 +6,8 @@ Selected by a URL::
 
 * ``ledger=NAME`` (default ``fedledger``) is the PostgreSQL **schema** holding this
   ledger's tables (``meta``, ``entries``, ``nodes``, ``dedup``, ``raw_index``,
-  ``cursors``, ``quarantine``, ``signers``, ``checkpoints``); several ledgers can
+  ``cursors``, ``quarantine``, ``signers``, ``checkpoints``, and ``status_cache``, where
+  ``fedledger status`` keeps its counts); several ledgers can
   share one database. NAME: lowercase letters, digits and ``_``, starting with a letter.
 * ``store=/folder`` (required) is the evidence store folder for raw bytes; every
   writer must see the same folder (local disk for one host, a shared mount otherwise).
@@ -83,6 +84,9 @@ CREATE TABLE IF NOT EXISTS {s}.checkpoints (id BIGSERIAL PRIMARY KEY, size BIGIN
     note TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS {s}.run_holder (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL);
 """
+# ``fedledger status``'s counts of the entries it has counted (collector/ledger_stats_pg.py): an operational
+# shortcut, never evidence; made by ``init``, or by the first status that may, for a ledger made before it.
+CREATE_STATUS_CACHE = "CREATE TABLE IF NOT EXISTS {s}.status_cache (name TEXT PRIMARY KEY, doc BYTEA NOT NULL);"
 
 
 def is_postgres_url(location: object) -> bool:
@@ -131,6 +135,8 @@ class PostgresLocation:
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
         self.run_lock_key = int.from_bytes(hashlib.sha256(b"fedledger-run-lock:" + self.name.encode()).digest()[:8],
                                            "big", signed=True)
+        self.status_cache_lock_key = int.from_bytes(
+            hashlib.sha256(b"fedledger-status-cache-lock:" + self.name.encode()).digest()[:8], "big", signed=True)
 
 
 def connect(location: PostgresLocation) -> Any:
@@ -220,7 +226,7 @@ class PostgresLedger(LedgerReads):
                 if _has_meta(conn, location.schema):
                     raise UsageError("a ledger already exists here", location=url)
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {location.schema}")
-                conn.execute(_SCHEMA.format(s=location.schema))
+                conn.execute(_SCHEMA.format(s=location.schema) + CREATE_STATUS_CACHE.format(s=location.schema))
                 with conn.cursor() as cur:
                     cur.executemany(
                         f"INSERT INTO {location.schema}.meta(key, value) VALUES (%s, %s)",

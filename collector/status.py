@@ -8,18 +8,22 @@ build, by kind (ids of that kind not claimed by another configured source). An i
 several configured sources share (every Vault entry's is ``vault``, whichever server or
 file it came from) is split by where each entry was read from (``source.location``);
 on SQLite those per-location counts are kept in ``<ledger>.locations.json`` like the
-per-source ones in ``<ledger>.stats.json``, so a call reads only the entries appended
-since the last one (:func:`collector.ledger_stats.location_stats`).
+per-source ones in ``<ledger>.stats.json``, on PostgreSQL in the ledger schema's
+``status_cache`` table, so a call reads only the entries appended since the last one
+(:func:`collector.ledger_stats.location_stats`, :mod:`collector.ledger_stats_pg`). On
+PostgreSQL every number of one status comes from one snapshot (:func:`_stats_reader`).
 Freshness here is operational: the numbers come from the database as it is, and
 ``fedledger verify`` is what checks the database was not altered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import FedledgerError
@@ -109,16 +113,36 @@ def _planned_ids(source: SourceConfig, cfg: FedledgerConfig, ledger_path: Path |
         return None
 
 
-def _location_stats(ledger_path: Path | str, source_ids: list[str]) -> dict[str, list[LocationStats]]:
-    if not source_ids:
-        return {}
+class _StatsReader(Protocol):
+    def ledger_stats(self) -> LedgerStats: ...
+
+    def location_stats(self, source_ids: list[str]) -> dict[str, list[LocationStats]]: ...
+
+
+@dataclass(frozen=True)
+class _SqliteStats:
+    path: Path
+
+    def ledger_stats(self) -> LedgerStats:
+        return ledger_stats(self.path)
+
+    def location_stats(self, source_ids: list[str]) -> dict[str, list[LocationStats]]:
+        return location_stats(self.path, source_ids) if source_ids else {}
+
+
+@contextmanager
+def _stats_reader(ledger_path: Path | str) -> Iterator[_StatsReader]:
+    """The ledger's statistics; on PostgreSQL all from one snapshot, read and cached in one transaction
+    that stays open while the configured sources are planned."""
     from collector.ledger_pg import is_postgres_url
 
     if is_postgres_url(ledger_path):
-        from collector.ledger_stats_pg import location_stats_pg
+        from collector.ledger_stats_pg import status_snapshot
 
-        return location_stats_pg(str(ledger_path), source_ids)
-    return location_stats(Path(ledger_path), source_ids)
+        with status_snapshot(str(ledger_path)) as snapshot:
+            yield snapshot
+    else:
+        yield _SqliteStats(Path(ledger_path))
 
 
 def _max(values: list[str | None]) -> str | None:
@@ -128,16 +152,14 @@ def _max(values: list[str | None]) -> str | None:
 
 def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of: datetime) -> StatusReport:
     """Status of every configured source (and of ledger sources the config does not name)."""
+    with _stats_reader(ledger_path) as reader:
+        return _status(reader, ledger_path, cfg, as_of)
+
+
+def _status(reader: _StatsReader, ledger_path: Path | str, cfg: FedledgerConfig | None, as_of: datetime) -> StatusReport:
     from collector.run import read_journal
 
-    from collector.ledger_pg import is_postgres_url
-
-    if is_postgres_url(ledger_path):
-        from collector.ledger_stats_pg import ledger_stats_pg
-
-        stats = ledger_stats_pg(str(ledger_path))
-    else:
-        stats = ledger_stats(Path(ledger_path))
+    stats = reader.ledger_stats()
     report = StatusReport(as_of=format_time(as_of), ledger=stats, config=str(cfg.path) if cfg else None)
     if stats.latest_checkpoint is not None:
         report.checkpoint_age_s = _age(as_of, stats.latest_checkpoint.created)
@@ -173,8 +195,8 @@ def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of
         for sid in ids:
             owners[sid] = owners.get(sid, 0) + 1
     # One read for all of them; on SQLite only the entries appended since the last status call.
-    by_location = _location_stats(ledger_path, sorted(sid for sid, n in owners.items()
-                                                      if n > 1 and stats.source(sid) is not None))
+    by_location = reader.location_stats(sorted(sid for sid, n in owners.items()
+                                               if n > 1 and stats.source(sid) is not None))
     for source in cfg.sources:
         all_ids, matched_by = matched[source.name]
         mine = [s for s in stats.sources if s.source_id in all_ids and s.source_id not in by_location]
