@@ -49,10 +49,12 @@ from collector.ledger_stats import (
 # aggregate. A body holding the six characters \u0000 has them replaced by \ufffd where they are an
 # escape (not preceded by an odd number of backslashes) before it is parsed; the fields aggregated
 # here are written by fedledger and hold no NUL, so the numbers are those SQLite's json_extract gives.
-# Entries [lo, hi) only: a range of the primary key, so exactly hi - lo bodies are read.
+# {where} is "" (every entry) or "WHERE seq >= %s" (those from a seq on, a range of the primary key). No
+# upper bound: in the status's snapshot no entry lies beyond the size it read, and a whole-table scan keeps
+# PostgreSQL's parallel plan (a range the planner misestimates, as before a table's first ANALYZE, did not).
 _DOCS = r"""(SELECT (CASE WHEN strpos(t, '\u0000') > 0
                       THEN regexp_replace(t, '(?<!\\)((\\\\)*)\\u0000', '\1\\ufffd', 'g') ELSE t END)::jsonb AS d
-       FROM (SELECT convert_from(body, 'UTF8') AS t FROM {s}.entries WHERE seq >= %s AND seq < %s) AS b) AS e"""
+       FROM (SELECT convert_from(body, 'UTF8') AS t FROM {s}.entries {where}) AS b) AS e"""
 
 # Times are normalized RFC 3339 UTC strings: byte order ("C" collation) is time order,
 # as with SQLite's max() over text.
@@ -70,6 +72,10 @@ _BY_LOCATION = """
     WHERE d->'source'->>'id' = ANY(%s)
     GROUP BY 1, 2
 """
+
+
+def _from(seq: int) -> str:
+    return "WHERE seq >= %s" if seq else ""
 
 
 class PostgresStatusReader:
@@ -90,7 +96,8 @@ class PostgresStatusReader:
         conn, s = self._conn, self._s
         covered, aggregates = cached_aggregates(*self._cached("stats", CACHE_VERSION))
         if self.size > covered:
-            merge_aggregates(aggregates, conn.execute(_AGGREGATE.format(s=s), (covered, self.size)).fetchall())
+            merge_aggregates(aggregates, conn.execute(_AGGREGATE.format(s=s, where=_from(covered)),
+                                                      (covered,) if covered else ()).fetchall())
             self._keep("stats", CACHE_VERSION, aggregates_body(aggregates))
         origin_row = conn.execute(f"SELECT value FROM {s}.meta WHERE key='origin'").fetchone()
         quarantine = conn.execute(f"SELECT source, count(*) FROM {s}.quarantine GROUP BY source").fetchall()
@@ -111,8 +118,8 @@ class PostgresStatusReader:
             return {}
         conn, s = self._conn, self._s
 
-        def read(ids: list[str], lo: int, hi: int) -> LocationRows:
-            return conn.execute(_BY_LOCATION.format(s=s), (lo, hi, ids)).fetchall()
+        def read(ids: list[str], lo: int, _size: int) -> LocationRows:  # the snapshot holds no entry beyond it
+            return conn.execute(_BY_LOCATION.format(s=s, where=_from(lo)), ((lo,) if lo else ()) + (ids,)).fetchall()
 
         covered, known = cached_locations(*self._cached("locations", LOCATIONS_CACHE_VERSION))
         counts, changed = count_locations(known, covered, self.size, wanted, read)
