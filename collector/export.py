@@ -22,6 +22,7 @@ from collector.errors import UsageError
 from collector.ledger import Ledger
 
 EXPORT_FORMAT = "fedledger-export/1"
+RAW_LOOKUP_CHUNK = 5000  # entries whose raw objects are looked up at once (one query on PostgreSQL)
 KEY_NAME_KEPT = 64  # characters of a key name kept in its file name
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -64,6 +65,12 @@ def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: boo
     size = 0
     objects: set[str] = set()
     digest = hashlib.sha256()
+    pending: list[tuple[int, bytes]] = []
+
+    def add_objects() -> None:
+        objects.update(where.object for where in ledger.raw_locations(pending) if where is not None)
+        pending.clear()
+
     with open(out / "entries.jsonl", "wb") as handle:
         for seq, _leaf, body in ledger.entries():
             data = bytes(body)
@@ -71,9 +78,11 @@ def export_ledger(ledger: Ledger, out: Path, *, start: int = 0, include_raw: boo
             digest.update(data + b"\n")
             size += 1
             if include_raw:
-                where = ledger.raw_location(seq)
-                if where is not None:
-                    objects.add(where.object)
+                pending.append((seq, data))
+                if len(pending) >= RAW_LOOKUP_CHUNK:
+                    add_objects()
+    if pending:
+        add_objects()
     files["entries.jsonl"] = digest.hexdigest()
     for cp in ledger.checkpoints():
         if cp.size > size:

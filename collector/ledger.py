@@ -432,6 +432,11 @@ class LedgerReads:
         """Where the raw bytes of entry *seq* live in the evidence store (None when the entry has none)."""
         raise NotImplementedError
 
+    def raw_locations(self, entries: Sequence[tuple[int, bytes]]) -> list[RawIndexRow | None]:
+        """:meth:`raw_location` of each (seq, stored body) of *entries*, in order. A backend where each
+        lookup is a round trip (PostgreSQL) answers them all at once."""
+        return [self.raw_location(seq) for seq, _body in entries]
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         raise NotImplementedError
 

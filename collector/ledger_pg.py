@@ -38,8 +38,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import orjson
-
 from collector.checkpoint import require_valid_origin
 from collector.errors import FedledgerError, MalformedInput, SourceUnavailable, UsageError
 from collector.ledger import (
@@ -328,11 +326,14 @@ class PostgresLedger(LedgerReads):
 
     def raw_location(self, seq: int) -> RawIndexRow | None:
         body = self._q("SELECT body FROM ~.entries WHERE seq=%s", (seq,)).fetchone()
-        if body is None:
-            return None
-        sha256 = orjson.loads(as_bytes(body[0]))["raw"]["sha256"]
-        row = self._q('SELECT sha256, size, object, "offset" FROM ~.raw_index WHERE sha256=%s', (sha256,)).fetchone()
-        return None if row is None else RawIndexRow(str(row[0]), int(row[1]), str(row[2]), int(row[3]))
+        return None if body is None else self.raw_locations([(seq, as_bytes(body[0]))])[0]
+
+    def raw_locations(self, entries: Sequence[tuple[int, bytes]]) -> list[RawIndexRow | None]:
+        """Where the raw bytes of each (seq, stored body) of *entries* live: the raw index is keyed by the
+        raw SHA-256 each body holds, looked up for all of them in one query (per 5,000)."""
+        digests = [stored_raw_sha256(body) for _seq, body in entries]
+        found = self.raw_index_rows(sorted(set(digests)))
+        return [found.get(sha256) for sha256 in digests]
 
     def raw_index_rows(self, digests: Sequence[str]) -> dict[str, RawIndexRow]:
         """Where the raw bytes with each of *digests* (raw SHA-256 hex) live, for those the index holds."""
