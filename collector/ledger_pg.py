@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from collector.checkpoint import require_valid_origin
 from collector.errors import FedledgerError, MalformedInput, SourceUnavailable, UsageError
@@ -128,7 +128,8 @@ class PostgresLocation:
                              "postgresql://postgres@127.0.0.1/fedledger?ledger=ci&store=/var/lib/fedledger/objects",
                              location=url)
         self.store = Path(store).expanduser()
-        self.conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
+        # %20 for a space: libpq decodes %XX only, and would read urlencode's '+' as a '+'
+        self.conninfo = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest, quote_via=quote), ""))
         digest = hashlib.sha256(b"fedledger-ledger-lock:" + self.name.encode()).digest()
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
         self.run_lock_key = int.from_bytes(hashlib.sha256(b"fedledger-run-lock:" + self.name.encode()).digest()[:8],

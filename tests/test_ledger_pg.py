@@ -196,6 +196,21 @@ def test_export_with_raw_evidence_is_sqlites_in_a_few_queries(tmp_path: Path, pg
         assert _folder(tmp_path / "pg-chunked") == _folder(tmp_path / "lite-64")
 
 
+def test_libpq_parameters_of_the_url_reach_the_server_as_written(pg_url: str) -> None:
+    """Query parameters other than ledger/store are libpq's: one holding a space (`options=-c name=value`,
+    an application_name) was re-encoded with '+' for the space, which libpq does not decode, so the server
+    refused the connection or got another value."""
+    from collector.ledger_pg import connect
+
+    url = pg_url + "&application_name=fedledger%20status&options=-c%20statement_timeout%3D4321"
+    conn = connect(PostgresLocation(url))
+    try:
+        assert conn.execute("SHOW application_name").fetchone()[0] == "fedledger status"
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "4321ms"
+    finally:
+        conn.close()
+
+
 def test_failed_batch_commits_nothing(pg_url: str) -> None:
     with create_ledger(pg_url, ORIGIN, created=OBSERVED, key_type="ed25519") as pg:
         pg.append([_entry(0)], cursors={"s": "1"}, updated=OBSERVED)
