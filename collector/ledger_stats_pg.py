@@ -137,11 +137,18 @@ class PostgresStatusReader:
 
     def _cached(self, name: str, version: int) -> tuple[int, Any]:
         """(covered, document) of cache *name* if it still describes this snapshot's ledger, else (0, None)."""
+        import psycopg
+
         if not self._use_cache:
             return 0, None
-        if self._conn.execute("SELECT to_regclass(%s)", (f"{self._s}.status_cache",)).fetchone()[0] is None:
+        conn = self._conn
+        if conn.execute("SELECT to_regclass(%s)", (f"{self._s}.status_cache",)).fetchone()[0] is None:
             return 0, None  # a ledger made before the cache: the first status that may write adds it
-        row = self._conn.execute(f"SELECT doc FROM {self._s}.status_cache WHERE name = %s", (name,)).fetchone()
+        try:
+            with conn.transaction():  # a savepoint: a cache this user may not read is no cache, not a failure
+                row = conn.execute(f"SELECT doc FROM {self._s}.status_cache WHERE name = %s", (name,)).fetchone()
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedColumn, psycopg.DataError):
+            return 0, None
         if row is None:
             return 0, None
         return counts_document(as_bytes(row[0]), self.size, version, self._leaf_hex)

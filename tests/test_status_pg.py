@@ -254,6 +254,10 @@ def test_a_user_who_may_only_read_gets_the_status_without_a_cache(tmp_path: Path
         assert ledger_stats_pg(as_reader) == replace(ledger_stats_pg(pg_url, use_cache=False), path=as_reader)
         assert location_stats_pg(as_reader, IDS) == location_stats_pg(pg_url, IDS, use_cache=False)
         assert _cache(pg_url, "stats")["covered"] == 20
+        # granted SELECT on the ledger's tables before a status made the cache table: not on that one
+        admin.execute(f"REVOKE SELECT ON {location.schema}.status_cache FROM {role}")
+        assert ledger_stats_pg(as_reader) == replace(ledger_stats_pg(pg_url, use_cache=False), path=as_reader)
+        assert location_stats_pg(as_reader, IDS) == location_stats_pg(pg_url, IDS, use_cache=False)
     finally:
         admin.execute(f"DROP OWNED BY {role}")
         admin.execute(f"DROP ROLE {role}")
