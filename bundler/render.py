@@ -238,7 +238,11 @@ def _seq_text(seqs: Sequence[int]) -> str:
     return shown + (f" … and {more:,} more" if more > 0 else "")
 
 
-def _custody_view(story: CustodyStory) -> dict[str, Any]:
+def _custody_view(story: CustodyStory, printed: Mapping[str, int]) -> dict[str, Any]:
+    """A job's timeline. Its findings that the page's Findings table prints (*printed*: finding id → its
+    number there) are referred to by number, not printed again; the others (a page whose control the
+    finding does not name, or findings beyond the printed ones) are printed here in full, the one place
+    the page shows them."""
     return {
         "job_id": story.job_id,
         "run_id": story.run_id or "",
@@ -251,7 +255,9 @@ def _custody_view(story: CustodyStory) -> dict[str, Any]:
              "not_reached": s.not_reached}
             for s in story.steps
         ],
-        "findings": [{"title": f.title, "description": f.description} for f in story.findings],
+        "see_findings": sorted(printed[f.id] for f in story.findings if f.id in printed),
+        "findings": [{"title": f.title, "description": f.description} for f in story.findings
+                     if f.id not in printed],
     }
 
 
@@ -273,6 +279,7 @@ def control_view(assessment: Assessment, control: ControlResult, facts: BundleFa
     stories = _stories_for(control, assessment.custody)
     stem = file_stem(control.control_id)
     findings = ordered_findings(control)
+    printed = {f.id: number for number, f in enumerate(findings[:FINDINGS_SHOWN], start=1)}
     observations = [o for c in control.checks for o in c.observations]
     return {
         "css": stylesheet(),
@@ -304,9 +311,9 @@ def control_view(assessment: Assessment, control: ControlResult, facts: BundleFa
             for c in control.checks
         ],
         "findings": [
-            {"id": f.id, "title": f.title, "severity": f.severity, "description": f.description,
+            {"number": number, "id": f.id, "title": f.title, "severity": f.severity, "description": f.description,
              "job_id": f.job_id or "", "check": f.check, "seqs": _seq_text(f.seqs)}
-            for f in findings[:FINDINGS_SHOWN]
+            for number, f in enumerate(findings[:FINDINGS_SHOWN], start=1)
         ],
         "findings_total": len(findings),
         "findings_by_check": _findings_by_check(control, findings) if len(findings) > FINDINGS_SHOWN else [],
@@ -319,7 +326,7 @@ def control_view(assessment: Assessment, control: ControlResult, facts: BundleFa
                           for r in evidence.rows],
         "cited": evidence.cited,
         "csv_name": f"{stem}.csv",
-        "timelines": [_custody_view(s) for s in stories[:TIMELINES_SHOWN]],
+        "timelines": [_custody_view(s, printed) for s in stories[:TIMELINES_SHOWN]],
         "timelines_total": len(stories),
         "proofs": [{"seq": p.seq, "leaf_hash": p.leaf_hash, "path": list(p.path)} for p in evidence.proofs],
         "proofs_file": facts.proofs_file,

@@ -98,8 +98,10 @@ def test_templates_put_no_variable_in_a_url_attribute_except_validated_file_stem
     pattern = re.compile(r'(?:href|src|action|style)\s*=\s*"([^"]*\{\{[^"]*)"', re.IGNORECASE)
     for template in sorted(templates_folder().glob("*.j2")):
         for value in pattern.findall(template.read_text(encoding="utf-8")):
-            # Only file names made by render.file_stem (letters, digits, '-', '.') reach a URL.
-            assert re.fullmatch(r"controls/\{\{ c\.stem \}\}\.(html|pdf|csv)", value), (template.name, value)
+            # Only file names made by render.file_stem (letters, digits, '-', '.') reach a URL, and the
+            # page's own anchors by number (the int filter: nothing but digits).
+            assert re.fullmatch(r"controls/\{\{ c\.stem \}\}\.(html|pdf|csv)", value) or \
+                re.fullmatch(r"#finding-\{\{ [\w.]+ \| int \}\}", value), (template.name, value)
 
 
 def test_volume_chart_names_the_year() -> None:
@@ -107,3 +109,67 @@ def test_volume_chart_names_the_year() -> None:
     days = [DailyVolume(d, "vault", 1) for d in ("2026-12-30", "2026-12-31", "2027-01-01", "2027-01-02")]
     svg = str(charts.volume_by_source(days))
     assert ">2026-12-30<" in svg and ">12-31<" in svg and ">2027-01-01<" in svg and ">01-02<" in svg
+
+
+# -- each custody finding printed once on a control page ------------------------------------------
+
+
+def _shown(text: str) -> str:
+    """*text* as the HTML holds it (escaped)."""
+    from markupsafe import escape
+
+    return str(escape(text))
+
+
+def _custody_gap_assessment(jobs: int = 1):
+    from bundler.evaluate import evaluate
+    from tests.synthetic_jobs import as_entries, complete_story
+
+    events = [e for e in complete_story(jobs) if e["kind"] != "vault.login"]
+    return evaluate(as_entries(events), as_of="2026-11-21T00:00:00Z", origin="test")
+
+
+def test_a_custody_finding_is_printed_once_and_the_timeline_links_to_it() -> None:
+    """AU-2's page printed each custody finding twice: in the Findings table and again, in full, under the
+    job's timeline. The table prints it (numbered, with an anchor); the timeline points to that number."""
+    import re
+
+    assessment = _custody_gap_assessment()
+    control = assessment.control("au-2")
+    (finding,) = [f for f in control.findings if f.id.startswith("custody-missing:vault_login:")]
+    html = render.render_control(assessment, control, facts())
+    assert html.count(_shown(finding.title)) == 1 and html.count(_shown(finding.description)) == 1
+    number = render.ordered_findings(control).index(finding) + 1
+    assert f'id="finding-{number}"' in html
+    timeline = html[html.index("<h2>Chain of custody</h2>"):html.index("<h2>Inclusion proofs</h2>")]
+    assert f'<a href="#finding-{number}">finding {number}</a>' in timeline
+    # every link on the page leads to an anchor the page has
+    targets = set(re.findall(r'href="#([^"]+)"', html))
+    assert targets and targets <= set(re.findall(r'id="([^"]+)"', html))
+
+
+def test_a_custody_finding_this_page_does_not_list_is_printed_under_its_timeline() -> None:
+    """A control whose entries a job's steps cite shows the job's timeline although the custody findings
+    belong to other controls (AU-2, AU-10, SA-10): there the timeline is the one place the finding is printed."""
+    assessment = _custody_gap_assessment()
+    control = assessment.control("si-7")
+    (story,) = assessment.custody
+    (finding,) = story.findings
+    assert finding.id not in {f.id for f in control.findings}
+    html = render.render_control(assessment, control, facts())
+    assert "<h2>Chain of custody</h2>" in html
+    assert html.count(_shown(finding.description)) == 1 and 'href="#finding-' not in html
+
+
+def test_custody_findings_beyond_the_printed_ones_are_printed_under_their_timeline(monkeypatch) -> None:
+    """When the Findings table stops at FINDINGS_SHOWN, a timeline's finding left out of it is printed in full
+    under the timeline (once), and a printed one is referred to."""
+    monkeypatch.setattr(render, "FINDINGS_SHOWN", 1)
+    assessment = _custody_gap_assessment(jobs=2)
+    control = assessment.control("au-2")
+    printed = render.ordered_findings(control)[0]
+    html = render.render_control(assessment, control, facts())
+    for story in assessment.custody:
+        for finding in story.findings:
+            assert html.count(_shown(finding.description)) == 1, finding.id
+    assert printed.job_id is not None and '<a href="#finding-1">finding 1</a>' in html
