@@ -14,10 +14,15 @@ interpreter. A policy file declares:
 
 Input documents (``input``):
 
-* per CI job: ``{"kind": "job", "job": {id, run_id, repository}, "runner": {region,
+* per CI job: ``{"kind": "job", "job": {id, run_id, repository, in_progress}, "in_progress":
+  {as_of, started, allowed_seconds, allowed_from} (null unless the job was still running at as_of:
+  no end event, started within its allowed length), "runner": {region,
   labels, name}, "credentials": {type: "ephemeral" | "long-term" | "unknown",
   access_key_classes}, "artifact": {digest, digests, signed, attested},
   "vault": {secret_reads, token_renewals}, "custody": {step: present…},
+  "custody_steps": {step: {present, not_reached, seqs, detail, other_builds, unsigned}} (``not_reached``:
+  the job is in progress at as_of and has not got to this step yet, so it is not missing; a policy
+  demanding every step asks for ``present or not_reached``),
   "custody_shared": {step: {run_id, repository, attempt, jobs, seqs}} (steps that rest on
   events the jobs of one run share, e.g. a matrix build's role assumption: present in
   ``custody``, and ``credentials.type`` is ``ephemeral`` with ``shared_within_run`` true
@@ -61,7 +66,8 @@ from regopy import Input, Interpreter
 
 from bundler.catalog import normalize_control_id
 from bundler.custody import attestation_digests
-from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, CheckResult, CustodyStory, Finding, Observation
+from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, CheckResult, CustodyStep, CustodyStory, Finding, \
+    Observation
 from collector.errors import UsageError
 
 if TYPE_CHECKING:
@@ -301,9 +307,14 @@ def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[s
     digests = list(job.artifact_digests)
     signed = bool(digests) and all(d in ctx.attestations_by_digest for d in digests)
     events = [_compact(ctx.table.events[s], s) for s in job.seqs if s in ctx.table.events]
+    running = ctx.in_flight.get(job.job_id)
     return {
         "kind": "job",
-        "job": {"id": job.job_id, "run_id": job.run_id, "repository": job.repository},
+        "job": {"id": job.job_id, "run_id": job.run_id, "repository": job.repository,
+                "in_progress": running is not None},
+        "in_progress": None if running is None else {
+            "as_of": running.as_of, "started": running.started, "allowed_seconds": running.length_seconds,
+            "allowed_from": running.length_from},
         "runner": {"region": job.runner_region or _label_region(job.runner_labels), "labels": list(job.runner_labels),
                    "name": job.runner_name},
         "credentials": {"type": credentials, "access_key_classes": list(job.access_key_classes),
@@ -312,10 +323,18 @@ def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[s
                      "attested": signed},
         "vault": {"secret_reads": len(job.secret_read_seqs), "token_renewals": len(job.token_renew_seqs)},
         "custody": {step.step: step.present for step in story.steps} if story else {},
+        "custody_steps": {step.step: _custody_step(step) for step in story.steps} if story else {},
         "custody_shared": shared,
         "counts": dict(job.kind_counts),
         "events": events,
     }
+
+
+def _custody_step(step: CustodyStep) -> dict[str, Any]:
+    """One step of a job's story as a policy reads it: ``present``, ``not_reached`` (a job in progress at
+    as_of has not got to it yet: not missing), the entries it rests on and those not counted for it."""
+    return {"present": step.present, "not_reached": step.not_reached, "seqs": list(step.seqs),
+            "detail": step.detail, "other_builds": list(step.other_builds), "unsigned": list(step.unsigned)}
 
 
 def _label_region(labels: Sequence[str]) -> str | None:

@@ -200,3 +200,103 @@ def test_artifact_with_only_a_bad_attestation_is_not_attested(tmp_path: Path, ki
     check = policy_check(evaluate(as_entries(events), as_of=AS_OF, origin="t", policies=policies), "exists")
     assert check.status == NOT_SATISFIED
     assert [f.id for f in check.findings] == [f"policy:exists:artifact-{story.ARTIFACT_DIGEST}"]
+
+
+# -- a job still running at as_of -------------------------------------------------------------------
+
+EVERY_STEP = """# controls: AU-2
+package every_step
+import rego.v1
+
+# every custody step of a job, except those a job still running at as-of has not reached yet
+deny contains msg if {
+  some name, step in input.custody_steps
+  not step.present
+  not step.not_reached
+  msg := sprintf("custody step %v is missing", [name])
+}
+"""
+
+
+def _mid_run(seconds: int, *, without: str | None = None):
+    from datetime import timedelta
+
+    from tests.synthetic_jobs import BASE, stamp
+    from tests.test_review_eval_patterns import gha_job
+
+    events = [e for e in gha_job(1, BASE) if e["kind"] != without]
+    return as_entries(events), stamp(BASE + timedelta(seconds=seconds))
+
+
+def test_job_input_tells_a_step_not_reached_yet_from_a_missing_one(tmp_path: Path) -> None:
+    """``input.custody.<step>`` is false both for a step a running job has not reached yet and for a
+    missing one, so a policy demanding every step denied every job caught mid-run. The input says which
+    steps are not reached yet (``custody_steps.<step>.not_reached``) and that the job is in progress."""
+    write(tmp_path, "every_step.rego", EVERY_STEP)
+    policies = load_policies(tmp_path)
+    entries, as_of = _mid_run(310)  # after the build, before the gate, the inference call and the attestation
+    assessment = evaluate(entries, as_of=as_of, origin="t", policies=policies)
+    check = policy_check(assessment, "every_step")
+    assert check.status == SATISFIED, [f.description for f in check.findings]
+    # the same job without its Vault login, a step before the ones it reached: missing, not "not reached"
+    entries, as_of = _mid_run(310, without="vault.login")
+    check = policy_check(evaluate(entries, as_of=as_of, origin="t", policies=policies), "every_step")
+    assert check.status == NOT_SATISFIED
+    (finding,) = check.findings
+    assert finding.description == "every_step.rego: custody step vault_login is missing"
+    # what a policy reads (regopy's json.marshal cannot print arrays of scalars: the probe says it in words)
+    entries, as_of = _mid_run(310)
+    (story_70001,) = evaluate(entries, as_of=as_of, origin="t").custody
+    not_reached = [s.step for s in story_70001.steps if s.not_reached]
+    assert not_reached == ["policy_decision", "inference_call", "attestation_stored"]
+    assert _probe(entries, as_of) == sorted([
+        "in progress", f"as_of {as_of}", "started 2026-11-20T14:00:20Z", "allowed 3600 from max_job_seconds",
+        *(f"not reached: {name}" for name in not_reached),
+        "present: build_sign", "custody: attestation_stored false",  # unchanged: whether the step is present
+    ])
+    assert _probe(*_mid_run(7200)) == ["custody: attestation_stored true", "present: build_sign"]
+
+
+PROBE = """# controls: AU-2
+package probe
+import rego.v1
+
+deny contains "in progress" if input.job.in_progress == true
+deny contains sprintf("as_of %v", [input.in_progress.as_of])
+deny contains sprintf("started %v", [input.in_progress.started])
+deny contains sprintf("allowed %v from %v", [input.in_progress.allowed_seconds, input.in_progress.allowed_from])
+deny contains sprintf("not reached: %v", [name]) if {
+  some name, step in input.custody_steps
+  step.not_reached == true
+}
+deny contains "present: build_sign" if {
+  input.custody_steps.build_sign.present == true
+  input.custody_steps.build_sign.not_reached == false
+}
+deny contains sprintf("custody: attestation_stored %v", [input.custody.attestation_stored])
+"""
+
+
+def _probe(entries, as_of: str) -> list[str]:
+    """What the probe policy reads in the input document of the one job in *entries* (a real Rego evaluation)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        write(Path(folder), "probe.rego", PROBE)
+        check = policy_check(evaluate(entries, as_of=as_of, origin="t", policies=load_policies(folder)), "probe")
+    (finding,) = check.findings
+    return sorted(finding.description.removeprefix("probe.rego: ").split("; "))
+
+
+def test_seed_policy_does_not_deny_a_job_for_steps_it_has_not_reached() -> None:
+    """The shipped pipeline policy asks for a signed artifact and ephemeral credentials: a job caught before
+    it stored its attestation (or before it assumed a role) was denied for what it had not done yet."""
+    policies = load_policies(REPO / "samples" / "policies")
+    for seconds in (22, 310):  # before the role assumption; after the build, before the attestation
+        entries, as_of = _mid_run(seconds)
+        check = policy_check(evaluate(entries, as_of=as_of, origin="t", policies=policies), "pipeline")
+        assert check.status == SATISFIED, (seconds, [f.description for f in check.findings])
+    # once the job is over (or past its allowed length) a missing attestation is denied again
+    entries, as_of = _mid_run(7200, without="attestation.signed")
+    check = policy_check(evaluate(entries, as_of=as_of, origin="t", policies=policies), "pipeline")
+    assert check.status == NOT_SATISFIED
