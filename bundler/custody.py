@@ -66,7 +66,7 @@ from typing import Any
 
 import pandas as pd
 
-from bundler.evidence_table import EvidenceTable, values_with_prefix
+from bundler.evidence_table import UNPAIRED, UNSIGNED, EvidenceTable, unverified_claim, values_with_prefix
 from bundler.model import CustodyStep, CustodyStory, Finding
 from collector.errors import MalformedInput
 from collector.timeutil import parse_time
@@ -91,6 +91,7 @@ STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 RUN_END_STATES = frozenset({"completed", "success", "failed", "canceled", "cancelled", "skipped"})
 _LATEST = pd.Timestamp.max.tz_localize("UTC")
 STEP_NAMES = tuple(name for name, _, _ in STEPS)
+VAULT_STEPS = frozenset(name for name, _, kinds in STEPS if all(kind.startswith("vault.") for kind in kinds))
 STEP_KINDS = frozenset(kind for _, _, kinds in STEPS for kind in kinds)
 
 
@@ -391,6 +392,8 @@ def _other_builds_text(records: Sequence[tuple[Any, ...]], builds: Mapping[Any, 
 
 UNSIGNED_REASON = ("an unsigned webhook payload (no delivery signature, although a webhook secret was configured): "
                    "not authenticated")
+UNPAIRED_REASON = ("an unpaired Vault response (no request line was logged for it): Vault answered, but who asked "
+                   "is unverified")
 UNCHECKED_LABEL = ("not authenticated: known only from webhook payloads whose signature was not checked "
                    "(no webhook secret was configured)")
 
@@ -399,7 +402,15 @@ def unsigned_while_secret_configured(event: Mapping[str, Any] | None) -> bool:
     """A GitHub/GitLab payload the collector took without its delivery envelope (so without the
     provider's signature or token) while a webhook secret was configured: anyone who could write the
     collector's input could have written it, and the signature check that was in force never saw it."""
-    return _attr(event, "webhook_signature") == "absent" and _attr(event, "webhook_secret_configured") is True
+    attrs = event.get("attrs") if event else None
+    return isinstance(attrs, Mapping) and unverified_claim(attrs) == UNSIGNED
+
+
+def unpaired_response(event: Mapping[str, Any] | None) -> bool:
+    """A Vault response whose request line was never logged (``attrs.paired`` false; the collector also wrote
+    a ``vault.unpaired`` finding for it): Vault answered, but who asked is not corroborated."""
+    attrs = event.get("attrs") if event else None
+    return isinstance(attrs, Mapping) and unverified_claim(attrs) == UNPAIRED
 
 
 def token_time_contradiction(event: Mapping[str, Any]) -> str | None:
@@ -623,6 +634,8 @@ def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tupl
     """(counts as present, reason if not) for one event of a step."""
     if step == "trigger" and unsigned_while_secret_configured(event):
         return False, UNSIGNED_REASON
+    if step in VAULT_STEPS and unpaired_response(event):
+        return False, UNPAIRED_REASON
     if step == "trigger" and event and event.get("kind") == "ci.workflow_run":
         action = str(event.get("action") or "").rsplit(".", 1)[-1].lower()
         if action in RUN_END_STATES:
@@ -766,6 +779,7 @@ def build_stories(
                     reasons.append((record, reason))
             seqs = tuple(sorted(int(r[0]) for r in matching))
             unsigned = tuple(sorted(int(r[0]) for r, reason in reasons if reason == UNSIGNED_REASON))
+            unpaired = tuple(sorted(int(r[0]) for r, reason in reasons if reason == UNPAIRED_REASON))
             present = bool(good)
             first = good[0] if good else None
             detail = ""
@@ -796,7 +810,7 @@ def build_stories(
                     notes.append(_other_builds_text(other_builds, builds, why))
                 detail = "; ".join(notes)
             steps.append(CustodyStep(name, title, present, seqs, first[2] if first else None, detail, others, unsigned,
-                                     not_reached))
+                                     not_reached, unpaired))
             if not present and name in required_steps and index < horizon:
                 findings.append(Finding(
                     id=f"custody-missing:{name}:job-{job_id}",

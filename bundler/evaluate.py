@@ -57,8 +57,8 @@ from bundler.custody import STEP_NAMES, Correlation, InFlight, RunShare, attesta
     correlate, in_flight_jobs, \
     job_attempts, job_sort_key, shared_rows_of_job, shared_within_run, token_time_contradiction, \
     unsigned_while_secret_configured
-from bundler.evidence_table import EvidenceTable, TableReading, assemble_table, read_rows, select_rows, \
-    values_with_prefix
+from bundler.evidence_table import UNPAIRED, EvidenceTable, TableReading, assemble_table, read_rows, \
+    select_rows, values_with_prefix
 from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
     Finding, Observation, SourceFreshness, Status,
@@ -252,9 +252,12 @@ class JobFacts:
     long_term_seqs: tuple[int, ...]
     web_identity_seqs: tuple[int, ...]
     aws_seqs: tuple[int, ...]
-    secret_read_seqs: tuple[int, ...]
+    secret_read_seqs: tuple[int, ...]  # from paired Vault responses (or ones that record no pairing)
     token_renew_seqs: tuple[int, ...]
     kind_counts: dict[str, int] = field(default_factory=dict)
+    # from unpaired Vault responses: Vault answered, but who asked is unverified (reads that may be the job's)
+    unpaired_read_seqs: tuple[int, ...] = ()
+    unpaired_renew_seqs: tuple[int, ...] = ()
 
 
 @dataclass
@@ -380,7 +383,7 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     """Per-job facts with whole-table group-bys (one pass per fact, not one per job)."""
     linked = correlation.job.notna()
     frame = table.frame.loc[linked, ["seq", "kind", "source", "status", "run_id", "repository", "runner",
-                                     "access_key_id", "access_key_class", "artifact_digest"]]
+                                     "access_key_id", "access_key_class", "artifact_digest", "unverified"]]
     frame["job"] = correlation.job[linked]
     if frame.empty:
         return {}
@@ -399,8 +402,11 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     long_term_seqs = _grouped_seqs(long_term)
     web_seqs = _grouped_seqs(web)
     aws_seqs = _grouped_seqs(aws)
-    read_seqs = _grouped_seqs(frame[frame["kind"] == "vault.secret_read"])
-    renew_seqs = _grouped_seqs(frame[frame["kind"] == "vault.token_renew"])
+    unpaired = frame["unverified"] == UNPAIRED
+    read_seqs = _grouped_seqs(frame[(frame["kind"] == "vault.secret_read") & ~unpaired])
+    renew_seqs = _grouped_seqs(frame[(frame["kind"] == "vault.token_renew") & ~unpaired])
+    unpaired_reads = _grouped_seqs(frame[(frame["kind"] == "vault.secret_read") & unpaired])
+    unpaired_renews = _grouped_seqs(frame[(frame["kind"] == "vault.token_renew") & unpaired])
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     for (job, kind), n in frame.groupby(["job", "kind"], observed=True).size().items():
         counts[str(job)][str(kind)] = int(n)
@@ -442,6 +448,8 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
             secret_read_seqs=read_seqs.get(job, ()),
             token_renew_seqs=renew_seqs.get(job, ()),
             kind_counts=dict(sorted(counts.get(job, {}).items())),
+            unpaired_read_seqs=unpaired_reads.get(job, ()),
+            unpaired_renew_seqs=unpaired_renews.get(job, ()),
         )
     return facts
 
@@ -732,40 +740,50 @@ def _contested(ctx: Context, kind: str) -> dict[str, tuple[int, ...]]:
 def _vault_job_evidence(ctx: Context, *contested: Mapping[str, tuple[int, ...]]) -> list[int]:
     if not ctx.jobs or not bool((ctx.frame["source"] == "vault").any()):
         return []
-    return [s for job in ctx.jobs.values() for s in (*job.secret_read_seqs, *job.token_renew_seqs)] + \
+    return [s for job in ctx.jobs.values() for s in (*job.secret_read_seqs, *job.token_renew_seqs,
+                                                       *job.unpaired_read_seqs, *job.unpaired_renew_seqs)] + \
         [s for part in contested for seqs in part.values() for s in seqs] or \
         [int(ctx.frame.loc[ctx.frame["source"] == "vault", "seq"].iloc[0])]
 
 
 def _per_job_count_findings(ctx: Context, check: str, own_of: Mapping[str, tuple[int, ...]],
                             contested: Mapping[str, tuple[int, ...]], limit: int, *, verb: str,
-                            noun: str) -> list[Finding]:
-    """A finding per job over *limit*: by its own events, or (``unattributed``) only once the events that
-    may be its own but could not be attributed are counted too (fail closed: they do not vanish)."""
+                            noun: str, unpaired_of: Mapping[str, tuple[int, ...]] | None = None) -> list[Finding]:
+    """A finding per job over *limit*: by its own events, or only once the events that may be its own are
+    counted too (fail closed: they do not vanish): those that could not be attributed to one job
+    (*contested*: ``unattributed``) and those known only from unpaired Vault responses, whose requester is
+    unverified (*unpaired_of*: ``unpaired`` when they alone take the job over the limit)."""
     findings = []
     for job in ctx.jobs.values():
         own = own_of.get(job.job_id, ())
         maybe = contested.get(job.job_id, ())
+        weak = unpaired_of.get(job.job_id, ()) if unpaired_of else ()
         if len(own) > limit:
             findings.append(_finding(
                 ctx, check, f"job-{job.job_id}", f"Job {job.job_id} {verb} {len(own)} {noun}",
                 f"Job {job.job_id} {verb} {len(own)} {noun}; at most {limit} per job are expected.", own,
                 job_id=job.job_id))
-        elif len(own) + len(maybe) > limit:
-            rows = [row for row, jobs in ctx.correlation.ambiguous.items() if job.job_id in jobs]
-            others = sorted({other for row in rows for other in ctx.correlation.ambiguous[row]
-                             if other != job.job_id}, key=job_sort_key)
-            shares = {ctx.within_run[row].label if row in ctx.within_run else None for row in rows}
-            if None in shares:
-                whose = f"by an identity it shares with overlapping job(s) {', '.join(others)}"
-            else:  # a matrix build: all were made by its run's jobs, none is counted as its own
-                whose = f"{'; '.join(sorted(str(label) for label in shares))}, none counted as its own"
+        elif len(own) + len(maybe) + len(weak) > limit:
+            parts = []
+            if maybe:
+                rows = [row for row, jobs in ctx.correlation.ambiguous.items() if job.job_id in jobs]
+                others = sorted({other for row in rows for other in ctx.correlation.ambiguous[row]
+                                 if other != job.job_id}, key=job_sort_key)
+                shares = {ctx.within_run[row].label if row in ctx.within_run else None for row in rows}
+                if None in shares:
+                    whose = f"by an identity it shares with overlapping job(s) {', '.join(others)}"
+                else:  # a matrix build: all were made by its run's jobs, none is counted as its own
+                    whose = f"{'; '.join(sorted(str(label) for label in shares))}, none counted as its own"
+                parts.append(f"{len(maybe)} more, {whose}, could not be attributed to one job")
+            if weak:
+                parts.append(f"{len(weak)} more are known only from unpaired Vault responses (no request line was "
+                             "logged for them), so who made them is unverified")
+            total = len(own) + len(maybe) + len(weak)
             findings.append(_finding(
-                ctx, check, f"unattributed:job-{job.job_id}",
-                f"Job {job.job_id} may have {verb} up to {len(own) + len(maybe)} {noun}",
-                f"Job {job.job_id} {verb} {len(own)} {noun}; {len(maybe)} more, {whose}, could not be attributed "
-                f"to one job. Up to {len(own) + len(maybe)} may be its own, over the limit of {limit} per job.",
-                [*own, *maybe], job_id=job.job_id))
+                ctx, check, f"{'unattributed' if maybe else 'unpaired'}:job-{job.job_id}",
+                f"Job {job.job_id} may have {verb} up to {total} {noun}",
+                f"Job {job.job_id} {verb} {len(own)} {noun}; {'; '.join(parts)}. Up to {total} may be its own, "
+                f"over the limit of {limit} per job.", [*own, *maybe, *weak], job_id=job.job_id))
     return findings
 
 
@@ -774,10 +792,13 @@ def check_secret_read_volume(ctx: Context) -> CheckResult:
     threshold = ctx.config.secret_read_threshold
     contested = _contested(ctx, "vault.secret_read")
     findings = _per_job_count_findings(ctx, check, {j.job_id: j.secret_read_seqs for j in ctx.jobs.values()},
-                                       contested, threshold, verb="read", noun="secrets")
+                                       contested, threshold, verb="read", noun="secrets",
+                                       unpaired_of={j.job_id: j.unpaired_read_seqs for j in ctx.jobs.values()})
     reads = sum(len(job.secret_read_seqs) for job in ctx.jobs.values())
     unattributed = len({s for seqs in contested.values() for s in seqs})
+    unpaired = sum(len(job.unpaired_read_seqs) for job in ctx.jobs.values())
     more = f" (and {unattributed} not attributable to one job)" if unattributed else ""
+    more += f" (and {unpaired} from unpaired Vault responses, counted apart)" if unpaired else ""
     return _result(ctx, check, evidence=_vault_job_evidence(ctx, contested), findings=findings,
                    what=f"{reads} secret read(s){more} over {len(ctx.jobs)} job(s), threshold {threshold} per job",
                    not_assessed_reason="no CI jobs or no Vault evidence in the period")
@@ -788,7 +809,8 @@ def check_token_renewals(ctx: Context) -> CheckResult:
     limit = ctx.config.max_token_renewals
     contested = _contested(ctx, "vault.token_renew")
     findings = _per_job_count_findings(ctx, check, {j.job_id: j.token_renew_seqs for j in ctx.jobs.values()},
-                                       contested, limit, verb="renewed tokens", noun="times")
+                                       contested, limit, verb="renewed tokens", noun="times",
+                                       unpaired_of={j.job_id: j.unpaired_renew_seqs for j in ctx.jobs.values()})
     return _result(ctx, check, evidence=_vault_job_evidence(ctx, contested), findings=findings,
                    what=f"token renewals over {len(ctx.jobs)} job(s), at most {limit} per job",
                    not_assessed_reason="no CI jobs or no Vault evidence in the period")

@@ -44,7 +44,24 @@ COLUMNS = (
     *CORRELATION_KEYS,
     "region", "access_key_class", "event_name",
     "location",  # source.location, only for the families read_rows is asked to keep it for (else None)
+    "unverified",  # UNPAIRED / UNSIGNED: evidence whose claims nobody verified (unverified_claim), else None
 )
+# A Vault response whose request line was never logged (the collector's attrs.paired false, beside its
+# vault.unpaired finding): what it says about who asked is not corroborated.
+UNPAIRED = "unpaired"
+# A GitHub/GitLab payload collected without its delivery envelope (so without the provider's signature or
+# token) while a webhook secret was configured: the signature check in force never saw it.
+UNSIGNED = "unsigned"
+
+
+def unverified_claim(attrs: Mapping[str, Any]) -> str | None:
+    """:data:`UNPAIRED` or :data:`UNSIGNED` for an event whose attrs say nobody verified who or what it claims
+    (None otherwise: verified, or nothing recorded either way, as in entries older than those attrs)."""
+    if attrs.get("paired") is False:
+        return UNPAIRED
+    if attrs.get("webhook_signature") == "absent" and attrs.get("webhook_secret_configured") is True:
+        return UNSIGNED
+    return None
 
 
 def values_with_prefix(column: pd.Series, prefix: str) -> pd.Series:
@@ -213,6 +230,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading,
         region = attrs.get("region") or attrs.get("runner_region")
         key_class = attrs.get("access_key_class")
         event_name = attrs.get("event_name")
+        unverified = unverified_claim(attrs) if attrs else None
         append((
             seq, time if time.__class__ is str_type else None, kind, family,
             None if action is None else intern(action) if action.__class__ is str_type else text(action),
@@ -223,6 +241,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading,
             None if event_name is None else intern(event_name) if event_name.__class__ is str_type
             else text(event_name),
             None if location is None else intern(location) if location.__class__ is str_type else text(location),
+            unverified,
         ))
         if kind not in bulk and kind != "invalid":
             kept[int(seq)] = event

@@ -93,6 +93,9 @@ class CustodyStep:
     unsigned: tuple[int, ...] = ()
     # the job was in progress at as_of and has not reached this step yet: not judged (no finding)
     not_reached: bool = False
+    # vault_login, certificate: Vault responses whose request line was never logged (attrs.paired false): who
+    # asked is unverified, so not counted for the step (named in ``detail`` when it rests on them)
+    unpaired: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,14 @@ Input documents (``input``):
   no end event, started within its allowed length), "runner": {region,
   labels, name}, "credentials": {type: "ephemeral" | "long-term" | "unknown",
   access_key_classes}, "artifact": {digest, digests, signed, attested},
-  "vault": {secret_reads, token_renewals}, "custody": {step: present…},
-  "custody_steps": {step: {present, not_reached, seqs, detail, other_builds, unsigned}} (``not_reached``:
-  the job is in progress at as_of and has not got to this step yet, so it is not missing; a policy
-  demanding every step asks for ``present or not_reached``),
+  "vault": {secret_reads, token_renewals, unpaired_secret_reads, unpaired_token_renewals} (the
+  counts include the unpaired ones, whose requester is unverified: a limit is not escaped by them),
+  "custody": {step: present…},
+  "custody_steps": {step: {present, not_reached, seqs, detail, other_builds, unsigned, unpaired}}
+  (``not_reached``: the job is in progress at as_of and has not got to this step yet, so it is not
+  missing; a policy demanding every step asks for ``present or not_reached``; ``unsigned`` and
+  ``unpaired``: entries seen for the step but not counted, unsigned webhook payloads and unpaired
+  Vault responses),
   "custody_shared": {step: {run_id, repository, attempt, jobs, seqs}} (steps that rest on
   events the jobs of one run share, e.g. a matrix build's role assumption: present in
   ``custody``, and ``credentials.type`` is ``ephemeral`` with ``shared_within_run`` true
@@ -321,7 +325,10 @@ def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[s
                         "shared_within_run": bool(credentials == "ephemeral" and not job.web_identity_seqs)},
         "artifact": {"digest": digests[0] if digests else None, "digests": digests, "signed": signed,
                      "attested": signed},
-        "vault": {"secret_reads": len(job.secret_read_seqs), "token_renewals": len(job.token_renew_seqs)},
+        "vault": {"secret_reads": len(job.secret_read_seqs) + len(job.unpaired_read_seqs),
+                  "token_renewals": len(job.token_renew_seqs) + len(job.unpaired_renew_seqs),
+                  "unpaired_secret_reads": len(job.unpaired_read_seqs),
+                  "unpaired_token_renewals": len(job.unpaired_renew_seqs)},
         "custody": {step.step: step.present for step in story.steps} if story else {},
         "custody_steps": {step.step: _custody_step(step) for step in story.steps} if story else {},
         "custody_shared": shared,
@@ -334,7 +341,8 @@ def _custody_step(step: CustodyStep) -> dict[str, Any]:
     """One step of a job's story as a policy reads it: ``present``, ``not_reached`` (a job in progress at
     as_of has not got to it yet: not missing), the entries it rests on and those not counted for it."""
     return {"present": step.present, "not_reached": step.not_reached, "seqs": list(step.seqs),
-            "detail": step.detail, "other_builds": list(step.other_builds), "unsigned": list(step.unsigned)}
+            "detail": step.detail, "other_builds": list(step.other_builds), "unsigned": list(step.unsigned),
+            "unpaired": list(step.unpaired)}
 
 
 def _label_region(labels: Sequence[str]) -> str | None:

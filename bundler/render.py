@@ -252,7 +252,7 @@ def _custody_view(story: CustodyStory, printed: Mapping[str, int]) -> dict[str, 
         "steps": [
             {"title": s.title, "present": s.present, "time": s.time or "", "detail": s.detail,
              "seqs": _seq_text(s.seqs), "other_builds": _seq_text(s.other_builds), "unsigned": _seq_text(s.unsigned),
-             "not_reached": s.not_reached}
+             "unpaired": _seq_text(s.unpaired), "not_reached": s.not_reached}
             for s in story.steps
         ],
         "see_findings": sorted(printed[f.id] for f in story.findings if f.id in printed),
