@@ -387,16 +387,23 @@ def test_every_command_of_the_readme_runs_offline_on_the_samples_as_written(tmp_
 
 
 def test_every_link_in_the_demo_reports_names_a_file_of_the_bundle(demo: dict[str, Any]) -> None:
-    """An assessor reading the HTML offline follows every link to a file the bundle holds."""
+    """An assessor reading the HTML offline follows every link to a file the bundle holds (or to a place
+    on the same page: a custody timeline's "see finding N")."""
     bundle = Path(demo["bundle"])
     pages = [bundle / "index.html", *sorted((bundle / "controls").glob("*.html"))]
-    links = 0
+    links = anchors = 0
     for page in pages:
-        for href in re.findall(r'href="([^"]*)"', page.read_text(encoding="utf-8")):
+        text = page.read_text(encoding="utf-8")
+        for href in re.findall(r'href="([^"]*)"', text):
+            if href.startswith("#"):
+                anchors += 1
+                assert f'id="{href[1:]}"' in text, (page.name, href)
+                continue
             links += 1
             assert not re.match(r"[a-z]+:", href), (page.name, href)  # relative, inside the bundle
             assert (page.parent / href).is_file(), (page.name, href)
     assert links >= 3 * sum(demo["controls"].values())
+    assert anchors  # the samples' custody findings are referred to from their timelines
 
 
 def test_every_demo_pdf_page_names_its_system_period_and_control(demo: dict[str, Any]) -> None:
