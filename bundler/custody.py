@@ -20,7 +20,9 @@ Correlation (:func:`correlate`) works in two rounds over the evidence table:
    ``vault_entity_id``, ``artifact_digest``, ``runner`` (and a shared role session
    name) — assign a still unassigned
    event only when exactly one job carrying the same value has its time window
-   (first to last event, widened by ``window_seconds``) around the event.
+   (first to last event, widened by ``window_seconds``) around the event. An unsigned webhook
+   payload (no delivery signature although a webhook secret was configured) does not stretch the
+   window of a job that has other events; a window made of such payloads alone places nothing.
 
 :func:`build_stories` then orders each job's events into the steps trigger →
 oidc_token → role_assumption → vault_login → certificate → build_sign →
@@ -208,7 +210,8 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
     job = _fill_strong(job_keys.copy(), strong, value_job)
 
     assigned = job.notna()
-    windows = _windows(frame.loc[assigned, "ts"], job[assigned], window_seconds)
+    timed, bare_jobs = _window_rows(frame, job)
+    windows = _windows(frame.loc[timed, "ts"], job[timed], window_seconds)
     unassigned = ~assigned
     contested: dict[int, set[str]] = defaultdict(set)
     if bool(unassigned.any()) and not windows.empty:
@@ -227,6 +230,8 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 pairs = pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
                 counts = pairs.groupby("row")["job"].nunique()
                 single = pairs[pairs["row"].isin(counts[counts == 1].index)].drop_duplicates("row")
+                if bare_jobs:  # a window only unsigned payloads give may contest an event, never place it
+                    single = single[~single["job"].isin(list(bare_jobs))]
                 job.loc[single["row"].to_numpy()] = single["job"].to_numpy()
                 several = pairs[pairs["row"].isin(counts[counts > 1].index)]
                 for row, owner in zip(several["row"].tolist(), several["job"].tolist()):
@@ -264,7 +269,8 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
                 seqs=tuple(sorted(frame.loc[unplaced, "seq"].astype(int).tolist())),
                 severity="high",
             ))
-    final_windows = _windows(frame.loc[job.notna(), "ts"], job[job.notna()], 0)
+    timed, _ = _window_rows(frame, job)
+    final_windows = _windows(frame.loc[timed, "ts"], job[timed], 0)
     ambiguous = {row: tuple(sorted(owners, key=job_sort_key)) for row, owners in sorted(contested.items())
                  if job.at[row] is None}
     return Correlation(job, jobs, final_windows, findings, ambiguous)
@@ -274,6 +280,20 @@ def _fill_strong(job: pd.Series, strong: pd.DataFrame, value_job: Mapping[str, M
     for key in STRONG_KEYS[1:]:
         job = job.fillna(strong[key].map(value_job[key]))
     return job.astype(object).where(job.notna(), None)
+
+
+def _window_rows(frame: pd.DataFrame, job: pd.Series) -> tuple[pd.Series, set[str]]:
+    """(the rows whose times make their job's time window, the jobs whose window rests on unsigned payloads
+    only). An unsigned webhook payload (no delivery signature although a webhook secret was configured) says
+    when the job ran without anyone vouching for it: it does not stretch the window of a job that has other
+    events, and a window made of such payloads alone is returned as such (it places no event)."""
+    assigned = job.notna()
+    bare = assigned & (frame["unverified"] == UNSIGNED)
+    if not bool(bare.any()):
+        return assigned, set()
+    trusted = set(job[assigned & ~bare])
+    bare_only = set(job[bare]) - trusted
+    return assigned & (~bare | job.isin(list(bare_only))), {str(j) for j in bare_only}
 
 
 def _windows(ts: pd.Series, job: pd.Series, pad_seconds: int) -> pd.DataFrame:
@@ -588,11 +608,12 @@ def in_flight_jobs(table: EvidenceTable, correlation: Correlation, *, as_of: pd.
     frame = table.frame
     job = correlation.job
     lifecycle = frame["kind"].isin(LIFECYCLE_KINDS) & job.notna()
-    life = frame.loc[lifecycle, ["kind", "ts"]].assign(job=job[lifecycle])
+    life = frame.loc[lifecycle, ["kind", "ts", "unverified"]].assign(job=job[lifecycle])
     if life.empty:
         return {}
-    ended = set(life.loc[life["kind"] == END_KIND, "job"])
-    open_jobs = life[~life["job"].isin(ended)]
+    ended = set(life.loc[life["kind"] == END_KIND, "job"])  # any end event ends it (then judged whole)
+    # Only a lifecycle event someone vouched for starts the wait: unsigned payloads alone do not.
+    open_jobs = life[~life["job"].isin(ended) & (life["unverified"] != UNSIGNED)]
     if open_jobs.empty:
         return {}
     started = open_jobs[open_jobs["kind"] == "ci.job_started"].groupby("job")["ts"].min()

@@ -57,7 +57,7 @@ from bundler.custody import STEP_NAMES, Correlation, InFlight, RunShare, attesta
     correlate, in_flight_jobs, \
     job_attempts, job_sort_key, shared_rows_of_job, shared_within_run, token_time_contradiction, \
     unsigned_while_secret_configured
-from bundler.evidence_table import UNPAIRED, EvidenceTable, TableReading, assemble_table, read_rows, \
+from bundler.evidence_table import UNPAIRED, UNSIGNED, EvidenceTable, TableReading, assemble_table, read_rows, \
     select_rows, values_with_prefix
 from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
@@ -258,6 +258,12 @@ class JobFacts:
     # from unpaired Vault responses: Vault answered, but who asked is unverified (reads that may be the job's)
     unpaired_read_seqs: tuple[int, ...] = ()
     unpaired_renew_seqs: tuple[int, ...] = ()
+    # The runner's region and labels as only unsigned webhook payloads give them (a GitHub/GitLab payload
+    # collected without its signature while a secret was configured): set only when no other CI event of
+    # the job gives a region; never in runner_region / runner_labels, and never satisfying anything.
+    unsigned_region: str | None = None
+    unsigned_labels: tuple[str, ...] = ()
+    unsigned_seqs: tuple[int, ...] = ()  # the job's unsigned ci.job_* payloads
 
 
 @dataclass
@@ -410,10 +416,22 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     for (job, kind), n in frame.groupby(["job", "kind"], observed=True).size().items():
         counts[str(job)][str(kind)] = int(n)
+    # What the job's CI events say about its runner and length. A provider payload collected without its
+    # signature while a webhook secret was configured (UNSIGNED) establishes nothing: its runner is kept
+    # apart (used, marked, only where no other event gives one) and its timeout is never used.
     runner_facts: dict[str, dict[str, Any]] = defaultdict(dict)
+    unsigned_facts: dict[str, dict[str, Any]] = defaultdict(dict)
     ci = frame[values_with_prefix(frame["kind"], "ci.job_")]
-    for job, seq in zip(ci["job"], ci["seq"]):
+    for job, seq, unverified in zip(ci["job"], ci["seq"], ci["unverified"]):
         attrs = table.events.get(int(seq), {}).get("attrs") or {}
+        if unverified == UNSIGNED:
+            weak = unsigned_facts[str(job)]
+            weak.setdefault("seqs", []).append(int(seq))
+            if attrs.get("runner_region") and "region" not in weak:
+                weak["region"] = str(attrs["runner_region"])
+            if isinstance(attrs.get("runner_labels"), list) and "labels" not in weak:
+                weak["labels"] = tuple(str(x) for x in attrs["runner_labels"])
+            continue
         known = runner_facts[str(job)]
         if attrs.get("runner_region") and "region" not in known:
             known["region"] = str(attrs["runner_region"])
@@ -431,6 +449,9 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     facts: dict[str, JobFacts] = {}
     for job in sorted((str(j) for j in first.index), key=job_sort_key):
         runner = runner_facts.get(job, {})
+        weak = unsigned_facts.get(job, {})
+        if runner.get("region") or label_region(runner.get("labels", ())):
+            weak = {}  # the runner's region is known from events that are not unsigned payloads
         facts[job] = JobFacts(
             job_id=job,
             run_id=value(first["run_id"], job),
@@ -450,6 +471,9 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
             kind_counts=dict(sorted(counts.get(job, {}).items())),
             unpaired_read_seqs=unpaired_reads.get(job, ()),
             unpaired_renew_seqs=unpaired_renews.get(job, ()),
+            unsigned_region=weak.get("region") or label_region(weak.get("labels", ())),
+            unsigned_labels=weak.get("labels", ()) if "labels" not in runner else (),
+            unsigned_seqs=tuple(weak.get("seqs", ())),
         )
     return facts
 
@@ -661,44 +685,69 @@ def check_inference_redaction(ctx: Context) -> CheckResult:
 def check_allowed_regions(ctx: Context) -> CheckResult:
     check = "allowed-regions"
     allowed = set(ctx.config.allowed_regions)
-    with_region = ctx.frame.loc[ctx.frame["region"].notna() & ctx.frame["source"].isin(("cloudtrail", "ci")),
-                                ["seq", "region", "source"]]
+    frame = ctx.frame
+    rows = frame.loc[frame["region"].notna() & frame["source"].isin(("cloudtrail", "ci")),
+                     ["seq", "region", "source", "unverified"]]
+    # Where a CI job's runner was: its CI events' region or a runner label naming one. An unsigned webhook
+    # payload (no signature although a webhook secret was configured) establishes nothing: its claim is left
+    # out for a job whose other CI events give a region, and elsewhere judged below, never as a placement.
+    unsigned = rows["unverified"] == UNSIGNED
+    job_of = ctx.correlation.job[rows.index]
+    placed = set(job_of[(rows["source"] == "ci") & ~unsigned].dropna().astype(str))
+    placed |= {job.job_id for job in ctx.jobs.values() if label_region(job.runner_labels)}
+    with_region = rows[~(unsigned & job_of.isin(list(placed)))]
     findings = []
     outside = with_region[~with_region["region"].isin(allowed)]
-    for region, rows in outside.groupby("region", sort=True):
-        jobs = sorted({str(j) for j in ctx.correlation.job[rows.index].dropna()}, key=job_sort_key)
+    for region, group in outside.groupby("region", sort=True):
+        jobs = sorted({str(j) for j in ctx.correlation.job[group.index].dropna()}, key=job_sort_key)
+        bare = int((group["unverified"] == UNSIGNED).sum())
         findings.append(_finding(
-            ctx, check, f"region:{region}", f"{len(rows)} event(s) in region {region}, outside the allowed regions",
+            ctx, check, f"region:{region}", f"{len(group)} event(s) in region {region}, outside the allowed regions",
             f"Runners or cloud calls ran in {region}; allowed: {', '.join(sorted(allowed))}. "
-            f"Jobs: {', '.join(jobs) or 'none linked'}.", rows["seq"], job_id=jobs[0] if len(jobs) == 1 else None,
-            severity="high"))
+            f"Jobs: {', '.join(jobs) or 'none linked'}."
+            + (f" {bare} of these entries are webhook payloads collected without their signature although a "
+               "webhook secret was configured: not authenticated." if bare else ""),
+            group["seq"], job_id=jobs[0] if len(jobs) == 1 else None, severity="high"))
     label_seqs: list[int] = []
     ci_job_seqs: dict[str, tuple[int, ...]] | None = None
     for job in ctx.jobs.values():
-        regions = [label for label in job.runner_labels if REGION_PATTERN.match(label)]
+        labels = job.runner_labels or job.unsigned_labels
+        regions = [label for label in labels if REGION_PATTERN.match(label)]
         if regions and ci_job_seqs is None:
             ci_job_seqs = _ci_job_seqs(ctx)
+        labelled: tuple[int, ...] = ()
         if regions:
-            label_seqs.extend(ci_job_seqs.get(job.job_id, ()) if ci_job_seqs is not None else ())
+            labelled = ci_job_seqs.get(job.job_id, ()) if ci_job_seqs is not None else ()
+            labelled = labelled if job.runner_labels else job.unsigned_seqs
+            label_seqs.extend(labelled)
         bad = sorted(set(regions) - allowed)
         if bad:
-            seqs = ci_job_seqs.get(job.job_id, ()) if ci_job_seqs is not None else ()
+            whose = "" if job.runner_labels else " (as only unsigned webhook payloads give them: not authenticated)"
             findings.append(_finding(ctx, check, f"runner-label:job-{job.job_id}",
                                      f"Job {job.job_id}'s runner is labelled for {', '.join(bad)}",
-                                     f"The runner's labels name region(s) {', '.join(bad)} outside the allowed regions.",
-                                     seqs, job_id=job.job_id, severity="high"))
-    # Where a CI job ran is what this check is about: a job whose CI events give no region at all
-    # (no region or runner_region, no runner label naming one) cannot be shown to have run inside.
-    # CloudTrail regions say where the job's calls went, not where its runner was.
-    placed = set(ctx.correlation.job[with_region.index[with_region["source"] == "ci"]].dropna().astype(str))
+                                     f"The runner's labels name region(s) {', '.join(bad)} outside the allowed "
+                                     f"regions{whose}.", labelled, job_id=job.job_id, severity="high"))
+    # A job whose CI events give no region at all (no region or runner_region, no runner label naming one)
+    # cannot be shown to have run inside; nor one whose region only unsigned payloads give. CloudTrail
+    # regions say where the job's calls went, not where its runner was.
     unplaced = [job for job in ctx.jobs.values() if job.job_id not in placed
-                and any(kind.startswith("ci.") for kind in job.kind_counts)
-                and not any(REGION_PATTERN.match(label) for label in job.runner_labels)]
-    if unplaced:
+                and any(kind.startswith("ci.") for kind in job.kind_counts)]
+    bare_only = [job for job in unplaced if job.unsigned_region]
+    for job in bare_only:
+        findings.append(_finding(
+            ctx, check, f"region-unsigned:job-{job.job_id}",
+            f"Job {job.job_id}'s runner region is known only from unsigned webhook payloads",
+            f"Only unsigned webhook payloads (collected without their delivery signature, although a webhook "
+            f"secret was configured) say job {job.job_id}'s runner was in {job.unsigned_region}: not "
+            f"authenticated, so the evidence does not show it ran in an allowed region "
+            f"({', '.join(sorted(allowed))}).",
+            job.unsigned_seqs, job_id=job.job_id, severity="low"))
+    unknown = [job for job in unplaced if not job.unsigned_region]
+    if unknown:
         ci_job_seqs = ci_job_seqs if ci_job_seqs is not None else _ci_job_seqs(ctx)
         ci_seqs: dict[str, tuple[int, ...]] | None = None
-        for job in unplaced:
-            seqs = ci_job_seqs.get(job.job_id) or ()  # its job events; else its other CI events, none giving a region
+        for job in unknown:
+            seqs: tuple[int, ...] = ci_job_seqs.get(job.job_id) or ()  # its job events; else its other CI events
             if not seqs:  # (its Vault, AWS and attestation entries say nothing about where the runner was)
                 ci_seqs = ci_seqs if ci_seqs is not None else _ci_seqs(ctx)
                 seqs = ci_seqs.get(job.job_id, ())
@@ -707,9 +756,17 @@ def check_allowed_regions(ctx: Context) -> CheckResult:
                 f"No CI event of job {job.job_id} gives a runner region (runner_region or region) or a runner label "
                 f"naming one, so the evidence does not show it ran in an allowed region "
                 f"({', '.join(sorted(allowed))}).", seqs, job_id=job.job_id, severity="low"))
-    return _result(ctx, check, evidence=_seq_union(with_region["seq"], label_seqs), findings=findings,
-                   what=f"{len(with_region)} event(s) with a region"
-                   + (f"; {len(unplaced)} CI job(s) with no runner region" if unplaced else ""))
+    what = f"{len(with_region)} event(s) with a region"
+    if unknown:
+        what += f"; {len(unknown)} CI job(s) with no runner region"
+    if bare_only:
+        what += f"; {len(bare_only)} CI job(s) whose runner region only unsigned webhook payloads give"
+    return _result(ctx, check, evidence=_seq_union(with_region["seq"], label_seqs), findings=findings, what=what)
+
+
+def label_region(labels: Sequence[str]) -> str | None:
+    """The first runner label that names a region (``us-gov-west-1``), or None."""
+    return next((label for label in labels if REGION_PATTERN.match(label)), None)
 
 
 def _ci_job_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:
@@ -1133,17 +1190,35 @@ def check_timestamps(ctx: Context) -> CheckResult:
                                      f"Events linked to job {job_id} are more than {ctx.config.clock_skew_seconds}s "
                                      "outside its start/completion: clocks disagree or the link is wrong.",
                                      group["seq"], job_id=str(job_id)))
-    return _result(ctx, check, evidence=frame["seq"], findings=findings, what=f"{len(frame)} event time(s)")
+    what = f"{len(frame)} event time(s)"
+    bare = _bare_run_times(ctx, windows)
+    if bare:
+        what += (f"; {len(bare)} job(s) whose start and completion only unsigned webhook payloads give, so "
+                 f"their events were not checked against them: {', '.join(bare[:20])}" + (" …" if len(bare) > 20 else ""))
+    return _result(ctx, check, evidence=frame["seq"], findings=findings, what=what)
 
 
 def _ci_windows(ctx: Context) -> pd.DataFrame:
+    """job → start, end: its run time from its ``ci.job_started`` / ``ci.job_completed`` events. Unsigned
+    webhook payloads (no signature although a webhook secret was configured) are left out: they do not
+    say when a job ran (a job known to run only from them has no run time here; see :func:`_bare_run_times`)."""
     frame = ctx.frame
-    ci = frame[frame["kind"].isin(("ci.job_started", "ci.job_completed"))]
+    ci = frame[frame["kind"].isin(("ci.job_started", "ci.job_completed")) & (frame["unverified"] != UNSIGNED)]
     ci = ci.assign(job=ctx.correlation.job[ci.index]).dropna(subset=["job"])
     starts = ci[ci["kind"] == "ci.job_started"].groupby("job")["ts"].min()
     ends = ci[ci["kind"] == "ci.job_completed"].groupby("job")["ts"].max()
     both = pd.DataFrame({"start": starts, "end": ends}).dropna()
     return both
+
+
+def _bare_run_times(ctx: Context, windows: pd.DataFrame) -> list[str]:
+    """Jobs with no run time in *windows* that unsigned payloads alone would have given one."""
+    frame = ctx.frame
+    bare = frame[frame["kind"].isin(("ci.job_started", "ci.job_completed")) & (frame["unverified"] == UNSIGNED)]
+    bare = bare.assign(job=ctx.correlation.job[bare.index]).dropna(subset=["job"])
+    kinds = bare.groupby("job")["kind"].agg(lambda k: set(map(str, k)))
+    return sorted((str(job) for job, seen in kinds.items()
+                   if job not in windows.index and {"ci.job_started", "ci.job_completed"} <= seen), key=job_sort_key)
 
 
 def check_chain_of_custody(ctx: Context, stories: Sequence[CustodyStory]) -> CheckResult:

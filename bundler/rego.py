@@ -17,7 +17,9 @@ Input documents (``input``):
 * per CI job: ``{"kind": "job", "job": {id, run_id, repository, in_progress}, "in_progress":
   {as_of, started, allowed_seconds, allowed_from} (null unless the job was still running at as_of:
   no end event, started within its allowed length), "runner": {region,
-  labels, name}, "credentials": {type: "ephemeral" | "long-term" | "unknown",
+  labels, name, unsigned} (``unsigned``: null, or ``{region, labels, seqs}`` when only webhook
+  payloads collected without their signature while a secret was configured say where the runner
+  was; their region is then not ``region``, which is null), "credentials": {type: "ephemeral" | "long-term" | "unknown",
   access_key_classes}, "artifact": {digest, digests, signed, attested},
   "vault": {secret_reads, token_renewals, unpaired_secret_reads, unpaired_token_renewals} (the
   counts include the unpaired ones, whose requester is unverified: a limit is not escaped by them),
@@ -300,6 +302,8 @@ def _shared_steps(ctx: Context, job: JobFacts) -> tuple[dict[str, dict[str, Any]
 
 def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[str, Any]:
     """The input document for one CI job."""
+    from bundler.evaluate import label_region
+
     credentials = "unknown"
     shared, shared_assumption = _shared_steps(ctx, job)
     if job.long_term_seqs:
@@ -319,8 +323,10 @@ def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[s
         "in_progress": None if running is None else {
             "as_of": running.as_of, "started": running.started, "allowed_seconds": running.length_seconds,
             "allowed_from": running.length_from},
-        "runner": {"region": job.runner_region or _label_region(job.runner_labels), "labels": list(job.runner_labels),
-                   "name": job.runner_name},
+        "runner": {"region": job.runner_region or label_region(job.runner_labels), "labels": list(job.runner_labels),
+                   "name": job.runner_name,
+                   "unsigned": {"region": job.unsigned_region, "labels": list(job.unsigned_labels),
+                                "seqs": list(job.unsigned_seqs)} if job.unsigned_region else None},
         "credentials": {"type": credentials, "access_key_classes": list(job.access_key_classes),
                         "shared_within_run": bool(credentials == "ephemeral" and not job.web_identity_seqs)},
         "artifact": {"digest": digests[0] if digests else None, "digests": digests, "signed": signed,
@@ -343,13 +349,6 @@ def _custody_step(step: CustodyStep) -> dict[str, Any]:
     return {"present": step.present, "not_reached": step.not_reached, "seqs": list(step.seqs),
             "detail": step.detail, "other_builds": list(step.other_builds), "unsigned": list(step.unsigned),
             "unpaired": list(step.unpaired)}
-
-
-def _label_region(labels: Sequence[str]) -> str | None:
-    from bundler.evaluate import REGION_PATTERN
-
-    regions = [label for label in labels if REGION_PATTERN.match(label)]
-    return regions[0] if regions else None
 
 
 def artifact_inputs(ctx: Context) -> list[tuple[str, dict[str, Any], tuple[int, ...]]]:

@@ -19,7 +19,7 @@ from typing import Any
 from bundler.evaluate import EvaluationConfig
 from bundler.model import NOT_SATISFIED, SATISFIED
 from bundler.render import BundleFacts, render_control
-from tests.synthetic_jobs import BASE, event
+from tests.synthetic_jobs import BASE, event, stamp
 from tests.test_review_eval_patterns import CUSTODY, evaluated, gha_job, of_kind, seq_of, status, step, story_of
 
 
@@ -140,3 +140,147 @@ deny contains sprintf("certificate present %v, unpaired %v", [input.custody_step
     assessment, _ = evaluated(events, policies=load_policies(tmp_path))
     (finding,) = next(c for c in assessment.checks if c.check == "policy:probe").findings
     assert finding.description == "probe.rego: certificate present false, unpaired 1; reads 3, unpaired 2"
+
+
+# -- unsigned CI webhook payloads -------------------------------------------------------------------
+
+UNSIGNED = {"provider": "github", "run_attempt": 1, "webhook_signature": "absent", "webhook_secret_configured": True}
+
+
+def unsigned_copy(events: list[dict[str, Any]], kind: str, seconds: int, **attrs: Any) -> dict[str, Any]:
+    """A bare payload of the job's *kind* delivery, *seconds* after BASE, collected without its signature while
+    a webhook secret was configured, with *attrs* changed; added to *events*."""
+    original = of_kind(events, kind)
+    payload = {**original, "time": stamp(BASE + timedelta(seconds=seconds)), "correlation": dict(original["correlation"]),
+               "attrs": {**original["attrs"], **UNSIGNED, **attrs}}
+    events.append(payload)
+    return payload
+
+
+def check_of(assessment: Any, name: str) -> Any:
+    return next(c for c in assessment.checks if c.check == name)
+
+
+def test_an_unsigned_payloads_region_does_not_override_the_signed_deliveries() -> None:
+    """The job's signed deliveries say us-gov-west-1; a bare payload for the same job says eu-west-1. Nobody
+    authenticated the payload: it does not establish where the runner was (it is an audit-trail finding)."""
+    events = gha_job(1, BASE)
+    unsigned_copy(events, "ci.job_started", 21, runner_region="eu-west-1",
+                  runner_labels=["self-hosted", "linux", "eu-west-1"])
+    assessment, _ = evaluated(events)
+    regions = check_of(assessment, "allowed-regions")
+    assert regions.status == SATISFIED and regions.findings == (), [f.id for f in regions.findings]
+    audit = check_of(assessment, "audit-trail-integrity")
+    assert "audit-trail-integrity:ci.unsigned-webhook-payload" in [f.id for f in audit.findings]
+
+
+def test_a_region_known_only_from_unsigned_payloads_satisfies_nothing() -> None:
+    events = gha_job(1, BASE, signature="absent", secret_configured=True)
+    assessment, entries = evaluated(events)
+    regions = check_of(assessment, "allowed-regions")
+    (finding,) = regions.findings
+    assert finding.id == "allowed-regions:region-unsigned:job-70001" and finding.severity == "low"
+    assert "us-gov-west-1" in finding.description and "unsigned webhook payload" in finding.description
+    cited = {seq_of(entries, e) for e in events if e["kind"].startswith("ci.job_")}
+    assert set(finding.seqs) == cited
+    assert regions.status == NOT_SATISFIED
+
+
+def test_a_rego_policy_does_not_see_an_unsigned_region_as_the_runners(tmp_path) -> None:
+    from pathlib import Path
+
+    from bundler.rego import load_policies
+
+    seed = load_policies(Path(__file__).resolve().parent.parent / "samples" / "policies")
+    (tmp_path / "probe.rego").write_text("""# controls: AC-6
+package probe
+import rego.v1
+
+deny contains sprintf("region %v", [input.runner.region])
+deny contains sprintf("unsigned region %v", [input.runner.unsigned.region])
+deny contains sprintf("unsigned labels %v", [count(input.runner.unsigned.labels)])
+deny contains sprintf("labels %v", [count(input.runner.labels)])
+""", encoding="utf-8")
+    policies = [*seed, *load_policies(tmp_path)]
+    assessment, _ = evaluated(gha_job(1, BASE, signature="absent", secret_configured=True), policies=policies)
+    (probe,) = check_of(assessment, "policy:probe").findings
+    assert probe.description == "probe.rego: labels 0; region null; unsigned labels 4; unsigned region us-gov-west-1"
+    assert check_of(assessment, "policy:pipeline").status == NOT_SATISFIED
+    assessment, _ = evaluated(gha_job(1, BASE), policies=policies)
+    (probe,) = check_of(assessment, "policy:probe").findings
+    assert probe.description == "probe.rego: labels 4; region us-gov-west-1"
+    assert check_of(assessment, "policy:pipeline").status == SATISFIED
+
+
+def test_an_unsigned_payload_does_not_widen_the_jobs_time_window() -> None:
+    """A bare 'completed' payload dated three hours after the job's signed completion stretched the job's window
+    over a secret read made two hours later by the same Vault entity, which correlation then gave to the job."""
+    from bundler.custody import correlate
+    from bundler.evaluate import parse_utc
+    from bundler.evidence_table import build_table
+    from tests.synthetic_jobs import as_entries
+
+    events = gha_job(1, BASE)
+    unsigned_copy(events, "ci.job_completed", 3 * 3600)
+    read = of_kind(events, "vault.secret_read")
+    late = {**read, "time": stamp(BASE + timedelta(hours=2)), "correlation": dict(read["correlation"]),
+            "attrs": dict(read["attrs"])}
+    events.append(late)
+    entries = as_entries(events)
+    table = build_table(entries, as_of=parse_utc("2026-11-21T00:00:00Z"))
+    correlation = correlate(table.frame)
+    job_of = dict(zip(table.frame["seq"], correlation.job))
+    assert job_of[seq_of(entries, read)] == "70001"
+    assert job_of[seq_of(entries, late)] is None
+    assert correlation.windows.at["70001", "end"] < parse_utc(stamp(BASE + timedelta(hours=1)))
+
+
+def test_a_job_known_to_be_running_only_from_unsigned_payloads_is_judged_whole() -> None:
+    """A job is in progress at as_of (its later steps not judged yet) only on a lifecycle event someone
+    authenticated: bare payloads alone do not grant the wait."""
+    mid_run = stamp(BASE + timedelta(seconds=310))
+    events = [e for e in gha_job(1, BASE, signature="absent", secret_configured=True)
+              if e["kind"] != "ci.job_completed"]
+    assessment, _ = evaluated(events, as_of=mid_run)
+    st = story_of(assessment, "70001")
+    assert st.in_progress is None
+    assert "custody-missing:attestation_stored:job-70001" in [f.id for f in st.findings]
+    # the same job with its deliveries signed is in progress, as before
+    events = [e for e in gha_job(1, BASE) if e["kind"] != "ci.job_completed"]
+    assessment, _ = evaluated(events, as_of=mid_run)
+    assert story_of(assessment, "70001").in_progress is not None
+
+
+def test_an_unsigned_payloads_timeout_does_not_lengthen_the_job() -> None:
+    """A job's length (certificate TTL, in-progress wait) comes from the timeout its events give; a bare
+    payload's claim of three hours let a two-hour certificate pass."""
+    events = gha_job(1, BASE)
+    of_kind(events, "vault.pki_issue")["attrs"]["ttl"] = 7200
+    unsigned_copy(events, "ci.job_started", 21, timeout_minutes=180)
+    assessment, entries = evaluated(events)
+    (finding,) = check_of(assessment, "certificate-ttl").findings
+    assert finding.id == f"certificate-ttl:ttl-too-long:{seq_of(entries, of_kind(events, 'vault.pki_issue'))}"
+    assert "3600s" in finding.title
+
+
+def test_an_unsigned_payload_does_not_move_the_jobs_start_for_the_timestamps_check() -> None:
+    """The job's signed ``in_progress`` delivery says it started at 14:00:20; a bare payload claims two hours
+    earlier. An event of the job half an hour before its start is outside its run time all the same."""
+    events = gha_job(1, BASE)
+    bare = unsigned_copy(events, "ci.job_started", -2 * 3600)
+    build = of_kind(events, "ci.build_signed")
+    build["time"] = stamp(BASE - timedelta(minutes=30))
+    assessment, entries = evaluated(events)
+    timestamps = check_of(assessment, "timestamps")
+    (finding,) = timestamps.findings
+    # the bare payload, dated two hours before the start, is one of the job's events outside it too
+    assert finding.id == "timestamps:outside-job:job-70001"
+    assert finding.seqs == tuple(sorted((seq_of(entries, build), seq_of(entries, bare))))
+
+
+def test_a_run_time_known_only_from_unsigned_payloads_is_said_not_checked() -> None:
+    events = gha_job(1, BASE, signature="absent", secret_configured=True)
+    assessment, _ = evaluated(events)
+    timestamps = check_of(assessment, "timestamps")
+    assert "1 job(s) whose start and completion only unsigned webhook payloads give" in timestamps.summary
+    assert "70001" in timestamps.summary
