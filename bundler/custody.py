@@ -23,6 +23,8 @@ Correlation (:func:`correlate`) works in two rounds over the evidence table:
    (first to last event, widened by ``window_seconds``) around the event. An unsigned webhook
    payload (no delivery signature although a webhook secret was configured) does not stretch the
    window of a job that has other events; a window made of such payloads alone places nothing.
+   An event naming its run's attempt (``run_attempt``: a re-run's provenance) is not placed in a
+   job of another attempt of the same run.
 
 :func:`build_stories` then orders each job's events into the steps trigger →
 oidc_token → role_assumption → vault_login → certificate → build_sign →
@@ -215,6 +217,11 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
     unassigned = ~assigned
     contested: dict[int, set[str]] = defaultdict(set)
     if bool(unassigned.any()) and not windows.empty:
+        # An event naming its run's attempt (a re-run's provenance: attempt 2) is never placed by a shared
+        # identifier in a job of another attempt of that run (the attempt its deliveries give).
+        attempt_of = attempts_of_jobs(frame, job)
+        run_of = frame.loc[assigned, ["run_id"]].assign(job=job[assigned]).dropna().groupby("job")["run_id"].first()
+        owner_attempt = pd.DataFrame({"job_attempt": pd.Series(attempt_of, dtype=object), "job_run": run_of})
         for key in WEAK_KEYS:
             candidates = unassigned & frame[key].notna() & job.isna()
             if not bool(candidates.any()):
@@ -223,11 +230,22 @@ def correlate(frame: pd.DataFrame, *, window_seconds: int = 300) -> Correlation:
             if owners.empty:
                 continue
             owners = owners.join(windows, on="job")
+            named_attempt = bool((frame.loc[candidates, "run_attempt"].notna()).any()) and bool(attempt_of)
+            if named_attempt:
+                owners = owners.join(owner_attempt, on="job")
             for start in range(0, int(candidates.sum()), 50_000):
                 rows = frame.loc[candidates, [key, "ts"]].iloc[start:start + 50_000]
-                rows = rows.rename(columns={key: "value"}).reset_index(names="row")
+                rows = rows.rename(columns={key: "value"})
+                if named_attempt:
+                    rows = rows.assign(row_run=frame.loc[rows.index, "run_id"],
+                                       row_attempt=frame.loc[rows.index, "run_attempt"])
+                rows = rows.reset_index(names="row")
                 pairs = rows.merge(owners, on="value")
                 pairs = pairs[(pairs["ts"] >= pairs["start"]) & (pairs["ts"] <= pairs["end"])]
+                if named_attempt:
+                    other = (pairs["row_attempt"].notna() & pairs["job_attempt"].notna()
+                             & (pairs["row_run"] == pairs["job_run"]) & (pairs["row_attempt"] != pairs["job_attempt"]))
+                    pairs = pairs[~other]
                 counts = pairs.groupby("row")["job"].nunique()
                 single = pairs[pairs["row"].isin(counts[counts == 1].index)].drop_duplicates("row")
                 if bare_jobs:  # a window only unsigned payloads give may contest an event, never place it
@@ -488,15 +506,17 @@ def _run_attempt(event: Mapping[str, Any] | None) -> int | None:
 def job_attempts(table: EvidenceTable, correlation: Correlation) -> dict[str, int]:
     """job → its run attempt, from its own ``ci.job_queued``/``ci.job_started`` deliveries (the first that
     gives ``attrs.run_attempt``); jobs whose deliveries give none are left out."""
-    frame = table.frame
-    rows = frame.loc[frame["kind"].isin(("ci.job_queued", "ci.job_started")) & correlation.job.notna(), ["seq"]]
-    attempts: dict[str, int] = {}
-    for job, seq in zip(correlation.job[rows.index], rows["seq"]):
-        if job not in attempts:
-            attempt = _run_attempt(table.events.get(int(seq)))
-            if attempt is not None:
-                attempts[job] = attempt
-    return attempts
+    return attempts_of_jobs(table.frame, correlation.job)
+
+
+def attempts_of_jobs(frame: pd.DataFrame, job: pd.Series) -> dict[str, int]:
+    """:func:`job_attempts` over a table's rows and their jobs (``run_attempt`` column, seq order)."""
+    rows = frame.loc[frame["kind"].isin(("ci.job_queued", "ci.job_started")) & job.notna()
+                     & frame["run_attempt"].notna(), ["run_attempt"]]
+    if rows.empty:
+        return {}
+    firsts = rows.assign(job=job[rows.index]).groupby("job", sort=False)["run_attempt"].first()
+    return {str(j): int(a) for j, a in firsts.items()}
 
 
 @dataclass(frozen=True)

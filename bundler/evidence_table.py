@@ -45,6 +45,7 @@ COLUMNS = (
     "region", "access_key_class", "event_name",
     "location",  # source.location, only for the families read_rows is asked to keep it for (else None)
     "unverified",  # UNPAIRED / UNSIGNED: evidence whose claims nobody verified (unverified_claim), else None
+    "run_attempt",  # attrs.run_attempt (a GitHub run's attempt: 1, 2 for a re-run…), an int, else None
 )
 # A Vault response whose request line was never logged (the collector's attrs.paired false, beside its
 # vault.unpaired finding): what it says about who asked is not corroborated.
@@ -231,6 +232,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading,
         key_class = attrs.get("access_key_class")
         event_name = attrs.get("event_name")
         unverified = unverified_claim(attrs) if attrs else None
+        attempt = attrs.get("run_attempt")
         append((
             seq, time if time.__class__ is str_type else None, kind, family,
             None if action is None else intern(action) if action.__class__ is str_type else text(action),
@@ -242,6 +244,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading,
             else text(event_name),
             None if location is None else intern(location) if location.__class__ is str_type else text(location),
             unverified,
+            attempt if attempt.__class__ is int else None,  # not a bool, a float or text
         ))
         if kind not in bulk and kind != "invalid":
             kept[int(seq)] = event

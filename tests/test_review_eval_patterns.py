@@ -354,3 +354,60 @@ def test_reads_by_a_token_create_child_naming_another_job_count_for_the_entitys_
     (finding,) = [f for f in assessment.control("au-6").findings if f.check == "secret-read-volume"]
     assert finding.id == "secret-read-volume:job-70001"
     assert set(seq_of(entries, r) for r in reads) <= set(finding.seqs)
+
+
+# -- correlation tells a re-run's attestation from the first attempt's -------------------------------
+
+
+def _close_attempts() -> list[dict[str, Any]]:
+    """Run 9001 attempt 1 (job 70001) and its re-run, attempt 2 (job 70002), started 12 minutes later, so
+    their time windows (each widened by the correlation window) overlap. Each stores its provenance
+    naming the run and its attempt (``…/actions/runs/9001/attempts/<n>``: ``attrs.run_attempt``), the
+    re-run's 150 s after it began."""
+    first = gha_job(1, BASE, run=9001, job=70001, attempt=1)
+    digest = of_kind(first, "ci.build_signed")["correlation"]["artifact_digest"]
+    second = gha_job(2, BASE + timedelta(minutes=12), run=9001, job=70002, attempt=2, digest=digest)
+    for attempt, events in ((1, first), (2, second)):
+        of_kind(events, "attestation.signed")["attrs"]["run_attempt"] = attempt
+    of_kind(second, "attestation.signed")["time"] = stamp(BASE + timedelta(minutes=12, seconds=150))
+    return first + second
+
+
+def test_an_attestation_naming_its_attempt_correlates_with_that_attempts_job() -> None:
+    """Both attestations name run 9001 and carry the same digest, and each fell in both attempts' windows:
+    correlation left them in no job (or, where one window held them, in whichever job it was), so a Rego
+    policy reading a job's events saw no attestation of its own. The attempt each names decides."""
+    from bundler.custody import correlate
+    from bundler.evaluate import parse_utc
+    from bundler.evidence_table import build_table
+
+    events = _close_attempts()
+    entries = as_entries(events)
+    table = build_table(entries, as_of=parse_utc(AS_OF))
+    job_of = dict(zip(table.frame["seq"], correlate(table.frame).job))
+    first_att, second_att = (seq_of(entries, e) for e in events if e["kind"] == "attestation.signed")
+    assert (job_of[first_att], job_of[second_att]) == ("70001", "70002")
+    assessment, _ = evaluated(events)
+    for job, own, other in (("70001", first_att, second_att), ("70002", second_att, first_att)):
+        attestation = step(story_of(assessment, job), "attestation_stored")
+        assert attestation.present and attestation.seqs == (own,) and attestation.other_builds == (other,)
+
+
+def test_an_attestation_naming_an_attempt_is_not_placed_in_another_attempts_job_alone() -> None:
+    """The re-run's attestation stored where only the first attempt's window holds it (its clock ran 8
+    minutes slow): it names attempt 2, so it is not the first attempt's job's, whatever its time."""
+    from bundler.custody import correlate
+    from bundler.evaluate import parse_utc
+    from bundler.evidence_table import build_table
+
+    first = gha_job(1, BASE, run=9001, job=70001, attempt=1)
+    digest = of_kind(first, "ci.build_signed")["correlation"]["artifact_digest"]
+    second = gha_job(2, BASE + timedelta(minutes=30), run=9001, job=70002, attempt=2, digest=digest)
+    attestation = of_kind(second, "attestation.signed")
+    attestation["attrs"]["run_attempt"] = 2
+    attestation["time"] = stamp(BASE + timedelta(minutes=12))
+    events = first + second
+    entries = as_entries(events)
+    table = build_table(entries, as_of=parse_utc(AS_OF))
+    job_of = dict(zip(table.frame["seq"], correlate(table.frame).job))
+    assert job_of[seq_of(entries, attestation)] is None
