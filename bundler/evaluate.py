@@ -1194,7 +1194,8 @@ def check_timestamps(ctx: Context) -> CheckResult:
     bare = _bare_run_times(ctx, windows)
     if bare:
         what += (f"; {len(bare)} job(s) whose start and completion only unsigned webhook payloads give, so "
-                 f"their events were not checked against them: {', '.join(bare[:20])}" + (" …" if len(bare) > 20 else ""))
+                 f"their events were not checked against them: {', '.join(bare[:20])}"
+                 + (" …" if len(bare) > 20 else ""))
     return _result(ctx, check, evidence=frame["seq"], findings=findings, what=what)
 
 

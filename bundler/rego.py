@@ -16,10 +16,10 @@ Input documents (``input``):
 
 * per CI job: ``{"kind": "job", "job": {id, run_id, repository, in_progress}, "in_progress":
   {as_of, started, allowed_seconds, allowed_from} (null unless the job was still running at as_of:
-  no end event, started within its allowed length), "runner": {region,
-  labels, name, unsigned} (``unsigned``: null, or ``{region, labels, seqs}`` when only webhook
-  payloads collected without their signature while a secret was configured say where the runner
-  was; their region is then not ``region``, which is null), "credentials": {type: "ephemeral" | "long-term" | "unknown",
+  no end event, started within its allowed length), "runner": {region, labels, name, unsigned}
+  (``unsigned``: null, or ``{region, labels, seqs}`` when only webhook payloads collected without
+  their signature while a secret was configured say where the runner was; their region is then not
+  ``region``, which is null), "credentials": {type: "ephemeral" | "long-term" | "unknown",
   access_key_classes}, "artifact": {digest, digests, signed, attested},
   "vault": {secret_reads, token_renewals, unpaired_secret_reads, unpaired_token_renewals} (the
   counts include the unpaired ones, whose requester is unverified: a limit is not escaped by them),

@@ -151,8 +151,8 @@ def unsigned_copy(events: list[dict[str, Any]], kind: str, seconds: int, **attrs
     """A bare payload of the job's *kind* delivery, *seconds* after BASE, collected without its signature while
     a webhook secret was configured, with *attrs* changed; added to *events*."""
     original = of_kind(events, kind)
-    payload = {**original, "time": stamp(BASE + timedelta(seconds=seconds)), "correlation": dict(original["correlation"]),
-               "attrs": {**original["attrs"], **UNSIGNED, **attrs}}
+    payload = {**original, "time": stamp(BASE + timedelta(seconds=seconds)),
+               "correlation": dict(original["correlation"]), "attrs": {**original["attrs"], **UNSIGNED, **attrs}}
     events.append(payload)
     return payload
 
