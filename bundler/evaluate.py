@@ -892,6 +892,34 @@ def check_ai_endpoint_allowlist(ctx: Context) -> CheckResult:
     return _result(ctx, check, evidence=calls["seq"], findings=findings, what=f"{len(calls)} inference call(s)")
 
 
+def check_pki_ca_changes(ctx: Context) -> CheckResult:
+    """Changes to what Vault PKI's certificates chain to (``vault.pki_ca_change``): every successful one
+    must be explained out of band (as audit-trail changes are), and a CI job's identity making one is
+    a high finding whatever explains it: a pipeline that can mint or replace a CA can vouch for anything."""
+    check = "pki-ca-changes"
+    changes = ctx.rows("vault.pki_ca_change")
+    issued = ctx.rows("vault.pki_issue")
+    explained = _explained(ctx)
+    findings = []
+    done = changes[changes["status"] != "failure"]
+    for index, seq in zip(done.index, done["seq"]):
+        event = ctx.event(seq)
+        what = f"{ctx.attr(seq, 'ca_operation') or event.get('action')} on {event.get('resource')} by {event.get('actor')}"
+        job = ctx.correlation.job.get(index)
+        if isinstance(job, str):
+            findings.append(_finding(ctx, check, f"by-job:{seq}", f"PKI CA changed by CI job {job} at seq {seq}",
+                                     f"{what}: a CI job's Vault identity changed the CA (sign or replace an issuer, "
+                                     "import or generate a CA key); a pipeline should only be able to issue leaf "
+                                     "certificates.", [seq], job_id=job, severity="high"))
+        elif int(seq) not in explained:
+            findings.append(_finding(ctx, check, f"unexplained:{seq}", f"Unexplained PKI CA change at seq {seq}",
+                                     f"{what} is not explained (explained_seqs, or an operator's explanation "
+                                     "entry naming it).", [seq]))
+    return _result(ctx, check, evidence=[*changes["seq"], *issued["seq"]], findings=findings,
+                   what=f"{len(changes)} PKI CA change(s) ({len(done)} successful) and {len(issued)} certificate(s) issued",
+                   not_assessed_reason="no Vault PKI evidence in the period")
+
+
 def _explained(ctx: Context) -> set[int]:
     """Seqs explained out of band: the explained_seqs setting, and ``*.explanation`` entries from a source
     other than the four collectors (an operator's ``fedledger append``). The audited systems themselves
@@ -1339,7 +1367,7 @@ BUILTIN_CHECKS = (
     check_signed_attestation, check_short_lived_credentials, check_workload_identity, check_certificate_ttl,
     check_mtls_inference, check_inference_redaction, check_allowed_regions, check_secret_read_volume,
     check_ai_endpoint_allowlist, check_token_renewals, check_audit_trail_integrity, check_attestation_retention,
-    check_attestation_encryption, check_policy_gate, check_timestamps,
+    check_attestation_encryption, check_policy_gate, check_timestamps, check_pki_ca_changes,
 )
 
 

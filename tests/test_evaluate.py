@@ -709,3 +709,41 @@ def test_cadence_settings_refuse_what_would_be_ignored_or_truncated(settings, me
 def test_cadence_settings_accept_every_known_ksi_in_any_case() -> None:
     config = EvaluationConfig.from_mapping({"freshness_days_per_ksi": {"ksi-svc-asm": 2, "KSI-CED-RAT": 3}})
     assert dict(config.freshness_days_per_ksi) == {"KSI-SVC-ASM": 2, "KSI-CED-RAT": 3}
+
+
+def test_pki_ca_change_needs_an_explanation_and_never_comes_from_a_job() -> None:
+    """Signing an intermediate outside the pipeline must be explained; the pipeline itself doing it
+    is a high finding whatever explains it."""
+    from tests.synthetic_jobs import job_ids
+
+    events = complete_story(1)
+    admin = event("vault.pki_ca_change", datetime(2026, 11, 20, 15, 0), actor="entity-admin", action="update",
+                  resource="pki/root/sign-intermediate", correlation={"vault_entity_id": "entity-admin"},
+                  attrs={"ca_operation": "sign-intermediate", "mount": "pki"})
+    assessment, entries = run(events + [admin])
+    admin_seq = seq_of(entries, admin)
+    (finding,) = [f for f in assessment.control("sc-12").findings if f.check == "pki-ca-changes"]
+    assert finding.seqs == (admin_seq,) and finding.severity == "moderate" and "sign-intermediate" in finding.description
+    assert "cm-5" in failing(assessment)
+    explained, _ = run(events + [admin], config=EvaluationConfig(explained_seqs=(admin_seq,)))
+    check = next(c for c in explained.checks if c.check == "pki-ca-changes")
+    assert check.status == SATISFIED and not check.findings
+    failed = dict(admin, outcome={"status": "failure", "error": "permission denied"})
+    refused, _ = run(events + [failed])
+    assert next(c for c in refused.checks if c.check == "pki-ca-changes").status == SATISFIED
+    by_job = event("vault.pki_ca_change", datetime(2026, 11, 20, 14, 2), actor=job_ids(0)["vault_entity_id"],
+                   action="update", resource="pki/root/generate/internal",
+                   correlation={"vault_entity_id": job_ids(0)["vault_entity_id"]},
+                   attrs={"ca_operation": "generate-root", "mount": "pki"})
+    assessment, entries = run(events + [by_job])
+    job_seq = seq_of(entries, by_job)
+    explained_job, _ = run(events + [by_job], config=EvaluationConfig(explained_seqs=(job_seq,)))
+    for result in (assessment, explained_job):
+        (finding,) = [f for f in result.control("sc-12").findings if f.check == "pki-ca-changes"]
+        assert finding.seqs == (job_seq,) and finding.severity == "high" and finding.job_id == str(story.JOB_ID)
+
+
+def test_pki_ca_changes_not_assessed_without_pki_evidence() -> None:
+    events = [e for e in complete_story(1) if e["kind"] != "vault.pki_issue"]
+    assessment, _ = run(events)
+    assert next(c for c in assessment.checks if c.check == "pki-ca-changes").status == NOT_ASSESSED
