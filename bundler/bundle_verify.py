@@ -18,6 +18,10 @@ file it concerns:
    report cites has such a proof with the same leaf hash;
 6. every evidence hash in the OSCAL document matches the file it names.
 
+Trusted keys vouch for the tree sizes their ``--key-range`` allows; key handovers among the ledger
+slice's checkpoints (and the saved ones) are followed first (:mod:`collector.checkpoint_keys`), so
+a bundle signed by a key the pinned one handed over to verifies, for trees from the handover on.
+
 A key read from the bundle proves nothing about who made it: whoever forged the
 bundle ships their own. Without both a trusted key and an origin the bundle does
 not verify (``not-pinned``), unless the caller asks for an integrity-only check
@@ -45,7 +49,8 @@ from bundler.ledger_verify import Failure, NoteInput, verify_ledger
 from collector import merkle
 from collector.store import sha256_file
 from collector.canonical import CanonicalizationError, canonical_bytes
-from collector.checkpoint import CheckpointError, NoteVerifier, parse_verifier_key, split_note, verify_checkpoint
+from collector.checkpoint import CheckpointError, NoteVerifier, parse_verifier_key, split_note
+from collector.checkpoint_keys import KeyRange, KeyRing, TrustedKey
 from collector.errors import FedledgerError
 
 REPORT_VERSION = 1
@@ -69,6 +74,7 @@ class BundleVerification:
     entries_checked: int = 0
     citations_checked: int = 0  # CSV rows and HTML proof rows that cite a ledger entry
     citations_failed: int = 0
+    keys: KeyRing | None = None  # the trusted keys and the tree sizes each may vouch for (handovers followed)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +84,8 @@ class BundleVerification:
         self.failures.append(Failure(code, message, where=where))
 
     def lines(self) -> list[str]:
-        return [f"valid: {line}" for line in self.valid] + [f.line() for f in self.failures]
+        keys = self.keys.describe() if self.keys is not None and self.keys.noteworthy else []
+        return [f"valid: {line}" for line in self.valid] + keys + [f.line() for f in self.failures]
 
     def tally(self) -> str:
         """One line: the signature, files against the manifest, the ledger, proofs, citations, then
@@ -112,6 +119,7 @@ class BundleVerification:
             "citations_checked": self.citations_checked,
             "citations_proven": self.citations_checked - self.citations_failed,
             "valid": self.valid,
+            "keys": self.keys.to_json() if self.keys is not None else [],
             "failures": [{"code": f.code, "where": f.where, "seq": f.seq, "message": f.message} for f in self.failures],
         }
 
@@ -124,8 +132,11 @@ def verify_bundle(
     unpinned: bool = False,
     saved_checkpoints: Sequence[tuple[str, str]] = (),
     limits: ReadLimits = ReadLimits(),
+    key_ranges: Sequence[KeyRange] = (),
+    key_labels: Sequence[str] = (),
 ) -> BundleVerification:
-    """Verify a bundle; *trusted_keys* are PEM or vkey texts (read by the caller).
+    """Verify a bundle; *trusted_keys* are PEM or vkey texts (read by the caller), *key_labels*
+    where they came from (for the report), *key_ranges* the tree sizes each may vouch for.
 
     Fails closed without *trusted_keys* and *origin* (``not-pinned``); *unpinned* accepts the
     bundle's own key and origin instead, which shows the bundle is intact, not who made it.
@@ -138,7 +149,8 @@ def verify_bundle(
         if bundle.rejected_whole:
             return report
         saved = [NoteInput(where, text, saved=True) for where, text in saved_checkpoints]
-        _verify_contents(strip_top_folder(bundle), report, trusted_keys, origin, unpinned, saved)
+        _verify_contents(strip_top_folder(bundle), report, trusted_keys, origin, unpinned, saved, key_ranges,
+                         key_labels)
     return report
 
 
@@ -158,7 +170,8 @@ def strip_top_folder(bundle: BundleFiles) -> BundleFiles:
 
 
 def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_keys: Sequence[str],
-                     origin: str | None, unpinned: bool, saved: list[NoteInput]) -> None:
+                     origin: str | None, unpinned: bool, saved: list[NoteInput], key_ranges: Sequence[KeyRange] = (),
+                     key_labels: Sequence[str] = ()) -> None:
     files = bundle.files
     manifest_path = files.get(MANIFEST_FILE)
     if manifest_path is None:
@@ -187,7 +200,12 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
         report.fail("wrong-origin", MANIFEST_FILE, f"manifest names origin {manifest['origin']!r}, pinned {origin!r}")
 
     verifiers = _verifiers(bundle, report, trusted_keys)
-    _check_signature(bundle, report, verifiers, hashlib.sha256(raw).hexdigest())
+    ring = KeyRing(verifiers, key_ranges, labels=key_labels if trusted_keys else ["bundled ledger/keys"] * len(verifiers))
+    report.keys = ring
+    _follow_handovers(bundle, report, ring, saved)
+    checkpoint = manifest["checkpoint"]
+    manifest_size = checkpoint.get("size") if type(checkpoint.get("size")) is int else None
+    _check_signature(bundle, report, ring, hashlib.sha256(raw).hexdigest(), manifest_size)
 
     # Every file, against the manifest.
     listed: dict[str, str] = manifest["files"]
@@ -215,18 +233,17 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
     if not any(f.code in ("file-modified", "file-missing", "file-unlisted") for f in report.failures):
         report.valid.append(f"{len(listed)} files match the manifest")
 
-    checkpoint = manifest["checkpoint"]
     size, root_hex = checkpoint.get("size"), checkpoint.get("root")
     if type(size) is not int or size < 0 or not isinstance(root_hex, str) or not HEX_HASH.fullmatch(root_hex):
         report.fail("manifest-malformed", MANIFEST_FILE, "checkpoint needs a non-negative integer size and a "
                     "64-digit lowercase hex root")
         return
     report.checkpoint_size = size
-    leaves = _verify_ledger_slice(bundle, report, verifiers, size, root_hex, saved)
+    leaves = _verify_ledger_slice(bundle, report, ring, size, root_hex, saved)
     if leaves is None:
         return
     root = bytes.fromhex(root_hex)
-    proven = _verify_proofs(bundle, report, verifiers, leaves, size, root)
+    proven = _verify_proofs(bundle, report, ring, leaves, size, root)
     _verify_citations(bundle, report, leaves, proven)
     _verify_oscal(bundle, report, digests)
 
@@ -248,8 +265,36 @@ def _verifiers(bundle: BundleFiles, report: BundleVerification, trusted_keys: Se
     return verifiers
 
 
-def _check_signature(bundle: BundleFiles, report: BundleVerification, verifiers: list[NoteVerifier],
-                     manifest_sha256: str) -> None:
+def _follow_handovers(bundle: BundleFiles, report: BundleVerification, ring: KeyRing, saved: list[NoteInput]) -> None:
+    """Follow the key handovers among the ledger slice's checkpoints and the saved ones, before the
+    manifest's signature is checked (it may be by a key a pinned key handed over to). Each accepted
+    handover is a ``valid:`` line; one that does not hold is reported with the slice's checkpoints."""
+    notes: list[tuple[str, str]] = []
+    for name, path in sorted(bundle.files.items()):
+        if name.startswith("ledger/checkpoints/") and name.endswith(".note"):
+            try:
+                notes.append((name[len("ledger/"):], path.read_bytes().decode("utf-8")))
+            except (OSError, UnicodeDecodeError):
+                continue  # reported as malformed-checkpoint by the ledger check
+    notes += [(note.where, note.text) for note in saved]
+    outcome = ring.follow_handovers(notes, origin=report.origin or "")
+    for where, key in outcome.accepted.items():
+        shown = where if any(where == note.where for note in saved) else f"ledger/{where}"
+        report.valid.append(f"key {key.key_id} accepted by handover from key "
+                            f"{key.handover_from.hex() if key.handover_from else '?'} at size {key.first} ({shown}); "
+                            f"it may vouch for tree sizes from {key.first} on, and key "
+                            f"{key.handover_from.hex() if key.handover_from else '?'} only up to {key.first}")
+
+
+def _key_words(key: TrustedKey) -> str:
+    if key.pinned:
+        return "a pinned key" if key.label != "bundled ledger/keys" else "a bundled (NOT pinned) key"
+    return (f"key {key.key_id}, accepted by handover from key "
+            f"{key.handover_from.hex() if key.handover_from else '?'} at size {key.first}")
+
+
+def _check_signature(bundle: BundleFiles, report: BundleVerification, ring: KeyRing,
+                     manifest_sha256: str, size: int | None) -> None:
     sig_path = bundle.files.get(SIGNATURE_FILE)
     if sig_path is None:
         report.fail("signature-missing", SIGNATURE_FILE, "the manifest is not signed")
@@ -265,22 +310,22 @@ def _check_signature(bundle: BundleFiles, report: BundleVerification, verifiers:
         report.fail("signature-mismatch", SIGNATURE_FILE,
                     "the signed note does not name this manifest's SHA-256 and origin")
         return
-    trusted = 0
-    for sig in sigs:
-        for verifier in verifiers:
-            if verifier.name == sig.name and verifier.key_id == sig.key_id:
-                if not verifier.verify(body.encode(), sig.signature):
-                    report.fail("bad-signature", SIGNATURE_FILE, f"signature by {sig.name} ({sig.key_id.hex()}) does not verify")
-                    return
-                trusted += 1
-    if trusted == 0:
-        report.fail("unknown-signer", SIGNATURE_FILE, "no signature by a trusted key")
+    try:
+        vouching = ring.vouching(body.encode(), sigs, size)
+    except CheckpointError as exc:  # bad-signature, unknown-signer, key-out-of-range (for the bundle's checkpoint size)
+        what = str(exc) if exc.code != "unknown-signer" else "no signature by a trusted key"
+        if exc.code == "key-out-of-range":
+            what = f"the manifest is for the checkpoint of {what}"
+        report.fail(exc.code, SIGNATURE_FILE, what)
         return
     report.signature_valid = True
-    report.valid.append(f"{SIGNATURE_FILE}: manifest signed by a {'pinned' if report.pinned else 'bundled (NOT pinned)'} key")
+    if not report.pinned:
+        report.valid.append(f"{SIGNATURE_FILE}: manifest signed by a bundled (NOT pinned) key")
+    else:
+        report.valid.append(f"{SIGNATURE_FILE}: manifest signed by {_key_words(vouching[0])}")
 
 
-def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifiers: list[NoteVerifier],
+def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, ring: KeyRing,
                          size: int, root_hex: str, saved: list[NoteInput]) -> bytearray | None:
     if "ledger/MANIFEST.json" not in bundle.files:
         report.fail("file-missing", "ledger/MANIFEST.json", "the bundle has no ledger export")
@@ -299,8 +344,7 @@ def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifi
             leaves.extend(merkle.leaf_hash(body))
             yield body, stored
 
-    ledger_report = verify_ledger(capture(), origin=report.origin or "", verifiers=verifiers,
-                                  notes=contents.notes + saved)
+    ledger_report = verify_ledger(capture(), origin=report.origin or "", keys=ring, notes=contents.notes + saved)
     kept = {note.where for note in saved}
     for failure in contents.failures + ledger_report.failures:
         if failure.where in kept:
@@ -327,7 +371,7 @@ def _verify_ledger_slice(bundle: BundleFiles, report: BundleVerification, verifi
     return leaves
 
 
-def _verify_proofs(bundle: BundleFiles, report: BundleVerification, verifiers: list[NoteVerifier],
+def _verify_proofs(bundle: BundleFiles, report: BundleVerification, ring: KeyRing,
                    leaves: bytearray, size: int, root: bytes) -> set[int]:
     proven: set[int] = set()
     path = bundle.files.get(PROOFS_FILE)
@@ -341,7 +385,7 @@ def _verify_proofs(bundle: BundleFiles, report: BundleVerification, verifiers: l
             header = orjson.loads(header_line)
             if not isinstance(header["checkpoint"], str):
                 raise TypeError("checkpoint is not a signed note")
-            cp = verify_checkpoint(header["checkpoint"], origin=report.origin or "", verifiers=verifiers)
+            cp, _vouching = ring.verify(header["checkpoint"], origin=report.origin or "")
         except (orjson.JSONDecodeError, KeyError, TypeError, CheckpointError) as exc:
             report.fail("proofs-malformed", PROOFS_FILE, f"header line: {exc}")
             return proven

@@ -13,7 +13,9 @@ Classes: ``entry-modified`` (bytes of an entry changed), ``entry-deleted``,
 ``rolled-back`` (shorter than a saved checkpoint), ``fork`` (two signed roots for
 one size), ``unknown-signer``, ``wrong-origin``, ``malformed-checkpoint``,
 ``bad-signature``, ``no-trusted-checkpoint``, ``not-checkpointed`` (entries after the newest
-valid checkpoint: nothing vouches for them); and, from :mod:`bundler.raw_verify` when a ledger
+valid checkpoint: nothing vouches for them), ``key-out-of-range`` (signed only by a key that may
+not vouch for that size: retired by a handover, or limited with ``--key-range``) and
+``bad-handover`` (a key handover that does not hold; see :mod:`collector.checkpoint_keys`); and, from :mod:`bundler.raw_verify` when a ledger
 file or PostgreSQL ledger is verified with its evidence store, ``raw-modified`` and ``raw-missing``.
 """
 
@@ -29,7 +31,8 @@ from dataclasses import dataclass, field
 import orjson
 
 from collector import merkle
-from collector.checkpoint import Checkpoint, CheckpointError, NoteVerifier, verify_checkpoint
+from collector.checkpoint import Checkpoint, CheckpointError, NoteVerifier
+from collector.checkpoint_keys import KeyOutOfRange, KeyRing, TrustedKey
 
 REPORT_VERSION = 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -63,6 +66,8 @@ class LedgerVerification:
     checkpoints_checked: int = 0
     newest_signed_size: int = 0
     raw_checked: bool | None = None  # entries' raw bytes read from the evidence store: False with --no-raw
+    keys: KeyRing | None = None  # the trusted keys, with the sizes each may vouch for (handovers followed)
+    vouched_by: dict[str, list[TrustedKey]] = field(default_factory=dict)  # note where -> keys that vouched
 
     @property
     def ok(self) -> bool:
@@ -84,10 +89,16 @@ class LedgerVerification:
             "checkpoints_valid": len(self.checkpoints_valid),
             "newest_signed_size": self.newest_signed_size,
             "raw_checked": self.raw_checked,
+            "keys": self.keys.to_json() if self.keys is not None else [],
             "failures": [
                 {"code": f.code, "seq": f.seq, "where": f.where, "message": f.message} for f in self.failures
             ],
         }
+
+    def key_lines(self) -> list[str]:
+        """Which key vouched for what (``key … pinned …``, ``key … accepted by handover …``), when
+        there is more than one key, a range or a handover to tell about; else nothing."""
+        return self.keys.describe() if self.keys is not None and self.keys.noteworthy else []
 
     def tally(self) -> str:
         bad = len(self.invalid_entries)
@@ -119,20 +130,37 @@ class NoteInput:
 
 
 def check_notes(
-    notes: Sequence[NoteInput], *, origin: str, verifiers: Sequence[NoteVerifier]
+    notes: Sequence[NoteInput], *, origin: str, verifiers: Sequence[NoteVerifier] = (), keys: KeyRing | None = None
 ) -> tuple[LedgerVerification, list[tuple[NoteInput, Checkpoint]]]:
-    """A fresh report with every checkpoint's signature checked, and the valid ones."""
+    """A fresh report with every checkpoint's signature checked, and the valid ones.
+
+    *keys* (default: *verifiers*, for any size) are the trusted keys with the sizes each may vouch
+    for; key handovers among *notes* are followed first (:meth:`KeyRing.follow_handovers`), so a
+    key the pinned one handed over to vouches for the sizes from its handover on."""
     report = LedgerVerification(origin=origin)
+    ring = keys if keys is not None else KeyRing(verifiers)
+    report.keys = ring
+    handovers = ring.follow_handovers(((n.where, n.text) for n in notes if n.unreadable is None), origin=origin)
     parsed: list[tuple[NoteInput, Checkpoint]] = []
     for note in notes:
         report.checkpoints_checked += 1
         if note.unreadable is not None:
             report.failures.append(Failure("malformed-checkpoint", note.unreadable, where=note.where))
             continue
+        problem = handovers.failures.get(note.where)
         try:
-            parsed.append((note, verify_checkpoint(note.text, origin=origin, verifiers=verifiers)))
+            checkpoint, vouching = ring.verify(note.text, origin=origin)
         except CheckpointError as exc:
-            report.failures.append(Failure(exc.code, str(exc), where=note.where))
+            extra = problem or handovers.hints.get(note.where)
+            stated = handovers.stated.get(note.where)
+            if isinstance(exc, KeyOutOfRange) and stated is not None:  # the range is said already: just the upshot
+                extra = f"so its handover to key {stated.new.key_id.hex()} does not count"
+            report.failures.append(Failure(exc.code, f"{exc}; {extra}" if extra else str(exc), where=note.where))
+            continue
+        parsed.append((note, checkpoint))
+        report.vouched_by[note.where] = vouching
+        if problem is not None:  # vouched for by a trusted key, but the handover it states does not hold
+            report.failures.append(Failure("bad-handover", problem, where=note.where))
     return report, parsed
 
 
@@ -250,11 +278,13 @@ def verify_ledger(
     records: Iterable[tuple[bytes, bytes | None]],
     *,
     origin: str,
-    verifiers: Sequence[NoteVerifier],
+    verifiers: Sequence[NoteVerifier] = (),
     notes: Sequence[NoteInput],
+    keys: KeyRing | None = None,
 ) -> LedgerVerification:
-    """Verify a ledger given as ``(stored body, stored leaf hash or None)`` in stored order."""
-    report, parsed = check_notes(notes, origin=origin, verifiers=verifiers)
+    """Verify a ledger given as ``(stored body, stored leaf hash or None)`` in stored order,
+    against *verifiers* (any size) or *keys* (a :class:`KeyRing` with ranges)."""
+    report, parsed = check_notes(notes, origin=origin, verifiers=verifiers, keys=keys)
     wanted = {cp.size for _, cp in parsed}
     scan = scan_chunk(records, start=0, prev_hex=b"0" * 64, wanted_sizes=wanted)
     return finish(report, parsed, [scan])
@@ -360,6 +390,8 @@ def _check_checkpoints(
     report: LedgerVerification, parsed: list[tuple[NoteInput, Checkpoint]], roots: dict[int, bytes]
 ) -> None:
     signed_roots: dict[int, tuple[bytes, str]] = {}
+    held: list[tuple[NoteInput, Checkpoint]] = []
+    failed: dict[str, str] = {}  # note where -> failure code
     for note, cp in parsed:
         seen = signed_roots.get(cp.size)
         if seen is not None and seen[0] != cp.root:
@@ -367,6 +399,7 @@ def _check_checkpoints(
                 Failure("fork", f"two signed roots for size {cp.size}: {seen[0].hex()} ({seen[1]}) and {cp.root.hex()}",
                         where=note.where)
             )
+            failed[note.where] = "fork"
             continue
         signed_roots[cp.size] = (cp.root, note.where)
         if cp.size > report.size:
@@ -375,6 +408,7 @@ def _check_checkpoints(
                 Failure(code, f"ledger has {report.size} entries but a signed checkpoint covers {cp.size}",
                         where=note.where)
             )
+            failed[note.where] = code
             continue
         calculated = roots[cp.size]
         if calculated != cp.root:
@@ -383,9 +417,14 @@ def _check_checkpoints(
                         f"entries 0..{cp.size - 1} hash to {calculated.hex()}, the checkpoint signed {cp.root.hex()}",
                         where=note.where)
             )
+            failed[note.where] = "root-mismatch"
             continue
+        held.append((note, cp))
+    for note, cp in _without_broken_handovers(report, held, failed):
         report.checkpoints_valid.append(cp)
         report.newest_signed_size = max(report.newest_signed_size, cp.size)
+        for key in report.vouched_by.get(note.where, ()):
+            key.sizes.append(cp.size)
     if not report.checkpoints_valid and not any(f.code in ("fork", "root-mismatch", "truncated", "rolled-back") for f in report.failures):
         none_at_all = not parsed and not any(
             f.code in ("malformed-checkpoint", "unknown-signer", "wrong-origin", "bad-signature") for f in report.failures)
@@ -402,3 +441,35 @@ def _check_checkpoints(
             "not-checkpointed",
             f"entries {signed}..{report.size - 1} are not covered by any checkpoint signed by a trusted key: "
             "nothing vouches for them; sign one with `fedledger checkpoint`"))
+
+
+def _without_broken_handovers(report: LedgerVerification, held: list[tuple[NoteInput, Checkpoint]],
+                              failed: dict[str, str]) -> list[tuple[NoteInput, Checkpoint]]:
+    """*held* without the checkpoints vouched for only by keys whose handover checkpoint failed.
+
+    A key handed over to is trusted because its handover checkpoint holds: the old key signed it,
+    and it matches the tree the old key's checkpoints cover. When that checkpoint is itself a
+    ``root-mismatch``, ``fork``, ``truncated`` or ``rolled-back``, the new key's later checkpoints
+    do not extend what the old key vouched for, and count for nothing (``bad-handover``); so, in
+    turn, for the keys it handed over to."""
+    ring = report.keys
+    if ring is None:
+        return held
+    changed = True
+    while changed:
+        changed = False
+        for where, code in list(failed.items()):
+            changed |= bool(ring.void(where, f"its handover checkpoint ({where}) is {code}"))
+        kept = []
+        for note, cp in held:
+            vouching = report.vouched_by.get(note.where, [])
+            if vouching and all(key.void for key in vouching):
+                reasons = "; ".join(f"key {key.key_id}, NOT accepted: {key.void}" for key in vouching)
+                report.failures.append(Failure("bad-handover", f"size {cp.size} is vouched for only by {reasons}",
+                                               where=note.where))
+                failed[note.where] = "bad-handover"
+                changed = True
+            else:
+                kept.append((note, cp))
+        held = kept
+    return held

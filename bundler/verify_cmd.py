@@ -8,7 +8,7 @@ import hashlib
 import multiprocessing
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -26,6 +26,7 @@ from bundler.ledger_verify import (
     verify_ledger,
 )
 from collector.checkpoint import NoteVerifier, parse_verifier_key
+from collector.checkpoint_keys import KeyRange, KeyRing
 from collector.cli_common import err, key_paths
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 
@@ -40,8 +41,10 @@ def _read_text(path: Path, what: str) -> str:
         raise SourceUnavailable(f"cannot read {what}: {exc}", location=str(path)) from None
 
 
-def _verifiers(paths: list[Path], origin: str) -> list[NoteVerifier]:
-    return [parse_verifier_key(_read_text(p, "trusted key"), default_name=origin, location=str(p)) for p in paths]
+def _key_ring(paths: list[Path], origin: str, ranges: Sequence[KeyRange] = ()) -> KeyRing:
+    """The pinned keys (named after their files in the report), limited by *ranges*."""
+    verifiers = [parse_verifier_key(_read_text(p, "trusted key"), default_name=origin, location=str(p)) for p in paths]
+    return KeyRing(verifiers, ranges, labels=[str(p) for p in paths])
 
 
 def _saved_notes(paths: list[Path]) -> list[NoteInput]:
@@ -56,37 +59,40 @@ def _saved_notes(paths: list[Path]) -> list[NoteInput]:
 
 
 def verify_target(
-    target: Path | str, *, trusted_keys: list[Path], origin: str | None, saved: list[Path], raw: bool = True
+    target: Path | str, *, trusted_keys: list[Path], origin: str | None, saved: list[Path], raw: bool = True,
+    key_ranges: Sequence[KeyRange] = (),
 ) -> LedgerVerification:
     """Verify a ledger file, PostgreSQL URL, export folder or bundle archive. *raw* False skips
     reading a ledger's evidence store (``--no-raw``): the chain, tree and checkpoints only, and
-    the report says the raw bytes were not checked."""
+    the report says the raw bytes were not checked. *key_ranges* limit pinned keys to tree sizes
+    (``--key-range``); key handovers among the checkpoints are followed either way."""
     from collector.ledger_pg import is_postgres_url
 
     if is_postgres_url(target):
-        return _verify_postgres(str(target), trusted_keys=trusted_keys, origin=origin, saved=saved, raw=raw)
+        return _verify_postgres(str(target), trusted_keys=trusted_keys, origin=origin, saved=saved, raw=raw,
+                                key_ranges=key_ranges)
     target = Path(target)
     if target.is_dir() or _is_archive(target):
         if not trusted_keys or not origin:
             raise UsageError("verifying an export needs --trusted-key and --origin: pin them, do not trust the export's own")
         if target.is_file():
-            return _verify_bundle_archive(target, trusted_keys=trusted_keys, origin=origin, saved=saved)
+            return _verify_bundle_archive(target, trusted_keys=trusted_keys, origin=origin, saved=saved,
+                                          key_ranges=key_ranges)
         if (target / "ledger" / "MANIFEST.json").is_file() and (
                 not (target / "MANIFEST.json").is_file() or _is_bundle_manifest(target / "MANIFEST.json")):
             raise MalformedInput(f"a bundle folder, not a ledger export: verify its ledger slice with "
                                  f"`fedledger verify {target / 'ledger'}`, or the whole bundle with "
                                  "`fedledger verify-bundle`", location=str(target))
         contents = read_export(target)
-        verifiers = _verifiers(trusted_keys, origin)
-        report = verify_ledger(
-            iter_export_entries(contents), origin=origin, verifiers=verifiers, notes=contents.notes + _saved_notes(saved)
-        )
+        report = verify_ledger(iter_export_entries(contents), origin=origin, keys=_key_ring(trusted_keys, origin, key_ranges),
+                               notes=contents.notes + _saved_notes(saved))
         if contents.origin != origin:
             report.failures.append(Failure("wrong-origin", f"export manifest names origin {contents.origin!r}", where="MANIFEST.json"))
         report.failures[:0] = contents.failures
         return report
     try:
-        return _verify_file(target, trusted_keys=trusted_keys, origin=origin, saved=saved, raw=raw)
+        return _verify_file(target, trusted_keys=trusted_keys, origin=origin, saved=saved, raw=raw,
+                            key_ranges=key_ranges)
     except sqlite3.DatabaseError as exc:
         # A dropped table or undecodable metadata: the file is not a usable ledger (exit 2). Without
         # this it surfaced as "internal error" (exit 4), which reads as a fedledger bug.
@@ -112,7 +118,7 @@ def _is_bundle_manifest(path: Path) -> bool:
 
 
 def _verify_bundle_archive(archive: Path, *, trusted_keys: list[Path], origin: str,
-                           saved: list[Path]) -> LedgerVerification:
+                           saved: list[Path], key_ranges: Sequence[KeyRange] = ()) -> LedgerVerification:
     """The ledger slice (``ledger/``) of a bundle archive, read with verify-bundle's reader.
 
     Members are copied one by one by :func:`bundler.archive_reader.read_bundle`, never extracted
@@ -150,8 +156,8 @@ def _verify_bundle_archive(archive: Path, *, trusted_keys: list[Path], origin: s
             contents = read_export(export)
         except MalformedInput as exc:
             raise MalformedInput(str(exc).replace(str(export), "ledger"), location=str(archive)) from None
-        report = verify_ledger(iter_export_entries(contents), origin=origin, verifiers=_verifiers(trusted_keys, origin),
-                               notes=contents.notes + _saved_notes(saved))
+        report = verify_ledger(iter_export_entries(contents), origin=origin,
+                               keys=_key_ring(trusted_keys, origin, key_ranges), notes=contents.notes + _saved_notes(saved))
     kept = {str(path) for path in saved}
     found = contents.failures + report.failures
     if contents.origin != origin:
@@ -163,7 +169,7 @@ def _verify_bundle_archive(archive: Path, *, trusted_keys: list[Path], origin: s
 
 
 def _verify_file(target: Path, *, trusted_keys: list[Path], origin: str | None, saved: list[Path],
-                 raw: bool = True) -> LedgerVerification:
+                 raw: bool = True, key_ranges: Sequence[KeyRange] = ()) -> LedgerVerification:
     """A SQLite ledger file: the scan (parallel when large), its notes read as bytes, and its raw
     evidence in the store beside it."""
     from collector.ledger import Ledger
@@ -178,9 +184,9 @@ def _verify_file(target: Path, *, trusted_keys: list[Path], origin: str | None, 
                 raise UsageError("no --trusted-key given and no public key beside the ledger")
             err(f"note: no --trusted-key given, trusting {public}")
             trusted_keys = [public]
-        verifiers = _verifiers(trusted_keys, origin)
+        keys = _key_ring(trusted_keys, origin, key_ranges)
         notes = _stored_notes(ledger.path)
-        report = _verify_database(ledger.path, origin=origin, verifiers=verifiers, notes=notes + _saved_notes(saved),
+        report = _verify_database(ledger.path, origin=origin, keys=keys, notes=notes + _saved_notes(saved),
                                   store=ledger.store.root if raw else None)
         report.raw_checked = raw
         check = ledger.integrity_check()
@@ -192,7 +198,7 @@ def _verify_file(target: Path, *, trusted_keys: list[Path], origin: str | None, 
 
 
 def _verify_postgres(url: str, *, trusted_keys: list[Path], origin: str | None, saved: list[Path],
-                     raw: bool = True) -> LedgerVerification:
+                     raw: bool = True, key_ranges: Sequence[KeyRange] = ()) -> LedgerVerification:
     """A PostgreSQL ledger: one serial scan of the stored bytes through the Ledger API.
 
     The parallel scan below reads SQLite files directly and is not used here.
@@ -206,16 +212,16 @@ def _verify_postgres(url: str, *, trusted_keys: list[Path], origin: str | None, 
         if origin is None:
             origin = ledger.origin
             err(f"note: origin not pinned, using the ledger's own ({origin}); pin it with --origin")
-        verifiers = _verifiers(trusted_keys, origin)
+        keys = _key_ring(trusted_keys, origin, key_ranges)
         notes = [NoteInput(f"checkpoint #{cp.id}", cp.note) for cp in ledger.checkpoints()]
         if raw:
             check_raw = _raw_check(ledger.store.root)
             report = verify_ledger(_postgres_records(cast("PostgresLedger", ledger), check_raw), origin=origin,
-                                   verifiers=verifiers, notes=notes + _saved_notes(saved))
+                                   keys=keys, notes=notes + _saved_notes(saved))
             _add_raw_failures(report, check_raw.failures, check_raw.unchecked, ledger.store.root)
         else:
             report = verify_ledger(((body, leaf) for _seq, leaf, body in ledger.entries()), origin=origin,
-                                   verifiers=verifiers, notes=notes + _saved_notes(saved))
+                                   keys=keys, notes=notes + _saved_notes(saved))
         report.raw_checked = raw
         check = ledger.integrity_check()
         if check != "ok":
@@ -327,12 +333,12 @@ def _scan_db_range(path: str, start: int, end: int, wanted: set[int],
         conn.close()
 
 
-def _verify_database(path: Path, *, origin: str, verifiers: list[NoteVerifier], notes: list[NoteInput],
-                     chunk: int = CHUNK, store: Path | None = None) -> LedgerVerification:
+def _verify_database(path: Path, *, origin: str, notes: list[NoteInput], verifiers: Sequence[NoteVerifier] = (),
+                     keys: KeyRing | None = None, chunk: int = CHUNK, store: Path | None = None) -> LedgerVerification:
     """Scan the ledger in parallel chunks when it is large and its seq column has no gaps;
     otherwise (small, or rows missing) in one pass, which classifies every anomaly. With *store*
     (the evidence store folder), every entry's raw bytes are checked in the same pass."""
-    report, parsed = check_notes(notes, origin=origin, verifiers=verifiers)
+    report, parsed = check_notes(notes, origin=origin, verifiers=verifiers, keys=keys)
     wanted = {cp.size for _, cp in parsed}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

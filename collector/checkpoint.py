@@ -245,23 +245,40 @@ def verify_checkpoint(note: str, *, origin: str, verifiers: Sequence[NoteVerifie
     """
     body, sigs = split_note(note)
     checkpoint = parse_checkpoint_body(body)
-    message = body.encode()
-    trusted = 0
+    if not signed_by(body.encode(), sigs, verifiers):
+        raise UnknownSigner(f"no signature by a trusted key (signed by: {signer_names(sigs)})")
+    require_origin(checkpoint, origin)
+    return checkpoint
+
+
+def signed_by(message: bytes, sigs: Sequence[NoteSignature], verifiers: Sequence[NoteVerifier]) -> list[NoteVerifier]:
+    """The *verifiers* whose signature in *sigs* verifies over *message* (signed-note: a key is
+    known by its name and key ID). Raises :class:`BadSignature` when a known key's signature fails:
+    the note was edited after signing, whatever other keys signed it."""
+    found: list[NoteVerifier] = []
     for sig in sigs:
         for verifier in verifiers:
             if verifier.name == sig.name and verifier.key_id == sig.key_id:
                 if not verifier.verify(message, sig.signature):
                     raise BadSignature(f"signature by trusted key {sig.name} ({sig.key_id.hex()}) does not verify")
-                trusted += 1
-    if trusted == 0:
-        names = ", ".join(f"{s.name}/{s.key_id.hex()}" for s in sigs)
-        raise UnknownSigner(f"no signature by a trusted key (signed by: {names})")
+                found.append(verifier)
+    return found
+
+
+def signer_names(sigs: Sequence[NoteSignature]) -> str:
+    return ", ".join(f"{s.name}/{s.key_id.hex()}" for s in sigs)
+
+
+def require_origin(checkpoint: Checkpoint, origin: str) -> None:
     if checkpoint.origin != origin:
         raise WrongOrigin(f"checkpoint origin {checkpoint.origin!r} is not the pinned origin {origin!r}")
-    return checkpoint
+
+
+def signature_line(name: str, keyid: bytes, signature: bytes) -> str:
+    """One signed-note signature line: an em dash, the key name, base64(key ID || signature)."""
+    return f"{EM_DASH_PREFIX}{name} {base64.b64encode(keyid + signature).decode()}\n"
 
 
 def add_signature_line(body: str, name: str, keyid: bytes, signature: bytes, existing: str = "") -> str:
     """Append one signature line to a note (``existing`` holds earlier signature lines)."""
-    line = f"{EM_DASH_PREFIX}{name} {base64.b64encode(keyid + signature).decode()}\n"
-    return body + "\n" + existing + line
+    return body + "\n" + existing + signature_line(name, keyid, signature)
