@@ -93,13 +93,15 @@ def _entries(ledger: Ledger, size: int) -> Iterator[tuple[int, dict[str, Any], d
 def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
                 anchor: CheckpointAnchor | None = None,
                 previous: Sequence[NoteVerifier] = (),
+                handover: NoteSigner | None = None,
                 on_note: Callable[[str], None] = lambda _m: None,
                 on_stage: Callable[[str], None] = lambda _s: None,
                 timings: dict[str, float] | None = None) -> tuple[Any, Assessment]:
     """Sign a checkpoint if the newest does not cover the ledger, evaluate, and write the bundle.
 
     With *anchor* (the publish target), that checkpoint must extend the newest one anchored there
-    (:func:`collector.signing.sign_tree_head`).
+    (:func:`collector.signing.sign_tree_head`); with *handover* (the old key after a rotation), the
+    new key's first checkpoint is a key handover signed by both.
 
     *timings*, if given, receives evaluation's phases (the bundle's own are in the result)."""
     from bundler.bundle import BundleBuilder
@@ -108,7 +110,7 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
 
     newest = ledger.latest_checkpoint()
     if newest is None or newest.size != ledger.size:
-        newest = sign_tree_head(ledger, signer, request.as_of, anchor=anchor, previous=previous)
+        newest = sign_tree_head(ledger, signer, request.as_of, anchor=anchor, previous=previous, handover=handover)
         on_note(f"signed a fresh checkpoint at size {newest.size}")
     wanted = list(request.controls) if request.controls else None
     baseline = request.baseline or (None if (request.catalog or wanted) else "moderate")
@@ -188,7 +190,7 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
     a checkpoint it signs must extend the run's publish target (*anchor*). Returns the bundle and the
     URLs its PDF renderer refused, which the run turns into exit 1 as ``fedledger bundle`` does."""
     from collector.commands.ledger_cmds import open_signer
-    from collector.run import BuiltBundle, config_previous_keys
+    from collector.run import BuiltBundle, config_handover_signer, config_previous_keys
     from collector.timeutil import format_time
 
     b = config.bundle
@@ -206,5 +208,6 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
             settings=evaluation_settings_from_config(config),
         )
         result, assessment = make_bundle(ledger, signer, request, anchor=anchor,
-                                         previous=config_previous_keys(ledger, config))
+                                         previous=config_previous_keys(ledger, config),
+                                         handover=config_handover_signer(ledger, config))
     return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals), bundle_summary(result, assessment))

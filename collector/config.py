@@ -165,6 +165,10 @@ class SignerConfig:
     # Public keys this ledger was signed with before a key rotation: the new key signs only a tree
     # that extends the newest checkpoint any of them (or it) signed, in the ledger and anchored.
     previous_keys: tuple[Path, ...] = ()
+    # The old key's private key (a file, or a KMS key in the same region): the new key's first
+    # checkpoint is then a key handover, signed by both (docs/security-model.md, "Rotating the signing key").
+    handover_key_file: Path | None = None
+    handover_kms_key_id: str | None = None
 
     def describe(self) -> str:
         if self.kms_key_id:
@@ -598,8 +602,16 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
         kms = signer_t.text("kms_key_id")
         if key_file is not None and kms is not None:
             ctx.problem(("signer", "kms_key_id"), "give signer.key_file or signer.kms_key_id, not both")
-        signer = SignerConfig(key_file, kms, signer_t.text("region"), signer_t.text("endpoint_url"),
-                              signer_t.path_list("previous_keys"))
+        previous_keys = signer_t.path_list("previous_keys")
+        handover_key = signer_t.path_value("handover_key_file")
+        handover_kms = signer_t.text("handover_kms_key_id")
+        if handover_key is not None and handover_kms is not None:
+            ctx.problem(("signer", "handover_kms_key_id"), "give signer.handover_key_file or signer.handover_kms_key_id, not both")
+        if (handover_key is not None or handover_kms is not None) and not previous_keys:
+            ctx.problem(("signer", "handover_key_file" if handover_key is not None else "handover_kms_key_id"),
+                        "a handover key needs the old key's public key in signer.previous_keys")
+        signer = SignerConfig(key_file, kms, signer_t.text("region"), signer_t.text("endpoint_url"), previous_keys,
+                              handover_key, handover_kms)
         signer_t.finish()
 
     sources: list[SourceConfig] = []

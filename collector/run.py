@@ -58,6 +58,7 @@ from typing import IO, Any, TypeVar
 import orjson
 
 from collector.checkpoint import NoteVerifier
+from collector.checkpoint_keys import note_handover
 from collector.config import FedledgerConfig, SourceConfig
 from collector.errors import (EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, FedledgerError, IntegrityError, SourceUnavailable,
                               UsageError, exit_code_for)
@@ -246,7 +247,8 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
     if event == "lock.taken_over":
         return f"  note: took over a stale ledger lock ({f['previous']})"
     if event == "checkpoint":
-        return f"  checkpoint: size {f['size']} root {f['root'][:16]}…" + ("" if f.get("new") else " (unchanged)")
+        return f"  checkpoint: size {f['size']} root {f['root'][:16]}…" + ("" if f.get("new") else " (unchanged)") + (
+            f" (key handover: {f['handover']}; anchor it, then drop [signer] handover_key_file)" if f.get("handover") else "")
     if event == "publish":
         return f"  anchored checkpoint at {f['url']} (Object Lock {f['mode']} until {f['retain_until']})"
     if event == "publish.skipped":
@@ -527,7 +529,10 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 result.checkpoint, result.checkpoint_new = _sign_checkpoint(ledger, config, ledger_path, observed,
                                                                             anchor=anchor)
                 cp = result.checkpoint
-                log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note)
+                handover = note_handover(cp.note) if result.checkpoint_new else None
+                log.emit("checkpoint", size=cp.size, root=cp.root.hex(), new=result.checkpoint_new, note=cp.note,
+                         **({"handover": f"key {handover.old_key_id.hex()} co-signed, handing over to key "
+                                         f"{handover.new.key_id.hex()}"} if handover is not None else {}))
             except FedledgerError as exc:
                 result.checkpoint, result.checkpoint_new = _still_readable(ledger.latest_checkpoint), False
                 _fail_step(result, log, "checkpoint", exc, ledger_size=_still_readable(lambda: ledger.size))
@@ -657,6 +662,22 @@ def config_previous_keys(ledger: Ledger, config: FedledgerConfig | None) -> list
     return load_previous_keys(config.signer.previous_keys, ledger.origin) if config is not None else []
 
 
+def config_handover_signer(ledger: Ledger, config: FedledgerConfig | None) -> NoteSigner | None:
+    """The config's ``[signer] handover_key`` (or ``handover_kms_key_id``, in the signer's region):
+    the old key that co-signs the new key's first checkpoint; None when there is none."""
+    from collector.signing import kms_signer, load_file_signer
+
+    if config is None:
+        return None
+    signer_config = config.signer
+    if signer_config.handover_kms_key_id:
+        return kms_signer(ledger.origin, signer_config.handover_kms_key_id, endpoint_url=signer_config.endpoint_url,
+                          region=signer_config.region)
+    if signer_config.handover_key_file is not None:
+        return load_file_signer(signer_config.handover_key_file, ledger.origin)
+    return None
+
+
 def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path | str, created: str, *,
                      anchor: CheckpointAnchor | None = None) -> tuple[StoredCheckpoint, bool]:
     from collector.signing import sign_tree_head
@@ -665,7 +686,8 @@ def _sign_checkpoint(ledger: Ledger, config: FedledgerConfig, ledger_path: Path 
     if newest is not None and newest.size == ledger.size:
         return newest, False
     return sign_tree_head(ledger, config_signer(ledger, config, ledger_path), created, anchor=anchor,
-                          previous=config_previous_keys(ledger, config)), True
+                          previous=config_previous_keys(ledger, config),
+                          handover=config_handover_signer(ledger, config)), True
 
 
 def _publish(url: str, checkpoint: StoredCheckpoint | None, origin: str, days: int,

@@ -25,8 +25,10 @@ from collector.checkpoint import (
     add_signature_line,
     make_verifier,
     parse_verifier_key,
+    signature_line,
     verify_checkpoint,
 )
+from collector.checkpoint_keys import HANDOVER_TAG, Handover, handover_line, read_handover
 from collector import merkle
 from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
 
@@ -187,7 +189,8 @@ def newest_signed(ledger: Ledger, verifier: NoteVerifier) -> tuple[StoredCheckpo
 
 def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
                    anchor: CheckpointAnchor | None = None,
-                   previous: Sequence[NoteVerifier] = ()) -> StoredCheckpoint:
+                   previous: Sequence[NoteVerifier] = (),
+                   handover: NoteSigner | None = None) -> StoredCheckpoint:
     """Sign the ledger's tree head and keep the note, if it extends what this key signed before.
 
     C2SP tlog-checkpoint: a log MUST NOT sign a checkpoint inconsistent with any it signed. The
@@ -210,9 +213,21 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
     After a key rotation the new key has signed nothing: *previous* (the public keys the ledger was
     signed with before) makes the newest checkpoint any of them signed hold as well, in the ledger
     and at the anchor, so a rollback made at rotation time is not signed by the new key.
+
+    *handover* (the old key's signer, one of *previous*) makes the new key's first checkpoint a key
+    handover (:mod:`collector.checkpoint_keys`): the note carries a ``fedledger-key-handover`` line
+    naming the new key and is signed by both keys, so a verifier who pins only the old key can
+    follow the rotation. The old key signs only a tree that extends the newest checkpoint it signed
+    (in the ledger and at the anchor), only once, and only as this key's first checkpoint; once
+    the ledger holds the handover, *handover* is not used again. A key that handed over signs no
+    larger tree. Refusals: :class:`UsageError` for a handover key that is not a previous key or is
+    the signing key, or a new key that already signed without a handover; :class:`IntegrityError`
+    for a tree the old key cannot vouch for.
     """
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+    if handover is not None:
+        _check_handover_key(signer, handover, previous)
     keys = [signer.verifier, *(v for v in previous if v.key_id != signer.verifier.key_id)]
 
     def who(verifier: NoteVerifier) -> str:
@@ -220,38 +235,143 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
 
     anchored: AnchoredCheckpoint | None = None
     anchored_by = signer.verifier
+    anchored_old: AnchoredCheckpoint | None = None  # the newest the handover key anchored
     if anchor is not None:
         for verifier in keys:
             found_anchor = anchor.newest_signed(ledger.origin, verifier)
             if found_anchor is not None and (anchored is None or found_anchor.checkpoint.size > anchored.checkpoint.size):
                 anchored, anchored_by = found_anchor, verifier
+            if handover is not None and verifier.key_id == handover.verifier.key_id:
+                anchored_old = found_anchor
 
     def make_note(size: int, root: bytes) -> str:
+        handovers = ledger_handovers(ledger, keys)
+        for stored, old_key, done in handovers:
+            if old_key.key_id == signer.verifier.key_id and size > stored.size:
+                raise IntegrityError(f"refusing to sign size {size}: this key handed over to key {done.new.key_id.hex()} "
+                                     f"at size {stored.size} (checkpoint #{stored.id}); a retired key signs no larger "
+                                     f"tree: sign with key {done.new.key_id.hex()}")
         newest: tuple[StoredCheckpoint, Checkpoint, NoteVerifier] | None = None
         for verifier in keys:
             found = newest_signed(ledger, verifier)
             if found is not None and (newest is None or found[1].size > newest[1].size):
                 newest = (*found, verifier)
         if newest is not None:
-            stored, signed, by = newest
-            if size < signed.size:
-                raise IntegrityError(f"refusing to sign size {size}: {who(by)} signed size {signed.size} "
-                                     f"(checkpoint #{stored.id}), so entries were removed; run `fedledger verify`")
-            now = ledger.root(signed.size)
-            if now != signed.root:
-                raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but "
-                                     f"{who(by)} signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they "
-                                     "were rewritten; run `fedledger verify`")
-            if not _extends(ledger, signed.size, signed.root, size, root):
-                raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint {who(by)} signed "
-                                     f"at size {signed.size} (checkpoint #{stored.id}): the ledger's stored tree was "
-                                     "edited; run `fedledger verify`")
+            _require_extends_stored(ledger, size, root, newest[0], newest[1], who(newest[2]))
         if anchored is not None:
             require_extends_anchor(ledger, size, root, anchored, signed_by=who(anchored_by))
-        return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
+        if handover is None or _handed_over(handovers, handover, signer):
+            return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
+        old = next(v for v in keys if v.key_id == handover.verifier.key_id)
+        mine = newest_signed(ledger, signer.verifier)
+        if mine is not None:
+            raise UsageError(f"refusing to hand over: this key already signed checkpoint #{mine[0].id} (size "
+                             f"{mine[1].size}) without a handover, and a handover must be its first checkpoint (a "
+                             "verifier who pins only the old key could not accept the checkpoints before it); sign "
+                             "without a handover key and give verifiers the new public key out of band")
+        old_newest = newest_signed(ledger, old)
+        if old_newest is None and anchored_old is None:
+            raise IntegrityError(f"refusing to hand over: {who(old)} signed no checkpoint of this ledger (in the ledger"
+                                 f"{' or at ' + anchor.where if anchor is not None else ''}), so it has nothing to "
+                                 "vouch this tree extends: is it the key that signed before? run `fedledger verify`")
+        if old_newest is not None:
+            _require_extends_stored(ledger, size, root, old_newest[0], old_newest[1], who(old))
+        if anchored_old is not None:
+            require_extends_anchor(ledger, size, root, anchored_old, signed_by=who(old))
+        return sign_handover(signer, handover, Checkpoint(ledger.origin, size, root))
 
     pem = signer.verifier.public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     return ledger.add_checkpoint(make_note, created, signer=(signer.name, signer.verifier.key_id.hex(), pem))
+
+
+def _check_handover_key(signer: NoteSigner, handover: NoteSigner, previous: Sequence[NoteVerifier]) -> None:
+    """:class:`UsageError` unless *handover* is a previous key, and not the signing key itself."""
+    mine = handover.verifier
+    if mine.key_id == signer.verifier.key_id:
+        raise UsageError(f"the handover key is the signing key itself (key {mine.key_id.hex()}): give the old key's "
+                         "private key as the handover key")
+    require_previous_key(mine, previous)
+
+
+def require_previous_key(handover: NoteVerifier, previous: Sequence[NoteVerifier]) -> None:
+    """:class:`UsageError` unless the handover key's public key is one of the *previous* keys."""
+    if not any(v.key_id == handover.key_id and v.vkey() == handover.vkey() for v in previous):
+        named = ", ".join(v.key_id.hex() for v in previous) or "none"
+        raise UsageError(f"the handover key (key {handover.key_id.hex()}) is not one of the previous keys (key IDs: "
+                         f"{named}): name its public key in [signer] previous_keys or with --previous-key")
+
+
+def _handed_over(handovers: list[tuple[StoredCheckpoint, NoteVerifier, Handover]], handover: NoteSigner,
+                 signer: NoteSigner) -> bool:
+    """Whether the ledger holds the handover from *handover*'s key to *signer*'s already;
+    :class:`IntegrityError` when that key handed over to another key."""
+    for stored, old_key, done in handovers:
+        if old_key.key_id != handover.verifier.key_id:
+            continue
+        if done.new.key_id == signer.verifier.key_id and done.new.vkey() == signer.verifier.vkey():
+            return True
+        raise IntegrityError(f"refusing to hand over: the previous key {old_key.key_id.hex()} already handed over to key "
+                             f"{done.new.key_id.hex()} at size {stored.size} (checkpoint #{stored.id}); a key hands "
+                             "over once")
+    return False
+
+
+def ledger_handovers(ledger: Ledger, keys: Sequence[NoteVerifier]) -> list[tuple[StoredCheckpoint, NoteVerifier, Handover]]:
+    """The handover checkpoints kept in *ledger* by one of *keys*, smallest size first: each with the
+    key that handed over (its signature verified; the note's line names it) and the handover.
+
+    A note that names one of *keys* as handing over but whose signature by it fails is an edited
+    checkpoint: :class:`IntegrityError`, as in :func:`newest_signed`."""
+    found = []
+    for stored in sorted(ledger.checkpoints(), key=lambda cp: (cp.size, cp.id)):
+        if HANDOVER_TAG not in stored.note:  # most notes: no signature to check
+            continue
+        try:
+            handover = read_handover(verify_checkpoint(stored.note, origin=ledger.origin, verifiers=keys))
+        except BadSignature:
+            raise IntegrityError(f"refusing to sign: checkpoint #{stored.id} carries a signature by a key named here "
+                                 "that does not verify (the ledger's checkpoints were edited); run `fedledger verify`"
+                                 ) from None
+        except CheckpointError:
+            continue
+        old = next((v for v in keys if handover is not None and v.key_id == handover.old_key_id), None)
+        if handover is not None and old is not None:
+            try:
+                verify_checkpoint(stored.note, origin=ledger.origin, verifiers=[old])
+            except CheckpointError:
+                continue  # the key the line names did not sign it: not its handover
+            found.append((stored, old, handover))
+    return found
+
+
+def sign_handover(signer: NoteSigner, old: NoteSigner, checkpoint: Checkpoint) -> str:
+    """A handover checkpoint: *checkpoint* with a ``fedledger-key-handover`` line naming *signer*'s
+    key, signed by *signer* (first) and by *old*. Both signatures are checked before it is returned."""
+    body = Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root,
+                      (*checkpoint.extensions, handover_line(old.verifier, signer.verifier))).body()
+    note = signer.sign_note(body) + signature_line(old.name, old.verifier.key_id, old.sign_bytes(body.encode()))
+    for verifier in (signer.verifier, old.verifier):
+        verify_checkpoint(note, origin=checkpoint.origin, verifiers=[verifier])  # BadSignature: never stored
+    return note
+
+
+def _require_extends_stored(ledger: Ledger, size: int, root: bytes, stored: StoredCheckpoint, signed: Checkpoint,
+                            by: str) -> None:
+    """:class:`IntegrityError` unless the tree (*size*, *root*) extends *signed*, a checkpoint kept in
+    the ledger (*stored*) that *by* signed: at least as large, its first entries still hash to the
+    signed root, and a consistency proof from it verifies."""
+    if size < signed.size:
+        raise IntegrityError(f"refusing to sign size {size}: {by} signed size {signed.size} "
+                             f"(checkpoint #{stored.id}), so entries were removed; run `fedledger verify`")
+    now = ledger.root(signed.size)
+    if now != signed.root:
+        raise IntegrityError(f"refusing to sign: entries 0..{signed.size - 1} now hash to {now.hex()}, but "
+                             f"{by} signed {signed.root.hex()} for them (checkpoint #{stored.id}), so they "
+                             "were rewritten; run `fedledger verify`")
+    if not _extends(ledger, signed.size, signed.root, size, root):
+        raise IntegrityError(f"refusing to sign size {size}: it does not extend the checkpoint {by} signed "
+                             f"at size {signed.size} (checkpoint #{stored.id}): the ledger's stored tree was "
+                             "edited; run `fedledger verify`")
 
 
 def require_extends_anchor(ledger: Ledger, size: int, root: bytes, anchored: AnchoredCheckpoint, *,

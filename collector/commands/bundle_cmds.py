@@ -10,6 +10,7 @@ import typer
 from collector.cli_common import (
     OPTIONS, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, progress, run,
 )
+from collector.commands.ledger_cmds import KEY_RANGE_HELP
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
 from collector.export import not_empty_message
 from collector.ledger_open import open_ledger
@@ -50,7 +51,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             BundleRequest, bundle_count_lines, bundle_summary, evaluation_settings_from_config, make_bundle,
         )
         from collector.commands.ledger_cmds import open_signer
-        from collector.run import config_anchor, config_previous_keys, config_signer
+        from collector.run import config_anchor, config_handover_signer, config_previous_keys, config_signer
 
         if archive is not None and archive not in ("tar.gz", "zip"):
             raise UsageError("--archive must be tar.gz or zip")
@@ -95,7 +96,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             with progress("bundling") as advance:
                 result, assessment = make_bundle(ledger, signer, request, anchor=anchor, on_note=err,
                                                  on_stage=lambda _s: advance(1),
-                                                 previous=config_previous_keys(ledger, loaded_config))
+                                                 previous=config_previous_keys(ledger, loaded_config),
+                                                 handover=config_handover_signer(ledger, loaded_config))
         summary = bundle_summary(result, assessment)
         if OPTIONS.json:
             emit_json("fedledger.bundle", summary)
@@ -130,16 +132,21 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                  "s3://bucket/key or prefix) the ledger slice must agree with; catches a rolled-back or rewritten "
                  "ledger. Repeatable."),
         format: Optional[str] = typer.Option(None, "--format", help="human or json (default: the global --format)."),
+        key_range: list[str] = typer.Option([], "--key-range", help=KEY_RANGE_HELP),
     ) -> None:
         """Check a bundle offline: signature, every hash, the ledger slice, every proof, OSCAL evidence hashes.
 
-        Needs the provider's public key and origin, obtained out of band (--trusted-key, --origin)."""
+        Needs the provider's public key and origin, obtained out of band (--trusted-key, --origin).
+        Key handovers among the ledger slice's checkpoints are followed: a bundle signed by a key
+        the pinned key handed over to verifies, for trees from the handover's size on."""
         import tempfile
 
         from bundler.bundle_verify import verify_bundle
         from collector.checkpoint_fetch import materialize_checkpoints
+        from collector.checkpoint_keys import parse_key_range
 
         apply_local_options(format)
+        ranges = [parse_key_range(text) for text in key_range]
         if not path.exists():
             raise SourceUnavailable("no such bundle", location=str(path))
         keys = []
@@ -162,7 +169,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                     saved.append((str(note_path), note_path.read_text(encoding="utf-8")))
                 except (OSError, UnicodeDecodeError) as exc:
                     raise SourceUnavailable(f"cannot read saved checkpoint: {exc}", location=str(note_path)) from None
-        report = verify_bundle(path, trusted_keys=keys, origin=origin, unpinned=unpinned, saved_checkpoints=saved)
+        report = verify_bundle(path, trusted_keys=keys, origin=origin, unpinned=unpinned, saved_checkpoints=saved,
+                               key_ranges=ranges, key_labels=[str(p) for p in trusted_key])
         if [f.code for f in report.failures] == ["not-a-bundle"]:
             raise MalformedInput(report.failures[0].message, location=str(path))
         if OPTIONS.json:

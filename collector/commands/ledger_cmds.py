@@ -13,8 +13,10 @@ from collector.checkpoint import (
     Checkpoint,
     CheckpointError,
     NoteVerifier,
-    verify_checkpoint,
+    parse_checkpoint_body,
+    split_note,
 )
+from collector.checkpoint_keys import KEY_RANGE_SYNTAX, KeyRing, ProofHandover, parse_key_range
 from collector.cli_common import (
     NOTES_SHOWN, OPTIONS, emit_json, err, exit_codes, key_paths, ledger_path_for, out, progress, run,
 )
@@ -34,6 +36,10 @@ from collector.signing import (
     write_public_key,
 )
 from collector.sources.manual import ManualEvents
+
+
+KEY_RANGE_HELP = (f"Limit a pinned key to tree sizes: {KEY_RANGE_SYNTAX}; repeatable. A checkpoint of another size "
+                  "signed only by that key does not count (key-out-of-range), e.g. a retired key that leaked.")
 
 
 def load_verifiers(paths: list[Path], origin: str) -> list[NoteVerifier]:
@@ -136,13 +142,26 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             [], "--previous-key", help="Public key the ledger was signed with before a key rotation (repeatable; "
                                        "adds to --config's signer.previous_keys): the tree must also extend the "
                                        "newest checkpoint it signed, in the ledger and at the anchor."),
+        handover_key: Optional[Path] = typer.Option(
+            None, "--handover-key", help="The old key's private key file after a key rotation (its public key must be "
+                                         "a previous key): the new key's first checkpoint is then a key handover, "
+                                         "co-signed by the old key, which a verifier pinning only the old key follows. "
+                                         "Overrides --config's signer.handover_key_file."),
+        handover_kms_key_id: Optional[str] = typer.Option(
+            None, "--handover-kms-key-id", help="As --handover-key, with the old key in AWS KMS (--region, "
+                                                "--endpoint-url)."),
     ) -> None:
         """Sign the current tree head as a C2SP checkpoint and keep it in the ledger.
 
         With a publish target (--anchor, or --config with publish.checkpoint) the tree must also
         extend the newest checkpoint this key anchored there, as in `fedledger run`; an anchor that
-        cannot be read signs nothing (exit 3)."""
-        from collector.run import config_anchor, config_previous_keys, config_signer
+        cannot be read signs nothing (exit 3). With a handover key, the new key's first checkpoint
+        is co-signed by the old key (a key handover)."""
+        from collector.checkpoint_keys import note_handover
+        from collector.run import config_anchor, config_handover_signer, config_previous_keys, config_signer
+
+        if handover_key is not None and handover_kms_key_id is not None:
+            raise UsageError("give --handover-key or --handover-kms-key-id, not both")
 
         loaded = None
         if config is not None:
@@ -156,13 +175,26 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                       if loaded is not None and key is None and kms_key_id is None
                       else open_signer(ledger, key, kms_key_id, endpoint_url, region))
             previous = config_previous_keys(ledger, loaded) + load_verifiers(previous_key, ledger.origin)
-            stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target, previous=previous)
+            handover: NoteSigner | None
+            if handover_key is not None or handover_kms_key_id is not None:
+                handover = open_signer(ledger, handover_key, handover_kms_key_id, endpoint_url, region)
+            else:
+                handover = config_handover_signer(ledger, loaded)
+            stored = sign_tree_head(ledger, signer, OPTIONS.now_text(), anchor=target, previous=previous,
+                                    handover=handover)
         if out_file is not None:
             out_file.write_text(stored.note, encoding="utf-8")
+        made = note_handover(stored.note)
+        handed = None if made is None else {"from_key_id": made.old_key_id.hex(), "to_key_id": made.new.key_id.hex(),
+                                            "size": stored.size}
         if OPTIONS.json:
-            emit_json("fedledger.checkpoint", {"size": stored.size, "root": stored.root.hex(), "note": stored.note})
+            emit_json("fedledger.checkpoint", {"size": stored.size, "root": stored.root.hex(), "note": stored.note,
+                                               "handover": handed})
         else:
             out(stored.note.rstrip("\n"))
+        if handed is not None:
+            err(f"key handover: the previous key {handed['from_key_id']} co-signed this checkpoint, handing the ledger "
+                f"over to key {handed['to_key_id']} from size {stored.size} on; anchor it, then drop the handover key")
 
     @app.command(epilog=exit_codes())
     @run
@@ -176,6 +208,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             notes = {cp.size: cp.note for cp in ledger.checkpoints()}
             if consistency is not None:
                 old, new = consistency
+                top = new
                 proof = ledger.consistency_proof(old, new)
                 doc = {"kind": "fedledger.consistency-proof", "origin": ledger.origin, "size1": old, "size2": new,
                        "root1": ledger.root(old).hex(), "root2": ledger.root(new).hex(),
@@ -188,12 +221,16 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                     if newest is None:
                         raise UsageError("the ledger has no checkpoint yet: run `fedledger checkpoint` or give --size")
                     size = newest.size
+                top = size
                 body = ledger.entry(seq)
                 proof = ledger.inclusion_proof(seq, size)
                 doc = {"kind": "fedledger.inclusion-proof", "origin": ledger.origin, "leaf_index": seq,
                        "tree_size": size, "leaf_hash": merkle.leaf_hash(body).hex(), "root": ledger.root(size).hex(),
                        "proof": [p.hex() for p in proof], "entry": body.decode("utf-8"),
                        "checkpoint": notes.get(size)}
+            handovers = _proof_handovers(ledger, top)
+            if handovers:
+                doc["handovers"] = handovers
         doc["version"] = 1
         out(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
 
@@ -205,6 +242,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         proof_file: Path = typer.Argument(..., help="Proof JSON from `fedledger prove`."),
         trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Trusted public key (PEM or vkey); repeatable."),
         origin: Optional[str] = typer.Option(None, "--origin", help="Pinned ledger origin."),
+        key_range: list[str] = typer.Option([], "--key-range", help=KEY_RANGE_HELP),
         leaf_hash_only: bool = typer.Option(
             False, "--leaf-hash-only",
             help="Accept an inclusion proof that carries no entry: it then proves only that its leaf hash is in "
@@ -215,22 +253,35 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         An inclusion proof from `fedledger prove` carries the entry: its bytes must hash to the
         leaf, the audit path must lead from that leaf to the signed root. A proof without the
         entry proves only that its leaf hash is in the tree; that is reported as such, and
-        exits 1 unless --leaf-hash-only is given."""
+        exits 1 unless --leaf-hash-only is given.
+
+        The checkpoint must be signed by a pinned key whose --key-range covers its size, or by a
+        key a pinned key handed over to (the proof carries the handover checkpoints `fedledger
+        prove` found, each with a consistency proof from it to the proof's tree)."""
         from collector.canonical import parse_json
+        from collector.checkpoint_keys import follow_proof_handovers
 
         doc = parse_json(proof_file.read_bytes(), location=str(proof_file))
         if not isinstance(doc, dict) or doc.get("kind") not in ("fedledger.inclusion-proof", "fedledger.consistency-proof"):
             raise MalformedInput("not a fedledger proof", location=str(proof_file))
         if not trusted_key or not origin:
             raise UsageError("--trusted-key and --origin are required: a proof is only as good as the root it leads to")
-        verifiers = load_verifiers(trusted_key, origin)
+        ring = KeyRing(load_verifiers(trusted_key, origin), [parse_key_range(text) for text in key_range],
+                       labels=[str(p) for p in trusted_key])
         lines: list[str] = []
         failures: list[dict[str, object]] = []
         result: dict[str, object] = {}
         try:
             proof = [bytes.fromhex(p) for p in doc["proof"]]
-            if doc["kind"] == "fedledger.inclusion-proof":
-                cp = _signed(doc.get("checkpoint"), origin, verifiers, doc["tree_size"])
+            inclusion = doc["kind"] == "fedledger.inclusion-proof"
+            top_note = doc.get("checkpoint") if inclusion else doc.get("checkpoint2")
+            if isinstance(top_note, str) and doc.get("handovers"):
+                top = parse_checkpoint_body(split_note(top_note)[0])  # trusted only once verified below
+                lines += [f"valid: {line}" for line in follow_proof_handovers(
+                    ring, _read_proof_handovers(doc["handovers"], proof_file), origin=origin, size=top.size,
+                    root=top.root)]
+            if inclusion:
+                cp = _signed(doc.get("checkpoint"), origin, ring, doc["tree_size"])
                 leaf = bytes.fromhex(doc["leaf_hash"])
                 entry = doc.get("entry")
                 if entry is not None and not isinstance(entry, str):
@@ -256,15 +307,16 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                     failures.append({"code": "entry-missing", "seq": index, "message": reason})
                     lines.append(f"INVALID: entry-missing seq {index}: {reason}")
             else:
-                cp1 = _signed(doc.get("checkpoint1"), origin, verifiers, doc["size1"])
-                cp2 = _signed(doc.get("checkpoint2"), origin, verifiers, doc["size2"])
+                cp1 = _signed(doc.get("checkpoint1"), origin, ring, doc["size1"])
+                cp2 = _signed(doc.get("checkpoint2"), origin, ring, doc["size2"])
                 merkle.verify_consistency(cp1.size, cp2.size, proof, cp1.root, cp2.root)
                 lines.append(f"valid: {origin} at size {cp2.size} extends size {cp1.size}")
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedInput(f"proof is missing or has a bad field: {exc}", location=str(proof_file)) from None
+        message = next(line for line in lines if not line.startswith("valid: key "))
         if OPTIONS.json:
-            emit_json("fedledger.verify-proof", {"ok": not failures, "message": lines[0], "failures": failures,
-                                                 **result})
+            emit_json("fedledger.verify-proof", {"ok": not failures, "message": message, "failures": failures,
+                                                 "keys": ring.to_json() if ring.noteworthy else [], **result})
         else:
             for line in lines:
                 out(line)
@@ -306,20 +358,27 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             False, "--no-raw",
             help="Do not read the evidence store: check the chain, tree and checkpoints only (e.g. a ledger file "
                  "copied without its .objects folder). The tally says the raw evidence was not checked."),
+        key_range: list[str] = typer.Option([], "--key-range", help=KEY_RANGE_HELP),
     ) -> None:
-        """Recompute everything from stored bytes; report every failure; exit 1 on any."""
+        """Recompute everything from stored bytes; report every failure; exit 1 on any.
+
+        Key handovers among the checkpoints are followed: a key a trusted key handed over to
+        vouches for trees from the handover's size on, and the old key only up to it."""
         import tempfile
 
         from bundler.verify_cmd import verify_target
         from collector.checkpoint_fetch import materialize_checkpoints
 
+        ranges = [parse_key_range(text) for text in key_range]
         with tempfile.TemporaryDirectory(prefix="fedledger-checkpoints-") as fetched:
             saved = materialize_checkpoints(checkpoint, Path(fetched))
             report = verify_target(ledger_location(target) if target else OPTIONS.ledger, trusted_keys=trusted_key,
-                                   origin=origin, saved=saved, raw=not no_raw)
+                                   origin=origin, saved=saved, raw=not no_raw, key_ranges=ranges)
         if OPTIONS.json:
             emit_json("fedledger.verify", report.to_json())
         else:
+            for line in report.key_lines():
+                out(line)
             for failure in report.failures:
                 out(failure.line())
             out(report.tally())
@@ -327,15 +386,45 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _signed(note: object, origin: str, verifiers: list[NoteVerifier], size: int) -> Checkpoint:
+def _signed(note: object, origin: str, ring: KeyRing, size: int) -> Checkpoint:
+    """The proof's checkpoint, signed by a key of *ring* that may vouch for its size."""
     if not isinstance(note, str):
         raise IntegrityError(f"the proof carries no signed checkpoint for size {size}")
-    try:
-        cp = verify_checkpoint(note, origin=origin, verifiers=verifiers)
-    except CheckpointError:
-        raise
+    cp, _vouching = ring.verify(note, origin=origin)
     if cp.size != size:
         raise IntegrityError(f"the checkpoint is for size {cp.size}, the proof for {size}")
     return cp
 
 
+
+
+def _proof_handovers(ledger: Ledger, size: int) -> list[dict[str, object]]:
+    """The handover checkpoints kept in *ledger* for trees of at most *size*, smallest first, each
+    with a consistency proof from it to *size* (for `fedledger verify-proof`; their signatures are
+    the verifier's to judge)."""
+    from collector.checkpoint_keys import HANDOVER_TAG, read_handover
+
+    found: dict[str, int] = {}
+    for cp in ledger.checkpoints():
+        if HANDOVER_TAG not in cp.note or not 0 < cp.size <= size:
+            continue
+        try:
+            if read_handover(parse_checkpoint_body(split_note(cp.note)[0])) is not None:
+                found.setdefault(cp.note, cp.size)
+        except CheckpointError:
+            continue  # `fedledger verify` reports it
+    return [{"size": at, "checkpoint": note,
+             "consistency": [p.hex() for p in ledger.consistency_proof(at, size)] if at < size else []}
+            for note, at in sorted(found.items(), key=lambda item: item[1])]
+
+
+def _read_proof_handovers(value: object, where: Path) -> list[ProofHandover]:
+    if not isinstance(value, list) or not all(
+            isinstance(h, dict) and isinstance(h.get("checkpoint"), str) and isinstance(h.get("consistency"), list)
+            and all(isinstance(p, str) for p in h["consistency"]) for h in value):
+        raise MalformedInput("the proof's handovers are not a list of {checkpoint, consistency} objects",
+                             location=str(where))
+    try:
+        return [ProofHandover(h["checkpoint"], tuple(bytes.fromhex(p) for p in h["consistency"])) for h in value]
+    except ValueError:
+        raise MalformedInput("a handover's consistency proof is not hex", location=str(where)) from None

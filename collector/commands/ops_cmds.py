@@ -213,6 +213,18 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
         except FedledgerError as exc:
             signer_doc["previous_keys_problem"] = f"signer.previous_keys: {exc}"
             warnings.append(signer_doc["previous_keys_problem"])
+    if signer.handover_key_file is not None:
+        from collector.signing import load_file_signer, load_previous_keys, require_previous_key
+
+        signer_doc["handover_key"] = str(signer.handover_key_file)
+        try:
+            require_previous_key(load_file_signer(signer.handover_key_file, cfg.ledger.origin).verifier,
+                                 load_previous_keys(signer.previous_keys, cfg.ledger.origin))
+        except FedledgerError as exc:
+            signer_doc["handover_key_problem"] = f"signer.handover_key_file: {exc}"
+            warnings.append(signer_doc["handover_key_problem"])
+    elif signer.handover_kms_key_id:
+        signer_doc["handover_key"] = f"AWS KMS key {signer.handover_kms_key_id}"
     context = RunContext(cfg, ledger_path, as_of, "", "config-check")
     sources = []
     for source in cfg.sources:
@@ -308,6 +320,10 @@ def render_config_report(report: dict[str, Any]) -> list[str]:
         lines.append(f"  previous keys (a new tree must extend what they signed): {', '.join(signer['previous_keys'])}")
     if "previous_keys_problem" in signer:
         lines.append(f"  WARNING: {signer['previous_keys_problem']}")
+    if signer.get("handover_key"):
+        lines.append(f"  handover key (co-signs the new key's first checkpoint): {signer['handover_key']}")
+    if "handover_key_problem" in signer:
+        lines.append(f"  WARNING: {signer['handover_key_problem']}")
     lines.append(f"sources ({len(report['sources'])}):")
     for s in report["sources"]:
         cadence = f", stale after {s['cadence']['name']}" if s["cadence"] else ", no cadence"
