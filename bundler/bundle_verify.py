@@ -75,6 +75,7 @@ class BundleVerification:
     citations_checked: int = 0  # CSV rows and HTML proof rows that cite a ledger entry
     citations_failed: int = 0
     keys: KeyRing | None = None  # the trusted keys and the tree sizes each may vouch for (handovers followed)
+    manifest_keys: list[TrustedKey] = field(default_factory=list)  # the keys that vouched for MANIFEST.sig
 
     @property
     def ok(self) -> bool:
@@ -240,6 +241,7 @@ def _verify_contents(bundle: BundleFiles, report: BundleVerification, trusted_ke
         return
     report.checkpoint_size = size
     leaves = _verify_ledger_slice(bundle, report, ring, size, root_hex, saved)
+    _handover_lines(report, ring, saved)
     if leaves is None:
         return
     root = bytes.fromhex(root_hex)
@@ -277,13 +279,25 @@ def _follow_handovers(bundle: BundleFiles, report: BundleVerification, ring: Key
             except (OSError, UnicodeDecodeError):
                 continue  # reported as malformed-checkpoint by the ledger check
     notes += [(note.where, note.text) for note in saved]
-    outcome = ring.follow_handovers(notes, origin=report.origin or "")
-    for where, key in outcome.accepted.items():
+    ring.follow_handovers(notes, origin=report.origin or "")
+
+
+def _handover_lines(report: BundleVerification, ring: KeyRing, saved: list[NoteInput]) -> None:
+    """A ``valid:`` line per key accepted by a handover that held against the ledger slice, and a
+    failure for the manifest signature when only keys whose handover failed signed it."""
+    for key in ring.keys:
+        if key.pinned or key.handover_where is None or key.void is not None:
+            continue
+        where = key.handover_where
         shown = where if any(where == note.where for note in saved) else f"ledger/{where}"
-        report.valid.append(f"key {key.key_id} accepted by handover from key "
-                            f"{key.handover_from.hex() if key.handover_from else '?'} at size {key.first} ({shown}); "
-                            f"it may vouch for tree sizes from {key.first} on, and key "
-                            f"{key.handover_from.hex() if key.handover_from else '?'} only up to {key.first}")
+        old = key.handover_from.hex() if key.handover_from else "?"
+        report.valid.append(f"key {key.key_id} accepted by handover from key {old} at size {key.first} ({shown}); "
+                            f"it may vouch for tree sizes from {key.first} on, and key {old} only up to {key.first}")
+    if report.manifest_keys and all(key.void for key in report.manifest_keys):
+        report.signature_valid = False
+        report.valid = [line for line in report.valid if not line.startswith(f"{SIGNATURE_FILE}:")]
+        report.fail("bad-handover", SIGNATURE_FILE, "the manifest is signed only by " + "; ".join(
+            f"key {key.key_id}, NOT accepted: {key.void}" for key in report.manifest_keys))
 
 
 def _key_words(key: TrustedKey) -> str:
@@ -319,6 +333,7 @@ def _check_signature(bundle: BundleFiles, report: BundleVerification, ring: KeyR
         report.fail(exc.code, SIGNATURE_FILE, what)
         return
     report.signature_valid = True
+    report.manifest_keys = vouching
     if not report.pinned:
         report.valid.append(f"{SIGNATURE_FILE}: manifest signed by a bundled (NOT pinned) key")
     else:

@@ -195,15 +195,15 @@ class TrustedKey:
                 f", also handed over to by key {self.handover_from.hex()} ({self.handover_where})"
                 if self.handover_from is not None else "")
         else:
-            how = (f"accepted by handover from key {self.handover_from.hex() if self.handover_from else '?'} "
-                   f"at size {self.first} ({self.handover_where})")
+            how = (f"{'named by a' if self.void else 'accepted by'} handover from key "
+                   f"{self.handover_from.hex() if self.handover_from else '?'} at size {self.first} ({self.handover_where})")
         text = f"key {self.key_id} {how}: vouches for {sizes_words(self.first, self.last)}"
         if self.pinned_range:
             text += " (--key-range)"
         if self.retired_to is not None:
             text += f", retired at its handover to key {self.retired_to.hex()} ({self.retired_where})"
         if self.void is not None:
-            return text + f"; NOT accepted: {self.void}"
+            return f"key {self.key_id} {how}, NOT accepted: {self.void}"
         if self.sizes:
             low, high = min(self.sizes), max(self.sizes)
             text += f"; vouched for {len(self.sizes)} checkpoint(s), " + (
@@ -435,24 +435,23 @@ class ProofHandover:
 def follow_proof_handovers(ring: KeyRing, handovers: Sequence[ProofHandover], *, origin: str, size: int,
                            root: bytes) -> list[str]:
     """Follow the handovers a proof carries (``fedledger prove`` adds those the ledger holds up to the
-    proof's tree size) into *ring*, each only if the proof's tree (*size*, *root*: not yet trusted;
-    the caller verifies its checkpoint under *ring* afterwards) extends the handover checkpoint by its
-    consistency proof. Returns one report line per handover followed.
+    proof's tree size) into *ring*, smallest size first whatever their order, each only if the
+    proof's tree (*size*, *root*: not yet trusted; the caller verifies its checkpoint under *ring*
+    afterwards) extends the handover checkpoint by its consistency proof. Returns one report line
+    per handover followed.
 
     :class:`BadHandover` when a handover a trusted key signed does not hold (not signed by the new
-    key, or the tree does not extend it); a handover from a key not trusted is passed over."""
+    key, out of the old key's range, or the tree does not extend it); a handover from a key not
+    trusted is passed over."""
+    named = {f"handover #{number + 1}": handover for number, handover in enumerate(handovers)}
+    outcome = ring.follow_handovers(((where, h.note) for where, h in named.items()), origin=origin)
+    for where, reason in sorted(outcome.failures.items()):
+        raise BadHandover(f"{where}: {reason}")
     lines = []
-    for number, handover in enumerate(handovers):
-        where = f"handover #{number + 1}"
-        outcome = ring.follow_handovers([(where, handover.note)], origin=origin)
-        if where in outcome.failures:
-            raise BadHandover(f"{where}: {outcome.failures[where]}")
-        key = outcome.accepted.get(where)
-        if key is None:
-            continue
-        checkpoint, _vouching = ring.verify(handover.note, origin=origin)
+    for where, key in sorted(outcome.accepted.items(), key=lambda item: item[1].first):
+        checkpoint, _vouching = ring.verify(named[where].note, origin=origin)
         try:
-            check_extends_handover(checkpoint.size, checkpoint.root, size, root, handover.consistency)
+            check_extends_handover(checkpoint.size, checkpoint.root, size, root, named[where].consistency)
         except BadHandover as exc:
             ring.void(where, str(exc))
             raise BadHandover(f"{where}: key {key.key_id} is not accepted: {exc}") from None

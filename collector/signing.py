@@ -236,6 +236,7 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
     anchored: AnchoredCheckpoint | None = None
     anchored_by = signer.verifier
     anchored_old: AnchoredCheckpoint | None = None  # the newest the handover key anchored
+    anchored_handover: AnchoredCheckpoint | None = None  # this key's own handover, when it is the newest it anchored
     if anchor is not None:
         for verifier in keys:
             found_anchor = anchor.newest_signed(ledger.origin, verifier)
@@ -243,6 +244,10 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
                 anchored, anchored_by = found_anchor, verifier
             if handover is not None and verifier.key_id == handover.verifier.key_id:
                 anchored_old = found_anchor
+            if verifier is signer.verifier and found_anchor is not None:
+                stated = read_handover(found_anchor.checkpoint)
+                if stated is not None and stated.old_key_id == signer.verifier.key_id:
+                    anchored_handover = found_anchor
 
     def make_note(size: int, root: bytes) -> str:
         handovers = ledger_handovers(ledger, keys)
@@ -251,6 +256,10 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
                 raise IntegrityError(f"refusing to sign size {size}: this key handed over to key {done.new.key_id.hex()} "
                                      f"at size {stored.size} (checkpoint #{stored.id}); a retired key signs no larger "
                                      f"tree: sign with key {done.new.key_id.hex()}")
+        if anchored_handover is not None and size > anchored_handover.checkpoint.size:
+            raise IntegrityError(f"refusing to sign size {size}: this key handed over at size "
+                                 f"{anchored_handover.checkpoint.size} (anchored at {anchored_handover.where}); a retired "
+                                 "key signs no larger tree")
         newest: tuple[StoredCheckpoint, Checkpoint, NoteVerifier] | None = None
         for verifier in keys:
             found = newest_signed(ledger, verifier)
