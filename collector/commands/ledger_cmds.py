@@ -121,7 +121,8 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
 
     @app.command(epilog=exit_codes(
         "the signer refused: the tree does not extend the newest checkpoint this key "
-        "signed, in the ledger or at the anchor"))
+        "signed, in the ledger or at the anchor (or, with a handover key, the old key's), the old key "
+        "signed nothing here or handed over already, or this key handed over and is retired"))
     @run
     def checkpoint(
         key: Optional[Path] = typer.Option(None, "--key", help="Private key file (default: the --config \\[signer], else "
@@ -316,7 +317,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         message = next(line for line in lines if not line.startswith("valid: key "))
         if OPTIONS.json:
             emit_json("fedledger.verify-proof", {"ok": not failures, "message": message, "failures": failures,
-                                                 "keys": ring.to_json() if ring.noteworthy else [], **result})
+                                                 "keys": ring.to_json(), **result})
         else:
             for line in lines:
                 out(line)
