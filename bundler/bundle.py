@@ -42,6 +42,7 @@ from bundler.evidence_table import TableReading
 from bundler.ledger_slice import LedgerPass, SliceScan
 from bundler.merkle_memory import MemoryTree
 from bundler.model import Assessment, ControlResult
+from bundler.party_names import require_party_name
 from bundler.pdf import PdfJob, PdfWorkers
 from bundler.render import (
     BundleFacts,
@@ -280,6 +281,8 @@ def build_bundle(
     archive: str | None = None,
     workers: int | None = None,
     on_stage: Callable[[str], None] | None = None,
+    organization: str | None = None,
+    assessor: str | None = None,
 ) -> BundleResult:
     """Write the bundle to *out* (new or empty) and optionally one archive beside it.
 
@@ -290,7 +293,8 @@ def build_bundle(
     if assessment.origin != ledger.origin:
         raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {ledger.origin!r}")
     builder = BundleBuilder.start(ledger, out, signer, workers=workers)
-    return builder.finish(assessment, system=system, archive=archive, on_stage=on_stage)
+    return builder.finish(assessment, system=system, archive=archive, on_stage=on_stage,
+                          organization=organization, assessor=assessor)
 
 
 class BundleBuilder:
@@ -370,11 +374,15 @@ class BundleBuilder:
         return reading
 
     def finish(self, assessment: Assessment, *, system: str | None = None, archive: str | None = None,
-               on_stage: Callable[[str], None] | None = None) -> BundleResult:
+               on_stage: Callable[[str], None] | None = None, organization: str | None = None,
+               assessor: str | None = None) -> BundleResult:
+        """Write the bundle. *organization* (whose system was assessed) and *assessor* (the
+        assessment organization), when given, are named on the index and as OSCAL parties."""
         try:
             if self.scan is None:
                 self.read_evidence()  # an assessment made elsewhere: the rows are not needed
-            return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None))
+            return self._finish(assessment, system=system, archive=archive, stage=on_stage or (lambda _s: None),
+                                organization=organization, assessor=assessor)
         except BaseException:
             self.ledger_pass.cancel()
             self.pdf_workers.close(abort=True)
@@ -388,9 +396,11 @@ class BundleBuilder:
         self.pdf_workers.close(abort=True)
 
     def _finish(self, assessment: Assessment, *, system: str | None, archive: str | None,
-                stage: Callable[[str], None]) -> BundleResult:
+                stage: Callable[[str], None], organization: str | None, assessor: str | None) -> BundleResult:
         if archive is not None and archive not in ARCHIVE_KINDS:
             raise UsageError(f"--archive must be one of {', '.join(ARCHIVE_KINDS)}")
+        organization = None if organization is None else require_party_name(organization, what="organization")
+        assessor = None if assessor is None else require_party_name(assessor, what="assessor")
         if assessment.origin != self.ledger.origin:
             raise UsageError(f"the assessment is of {assessment.origin!r}, the ledger is {self.ledger.origin!r}")
         out, checkpoint, ledger, scan = self.out, self.checkpoint, self.ledger, self.scan
@@ -436,6 +446,8 @@ class BundleBuilder:
             proofs_file=PROOFS_FILE,
             transcript=_transcript(scan, size=checkpoint.size, root_ok=root_ok,
                                    checkpoint_results=self.checkpoint_results, later_entries=self.later_entries),
+            organization=organization,
+            assessor=assessor,
         )
         (out / "index.html").write_text(render.render_index(assessment, facts), encoding="utf-8")
         self.pdf_workers.submit(PdfJob(out / "index.html", out / "index.pdf", as_of_epoch))
@@ -477,7 +489,8 @@ class BundleBuilder:
                           [f"controls/{file_stem(c.control_id)}.csv" for c in assessment.controls]
                           + [PROOFS_FILE, "ledger/entries.jsonl", "ledger/MANIFEST.json"]}
         doc = oscal_ar.build_assessment_results(assessment, checkpoint_size=checkpoint.size,
-                                                checkpoint_root=checkpoint.root.hex(), evidence_files=evidence_files)
+                                                checkpoint_root=checkpoint.root.hex(), evidence_files=evidence_files,
+                                                organization=organization, assessor=assessor)
         (out / "oscal" / "assessment-results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
         lap("oscal")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from bundler.model import Assessment
+from bundler.party_names import require_party_name
 from collector.errors import SourceUnavailable
 from collector.ledger import Ledger
 from collector.checkpoint import NoteVerifier
@@ -38,6 +39,8 @@ class BundleRequest:
     period: tuple[str | None, str | None] | None = None
     archive: str | None = None
     system: str | None = None
+    organization: str | None = None  # whose system was assessed (OSCAL prepared-for), on the index
+    assessor: str | None = None  # the assessment organization (OSCAL assessor), on the index
     workers: int = 2
     settings: Any = None  # an EvaluationConfig, or None for the defaults
 
@@ -108,6 +111,10 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
     from bundler.catalog import load_builtin_catalog, load_oscal_catalog, select_controls
     from bundler.evaluate import evaluate_reading
 
+    # names are checked before anything is signed
+    for name, what in ((request.organization, "organization"), (request.assessor, "assessor")):
+        if name is not None:
+            require_party_name(name, what=what)
     newest = ledger.latest_checkpoint()
     if newest is None or newest.size != ledger.size:
         newest = sign_tree_head(ledger, signer, request.as_of, anchor=anchor, previous=previous, handover=handover)
@@ -148,7 +155,8 @@ def make_bundle(ledger: Ledger, signer: NoteSigner, request: BundleRequest, *,
     except BaseException:
         builder.abort()
         raise
-    result = builder.finish(assessment, system=request.system, archive=request.archive, on_stage=on_stage)
+    result = builder.finish(assessment, system=request.system, archive=request.archive, on_stage=on_stage,
+                            organization=request.organization, assessor=request.assessor)
     return result, assessment
 
 
@@ -205,6 +213,7 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
         request = BundleRequest(
             out_dir=out, as_of=format_time(as_of), baseline=b.baseline, controls=tuple(b.controls) or None,
             catalog=b.catalog, policies=b.policies_dir, archive=b.archive,
+            organization=b.organization, assessor=b.assessor,
             settings=evaluation_settings_from_config(config),
         )
         result, assessment = make_bundle(ledger, signer, request, anchor=anchor,

@@ -17,6 +17,13 @@ findings and risks name fedledger (a tool of the result's assessment assets) as 
 origin. Controls "not assessed by this tool" get no finding (OSCAL has no such state)
 and are not reviewed controls; they are listed in the result's remarks. There is no
 OSCAL assessment plan: ``import-ap`` names a back-matter resource that says so.
+
+Given their names, the metadata names the organization whose system was assessed (a party in
+OSCAL's ``prepared-for`` role: the organization the content was made for, FedRAMP's SAR
+template "typically the CSP") and the assessment organization (a party in the ``assessor``
+role of FedRAMP's SAR template and NIST's examples). No party is named ``prepared-by``: the tool
+does not know who ran it. A party's UUID is derived from its name alone, so the same
+organization keeps its UUID in every document. Without names there are no roles or parties.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bundler.model import NOT_ASSESSED, Assessment, Finding
+from bundler.party_names import require_party_name
 from bundler.render import display_id, file_stem
 
 OSCAL_VERSION = "1.1.3"
@@ -87,6 +95,35 @@ def _tool_origin() -> dict[str, Any]:
     return {"actors": [{"type": "tool", "actor-uuid": TOOL_UUID}]}
 
 
+# (role id, title, description) of each party the bundle can name, in document order.
+_ROLES = {
+    "organization": ("prepared-for", "Prepared For",
+                     "The organization whose system was assessed, for which these results were prepared."),
+    "assessor": ("assessor", "Assessment Organization", "The organization performing the assessment."),
+}
+
+
+def _party_metadata(names: Mapping[str, str | None]) -> dict[str, Any]:
+    """``roles``, ``parties`` and ``responsible-parties`` for the named parties (*names*: a key of
+    ``_ROLES`` to a name or None); nothing when none is named (OSCAL forbids empty arrays)."""
+    roles: list[dict[str, str]] = []
+    parties: list[dict[str, str]] = []
+    responsible: list[dict[str, Any]] = []
+    for key, (role_id, title, description) in _ROLES.items():
+        name = names.get(key)
+        if name is None:
+            continue
+        name = require_party_name(name, what=key)
+        party_uuid = str(uuid.uuid5(NAMESPACE, f"party|organization|{name}"))
+        if all(p["uuid"] != party_uuid for p in parties):  # an organization that assesses itself is one party
+            parties.append({"uuid": party_uuid, "type": "organization", "name": name})
+        roles.append({"id": role_id, "title": title, "description": description})
+        responsible.append({"role-id": role_id, "party-uuids": [party_uuid]})
+    if not parties:
+        return {}
+    return {"roles": roles, "parties": parties, "responsible-parties": responsible}
+
+
 def build_assessment_results(
     assessment: Assessment,
     *,
@@ -94,13 +131,19 @@ def build_assessment_results(
     checkpoint_root: str,
     evidence_files: Mapping[str, str],
     tool_version: str = "0.1.0",
+    organization: str | None = None,
+    assessor: str | None = None,
 ) -> dict[str, Any]:
     """The assessment-results document.
 
     *evidence_files* maps bundle-relative paths (``controls/AU-9.csv``,
     ``ledger/entries.jsonl``, ...) to their SHA-256 hex; each becomes a resource.
-    Hrefs are relative to ``oscal/`` where the document is written.
+    Hrefs are relative to ``oscal/`` where the document is written. *organization* (whose
+    system was assessed) and *assessor* (the assessment organization), when given, become
+    parties of the metadata; a name that is not plain text on one line is a
+    :class:`~collector.errors.UsageError` (:mod:`bundler.party_names`).
     """
+    parties = _party_metadata({"organization": organization, "assessor": assessor})
     seed = f"{assessment.origin}|{checkpoint_size}|{checkpoint_root}|{assessment.as_of}|{assessment.baseline}"
     resources: list[dict[str, Any]] = []
     resource_uuid: dict[str, str] = {}
@@ -301,6 +344,7 @@ def build_assessment_results(
             "version": f"{assessment.as_of} checkpoint {checkpoint_size}",
             "oscal-version": OSCAL_VERSION,
             "props": [_prop("generator", "fedledger")],
+            **parties,
         },
         "import-ap": {"href": f"#{plan_uuid}",
                       "remarks": "Continuous monitoring by fedledger; no separate assessment plan document."},

@@ -89,6 +89,8 @@ class BundleFacts:
     proofs_file: str = "proofs/inclusion.jsonl"
     transcript: tuple[TranscriptItem, ...] = ()
     evidence: Mapping[str, ControlEvidence] = field(default_factory=dict)
+    organization: str | None = None  # whose system was assessed (OSCAL prepared-for)
+    assessor: str | None = None  # the assessment organization (OSCAL assessor)
 
 
 # -- names ---------------------------------------------------------------------------
@@ -342,6 +344,8 @@ def index_view(assessment: Assessment, facts: BundleFacts) -> dict[str, Any]:
         "running_header": f"{facts.system} · period {period_text(assessment)}",
         "running_right": "Index",
         "system": facts.system,
+        "organization": facts.organization,
+        "assessor": facts.assessor,
         "period": period_text(assessment),
         "as_of": assessment.as_of,
         "origin": facts.origin,

@@ -217,6 +217,8 @@ class BundleConfig:
     policies_dir: Path | None = None
     archive: str | None = None  # one of BUNDLE_ARCHIVES, or no archive
     after_run: bool = False
+    organization: str | None = None  # whose system is assessed: OSCAL party, prepared-for (bundler.party_names)
+    assessor: str | None = None  # the assessment organization (a 3PAO): OSCAL party, assessor
 
 
 @dataclass(frozen=True)
@@ -551,6 +553,20 @@ def _read_source(reader: _Reader, ctx: _Context, index: int, names: set[str]) ->
     )
 
 
+def _party_name(table: _Reader, key: str) -> str | None:
+    """``[bundle] organization`` / ``assessor``: plain text on one line, edge spaces trimmed."""
+    from bundler.party_names import party_name_problem
+
+    value = table.text(key)  # a string, not blank
+    if value is None:
+        return None
+    problem = party_name_problem(value)
+    if problem is not None:
+        table.ctx.problem(table.path + (key,), f"{dotted(table.path + (key,))} {problem}")
+        return None
+    return value.strip()
+
+
 def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     """Validate *text* (the contents of *config_path*); raise :class:`ConfigInvalid` listing every problem."""
     config_path = Path(config_path)
@@ -661,6 +677,8 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
             policies_dir=bt.path_value("policies_dir"),
             archive=archive,
             after_run=bool(bt.boolean("after_run")),
+            organization=_party_name(bt, "organization"),
+            assessor=_party_name(bt, "assessor"),
         )
         bt.finish()
 

@@ -40,6 +40,12 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="KMS endpoint (tests, VPC endpoints)."),
         region: Optional[str] = typer.Option(None, "--region", help="AWS region for KMS."),
         system: Optional[str] = typer.Option(None, "--system", help="System name for the cover (default: the ledger origin)."),
+        organization: Optional[str] = typer.Option(
+            None, "--organization", help="The organization whose system is assessed (the CSP), named on the index and "
+                                         "as the OSCAL party prepared-for (default: the --config \\[bundle] organization)."),
+        assessor: Optional[str] = typer.Option(
+            None, "--assessor", help="The assessment organization (e.g. the 3PAO), named on the index and as the OSCAL "
+                                     "party assessor (default: the --config \\[bundle] assessor)."),
         workers: int = typer.Option(2, "--workers", help="Processes rendering PDFs."),
         strict: bool = typer.Option(False, "--strict", help="Exit 1 when any control is not satisfied."),
         config: Optional[Path] = typer.Option(None, "--config", help="fedledger.toml: cadences, thresholds, regions and bundle defaults."),
@@ -50,6 +56,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         from bundler.make_bundle import (
             BundleRequest, bundle_count_lines, bundle_summary, evaluation_settings_from_config, make_bundle,
         )
+        from bundler.party_names import require_party_name
         from collector.commands.ledger_cmds import open_signer
         from collector.run import config_anchor, config_handover_signer, config_previous_keys, config_signer
 
@@ -57,6 +64,10 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             raise UsageError("--archive must be tar.gz or zip")
         if baseline is not None and baseline.lower() not in BASELINE_CHOICES:
             raise UsageError(f"--baseline must be one of {', '.join(BASELINE_CHOICES)}")
+        if organization is not None:
+            organization = require_party_name(organization, what="--organization")
+        if assessor is not None:
+            assessor = require_party_name(assessor, what="--assessor")
         reference = parse_as_of(as_of) or OPTIONS.now()
         # usage errors before anything is signed: the bundle signs a fresh checkpoint when the ledger grew
         for text, name in ((period_from, "--from"), (period_to, "--to")):
@@ -81,12 +92,15 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             catalog = catalog or b.catalog
             policies = policies or b.policies_dir
             archive = archive or b.archive
+            organization = organization or b.organization
+            assessor = assessor or b.assessor
             anchor = config_anchor(loaded_config)  # a checkpoint this bundle signs must extend the anchor
         request = BundleRequest(
             out_dir=out_dir, as_of=format_time(reference), baseline=baseline.lower() if baseline else None,
             controls=wanted, catalog=catalog, policies=policies,
             period=(period_from, period_to) if (period_from or period_to) else None,
-            archive=archive, system=system, workers=workers, settings=settings_obj,
+            archive=archive, system=system, organization=organization, assessor=assessor, workers=workers,
+            settings=settings_obj,
         )
         with open_ledger(ledger_location) as ledger:
             # with a config and no --key/--kms-key-id: the signer `run` signs with

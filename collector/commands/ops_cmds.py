@@ -278,7 +278,8 @@ def describe_config(cfg: FedledgerConfig, ledger_path: Path | str, as_of: dateti
                    "catalog": str(cfg.bundle.catalog) if cfg.bundle.catalog else None,
                    "controls": list(cfg.bundle.controls),
                    "policies_dir": str(cfg.bundle.policies_dir) if cfg.bundle.policies_dir else None,
-                   "archive": cfg.bundle.archive, "after_run": cfg.bundle.after_run},
+                   "archive": cfg.bundle.archive, "after_run": cfg.bundle.after_run,
+                   "organization": cfg.bundle.organization, "assessor": cfg.bundle.assessor},
         "publish": {"checkpoint": cfg.publish.checkpoint, "retention_days": cfg.publish_retention_days},
         "warnings": warnings,
     }
