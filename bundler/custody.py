@@ -441,14 +441,18 @@ def unsigned_while_secret_configured(event: Mapping[str, Any] | None) -> bool:
     provider's signature or token) while a webhook secret was configured: anyone who could write the
     collector's input could have written it, and the signature check that was in force never saw it."""
     attrs = event.get("attrs") if event else None
-    return isinstance(attrs, Mapping) and unverified_claim(attrs) == UNSIGNED
+    if event is None or not isinstance(attrs, Mapping):
+        return False
+    return unverified_claim(attrs, event.get("kind")) == UNSIGNED
 
 
 def unpaired_response(event: Mapping[str, Any] | None) -> bool:
     """A Vault response whose request line was never logged (``attrs.paired`` false; the collector also wrote
     a ``vault.unpaired`` finding for it): Vault answered, but who asked is not corroborated."""
     attrs = event.get("attrs") if event else None
-    return isinstance(attrs, Mapping) and unverified_claim(attrs) == UNPAIRED
+    if event is None or not isinstance(attrs, Mapping):
+        return False
+    return unverified_claim(attrs, event.get("kind")) == UNPAIRED
 
 
 def token_time_contradiction(event: Mapping[str, Any]) -> str | None:

@@ -55,14 +55,22 @@ UNPAIRED = "unpaired"
 UNSIGNED = "unsigned"
 
 
-def unverified_claim(attrs: Mapping[str, Any]) -> str | None:
+def unverified_claim(attrs: Mapping[str, Any], kind: Any = None) -> str | None:
     """:data:`UNPAIRED` or :data:`UNSIGNED` for an event whose attrs say nobody verified who or what it claims
-    (None otherwise: verified, or nothing recorded either way, as in entries older than those attrs)."""
-    if attrs.get("paired") is False:
+    (None otherwise: verified, or nothing recorded either way, as in entries older than those attrs).
+
+    Fail closed on a marker of an odd type (a hand-edited ledger, a generic event's own attrs): ``paired``
+    recorded as anything but true (``"false"``, ``0``) is unpaired, and an absent signature whose
+    ``webhook_secret_configured`` is anything but false or unrecorded (``"true"``, ``1``) is unsigned. An
+    event carrying both markers keeps the one its *kind* is judged by: ``paired`` for a Vault event,
+    the signature for any other (only Vault steps and counts consult UNPAIRED)."""
+    paired = attrs.get("paired")
+    unpaired = paired is not None and paired is not True
+    unsigned = attrs.get("webhook_signature") == "absent" and \
+        attrs.get("webhook_secret_configured") not in (None, False)
+    if unpaired and (not unsigned or (isinstance(kind, str) and kind.startswith("vault."))):
         return UNPAIRED
-    if attrs.get("webhook_signature") == "absent" and attrs.get("webhook_secret_configured") is True:
-        return UNSIGNED
-    return None
+    return UNSIGNED if unsigned else None
 
 
 def values_with_prefix(column: pd.Series, prefix: str) -> pd.Series:
@@ -231,7 +239,7 @@ def read_rows(entries: Iterable[tuple[int, Any, Any]], reading: TableReading,
         region = attrs.get("region") or attrs.get("runner_region")
         key_class = attrs.get("access_key_class")
         event_name = attrs.get("event_name")
-        unverified = unverified_claim(attrs) if attrs else None
+        unverified = unverified_claim(attrs, kind) if attrs else None
         attempt = attrs.get("run_attempt")
         append((
             seq, time if time.__class__ is str_type else None, kind, family,
