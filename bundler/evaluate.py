@@ -437,10 +437,9 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
             known["region"] = str(attrs["runner_region"])
         if isinstance(attrs.get("runner_labels"), list) and "labels" not in known:
             known["labels"] = tuple(str(x) for x in attrs["runner_labels"])
-        if isinstance(attrs.get("timeout_seconds"), int):
-            known["timeout"] = attrs["timeout_seconds"]
-        elif isinstance(attrs.get("timeout_minutes"), int):
-            known["timeout"] = 60 * attrs["timeout_minutes"]
+        timeout = _timeout_claim(attrs)
+        if timeout is not None:
+            known["timeout"] = timeout
 
     def value(series: pd.Series, job: str) -> Any:
         got = series.get(job)
@@ -1452,8 +1451,7 @@ def evaluate_reading(
     attempts = job_attempts(table, correlation)
     within_run = shared_within_run(table, correlation, attempts)
     # a job's allowed length: the timeout its CI events give (at most MAX_CONTEXT_JOB_SECONDS), else max_job_seconds
-    lengths = {job: min(facts.timeout_seconds, MAX_CONTEXT_JOB_SECONDS) for job, facts in jobs.items()
-               if facts.timeout_seconds and facts.timeout_seconds > 0}
+    lengths = {job: facts.timeout_seconds for job, facts in jobs.items() if facts.timeout_seconds}
     in_flight = in_flight_jobs(table, correlation, as_of=as_of_ts, lengths=lengths,
                                default_seconds=config.max_job_seconds, skew_seconds=config.clock_skew_seconds,
                                attempts=attempts)
@@ -1599,6 +1597,17 @@ def _longest_job_timeout(reading: TableReading) -> int:
                 if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                     longest = max(longest, value * unit)
     return min(longest, MAX_CONTEXT_JOB_SECONDS)
+
+
+def _timeout_claim(attrs: Mapping[str, Any]) -> int | None:
+    """The job length a ``ci.job_*`` event's ``timeout_seconds`` (else ``timeout_minutes``) gives, at most
+    :data:`MAX_CONTEXT_JOB_SECONDS`; None when it gives none that is a positive integer (``true``, ``-5``,
+    ``"7200"`` are no length: a bool was a one-second job, a negative one made every certificate too long)."""
+    for name, unit in (("timeout_seconds", 1), ("timeout_minutes", 60)):
+        value = attrs.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return min(value * unit, MAX_CONTEXT_JOB_SECONDS)
+    return None
 
 
 def _control_results(selected: Sequence[str], checks: Sequence[CheckResult], catalog: Catalog,
