@@ -508,19 +508,21 @@ def _run_attempt(event: Mapping[str, Any] | None) -> int | None:
 
 
 def job_attempts(table: EvidenceTable, correlation: Correlation) -> dict[str, int]:
-    """job → its run attempt, from its own ``ci.job_queued``/``ci.job_started`` deliveries (the first that
-    gives ``attrs.run_attempt``); jobs whose deliveries give none are left out."""
+    """job → its run attempt, from its own ``ci.job_queued``/``ci.job_started`` events (``attrs.run_attempt``);
+    jobs whose events give none are left out, and so are jobs whose events give two or more attempts (a
+    job id belongs to one attempt: a claimed second attempt must not move the job away from its run's end,
+    its trigger or its attestation, so its attempt is unknown)."""
     return attempts_of_jobs(table.frame, correlation.job)
 
 
 def attempts_of_jobs(frame: pd.DataFrame, job: pd.Series) -> dict[str, int]:
-    """:func:`job_attempts` over a table's rows and their jobs (``run_attempt`` column, seq order)."""
+    """:func:`job_attempts` over a table's rows and their jobs (``run_attempt`` column)."""
     rows = frame.loc[frame["kind"].isin(("ci.job_queued", "ci.job_started")) & job.notna()
                      & frame["run_attempt"].notna(), ["run_attempt"]]
     if rows.empty:
         return {}
-    firsts = rows.assign(job=job[rows.index]).groupby("job", sort=False)["run_attempt"].first()
-    return {str(j): int(a) for j, a in firsts.items()}
+    given = rows.assign(job=job[rows.index]).groupby("job", sort=False)["run_attempt"].agg(lambda s: set(s))
+    return {str(j): int(next(iter(a))) for j, a in given.items() if len(a) == 1}
 
 
 @dataclass(frozen=True)
