@@ -901,7 +901,8 @@ def check_pki_ca_changes(ctx: Context) -> CheckResult:
     explained = _explained(ctx)
     findings = []
     done = changes[changes["status"] != "failure"]
-    for index, seq in zip(done.index, done["seq"]):
+    ci_entities = _ci_vault_entities(ctx) if not done.empty else {}
+    for index, seq, entity in zip(done.index, done["seq"], done["vault_entity_id"]):
         event = ctx.event(seq)
         what = f"{ctx.attr(seq, 'ca_operation') or event.get('action')} on {event.get('resource')} by {event.get('actor')}"
         job = ctx.correlation.job.get(index)
@@ -910,6 +911,17 @@ def check_pki_ca_changes(ctx: Context) -> CheckResult:
                                      f"{what}: a CI job's Vault identity changed the CA (sign or replace an issuer, "
                                      "import or generate a CA key); a pipeline should only be able to issue leaf "
                                      "certificates.", [seq], job_id=job, severity="high"))
+        elif entity in ci_entities:
+            # correlation could not name one job (a matrix build's shared entity, a time outside every job's
+            # window: a leaked or reused token), but the identity is the pipeline's all the same
+            jobs = ci_entities[entity]
+            named = ", ".join(jobs[:5]) + (f" and {len(jobs) - 5} more" if len(jobs) > 5 else "")
+            findings.append(_finding(ctx, check, f"by-job:{seq}",
+                                     f"PKI CA changed by a CI job's Vault identity at seq {seq}",
+                                     f"{what}: Vault entity {entity} is the identity of CI job(s) {named}, and it "
+                                     "changed the CA (sign or replace an issuer, import or generate a CA key); a "
+                                     "pipeline should only be able to issue leaf certificates.", [seq],
+                                     severity="high"))
         elif int(seq) not in explained:
             findings.append(_finding(ctx, check, f"unexplained:{seq}", f"Unexplained PKI CA change at seq {seq}",
                                      f"{what} is not explained (explained_seqs, or an operator's explanation "
@@ -917,6 +929,23 @@ def check_pki_ca_changes(ctx: Context) -> CheckResult:
     return _result(ctx, check, evidence=[*changes["seq"], *issued["seq"]], findings=findings,
                    what=f"{len(changes)} PKI CA change(s) ({len(done)} successful) and {len(issued)} certificate(s) issued",
                    not_assessed_reason="no Vault PKI evidence in the period")
+
+
+def _ci_vault_entities(ctx: Context) -> dict[str, list[str]]:
+    """Vault entity → the CI jobs it is the identity of: the entities of the Vault events correlation placed
+    in a job or found shared by jobs (contested, or shared within a run), in job order. Only the Vault
+    collector's own events count: a CI event naming an entity (a generic event's own claim) makes no
+    identity a job's."""
+    frame = ctx.frame
+    vault = (frame["source"] == "vault") & frame["vault_entity_id"].notna()
+    out: dict[str, set[str]] = defaultdict(set)
+    placed = vault & ctx.correlation.job.notna()
+    for entity, job in zip(frame.loc[placed, "vault_entity_id"], ctx.correlation.job[placed]):
+        out[str(entity)].add(str(job))
+    for row, jobs in ctx.correlation.ambiguous.items():
+        if bool(vault.get(row, False)):
+            out[str(frame.at[row, "vault_entity_id"])].update(jobs)
+    return {entity: sorted(jobs, key=job_sort_key) for entity, jobs in out.items()}
 
 
 def _explained(ctx: Context) -> set[int]:
