@@ -251,6 +251,8 @@ def _custody_view(story: CustodyStory, printed: Mapping[str, int]) -> dict[str, 
         "repository": story.repository or "",
         "complete": story.complete,
         "in_progress": story.in_progress or "",
+        # judged incomplete: it has findings, wherever the page prints them (the table or here)
+        "has_findings": bool(story.findings),
         "steps": [
             {"title": s.title, "present": s.present, "time": s.time or "", "detail": s.detail,
              "seqs": _seq_text(s.seqs), "other_builds": _seq_text(s.other_builds), "unsigned": _seq_text(s.unsigned),
