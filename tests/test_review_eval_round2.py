@@ -227,3 +227,35 @@ def test_a_running_job_whose_finding_the_table_prints_is_still_shown_incomplete(
     html = render_control(assessment, control, facts())
     block = html.split("<b>Job 70001</b>", 1)[1].split("</div>", 1)[0]
     assert "incomplete" in block and "not judged yet)" not in block.split("<ol>", 1)[0]
+
+
+# -- the shipped pipeline policy ------------------------------------------------------------------
+
+
+def test_the_seed_policy_waits_for_a_role_assumption_only_while_no_credentials_were_seen() -> None:
+    """pipeline.rego waits for a running job's role assumption 'as long as no credentials at all were seen',
+    but asked only for ``credentials.type == "unknown"``: a job caught before its role assumption that had
+    already called AWS with a temporary key from somewhere else (no web identity) was allowed."""
+    from pathlib import Path
+
+    from bundler.rego import load_policies
+    from tests.test_review_eval_patterns import ROLE_ARN
+
+    policies = load_policies(Path(__file__).resolve().parent.parent / "samples" / "policies")
+    as_of = stamp(BASE + timedelta(seconds=24))
+    running = [e for e in gha_job(1, BASE) if e["kind"] != "ci.job_completed"]
+
+    def pipeline(events: list[dict[str, Any]]) -> CheckResult:
+        assessment, _ = evaluated(events, as_of=as_of, policies=policies)
+        return check_of(assessment, "policy:pipeline")
+
+    assert pipeline(running).status == "satisfied"  # nothing seen yet: waited for
+    key = "ASIACHAINED000000001"
+    deploy = event("ci.deploy", BASE + timedelta(seconds=21), actor="dev", resource=REPO,
+                   correlation={"job_id": "70001", "run_id": "9001", "repository": REPO, "access_key_id": key})
+    call = event("aws.api_call", BASE + timedelta(seconds=22), actor=f"{ROLE_ARN}/chained", action="PutObject",
+                 resource="arn:aws-us-gov:s3:::models/m", correlation={"access_key_id": key},
+                 attrs={"event_source": "s3.amazonaws.com", "event_name": "PutObject", "region": "us-gov-west-1",
+                        "access_key_class": "temporary", "identity_type": "AssumedRole"})
+    check = pipeline(running + [deploy, call])
+    assert check.status == NOT_SATISFIED, [f.description for f in check.findings]

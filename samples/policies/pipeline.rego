@@ -32,8 +32,16 @@ credentials_ok {
 }
 
 # Likewise before its role assumption, as long as no credentials at all were seen (a long-term key is
-# never waited for).
+# never waited for, nor is a job that already called AWS with credentials from anywhere else).
 credentials_ok {
   input.credentials.type == "unknown"
   input.custody_steps.role_assumption.not_reached == true
+  count(input.credentials.access_key_classes) == 0
+  not called_aws
+}
+
+called_aws {
+  some kind
+  input.counts[kind] > 0
+  startswith(kind, "aws.")
 }
