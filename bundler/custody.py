@@ -645,6 +645,12 @@ def in_flight_jobs(table: EvidenceTable, correlation: Correlation, *, as_of: pd.
     started = open_jobs[open_jobs["kind"] == "ci.job_started"].groupby("job")["ts"].min()
     first = correlation.windows["start"] if "start" in correlation.windows else pd.Series(dtype=object)
     starts = started.reindex(sorted(set(open_jobs["job"]))).fillna(first)
+    # A job does not start after its own steps: a ci.job_started dated hours after its token, logins and
+    # calls (its real start missing, or a generic event's claim) must not open a fresh wait.
+    steps = job.notna() & frame["ts"].notna() & ~frame["kind"].isin(("ci.job_queued", "ci.workflow_run")) \
+        & (frame["unverified"] != UNSIGNED)
+    first_step = frame.loc[steps, "ts"].groupby(job[steps]).min().reindex(starts.index)
+    starts = starts.where(first_step.isna() | (starts.notna() & (starts <= first_step)), first_step)
     starts = starts[starts.notna()]
     seconds = pd.Series([lengths.get(j, default_seconds) for j in starts.index], index=starts.index, dtype="int64")
     running = starts[(starts + pd.to_timedelta(seconds + skew_seconds, unit="s")) >= as_of]

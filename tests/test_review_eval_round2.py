@@ -259,3 +259,24 @@ def test_the_seed_policy_waits_for_a_role_assumption_only_while_no_credentials_w
                         "access_key_class": "temporary", "identity_type": "AssumedRole"})
     check = pipeline(running + [deploy, call])
     assert check.status == NOT_SATISFIED, [f.description for f in check.findings]
+
+
+def test_a_start_dated_after_the_jobs_own_steps_does_not_open_a_fresh_wait() -> None:
+    """A job whose steps ran five hours before as_of, with no end event and no attestation, is judged whole.
+    A ``ci.job_started`` for it dated a minute before as_of (its real start missing, or a generic event's
+    claim) made it 'in progress', so its missing attestation was not judged: a job does not start after
+    its own token, logins and calls."""
+    as_of = BASE + timedelta(hours=5)
+    events = [e for e in gha_job(1, BASE)
+              if e["kind"] not in ("ci.job_completed", "attestation.signed", "ci.job_started")]
+    late = event("ci.job_started", as_of - timedelta(seconds=60), actor="dev", action="ci.job.started",
+                 resource=REPO, correlation={"job_id": "70001", "run_id": "9001", "repository": REPO})
+    for given in (events, events + [late]):
+        assessment, _ = evaluated(given, as_of=stamp(as_of))
+        st = story_of(assessment, "70001")
+        assert st.in_progress is None
+        assert "custody-missing:attestation_stored:job-70001" in [f.id for f in st.findings]
+    # a job that is running: its start stands (a queued wait before it does not count against it)
+    running = [e for e in gha_job(1, BASE) if e["kind"] not in ("ci.job_completed", "attestation.signed")]
+    assessment, _ = evaluated(running, as_of=stamp(BASE + timedelta(seconds=310)))
+    assert story_of(assessment, "70001").in_progress is not None
