@@ -517,12 +517,23 @@ def job_attempts(table: EvidenceTable, correlation: Correlation) -> dict[str, in
 
 def attempts_of_jobs(frame: pd.DataFrame, job: pd.Series) -> dict[str, int]:
     """:func:`job_attempts` over a table's rows and their jobs (``run_attempt`` column)."""
+    return {j: next(iter(a)) for j, a in _attempts_given(frame, job).items() if len(a) == 1}
+
+
+def conflicting_attempts(frame: pd.DataFrame, job: pd.Series) -> set[str]:
+    """The jobs whose own ``ci.job_queued``/``ci.job_started`` events name two or more run attempts: their
+    attempt is unknown (:func:`job_attempts`), and nothing that names an attempt (an attestation's
+    provenance, a run's trigger) can be shown to be theirs."""
+    return {j for j, a in _attempts_given(frame, job).items() if len(a) > 1}
+
+
+def _attempts_given(frame: pd.DataFrame, job: pd.Series) -> dict[str, set[int]]:
     rows = frame.loc[frame["kind"].isin(("ci.job_queued", "ci.job_started")) & job.notna()
                      & frame["run_attempt"].notna(), ["run_attempt"]]
     if rows.empty:
         return {}
     given = rows.assign(job=job[rows.index]).groupby("job", sort=False)["run_attempt"].agg(lambda s: set(s))
-    return {str(j): int(next(iter(a))) for j, a in given.items() if len(a) == 1}
+    return {str(j): {int(a) for a in attempts} for j, attempts in given.items()}
 
 
 @dataclass(frozen=True)
@@ -723,6 +734,7 @@ def build_stories(
     their detail says the job was in progress at as_of, and they are no finding."""
     frame = table.frame
     attempt_of_job = job_attempts(table, correlation)
+    conflicted = conflicting_attempts(frame, correlation.job)
     if within_run is None:
         within_run = shared_within_run(table, correlation, attempt_of_job)
     step_of_kind: dict[str, list[str]] = defaultdict(list)
@@ -771,8 +783,10 @@ def build_stories(
         for record, run_repository, run_attempt in by_run.get(run_id, []) if run_id else []:
             # a run id is unique only within its repository on some CI systems; a re-run keeps the run id
             # (attempt 2): each attempt has its own trigger, and another attempt's is not this job's
+            # (a job whose own events name two attempts takes no trigger that names one)
+            same_attempt = attempt == run_attempt if attempt is not None else job_id not in conflicted
             if (repository is None or run_repository is None or run_repository == repository) and \
-                    (attempt is None or run_attempt is None or run_attempt == attempt):
+                    (run_attempt is None or same_attempt):
                 records.setdefault(record[0], record)
         for digest in digests_of_job.get(job_id, []):
             for record in by_digest.get(digest, []):
@@ -800,6 +814,10 @@ def build_stories(
                 why[seq] = f"attempt {placed_attempt} (job {placed})" if named_attempt is None else f"job {placed}"
             else:
                 why[seq] = "stored before this job started (an earlier attempt or job of the run)"
+            if attested[seq] == _OWN and job_id in conflicted and named_attempt is not None:
+                # this job's own events name two attempts of its run: which one it was cannot be told
+                attested[seq] = _EARLIER
+                why[seq] = "this job's own events name two attempts of its run"
         own = any(link == _OWN for link in attested.values())
         other_builds: list[tuple[Any, ...]] = []
         for seq, link in attested.items():

@@ -280,3 +280,30 @@ def test_a_start_dated_after_the_jobs_own_steps_does_not_open_a_fresh_wait() -> 
     running = [e for e in gha_job(1, BASE) if e["kind"] not in ("ci.job_completed", "attestation.signed")]
     assessment, _ = evaluated(running, as_of=stamp(BASE + timedelta(seconds=310)))
     assert story_of(assessment, "70001").in_progress is not None
+
+
+
+def test_a_job_claiming_a_second_attempt_does_not_take_that_attempts_attestation() -> None:
+    """Run 9001: attempt 1 (job 70001, which stored no attestation) and its re-run, attempt 2 (job 70002, the
+    same reproducible digest, provenance naming attempt 2). A generic event claiming attempt 2 for job 70001
+    made it attempt 2 (read first) or of no known attempt (read last): either way the re-run's attestation
+    became job 70001's own. A job whose own events name two attempts cannot be shown to be the build an
+    attestation naming an attempt speaks of, nor the job a trigger naming an attempt started."""
+    from tests.test_review_eval_patterns import _rerun
+
+    events = _rerun()
+    first_attestation, second_attestation = (e for e in events if e["kind"] == "attestation.signed")
+    events.remove(first_attestation)
+    second_attestation["attrs"]["run_attempt"] = 2
+    claim = event("ci.job_started", BASE + timedelta(seconds=21), actor="dev", action="ci.job.started",
+                  resource=REPO, correlation={"job_id": "70001", "run_id": "9001", "repository": REPO},
+                  attrs={"run_attempt": 2})
+    for order in ([claim, *events], [*events, claim]):
+        assessment, entries = evaluated(order)
+        first = step(story_of(assessment, "70001"), "attestation_stored")
+        assert not first.present and first.other_builds == (seq_of(entries, second_attestation),), first
+        assert "custody-missing:attestation_stored:job-70001" in [f.id for f in story_of(assessment, "70001").findings]
+        trigger = step(story_of(assessment, "70001"), "trigger")
+        second_run = [e for e in order if e["kind"] == "ci.workflow_run"][1]
+        assert seq_of(entries, second_run) not in trigger.seqs
+        assert step(story_of(assessment, "70002"), "attestation_stored").present
