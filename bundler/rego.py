@@ -395,8 +395,13 @@ def artifact_inputs(ctx: Context) -> list[tuple[str, dict[str, Any], tuple[int, 
 
 
 def _decide(rego: Interpreter, package: str, document: Mapping[str, Any]) -> tuple[bool, list[str]]:
-    """(passed, reasons) for one input document."""
-    rego.set_input(Input(document))
+    """(passed, reasons) for one input document. A document regopy cannot take (a lone surrogate in evidence
+    text, which JSON parses but UTF-8 cannot encode) is a denial of that input, not a crash (fail closed)."""
+    try:
+        rego.set_input(Input(document))
+    except (ValueError, TypeError, OverflowError) as exc:
+        return False, [f"the input could not be given to the policy ({type(exc).__name__}): the evidence holds "
+                       "a value regopy cannot read"]
     output = rego.query(f"data.{package}")
     if not output.ok():
         return False, [f"policy error: {str(output).strip().splitlines()[0][:200] if str(output).strip() else 'error'}"]

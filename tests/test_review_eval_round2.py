@@ -307,3 +307,20 @@ def test_a_job_claiming_a_second_attempt_does_not_take_that_attempts_attestation
         second_run = [e for e in order if e["kind"] == "ci.workflow_run"][1]
         assert seq_of(entries, second_run) not in trigger.seqs
         assert step(story_of(assessment, "70002"), "attestation_stored").present
+
+
+def test_a_policy_input_regopy_cannot_take_is_a_denial_not_a_crash() -> None:
+    """A lone surrogate (``"\\ud800"`` parses as JSON; a hand-edited export can hold it) in any attr of a job's
+    events reached regopy's UTF-8 encoding and stopped the whole evaluation. It is that job's denial."""
+    from pathlib import Path
+
+    from bundler.rego import load_policies
+
+    policies = load_policies(Path(__file__).resolve().parent.parent / "samples" / "policies")
+    events = gha_job(1, BASE)
+    of_kind(events, "vault.login")["attrs"]["role"] = "\ud800"
+    assessment, _ = evaluated(events, policies=policies)
+    check = check_of(assessment, "policy:pipeline")
+    assert check.status == NOT_SATISFIED
+    (finding,) = check.findings
+    assert finding.job_id == "70001" and "could not be given to the policy" in finding.description
