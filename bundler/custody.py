@@ -617,7 +617,7 @@ LIFECYCLE_KINDS = ("ci.job_queued", "ci.job_started", END_KIND)
 class InFlight:
     """A job still running at ``as_of``: no end event, started less than its allowed length before it."""
 
-    started: str  # its ci.job_started time, else its first event's
+    started: str  # its ci.job_started time (never after its first step), else its first event's
     length_seconds: int
     length_from: str  # "timeout_seconds/timeout_minutes of its events" or "max_job_seconds"
     as_of: str
@@ -638,7 +638,7 @@ def in_flight_jobs(table: EvidenceTable, correlation: Correlation, *, as_of: pd.
     """job → :class:`InFlight`, for the jobs still running at *as_of*: a job with a lifecycle event
     (``ci.job_queued``/``ci.job_started``) but no end (no ``ci.job_completed``, and no ``ci.workflow_run``
     reporting its run's end, in its repository and attempt where known) that started (``ci.job_started``,
-    else its first event) less than its allowed length (*lengths*: from its events' timeouts, else
+    else its first event; never after its first event other than a queued one or a run's) less than its allowed length (*lengths*: from its events' timeouts, else
     *default_seconds*) plus *skew_seconds* before *as_of*. Its last event is then within that length too.
     A job past its allowed length without an end event (stale, killed, or its end never collected) is not
     here: it is judged as finished."""
