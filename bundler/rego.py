@@ -16,7 +16,8 @@ Input documents (``input``):
 
 * per CI job: ``{"kind": "job", "job": {id, run_id, repository, in_progress}, "in_progress":
   {as_of, started, allowed_seconds, allowed_from} (null unless the job was still running at as_of:
-  no end event, started within its allowed length), "runner": {region, labels, name, unsigned}
+  no end event, started within its allowed length; null is a value in Rego, so test
+  ``input.job.in_progress == false``, not ``not input.in_progress``), "runner": {region, labels, name, unsigned}
   (``unsigned``: null, or ``{region, labels, seqs}`` when only webhook payloads collected without
   their signature while a secret was configured say where the runner was; their region is then not
   ``region``, which is null), "credentials": {type: "ephemeral" | "long-term" | "unknown",
