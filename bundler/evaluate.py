@@ -1143,8 +1143,15 @@ def check_policy_gate(ctx: Context) -> CheckResult:
                                      [*(seq for seq, _ in decisions), *call_seqs], job_id=job_id))
         findings.extend(_approval_findings(ctx, check, job_id, per_job[job_id].get("ci.approval", []), status_of,
                                            calls))
-    return _result(ctx, check, evidence=_seq_union(rows.loc[jobs.notna(), "seq"], list(run_level)), findings=findings,
-                   what=f"{len(per_job)} job(s) with gate decisions or inference calls")
+    # A call correlation places in no job has no gate to show: fail closed rather than leave it unjudged.
+    unplaced = rows.loc[(rows["kind"] == "ci.inference_call") & jobs.isna().to_numpy(), "seq"]
+    if len(unplaced):
+        findings.append(_finding(ctx, check, "unattributed-calls", "Inference calls placed in no CI job",
+                                 f"{len(unplaced)} inference call(s) could not be placed in any one CI job (no job id, "
+                                 "run or identifier that correlation ties to a single job), so no policy decision or "
+                                 "approval can be shown to have gated them.", unplaced))
+    return _result(ctx, check, evidence=_seq_union(rows.loc[jobs.notna(), "seq"], list(run_level), unplaced),
+                   findings=findings, what=f"{len(per_job)} job(s) with gate decisions or inference calls")
 
 
 def _run_level_approvals(ctx: Context, rows: pd.DataFrame) -> dict[int, tuple[Any, tuple[str, ...]]]:

@@ -747,3 +747,18 @@ def test_pki_ca_changes_not_assessed_without_pki_evidence() -> None:
     events = [e for e in complete_story(1) if e["kind"] != "vault.pki_issue"]
     assessment, _ = run(events)
     assert next(c for c in assessment.checks if c.check == "pki-ca-changes").status == NOT_ASSESSED
+
+
+def test_an_inference_call_placed_in_no_job_is_a_gate_finding() -> None:
+    """A call nobody can tie to a job has no gate to show: a finding, never an unjudged 'not assessed'."""
+    events = complete_story(1)
+    stray = event("ci.inference_call", datetime(2026, 11, 22, 3, 0), actor="someone", action="inference_call",
+                  resource="https://ai.example.gov/v1/infer", attrs={"ai_endpoint": "https://ai.example.gov/v1/infer"})
+    assessment, entries = run(events + [stray], as_of="2026-11-23T00:00:00Z")
+    gate = next(c for c in assessment.checks if c.check == "policy-gate")
+    (finding,) = [f for f in gate.findings if f.id == "policy-gate:unattributed-calls"]
+    assert finding.seqs == (seq_of(entries, stray),) and finding.job_id is None
+    alone, _ = run([stray], as_of="2026-11-23T00:00:00Z")
+    assert next(c for c in alone.checks if c.check == "policy-gate").status == NOT_SATISFIED
+    clean, _ = run(events, as_of="2026-11-23T00:00:00Z")
+    assert not [f for f in next(c for c in clean.checks if c.check == "policy-gate").findings]
