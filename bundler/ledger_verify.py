@@ -156,6 +156,9 @@ def check_notes(
             if isinstance(exc, KeyOutOfRange) and stated is not None:  # the range is said already: just the upshot
                 extra = f"so its handover to key {stated.new.key_id.hex()} does not count"
             report.failures.append(Failure(exc.code, f"{exc}; {extra}" if extra else str(exc), where=note.where))
+            # A handover note that does not verify (e.g. bad-signature by another trusted key) is never
+            # compared with the tree: the keys it made trusted count for nothing (then bad-handover).
+            ring.void(note.where, f"its handover checkpoint ({note.where}) is {exc.code}")
             continue
         parsed.append((note, checkpoint))
         report.vouched_by[note.where] = vouching

@@ -285,13 +285,17 @@ class KeyRing:
     # -- judging one note --------------------------------------------------------------------
     def vouching(self, message: bytes, sigs: Sequence[NoteSignature], size: int | None) -> list[TrustedKey]:
         """The keys whose signature verifies over *message* and whose range covers *size* (None:
-        any size). :class:`BadSignature` when a trusted key's signature fails; :class:`KeyOutOfRange`
-        when every trusted signature is by a key that may not vouch for *size*; :class:`UnknownSigner`
+        any size). :class:`BadSignature` when a trusted key's signature fails; :class:`BadHandover`
+        when every trusted signature is by a key whose handover does not hold (:meth:`void`);
+        :class:`KeyOutOfRange` when every trusted signature is by a key that may not vouch for *size*; :class:`UnknownSigner`
         when no trusted key signed."""
         signers = [self._trusted_for(v) for v in signed_by(message, sigs, self.verifiers)]
         if not signers:
             raise UnknownSigner(f"no signature by a trusted key (signed by: {signer_names(sigs)})")
         good = [key for key in signers if size is None or key.covers(size)]
+        if not good and all(key.void for key in signers):
+            raise BadHandover(f"size {size} is vouched for only by " + "; ".join(
+                f"key {key.key_id}, NOT accepted: {key.void}" for key in dict.fromkeys(signers)))
         if not good:
             raise KeyOutOfRange(f"size {size} is signed only by " + "; ".join(
                 f"key {key.key_id}, which may vouch for {sizes_words(key.first, key.last)}"
@@ -303,9 +307,14 @@ class KeyRing:
     def verify(self, note: str, *, origin: str) -> tuple[Checkpoint, list[TrustedKey]]:
         """Verify a signed checkpoint: shape, origin, and a signature by a trusted key whose range
         covers the checkpoint's size (see :func:`collector.checkpoint.verify_checkpoint`, which this
-        extends with ranges). Returns the checkpoint and the keys that vouch for it."""
+        extends with ranges). Returns the checkpoint and the keys that vouch for it.
+
+        A note with a ``fedledger-key-handover`` line that cannot be read (two of them, a bad
+        verifier key) is :class:`MalformedCheckpoint`: its signer said it hands over, so it does
+        not count as an ordinary checkpoint that keeps the old key trusted for larger trees."""
         body, sigs = split_note(note)
         checkpoint = parse_checkpoint_body(body)
+        read_handover(checkpoint)
         keys = self.vouching(body.encode(), sigs, checkpoint.size)
         require_origin(checkpoint, origin)
         return checkpoint, keys
@@ -333,56 +342,76 @@ class KeyRing:
         failures: dict[str, str] = {}
         hints: dict[str, str] = {}
         stated = {where: handover for _size, where, _message, _sigs, handover in found}
-        for size, where, message, sigs, handover in sorted(found, key=lambda item: (item[0], item[1])):
-            old_sigs = [sig for sig in sigs if sig.key_id == handover.old_key_id]
-            olds = [key for sig in old_sigs if (key := self.find(sig.name, sig.key_id)) is not None]
-            to = f"key {handover.new.key_id.hex()}"
-            if not olds:
-                if old_sigs:
-                    hints[where] = (f"it hands over from key {handover.old_key_id.hex()} to {to} at size {size}; "
-                                    "neither key is pinned")
-                else:
-                    failures[where] = (f"its handover line names key {handover.old_key_id.hex()} as handing over to "
-                                       f"{to}, but that key did not sign it")
-                continue
-            old = olds[0]
-            try:
-                if not signed_by(message, sigs, [old.verifier]):
-                    continue
-            except BadSignature:
-                continue  # reported by verify as bad-signature
-            if handover.new.key_id == old.verifier.key_id:
-                failures[where] = f"key {old.key_id} hands over to itself"
-                continue
-            new_key = self.find(handover.new.name, handover.new.key_id)
-            if old.retired_to == handover.new.key_id:
-                continue  # the same handover again (a copy of the note, e.g. an anchored one): nothing new
-            if not old.covers(size):  # e.g. a retired key, at a larger size
-                failures[where] = (f"key {old.key_id} may vouch for {sizes_words(old.first, old.last)}"
-                                   + (f" ({old.why_range()})" if old.why_range() else "")
-                                   + f", so its handover to {to} at size {size} does not count")
-                continue
-            if old.retired_where is not None:  # a second handover at the very size of its first
-                failures[where] = (f"key {old.key_id} already handed over to key {old.retired_to.hex() if old.retired_to else '?'}"
-                                   f" ({old.retired_where}); its handover to {to} at size {size} does not count")
-                continue
-            try:
-                new_signed = signed_by(message, sigs, [handover.new])
-            except BadSignature:
-                new_signed = []
-            if not new_signed:
-                failures[where] = (f"the handover from key {old.key_id} to {to} at size {size} is not signed by {to}: "
-                                   "a handover checkpoint carries the signatures of both keys")
-                continue
-            if new_key is None:
-                new_key = TrustedKey(handover.new, first=size, handover_from=old.verifier.key_id, handover_where=where)
-                self.keys.append(new_key)
-            elif new_key.handover_from is None:  # pinned as well: keep the pinned range, note the handover
-                new_key.handover_from, new_key.handover_where = old.verifier.key_id, where
-            old.last = size if old.last is None else min(old.last, size)
-            old.retired_where, old.retired_to = where, handover.new.key_id
-            accepted[where] = new_key
+        # Smallest size first; at one size, in the order given (a ledger's notes by id), never by name
+        # ('checkpoint #10' sorts before 'checkpoint #9'). A handover from a key not trusted yet waits:
+        # a chain at one size (A to B, B to C) listed newest first is followed on the next pass.
+        pending = sorted(found, key=lambda item: item[0])
+        while pending:
+            waiting = []
+            followed = len(accepted)
+            for item in pending:
+                if self._judge(item, accepted, failures, hints):
+                    waiting.append(item)
+            if len(accepted) == followed:
+                break
+            pending = waiting
         return HandoverOutcome(accepted, failures, hints, stated)
+
+    def _judge(self, item: tuple[int, str, bytes, list[NoteSignature], Handover], accepted: dict[str, TrustedKey],
+               failures: dict[str, str], hints: dict[str, str]) -> bool:
+        """Follow one handover note (see :meth:`follow_handovers`) into *accepted*, *failures* or
+        *hints*; True when it waits for its old key to become trusted."""
+        size, where, message, sigs, handover = item
+        hints.pop(where, None)
+        old_sigs = [sig for sig in sigs if sig.key_id == handover.old_key_id]
+        olds = [key for sig in old_sigs if (key := self.find(sig.name, sig.key_id)) is not None]
+        to = f"key {handover.new.key_id.hex()}"
+        if not olds:
+            if old_sigs:
+                hints[where] = (f"it hands over from key {handover.old_key_id.hex()} to {to} at size {size}; "
+                                "neither key is pinned")
+                return True
+            failures[where] = (f"its handover line names key {handover.old_key_id.hex()} as handing over to "
+                               f"{to}, but that key did not sign it")
+            return False
+        old = olds[0]
+        try:
+            if not signed_by(message, sigs, [old.verifier]):
+                return False
+        except BadSignature:
+            return False  # reported by verify as bad-signature
+        if handover.new.key_id == old.verifier.key_id:
+            failures[where] = f"key {old.key_id} hands over to itself"
+            return False
+        new_key = self.find(handover.new.name, handover.new.key_id)
+        if old.retired_to == handover.new.key_id:
+            return False  # the same handover again (a copy of the note, e.g. an anchored one): nothing new
+        if not old.covers(size):  # e.g. a retired key, at a larger size
+            failures[where] = (f"key {old.key_id} may vouch for {sizes_words(old.first, old.last)}"
+                               + (f" ({old.why_range()})" if old.why_range() else "")
+                               + f", so its handover to {to} at size {size} does not count")
+            return False
+        if old.retired_where is not None:  # a second handover at the very size of its first
+            failures[where] = (f"key {old.key_id} already handed over to key {old.retired_to.hex() if old.retired_to else '?'}"
+                               f" ({old.retired_where}); its handover to {to} at size {size} does not count")
+            return False
+        try:
+            new_signed = signed_by(message, sigs, [handover.new])
+        except BadSignature:
+            new_signed = []
+        if not new_signed:
+            failures[where] = (f"the handover from key {old.key_id} to {to} at size {size} is not signed by {to}: "
+                               "a handover checkpoint carries the signatures of both keys")
+            return False
+        if new_key is None:
+            new_key = TrustedKey(handover.new, first=size, handover_from=old.verifier.key_id, handover_where=where)
+            self.keys.append(new_key)
+        elif new_key.handover_from is None:  # pinned as well: keep the pinned range, note the handover
+            new_key.handover_from, new_key.handover_where = old.verifier.key_id, where
+        old.last = size if old.last is None else min(old.last, size)
+        old.retired_where, old.retired_to = where, handover.new.key_id
+        accepted[where] = new_key
+        return False
 
     def void(self, handover_where: str, reason: str) -> list[TrustedKey]:
         """Withdraw the keys a handover checkpoint made trusted, because that checkpoint does not hold

@@ -1,0 +1,143 @@
+"""Adversarial review of key handovers and pinned key ranges (collector.checkpoint_keys).
+
+Each test is a way to make a verifier accept what it should not, or say "accepted by handover" for
+a key whose handover does not hold. Real keys and real ledger files throughout; the golden ledger
+(old Ed25519 key signs 8 and 20) comes from tests.ledger_fixtures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.checkpoint import Checkpoint, signature_line
+from collector.checkpoint_keys import KeyRing, follow_proof_handovers, ProofHandover, handover_line
+from collector.ledger import Ledger
+from collector.signing import FileSigner, sign_handover, write_public_key
+from tests.ledger_fixtures import append_with_raw, fixed_ed25519, fixed_p256, make_golden
+from tests.ops_workspace import AS_OF
+
+ORIGIN = "example.gov/fedledger-test"
+NEW = FileSigner(ORIGIN, fixed_p256("review-new"))
+THIRD = FileSigner(ORIGIN, fixed_ed25519("review-third"))
+OTHER = fixed_ed25519("review-other-pinned")  # a second key the assessor pins (e.g. another old key)
+
+
+def _store(ledger: Ledger, make) -> None:  # type: ignore[no-untyped-def]
+    ledger.add_checkpoint(lambda size, root: make(Checkpoint(ledger.origin, size, root)), AS_OF)
+
+
+def _golden(tmp_path: Path, sign) -> tuple[Path, Path, FileSigner]:  # type: ignore[no-untyped-def]
+    """The golden ledger, entries 20..29, then *sign(ledger, old signer)*; returns (db, old public key, old)."""
+    golden = make_golden(tmp_path / "g")
+    with Ledger.open(golden.db) as ledger:
+        append_with_raw(ledger, range(20, 30))
+        sign(ledger, golden.signer)
+    return golden.db, golden.public_key, golden.signer
+
+
+def _verify(db: Path, *keys: Path):  # type: ignore[no-untyped-def]
+    from bundler.verify_cmd import verify_target
+
+    return verify_target(db, trusted_keys=list(keys), origin=ORIGIN, saved=[])
+
+
+# --- a handover line that cannot be read ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lines", [
+    lambda old: (handover_line(old.verifier, NEW.verifier), handover_line(old.verifier, THIRD.verifier)),
+    lambda old: (handover_line(old.verifier, NEW.verifier).rsplit(" ", 1)[0] + " " + ORIGIN + "+00000000+AQ==",),
+    lambda old: (handover_line(old.verifier, NEW.verifier) + " trailing",),
+], ids=["two-lines", "bad-verifier-key", "extra-field"])
+def test_a_checkpoint_whose_handover_line_cannot_be_read_is_not_valid(tmp_path: Path, lines) -> None:  # type: ignore[no-untyped-def]
+    """The old key signed a note that says it hands over, but the line cannot be read: the verifier
+    used to pass over the line and count the note as an ordinary valid checkpoint, so the old key
+    stayed trusted for every larger tree (fail open). It is a malformed checkpoint."""
+    def sign(ledger: Ledger, old: FileSigner) -> None:
+        _store(ledger, lambda cp: old.sign_checkpoint(Checkpoint(cp.origin, cp.size, cp.root, lines(old))))
+
+    db, public, _old = _golden(tmp_path, sign)
+    report = _verify(db, public)
+    assert [f.code for f in report.failures if f.where == "checkpoint #3"] == ["malformed-checkpoint"], report.failures
+    assert 30 not in [cp.size for cp in report.checkpoints_valid]
+
+
+def test_an_unknown_extension_line_and_an_unknown_cosignature_leave_a_handover_alone(tmp_path: Path) -> None:
+    """C2SP: extension lines other than ours are opaque, signature lines by unknown keys are ignored."""
+    def sign(ledger: Ledger, old: FileSigner) -> None:
+        def make(cp: Checkpoint) -> str:
+            note = sign_handover(NEW, old, Checkpoint(cp.origin, cp.size, cp.root, ("example.com/ext some value",)))
+            return note + signature_line("witness.example.com", b"\x01\x02\x03\x04", bytes(64))
+        _store(ledger, make)
+        append_with_raw(ledger, range(30, 32))
+        _store(ledger, NEW.sign_checkpoint)
+
+    db, public, _old = _golden(tmp_path, sign)
+    report = _verify(db, public)
+    assert report.ok, report.failures
+    assert [cp.size for cp in report.checkpoints_valid] == [8, 20, 30, 32]
+
+
+# --- a handover note that is itself INVALID ----------------------------------------------------------
+
+
+def test_a_handover_checkpoint_that_fails_its_own_check_makes_no_key_trusted(tmp_path: Path) -> None:
+    """The old and the new key signed a handover over a root the ledger does not hold, and a
+    signature line by another pinned key that does not verify was added: the note is bad-signature,
+    so its root was never compared with the ledger and the handover was never voided; the new
+    key's later checkpoints counted, and it was reported as accepted by handover."""
+    other = tmp_path / "other.pub"
+    write_public_key(other, OTHER.public_key())
+    other_signer = FileSigner(ORIGIN, OTHER)
+
+    def sign(ledger: Ledger, old: FileSigner) -> None:
+        def make(cp: Checkpoint) -> str:
+            note = sign_handover(NEW, old, Checkpoint(cp.origin, cp.size, bytes(32)))
+            return note + signature_line(ORIGIN, other_signer.verifier.key_id, bytes(64))
+        _store(ledger, make)
+        append_with_raw(ledger, range(30, 32))
+        _store(ledger, NEW.sign_checkpoint)
+
+    db, public, _old = _golden(tmp_path, sign)
+    report = _verify(db, public, other)
+    assert report.keys is not None
+    new = next(key for key in report.keys.keys if key.key_id == NEW.verifier.key_id.hex())
+    assert new.void is not None, report.keys.describe()
+    assert 32 not in [cp.size for cp in report.checkpoints_valid]
+    codes = {f.where: f.code for f in report.failures}
+    assert codes == {"checkpoint #3": "bad-signature", "checkpoint #4": "bad-handover", None: "not-checkpointed"}, codes
+
+
+# --- a chain handed over at one size ----------------------------------------------------------------
+
+
+def _handover_note(new: FileSigner, old: FileSigner, size: int, root: bytes) -> str:
+    return sign_handover(new, old, Checkpoint(ORIGIN, size, root))
+
+
+def test_a_chain_at_one_size_is_followed_whatever_the_notes_are_called(tmp_path: Path) -> None:
+    """A to B and B to C at the same size: which is followed first went by the notes' names as
+    strings ('checkpoint #10' before 'checkpoint #9'), so B to C was judged before B was trusted,
+    passed over, and C's checkpoints were unknown-signer."""
+    old = FileSigner(ORIGIN, fixed_ed25519("review-old"))
+    root = bytes(range(32))
+    notes = [("checkpoint #9", _handover_note(NEW, old, 30, root)),
+             ("checkpoint #10", _handover_note(THIRD, NEW, 30, root))]
+    ring = KeyRing([old.verifier])
+    outcome = ring.follow_handovers(notes, origin=ORIGIN)
+    assert sorted(outcome.accepted) == ["checkpoint #10", "checkpoint #9"], outcome
+    assert {key.key_id: (key.first, key.last) for key in ring.keys} == {
+        old.verifier.key_id.hex(): (0, 30), NEW.verifier.key_id.hex(): (30, 30), THIRD.verifier.key_id.hex(): (30, None)}
+
+
+def test_verify_proof_follows_ten_handovers_at_one_size_in_the_order_listed() -> None:
+    """The same through verify-proof's names ('handover #10' sorts before 'handover #2')."""
+    keys = [FileSigner(ORIGIN, fixed_ed25519(f"review-chain-{n}")) for n in range(12)]
+    root = bytes(range(32))
+    handovers = [ProofHandover(_handover_note(keys[n + 1], keys[n], 30, root), ()) for n in range(11)]
+    ring = KeyRing([keys[0].verifier])
+    lines = follow_proof_handovers(ring, handovers, origin=ORIGIN, size=30, root=root)
+    assert len(lines) == 11, lines
+    assert ring.find(ORIGIN, keys[11].verifier.key_id) is not None
