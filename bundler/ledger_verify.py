@@ -141,6 +141,11 @@ def check_notes(
     ring = keys if keys is not None else KeyRing(verifiers)
     report.keys = ring
     handovers = ring.follow_handovers(((n.where, n.text) for n in notes if n.unreadable is None), origin=origin)
+    checked = {note.where for note in notes}
+    for key in list(ring.keys):  # followed earlier from a note not among these (verify-bundle's unlisted files)
+        if key.handover_where is not None and key.handover_where not in checked:
+            ring.void(key.handover_where, f"its handover checkpoint ({key.handover_where}) is not one of the "
+                                          "ledger's checkpoints, so it was never compared with the tree")
     parsed: list[tuple[NoteInput, Checkpoint]] = []
     for note in notes:
         report.checkpoints_checked += 1

@@ -141,3 +141,33 @@ def test_verify_proof_follows_ten_handovers_at_one_size_in_the_order_listed() ->
     lines = follow_proof_handovers(ring, handovers, origin=ORIGIN, size=30, root=root)
     assert len(lines) == 11, lines
     assert ring.find(ORIGIN, keys[11].verifier.key_id) is not None
+
+
+# --- a handover note the ledger slice does not list ------------------------------------------------------
+
+
+def test_verify_bundle_does_not_follow_a_handover_note_the_ledger_slice_does_not_list(tmp_path: Path) -> None:
+    """verify-bundle followed every ledger/checkpoints/*.note file, while the ledger check reads only
+    the notes ledger/MANIFEST.json lists: a handover note added beside them was never compared with
+    the tree, and the report said 'valid: key … accepted by handover' for its new key."""
+    from collector.signing import write_private_key
+    from tests.ops_workspace import Workspace
+
+    golden = make_golden(tmp_path / "g")
+    with Ledger.open(golden.db) as ledger:  # the new key signs 22 (no handover in the ledger)
+        append_with_raw(ledger, range(20, 22))
+        _store(ledger, NEW.sign_checkpoint)
+    new_key = tmp_path / "new.key"
+    write_private_key(new_key, fixed_p256("review-new"))
+    ws = Workspace(tmp_path, tmp_path / "none.toml", golden.db)
+    made = ws.cli("--ledger", str(golden.db), "bundle", "--out", str(tmp_path / "b"), "--key", str(new_key),
+                  "--controls", "AU-9", "--as-of", AS_OF, "--workers", "1")
+    assert made.exit_code == 0, made.output
+    extra = tmp_path / "b" / "ledger" / "checkpoints" / "000099.note"
+    extra.write_text(_handover_note(NEW, golden.signer, 20, bytes(32)), encoding="utf-8")
+    got = ws.cli("verify-bundle", str(tmp_path / "b"), "--origin", golden.origin, "--trusted-key", str(golden.public_key))
+    assert got.exit_code == 1
+    assert "accepted by handover" not in got.stdout, got.stdout
+    assert "valid: MANIFEST.sig" not in got.stdout, got.stdout
+    assert "INVALID: bad-handover [MANIFEST.sig]" in got.stdout, got.stdout
+    assert "is not one of the ledger's checkpoints" in got.stdout, got.stdout
