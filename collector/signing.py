@@ -269,7 +269,8 @@ def sign_tree_head(ledger: Ledger, signer: NoteSigner, created: str, *,
             _require_extends_stored(ledger, size, root, newest[0], newest[1], who(newest[2]))
         if anchored is not None:
             require_extends_anchor(ledger, size, root, anchored, signed_by=who(anchored_by))
-        if handover is None or _handed_over(handovers, handover, signer):
+        if handover is None or _handed_over(handovers, handover, signer) or _handed_over_at_anchor(
+                anchored_old, handover, signer):
             return signer.sign_checkpoint(Checkpoint(ledger.origin, size, root))
         old = next(v for v in keys if v.key_id == handover.verifier.key_id)
         mine = newest_signed(ledger, signer.verifier)
@@ -323,6 +324,22 @@ def _handed_over(handovers: list[tuple[StoredCheckpoint, NoteVerifier, Handover]
                              f"{done.new.key_id.hex()} at size {stored.size} (checkpoint #{stored.id}); a key hands "
                              "over once")
     return False
+
+
+def _handed_over_at_anchor(anchored_old: AnchoredCheckpoint | None, handover: NoteSigner, signer: NoteSigner) -> bool:
+    """Whether the newest checkpoint the handover key anchored (*anchored_old*) is its handover to
+    *signer* already; :class:`IntegrityError` when it handed over to another key there. The
+    anchor keeps the handover when the ledger's rows are gone (as for the signing key's own)."""
+    if anchored_old is None:
+        return False
+    stated = read_handover(anchored_old.checkpoint)
+    if stated is None or stated.old_key_id != handover.verifier.key_id:
+        return False
+    if stated.new.key_id == signer.verifier.key_id and stated.new.vkey() == signer.verifier.vkey():
+        return True
+    raise IntegrityError(f"refusing to hand over: the previous key {handover.verifier.key_id.hex()} already handed over "
+                         f"to key {stated.new.key_id.hex()} at size {anchored_old.checkpoint.size} (anchored at "
+                         f"{anchored_old.where}); a key hands over once")
 
 
 def ledger_handovers(ledger: Ledger, keys: Sequence[NoteVerifier]) -> list[tuple[StoredCheckpoint, NoteVerifier, Handover]]:

@@ -171,3 +171,66 @@ def test_verify_bundle_does_not_follow_a_handover_note_the_ledger_slice_does_not
     assert "valid: MANIFEST.sig" not in got.stdout, got.stdout
     assert "INVALID: bad-handover [MANIFEST.sig]" in got.stdout, got.stdout
     assert "is not one of the ledger's checkpoints" in got.stdout, got.stdout
+
+
+# --- the signer: a handover key whose handover is anchored --------------------------------------------
+
+
+def _anchored_handover_rows_gone(tmp_path: Path, moto_endpoint: str):  # type: ignore[no-untyped-def]
+    """A ledger whose old key signed 20 and handed over at 30 (anchored); then the checkpoint rows are
+    deleted and two entries appended. Returns (workspace, checkpoint options for the anchor and env)."""
+    import sqlite3
+
+    import boto3
+
+    from tests.ops_workspace import make_workspace, manual_source, write_events
+    from tests.test_key_handover import REGION, _rotate, _run
+
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
+    s3.create_bucket(Bucket="review-handover-anchors", ObjectLockEnabledForBucket=True)
+    publish = (f'\n[publish]\ncheckpoint = "s3://review-handover-anchors/ci/"\nretention_days = 1\n'
+               f'region = "{REGION}"\nendpoint_url = "{moto_endpoint}"\n')
+    events = write_events(tmp_path / "a.jsonl", 20)
+    ws = make_workspace(tmp_path / "ws", manual_source("m", str(events)), extra_toml=publish)
+    assert _run(ws).exit_code == 0
+    _rotate(ws)
+    write_events(events, 30)
+    assert _run(ws).exit_code == 0  # the handover at 30, anchored
+    conn = sqlite3.connect(ws.ledger)
+    conn.execute("DELETE FROM checkpoints")
+    conn.commit()
+    conn.close()
+    with Ledger.open(ws.ledger) as ledger:
+        append_with_raw(ledger, range(4000, 4002))
+    folder = ws.ledger.parent
+    args = ("--handover-key", str(folder / "2025.key"), "--previous-key", str(folder / "2025.pub"),
+            "--anchor", "s3://review-handover-anchors/ci/")
+    return ws, args, {"AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_REGION": REGION}
+
+
+def test_a_key_whose_handover_is_anchored_hands_over_no_second_time_even_with_the_ledger_rows_gone(
+        tmp_path: Path, moto_endpoint: str) -> None:
+    """The signing key's own anchored handover already stops it signing a larger tree; the handover
+    key's did not: with the ledger's checkpoint rows deleted, the retired key co-signed a second
+    handover, to another key, at a larger size (verifiers then refuse it as bad-handover)."""
+    from tests.test_key_handover import _key_id, _new_key, _one_line_error
+
+    ws, args, env = _anchored_handover_rows_gone(tmp_path, moto_endpoint)
+    folder = ws.ledger.parent
+    third_key, _third_pub = _new_key(folder, "third")
+    got = ws.cli("--ledger", str(ws.ledger), "checkpoint", "--key", str(third_key), *args,
+                 "--previous-key", str(folder / "fedledger.pub"), env=env)
+    _one_line_error(got, 1, "already handed over to key " + _key_id(folder / "fedledger.pub"))
+
+
+def test_the_new_key_signs_without_a_second_handover_when_the_first_is_anchored(
+        tmp_path: Path, moto_endpoint: str) -> None:
+    """Same, to the key it handed over to: the old key co-signed the larger tree again (a retired key
+    signing a larger tree); the new key now signs alone."""
+    ws, args, env = _anchored_handover_rows_gone(tmp_path, moto_endpoint)
+    got = ws.cli("--ledger", str(ws.ledger), "checkpoint", "--key", str(ws.ledger.parent / "fedledger.key"), *args,
+                 env=env)
+    assert got.exit_code == 0, got.output
+    with Ledger.open(ws.ledger) as ledger:
+        note = ledger.latest_checkpoint().note  # type: ignore[union-attr]
+    assert "fedledger-key-handover" not in note and note.count("\n\u2014 ") == 1, note
