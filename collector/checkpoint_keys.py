@@ -246,9 +246,13 @@ class KeyRing:
                  labels: Sequence[str] = ()) -> None:
         self.keys: list[TrustedKey] = []
         for number, verifier in enumerate(pinned):
-            if self.find(verifier.name, verifier.key_id) is None:
+            same = self.find(verifier.name, verifier.key_id)
+            if same is None:
                 self.keys.append(TrustedKey(verifier, pinned=True,
                                             label=labels[number] if number < len(labels) else ""))
+            elif same.verifier.vkey() != verifier.vkey():  # a signature line names a key by name and ID alone
+                raise UsageError(f"two pinned keys are both named {verifier.name!r} with key ID {verifier.key_id.hex()} "
+                                 "but are different keys: a signature could not say which one signed; pin one")
         limited: set[bytes] = set()
         for limit in ranges:
             matching = [key for key in self.keys if key.verifier.key_id == limit.key_id]
@@ -323,7 +327,9 @@ class KeyRing:
     def follow_handovers(self, notes: Iterable[tuple[str, str]], *, origin: str) -> HandoverOutcome:
         """Accept the handovers that trusted keys signed among *notes* (``(where, text)``), smallest
         tree size first, so a chain (A to B, then B to C) is followed and the earliest handover by a
-        key is the one that retires it. Following the same notes again changes nothing.
+        key is the one that retires it; a key that signed handovers to two keys equivocated, and neither
+        counts (both are failures, the keys they made trusted void). Following the same notes again
+        changes nothing.
 
         A handover counts when the key handing over (named by the line, trusted, its range covering
         the size) and the new key (the line's verifier key) both signed the note. Notes that are not
@@ -386,14 +392,21 @@ class KeyRing:
         new_key = self.find(handover.new.name, handover.new.key_id)
         if old.retired_to == handover.new.key_id:
             return False  # the same handover again (a copy of the note, e.g. an anchored one): nothing new
+        if old.retired_to is not None and old.retired_to != handover.new.key_id:
+            # The key signed two handovers to two keys: it equivocated (a leaked key forging a handover to
+            # a key of its own looks the same as its owner's), so neither counts and the key stays retired.
+            first = old.retired_where or "?"
+            reason = (f"key {old.key_id} handed over twice: to key {old.retired_to.hex()} ({first}) and to {to} "
+                      f"({where}, size {size}); a key that signs two handovers may have leaked, so neither counts")
+            failures[where] = reason
+            failures[first] = reason
+            accepted.pop(first, None)
+            self.void(first, reason)
+            return False
         if not old.covers(size):  # e.g. a retired key, at a larger size
             failures[where] = (f"key {old.key_id} may vouch for {sizes_words(old.first, old.last)}"
                                + (f" ({old.why_range()})" if old.why_range() else "")
                                + f", so its handover to {to} at size {size} does not count")
-            return False
-        if old.retired_where is not None:  # a second handover at the very size of its first
-            failures[where] = (f"key {old.key_id} already handed over to key {old.retired_to.hex() if old.retired_to else '?'}"
-                               f" ({old.retired_where}); its handover to {to} at size {size} does not count")
             return False
         try:
             new_signed = signed_by(message, sigs, [handover.new])

@@ -410,15 +410,19 @@ def _id(public: Path) -> str:
     return load_public_keys([public], "example.gov/fedledger-test")[0].key_id.hex()
 
 
-def test_two_handovers_by_one_key_the_first_holds(tmp_path: Path) -> None:
+def test_two_handovers_by_one_key_neither_holds(tmp_path: Path) -> None:
+    """A key that hands over to two keys equivocated (a leaked key can forge a handover to its own):
+    neither handover counts, and no new key is accepted."""
     def sign(ledger: Ledger, old: FileSigner) -> None:
         _store(ledger, lambda cp: sign_handover(NEW, old, cp))
         _store(ledger, lambda cp: sign_handover(THIRD, old, cp))  # same size, to another key
 
     db, public, _notes_ = _golden_with(tmp_path, sign)
     report = _verify_db(db, public)
-    assert [f.code for f in report.failures] == ["bad-handover"], report.failures
-    assert THIRD.verifier.key_id.hex() not in {key.key_id for key in report.keys.keys}  # type: ignore[union-attr]
+    assert {f.code for f in report.failures} == {"bad-handover"}, report.failures
+    assert len(report.failures) == 2 and all("handed over twice" in f.message for f in report.failures), report.failures
+    accepted = {key.key_id for key in report.keys.keys if not key.void}  # type: ignore[union-attr]
+    assert NEW.verifier.key_id.hex() not in accepted and THIRD.verifier.key_id.hex() not in accepted
 
 
 @pytest.mark.parametrize("extensions, reason", [

@@ -234,3 +234,51 @@ def test_the_new_key_signs_without_a_second_handover_when_the_first_is_anchored(
     with Ledger.open(ws.ledger) as ledger:
         note = ledger.latest_checkpoint().note  # type: ignore[union-attr]
     assert "fedledger-key-handover" not in note and note.count("\n\u2014 ") == 1, note
+
+
+def test_a_key_that_hands_over_to_two_keys_makes_neither_trusted() -> None:
+    """The old key signed a handover to NEW and another to THIRD (its owner's and, say, a thief's):
+    the earliest used to win and was reported as accepted. A key that signs two handovers has
+    equivocated: neither counts, both are named, and the old key stays retired at the first."""
+    old = FileSigner(ORIGIN, fixed_ed25519("review-old"))
+    root = bytes(range(32))
+    for order in ((30, 40), (40, 30), (30, 30)):
+        notes = [("checkpoint #5", _handover_note(NEW, old, order[0], root)),
+                 ("checkpoint #6", _handover_note(THIRD, old, order[1], root))]
+        ring = KeyRing([old.verifier])
+        outcome = ring.follow_handovers(notes, origin=ORIGIN)
+        assert outcome.accepted == {}, (order, outcome)
+        assert set(outcome.failures) == {"checkpoint #5", "checkpoint #6"}
+        assert all("handed over twice" in why for why in outcome.failures.values())
+        trusted = {key.key_id: key for key in ring.keys}
+        assert all(trusted[k.verifier.key_id.hex()].void for k in (NEW, THIRD) if k.verifier.key_id.hex() in trusted)
+        assert trusted[old.verifier.key_id.hex()].last == min(order)
+        with pytest.raises(Exception) as raised:
+            ring.vouching(*_signed_by_new(root, 50))
+        assert type(raised.value).__name__ in ("BadHandover", "UnknownSigner"), raised.value
+    # the same handover twice (an anchored copy) is one handover, still accepted
+    ring = KeyRing([old.verifier])
+    note = _handover_note(NEW, old, 30, root)
+    outcome = ring.follow_handovers([("checkpoint #5", note), ("s3 anchor", note)], origin=ORIGIN)
+    assert list(outcome.accepted) == ["checkpoint #5"] and not outcome.failures
+
+
+def _signed_by_new(root: bytes, size: int):  # type: ignore[no-untyped-def]
+    from collector.checkpoint import split_note
+
+    body, sigs = split_note(NEW.sign_checkpoint(Checkpoint(ORIGIN, size, root)))
+    return body.encode(), sigs, size
+
+
+def test_two_pinned_keys_sharing_name_and_key_id_are_refused() -> None:
+    """Signature lines name a key by name and 4-byte ID only: a second pinned key colliding with the
+    first was dropped in silence, so the assessor trusted another key than the one they pinned."""
+    import dataclasses
+
+    from collector.errors import UsageError
+
+    first = FileSigner(ORIGIN, fixed_ed25519("review-old")).verifier
+    twin = dataclasses.replace(FileSigner(ORIGIN, fixed_ed25519("review-twin")).verifier, key_id=first.key_id)
+    with pytest.raises(UsageError, match="different keys"):
+        KeyRing([first, twin])
+    assert len(KeyRing([first, first]).keys) == 1  # the same key pinned twice is one key
