@@ -418,7 +418,8 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
         counts[str(job)][str(kind)] = int(n)
     # What the job's CI events say about its runner and length. A provider payload collected without its
     # signature while a webhook secret was configured (UNSIGNED) establishes nothing: its runner is kept
-    # apart (used, marked, only where no other event gives one) and its timeout is never used.
+    # apart (used, marked, only where no other event gives one) and its timeout is never used. The length
+    # is the longest timeout claimed; beyond max_job_seconds only a signed delivery's (_timeout_claim).
     runner_facts: dict[str, dict[str, Any]] = defaultdict(dict)
     unsigned_facts: dict[str, dict[str, Any]] = defaultdict(dict)
     ci = frame[values_with_prefix(frame["kind"], "ci.job_")]
@@ -437,9 +438,9 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
             known["region"] = str(attrs["runner_region"])
         if isinstance(attrs.get("runner_labels"), list) and "labels" not in known:
             known["labels"] = tuple(str(x) for x in attrs["runner_labels"])
-        timeout = _timeout_claim(attrs)
+        timeout = _timeout_claim(attrs, table.events.get(int(seq), {}), config.max_job_seconds)
         if timeout is not None:
-            known["timeout"] = timeout
+            known["timeout"] = max(timeout, known.get("timeout", 0))
 
     def value(series: pd.Series, job: str) -> Any:
         got = series.get(job)
@@ -1582,7 +1583,7 @@ def _period_table(reading: TableReading, as_of: pd.Timestamp, start: pd.Timestam
         return table, 0
     # A job's length: max_job_seconds, or the longest timeout the jobs' own CI events give (a 4-hour training
     # job says so), so a long job crossing the edge keeps its first steps.
-    job_seconds = max(config.max_job_seconds, _longest_job_timeout(reading))
+    job_seconds = max(config.max_job_seconds, _longest_job_timeout(reading, config.max_job_seconds))
     margin = pd.Timedelta(seconds=job_seconds + config.correlation_window_seconds + config.clock_skew_seconds)
     wide = assemble_table(reading, as_of=as_of, period_start=None if start is None else start - margin,
                           period_end=None if last is None else last + margin)
@@ -1613,11 +1614,28 @@ def _period_table(reading: TableReading, as_of: pd.Timestamp, start: pd.Timestam
 
 
 MAX_CONTEXT_JOB_SECONDS = 31 * 86400  # a timeout claim widens the edge bands by at most this (GitLab's maximum)
+# A provider delivery's action (``workflow_job.<action>``, GitLab ``job.<status>``); a generic ``ci.job.*``
+# event's action is its own ``event_type``, and its attrs are whatever its line says.
+_DELIVERY_ACTION_PREFIX = {"github": "workflow_job.", "gitlab": "job."}
 
 
-def _longest_job_timeout(reading: TableReading) -> int:
+def signed_delivery(event: Mapping[str, Any]) -> bool:
+    """Whether a CI event is a GitHub/GitLab delivery whose signature (or token) the collector verified:
+    ``webhook_signature: verified`` on a provider's own event. A generic ``ci.job.*`` line may write those
+    attrs too (the collector keeps its fields as attrs), but its action stays its ``event_type``."""
+    attrs = event.get("attrs")
+    if not isinstance(attrs, Mapping) or attrs.get("webhook_signature") != "verified":
+        return False
+    provider = attrs.get("provider")
+    prefix = _DELIVERY_ACTION_PREFIX.get(provider) if isinstance(provider, str) else None
+    action = event.get("action")
+    return prefix is not None and isinstance(action, str) and action.startswith(prefix)
+
+
+def _longest_job_timeout(reading: TableReading, max_job_seconds: int) -> int:
     """The longest ``timeout_seconds`` / ``timeout_minutes`` a ``ci.job_*`` event of *reading* gives (0: none),
-    at most :data:`MAX_CONTEXT_JOB_SECONDS`. Reads only those events (found by their kind column, vectorized)."""
+    as :func:`_timeout_claim` reads it (beyond *max_job_seconds* only a signed delivery's). Reads only those
+    events (found by their kind column, vectorized)."""
     longest = 0
     for chunk in reading.chunks:
         kinds = chunk["kind"]
@@ -1625,24 +1643,25 @@ def _longest_job_timeout(reading: TableReading) -> int:
         if not job_kinds:
             continue
         for seq in chunk["seq"][np.isin(kinds, job_kinds)].tolist():
-            attrs = reading.kept.get(int(seq), {}).get("attrs")
-            if not isinstance(attrs, Mapping):
-                continue
-            for name, unit in (("timeout_seconds", 1), ("timeout_minutes", 60)):
-                value = attrs.get(name)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    longest = max(longest, value * unit)
-    return min(longest, MAX_CONTEXT_JOB_SECONDS)
+            event = reading.kept.get(int(seq), {})
+            attrs = event.get("attrs")
+            if isinstance(attrs, Mapping):
+                longest = max(longest, _timeout_claim(attrs, event, max_job_seconds) or 0)
+    return longest
 
 
-def _timeout_claim(attrs: Mapping[str, Any]) -> int | None:
+def _timeout_claim(attrs: Mapping[str, Any], event: Mapping[str, Any], max_job_seconds: int) -> int | None:
     """The job length a ``ci.job_*`` event's ``timeout_seconds`` (else ``timeout_minutes``) gives, at most
     :data:`MAX_CONTEXT_JOB_SECONDS`; None when it gives none that is a positive integer (``true``, ``-5``,
-    ``"7200"`` are no length: a bool was a one-second job, a negative one made every certificate too long)."""
+    ``"7200"`` are no length: a bool was a one-second job, a negative one made every certificate too long).
+    Only a signed provider delivery (:func:`signed_delivery`) lengthens a job beyond *max_job_seconds*: an
+    unauthenticated claim (a generic ``ci.job.*`` line, a delivery nobody checked) is capped at it, so whoever can write the CI inbox cannot keep a job "in progress" or a certificate valid for a
+    month. A shorter claim still counts: it only judges the job more strictly."""
     for name, unit in (("timeout_seconds", 1), ("timeout_minutes", 60)):
         value = attrs.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return min(value * unit, MAX_CONTEXT_JOB_SECONDS)
+            seconds = min(value * unit, MAX_CONTEXT_JOB_SECONDS)
+            return seconds if seconds <= max_job_seconds or signed_delivery(event) else max_job_seconds
     return None
 
 
