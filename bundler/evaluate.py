@@ -258,6 +258,10 @@ class JobFacts:
     # from unpaired Vault responses: Vault answered, but who asked is unverified (reads that may be the job's)
     unpaired_read_seqs: tuple[int, ...] = ()
     unpaired_renew_seqs: tuple[int, ...] = ()
+    # from Vault requests whose response line never came (unanswered_requests): whether Vault handed out
+    # the secret is unknown, so these too are reads that may be the job's, counted apart
+    unanswered_read_seqs: tuple[int, ...] = ()
+    unanswered_renew_seqs: tuple[int, ...] = ()
     # The runner's region and labels as only unsigned webhook payloads give them (a GitHub/GitLab payload
     # collected without its signature while a secret was configured): set only when no other CI event of
     # the job gives a region; never in runner_region / runner_labels, and never satisfying anything.
@@ -280,6 +284,8 @@ class Context:
     attempts: dict[str, int] = field(default_factory=dict)  # job → its run attempt, where its deliveries give it
     # jobs still running at as_of (custody.in_flight_jobs): steps they have not reached are not judged yet
     in_flight: dict[str, InFlight] = field(default_factory=dict)
+    # seq → requested kind of the Vault requests whose response line never came (unanswered_requests)
+    unanswered: dict[int, str] = field(default_factory=dict)
 
     @property
     def frame(self) -> pd.DataFrame:
@@ -385,8 +391,10 @@ def _grouped_seqs(rows: pd.DataFrame) -> dict[str, tuple[int, ...]]:
             for start, end in zip([0, *bounds], [*bounds, len(ordered)])}
 
 
-def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig) -> dict[str, JobFacts]:
-    """Per-job facts with whole-table group-bys (one pass per fact, not one per job)."""
+def _job_facts(table: EvidenceTable, correlation: Correlation, config: EvaluationConfig,
+               asked: Mapping[int, str] | None = None) -> dict[str, JobFacts]:
+    """Per-job facts with whole-table group-bys (one pass per fact, not one per job). *asked*: the Vault
+    requests never answered (:func:`unanswered_requests`, computed here when not given)."""
     linked = correlation.job.notna()
     frame = table.frame.loc[linked, ["seq", "kind", "source", "status", "run_id", "repository", "runner",
                                      "access_key_id", "access_key_class", "artifact_digest", "unverified"]]
@@ -413,6 +421,11 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
     renew_seqs = _grouped_seqs(frame[(frame["kind"] == "vault.token_renew") & ~unpaired])
     unpaired_reads = _grouped_seqs(frame[(frame["kind"] == "vault.secret_read") & unpaired])
     unpaired_renews = _grouped_seqs(frame[(frame["kind"] == "vault.token_renew") & unpaired])
+    asked = unanswered_requests(table) if asked is None else asked
+    unanswered = frame[frame["seq"].isin(list(asked))]
+    requested = unanswered["seq"].map(asked)
+    unanswered_reads = _grouped_seqs(unanswered[requested == "vault.secret_read"])
+    unanswered_renews = _grouped_seqs(unanswered[requested == "vault.token_renew"])
     counts: dict[str, dict[str, int]] = defaultdict(dict)
     for (job, kind), n in frame.groupby(["job", "kind"], observed=True).size().items():
         counts[str(job)][str(kind)] = int(n)
@@ -471,11 +484,72 @@ def _job_facts(table: EvidenceTable, correlation: Correlation, config: Evaluatio
             kind_counts=dict(sorted(counts.get(job, {}).items())),
             unpaired_read_seqs=unpaired_reads.get(job, ()),
             unpaired_renew_seqs=unpaired_renews.get(job, ()),
+            unanswered_read_seqs=unanswered_reads.get(job, ()),
+            unanswered_renew_seqs=unanswered_renews.get(job, ()),
             unsigned_region=weak.get("region") or label_region(weak.get("labels", ())),
             unsigned_labels=weak.get("labels", ()) if "labels" not in runner else (),
             unsigned_seqs=tuple(weak.get("seqs", ())),
         )
     return facts
+
+
+COUNTED_REQUEST_KINDS = ("vault.secret_read", "vault.token_renew")
+
+
+def unanswered_requests(table: EvidenceTable) -> dict[int, str]:
+    """seq → requested kind (``vault.secret_read`` / ``vault.token_renew``) of each ``vault.request_received``
+    entry whose response line never came: the Vault collector's ``vault.unpaired`` finding with ``side:
+    request`` names it (its request id and time, path and operation; a finding without a path is of a
+    quarantined request line, which has no entry). Deleting response lines must not lower a job's count.
+
+    Not counted: a request whose answer is an entry after all, an unpaired response of the same request id,
+    path and operation (one that came after the pairing window: a ``side: response`` finding), already counted
+    apart as an unpaired read, so one request is one read; and answered requests (no finding), whose paired
+    response is the read. A request that records no ``requested_kind`` (collected before that attr) counts
+    for nothing. Where two request lines share an id and time (a duplicate id), each finding takes one."""
+    frame = table.frame
+    findings = frame.loc[frame["kind"] == "vault.unpaired", ["seq", "ts"]]
+    if findings.empty:
+        return {}
+    wanted: dict[tuple[str, Any, str, str], int] = defaultdict(int)  # (id, time, path, operation) → n
+    answered: set[tuple[str, str, str]] = set()
+    for seq, ts in zip(findings["seq"].tolist(), findings["ts"]):
+        event = table.events.get(int(seq), {})
+        attrs = event.get("attrs")
+        if not isinstance(attrs, Mapping):
+            continue
+        named = _request_named(attrs)
+        if named is None:
+            continue
+        request_id, path, operation = named
+        if attrs.get("side") == "request" and pd.notna(ts):  # the request's own time (the collector's)
+            wanted[(request_id, ts, path, operation)] += 1
+        elif attrs.get("side") == "response":
+            answered.add(named)
+    times = {key[1] for key in wanted}
+    requests = frame.loc[(frame["kind"] == "vault.request_received") & frame["ts"].isin(list(times)), ["seq", "ts"]]
+    out: dict[int, str] = {}
+    for seq, ts in sorted(zip(requests["seq"].tolist(), requests["ts"]), key=lambda pair: pair[0]):
+        event = table.events.get(int(seq), {})
+        attrs = event.get("attrs")
+        if not isinstance(attrs, Mapping) or attrs.get("requested_kind") not in COUNTED_REQUEST_KINDS:
+            continue
+        named = _request_named(attrs)
+        if named is None:
+            continue
+        key = (named[0], ts, named[1], named[2])
+        if wanted.get(key, 0) > 0 and named not in answered:
+            wanted[key] -= 1
+            out[int(seq)] = str(attrs["requested_kind"])
+    return out
+
+
+def _request_named(attrs: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(request id, path, operation) a Vault entry or finding names, or None unless all three are text."""
+    request_id, path, operation = attrs.get("request_id"), attrs.get("path"), attrs.get("operation")
+    if isinstance(request_id, str) and isinstance(path, str) and isinstance(operation, str):
+        return request_id, path, operation
+    return None
 
 
 # -- built-in checks -----------------------------------------------------------------------
@@ -785,10 +859,11 @@ def _ci_seqs(ctx: Context) -> dict[str, tuple[int, ...]]:
 
 def _contested(ctx: Context, kind: str) -> dict[str, tuple[int, ...]]:
     """job → seqs of *kind* events that may be that job's but could not be told apart from another
-    job's (a shared identifier placed them in two or more jobs' time windows)."""
+    job's (a shared identifier placed them in two or more jobs' time windows); Vault requests never answered
+    that asked for *kind* (:attr:`Context.unanswered`) too."""
     out: dict[str, list[int]] = defaultdict(list)
     for row, jobs in ctx.correlation.ambiguous.items():
-        if ctx.frame.at[row, "kind"] == kind:
+        if ctx.frame.at[row, "kind"] == kind or ctx.unanswered.get(int(ctx.frame.at[row, "seq"])) == kind:
             for job in jobs:
                 out[job].append(int(ctx.frame.at[row, "seq"]))
     return {job: tuple(sorted(seqs)) for job, seqs in out.items()}
@@ -798,29 +873,33 @@ def _vault_job_evidence(ctx: Context, *contested: Mapping[str, tuple[int, ...]])
     if not ctx.jobs or not bool((ctx.frame["source"] == "vault").any()):
         return []
     return [s for job in ctx.jobs.values() for s in (*job.secret_read_seqs, *job.token_renew_seqs,
-                                                       *job.unpaired_read_seqs, *job.unpaired_renew_seqs)] + \
+                                                       *job.unpaired_read_seqs, *job.unpaired_renew_seqs,
+                                                       *job.unanswered_read_seqs, *job.unanswered_renew_seqs)] + \
         [s for part in contested for seqs in part.values() for s in seqs] or \
         [int(ctx.frame.loc[ctx.frame["source"] == "vault", "seq"].iloc[0])]
 
 
 def _per_job_count_findings(ctx: Context, check: str, own_of: Mapping[str, tuple[int, ...]],
                             contested: Mapping[str, tuple[int, ...]], limit: int, *, verb: str,
-                            noun: str, unpaired_of: Mapping[str, tuple[int, ...]] | None = None) -> list[Finding]:
+                            noun: str, unpaired_of: Mapping[str, tuple[int, ...]] | None = None,
+                            unanswered_of: Mapping[str, tuple[int, ...]] | None = None) -> list[Finding]:
     """A finding per job over *limit*: by its own events, or only once the events that may be its own are
     counted too (fail closed: they do not vanish): those that could not be attributed to one job
-    (*contested*: ``unattributed``) and those known only from unpaired Vault responses, whose requester is
-    unverified (*unpaired_of*: ``unpaired`` when they alone take the job over the limit)."""
+    (*contested*: ``unattributed``), those known only from unpaired Vault responses, whose requester is
+    unverified (*unpaired_of*: ``unpaired`` when they, with no contested one, take the job over the limit),
+    and Vault requests whose response was never logged (*unanswered_of*: ``unanswered`` when they alone do)."""
     findings = []
     for job in ctx.jobs.values():
         own = own_of.get(job.job_id, ())
         maybe = contested.get(job.job_id, ())
         weak = unpaired_of.get(job.job_id, ()) if unpaired_of else ()
+        asked = unanswered_of.get(job.job_id, ()) if unanswered_of else ()
         if len(own) > limit:
             findings.append(_finding(
                 ctx, check, f"job-{job.job_id}", f"Job {job.job_id} {verb} {len(own)} {noun}",
                 f"Job {job.job_id} {verb} {len(own)} {noun}; at most {limit} per job are expected.", own,
                 job_id=job.job_id))
-        elif len(own) + len(maybe) + len(weak) > limit:
+        elif len(own) + len(maybe) + len(weak) + len(asked) > limit:
             parts = []
             if maybe:
                 rows = [row for row, jobs in ctx.correlation.ambiguous.items() if job.job_id in jobs]
@@ -835,12 +914,16 @@ def _per_job_count_findings(ctx: Context, check: str, own_of: Mapping[str, tuple
             if weak:
                 parts.append(f"{len(weak)} more are known only from unpaired Vault responses (no request line was "
                              "logged for them), so who made them is unverified")
-            total = len(own) + len(maybe) + len(weak)
+            if asked:
+                parts.append(f"{len(asked)} more were asked of Vault but no response was logged for them (the "
+                             "response lines are missing), so whether Vault answered is unknown")
+            total = len(own) + len(maybe) + len(weak) + len(asked)
+            key = "unattributed" if maybe else "unpaired" if weak else "unanswered"
             findings.append(_finding(
-                ctx, check, f"{'unattributed' if maybe else 'unpaired'}:job-{job.job_id}",
+                ctx, check, f"{key}:job-{job.job_id}",
                 f"Job {job.job_id} may have {verb} up to {total} {noun}",
                 f"Job {job.job_id} {verb} {len(own)} {noun}; {'; '.join(parts)}. Up to {total} may be its own, "
-                f"over the limit of {limit} per job.", [*own, *maybe, *weak], job_id=job.job_id))
+                f"over the limit of {limit} per job.", [*own, *maybe, *weak, *asked], job_id=job.job_id))
     return findings
 
 
@@ -850,12 +933,15 @@ def check_secret_read_volume(ctx: Context) -> CheckResult:
     contested = _contested(ctx, "vault.secret_read")
     findings = _per_job_count_findings(ctx, check, {j.job_id: j.secret_read_seqs for j in ctx.jobs.values()},
                                        contested, threshold, verb="read", noun="secrets",
-                                       unpaired_of={j.job_id: j.unpaired_read_seqs for j in ctx.jobs.values()})
+                                       unpaired_of={j.job_id: j.unpaired_read_seqs for j in ctx.jobs.values()},
+                                       unanswered_of={j.job_id: j.unanswered_read_seqs for j in ctx.jobs.values()})
     reads = sum(len(job.secret_read_seqs) for job in ctx.jobs.values())
     unattributed = len({s for seqs in contested.values() for s in seqs})
     unpaired = sum(len(job.unpaired_read_seqs) for job in ctx.jobs.values())
+    unanswered = sum(len(job.unanswered_read_seqs) for job in ctx.jobs.values())
     more = f" (and {unattributed} not attributable to one job)" if unattributed else ""
     more += f" (and {unpaired} from unpaired Vault responses, counted apart)" if unpaired else ""
+    more += f" (and {unanswered} from Vault requests never answered, counted apart)" if unanswered else ""
     return _result(ctx, check, evidence=_vault_job_evidence(ctx, contested), findings=findings,
                    what=f"{reads} secret read(s){more} over {len(ctx.jobs)} job(s), threshold {threshold} per job",
                    not_assessed_reason="no CI jobs or no Vault evidence in the period")
@@ -867,7 +953,8 @@ def check_token_renewals(ctx: Context) -> CheckResult:
     contested = _contested(ctx, "vault.token_renew")
     findings = _per_job_count_findings(ctx, check, {j.job_id: j.token_renew_seqs for j in ctx.jobs.values()},
                                        contested, limit, verb="renewed tokens", noun="times",
-                                       unpaired_of={j.job_id: j.unpaired_renew_seqs for j in ctx.jobs.values()})
+                                       unpaired_of={j.job_id: j.unpaired_renew_seqs for j in ctx.jobs.values()},
+                                       unanswered_of={j.job_id: j.unanswered_renew_seqs for j in ctx.jobs.values()})
     return _result(ctx, check, evidence=_vault_job_evidence(ctx, contested), findings=findings,
                    what=f"token renewals over {len(ctx.jobs)} job(s), at most {limit} per job",
                    not_assessed_reason="no CI jobs or no Vault evidence in the period")
@@ -1168,10 +1255,17 @@ def _run_level_approvals(ctx: Context, rows: pd.DataFrame) -> dict[int, tuple[An
         if job.run_id is not None:
             jobs_of_run[str(job.run_id)].append(job)
     out: dict[int, tuple[Any, tuple[str, ...]]] = {}
-    for seq, ts, run_id, repository in zip(approvals["seq"], approvals["ts"], approvals["run_id"],
-                                           approvals["repository"]):
+    for seq, ts, run_id, repository, status in zip(approvals["seq"], approvals["ts"], approvals["run_id"],
+                                                   approvals["repository"], approvals["status"]):
         attempt = ctx.attr(int(seq), "run_attempt")
-        attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
+        if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool)):
+            # An attempt that is no integer ("2", true, 2.0) names no attempt this check can read: fail closed.
+            # A grant approves no job (it never matches, nor stands for every attempt); a refusal refuses
+            # every job of the run, as one naming no attempt does.
+            if status == "success":
+                out[int(seq)] = (ts, ())
+                continue
+            attempt = None
         approved = tuple(
             job.job_id for job in jobs_of_run.get(str(run_id), [])
             if (repository is None or job.repository is None or job.repository == repository)
@@ -1479,7 +1573,8 @@ def evaluate_reading(
     phase("read entries into the table")
     correlation = correlate(table.frame, window_seconds=config.correlation_window_seconds)
     phase("correlate events to jobs")
-    jobs = _job_facts(table, correlation, config)
+    unanswered = unanswered_requests(table)
+    jobs = _job_facts(table, correlation, config, unanswered)
     phase("per-job facts")
     attested: dict[str, list[int]] = defaultdict(list)
     for seq in table.frame.loc[table.frame["kind"] == "attestation.signed", "seq"]:
@@ -1493,7 +1588,7 @@ def evaluate_reading(
                                default_seconds=config.max_job_seconds, skew_seconds=config.clock_skew_seconds,
                                attempts=attempts)
     ctx = Context(table, correlation, config, as_of_ts, jobs, mapping, dict(attested), within_run, attempts,
-                  in_flight)
+                  in_flight, unanswered)
     stories = build_stories(table, correlation, required_steps=config.required_custody_steps,
                             skew_seconds=config.clock_skew_seconds, within_run=within_run, in_flight=in_flight)
     phase("chain-of-custody stories")

@@ -22,8 +22,10 @@ Input documents (``input``):
   their signature while a secret was configured say where the runner was; their region is then not
   ``region``, which is null), "credentials": {type: "ephemeral" | "long-term" | "unknown",
   access_key_classes}, "artifact": {digest, digests, signed, attested},
-  "vault": {secret_reads, token_renewals, unpaired_secret_reads, unpaired_token_renewals} (the
-  counts include the unpaired ones, whose requester is unverified: a limit is not escaped by them),
+  "vault": {secret_reads, token_renewals, unpaired_secret_reads, unpaired_token_renewals,
+  unanswered_secret_reads, unanswered_token_renewals} (the counts include the unpaired ones, whose
+  requester is unverified, and the unanswered ones, requests whose response line was never logged: a
+  limit is not escaped by them),
   "custody": {step: present…},
   "custody_steps": {step: {present, not_reached, seqs, detail, other_builds, unsigned, unpaired}}
   (``not_reached``: the job is in progress at as_of and has not got to this step yet, so it is not
@@ -35,9 +37,12 @@ Input documents (``input``):
   ``custody``, and ``credentials.type`` is ``ephemeral`` with ``shared_within_run`` true
   when such a shared web-identity role assumption is all that shows it),
   "counts": {kind: n}, "events": [{seq, kind, time, action, resource, status,
-  correlation, attrs}…]}`` — ``events`` holds the job's non-bulk events (logins,
+  correlation, attrs, unverified}…]}`` — ``events`` holds the job's non-bulk events (logins,
   certificates, tokens, policy decisions, inference calls, attestations…); bulk
-  kinds (API calls, secret reads) appear only in ``counts``.
+  kinds (API calls, secret reads) appear only in ``counts``. ``unverified`` is ``"unpaired"`` (a
+  Vault response whose request line was never logged), ``"unsigned"`` (a GitHub/GitLab payload
+  collected without its signature while a webhook secret was configured) or null, as the evidence
+  table's ``unverified`` column (:func:`bundler.evidence_table.unverified_claim`).
 * per artifact: ``{"kind": "artifact", "artifact": {digest, signed, attested,
   attestations: [{seq, kind, signer, predicate_type, object_lock_mode,
   retain_until}]}, "jobs": [job ids that built or used it]}``.
@@ -73,6 +78,7 @@ from regopy import Input, Interpreter
 
 from bundler.catalog import normalize_control_id
 from bundler.custody import attestation_digests
+from bundler.evidence_table import unverified_claim
 from bundler.model import NOT_ASSESSED, NOT_SATISFIED, SATISFIED, CheckResult, CustodyStep, CustodyStory, Finding, \
     Observation
 from collector.errors import UsageError
@@ -266,8 +272,14 @@ def _json(output: Any) -> Any:
 
 
 def _compact(event: Mapping[str, Any], seq: int) -> dict[str, Any]:
+    """One event as a policy reads it; ``unverified`` says, as the evidence table's column of that name
+    does, whether nobody verified what it claims: ``"unpaired"`` (a Vault response whose request line was
+    never logged), ``"unsigned"`` (a GitHub/GitLab payload collected without its signature while a webhook
+    secret was configured), else null."""
     outcome = event.get("outcome")
     outcome = outcome if isinstance(outcome, Mapping) else {}
+    attrs = event.get("attrs")
+    kind = event.get("kind")
     return {
         "seq": seq,
         "kind": event.get("kind"),
@@ -276,7 +288,8 @@ def _compact(event: Mapping[str, Any], seq: int) -> dict[str, Any]:
         "resource": event.get("resource"),
         "status": outcome.get("status"),
         "correlation": dict(event.get("correlation") or {}),
-        "attrs": dict(event.get("attrs") or {}),
+        "attrs": dict(attrs or {}),
+        "unverified": unverified_claim(attrs, kind) if isinstance(attrs, Mapping) and attrs else None,
     }
 
 
@@ -332,10 +345,14 @@ def job_input(ctx: Context, job: JobFacts, story: CustodyStory | None) -> dict[s
                         "shared_within_run": bool(credentials == "ephemeral" and not job.web_identity_seqs)},
         "artifact": {"digest": digests[0] if digests else None, "digests": digests, "signed": signed,
                      "attested": signed},
-        "vault": {"secret_reads": len(job.secret_read_seqs) + len(job.unpaired_read_seqs),
-                  "token_renewals": len(job.token_renew_seqs) + len(job.unpaired_renew_seqs),
+        "vault": {"secret_reads": len(job.secret_read_seqs) + len(job.unpaired_read_seqs)
+                  + len(job.unanswered_read_seqs),
+                  "token_renewals": len(job.token_renew_seqs) + len(job.unpaired_renew_seqs)
+                  + len(job.unanswered_renew_seqs),
                   "unpaired_secret_reads": len(job.unpaired_read_seqs),
-                  "unpaired_token_renewals": len(job.unpaired_renew_seqs)},
+                  "unpaired_token_renewals": len(job.unpaired_renew_seqs),
+                  "unanswered_secret_reads": len(job.unanswered_read_seqs),
+                  "unanswered_token_renewals": len(job.unanswered_renew_seqs)},
         "custody": {step.step: step.present for step in story.steps} if story else {},
         "custody_steps": {step.step: _custody_step(step) for step in story.steps} if story else {},
         "custody_shared": shared,

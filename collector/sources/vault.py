@@ -29,7 +29,8 @@ salt holder can check that, with ``fedledger vault hmac``), and the audit log's 
 completeness beyond request/response pairing (Vault's file device has no chain).
 
 Pairing rule (documented contract). Every line is an input record: a ``request``
-line becomes a ``vault.request_received`` entry, a ``response`` line (which repeats
+line becomes a ``vault.request_received`` entry (``attrs.requested_kind``: the kind its
+response would have, where the request alone decides it), a ``response`` line (which repeats
 the request and adds the response; the main evidence) becomes an entry of its kind
 (``vault.login``, ``vault.secret_read``, ...) with ``attrs.paired``. Request ids seen
 on request lines stay *open* until their response line arrives. A response pairs only
@@ -867,6 +868,9 @@ def normalize(parsed: ParsedLine, paired: bool | None = None) -> dict[str, Any]:
 
     if parsed.record_type == "request":
         kind = "vault.request_received"
+        # The kind its response would have, where the request alone decides it: a request whose response
+        # line never comes (stripped from the log) still counts as the secret read or renewal it asked for.
+        attrs["requested_kind"] = classify(path, operation, mount, rest, mount_type)
         actor_auth, metadata = auth, _dict(auth.get("metadata"))
     else:
         kind = classify(path, operation, mount, rest, mount_type)
