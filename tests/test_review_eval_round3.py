@@ -295,3 +295,43 @@ def test_a_run_level_refusal_whose_attempt_is_no_integer_still_refuses(attempt: 
     assessment, _ = evaluated(events)
     gate = sorted(f.id for f in assessment.control("cm-3").findings if f.check == "policy-gate")
     assert gate == [f"policy-gate:approval-refused:job-{job}" for job in JOBS], attempt
+
+
+def test_requests_the_collector_left_unanswered_are_found_in_its_own_entries(tmp_path: Path) -> None:
+    """From a real log: two kv reads whose response lines were stripped, one answered, one answered after
+    the pairing window. Only the first two are unanswered reads (the finding and the request matched on
+    the collector's own id, time, path and operation)."""
+    import orjson
+    import pandas as pd
+
+    from bundler.evaluate import unanswered_requests
+    from bundler.evidence_table import build_table
+    from tests.vault_support import collect, events as ledger_events, new_ledger
+
+    def line(kind: str, rid: str, when: str, path: str) -> bytes:
+        request = {"id": rid, "operation": "read", "path": path, "mount_type": "kv"}
+        record: dict[str, Any] = {"time": when, "type": kind, "auth": {"entity_id": "entity-1"},
+                                  "request": request, "error": ""}
+        if kind == "response":
+            record["response"] = {"data": {"password": "hmac-sha256:00"}}
+        return orjson.dumps(record) + b"\n"
+
+    log = tmp_path / "audit.log"
+    log.write_bytes(
+        line("request", "d0000000-0000-0000-0000-000000000001", "2026-11-20T14:00:00.123456Z", "secret/data/a")
+        + line("request", "d0000000-0000-0000-0000-000000000002", "2026-11-20T14:00:01.5Z", "secret/data/b")
+        + line("request", "d0000000-0000-0000-0000-000000000003", "2026-11-20T14:00:02Z", "secret/data/c")
+        + line("response", "d0000000-0000-0000-0000-000000000003", "2026-11-20T14:00:02.1Z", "secret/data/c")
+        + line("request", "d0000000-0000-0000-0000-000000000004", "2026-11-20T14:00:03Z", "secret/data/d")
+        + line("request", "d0000000-0000-0000-0000-000000000005", "2026-11-20T14:06:00Z", "secret/data/e")
+        + line("response", "d0000000-0000-0000-0000-000000000005", "2026-11-20T14:06:00.1Z", "secret/data/e")
+        + line("response", "d0000000-0000-0000-0000-000000000004", "2026-11-20T14:06:01Z", "secret/data/d"))
+    with new_ledger(tmp_path) as ledger:
+        collect(ledger, [log], final=True)
+        evs = ledger_events(ledger)
+    entries = [(seq, item, {"kind": "vault"}) for seq, item in enumerate(evs)]
+    table = build_table(entries, as_of=pd.Timestamp("2026-11-21T00:00:00Z"))
+    found = unanswered_requests(table)
+    paths = sorted(evs[seq]["attrs"]["path"] for seq in found)
+    assert paths == ["secret/data/a", "secret/data/b"] and set(found.values()) == {"vault.secret_read"}
+    assert [e["attrs"]["side"] for e in evs if e["kind"] == "vault.unpaired"] == ["request"] * 3 + ["response"], evs
