@@ -1750,8 +1750,9 @@ def _timeout_claim(attrs: Mapping[str, Any], event: Mapping[str, Any], max_job_s
     :data:`MAX_CONTEXT_JOB_SECONDS`; None when it gives none that is a positive integer (``true``, ``-5``,
     ``"7200"`` are no length: a bool was a one-second job, a negative one made every certificate too long).
     Only a signed provider delivery (:func:`signed_delivery`) lengthens a job beyond *max_job_seconds*: an
-    unauthenticated claim (a generic ``ci.job.*`` line, a delivery nobody checked) is capped at it, so whoever can write the CI inbox cannot keep a job "in progress" or a certificate valid for a
-    month. A shorter claim still counts: it only judges the job more strictly."""
+    unauthenticated claim (a generic ``ci.job.*`` line, a delivery nobody checked) is capped at it, so
+    whoever can write the CI inbox cannot keep a job "in progress" or a certificate valid for a month. A
+    shorter claim still counts: it only judges the job more strictly."""
     for name, unit in (("timeout_seconds", 1), ("timeout_minutes", 60)):
         value = attrs.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
