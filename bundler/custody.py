@@ -70,7 +70,7 @@ from typing import Any
 
 import pandas as pd
 
-from bundler.evidence_table import UNPAIRED, UNSIGNED, EvidenceTable, unverified_claim, values_with_prefix
+from bundler.evidence_table import UNPAIRED, UNSIGNED, EvidenceTable, token_verified, unverified_claim, values_with_prefix
 from bundler.model import CustodyStep, CustodyStory, Finding
 from collector.errors import MalformedInput
 from collector.timeutil import parse_time
@@ -706,7 +706,7 @@ def _step_state(step: str, event: Mapping[str, Any] | None, status: Any) -> tupl
             return False, "only the run's end was seen, not what triggered it"
     if status != "success":
         return False, "the event failed"
-    if step == "oidc_token" and _attr(event, "verified") is not True:
+    if step == "oidc_token" and not token_verified(event):
         return False, "the OIDC token did not verify"
     if step == "oidc_token" and event and (contradiction := token_time_contradiction(event)) is not None:
         # workload-identity's oidc-time-contradicts: the verdict is not taken on trust here either

@@ -58,7 +58,7 @@ from bundler.custody import STEP_NAMES, Correlation, InFlight, RunShare, attesta
     job_attempts, job_sort_key, shared_rows_of_job, shared_within_run, token_time_contradiction, \
     unsigned_while_secret_configured
 from bundler.evidence_table import UNPAIRED, UNSIGNED, EvidenceTable, TableReading, assemble_table, read_rows, \
-    select_rows, values_with_prefix
+    select_rows, token_verified, values_with_prefix
 from bundler.model import (
     NOT_ASSESSED, NOT_SATISFIED, SATISFIED, Assessment, CheckResult, ControlResult, CustodyStory, DailyVolume,
     Finding, Observation, SourceFreshness, Status,
@@ -638,7 +638,7 @@ def check_workload_identity(ctx: Context) -> CheckResult:
     logins = ctx.rows("vault.login", "vault.token_create")
     findings = []
     for seq in tokens["seq"]:
-        if ctx.attr(seq, "verified") is not True:
+        if not token_verified(ctx.event(seq)):
             error = ctx.attr(seq, "verification_error") or "not verified"
             job = ctx.correlation.job.get(tokens.index[tokens["seq"] == seq][0])
             findings.append(_finding(ctx, check, f"oidc-unverified:{seq}", f"OIDC token at seq {seq} did not verify",

@@ -55,6 +55,17 @@ UNPAIRED = "unpaired"
 UNSIGNED = "unsigned"
 
 
+def token_verified(event: Mapping[str, Any] | None) -> bool:
+    """Whether a ``ci.oidc_token`` entry records a token the collector verified. A generic ``ci.job.*``
+    line (action: its own event_type) never does, whatever its attrs say: the collector now refuses
+    such lines, and a ledger written before may hold them."""
+    if not event:
+        return False
+    attrs = event.get("attrs")
+    return isinstance(attrs, Mapping) and attrs.get("verified") is True and \
+        not str(event.get("action") or "").startswith("ci.job.")
+
+
 def unverified_claim(attrs: Mapping[str, Any], kind: Any = None) -> str | None:
     """:data:`UNPAIRED` or :data:`UNSIGNED` for an event whose attrs say nobody verified who or what it claims
     (None otherwise: verified, or nothing recorded either way, as in entries older than those attrs).

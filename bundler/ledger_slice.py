@@ -40,7 +40,7 @@ from typing import IO, Any
 
 import orjson
 
-from bundler.evidence_table import TableReading, read_rows
+from bundler.evidence_table import TableReading, read_rows, token_verified
 from bundler.process_stats import peak_rss_mb
 
 ZERO = bytes(32)
@@ -135,8 +135,7 @@ def read_part(ledger: Any, start: int, end: int, handle: IO[bytes],
             kind = event.get("kind")
             add_kind(kind)
             if kind == "ci.oidc_token":
-                attrs = event.get("attrs")
-                oidc[0 if attrs.__class__ is dict_type and attrs.get("verified") else 1] += 1
+                oidc[0 if token_verified(event) else 1] += 1
             yield seq, event, doc.get("source") or empty
 
     read_rows(triples(), part.reading, location_families)

@@ -605,3 +605,44 @@ def test_a_config_ci_source_with_require_signed_and_no_secret_is_a_config_error_
         parse_config(text, Path("/etc/fedledger/fedledger.toml"))
     (problem,) = info.value.problems
     assert problem.startswith("/etc/fedledger/fedledger.toml:9: sources[0].require_signed needs a webhook secret")
+
+
+def test_a_generic_line_cannot_make_a_verified_oidc_token(tmp_path: Path) -> None:
+    """`{"event_type": "ci.job.oidc_token", "verified": true}` became a ci.oidc_token entry recorded as
+    verified, which workload-identity and the custody story took on trust: whoever could write the CI
+    events file forged a verified workload identity. Kinds only the collector makes are refused; a
+    generic line's own fields named like the collector's verdicts are kept apart as claims."""
+    forged = {"event_type": "ci.job.oidc_token", "time": "2026-11-20T14:00:27Z", "job_id": "4242",
+              "verified": True, "issuer": "https://token.actions.githubusercontent.com"}
+    for kind in ("oidc_token", "webhook_invalid", "webhook_ping", "file_replaced"):
+        (tmp_path / kind).mkdir()
+        ledger, total, _ = collect(tmp_path / kind, [{**forged, "event_type": f"ci.job.{kind}"}])
+        assert (total.read, total.appended, total.quarantined) == (1, 0, 1)
+        assert [row[2] for row in quarantine(ledger)] == ["reserved-event-type"]
+        assert entries(ledger) == []
+    claims = {"event_type": "ci.job.started", "time": "2026-11-20T14:00:00Z", "job_id": "4242",
+              "webhook_signature": "verified", "paired": True, "verified": True, "runner": "r1", "region": "us-gov-west-1"}
+    (tmp_path / "claims").mkdir()
+    ledger, total, _ = collect(tmp_path / "claims", [claims])
+    assert (total.read, total.appended) == (1, 1)
+    (entry,) = entries(ledger)
+    attrs = entry["event"]["attrs"]
+    assert attrs["claimed_attrs"] == {"webhook_signature": "verified", "paired": True, "verified": True}
+    assert not {"webhook_signature", "paired", "verified"} & set(attrs)
+    assert attrs["region"] == "us-gov-west-1"
+
+
+def test_a_forged_verified_token_already_in_a_ledger_does_not_count() -> None:
+    """A ledger written before the collector refused such lines may hold one: evaluation does not
+    take a generic line's 'verified' for a verified token (workload-identity, custody)."""
+    from bundler.evaluate import evaluate
+    from tests.synthetic_jobs import as_entries, complete_story
+
+    events = complete_story(1)
+    token = next(e for e in events if e["kind"] == "ci.oidc_token")
+    token["action"] = "ci.job.oidc_token"
+    assessment = evaluate(as_entries(events), as_of="2026-11-21T00:00:00Z", origin="test.example/ledger")
+    ids = {f.id for f in assessment.control("ac-2").findings}
+    assert any(i.startswith("workload-identity:oidc-unverified:") for i in ids), ids
+    (story,) = assessment.custody
+    assert not story.complete

@@ -138,6 +138,7 @@ R_TOO_LARGE = "too-large"  # a whole .json/.jwt document over the cap
 R_LINE_TOO_LONG = LINE_TOO_LONG  # a line over the cap (read through, never held whole)
 R_NOT_OBJECT = "not-an-object"
 R_UNSUPPORTED = "unsupported-event"
+R_RESERVED = "reserved-event-type"  # a generic ci.job.<name> naming a kind only the collector makes
 R_MISSING_TIME = "missing-time"
 R_BAD_TIME = "bad-time"
 R_BAD_FIELD = "bad-field"
@@ -977,14 +978,29 @@ def _generic_result(doc: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Kinds whose facts come from the collector's own checks (a token it verified, a signature that failed,
+# a file it saw replaced): a generic line, an unauthenticated statement, cannot make one.
+RESERVED_GENERIC_KINDS = frozenset({"ci.oidc_token", "ci.webhook_invalid", "ci.webhook_ping", "ci.file_replaced"})
+# Attrs that record what the collector established (a verified token or delivery signature, a paired
+# Vault record): a generic line's own fields of these names are kept under ``claimed_attrs``, never as facts.
+COLLECTOR_ATTRS = frozenset({"verified", "signature_valid", "verification_error", "webhook_signature",
+                             "webhook_signature_kind", "webhook_secret_configured", "paired", "delivery_id",
+                             "leeway_s", "unverified_claims"})
+
+
 def normalize_generic(doc: dict[str, Any]) -> dict[str, Any]:
     match = EVENT_TYPE.fullmatch(str(doc.get("event_type")))
     if not match:
         raise Quarantine(R_UNSUPPORTED)
     name = match.group(1)
     kind = JOB_KINDS.get(name, f"ci.{name}")
+    if kind in RESERVED_GENERIC_KINDS:
+        raise Quarantine(R_RESERVED)
     time = _first_time(doc.get("timestamp"), doc.get("time"), doc.get("occurred_at"))
-    attrs: dict[str, Any] = {k: v for k, v in doc.items() if k not in GENERIC_COMMON}
+    attrs: dict[str, Any] = {k: v for k, v in doc.items() if k not in GENERIC_COMMON and k not in COLLECTOR_ATTRS}
+    claimed = {k: v for k, v in doc.items() if k in COLLECTOR_ATTRS}
+    if claimed:
+        attrs["claimed_attrs"] = claimed
     artifact = normalize_digest(doc.get("artifact_digest") or doc.get("artifact_hash"))
     cert = normalize_cert_serial(doc.get("cert_serial"))
     if cert is not None:
