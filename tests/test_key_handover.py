@@ -387,15 +387,17 @@ def test_a_handover_that_does_not_match_the_ledger_voids_the_new_key(tmp_path: P
     assert "vouched for only by key" in by_code["bad-handover"] and "root-mismatch" in by_code["bad-handover"]
 
 
-def test_a_chain_of_handovers_is_followed_from_the_first_key(tmp_path: Path) -> None:
-    def sign(ledger: Ledger, old: FileSigner) -> None:
-        _store(ledger, lambda cp: sign_handover(NEW, old, cp))
-        append_with_raw(ledger, range(30, 34))
-        _store(ledger, lambda cp: sign_handover(THIRD, NEW, cp))
-        append_with_raw(ledger, range(34, 36))
-        _store(ledger, THIRD.sign_checkpoint)
+def _sign_chain(ledger: Ledger, old: FileSigner) -> None:
+    """After the golden ledger's 30 entries: the old key hands over to NEW at 30, NEW to THIRD at 34, THIRD signs 36."""
+    _store(ledger, lambda cp: sign_handover(NEW, old, cp))
+    append_with_raw(ledger, range(30, 34))
+    _store(ledger, lambda cp: sign_handover(THIRD, NEW, cp))
+    append_with_raw(ledger, range(34, 36))
+    _store(ledger, THIRD.sign_checkpoint)
 
-    db, public, _notes_ = _golden_with(tmp_path, sign)
+
+def test_a_chain_of_handovers_is_followed_from_the_first_key(tmp_path: Path) -> None:
+    db, public, _notes_ = _golden_with(tmp_path, _sign_chain)
     report = _verify_db(db, public)
     assert report.ok, report.failures
     assert report.keys is not None
@@ -652,14 +654,7 @@ def test_verify_bundle_does_not_count_a_manifest_signed_by_a_key_whose_handover_
 
 
 def test_verify_proof_follows_a_chain_whatever_the_order_the_proof_lists_it(tmp_path: Path) -> None:
-    def sign(ledger: Ledger, old: FileSigner) -> None:
-        _store(ledger, lambda cp: sign_handover(NEW, old, cp))
-        append_with_raw(ledger, range(30, 34))
-        _store(ledger, lambda cp: sign_handover(THIRD, NEW, cp))
-        append_with_raw(ledger, range(34, 36))
-        _store(ledger, THIRD.sign_checkpoint)
-
-    db, public, _notes_ = _golden_with(tmp_path, sign)
+    db, public, _notes_ = _golden_with(tmp_path, _sign_chain)
     ws = Workspace(tmp_path, tmp_path / "none.toml", db)
     doc = json.loads(ws.cli("--ledger", str(db), "prove", "5").stdout)
     assert [h["size"] for h in doc["handovers"]] == [30, 34]
@@ -674,11 +669,12 @@ def test_verify_proof_follows_a_chain_whatever_the_order_the_proof_lists_it(tmp_
         "valid: entry 5 is in example.gov/fedledger-test at size 36"]
 
 
-def test_a_key_whose_handover_is_anchored_signs_no_larger_tree_even_with_the_ledger_rows_gone(
-        tmp_path: Path, moto_endpoint: str) -> None:
+def anchored_handover_rows_gone(tmp_path: Path, moto_endpoint: str, bucket: str = "handover-anchors"):  # type: ignore[no-untyped-def]
+    """A ledger whose old key signed 20 and handed over at 30 (anchored in *bucket*); then the checkpoint
+    rows are deleted and two entries appended. Returns (workspace, checkpoint options for the anchor, env)."""
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
-    s3.create_bucket(Bucket="handover-anchors", ObjectLockEnabledForBucket=True)
-    publish = (f'\n[publish]\ncheckpoint = "s3://handover-anchors/ci/"\nretention_days = 1\n'
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    publish = (f'\n[publish]\ncheckpoint = "s3://{bucket}/ci/"\nretention_days = 1\n'
                f'region = "{REGION}"\nendpoint_url = "{moto_endpoint}"\n')
     events = write_events(tmp_path / "a.jsonl", 20)
     ws = make_workspace(tmp_path / "ws", manual_source("m", str(events)), extra_toml=publish)
@@ -692,6 +688,15 @@ def test_a_key_whose_handover_is_anchored_signs_no_larger_tree_even_with_the_led
     conn.close()
     with Ledger.open(ws.ledger) as ledger:
         append_with_raw(ledger, range(4000, 4002))
+    folder = ws.ledger.parent
+    args = ("--handover-key", str(folder / "2025.key"), "--previous-key", str(folder / "2025.pub"),
+            "--anchor", f"s3://{bucket}/ci/")
+    return ws, args, {"AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_REGION": REGION}
+
+
+def test_a_key_whose_handover_is_anchored_signs_no_larger_tree_even_with_the_ledger_rows_gone(
+        tmp_path: Path, moto_endpoint: str) -> None:
+    ws, _args, _env = anchored_handover_rows_gone(tmp_path, moto_endpoint)
     got = ws.cli("--ledger", str(ws.ledger), "checkpoint", "--key", str(ws.ledger.parent / "2025.key"), "--anchor",
                  "s3://handover-anchors/ci/", env={"AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_REGION": REGION})
     _one_line_error(got, 1, "this key handed over at size 30 (anchored at s3://handover-anchors/ci/")

@@ -17,6 +17,7 @@ from collector.ledger import Ledger
 from collector.signing import FileSigner, sign_handover, write_public_key
 from tests.ledger_fixtures import append_with_raw, fixed_ed25519, fixed_p256, make_golden
 from tests.ops_workspace import AS_OF
+from tests.test_key_handover import anchored_handover_rows_gone
 
 ORIGIN = "example.gov/fedledger-test"
 NEW = FileSigner(ORIGIN, fixed_p256("review-new"))
@@ -176,38 +177,6 @@ def test_verify_bundle_does_not_follow_a_handover_note_the_ledger_slice_does_not
 # --- the signer: a handover key whose handover is anchored --------------------------------------------
 
 
-def _anchored_handover_rows_gone(tmp_path: Path, moto_endpoint: str):  # type: ignore[no-untyped-def]
-    """A ledger whose old key signed 20 and handed over at 30 (anchored); then the checkpoint rows are
-    deleted and two entries appended. Returns (workspace, checkpoint options for the anchor and env)."""
-    import sqlite3
-
-    import boto3
-
-    from tests.ops_workspace import make_workspace, manual_source, write_events
-    from tests.test_key_handover import REGION, _rotate, _run
-
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name=REGION)
-    s3.create_bucket(Bucket="review-handover-anchors", ObjectLockEnabledForBucket=True)
-    publish = (f'\n[publish]\ncheckpoint = "s3://review-handover-anchors/ci/"\nretention_days = 1\n'
-               f'region = "{REGION}"\nendpoint_url = "{moto_endpoint}"\n')
-    events = write_events(tmp_path / "a.jsonl", 20)
-    ws = make_workspace(tmp_path / "ws", manual_source("m", str(events)), extra_toml=publish)
-    assert _run(ws).exit_code == 0
-    _rotate(ws)
-    write_events(events, 30)
-    assert _run(ws).exit_code == 0  # the handover at 30, anchored
-    conn = sqlite3.connect(ws.ledger)
-    conn.execute("DELETE FROM checkpoints")
-    conn.commit()
-    conn.close()
-    with Ledger.open(ws.ledger) as ledger:
-        append_with_raw(ledger, range(4000, 4002))
-    folder = ws.ledger.parent
-    args = ("--handover-key", str(folder / "2025.key"), "--previous-key", str(folder / "2025.pub"),
-            "--anchor", "s3://review-handover-anchors/ci/")
-    return ws, args, {"AWS_ENDPOINT_URL_S3": moto_endpoint, "AWS_REGION": REGION}
-
-
 def test_a_key_whose_handover_is_anchored_hands_over_no_second_time_even_with_the_ledger_rows_gone(
         tmp_path: Path, moto_endpoint: str) -> None:
     """The signing key's own anchored handover already stops it signing a larger tree; the handover
@@ -215,7 +184,7 @@ def test_a_key_whose_handover_is_anchored_hands_over_no_second_time_even_with_th
     handover, to another key, at a larger size (verifiers then refuse it as bad-handover)."""
     from tests.test_key_handover import _key_id, _new_key, _one_line_error
 
-    ws, args, env = _anchored_handover_rows_gone(tmp_path, moto_endpoint)
+    ws, args, env = anchored_handover_rows_gone(tmp_path, moto_endpoint, "review-handover-anchors")
     folder = ws.ledger.parent
     third_key, _third_pub = _new_key(folder, "third")
     got = ws.cli("--ledger", str(ws.ledger), "checkpoint", "--key", str(third_key), *args,
@@ -227,7 +196,7 @@ def test_the_new_key_signs_without_a_second_handover_when_the_first_is_anchored(
         tmp_path: Path, moto_endpoint: str) -> None:
     """Same, to the key it handed over to: the old key co-signed the larger tree again (a retired key
     signing a larger tree); the new key now signs alone."""
-    ws, args, env = _anchored_handover_rows_gone(tmp_path, moto_endpoint)
+    ws, args, env = anchored_handover_rows_gone(tmp_path, moto_endpoint, "review-handover-anchors")
     got = ws.cli("--ledger", str(ws.ledger), "checkpoint", "--key", str(ws.ledger.parent / "fedledger.key"), *args,
                  env=env)
     assert got.exit_code == 0, got.output
