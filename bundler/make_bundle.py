@@ -9,7 +9,7 @@ limit), else from the defaults of :class:`bundler.evaluate.EvaluationConfig`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,7 +178,7 @@ def bundle_summary(result: BundleResult, assessment: Assessment) -> dict[str, An
     }
 
 
-def bundle_count_lines(summary: dict[str, Any]) -> list[str]:
+def bundle_count_lines(summary: Mapping[str, Any]) -> list[str]:
     """The counts of a :func:`bundle_summary` as `fedledger bundle` and `fedledger run --bundle` print
     them: the controls by status with the checkpoint size, then the attestations of the ledger slice
     by outcome (the verification transcript's counts)."""

@@ -159,6 +159,8 @@ SOURCE_FACTORIES: dict[str, SourceFactory | str] = {
 # Called when a run builds a bundle: (config, ledger_path, *, as_of, run_id, anchor) -> BuiltBundle;
 # *anchor* is the publish target (or None), which the bundle's own signing must also extend.
 BUNDLE_HOOK = "bundler.make_bundle:bundle_after_run"
+# What the run's `bundle` log line repeats of the bundle's summary: the counts `fedledger bundle` prints.
+BUNDLE_LOG_COUNTS = ("controls", "checkpoint_size", "attestations")
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,12 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
         return f"  {f['step']}: FAILED ({f['error']}): {f['message']}"
     if event == "bundle":
         refused = f.get("refused_urls") or ()
-        return f"  bundle: {f['path']}" + (f" ({len(refused)} URL(s) refused by the PDF renderer)" if refused else "")
+        line = f"  bundle: {f['path']}" + (f" ({len(refused)} URL(s) refused by the PDF renderer)" if refused else "")
+        if all(k in f for k in BUNDLE_LOG_COUNTS):
+            from bundler.make_bundle import bundle_count_lines  # the counts come from the bundle hook, so bundler is there
+
+            line += "".join(f"\n    {count}" for count in bundle_count_lines(f))
+        return line
     if event == "run.end":
         return f"run {'ok' if f['exit_code'] == 0 else 'FAILED'} in {f['duration_s']:.1f}s"
     return f"  {event}: " + ", ".join(f"{k}={v}" for k, v in f.items())
@@ -552,7 +559,8 @@ def execute_run(request: RunRequest, log_stream: IO[str] | None = None, *, human
                 result.bundle, result.bundle_refusals = str(built.path), built.refusals
                 result.bundle_summary = built.summary
                 refused = [{"page": page, "url": url} for page, url in built.refusals]
-                log.emit("bundle", path=result.bundle, **({"refused_urls": refused} if refused else {}))
+                counts = {k: built.summary[k] for k in BUNDLE_LOG_COUNTS} if built.summary is not None else {}
+                log.emit("bundle", path=result.bundle, **counts, **({"refused_urls": refused} if refused else {}))
                 if built.refusals:
                     raise refused_urls_error(built.refusals)
             except FedledgerError as exc:

@@ -41,6 +41,8 @@ def test_demo_runs_the_whole_pipeline_and_verifies_offline(demo: dict[str, Any])
     assert sum(doc["controls"].values()) >= 19
     # the samples carry planted violations: the demo shows them rather than hiding them
     assert doc["controls"]["not-satisfied"] > 0 and doc["controls"]["satisfied"] > 0
+    # the sample attestations (samples/attestations/README.md), counted as `fedledger bundle` counts them
+    assert doc["attestations"] == {"signed": 5, "unsigned": 2, "invalid": 5, "deleted": 0}
     # an assessor's independent check of the archive, with the key and origin pinned
     check = subprocess.run([sys.executable, "-m", "collector.cli", "verify-bundle", doc["archive"],
                             "--trusted-key", doc["public_key"], "--origin", doc["origin"]],
@@ -421,3 +423,16 @@ def test_every_demo_pdf_page_names_its_system_period_and_control(demo: dict[str,
             assert f"Page {number} of {len(pages)}" in text, (pdf.name, number)
             if pdf.name != "index.pdf":
                 assert f"{pdf.stem} · " in text, (pdf.name, number)
+
+
+def test_demo_prints_the_bundle_counts_as_fedledger_bundle_does(demo: dict[str, Any]) -> None:
+    """The demo's human output has the count lines of `fedledger bundle` (controls with the checkpoint
+    size, then the attestations by outcome), from the same numbers as its JSON."""
+    from bundler.make_bundle import bundle_count_lines
+    from collector.commands.demo_cmds import demo_lines
+
+    lines = demo_lines(demo)
+    for line in bundle_count_lines(demo):
+        assert any(shown.startswith(line) for shown in lines), (line, lines)
+    assert "attestations: 5 signed (signature verified), 2 unsigned, 5 invalid, 0 deleted" in lines
+    assert lines[-1].startswith("assessors: fedledger verify-bundle ")

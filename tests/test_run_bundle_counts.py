@@ -71,3 +71,29 @@ def test_a_run_without_a_bundle_has_no_summary(ws: Workspace, run_json: dict[str
     result = ws.cli("--format", "json", "run", "--config", str(ws.config), "--as-of", AS_OF)
     doc = json.loads(result.stdout)
     assert doc["bundle"] is None and doc["bundle_summary"] is None
+
+
+def test_the_runs_bundle_log_line_carries_the_counts(ws: Workspace) -> None:
+    """A scheduled run's reader has the log, not stdout: its `bundle` line (JSON, and the human line on
+    a terminal) carries the controls tally, the checkpoint size and the attestation counts too."""
+    from collector.run import _human_line
+
+    result = ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF, "--bundle", "--format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["bundle_summary"]
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (built,) = [e for e in logged if e["event"] == "bundle"]
+    assert built["attestations"] == SAMPLE_COUNTS
+    for key in ("controls", "checkpoint_size", "attestations"):
+        assert built[key] == summary[key], key
+    human = _human_line("bundle", built).splitlines()
+    assert human[0] == f"  bundle: {built['path']}"
+    assert [line.strip() for line in human[1:]] == _count_lines(summary)
+
+
+def _count_lines(summary: dict[str, Any]) -> list[str]:
+    from bundler.make_bundle import bundle_count_lines
+
+    lines = bundle_count_lines(summary)
+    assert ATTESTATION_LINE in lines
+    return lines

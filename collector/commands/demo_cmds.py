@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -65,7 +66,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
     ) -> None:
         """Run the whole pipeline on the shipped samples and verify the bundle offline."""
         from bundler.bundle_verify import verify_bundle
-        from bundler.make_bundle import BundleRequest, evaluation_settings_from_config, make_bundle, status_tally
+        from bundler.make_bundle import BundleRequest, bundle_summary, evaluation_settings_from_config, make_bundle
         from collector.commands.ledger_cmds import open_signer
         from collector.config import load_config
         from collector.ledger import Ledger
@@ -100,23 +101,37 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             bundled, assessment = make_bundle(ledger, signer, request, on_note=err)
         archive = bundled.archive or bundle_dir
         report = verify_bundle(archive, trusted_keys=[public.read_text()], origin=config.ledger.origin)
-        tally = status_tally(assessment)
+        counts = bundle_summary(bundled, assessment)
         summary = {
             "ledger": str(ledger_path), "public_key": str(public), "origin": config.ledger.origin, "as_of": as_of_text,
             "sources_failed": result.failed_sources, "bundle": str(bundle_dir), "archive": str(archive),
-            "index_pdf": str(bundle_dir / "index.pdf"), "controls": tally, "verify_bundle": report.tally(),
-            "verified": report.ok,
+            "index_pdf": str(bundle_dir / "index.pdf"), "controls": counts["controls"],
+            "checkpoint_size": counts["checkpoint_size"], "attestations": counts["attestations"],
+            "verify_bundle": report.tally(), "verified": report.ok,
         }
         if OPTIONS.json:
             emit_json("fedledger.demo", summary)
         else:
-            out(f"ledger:   {ledger_path} ({config.ledger.origin}, key {public})")
-            out(f"controls: {tally['satisfied']} satisfied, {tally['not-satisfied']} not satisfied, "
-                f"{tally['not-assessed']} not assessed (the samples include planted violations)")
-            out(f"bundle:   {bundle_dir}")
-            out(f"archive:  {archive}")
-            out(f"PDF:      {bundle_dir / 'index.pdf'}")
-            out(f"verify-bundle (offline, key and origin pinned): {report.tally()}")
-            out(f"assessors: fedledger verify-bundle {archive} --trusted-key {public} --origin {config.ledger.origin}")
+            for line in demo_lines(summary):
+                out(line)
         if not report.ok or result.failed_sources:
             raise typer.Exit(1)
+
+
+def demo_lines(summary: dict[str, Any]) -> list[str]:
+    """The demo's human output from its JSON summary: where everything is, the bundle's counts as
+    `fedledger bundle` prints them, the offline check and the command an assessor runs."""
+    from bundler.make_bundle import bundle_count_lines
+
+    controls, attestations = bundle_count_lines(summary)
+    return [
+        f"ledger:   {summary['ledger']} ({summary['origin']}, key {summary['public_key']})",
+        f"bundle:   {summary['bundle']}",
+        f"archive:  {summary['archive']}",
+        f"PDF:      {summary['index_pdf']}",
+        f"{controls} (the samples include planted violations)",
+        attestations,
+        f"verify-bundle (offline, key and origin pinned): {summary['verify_bundle']}",
+        f"assessors: fedledger verify-bundle {summary['archive']} --trusted-key {summary['public_key']} "
+        f"--origin {summary['origin']}",
+    ]
