@@ -11,6 +11,7 @@ import configparser
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -284,3 +285,55 @@ def test_the_config_sections_show_in_help() -> None:
     assert "its [signer] (unless --key" in result.output
     result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "400"})
     assert "(default: [bundle] after_run)" in result.output
+
+
+def _rotation_key_commands() -> list[str]:
+    text = (REPO / "docs" / "security-model.md").read_text(encoding="utf-8")
+    section = text[text.index("### Rotate like this"):text.index("## Operational hardening")]
+    (block,) = [m.group(2) for m in FENCE.finditer(section) if m.group(1) == "sh"]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_the_rotation_procedure_with_file_keys_works_as_written(tmp_path: Path) -> None:
+    """docs/security-model.md, "Rotate like this", with file keys: the new key made by the page's own
+    commands signs the handover that `fedledger checkpoint --config` signs, `verify` with only the old
+    key pinned reports the new key accepted by handover, and the report and exit code of pinning the
+    new key alone, and both keys, are what step 5 says. (Anchoring in S3 is left out here.)"""
+    import os
+    import shlex
+    import subprocess
+
+    from tests.ops_workspace import ORIGIN, make_workspace, manual_source, write_events
+
+    write_events(tmp_path / "a.jsonl", 4)
+    ws = make_workspace(tmp_path / "ws", manual_source("reviews", str(tmp_path / "a.jsonl")))
+    assert ws.cli("run", "--config", str(ws.config)).exit_code == 0  # the old key's last checkpoint
+    old_pub, old_key = ws.ledger.with_name("fedledger.pub"), ws.ledger.with_name("fedledger.key")
+    for command in _rotation_key_commands():
+        assert shlex.split(command)[0] == "openssl", command
+        subprocess.run(shlex.split(command), cwd=ws.root, check=True, capture_output=True)
+    assert (ws.root / "new.key").stat().st_mode & 0o077 == 0 and (ws.root / "new.pub").is_file()
+
+    config = ws.config.read_text(encoding="utf-8").replace(
+        "[[sources]]", f'[signer]\nkey_file = "new.key"\nprevious_keys = ["{old_pub}"]\n'
+                       f'handover_key_file = "{old_key}"\n\n[[sources]]', 1)
+    ws.config.write_text(config, encoding="utf-8")
+    checked = ws.cli("config", "check", "--config", str(ws.config))
+    assert checked.exit_code == 0 and "WARNING" not in checked.output, checked.output
+    signed = ws.cli("checkpoint", "--config", str(ws.config))
+    assert signed.exit_code == 0, signed.output
+    assert re.search(r"key handover: the previous key \w{8} co-signed this checkpoint, handing the ledger over "
+                     r"to key \w{8} from size 4 on", signed.stderr), signed.stderr
+    os.remove(old_key)  # step 3: retire the old private key (the handover is signed; nothing needs it)
+
+    def verify(*keys: Path) -> Any:
+        pins = [arg for key in keys for arg in ("--trusted-key", str(key))]
+        return ws.cli("verify", str(ws.ledger), *pins, "--origin", ORIGIN)
+
+    old_only = verify(old_pub)
+    assert old_only.exit_code == 0, old_only.output
+    assert re.search(r"key \w{8} accepted by handover from key \w{8} at size 4", old_only.stdout), old_only.stdout
+    new_only = verify(ws.root / "new.pub")
+    assert new_only.exit_code == 1 and "unknown-signer" in new_only.stdout, new_only.stdout
+    both = verify(old_pub, ws.root / "new.pub")
+    assert both.exit_code == 0 and "also handed over to by key" in both.stdout, both.stdout
