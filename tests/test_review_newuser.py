@@ -119,3 +119,25 @@ def test_bundle_usage_errors_come_before_it_signs_anything(tmp_path: Path) -> No
 
     with open_ledger(Path(ledger)) as opened:
         assert opened.latest_checkpoint() is None
+
+
+def test_config_check_shows_the_organization_and_the_assessor_it_will_name(tmp_path: Path) -> None:
+    """A compliance officer who sets [bundle] organization / assessor checks the config before
+    bundling: the human report said only `bundle after run: no` (the names were in its JSON alone),
+    so which names the index and the OSCAL parties would carry (one still commented out in the
+    sample config, a typo) was seen only in the finished bundle."""
+    config = tmp_path / "fedledger.toml"
+    base = '[ledger]\npath = "l.db"\norigin = "example.gov/newuser"\n\n[bundle]\n'
+    runner = CliRunner()
+    config.write_text(base + 'organization = "Example Cloud Services, Inc."\nassessor = "Example 3PAO LLC"\n')
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert ("bundle names: organization 'Example Cloud Services, Inc.' (OSCAL prepared-for), "
+            "assessor 'Example 3PAO LLC' (OSCAL assessor)") in result.stdout.splitlines(), result.stdout
+    config.write_text(base + 'assessor = "Example 3PAO LLC"\n')
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert ("bundle names: organization not named, assessor 'Example 3PAO LLC' (OSCAL assessor)"
+            in result.stdout.splitlines()), result.stdout
+    config.write_text(base)
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert "bundle names: none (set [bundle] organization and assessor to name them)" in result.stdout.splitlines()
