@@ -12,7 +12,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +41,36 @@ except ImportError:  # older typer uses click itself
 
 OUTPUT_VERSION = 1
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM reached the command (systemd stopping the unit, Kubernetes ending the pod): it ends
+    like Ctrl-C, unwinding open transactions and locks, with one line and one JSON error."""
+
+
+@contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While a command runs in the main thread, SIGTERM raises :class:`Terminated` in it. A process
+    forked from this one (a worker pool) that gets SIGTERM is ended by it as before: the handler
+    belongs to the process that installed it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 DEFAULT_LEDGER = "fedledger.db"
 
 
@@ -74,7 +106,8 @@ def ledger_path_for(config: FedledgerConfig) -> Path | str:
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_CODES_HELP = ("Exit codes: 0 ok · 1 {failed} · 2 usage error or malformed input · 3 a source, the ledger, a key "
-                   "or a service is unavailable · 4 internal error (a bug: please report it) · 130 interrupted.")
+                   "or a service is unavailable · 4 internal error (a bug: please report it) · 130 interrupted · "
+                   "143 stopped by SIGTERM.")
 
 
 def exit_codes(failed: str = "the ledger or the evidence fails a check") -> str:
@@ -92,7 +125,8 @@ def run(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with sigterm_unwinds():
+                return func(*args, **kwargs)
         except typer.Exit:
             raise
         except FedledgerError as exc:
@@ -101,6 +135,10 @@ def run(func: F) -> F:
             err("interrupted")
             emit_error(130, "interrupted", "interrupted")
             raise typer.Exit(130) from None
+        except Terminated:
+            err("terminated (SIGTERM)")
+            emit_error(EXIT_TERMINATED, "terminated", "terminated (SIGTERM)")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except BrokenPipeError:
             # The reader of stdout stopped early (`| head`, `| grep -q`): not a bug. Point stdout
             # at /dev/null so the flush at exit does not fail again, and exit as SIGPIPE would.

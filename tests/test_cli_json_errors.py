@@ -24,7 +24,8 @@ from collector.cli_common import OPTIONS, emit_json
 from collector.errors import IntegrityError, SourceUnavailable
 from tests.fedledger_process import REPO, fedledger, new_ledger
 
-FAMILIES = {"integrity-error", "malformed-input", "usage-error", "source-unavailable", "internal-error", "interrupted"}
+FAMILIES = {"integrity-error", "malformed-input", "usage-error", "source-unavailable", "internal-error", "interrupted",
+            "terminated"}
 
 
 def _error_doc(done: subprocess.CompletedProcess[bytes], code: int) -> dict[str, Any]:
@@ -209,3 +210,40 @@ def test_a_url_location_is_not_split_into_a_line(json_output: None, capsys: pyte
     assert _exit_of(unreachable) == 3
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["file"] == "postgresql://db.example:5432" and "line" not in error
+
+
+def test_a_run_stopped_by_sigterm_is_exit_143_with_the_error_object(tmp_path: Path) -> None:
+    """systemd (a stop, TimeoutStartSec) and Kubernetes (activeDeadlineSeconds, eviction) stop a
+    scheduled run with SIGTERM. It ended the process with no document on stdout and no line on
+    stderr; like Ctrl-C it now ends with one `fedledger.error` (family `terminated`, exit 143,
+    128 + 15 as a shell reports it) and the lock is released. Here the run is waiting for the ledger
+    lock another process holds, a point every run passes."""
+    import fcntl
+    import os
+    import signal
+
+    from collector.runlock import lock_path_for
+    from tests.ops_workspace import make_workspace, manual_source, write_events
+
+    write_events(tmp_path / "a.jsonl", 3)
+    ws = make_workspace(tmp_path / "ws", manual_source("reviews", str(tmp_path / "a.jsonl")))
+    with open(lock_path_for(ws.ledger), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = ws.popen("run", "--config", str(ws.config), "--format", "json", "--wait", "60")
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if '"lock.waiting"' in line:
+                break
+        else:
+            raise AssertionError("the run never waited for the lock")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    doc = json.loads(out)
+    assert doc["kind"] == "fedledger.error"
+    assert doc["error"] == {"exit": 143, "family": "terminated", "message": "terminated (SIGTERM)"}
+    assert err.splitlines()[-1] == "terminated (SIGTERM)", err
+    assert ws.size() == 0  # nothing was collected: it never got the lock
+    again = ws.cli("run", "--config", str(ws.config))
+    assert again.exit_code == 0 and ws.size() == 3, again.output
+    assert os.path.exists(ws.ledger)
