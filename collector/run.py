@@ -250,7 +250,7 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
         return f"  note: took over a stale ledger lock ({f['previous']})"
     if event == "checkpoint":
         return f"  checkpoint: size {f['size']} root {f['root'][:16]}…" + ("" if f.get("new") else " (unchanged)") + (
-            f" (key handover: {f['handover']}; anchor it, then drop [signer] handover_key_file)" if f.get("handover") else "")
+            f" (key handover: {f['handover']}; anchor it, then drop [signer] handover_key_file or handover_kms_key_id)" if f.get("handover") else "")
     if event == "publish":
         return f"  anchored checkpoint at {f['url']} (Object Lock {f['mode']} until {f['retain_until']})"
     if event == "publish.skipped":
