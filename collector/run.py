@@ -250,7 +250,8 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
         return f"  note: took over a stale ledger lock ({f['previous']})"
     if event == "checkpoint":
         return f"  checkpoint: size {f['size']} root {f['root'][:16]}…" + ("" if f.get("new") else " (unchanged)") + (
-            f" (key handover: {f['handover']}; anchor it, then drop [signer] handover_key_file or handover_kms_key_id)" if f.get("handover") else "")
+            f" (key handover: {f['handover']}; anchor it, then drop [signer] handover_key_file or handover_kms_key_id)"
+            if f.get("handover") else "")
     if event == "publish":
         return f"  anchored checkpoint at {f['url']} (Object Lock {f['mode']} until {f['retain_until']})"
     if event == "publish.skipped":
@@ -261,7 +262,7 @@ def _human_line(event: str, f: Mapping[str, Any]) -> str:
         refused = f.get("refused_urls") or ()
         line = f"  bundle: {f['path']}" + (f" ({len(refused)} URL(s) refused by the PDF renderer)" if refused else "")
         if all(k in f for k in BUNDLE_LOG_COUNTS):
-            from bundler.make_bundle import bundle_count_lines  # the counts come from the bundle hook, so bundler is there
+            from bundler.make_bundle import bundle_count_lines  # the counts come from the bundle hook: bundler is there
 
             line += "".join(f"\n    {count}" for count in bundle_count_lines(f))
         return line
