@@ -164,15 +164,18 @@ def status_tally(assessment: Assessment) -> dict[str, int]:
     return {s: sum(1 for c in assessment.controls if c.status == s) for s in ("satisfied", "not-satisfied", "not-assessed")}
 
 
-def bundle_summary(result: BundleResult, assessment: Assessment) -> dict[str, Any]:
+def bundle_summary(result: BundleResult, assessment: Assessment, request: BundleRequest) -> dict[str, Any]:
     """What a bundle holds and found: the body of `fedledger bundle`'s JSON output, and
-    ``bundle_summary`` in `fedledger run --bundle`'s."""
+    ``bundle_summary`` in `fedledger run --bundle`'s. ``organization`` and ``assessor`` are the
+    names the bundle gives its OSCAL parties (edge spaces trimmed, as written), or None."""
     return {
         "out": str(result.out), "archive": str(result.archive) if result.archive else None,
         "index_pdf": str(result.out / "index.pdf"), "checkpoint_size": result.checkpoint_size,
         "checkpoint_root": result.checkpoint_root, "controls": status_tally(assessment), "files": result.files,
         "pages": result.pages, "cited_entries": result.cited_entries,
         "attestations": dict(result.attestations),
+        "organization": None if request.organization is None else request.organization.strip(),
+        "assessor": None if request.assessor is None else request.assessor.strip(),
         "refused_urls": [{"page": page, "url": url} for page, url in result.refusals],
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
     }
@@ -219,4 +222,5 @@ def bundle_after_run(config: Any, ledger_path: Path | str, *, as_of: Any, run_id
         result, assessment = make_bundle(ledger, signer, request, anchor=anchor,
                                          previous=config_previous_keys(ledger, config),
                                          handover=config_handover_signer(ledger, config))
-    return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals), bundle_summary(result, assessment))
+    return BuiltBundle(Path(result.archive or result.out), tuple(result.refusals),
+                       bundle_summary(result, assessment, request))

@@ -341,3 +341,12 @@ def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], N
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+def party_names_text(organization: str | None, assessor: str | None) -> str:
+    """The organization and assessor a bundle names (OSCAL prepared-for / assessor), as `config check`
+    and `fedledger bundle` print them."""
+    if not organization and not assessor:
+        return "none (set [bundle] organization and assessor to name them)"
+    return (f"organization {organization!r} (OSCAL prepared-for)" if organization else "organization not named") + (
+        f", assessor {assessor!r} (OSCAL assessor)" if assessor else ", assessor not named")

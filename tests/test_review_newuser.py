@@ -141,3 +141,26 @@ def test_config_check_shows_the_organization_and_the_assessor_it_will_name(tmp_p
     config.write_text(base)
     result = runner.invoke(app, ["config", "check", "--config", str(config)])
     assert "bundle names: none (set [bundle] organization and assessor to name them)" in result.stdout.splitlines()
+
+
+def test_bundle_says_which_organization_and_assessor_it_named(tmp_path: Path) -> None:
+    """`fedledger bundle --organization/--assessor` printed nothing about them (human or JSON): the
+    officer learnt which names the OSCAL parties carry only from the PDF. Both outputs now say, with
+    the names as written into the bundle (edge spaces trimmed), and `run --bundle`'s summary too."""
+    import json
+
+    from tests.ops_workspace import AS_OF, make_workspace, manual_source, write_events
+
+    write_events(tmp_path / "a.jsonl", 3)
+    ws = make_workspace(tmp_path / "ws", manual_source("reviews", str(tmp_path / "a.jsonl")),
+                        extra_toml='[bundle]\ncontrols = ["AU-2"]\nassessor = "Example 3PAO LLC"\n')
+    assert ws.cli("run", "--config", str(ws.config), "--as-of", AS_OF).exit_code == 0
+    human = ws.cli("bundle", "--config", str(ws.config), "--as-of", AS_OF, "--out", str(tmp_path / "b1"),
+                   "--organization", "  Example Cloud Services, Inc. ")
+    assert human.exit_code == 0, human.output
+    assert ("bundle names: organization 'Example Cloud Services, Inc.' (OSCAL prepared-for), "
+            "assessor 'Example 3PAO LLC' (OSCAL assessor)") in human.stdout.splitlines(), human.stdout
+    made = ws.cli("--format", "json", "bundle", "--config", str(ws.config), "--as-of", AS_OF,
+                  "--out", str(tmp_path / "b2"))
+    doc = json.loads(made.stdout)
+    assert (doc["organization"], doc["assessor"]) == (None, "Example 3PAO LLC"), doc

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from collector.cli_common import (
-    OPTIONS, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, progress, run,
+    OPTIONS, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, parse_as_of, party_names_text,
+    progress, run,
 )
 from collector.commands.ledger_cmds import KEY_RANGE_HELP
 from collector.errors import MalformedInput, SourceUnavailable, UsageError
@@ -112,7 +113,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
                                                  on_stage=lambda _s: advance(1),
                                                  previous=config_previous_keys(ledger, loaded_config),
                                                  handover=config_handover_signer(ledger, loaded_config))
-        summary = bundle_summary(result, assessment)
+        summary = bundle_summary(result, assessment, request)
         if OPTIONS.json:
             emit_json("fedledger.bundle", summary)
         else:
@@ -120,6 +121,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             out(f"index: {result.out / 'index.pdf'}")
             for line in bundle_count_lines(summary):
                 out(line)
+            out(f"bundle names: {party_names_text(summary['organization'], summary['assessor'])}")
         if result.refusals:
             # Our templates reference no URL outside the package's assets: a refusal means a page
             # held markup it should not (docs/bundle.md). Nothing was fetched; the bundle says so.

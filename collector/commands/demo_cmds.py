@@ -101,7 +101,7 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
             bundled, assessment = make_bundle(ledger, signer, request, on_note=err)
         archive = bundled.archive or bundle_dir
         report = verify_bundle(archive, trusted_keys=[public.read_text()], origin=config.ledger.origin)
-        counts = bundle_summary(bundled, assessment)
+        counts = bundle_summary(bundled, assessment, request)
         summary = {
             "ledger": str(ledger_path), "public_key": str(public), "origin": config.ledger.origin, "as_of": as_of_text,
             "sources_failed": result.failed_sources, "bundle": str(bundle_dir), "archive": str(archive),

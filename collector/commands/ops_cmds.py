@@ -11,8 +11,8 @@ from typing import Any, Optional
 import typer
 
 from collector.cli_common import (
-    OPTIONS, FedledgerGroup, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, report_error,
-    run,
+    OPTIONS, FedledgerGroup, apply_local_options, emit_json, err, exit_codes, ledger_path_for, out, party_names_text,
+    report_error, run,
 )
 from collector.config import ConfigInvalid, FedledgerConfig, config_path_from, load_config
 from collector.errors import FedledgerError, UsageError
@@ -343,15 +343,8 @@ def render_config_report(report: dict[str, Any]) -> list[str]:
     lines.append(f"publish checkpoint: {publish['checkpoint'] or 'no'}"
                  + (f" (Object Lock COMPLIANCE, {publish['retention_days']} days)" if publish["checkpoint"] else ""))
     lines.append(f"bundle after run: {'yes' if report['bundle']['after_run'] else 'no'}")
-    lines.append(f"bundle names: {_party_names(report['bundle'])}")
+    names = party_names_text(report["bundle"]["organization"], report["bundle"]["assessor"])
+    lines.append(f"bundle names: {names}")
     lines.append(f"{len(report['sources'])} source(s), {len(report['warnings'])} warning(s)")
     return lines
 
-
-def _party_names(bundle: dict[str, Any]) -> str:
-    """[bundle] organization and assessor as config check shows them: the OSCAL parties a bundle names."""
-    organization, assessor = bundle.get("organization"), bundle.get("assessor")
-    if not organization and not assessor:
-        return "none (set [bundle] organization and assessor to name them)"
-    return (f"organization {organization!r} (OSCAL prepared-for)" if organization else "organization not named") + (
-        f", assessor {assessor!r} (OSCAL assessor)" if assessor else ", assessor not named")
