@@ -164,7 +164,8 @@ def status_tally(assessment: Assessment) -> dict[str, int]:
     return {s: sum(1 for c in assessment.controls if c.status == s) for s in ("satisfied", "not-satisfied", "not-assessed")}
 
 
-def bundle_summary(result: BundleResult, assessment: Assessment, request: BundleRequest) -> dict[str, Any]:
+def bundle_summary(result: BundleResult, assessment: Assessment,
+                   request: BundleRequest) -> dict[str, Any]:
     """What a bundle holds and found: the body of `fedledger bundle`'s JSON output, and
     ``bundle_summary`` in `fedledger run --bundle`'s. ``organization`` and ``assessor`` are the
     names the bundle gives its OSCAL parties (edge spaces trimmed, as written), or None."""
