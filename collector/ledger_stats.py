@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,22 @@ def merge_aggregates(into: Aggregates, rows: list[tuple[Any, ...]]) -> None:
             into[key] = [int(count), newest, oldest, observed]
             continue
         have[0] += int(count)
-        have[1] = max(v for v in (have[1], newest) if v is not None) if (have[1] or newest) else None
-        have[2] = min(v for v in (have[2], oldest) if v is not None) if (have[2] or oldest) else None
-        have[3] = max(v for v in (have[3], observed) if v is not None) if (have[3] or observed) else None
+        have[1], have[2], have[3] = _later(have[1], newest), _earlier(have[2], oldest), _later(have[3], observed)
+
+
+def _sql_order(value: Any) -> tuple[int, Any]:
+    """The order SQL's max() and min() give the values merged here: numbers before text (SQLite's
+    json_extract gives a number for a numeric time; PostgreSQL's ->> gives text only)."""
+    return (0, value) if isinstance(value, (int, float)) else (1, value)
+
+
+def _later(a: Any, b: Any) -> Any:
+    """max() of two aggregated values as SQL takes it: NULL only when both are (an empty string is a value)."""
+    return a if b is None else b if a is None else max(a, b, key=_sql_order)
+
+
+def _earlier(a: Any, b: Any) -> Any:
+    return a if b is None else b if a is None else min(a, b, key=_sql_order)
 
 
 def counts_document(data: bytes, size: int, version: int, leaf_hex: Callable[[int], str | None]) -> tuple[int, Any]:
@@ -162,9 +176,17 @@ def cached_aggregates(covered: int, doc: Any) -> tuple[int, Aggregates]:
     """(covered, aggregates) held by a checked ``.stats.json`` document (:func:`counts_document`);
     (0, {}) for none or one of another shape."""
     try:
-        return (covered, {(str(a), str(b)): list(v) for a, b, v in doc["aggregates"]}) if doc else (0, {})
+        aggregates = {(str(a), str(b)): list(v) for a, b, v in doc["aggregates"]} if doc else {}
     except (KeyError, TypeError, ValueError):
         return 0, {}
+    if not all(_aggregate_counts(v) for v in aggregates.values()):
+        return 0, {}  # [count, newest, oldest, observed] is what merge_aggregates and assemble_stats take
+    return (covered, aggregates) if doc else (0, {})
+
+
+def _aggregate_counts(value: list[Any]) -> bool:
+    return (len(value) == 4 and type(value[0]) is int and value[0] >= 0
+            and all(v is None or type(v) in (str, int, float) for v in value[1:]))
 
 
 def aggregates_body(aggregates: Aggregates) -> dict[str, Any]:
@@ -225,11 +247,19 @@ def cached_locations(covered: int, doc: Any) -> tuple[int, LocationCounts]:
     try:
         counts: LocationCounts = {}
         for sid, rows in doc["ids"].items():
-            counts[str(sid)] = {None if loc is None else str(loc): [int(n), None if newest is None else str(newest)]
+            counts[str(sid)] = {None if loc is None else str(loc): [int(n), _time_value(newest)]
                                 for loc, n, newest in rows}
         return covered, counts
     except (KeyError, TypeError, ValueError, AttributeError):
         return 0, {}
+
+
+def _time_value(value: Any) -> Any:
+    """A cached newest time as SQL gave it (text, or a number from SQLite's json_extract), so merged
+    with newer ones it compares as a recount does."""
+    if value is None or type(value) in (str, int, float):
+        return value
+    raise ValueError("not a time")
 
 
 def locations_body(counts: LocationCounts) -> dict[str, Any]:
@@ -276,7 +306,7 @@ def _merge_location_rows(counts: LocationCounts, rows: LocationRows) -> None:
             by_loc[key] = [int(count), newest]
         else:
             have[0] += int(count)
-            have[1] = max(v for v in (have[1], newest) if v is not None) if (have[1] or newest) else None
+            have[1] = _later(have[1], newest)
 
 
 def location_stats(path: Path, source_ids: Iterable[str], *, use_cache: bool = True) -> dict[str, list[LocationStats]]:
@@ -357,10 +387,18 @@ def assemble_stats(path: str, origin: str, size: int, aggregates: Aggregates, qu
     the (source, updated) rows of the cursors and the newest checkpoint's (size, created, root) row."""
     quarantine = {str(sid): int(n) for sid, n in quarantine_rows}
     cursors = {str(sid): str(updated) for sid, updated in cursor_rows}
+    # One source id whose entries name several kinds (or none) is one source: all its entries count,
+    # under the kind most of them name (the smallest name on a tie), whatever order the rows came in.
+    by_id: dict[str, list[tuple[str, list[Any]]]] = {}
+    for (source_id, kind), counts in aggregates.items():
+        by_id.setdefault(str(source_id), []).append((str(kind), counts))
     sources: dict[str, SourceStats] = {}
-    for (source_id, kind), (count, newest, oldest, observed) in aggregates.items():
-        sid = str(source_id)
-        sources[sid] = SourceStats(sid, str(kind), int(count), newest, oldest, observed,
+    for sid, kinds in by_id.items():
+        kind = min(kinds, key=lambda k: (-int(k[1][0]), k[0]))[0]
+        sources[sid] = SourceStats(sid, kind, sum(int(c[0]) for _, c in kinds),
+                                   reduce(_later, (c[1] for _, c in kinds), None),
+                                   reduce(_earlier, (c[2] for _, c in kinds), None),
+                                   reduce(_later, (c[3] for _, c in kinds), None),
                                    quarantine.get(sid, 0), cursors.get(sid))
     # Sources that only ever quarantined, or only moved a cursor, still show up.
     for sid in set(quarantine) | set(cursors):
