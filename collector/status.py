@@ -133,7 +133,7 @@ class _SqliteStats:
 @contextmanager
 def _stats_reader(ledger_path: Path | str) -> Iterator[_StatsReader]:
     """The ledger's statistics; on PostgreSQL all from one snapshot, read and cached in one transaction
-    that stays open while the configured sources are planned."""
+    (the configured sources are planned before it starts)."""
     from collector.ledger_pg import is_postgres_url
 
     if is_postgres_url(ledger_path):
@@ -152,13 +152,18 @@ def _max(values: list[str | None]) -> str | None:
 
 def ledger_status(ledger_path: Path | str, cfg: FedledgerConfig | None, *, as_of: datetime) -> StatusReport:
     """Status of every configured source (and of ledger sources the config does not name)."""
-    with _stats_reader(ledger_path) as reader:
-        return _status(reader, ledger_path, cfg, as_of)
-
-
-def _status(reader: _StatsReader, ledger_path: Path | str, cfg: FedledgerConfig | None, as_of: datetime) -> StatusReport:
     from collector.run import read_journal
 
+    # Planned (a source's listing may take seconds) before the statistics are read: on PostgreSQL they
+    # are one transaction, which a server's idle_in_transaction_session_timeout ends if it waits.
+    journal = read_journal(ledger_path) if cfg is not None else []
+    planned = {s.name: _planned_ids(s, cfg, ledger_path, as_of) for s in cfg.sources} if cfg is not None else {}
+    with _stats_reader(ledger_path) as reader:
+        return _status(reader, cfg, as_of, journal, planned)
+
+
+def _status(reader: _StatsReader, cfg: FedledgerConfig | None, as_of: datetime, journal: list[dict[str, Any]],
+            planned: dict[str, tuple[str, ...] | None]) -> StatusReport:
     stats = reader.ledger_stats()
     report = StatusReport(as_of=format_time(as_of), ledger=stats, config=str(cfg.path) if cfg else None)
     if stats.latest_checkpoint is not None:
@@ -166,8 +171,6 @@ def _status(reader: _StatsReader, ledger_path: Path | str, cfg: FedledgerConfig 
     if cfg is None:
         report.unconfigured = list(stats.sources)
         return report
-    journal = read_journal(ledger_path)
-    planned = {s.name: _planned_ids(s, cfg, ledger_path, as_of) for s in cfg.sources}
     claimed = {sid for ids in planned.values() if ids for sid in ids}
     # Journal ids claim too: a source whose files moved still owns what it collected.
     for run_doc in journal:

@@ -102,3 +102,37 @@ def test_a_cache_row_of_this_version_with_malformed_counts_is_recounted(pg_url: 
         _q(pg_url, "UPDATE ~.status_cache SET doc = %s WHERE name = 'stats'", (orjson.dumps(broken),))
         _append(pg_url, [_entry(100)]) if bad == [5] else None
         assert ledger_stats_pg(pg_url) == ledger_stats_pg(pg_url, use_cache=False), bad
+
+
+@NEEDS_PG
+def test_a_status_is_not_in_a_transaction_while_sources_are_planned(tmp_path: Path, pg_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planning a source may take seconds (an S3 listing); the status's transaction was open meanwhile, so
+    a server with idle_in_transaction_session_timeout (a common managed-PostgreSQL setting) ended the
+    session and the status failed, where before the cache it answered."""
+    from collector import run as run_module
+    from tests.test_status import _vault_log
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
+    cli = CliRunner()
+    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN, "--key-dir", "keys"]).exit_code == 0
+    _vault_log(tmp_path / "prod" / "audit.log", 20, "aa")
+    _vault_log(tmp_path / "dr" / "audit.log", 10, "bb")
+    impatient = pg_url + "&options=-cidle_in_transaction_session_timeout%3D300"
+    vault = '[[sources]]\nname = "{}"\nkind = "vault"\nlocations = ["{}"]\ncadence = "ksi-3d"\n\n'
+    config = tmp_path / "fedledger.toml"
+    config.write_text(f'[ledger]\npath = "{impatient}"\norigin = "{ORIGIN}"\n\n'
+                      '[signer]\nkey_file = "keys/fedledger.key"\n\n'
+                      + vault.format("vault-prod", "prod/audit.log") + vault.format("vault-dr", "dr/"), encoding="utf-8")
+    assert cli.invoke(app, ["run", "--config", str(config), "--as-of", AS_OF]).exit_code == 0
+    plan = run_module.plan_source
+
+    def slow_plan(*args: Any, **kwargs: Any) -> Any:  # a listing that takes its time
+        time.sleep(0.5)
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "plan_source", slow_plan)
+    status = cli.invoke(app, ["status", "--config", str(config), "--as-of", AS_OF, "--format", "json"])
+    assert status.exit_code == 1, status.output  # vault-dr is stale
+    assert orjson.loads(status.stdout)["stale"] == ["vault-dr"]
