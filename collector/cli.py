@@ -68,9 +68,9 @@ def main_options(
         raise report_error(UsageError("--format must be human or json"))
     # None only when neither --ledger nor $FEDLEDGER_LEDGER was given: a --config's ledger.path then wins
     OPTIONS.ledger_given = ledger is not None
-    OPTIONS.ledger = ledger_location(ledger if ledger is not None else DEFAULT_LEDGER)
     OPTIONS.format = format
     try:
+        OPTIONS.ledger = ledger_location(ledger if ledger is not None else DEFAULT_LEDGER)
         OPTIONS.as_of = parse_as_of(as_of)
     except FedledgerError as exc:
         raise report_error(exc) from None

@@ -592,7 +592,7 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
     else:
         ledger_text = ledger_t.text("path", required=True)
         if ledger_text is not None:
-            from collector.ledger_pg import PostgresLocation, is_postgres_url
+            from collector.ledger_pg import PostgresLocation, is_postgres_url, refuse_connection_string
 
             if is_postgres_url(ledger_text):
                 try:
@@ -605,7 +605,11 @@ def parse_config(text: str, config_path: Path) -> FedledgerConfig:
                         reason = reason[len(exc.location) + 2:]
                     ctx.problem(("ledger", "path"), f"ledger.path: {reason}")
             else:
-                ledger_path = ledger_t.ctx.resolve(ledger_text)
+                try:
+                    refuse_connection_string(ledger_text)  # a password in it is not repeated as a file path
+                    ledger_path = ledger_t.ctx.resolve(ledger_text)
+                except UsageError as exc:
+                    ctx.problem(("ledger", "path"), f"ledger.path: {exc}")
         origin = ledger_t.text("origin", required=True)
         if origin is not None and not is_valid_origin(origin):
             ctx.problem(("ledger", "origin"), f"ledger.origin must be {ORIGIN_RULE}")

@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Union, cast
 
 from collector.ledger import Ledger
-from collector.ledger_pg import PostgresLedger, PostgresLocation, is_postgres_url
+from collector.ledger_pg import PostgresLedger, PostgresLocation, is_postgres_url, refuse_connection_string
 
 LedgerLocation = Union[Path, str]
 """A ledger file path, or a ``postgresql://`` URL kept as a string."""
 
 
 def ledger_location(text: str | Path) -> LedgerLocation:
-    """A URL stays a string; anything else is a file path."""
+    """A URL stays a string; anything else is a file path (a connection string fedledger does not read
+    is refused, unrepeated: :func:`collector.ledger_pg.refuse_connection_string`)."""
     if isinstance(text, str) and is_postgres_url(text):
         return text
+    if isinstance(text, str):
+        refuse_connection_string(text)
     return Path(text)
 
 

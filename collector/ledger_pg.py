@@ -91,6 +91,22 @@ def is_postgres_url(location: object) -> bool:
     return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
 
+# A URL of any other scheme (POSTGRESQL://, postgresql+psycopg:// as SQLAlchemy writes it) or a libpq
+# keyword string naming a password: not a file path, though it would be taken for one.
+_CONNECTION_STRING = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|(?:^|\s)password\s*=", re.IGNORECASE)
+
+
+def refuse_connection_string(location: str) -> None:
+    """Refuse a ledger location that is no ``postgresql://`` URL fedledger reads but has the shape of a
+    connection string: taken for a file path, it was repeated in every error (and made into a file name by
+    ``init``), password and all. The refusal does not repeat it."""
+    if not is_postgres_url(location) and _CONNECTION_STRING.search(location):
+        raise UsageError("the ledger location looks like a database connection string that fedledger does not "
+                         "read: a PostgreSQL ledger is a postgresql:// URL (the scheme in lowercase, no password: "
+                         "use PGPASSWORD or ~/.pgpass), anything else a file path; it is not repeated here, as "
+                         "it may hold a password")
+
+
 class PostgresLocation:
     """A parsed ``postgresql://`` ledger URL: libpq conninfo, schema name, store folder."""
 
