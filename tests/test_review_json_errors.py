@@ -73,3 +73,17 @@ def test_a_file_path_is_still_a_file_path(tmp_path: Path) -> None:
     odd = tmp_path / "ledger host=a.db"
     assert fedledger("init", "--origin", "test.agency.gov/ci", ledger=odd).returncode == 0
     assert fedledger("--format", "json", "status", ledger=odd).returncode == 0
+
+
+@pytest.mark.parametrize("missing", ["nowhere.json", "."], ids=["missing", "a-folder"])
+def test_verify_proof_of_a_file_it_cannot_read_is_exit_3_not_a_bug(tmp_path: Path, missing: str) -> None:
+    """A proof file that is missing (or a folder) was an internal error (exit 4, "please report")."""
+    path = tmp_path / missing
+    for fmt in ("json", "human"):
+        done = _in(tmp_path, "--format", fmt, "--ledger", str(tmp_path / "l.db"), "verify-proof", str(path),
+                   "--origin", "test.agency.gov/ci")
+        assert done.returncode == 3, done.stderr
+        assert f"{path}: cannot read the proof file" in done.stderr.decode()
+        if fmt == "json":
+            error = json.loads(done.stdout)["error"]
+            assert error["family"] == "source-unavailable" and error["file"] == str(path), error

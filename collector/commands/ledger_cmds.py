@@ -20,7 +20,7 @@ from collector.checkpoint_keys import KEY_RANGE_SYNTAX, KeyRing, ProofHandover, 
 from collector.cli_common import (
     NOTES_SHOWN, OPTIONS, emit_json, err, exit_codes, key_paths, ledger_path_for, out, progress, run,
 )
-from collector.errors import IntegrityError, MalformedInput, UsageError
+from collector.errors import IntegrityError, MalformedInput, SourceUnavailable, UsageError
 from collector.export import export_ledger
 from collector.ingest import ingest
 from collector.ledger import Ledger
@@ -262,7 +262,11 @@ def register(app: typer.Typer, collect_app: typer.Typer) -> None:
         from collector.canonical import parse_json
         from collector.checkpoint_keys import follow_proof_handovers
 
-        doc = parse_json(proof_file.read_bytes(), location=str(proof_file))
+        try:
+            data = proof_file.read_bytes()
+        except OSError as exc:  # missing, a folder, unreadable: not a bug
+            raise SourceUnavailable(f"cannot read the proof file: {exc.strerror}", location=str(proof_file)) from None
+        doc = parse_json(data, location=str(proof_file))
         if not isinstance(doc, dict) or doc.get("kind") not in ("fedledger.inclusion-proof", "fedledger.consistency-proof"):
             raise MalformedInput("not a fedledger proof", location=str(proof_file))
         if not trusted_key or not origin:
