@@ -111,14 +111,9 @@ def test_a_status_is_not_in_a_transaction_while_sources_are_planned(tmp_path: Pa
     a server with idle_in_transaction_session_timeout (a common managed-PostgreSQL setting) ended the
     session and the status failed, where before the cache it answered."""
     from collector import run as run_module
-    from tests.test_status import _vault_log
+    from tests.test_status_pg import two_vault_servers
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FEDLEDGER_LEDGER", raising=False)
-    cli = CliRunner()
-    assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN, "--key-dir", "keys"]).exit_code == 0
-    _vault_log(tmp_path / "prod" / "audit.log", 20, "aa")
-    _vault_log(tmp_path / "dr" / "audit.log", 10, "bb")
+    cli = two_vault_servers(tmp_path, pg_url, monkeypatch)
     impatient = pg_url + "&options=-cidle_in_transaction_session_timeout%3D300"
     vault = '[[sources]]\nname = "{}"\nkind = "vault"\nlocations = ["{}"]\ncadence = "ksi-3d"\n\n'
     config = tmp_path / "fedledger.toml"

@@ -264,9 +264,9 @@ def test_a_user_who_may_only_read_gets_the_status_without_a_cache(tmp_path: Path
         admin.close()
 
 
-def test_status_of_two_vault_servers_through_the_cli(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`fedledger status --config` on PostgreSQL, two Vault sources sharing the source id "vault": after
-    another run, the cached per-source and per-location numbers are those of a status without caches."""
+def two_vault_servers(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A PostgreSQL ledger made by `fedledger init` from *tmp_path*, and two Vault servers' audit logs
+    (prod/ 20 lines, dr/ 10 lines) beside it; returns the CLI runner."""
     from tests.test_status import _vault_log
 
     monkeypatch.chdir(tmp_path)
@@ -275,6 +275,15 @@ def test_status_of_two_vault_servers_through_the_cli(tmp_path: Path, pg_url: str
     assert cli.invoke(app, ["--ledger", pg_url, "init", "--origin", ORIGIN, "--key-dir", "keys"]).exit_code == 0
     _vault_log(tmp_path / "prod" / "audit.log", 20, "aa")
     _vault_log(tmp_path / "dr" / "audit.log", 10, "bb")
+    return cli
+
+
+def test_status_of_two_vault_servers_through_the_cli(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fedledger status --config` on PostgreSQL, two Vault sources sharing the source id "vault": after
+    another run, the cached per-source and per-location numbers are those of a status without caches."""
+    from tests.test_status import _vault_log
+
+    cli = two_vault_servers(tmp_path, pg_url, monkeypatch)
     vault = '[[sources]]\nname = "{}"\nkind = "vault"\nlocations = ["{}"]\ncadence = "ksi-3d"\n\n'
     config = tmp_path / "fedledger.toml"
     config.write_text(f'[ledger]\npath = "{pg_url}"\norigin = "{ORIGIN}"\n\n[signer]\nkey_file = "keys/fedledger.key"\n\n'
