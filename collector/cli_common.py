@@ -42,6 +42,7 @@ except ImportError:  # older typer uses click itself
 OUTPUT_VERSION = 1
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 EXIT_TERMINATED = 128 + 15  # what a shell reports for a process ended by SIGTERM
+DEFAULT_LEDGER = "fedledger.db"
 
 
 class Terminated(BaseException):
@@ -71,7 +72,6 @@ def sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-DEFAULT_LEDGER = "fedledger.db"
 
 
 @dataclass
@@ -116,7 +116,6 @@ def exit_codes(failed: str = "the ledger or the evidence fails a check") -> str:
 
 
 COLLECT_FAILED = "a record was quarantined or failed verification (the good records are still committed)"
-
 
 
 def run(func: F) -> F:
