@@ -306,17 +306,24 @@ def test_an_approval_refused_after_the_calls_is_not_a_call_made_although_refused
 # -- a long job crossing the period's edge -----------------------------------------------------------
 
 
-def test_a_job_longer_than_max_job_seconds_crossing_the_edge_keeps_what_its_timeout_allows() -> None:
-    """A 4-hour job (its deliveries give ``timeout_minutes: 300``) crossing the start of a monthly period
-    two hours in. The context kept around the edge was max_job_seconds (1 h) wide, so the period's half
-    lost its trigger, token, role, login and certificate: five custody findings and a high
-    ``mtls-inference:unknown-cert`` for a certificate Vault issued two hours before the edge."""
+def four_hour_job() -> list[dict]:
+    """gha_job 1 stretched to 4 hours: its build, gate, approval, call and attestation near the end."""
     events = gha_job(1, BASE)
     late = {"ci.build_signed": 3 * 3600 + 600, "ci.policy_decision": 3 * 3600 + 620, "ci.approval": 3 * 3600 + 640,
             "ci.inference_call": 3 * 3600 + 700, "attestation.signed": 3 * 3600 + 730, "ci.job_completed": 4 * 3600}
     for item in events:
         if item["kind"] in late:
             item["time"] = stamp(BASE + timedelta(seconds=late[item["kind"]]))
+    return events
+
+
+def test_a_job_longer_than_max_job_seconds_crossing_the_edge_keeps_what_its_timeout_allows() -> None:
+    """A 4-hour job (its deliveries give ``timeout_minutes: 300``) crossing the start of a monthly period
+    two hours in. The context kept around the edge was max_job_seconds (1 h) wide, so the period's half
+    lost its trigger, token, role, login and certificate: five custody findings and a high
+    ``mtls-inference:unknown-cert`` for a certificate Vault issued two hours before the edge."""
+    events = four_hour_job()
+    for item in events:
         if item["kind"].startswith("ci.job_"):
             item["attrs"]["timeout_minutes"] = 300
         if item["kind"] == "vault.pki_issue":

@@ -22,7 +22,7 @@ import pytest
 from bundler.evaluate import EvaluationConfig
 from bundler.model import NOT_SATISFIED
 from tests.synthetic_jobs import BASE, event, stamp
-from tests.test_review_eval_patterns import REPO, evaluated, gha_job, of_kind, seq_of, status, step, story_of
+from tests.test_review_eval_patterns import REPO, evaluated, four_hour_job, gha_job, of_kind, seq_of, status, step, story_of
 
 
 def check_of(assessment: Any, name: str) -> Any:
@@ -88,12 +88,7 @@ def test_a_generic_events_shorter_timeout_still_counts_and_a_signed_deliverys_lo
 def test_a_generic_events_timeout_does_not_widen_the_context_kept_around_the_periods_edge() -> None:
     """A job crossing the period's start two hours in: with a signed delivery's 5-hour timeout its first steps
     are kept as context (tests/test_review_eval_patterns.py); a generic event's claim widens nothing."""
-    events = gha_job(1, BASE)
-    late = {"ci.build_signed": 3 * 3600 + 600, "ci.policy_decision": 3 * 3600 + 620, "ci.approval": 3 * 3600 + 640,
-            "ci.inference_call": 3 * 3600 + 700, "attestation.signed": 3 * 3600 + 730, "ci.job_completed": 4 * 3600}
-    for item in events:
-        if item["kind"] in late:
-            item["time"] = stamp(BASE + timedelta(seconds=late[item["kind"]]))
+    events = four_hour_job()
     events.append(generic_started(21, timeout_minutes=300))
     assessment, entries = evaluated(events, period=("2026-11-20T16:00:00Z", "2026-11-30T23:59:59Z"))
     st = story_of(assessment, "70001")
